@@ -1,0 +1,41 @@
+# Sandstone: `make demo` runs the pipeline on its embedded default;
+# `make test` runs the linters and every test, and prints total coverage.
+
+GOLANGCI_LINT := go run github.com/golangci/golangci-lint/v2/cmd/golangci-lint@v2.15.0
+ACTIONLINT    := go run github.com/rhysd/actionlint/cmd/actionlint@v1.7.12
+COVER         := $(CURDIR)/.cover
+
+.PHONY: demo test lint unit cover build bench lambda clean
+
+demo: build
+	@scripts/ensure-postgres.sh
+	./bin/sandstone demo
+
+build:
+	go build -o bin/sandstone ./cmd/sandstone
+
+test: lint unit cover
+
+lint:
+	gofmt -l . | (! grep .) || (echo "gofmt: the files above need formatting" && exit 1)
+	go vet ./...
+	$(GOLANGCI_LINT) run ./...
+	$(ACTIONLINT) .github/workflows/*.yml
+
+unit:
+	@mkdir -p $(COVER)
+	go test -count=1 -timeout 40m -coverpkg=./... -coverprofile=$(COVER)/cover.out ./...
+
+cover:
+	@go tool cover -func=$(COVER)/cover.out | tail -n 1
+
+bench: build
+	@scripts/ensure-postgres.sh
+	./bin/sandstone bench
+
+lambda:
+	GOOS=linux GOARCH=arm64 CGO_ENABLED=0 go build -tags lambda.norpc -trimpath -ldflags='-s -w' -o bin/lambda/bootstrap ./cmd/sandstone-lambda
+	cd bin/lambda && rm -f bootstrap.zip && zip -q bootstrap.zip bootstrap
+
+clean:
+	rm -rf bin $(COVER) sandstone-data

@@ -1,0 +1,85 @@
+// Command sandstone moves the totesys database into a star-schema
+// warehouse: ingest, transform and load, once or on a schedule.
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/sandstone-data/sandstone/internal/config"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := newRoot().ExecuteContext(ctx)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "sandstone:", config.Redact(err.Error()))
+		os.Exit(1)
+	}
+}
+
+func newRoot() *cobra.Command {
+	root := &cobra.Command{
+		Use:   "sandstone",
+		Short: "Move the totesys database into a star-schema warehouse, incrementally",
+		Long: `Sandstone moves the totesys OLTP database into a star-schema warehouse:
+
+  ingest     new and changed source rows -> ingestion bucket (Parquet + manifest)
+  transform  ingested batches            -> star-schema rows in the processed bucket
+  load       processed batches           -> the warehouse (PostgreSQL)
+
+Configuration comes from flags, or from the SANDSTONE_* environment variables
+(flags win): SANDSTONE_SOURCE_URL, SANDSTONE_WAREHOUSE_URL,
+SANDSTONE_INGEST_BUCKET, SANDSTONE_PROCESSED_BUCKET, SANDSTONE_WAREHOUSE_SCHEMA,
+SANDSTONE_LOOKBACK.`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	addLogFlags(root)
+	root.AddCommand(
+		newSeedCmd(), newSimulateCmd(),
+		newIngestCmd(), newTransformCmd(), newLoadCmd(),
+		newRunCmd(), newDemoCmd(), newStatusCmd(), newBenchCmd(),
+	)
+	return root
+}
+
+// configFlags binds the pipeline configuration to a command's flags, with
+// the environment as defaults.
+type configFlags struct{ config.Config }
+
+func (c *configFlags) bind(cmd *cobra.Command, source, warehouse, ingestBucket, processedBucket bool) {
+	env := config.FromEnv()
+	c.Config = env
+	f := cmd.Flags()
+	if source {
+		f.StringVar(&c.SourceURL, "source", env.SourceURL, "totesys PostgreSQL URL ($"+config.EnvSource+")")
+		f.DurationVar(&c.Lookback, "lookback", env.Lookback, "how long after its last_updated a row may still commit and be caught ($"+config.EnvLookback+")")
+	}
+	if warehouse {
+		f.StringVar(&c.WarehouseURL, "warehouse", env.WarehouseURL, "warehouse PostgreSQL URL ($"+config.EnvWarehouse+")")
+		f.StringVar(&c.WarehouseSchema, "warehouse-schema", env.WarehouseSchema, "warehouse PostgreSQL schema ($"+config.EnvWarehouseSchema+")")
+	}
+	if ingestBucket {
+		f.StringVar(&c.IngestBucket, "ingest-bucket", env.IngestBucket, "ingestion bucket: file:///dir, a directory, s3://name?region=..., mem:// ($"+config.EnvIngestBucket+")")
+	}
+	if processedBucket {
+		f.StringVar(&c.ProcessedBucket, "processed-bucket", env.ProcessedBucket, "processed bucket, as --ingest-bucket ($"+config.EnvProcessedBucket+")")
+	}
+}
+
+func require(name, value string) error {
+	if value == "" {
+		return fmt.Errorf("%s is required (flag or environment)", name)
+	}
+	return nil
+}
+
+var _ = time.Second

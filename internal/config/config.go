@@ -1,0 +1,85 @@
+// Package config holds Sandstone's settings: the source and warehouse
+// URLs and the two buckets, read from SANDSTONE_* environment variables and
+// overridden by flags.
+package config
+
+import (
+	"net/url"
+	"os"
+	"regexp"
+	"time"
+)
+
+// Config is the pipeline's configuration.
+type Config struct {
+	SourceURL       string
+	WarehouseURL    string
+	IngestBucket    string
+	ProcessedBucket string
+	// WarehouseSchema is the warehouse's PostgreSQL schema.
+	WarehouseSchema string
+	// Lookback is how long after its last_updated a source row may still
+	// commit and be caught by ingest.
+	Lookback time.Duration
+}
+
+// The environment variables Config reads.
+const (
+	EnvSource          = "SANDSTONE_SOURCE_URL"
+	EnvWarehouse       = "SANDSTONE_WAREHOUSE_URL"
+	EnvIngestBucket    = "SANDSTONE_INGEST_BUCKET"
+	EnvProcessedBucket = "SANDSTONE_PROCESSED_BUCKET"
+	EnvWarehouseSchema = "SANDSTONE_WAREHOUSE_SCHEMA"
+	EnvLookback        = "SANDSTONE_LOOKBACK"
+)
+
+// Defaults.
+const (
+	DefaultIngestBucket    = "./sandstone-data/ingested"
+	DefaultProcessedBucket = "./sandstone-data/processed"
+	DefaultSchema          = "public"
+	DefaultLookback        = 10 * time.Minute
+)
+
+// FromEnv reads the configuration from the environment, with defaults.
+func FromEnv() Config {
+	c := Config{
+		SourceURL:       os.Getenv(EnvSource),
+		WarehouseURL:    os.Getenv(EnvWarehouse),
+		IngestBucket:    env(EnvIngestBucket, DefaultIngestBucket),
+		ProcessedBucket: env(EnvProcessedBucket, DefaultProcessedBucket),
+		WarehouseSchema: env(EnvWarehouseSchema, DefaultSchema),
+		Lookback:        DefaultLookback,
+	}
+	if d, err := time.ParseDuration(os.Getenv(EnvLookback)); err == nil && d > 0 {
+		c.Lookback = d
+	}
+	return c
+}
+
+func env(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
+}
+
+var passwordInText = regexp.MustCompile(`(?i)(://[^:/@\s]*:)[^@\s]*@|(password=)\S+`)
+
+// Redact returns s with any password in URLs or key=value connection
+// strings replaced by "xxxxx", safe for logs and errors.
+func Redact(s string) string {
+	if u, err := url.Parse(s); err == nil && u.User != nil {
+		if _, ok := u.User.Password(); ok {
+			u.User = url.UserPassword(u.User.Username(), "xxxxx")
+			s = u.String()
+		}
+	}
+	return passwordInText.ReplaceAllStringFunc(s, func(m string) string {
+		sub := passwordInText.FindStringSubmatch(m)
+		if sub[1] != "" {
+			return sub[1] + "xxxxx@"
+		}
+		return sub[2] + "xxxxx"
+	})
+}

@@ -1,0 +1,119 @@
+package lake
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+)
+
+type row struct {
+	ID    int32  `parquet:"id"`
+	Name  string `parquet:"name"`
+	Price int64  `parquet:"price,decimal(2:10)"`
+}
+
+func TestPutIsExclusive(t *testing.T) {
+	for _, url := range []string{"file://" + t.TempDir(), "mem://"} {
+		t.Run(url[:4], func(t *testing.T) {
+			ctx := context.Background()
+			b, err := Open(ctx, url)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer b.Close()
+			var wg sync.WaitGroup
+			var mu sync.Mutex
+			wins := 0
+			for i := 0; i < 8; i++ {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					if err := b.PutManifest(ctx, 7, map[string]int{"writer": i}); err == nil {
+						mu.Lock()
+						wins++
+						mu.Unlock()
+					} else if !IsExists(err) {
+						t.Error(err)
+					}
+				}()
+			}
+			wg.Wait()
+			if wins != 1 {
+				t.Fatalf("%d writers won batch 7, want exactly 1", wins)
+			}
+			if err := b.Put(ctx, "a/b", []byte("x")); err != nil {
+				t.Fatal(err)
+			}
+			if err := b.Put(ctx, "a/b", []byte("y")); !errors.Is(err, ErrExists) {
+				t.Fatalf("second put: %v, want ErrExists", err)
+			}
+			got, _ := b.Get(ctx, "a/b")
+			if string(got) != "x" {
+				t.Fatalf("object rewritten: %q", got)
+			}
+		})
+	}
+}
+
+func TestSequence(t *testing.T) {
+	ctx := context.Background()
+	b, err := Open(ctx, filepath.Join(t.TempDir(), "bucket"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, err := b.LatestSeq(ctx); err != nil || n != 0 {
+		t.Fatalf("empty bucket: latest %d, %v", n, err)
+	}
+	for _, s := range []int64{1, 2, 999, 1000, 1001, 2500} {
+		if err := b.PutManifest(ctx, s, Manifest{Sequence: s}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n, _ := b.LatestSeq(ctx); n != 2500 {
+		t.Fatalf("latest %d, want 2500", n)
+	}
+	after, err := b.SeqsAfter(ctx, 999)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(after) != 3 || after[0] != 1000 || after[2] != 2500 {
+		t.Fatalf("after 999: %v", after)
+	}
+	var m Manifest
+	if err := b.ReadManifest(ctx, 1001, &m); err != nil || m.Sequence != 1001 {
+		t.Fatalf("read manifest: %+v %v", m, err)
+	}
+	if k := DataKey("sales_order", time.Date(2026, 1, 2, 3, 4, 5, 6e6, time.UTC), 12, "r1", "parquet"); k != "sales_order/2026/01/02/20260102T030405.006Z-000000000012-r1.parquet" {
+		t.Fatalf("data key %s", k)
+	}
+}
+
+func TestParquetRoundTrip(t *testing.T) {
+	ctx := context.Background()
+	b, _ := Open(ctx, "mem://")
+	w, err := NewParquetWriter[row](ctx, b, "t/x.parquet", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want []row
+	for i := 0; i < 1000; i++ {
+		want = append(want, row{ID: int32(i), Name: "n", Price: int64(i) * 101})
+	}
+	if err := w.Write(want); err != nil {
+		t.Fatal(err)
+	}
+	size, sum, err := w.Close()
+	if err != nil || size == 0 || len(sum) != 64 {
+		t.Fatalf("close: %d %s %v", size, sum, err)
+	}
+	var got []row
+	if err := ReadParquet(ctx, b, "t/x.parquet", 100, func(rs []row) error { got = append(got, rs...); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1000 || got[999] != want[999] {
+		t.Fatalf("round trip: %d rows, last %+v", len(got), got[len(got)-1])
+	}
+}

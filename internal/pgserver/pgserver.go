@@ -1,0 +1,206 @@
+// Package pgserver starts throwaway PostgreSQL servers from the machine's
+// own binaries, for tests, the demo and the benchmarks.
+//
+// A server lives in a directory of its own, listens on 127.0.0.1 and a
+// socket in that directory, trusts local connections and is tuned for speed
+// over durability (fsync off). When the caller is root the server runs as the
+// unprivileged user nobody, since PostgreSQL refuses to run as root.
+package pgserver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// Superuser is the name of the server's superuser role.
+const Superuser = "postgres"
+
+// Server is a running throwaway PostgreSQL server.
+type Server struct {
+	// Dir holds the data directory (Dir/data) and the log (Dir/postgres.log).
+	Dir  string
+	Port int
+	bin  string
+	cred *syscall.Credential
+}
+
+// Options tune Start.
+type Options struct {
+	// Dir is where the server keeps its files; a new temporary directory
+	// when empty. An existing data directory in it is reused.
+	Dir string
+	// Port to listen on; a free one when zero.
+	Port int
+}
+
+// BinDir finds the directory holding initdb, pg_ctl and postgres: the one
+// of initdb on PATH, else the newest /usr/lib/postgresql/*/bin.
+func BinDir() (string, error) {
+	if p, err := exec.LookPath("initdb"); err == nil {
+		if real, err := filepath.EvalSymlinks(p); err == nil {
+			return filepath.Dir(real), nil
+		}
+		return filepath.Dir(p), nil
+	}
+	dirs, _ := filepath.Glob("/usr/lib/postgresql/*/bin")
+	sort.Slice(dirs, func(i, j int) bool { return version(dirs[i]) > version(dirs[j]) })
+	for _, d := range dirs {
+		if _, err := os.Stat(filepath.Join(d, "initdb")); err == nil {
+			return d, nil
+		}
+	}
+	return "", errors.New("PostgreSQL server binaries not found (initdb): install them, e.g. apt-get install postgresql")
+}
+
+func version(binDir string) int {
+	v, _ := strconv.Atoi(filepath.Base(filepath.Dir(binDir)))
+	return v
+}
+
+// Start initialises (when needed) and starts a server.
+func Start(ctx context.Context, opts Options) (*Server, error) {
+	bin, err := BinDir()
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{Dir: opts.Dir, Port: opts.Port, bin: bin}
+	if s.Dir == "" {
+		if s.Dir, err = os.MkdirTemp("", "sandstone-pg-"); err != nil {
+			return nil, fmt.Errorf("pgserver: temp dir: %w", err)
+		}
+	} else if err := os.MkdirAll(s.Dir, 0o750); err != nil {
+		return nil, fmt.Errorf("pgserver: %w", err)
+	}
+	if s.Dir, err = filepath.Abs(s.Dir); err != nil {
+		return nil, err
+	}
+	if os.Geteuid() == 0 {
+		s.cred = &syscall.Credential{Uid: 65534, Gid: 65534}
+		if err := chownTree(s.Dir, 65534, 65534); err != nil {
+			return nil, err
+		}
+	}
+	if s.Port == 0 {
+		if s.Port, err = freePort(); err != nil {
+			return nil, err
+		}
+	}
+	if _, err := os.Stat(filepath.Join(s.dataDir(), "PG_VERSION")); err != nil {
+		if err := s.run(ctx, "initdb", "-D", s.dataDir(), "-U", Superuser, "--auth=trust",
+			"--encoding=UTF8", "--locale=C", "--no-sync"); err != nil {
+			return nil, err
+		}
+	}
+	opt := fmt.Sprintf("-p %d -k %s -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off "+
+		"-c full_page_writes=off -c max_connections=200 -c shared_buffers=256MB -c timezone=UTC "+
+		"-c log_timezone=UTC -c max_wal_size=4GB", s.Port, s.Dir)
+	if err := s.run(ctx, "pg_ctl", "-D", s.dataDir(), "-l", filepath.Join(s.Dir, "postgres.log"),
+		"-o", opt, "-w", "-t", "60", "start"); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *Server) dataDir() string { return filepath.Join(s.Dir, "data") }
+
+func (s *Server) run(ctx context.Context, name string, args ...string) error {
+	cmd := exec.CommandContext(ctx, filepath.Join(s.bin, name), args...) // #nosec G204 -- binaries of the machine's PostgreSQL
+	cmd.Dir = s.Dir
+	cmd.Env = append(os.Environ(), "LC_ALL=C")
+	if s.cred != nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: s.cred}
+	}
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		log, _ := os.ReadFile(filepath.Join(s.Dir, "postgres.log")) // #nosec G304 -- our own log
+		return fmt.Errorf("pgserver: %s: %w\n%s%s", name, err, out, tail(string(log), 2000))
+	}
+	return nil
+}
+
+func tail(s string, n int) string {
+	if len(s) > n {
+		return s[len(s)-n:]
+	}
+	return s
+}
+
+// URL returns the connection URL of database db.
+func (s *Server) URL(db string) string {
+	return fmt.Sprintf("postgres://%s@127.0.0.1:%d/%s?sslmode=disable", Superuser, s.Port, db)
+}
+
+// CreateDatabase creates database name (when missing) and returns its URL.
+func (s *Server) CreateDatabase(ctx context.Context, name string) (string, error) {
+	conn, err := pgx.Connect(ctx, s.URL("postgres"))
+	if err != nil {
+		return "", fmt.Errorf("pgserver: connect: %w", err)
+	}
+	defer func() { _ = conn.Close(ctx) }()
+	var exists bool
+	if err := conn.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)", name).Scan(&exists); err != nil {
+		return "", fmt.Errorf("pgserver: %w", err)
+	}
+	if !exists {
+		if _, err := conn.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()); err != nil {
+			return "", fmt.Errorf("pgserver: create database %s: %w", name, err)
+		}
+	}
+	return s.URL(name), nil
+}
+
+// Stop shuts the server down fast; its files stay.
+func (s *Server) Stop() error {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	return s.run(ctx, "pg_ctl", "-D", s.dataDir(), "-m", "fast", "-w", "stop")
+}
+
+// Running reports whether a server is running in dir (left by an earlier
+// process, e.g. the demo), and its port.
+func Running(dir string) (port int, ok bool) {
+	b, err := os.ReadFile(filepath.Join(dir, "data", "postmaster.pid")) // #nosec G304 -- a path of ours
+	if err != nil {
+		return 0, false
+	}
+	lines := strings.Split(string(b), "\n")
+	if len(lines) < 4 {
+		return 0, false
+	}
+	pid, _ := strconv.Atoi(strings.TrimSpace(lines[0]))
+	port, _ = strconv.Atoi(strings.TrimSpace(lines[3]))
+	if pid <= 0 || syscall.Kill(pid, 0) != nil {
+		return 0, false
+	}
+	return port, true
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, fmt.Errorf("pgserver: free port: %w", err)
+	}
+	defer func() { _ = l.Close() }()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+func chownTree(dir string, uid, gid int) error {
+	return filepath.Walk(dir, func(p string, _ os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		return os.Lchown(p, uid, gid)
+	})
+}
