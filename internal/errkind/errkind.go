@@ -1,0 +1,51 @@
+// Package errkind gives every failure a stable kind, for the one ERROR log
+// line each failure writes, the CloudWatch metric filters and the alerts.
+package errkind
+
+import "errors"
+
+// Kind is a stable, machine-readable name for a class of failure.
+type Kind string
+
+// The kinds of failure.
+const (
+	SourceUnreachable       Kind = "source_unreachable"
+	SourceSchemaMismatch    Kind = "source_schema_mismatch"
+	BucketReadFailed        Kind = "bucket_read_failed"
+	BucketWriteFailed       Kind = "bucket_write_failed"
+	BadRowsRejected         Kind = "bad_rows_rejected"
+	WarehouseUnreachable    Kind = "warehouse_unreachable"
+	WarehouseSchemaMismatch Kind = "warehouse_schema_mismatch"
+	LoadFailed              Kind = "load_failed"
+	ConfigInvalid           Kind = "config_invalid"
+	Internal                Kind = "internal"
+)
+
+// All lists every kind.
+var All = []Kind{SourceUnreachable, SourceSchemaMismatch, BucketReadFailed, BucketWriteFailed,
+	BadRowsRejected, WarehouseUnreachable, WarehouseSchemaMismatch, LoadFailed, ConfigInvalid, Internal}
+
+type kindError struct {
+	kind Kind
+	err  error
+}
+
+func (e *kindError) Error() string { return e.err.Error() }
+func (e *kindError) Unwrap() error { return e.err }
+
+// Wrap marks err as a failure of kind k; nil stays nil.
+func Wrap(k Kind, err error) error {
+	if err == nil {
+		return nil
+	}
+	return &kindError{k, err}
+}
+
+// Of returns the kind err was marked with (the outermost), or Internal.
+func Of(err error) Kind {
+	var ke *kindError
+	if errors.As(err, &ke) {
+		return ke.kind
+	}
+	return Internal
+}
