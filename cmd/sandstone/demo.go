@@ -1,7 +1,49 @@
 package main
 
-import "github.com/spf13/cobra"
+import (
+	"log/slog"
+
+	"github.com/spf13/cobra"
+
+	"github.com/sandstone-data/sandstone/internal/demo"
+	"github.com/sandstone-data/sandstone/internal/logging"
+	"github.com/sandstone-data/sandstone/internal/sandbox"
+)
 
 func newDemoCmd() *cobra.Command {
-	return &cobra.Command{Use: "demo", Short: "(not yet built)"}
+	opts := demo.Options{}
+	var clean bool
+	cmd := &cobra.Command{
+		Use:   "demo",
+		Short: "Run the whole pipeline on throwaway servers, with nothing to configure",
+		Long: `Demo starts throwaway PostgreSQL servers for a totesys source and a warehouse
+under --dir (as an unprivileged user when run as root), seeds a realistic
+totesys, runs ingest -> transform -> load, then simulates a few cycles of live
+business (new orders and payments, payments getting paid, an address and a
+department changing) and runs the pipeline after each. It ends with the
+warehouse's row counts, a sample query, the freshness, and a psql line.
+The servers keep running afterwards; --clean stops them and removes --dir.
+
+Needs the PostgreSQL server binaries (Debian: apt-get install postgresql).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if clean {
+				if err := sandbox.Clean(opts.Dir); err != nil {
+					return err
+				}
+				cmd.Printf("removed %s and stopped its servers\n", opts.Dir)
+				return nil
+			}
+			opts.Out = cmd.OutOrStdout()
+			opts.Logger = logging.New(cmd.ErrOrStderr(), logging.FormatAuto, slog.LevelWarn)
+			_, err := demo.Run(cmd.Context(), opts)
+			return err
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&opts.Dir, "dir", "./sandstone-data/demo", "directory for the demo's servers and buckets")
+	f.IntVar(&opts.SalesOrders, "sales-orders", 20000, "size of the seeded source, in sales orders")
+	f.IntVar(&opts.Cycles, "cycles", 3, "cycles of simulated business after the initial load")
+	f.BoolVar(&clean, "clean", false, "stop the demo's servers and remove its directory")
+	return cmd
 }

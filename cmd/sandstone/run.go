@@ -1,7 +1,183 @@
 package main
 
-import "github.com/spf13/cobra"
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/sandstone-data/sandstone/internal/alert"
+	"github.com/sandstone-data/sandstone/internal/errkind"
+	"github.com/sandstone-data/sandstone/internal/metrics"
+	"github.com/sandstone-data/sandstone/internal/pipeline"
+)
+
+// defaultAlertState is where `run` keeps the alert state that `status` shows.
+const defaultAlertState = "./sandstone-data/alerts.json"
 
 func newRunCmd() *cobra.Command {
-	return &cobra.Command{Use: "run", Short: "(not yet built)"}
+	var (
+		c           configFlags
+		interval    time.Duration
+		once        bool
+		retries     int
+		backoff     time.Duration
+		metricsAddr string
+		alertState  string
+	)
+	alerts, alertErr := alert.ConfigFromEnv()
+	cmd := &cobra.Command{
+		Use:   "run",
+		Short: "Run ingest, transform and load every --interval until stopped",
+		Long: `Run runs the whole pipeline (ingest -> transform -> load) now and then every
+--interval, until SIGINT or SIGTERM, when it finishes the stage under way and
+stops. A failing stage is retried with backoff and does not stop the loop;
+with --alert-email or --alert-webhook, a failure streak sends one alert, a
+reminder every --alert-reminder while it lasts, and one "recovered" message.
+--metrics-addr serves Prometheus metrics (/metrics) and health (/healthz,
+/readyz). --once runs one cycle and exits non-zero if a stage failed.
+
+Example:
+  sandstone run --source postgres://... --warehouse postgres://... --interval 10m`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if alertErr != nil {
+				return errkind.Wrap(errkind.ConfigInvalid, alertErr)
+			}
+			if err := requireAll(c); err != nil {
+				return err
+			}
+			ctx := cmd.Context()
+			log := slog.Default()
+			p, err := pipeline.Open(ctx, c.Config, log)
+			if err != nil {
+				return err
+			}
+			defer func() { _ = p.Close() }()
+			notifier, err := alert.New(alerts, log)
+			if err != nil {
+				return errkind.Wrap(errkind.ConfigInvalid, err)
+			}
+			restoreAlerts(notifier, alertState)
+			m := metrics.New(metrics.Options{})
+			runner := &pipeline.Runner{Stages: p.Stages(), Retries: retries, Backoff: backoff, Logger: log,
+				Observers: []pipeline.Observer{observer{m, notifier}}}
+			if metricsAddr != "" {
+				go func() {
+					if err := m.Serve(ctx, metricsAddr); err != nil {
+						log.Error("metrics server failed", "error_kind", string(errkind.ConfigInvalid), "error", err.Error())
+					}
+				}()
+			}
+			each := func(reports []pipeline.Report, err error) {
+				m.CycleDone(err)
+				printReports(cmd.OutOrStdout(), reports)
+				saveAlerts(notifier, alertState, log)
+			}
+			if once {
+				reports, err := runner.Cycle(ctx)
+				each(reports, err)
+				return err
+			}
+			return runner.Loop(ctx, interval, each)
+		},
+	}
+	c.bind(cmd, true, true, true, true)
+	f := cmd.Flags()
+	f.DurationVar(&interval, "interval", 10*time.Minute, "time between cycles")
+	f.BoolVar(&once, "once", false, "run one cycle and exit (non-zero if a stage failed)")
+	f.IntVar(&retries, "retries", 3, "retries of a failing stage within a cycle")
+	f.DurationVar(&backoff, "backoff", 2*time.Second, "wait before the first retry (doubles each time)")
+	f.StringVar(&metricsAddr, "metrics-addr", "", "serve /metrics, /healthz and /readyz on this address (e.g. 127.0.0.1:9464)")
+	f.StringVar(&alertState, "alert-state", defaultAlertState, "file keeping the alert state across restarts (shown by status)")
+	alert.BindFlags(f, &alerts)
+	return cmd
 }
+
+func requireAll(c configFlags) error {
+	if err := require("--source", c.SourceURL); err != nil {
+		return errkind.Wrap(errkind.ConfigInvalid, err)
+	}
+	return errkind.Wrap(errkind.ConfigInvalid, require("--warehouse", c.WarehouseURL))
+}
+
+// observer feeds stage outcomes to the metrics and the alerts.
+type observer struct {
+	m *metrics.Metrics
+	n *alert.Notifier
+}
+
+func (o observer) StageDone(ctx context.Context, r pipeline.Report) {
+	o.m.Record(metrics.StageRun{Stage: r.Stage, RunID: r.RunID, Duration: r.Duration, Rows: r.Rows,
+		Bytes: r.Bytes, Freshness: r.Freshness})
+	o.n.Observe(ctx, r.Stage, r.RunID, nil)
+}
+
+func (o observer) StageFailed(ctx context.Context, stage, runID string, err error) {
+	o.m.Record(metrics.StageRun{Stage: stage, RunID: runID, Err: err})
+	o.n.Observe(ctx, stage, runID, err)
+}
+
+func restoreAlerts(n *alert.Notifier, path string) {
+	data, err := os.ReadFile(path) // #nosec G304 -- the operator's own state file
+	if err != nil {
+		return
+	}
+	var s alert.State
+	if json.Unmarshal(data, &s) == nil {
+		n.Restore(s)
+	}
+}
+
+func saveAlerts(n *alert.Notifier, path string, log *slog.Logger) {
+	if path == "" {
+		return
+	}
+	data, err := json.MarshalIndent(n.State(), "", "  ")
+	if err == nil {
+		_ = os.MkdirAll(filepath.Dir(path), 0o750)
+		tmp := path + ".tmp"
+		if err = os.WriteFile(tmp, data, 0o600); err == nil {
+			err = os.Rename(tmp, path)
+		}
+	}
+	if err != nil {
+		log.Warn("could not save the alert state", "path", path, "error", err.Error())
+	}
+}
+
+// printReports prints one line per stage and the rows it moved per table.
+func printReports(w io.Writer, reports []pipeline.Report) {
+	for _, r := range reports {
+		line := fmt.Sprintf("%-9s %8d rows  %6.2fs", r.Stage, r.Total(), r.Duration.Seconds())
+		if len(r.Batches) > 0 {
+			line += "  batches " + strings.Join(r.Batches, ",")
+		}
+		if r.Note != "" {
+			line += "  (" + r.Note + ")"
+		}
+		if r.Freshness > 0 {
+			line += fmt.Sprintf("  freshness %.1fs", r.Freshness.Seconds())
+		}
+		_, _ = fmt.Fprintln(w, line)
+		tables := make([]string, 0, len(r.Rows))
+		for t, n := range r.Rows {
+			if n > 0 {
+				tables = append(tables, t)
+			}
+		}
+		sort.Strings(tables)
+		for _, t := range tables {
+			_, _ = fmt.Fprintf(w, "    %-20s %9d\n", t, r.Rows[t])
+		}
+	}
+}
+

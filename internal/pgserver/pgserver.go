@@ -80,7 +80,7 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		if s.Dir, err = os.MkdirTemp("", "sandstone-pg-"); err != nil {
 			return nil, fmt.Errorf("pgserver: temp dir: %w", err)
 		}
-	} else if err := os.MkdirAll(s.Dir, 0o750); err != nil {
+	} else if err := os.MkdirAll(s.Dir, 0o755); err != nil { // #nosec G301 -- the server's user must reach it
 		return nil, fmt.Errorf("pgserver: %w", err)
 	}
 	if s.Dir, err = filepath.Abs(s.Dir); err != nil {
@@ -201,6 +201,44 @@ func chownTree(dir string, uid, gid int) error {
 		if err != nil {
 			return err
 		}
-		return os.Lchown(p, uid, gid)
+		return os.Lchown(p, uid, gid) // #nosec G122 -- our own fresh directory
 	})
+}
+
+// StopDir stops the server whose files are in dir, if one is running there.
+func StopDir(dir string) error {
+	if _, ok := Running(dir); !ok {
+		return nil
+	}
+	bin, err := BinDir()
+	if err != nil {
+		return err
+	}
+	s := &Server{Dir: dir, bin: bin}
+	if os.Geteuid() == 0 {
+		s.cred = &syscall.Credential{Uid: 65534, Gid: 65534}
+	}
+	return s.Stop()
+}
+
+// Reachable reports whether the unprivileged user a server runs as (when
+// the caller is root) can reach dir: every parent must be searchable by
+// others. Always true for a caller who is not root.
+func Reachable(dir string) bool {
+	if os.Geteuid() != 0 {
+		return true
+	}
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return false
+	}
+	for p := filepath.Dir(abs); ; p = filepath.Dir(p) {
+		st, err := os.Stat(p)
+		if err == nil && st.Mode().Perm()&0o001 == 0 {
+			return false
+		}
+		if p == filepath.Dir(p) {
+			return true
+		}
+	}
 }
