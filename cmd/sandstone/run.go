@@ -180,4 +180,3 @@ func printReports(w io.Writer, reports []pipeline.Report) {
 		}
 	}
 }
-

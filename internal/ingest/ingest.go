@@ -95,6 +95,9 @@ type State struct {
 type TableState struct {
 	// Watermark is the newest last_updated landed.
 	Watermark time.Time `json:"watermark"`
+	// LandedAt and Batch tell when and in which batch rows last landed.
+	LandedAt time.Time `json:"landed_at,omitzero"`
+	Batch    string    `json:"batch,omitempty"`
 	// Recent are the versions landed whose last_updated lies within the
 	// lookback of SnapshotAt, as [id, last_updated in µs] pairs.
 	Recent [][2]int64 `json:"recent"`
@@ -167,7 +170,7 @@ func Run(ctx context.Context, opts Options) (Result, error) {
 		}
 		ts := &TableState{}
 		if p := prev.Tables[table.Name]; p != nil {
-			ts.Watermark = p.Watermark
+			ts.Watermark, ts.LandedAt, ts.Batch = p.Watermark, p.LandedAt, p.Batch
 			for _, v := range p.Recent {
 				if v[1] > cutoff {
 					ts.Recent = append(ts.Recent, v)
@@ -176,6 +179,7 @@ func Run(ctx context.Context, opts Options) (Result, error) {
 		}
 		if tw.rows > 0 {
 			ts.Watermark = maxTime(ts.Watermark, tw.to)
+			ts.LandedAt, ts.Batch = start.UTC(), lake.BatchID(seq)
 			newest = maxTime(newest, tw.to)
 			for _, v := range tw.landed {
 				ts.Recent = append(ts.Recent, [2]int64{int64(v.id), v.us})

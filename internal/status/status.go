@@ -1,0 +1,186 @@
+// Package status gathers what `sandstone status` shows: how far each stage
+// has got, what waits, the warehouse's contents, its freshness and the alert
+// state.
+package status
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"time"
+
+	"github.com/sandstone-data/sandstone/internal/alert"
+	"github.com/sandstone-data/sandstone/internal/config"
+	"github.com/sandstone-data/sandstone/internal/ingest"
+	"github.com/sandstone-data/sandstone/internal/lake"
+	"github.com/sandstone-data/sandstone/internal/star"
+	"github.com/sandstone-data/sandstone/internal/warehouse"
+)
+
+// Report is the status of an installation.
+type Report struct {
+	At time.Time `json:"at"`
+	// Tables is ingest's progress per source table.
+	Tables map[string]*ingest.TableState `json:"source_tables"`
+	// Batches is the newest batch of each stage.
+	IngestedBatch    int64 `json:"ingested_batch"`
+	ProcessedBatch   int64 `json:"processed_batch"`
+	LoadedBatch      int64 `json:"loaded_batch"`
+	PendingTransform int64 `json:"pending_transform"`
+	PendingLoad      int64 `json:"pending_load"`
+	// LastLoad is the newest batch loaded.
+	LastLoad *warehouse.LedgerEntry `json:"last_load,omitempty"`
+	// Counts are the warehouse's rows per table.
+	Counts map[string]int64 `json:"warehouse_rows,omitempty"`
+	// FreshnessSeconds is the age now of the newest source change that has
+	// reached the warehouse.
+	FreshnessSeconds float64 `json:"freshness_seconds,omitempty"`
+	// History is the lag of the recent loads, newest first.
+	History []Lag `json:"freshness_history,omitempty"`
+	// Alerts is the alert state `sandstone run` saved, if any.
+	Alerts *alert.State `json:"alerts,omitempty"`
+	// Problems lists what could not be read.
+	Problems []string `json:"problems,omitempty"`
+}
+
+// Lag is how long one loaded batch's newest change took to arrive.
+type Lag struct {
+	Batch      string    `json:"batch"`
+	LoadedAt   time.Time `json:"loaded_at"`
+	LagSeconds float64   `json:"lag_seconds"`
+}
+
+// Gather reads the status. What cannot be read (an unreachable warehouse,
+// say) is listed in Problems rather than failing the whole report.
+func Gather(ctx context.Context, cfg config.Config, alertState string) Report {
+	r := Report{At: time.Now().UTC()}
+	problem := func(what string, err error) {
+		r.Problems = append(r.Problems, fmt.Sprintf("%s: %s", what, config.Redact(err.Error())))
+	}
+	if in, err := lake.Open(ctx, cfg.IngestBucket); err != nil {
+		problem("ingestion bucket", err)
+	} else {
+		seq, st, err := ingest.LoadState(ctx, in)
+		if err != nil {
+			problem("ingestion bucket", err)
+		}
+		r.IngestedBatch, r.Tables = seq, st.Tables
+		_ = in.Close()
+	}
+	if out, err := lake.Open(ctx, cfg.ProcessedBucket); err != nil {
+		problem("processed bucket", err)
+	} else {
+		if r.ProcessedBatch, err = out.LatestSeq(ctx); err != nil {
+			problem("processed bucket", err)
+		}
+		_ = out.Close()
+	}
+	r.PendingTransform = max(0, r.IngestedBatch-r.ProcessedBatch)
+	if cfg.WarehouseURL == "" {
+		r.Problems = append(r.Problems, "warehouse: no URL configured")
+	} else if err := r.warehouse(ctx, cfg); err != nil {
+		problem("warehouse", err)
+	}
+	if data, err := os.ReadFile(alertState); err == nil { // #nosec G304 -- the operator's own state file
+		var s alert.State
+		if err := json.Unmarshal(data, &s); err != nil {
+			problem("alert state", err)
+		} else {
+			r.Alerts = &s
+		}
+	}
+	return r
+}
+
+func (r *Report) warehouse(ctx context.Context, cfg config.Config) error {
+	var err error
+	if r.Counts, err = warehouse.Counts(ctx, cfg.WarehouseURL, cfg.WarehouseSchema); err != nil {
+		return err
+	}
+	recent, err := warehouse.Freshness(ctx, cfg.WarehouseURL, cfg.WarehouseSchema, 10)
+	if err != nil {
+		return err
+	}
+	for _, e := range recent {
+		r.History = append(r.History, Lag{Batch: e.Batch, LoadedAt: e.LoadedAt, LagSeconds: e.Lag.Seconds()})
+	}
+	if len(recent) > 0 {
+		last := recent[0]
+		r.LastLoad, r.LoadedBatch = &last, last.Sequence
+		if !last.SourceNewest.IsZero() {
+			r.FreshnessSeconds = r.At.Sub(last.SourceNewest).Seconds()
+		}
+	}
+	r.PendingLoad = max(0, r.ProcessedBatch-r.LoadedBatch)
+	return nil
+}
+
+// WriteJSON writes the report as one JSON object.
+func (r Report) WriteJSON(w io.Writer) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(r)
+}
+
+// WriteText writes the report for people.
+func (r Report) WriteText(w io.Writer) error {
+	p := func(format string, args ...any) { _, _ = fmt.Fprintf(w, format+"\n", args...) }
+	p("Source tables (ingest):")
+	p("  %-16s %-24s %-24s %s", "table", "watermark", "last landed", "batch")
+	names := make([]string, 0, len(r.Tables))
+	for t := range r.Tables {
+		names = append(names, t)
+	}
+	sort.Strings(names)
+	for _, t := range names {
+		s := r.Tables[t]
+		p("  %-16s %-24s %-24s %s", t, stamp(s.Watermark), stamp(s.LandedAt), s.Batch)
+	}
+	p("\nBatches: ingested %d, processed %d, loaded %d", r.IngestedBatch, r.ProcessedBatch, r.LoadedBatch)
+	p("Waiting: %d for transform, %d for load", r.PendingTransform, r.PendingLoad)
+	if r.LastLoad != nil {
+		p("Last load: batch %s at %s (%.2fs)", r.LastLoad.Batch, stamp(r.LastLoad.LoadedAt), r.LastLoad.Seconds)
+	}
+	if r.Counts != nil {
+		p("\nWarehouse rows:")
+		for _, t := range star.Tables {
+			p("  %-20s %9d", t.Name, r.Counts[t.Name])
+		}
+	}
+	if r.FreshnessSeconds > 0 {
+		p("\nFreshness: the newest change in the warehouse was made %s ago", time.Duration(r.FreshnessSeconds*float64(time.Second)).Round(time.Second))
+	}
+	if len(r.History) > 0 {
+		p("Recent loads (lag from the newest source change to the warehouse):")
+		for _, h := range r.History {
+			p("  batch %s at %s: %.1fs", h.Batch, stamp(h.LoadedAt), h.LagSeconds)
+		}
+	}
+	if r.Alerts != nil {
+		p("\nAlerts:")
+		if len(r.Alerts.Stages) == 0 {
+			p("  none")
+		}
+		for stage, s := range r.Alerts.Stages {
+			if s.Failing {
+				p("  %s: FAILING since %s (%s, %d failures): %s", stage, stamp(s.FailingSince), s.Kind, s.Failures, s.Error)
+			} else {
+				p("  %s: ok", stage)
+			}
+		}
+	}
+	for _, pr := range r.Problems {
+		p("problem: %s", pr)
+	}
+	return nil
+}
+
+func stamp(t time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	return t.UTC().Format("2006-01-02 15:04:05.000")
+}
