@@ -1,0 +1,195 @@
+// Package lambdafn serves Sandstone's stages as AWS Lambda functions: one
+// bootstrap binary, the stage chosen by SANDSTONE_STAGE.
+//
+// Events (an EventBridge Scheduler tick for ingest, S3 notifications of new
+// manifests for transform and load) are only hints: every invocation does
+// all the pending work of its stage, so lost, repeated or reordered events
+// change nothing. Work that cannot finish before the function's deadline
+// stops at a batch boundary and is left for the next invocation.
+package lambdafn
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/url"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/aws/aws-lambda-go/events"
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awsconfig "github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+
+	"github.com/sandstone-data/sandstone/internal/config"
+	"github.com/sandstone-data/sandstone/internal/errkind"
+	"github.com/sandstone-data/sandstone/internal/logging"
+	"github.com/sandstone-data/sandstone/internal/metrics"
+	"github.com/sandstone-data/sandstone/internal/pipeline"
+)
+
+// The environment variables a function reads besides config's.
+const (
+	EnvStage              = "SANDSTONE_STAGE"
+	EnvSourceSecretARN    = "SANDSTONE_SOURCE_SECRET_ARN"
+	EnvWarehouseSecretARN = "SANDSTONE_WAREHOUSE_SECRET_ARN"
+)
+
+// Response is what an invocation returns.
+type Response struct {
+	Stage   string           `json:"stage"`
+	RunID   string           `json:"run_id,omitempty"`
+	Batches []string         `json:"batches"`
+	Rows    map[string]int64 `json:"rows"`
+	Note    string           `json:"note,omitempty"`
+}
+
+// Handler serves one stage.
+type Handler struct {
+	Stage  string
+	Config config.Config
+	Logger *slog.Logger
+	EMF    *metrics.EMF
+	// Margin is kept free before the function's deadline.
+	Margin time.Duration
+}
+
+// SecretGetter reads a secret's value (Secrets Manager's GetSecretValue).
+type SecretGetter interface {
+	GetSecretValue(ctx context.Context, in *secretsmanager.GetSecretValueInput, opts ...func(*secretsmanager.Options)) (*secretsmanager.GetSecretValueOutput, error)
+}
+
+// FromEnv builds the handler from the environment, reading the database
+// URLs from Secrets Manager when a secret ARN is set. Logs and metric lines
+// go to out.
+func FromEnv(ctx context.Context, out io.Writer) (*Handler, error) {
+	h := &Handler{
+		Stage:  os.Getenv(EnvStage),
+		Config: config.FromEnv(),
+		Logger: logging.New(out, "json", slog.LevelInfo).With("stage", os.Getenv(EnvStage)),
+		EMF:    metrics.NewEMF(out),
+		Margin: 15 * time.Second,
+	}
+	if _, err := (&pipeline.Pipeline{}).Stage(h.Stage); err != nil {
+		return nil, fmt.Errorf("%s: %w", EnvStage, err)
+	}
+	var sm SecretGetter
+	for _, s := range []struct {
+		env string
+		dst *string
+	}{{EnvSourceSecretARN, &h.Config.SourceURL}, {EnvWarehouseSecretARN, &h.Config.WarehouseURL}} {
+		arn := os.Getenv(s.env)
+		if arn == "" {
+			continue
+		}
+		if sm == nil {
+			cfg, err := awsconfig.LoadDefaultConfig(ctx)
+			if err != nil {
+				return nil, errkind.Wrap(errkind.ConfigInvalid, fmt.Errorf("aws config: %w", err))
+			}
+			sm = secretsmanager.NewFromConfig(cfg)
+		}
+		u, err := SecretURL(ctx, sm, arn)
+		if err != nil {
+			return nil, err
+		}
+		*s.dst = u
+	}
+	return h, nil
+}
+
+// SecretURL reads a database URL from a secret holding either {"url": ...}
+// or the RDS layout {"host", "port", "username", "password", "dbname"}.
+func SecretURL(ctx context.Context, sm SecretGetter, arn string) (string, error) {
+	out, err := sm.GetSecretValue(ctx, &secretsmanager.GetSecretValueInput{SecretId: aws.String(arn)})
+	if err != nil {
+		return "", errkind.Wrap(errkind.ConfigInvalid, fmt.Errorf("read secret %s: %w", arn, err))
+	}
+	var v struct {
+		URL      string          `json:"url"`
+		Host     string          `json:"host"`
+		Port     json.RawMessage `json:"port"`
+		Username string          `json:"username"`
+		Password string          `json:"password"`
+		DBName   string          `json:"dbname"`
+	}
+	if out.SecretString == nil || json.Unmarshal([]byte(*out.SecretString), &v) != nil {
+		return "", errkind.Wrap(errkind.ConfigInvalid, fmt.Errorf("secret %s: not a JSON object", arn))
+	}
+	if v.URL != "" {
+		return v.URL, nil
+	}
+	if v.Host == "" || v.Username == "" {
+		return "", errkind.Wrap(errkind.ConfigInvalid, fmt.Errorf("secret %s: needs url, or host and username", arn))
+	}
+	port := "5432"
+	if p, err := strconv.Unquote(string(v.Port)); err == nil {
+		port = p
+	} else if len(v.Port) > 0 {
+		port = string(v.Port)
+	}
+	u := url.URL{Scheme: "postgres", User: url.UserPassword(v.Username, v.Password),
+		Host: v.Host + ":" + port, Path: "/" + v.DBName, RawQuery: "sslmode=require"}
+	return u.String(), nil
+}
+
+// Handle serves one invocation.
+func (h *Handler) Handle(ctx context.Context, event json.RawMessage) (Response, error) {
+	h.Logger.Info("invoked", "event", describe(event))
+	p, err := pipeline.Open(ctx, h.Config, h.Logger)
+	if err != nil {
+		return Response{Stage: h.Stage}, h.fail("", err)
+	}
+	defer func() { _ = p.Close() }()
+	if dl, ok := ctx.Deadline(); ok {
+		p.Deadline = dl.Add(-h.Margin)
+	}
+	stage, err := p.Stage(h.Stage)
+	if err != nil {
+		return Response{Stage: h.Stage}, h.fail("", err)
+	}
+	rep, err := stage.Run(ctx)
+	resp := Response{Stage: h.Stage, RunID: rep.RunID, Batches: rep.Batches, Rows: rep.Rows, Note: rep.Note}
+	if resp.Batches == nil {
+		resp.Batches = []string{}
+	}
+	if err != nil {
+		return resp, h.fail(rep.RunID, err)
+	}
+	_ = h.EMF.Record(metrics.StageRun{Stage: h.Stage, RunID: rep.RunID, Duration: rep.Duration,
+		Rows: rep.Rows, Bytes: rep.Bytes, Freshness: rep.Freshness})
+	return resp, nil
+}
+
+// fail logs the failure's one ERROR line and its metrics, and returns an
+// error whose text carries no secret.
+func (h *Handler) fail(runID string, err error) error {
+	logging.Failure(h.Logger, h.Stage, runID, err)
+	_ = h.EMF.Record(metrics.StageRun{Stage: h.Stage, RunID: runID, Err: err})
+	return errors.New(config.Redact(fmt.Sprintf("%s failed (%s): %v", h.Stage, errkind.Of(err), err)))
+}
+
+// describe says what an event is, for the log: the manifest keys of an S3
+// notification, or the source of a scheduler event.
+func describe(event json.RawMessage) any {
+	var s3 events.S3Event
+	if json.Unmarshal(event, &s3) == nil && len(s3.Records) > 0 {
+		keys := make([]string, 0, len(s3.Records))
+		for _, r := range s3.Records {
+			keys = append(keys, r.S3.Bucket.Name+"/"+r.S3.Object.Key)
+		}
+		return map[string]any{"type": "s3", "objects": keys}
+	}
+	var eb struct {
+		Source     string `json:"source"`
+		DetailType string `json:"detail-type"`
+	}
+	if json.Unmarshal(event, &eb) == nil && eb.Source != "" {
+		return map[string]any{"type": "eventbridge", "source": eb.Source, "detail_type": eb.DetailType}
+	}
+	return map[string]any{"type": "other", "bytes": len(event)}
+}

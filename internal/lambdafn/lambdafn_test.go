@@ -1,0 +1,190 @@
+package lambdafn
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sandstone-data/sandstone/internal/config"
+	"github.com/sandstone-data/sandstone/internal/pgtest"
+	"github.com/sandstone-data/sandstone/internal/s3test"
+	"github.com/sandstone-data/sandstone/internal/totesys"
+	"github.com/sandstone-data/sandstone/internal/warehouse"
+)
+
+func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
+
+// env is a source with data, a warehouse and two S3 buckets on a real S3
+// protocol server, described as a Lambda function's environment.
+type env struct {
+	vars      map[string]string
+	warehouse string
+	source    string
+}
+
+func newEnv(t *testing.T) env {
+	s3 := s3test.Start(t)
+	e := env{source: pgtest.NewDatabase(t), warehouse: pgtest.NewDatabase(t)}
+	if _, err := totesys.Seed(context.Background(), e.source, totesys.SeedOptions{SalesOrders: 300, RandomSeed: 7}); err != nil {
+		t.Fatal(err)
+	}
+	e.vars = map[string]string{
+		config.EnvSource:          e.source,
+		config.EnvWarehouse:       e.warehouse,
+		config.EnvIngestBucket:    s3.CreateBucket(t, "ingest"),
+		config.EnvProcessedBucket: s3.CreateBucket(t, "processed"),
+		"AWS_ACCESS_KEY_ID":       "test",
+		"AWS_SECRET_ACCESS_KEY":   "test",
+		"AWS_REGION":              "us-east-1",
+	}
+	return e
+}
+
+func (e env) set(t *testing.T, stage string) {
+	for k, v := range e.vars {
+		t.Setenv(k, v)
+	}
+	t.Setenv(EnvStage, stage)
+}
+
+func event(t *testing.T, name, bucket string) json.RawMessage {
+	b, err := os.ReadFile("testdata/" + name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return json.RawMessage(strings.ReplaceAll(string(b), "BUCKET", bucket))
+}
+
+// TestHandlers runs the three stages in process, fed real event JSON, from
+// a seeded source to a loaded warehouse; repeated events change nothing.
+func TestHandlers(t *testing.T) {
+	e := newEnv(t)
+	var logs bytes.Buffer
+	invoke := func(stage string, ev json.RawMessage) Response {
+		e.set(t, stage)
+		h, err := FromEnv(context.Background(), &logs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		defer cancel()
+		resp, err := h.Handle(ctx, ev)
+		if err != nil {
+			t.Fatalf("%s: %v\n%s", stage, err, logs.String())
+		}
+		return resp
+	}
+	for round := 0; round < 2; round++ {
+		in := invoke("ingest", event(t, "scheduler.json", ""))
+		tr := invoke("transform", event(t, "s3-put.json", "ingest"))
+		ld := invoke("load", event(t, "s3-put.json", "processed"))
+		if round == 0 && (len(in.Batches) != 1 || len(tr.Batches) != 1 || len(ld.Batches) != 1) {
+			t.Fatalf("first round: ingest %+v, transform %+v, load %+v", in, tr, ld)
+		}
+		if round == 1 && (len(in.Batches)+len(tr.Batches)+len(ld.Batches) != 0) {
+			t.Fatalf("repeated events did work again: %+v %+v %+v", in, tr, ld)
+		}
+	}
+	counts, err := warehouse.Counts(context.Background(), e.warehouse, "public")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := pgtest.QueryInt(t, e.source, "SELECT count(*) FROM sales_order"); counts["fact_sales_order"] != want {
+		t.Fatalf("fact_sales_order %d, source %d", counts["fact_sales_order"], want)
+	}
+	out := logs.String()
+	for _, want := range []string{`"_aws"`, `"Namespace":"Sandstone"`, `"type":"s3"`, `"objects":["ingest/manifests/000000/000000000001.json"]`, `"source":"aws.scheduler"`} {
+		if !strings.Contains(out, want) {
+			t.Errorf("logs lack %s", want)
+		}
+	}
+}
+
+func TestFailureIsLoggedOnceWithKind(t *testing.T) {
+	e := newEnv(t)
+	e.vars[config.EnvSource] = "postgres://u:hunter2secret@127.0.0.1:1/x?connect_timeout=2"
+	e.set(t, "ingest")
+	var logs bytes.Buffer
+	h, err := FromEnv(context.Background(), &logs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = h.Handle(context.Background(), event(t, "scheduler.json", ""))
+	if err == nil || !strings.Contains(err.Error(), "source_unreachable") {
+		t.Fatalf("error %v", err)
+	}
+	out := logs.String()
+	if strings.Count(out, `"level":"ERROR"`) != 1 || !strings.Contains(out, `"error_kind":"source_unreachable"`) {
+		t.Fatalf("want one ERROR line with the kind:\n%s", out)
+	}
+	if strings.Contains(out, "hunter2secret") || strings.Contains(err.Error(), "hunter2secret") {
+		t.Fatal("password leaked")
+	}
+}
+
+func TestBadStage(t *testing.T) {
+	t.Setenv(EnvStage, "compact")
+	if _, err := FromEnv(context.Background(), io.Discard); err == nil || !strings.Contains(err.Error(), "unknown stage") {
+		t.Fatalf("error %v", err)
+	}
+}
+
+// secretsServer speaks Secrets Manager's JSON protocol for GetSecretValue.
+func secretsServer(t *testing.T, secrets map[string]string) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var in struct{ SecretId string }
+		_ = json.NewDecoder(r.Body).Decode(&in)
+		if r.Header.Get("X-Amz-Target") != "secretsmanager.GetSecretValue" {
+			http.Error(w, "unexpected target", http.StatusBadRequest)
+			return
+		}
+		v, ok := secrets[in.SecretId]
+		w.Header().Set("Content-Type", "application/x-amz-json-1.1")
+		if !ok {
+			w.WriteHeader(http.StatusBadRequest)
+			_, _ = w.Write([]byte(`{"__type":"ResourceNotFoundException","message":"Secrets Manager can't find the specified secret."}`))
+			return
+		}
+		_ = json.NewEncoder(w).Encode(map[string]any{"ARN": in.SecretId, "Name": "n", "SecretString": v})
+	}))
+	t.Cleanup(srv.Close)
+	t.Setenv("AWS_ENDPOINT_URL_SECRETS_MANAGER", srv.URL)
+	t.Setenv("AWS_ACCESS_KEY_ID", "test")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "test")
+	t.Setenv("AWS_REGION", "us-east-1")
+}
+
+func TestSecrets(t *testing.T) {
+	secretsServer(t, map[string]string{
+		"arn:src": `{"url":"postgres://src@db/totesys"}`,
+		"arn:wh":  `{"host":"wh.example","port":5433,"username":"loader","password":"p@ss","dbname":"dw"}`,
+		"arn:bad": `not json`,
+		"arn:nil": `{"password":"x"}`,
+	})
+	t.Setenv(EnvStage, "load")
+	t.Setenv(EnvSourceSecretARN, "arn:src")
+	t.Setenv(EnvWarehouseSecretARN, "arn:wh")
+	h, err := FromEnv(context.Background(), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h.Config.SourceURL != "postgres://src@db/totesys" {
+		t.Errorf("source %s", h.Config.SourceURL)
+	}
+	if h.Config.WarehouseURL != "postgres://loader:p%40ss@wh.example:5433/dw?sslmode=require" {
+		t.Errorf("warehouse %s", h.Config.WarehouseURL)
+	}
+	for _, arn := range []string{"arn:bad", "arn:nil", "arn:missing"} {
+		t.Setenv(EnvWarehouseSecretARN, arn)
+		if _, err := FromEnv(context.Background(), io.Discard); err == nil {
+			t.Errorf("%s: no error", arn)
+		}
+	}
+}
