@@ -35,7 +35,7 @@ bench: build
 
 lambda:
 	GOOS=linux GOARCH=arm64 CGO_ENABLED=0 go build -tags lambda.norpc -trimpath -ldflags='-s -w' -o bin/lambda/bootstrap ./cmd/sandstone-lambda
-	cd bin/lambda && rm -f bootstrap.zip && zip -q bootstrap.zip bootstrap
+	cd bin/lambda && touch -d @0 bootstrap && rm -f bootstrap.zip && zip -q -X bootstrap.zip bootstrap
 
 clean:
 	rm -rf bin $(COVER) sandstone-data

@@ -1,0 +1,280 @@
+# Run once, by an administrator, before the first deploy (docs/deploy.md):
+# creates the bucket that holds the main configuration's Terraform state, and
+# the two roles GitHub Actions assumes through OIDC (no long-lived keys):
+#   - plan:   read-only, from the main branch; runs `terraform plan`;
+#   - deploy: may change Sandstone's resources, only from jobs in the
+#             protected "production" environment; runs `terraform apply`.
+# This configuration keeps its own (small) state locally.
+
+terraform {
+  required_version = ">= 1.10"
+
+  required_providers {
+    aws = {
+      source  = "hashicorp/aws"
+      version = "~> 6.0"
+    }
+  }
+}
+
+provider "aws" {
+  region = var.aws_region
+
+  default_tags {
+    tags = { Project = "sandstone", ManagedBy = "terraform-bootstrap" }
+  }
+}
+
+data "aws_caller_identity" "current" {}
+
+locals {
+  account_id = data.aws_caller_identity.current.account_id
+  region     = var.aws_region
+  prefix     = var.name_prefix
+  github_url = "token.actions.githubusercontent.com"
+  oidc_arn   = var.create_github_oidc_provider ? aws_iam_openid_connect_provider.github[0].arn : data.aws_iam_openid_connect_provider.github[0].arn
+}
+
+# --- Terraform state bucket --------------------------------------------------
+
+resource "aws_s3_bucket" "state" {
+  bucket = "${local.prefix}-tfstate-${local.account_id}-${local.region}"
+
+  lifecycle {
+    prevent_destroy = true
+  }
+}
+
+resource "aws_s3_bucket_public_access_block" "state" {
+  bucket                  = aws_s3_bucket.state.id
+  block_public_acls       = true
+  block_public_policy     = true
+  ignore_public_acls      = true
+  restrict_public_buckets = true
+}
+
+resource "aws_s3_bucket_ownership_controls" "state" {
+  bucket = aws_s3_bucket.state.id
+  rule {
+    object_ownership = "BucketOwnerEnforced"
+  }
+}
+
+resource "aws_s3_bucket_versioning" "state" {
+  bucket = aws_s3_bucket.state.id
+  versioning_configuration {
+    status = "Enabled"
+  }
+}
+
+resource "aws_s3_bucket_server_side_encryption_configuration" "state" {
+  bucket = aws_s3_bucket.state.id
+  rule {
+    apply_server_side_encryption_by_default {
+      sse_algorithm = "AES256"
+    }
+  }
+}
+
+# --- GitHub OIDC -------------------------------------------------------------
+
+# An account has at most one provider for GitHub's issuer: reuse it if some
+# other project made it already (create_github_oidc_provider = false).
+resource "aws_iam_openid_connect_provider" "github" {
+  count = var.create_github_oidc_provider ? 1 : 0
+
+  url            = "https://${local.github_url}"
+  client_id_list = ["sts.amazonaws.com"]
+}
+
+data "aws_iam_openid_connect_provider" "github" {
+  count = var.create_github_oidc_provider ? 0 : 1
+
+  url = "https://${local.github_url}"
+}
+
+data "aws_iam_policy_document" "trust_plan" {
+  statement {
+    actions = ["sts:AssumeRoleWithWebIdentity"]
+    principals {
+      type        = "Federated"
+      identifiers = [local.oidc_arn]
+    }
+    condition {
+      test     = "StringEquals"
+      variable = "${local.github_url}:aud"
+      values   = ["sts.amazonaws.com"]
+    }
+    condition {
+      test     = "StringEquals"
+      variable = "${local.github_url}:sub"
+      values   = ["repo:${var.github_repository}:ref:refs/heads/main"]
+    }
+  }
+}
+
+data "aws_iam_policy_document" "trust_deploy" {
+  statement {
+    actions = ["sts:AssumeRoleWithWebIdentity"]
+    principals {
+      type        = "Federated"
+      identifiers = [local.oidc_arn]
+    }
+    condition {
+      test     = "StringEquals"
+      variable = "${local.github_url}:aud"
+      values   = ["sts.amazonaws.com"]
+    }
+    condition {
+      test     = "StringEquals"
+      variable = "${local.github_url}:sub"
+      values   = ["repo:${var.github_repository}:environment:${var.github_environment}"]
+    }
+  }
+}
+
+# --- Both roles: the state --------------------------------------------------
+
+data "aws_iam_policy_document" "state" {
+  statement {
+    sid       = "ListState"
+    actions   = ["s3:ListBucket"]
+    resources = [aws_s3_bucket.state.arn]
+  }
+  statement {
+    sid       = "ReadWriteStateAndLock"
+    actions   = ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"]
+    resources = ["${aws_s3_bucket.state.arn}/${var.state_key_prefix}*"]
+  }
+}
+
+# --- The plan role -----------------------------------------------------------
+
+resource "aws_iam_role" "plan" {
+  name                 = "${local.prefix}-github-plan"
+  description          = "Assumed by GitHub Actions (main branch) to run terraform plan for Sandstone."
+  assume_role_policy   = data.aws_iam_policy_document.trust_plan.json
+  max_session_duration = 3600
+}
+
+resource "aws_iam_role_policy_attachment" "plan_read_only" {
+  role       = aws_iam_role.plan.name
+  policy_arn = "arn:aws:iam::aws:policy/ReadOnlyAccess"
+}
+
+resource "aws_iam_role_policy" "plan_state" {
+  name   = "terraform-state"
+  role   = aws_iam_role.plan.id
+  policy = data.aws_iam_policy_document.state.json
+}
+
+# --- The deploy role ---------------------------------------------------------
+
+resource "aws_iam_role" "deploy" {
+  name                 = "${local.prefix}-github-deploy"
+  description          = "Assumed by GitHub Actions (environment ${var.github_environment}) to run terraform apply for Sandstone."
+  assume_role_policy   = data.aws_iam_policy_document.trust_deploy.json
+  max_session_duration = 3600
+}
+
+resource "aws_iam_role_policy" "deploy_state" {
+  name   = "terraform-state"
+  role   = aws_iam_role.deploy.id
+  policy = data.aws_iam_policy_document.state.json
+}
+
+# What the main configuration creates, by name prefix. Wildcards are in
+# names only, except for the few read calls AWS authorizes on "*".
+data "aws_iam_policy_document" "deploy" {
+  statement {
+    sid     = "Buckets"
+    actions = ["s3:*"]
+    resources = [
+      "arn:aws:s3:::${local.prefix}-ingestion-*",
+      "arn:aws:s3:::${local.prefix}-processed-*",
+    ]
+  }
+  statement {
+    sid       = "Functions"
+    actions   = ["lambda:*"]
+    resources = ["arn:aws:lambda:${local.region}:${local.account_id}:function:${local.prefix}-*"]
+  }
+  statement {
+    sid = "Roles"
+    actions = [
+      "iam:CreateRole", "iam:DeleteRole", "iam:GetRole", "iam:UpdateRole", "iam:UpdateAssumeRolePolicy",
+      "iam:TagRole", "iam:UntagRole", "iam:ListRoleTags",
+      "iam:PutRolePolicy", "iam:GetRolePolicy", "iam:DeleteRolePolicy", "iam:ListRolePolicies",
+      "iam:ListAttachedRolePolicies", "iam:ListInstanceProfilesForRole",
+    ]
+    resources = ["arn:aws:iam::${local.account_id}:role/${local.prefix}-*"]
+  }
+  statement {
+    sid       = "PassRolesToLambdaAndScheduler"
+    actions   = ["iam:PassRole"]
+    resources = ["arn:aws:iam::${local.account_id}:role/${local.prefix}-*"]
+    condition {
+      test     = "StringEquals"
+      variable = "iam:PassedToService"
+      values   = ["lambda.amazonaws.com", "scheduler.amazonaws.com"]
+    }
+  }
+  statement {
+    sid     = "LogGroups"
+    actions = ["logs:*"]
+    resources = [
+      "arn:aws:logs:${local.region}:${local.account_id}:log-group:/aws/lambda/${local.prefix}-*",
+      "arn:aws:logs:${local.region}:${local.account_id}:log-group:/aws/lambda/${local.prefix}-*:*",
+    ]
+  }
+  statement {
+    sid       = "Alarms"
+    actions   = ["cloudwatch:PutMetricAlarm", "cloudwatch:DeleteAlarms", "cloudwatch:DescribeAlarms", "cloudwatch:ListTagsForResource", "cloudwatch:TagResource", "cloudwatch:UntagResource"]
+    resources = ["arn:aws:cloudwatch:${local.region}:${local.account_id}:alarm:${local.prefix}-*"]
+  }
+  statement {
+    sid       = "Topic"
+    actions   = ["sns:*"]
+    resources = ["arn:aws:sns:${local.region}:${local.account_id}:${local.prefix}-*"]
+  }
+  statement {
+    sid       = "Queue"
+    actions   = ["sqs:*"]
+    resources = ["arn:aws:sqs:${local.region}:${local.account_id}:${local.prefix}-*"]
+  }
+  statement {
+    sid       = "Schedule"
+    actions   = ["scheduler:*"]
+    resources = ["arn:aws:scheduler:${local.region}:${local.account_id}:schedule/default/${local.prefix}-*"]
+  }
+  statement {
+    sid = "Secrets"
+    actions = [
+      "secretsmanager:CreateSecret", "secretsmanager:DeleteSecret", "secretsmanager:DescribeSecret",
+      "secretsmanager:UpdateSecret", "secretsmanager:TagResource", "secretsmanager:UntagResource",
+      "secretsmanager:GetResourcePolicy", "secretsmanager:PutResourcePolicy", "secretsmanager:DeleteResourcePolicy",
+    ]
+    resources = ["arn:aws:secretsmanager:${local.region}:${local.account_id}:secret:${local.prefix}/*"]
+  }
+  statement {
+    sid     = "Catalog"
+    actions = ["glue:*"]
+    resources = [
+      "arn:aws:glue:${local.region}:${local.account_id}:catalog",
+      "arn:aws:glue:${local.region}:${local.account_id}:database/${var.glue_database_name}",
+      "arn:aws:glue:${local.region}:${local.account_id}:table/${var.glue_database_name}/*",
+      "arn:aws:glue:${local.region}:${local.account_id}:userDefinedFunction/${var.glue_database_name}/*",
+    ]
+  }
+  statement {
+    sid       = "ReadCallsThatTakeNoResource"
+    actions   = ["logs:DescribeLogGroups", "cloudwatch:DescribeAlarms", "sts:GetCallerIdentity"]
+    resources = ["*"]
+  }
+}
+
+resource "aws_iam_role_policy" "deploy" {
+  name   = "sandstone-resources"
+  role   = aws_iam_role.deploy.id
+  policy = data.aws_iam_policy_document.deploy.json
+}

@@ -1,0 +1,964 @@
+package terraform_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"reflect"
+	"regexp"
+	"slices"
+	"sort"
+	"strings"
+
+	"github.com/hashicorp/hcl/v2"
+	"github.com/hashicorp/hcl/v2/ext/dynblock"
+	"github.com/zclconf/go-cty/cty"
+
+	"github.com/sandstone-data/sandstone/internal/errkind"
+	"github.com/sandstone-data/sandstone/internal/lake"
+	"github.com/sandstone-data/sandstone/internal/star"
+	"github.com/sandstone-data/sandstone/internal/totesys"
+)
+
+// The environment through which a function finds its buckets and secret.
+const (
+	envStage           = "SANDSTONE_STAGE"
+	envIngestBucket    = "SANDSTONE_INGEST_BUCKET"
+	envProcessedBucket = "SANDSTONE_PROCESSED_BUCKET"
+	envSourceSecret    = "SANDSTONE_SOURCE_SECRET_ARN"
+	envWarehouseSecret = "SANDSTONE_WAREHOUSE_SECRET_ARN"
+)
+
+// access is what one stage may touch: the buckets it lists and reads, the
+// bucket it writes and the key prefixes it must be able to write there, and
+// its secret, each named by the environment variable that tells the
+// function where it is.
+type access struct {
+	read          []string
+	write         string
+	writePrefixes []string
+	secret        string
+}
+
+func stageAccess() map[string]access {
+	ingestPrefixes := []string{lake.ManifestPrefix}
+	for _, t := range totesys.Tables {
+		ingestPrefixes = append(ingestPrefixes, t.Name+"/")
+	}
+	transformPrefixes := []string{lake.ManifestPrefix, "state/"}
+	for _, t := range star.Tables {
+		transformPrefixes = append(transformPrefixes, t.Name+"/")
+	}
+	return map[string]access{
+		"ingest":    {read: []string{envIngestBucket}, write: envIngestBucket, writePrefixes: ingestPrefixes, secret: envSourceSecret},
+		"transform": {read: []string{envIngestBucket, envProcessedBucket}, write: envProcessedBucket, writePrefixes: transformPrefixes},
+		"load":      {read: []string{envProcessedBucket}, secret: envWarehouseSecret},
+	}
+}
+
+// Each bucket is written by one stage, and its manifests start the next.
+var (
+	bucketWriter   = map[string]string{envIngestBucket: "ingest", envProcessedBucket: "transform"}
+	bucketNotifies = map[string]string{envIngestBucket: "transform", envProcessedBucket: "load"}
+)
+
+// problems collects what is wrong with a configuration.
+type problems []string
+
+func (p *problems) add(format string, args ...any) { *p = append(*p, fmt.Sprintf(format, args...)) }
+
+// lambdaFn is one Lambda function as the checks see it.
+type lambdaFn struct {
+	stage   string
+	node    *node
+	names   []string // its function_name, and the symbolic reference to it
+	arn     string
+	env     map[string]string
+	buckets map[string]string // env var -> bucket resource address
+	timeout float64
+}
+
+func (f *lambdaFn) named(s string) bool {
+	return s != "" && (slices.Contains(f.names, s) || s == f.arn)
+}
+
+// alarm is one CloudWatch metric alarm.
+type alarm struct {
+	node        *node
+	name        string
+	namespace   string
+	metric      string
+	dims        map[string]string
+	threshold   float64
+	comparison  string
+	description string
+	actions     []string
+}
+
+// statement is one IAM policy statement.
+type statement struct {
+	effect                  string
+	actions, notActions     []string
+	resources, notResources []string
+	principals              map[string][]string
+	conditions              []condition
+}
+
+// condition is one condition of a policy statement.
+type condition struct {
+	test, variable string
+	values         []string
+}
+
+// check runs every wiring check on the main configuration.
+func check(m *module) problems {
+	var p problems
+	checkDescriptions(m, &p)
+	fns := checkFunctions(m, &p)
+	alarms := alarmsOf(m)
+	for _, stage := range sortedStages(fns) {
+		f := fns[stage]
+		checkLogging(m, f, alarms, &p)
+		dlq := checkDeadLetter(m, f, alarms, &p)
+		checkRole(m, f, dlq, &p)
+		checkLambdaAlarms(f, alarms, &p)
+	}
+	checkNotifications(m, fns, &p)
+	checkSchedule(m, fns, &p)
+	checkBuckets(m, fns, &p)
+	checkAlarmActions(m, alarms, &p)
+	checkFreshness(m, alarms, &p)
+	checkNoDeletes(m, &p)
+	checkSecrets(m, &p)
+	checkGlue(m, fns, &p)
+	for _, e := range m.errs {
+		p.add("cannot evaluate %s", e)
+	}
+	return p
+}
+
+func sortedStages(fns map[string]*lambdaFn) []string {
+	out := make([]string, 0, len(fns))
+	for s := range fns {
+		out = append(out, s)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// checkDescriptions: every variable and output says what it is.
+func checkDescriptions(m *module, p *problems) {
+	for name, v := range m.variables {
+		if strings.TrimSpace(v.description) == "" {
+			p.add("variable %s has no description", name)
+		}
+	}
+	for name, b := range m.outputs {
+		if _, ok := b.Body.Attributes["description"]; !ok {
+			p.add("output %s has no description", name)
+		}
+	}
+}
+
+var bucketURL = regexp.MustCompile(`^s3://\$\{(aws_s3_bucket\.[^}]+)\.(?:bucket|id)\}\?region=.+$`)
+
+// checkFunctions finds one function per stage, built as the bootstrap needs,
+// and the buckets and secret its environment names.
+func checkFunctions(m *module, p *problems) map[string]*lambdaFn {
+	want := stageAccess()
+	fns := map[string]*lambdaFn{}
+	for _, n := range m.instances("aws_lambda_function") {
+		env := n.block("environment").strMap("variables")
+		stage := env[envStage]
+		a, known := want[stage]
+		switch {
+		case stage == "":
+			p.add("%s: no %s in its environment", n.addr, envStage)
+			continue
+		case !known:
+			p.add("%s: unknown stage %q", n.addr, stage)
+			continue
+		case fns[stage] != nil:
+			p.add("two functions for stage %s: %s and %s", stage, fns[stage].node.addr, n.addr)
+			continue
+		}
+		f := &lambdaFn{stage: stage, node: n, arn: n.ref("arn"), env: env, buckets: map[string]string{},
+			names: []string{n.str("function_name"), n.ref("function_name")}}
+		fns[stage] = f
+		if got := n.str("runtime"); got != "provided.al2023" {
+			p.add("%s: runtime %q, want provided.al2023", n.addr, got)
+		}
+		if got := n.strs("architectures"); !slices.Equal(got, []string{"arm64"}) {
+			p.add("%s: architectures %v, want [arm64]", n.addr, got)
+		}
+		if got, _ := n.num("reserved_concurrent_executions"); got != 1 {
+			p.add("%s: reserved_concurrent_executions %v, want 1 (one run per stage at a time)", n.addr, got)
+		}
+		var ok bool
+		if f.timeout, ok = n.num("timeout"); !ok || f.timeout <= 0 || f.timeout > 900 {
+			p.add("%s: timeout must be 1-900 seconds", n.addr)
+		}
+		if _, ok := n.num("memory_size"); !ok {
+			p.add("%s: memory_size must be set", n.addr)
+		}
+		for _, env := range append(slices.Clone(a.read), a.write) {
+			if env == "" || f.buckets[env] != "" {
+				continue
+			}
+			match := bucketURL.FindStringSubmatch(f.env[env])
+			if match == nil {
+				p.add("%s: %s = %q does not name a bucket of this configuration (s3://BUCKET?region=...)", n.addr, env, f.env[env])
+				continue
+			}
+			f.buckets[env] = match[1]
+		}
+		for _, env := range []string{envSourceSecret, envWarehouseSecret} {
+			if env != a.secret && f.env[env] != "" {
+				p.add("%s: the %s function is given %s, which it does not need", n.addr, stage, env)
+			}
+		}
+		if a.secret != "" && !regexp.MustCompile(`^\$\{aws_secretsmanager_secret\.[^}]+\.arn\}$`).MatchString(f.env[a.secret]) {
+			p.add("%s: %s = %q is not a secret of this configuration", n.addr, a.secret, f.env[a.secret])
+		}
+	}
+	for stage := range want {
+		if fns[stage] == nil {
+			p.add("no function for stage %s", stage)
+		}
+	}
+	return fns
+}
+
+// logGroupOf is the log group the function writes to.
+func logGroupOf(m *module, f *lambdaFn) *node {
+	name := f.node.block("logging_config").str("log_group")
+	if name == "" {
+		name = "/aws/lambda/" + f.node.str("function_name")
+	}
+	for _, lg := range m.instances("aws_cloudwatch_log_group") {
+		if name == lg.ref("name") || name == lg.str("name") {
+			return lg
+		}
+	}
+	return nil
+}
+
+// checkLogging: the function has its log group, with retention, a metric
+// filter counting its ERROR lines by kind, and an alarm for every kind.
+func checkLogging(m *module, f *lambdaFn, alarms []*alarm, p *problems) {
+	lg := logGroupOf(m, f)
+	if lg == nil {
+		p.add("%s: no log group of its own", f.node.addr)
+		return
+	}
+	for _, other := range m.instances("aws_lambda_function") {
+		if other != f.node && other.str("function_name") != "" && logGroupOf(m, &lambdaFn{node: other}) == lg {
+			p.add("%s shares its log group with %s", f.node.addr, other.addr)
+		}
+	}
+	if days, ok := lg.num("retention_in_days"); !ok || days <= 0 {
+		p.add("%s: no retention_in_days", lg.addr)
+	}
+	var namespace, metric, dim string
+	for _, mf := range m.instances("aws_cloudwatch_log_metric_filter") {
+		group := mf.str("log_group_name")
+		if group != lg.ref("name") && group != lg.str("name") {
+			continue
+		}
+		if !strings.Contains(strings.ReplaceAll(mf.str("pattern"), " ", ""), `$.level="ERROR"`) {
+			continue
+		}
+		mt := mf.block("metric_transformation")
+		for k, v := range mt.strMap("dimensions") {
+			if v == "$.error_kind" {
+				namespace, metric, dim = mt.str("namespace"), mt.str("name"), k
+			}
+		}
+	}
+	if metric == "" {
+		p.add("%s: no metric filter on %s counting ERROR lines ({ $.level = \"ERROR\" }) by $.error_kind", f.node.addr, lg.addr)
+		return
+	}
+	for _, kind := range errkind.All {
+		var found *alarm
+		for _, a := range alarms {
+			if a.namespace == namespace && a.metric == metric && a.dims[dim] == string(kind) {
+				found = a
+			}
+		}
+		if found == nil {
+			p.add("%s: no alarm on ERROR lines of kind %s", f.node.addr, kind)
+			continue
+		}
+		if !strings.Contains(found.description, f.node.str("function_name")) || !strings.Contains(found.description, string(kind)) {
+			p.add("%s: alarm_description must name the function %s and the error kind %s", found.node.addr, f.node.str("function_name"), kind)
+		}
+		if !strings.HasPrefix(found.comparison, "GreaterThan") {
+			p.add("%s: comparison_operator %s does not fire on errors", found.node.addr, found.comparison)
+		}
+	}
+}
+
+// checkLambdaAlarms: alarms on the function's duration and throttles.
+func checkLambdaAlarms(f *lambdaFn, alarms []*alarm, p *problems) {
+	var duration, throttles bool
+	for _, a := range alarms {
+		if a.namespace != "AWS/Lambda" || !f.named(a.dims["FunctionName"]) {
+			continue
+		}
+		switch a.metric {
+		case "Duration":
+			duration = true
+			if limit := f.timeout * 1000; a.threshold <= 0 || a.threshold >= limit || !strings.HasPrefix(a.comparison, "GreaterThan") {
+				p.add("%s: duration alarm threshold %v ms must be below the %v ms timeout", a.node.addr, a.threshold, limit)
+			}
+		case "Throttles":
+			throttles = true
+		}
+	}
+	if !duration {
+		p.add("%s: no alarm on duration near the timeout", f.node.addr)
+	}
+	if !throttles {
+		p.add("%s: no alarm on throttles", f.node.addr)
+	}
+}
+
+// checkDeadLetter: failed asynchronous invocations go to an SQS queue that
+// has an alarm on its depth. It returns the queue's ARN reference.
+func checkDeadLetter(m *module, f *lambdaFn, alarms []*alarm, p *problems) string {
+	for _, c := range m.instances("aws_lambda_function_event_invoke_config") {
+		if !f.named(c.str("function_name")) {
+			continue
+		}
+		dest := c.block("destination_config").block("on_failure").str("destination")
+		for _, q := range m.instances("aws_sqs_queue") {
+			if dest != q.ref("arn") {
+				continue
+			}
+			watched := false
+			for _, a := range alarms {
+				qn := a.dims["QueueName"]
+				if a.namespace == "AWS/SQS" && a.metric == "ApproximateNumberOfMessagesVisible" && qn != "" && (qn == q.ref("name") || qn == q.str("name")) {
+					watched = true
+				}
+			}
+			if !watched {
+				p.add("%s: no alarm on the depth of dead-letter queue %s", f.node.addr, q.addr)
+			}
+			return dest
+		}
+	}
+	p.add("%s: no dead-letter queue (aws_lambda_function_event_invoke_config with on_failure to an SQS queue)", f.node.addr)
+	return ""
+}
+
+// grant is one action the function may have on the resources match accepts.
+type grant struct {
+	action   string
+	what     string
+	match    func(string) bool
+	required bool
+}
+
+func exact(ref string) func(string) bool { return func(r string) bool { return r == ref } }
+
+// within accepts any object key of the bucket.
+func within(bucketARN string) func(string) bool {
+	return func(r string) bool { return strings.HasPrefix(r, bucketARN+"/") }
+}
+
+// prefixed accepts the objects under one named key prefix of the bucket
+// ("BUCKET/manifests/*"), not the whole bucket.
+func prefixed(bucketARN string) func(string) bool {
+	return func(r string) bool {
+		rest, ok := strings.CutPrefix(r, bucketARN+"/")
+		return ok && len(rest) > 2 && strings.HasSuffix(rest, "/*") && !strings.Contains(strings.TrimSuffix(rest, "*"), "*")
+	}
+}
+
+// checkRole: the function's role may be assumed by Lambda and its policies
+// name only the function's own buckets, prefixes, secret, log group and
+// dead-letter queue; and they allow what the function needs.
+func checkRole(m *module, f *lambdaFn, dlq string, p *problems) {
+	role := roleOf(m, f.node.str("role"))
+	if role == nil {
+		p.add("%s: role is not an aws_iam_role of this configuration", f.node.addr)
+		return
+	}
+	if !trusts(m.statements(role.value("assume_role_policy"), p), "lambda.amazonaws.com") {
+		p.add("%s: Lambda may not assume %s", f.node.addr, role.addr)
+	}
+	a := stageAccess()[f.stage]
+	var grants []grant
+	for _, env := range a.read {
+		if b := f.buckets[env]; b != "" {
+			arn := "${" + b + ".arn}"
+			grants = append(grants,
+				grant{"s3:ListBucket", "bucket " + b, exact(arn), true},
+				grant{"s3:GetObject", "objects of " + b, within(arn), true})
+		}
+	}
+	var writeARN string
+	if b := f.buckets[a.write]; b != "" {
+		writeARN = "${" + b + ".arn}"
+		grants = append(grants,
+			grant{"s3:PutObject", "key prefixes of " + b, prefixed(writeARN), true},
+			grant{"s3:AbortMultipartUpload", "key prefixes of " + b, prefixed(writeARN), false})
+	}
+	if a.secret != "" && f.env[a.secret] != "" {
+		grants = append(grants, grant{"secretsmanager:GetSecretValue", "its secret", exact(f.env[a.secret]), true})
+	}
+	if lg := logGroupOf(m, f); lg != nil {
+		logs := func(r string) bool { return r == lg.ref("arn")+":*" || r == lg.ref("arn") }
+		grants = append(grants,
+			grant{"logs:CreateLogStream", "its log group", logs, true},
+			grant{"logs:PutLogEvents", "its log group", logs, true})
+	}
+	if dlq != "" {
+		grants = append(grants, grant{"sqs:SendMessage", "the dead-letter queue", exact(dlq), true})
+	}
+
+	stmts := rolePolicies(m, role, p)
+	have := map[int]bool{}
+	var puts []string
+	for _, s := range stmts {
+		if s.effect != "Allow" {
+			continue
+		}
+		if len(s.notActions)+len(s.notResources) > 0 {
+			p.add("%s: NotAction/NotResource grant more than they name", role.addr)
+		}
+		for _, act := range s.actions {
+			if strings.Contains(act, "*") {
+				p.add("%s (%s): wildcard action %q", role.addr, f.stage, act)
+				continue
+			}
+			if strings.HasPrefix(strings.ToLower(act), "s3:delete") {
+				p.add("%s (%s): %s would let it delete objects, but the buckets are write-once", role.addr, f.stage, act)
+				continue
+			}
+			for _, res := range s.resources {
+				if res == "*" {
+					p.add("%s (%s): %s on resource \"*\"", role.addr, f.stage, act)
+					continue
+				}
+				ok := false
+				for i, g := range grants {
+					if strings.EqualFold(g.action, act) && g.match(res) {
+						ok, have[i] = true, true
+					}
+				}
+				if !ok {
+					p.add("%s (%s): %s on %s is not the %s function's to have", role.addr, f.stage, act, res, f.stage)
+				}
+				if strings.EqualFold(act, "s3:PutObject") && writeARN != "" {
+					puts = append(puts, strings.TrimPrefix(res, writeARN+"/"))
+				}
+			}
+		}
+	}
+	for i, g := range grants {
+		if g.required && !have[i] {
+			p.add("%s (%s): does not allow %s on %s, which the function needs", role.addr, f.stage, g.action, g.what)
+		}
+	}
+	for _, prefix := range a.writePrefixes {
+		if writeARN != "" && !slices.Contains(puts, prefix+"*") {
+			p.add("%s (%s): does not allow s3:PutObject under %s, where the function writes", role.addr, f.stage, prefix)
+		}
+	}
+}
+
+func roleOf(m *module, ref string) *node {
+	for _, r := range m.instances("aws_iam_role") {
+		if ref == r.ref("arn") {
+			return r
+		}
+	}
+	return nil
+}
+
+// rolePolicies are the statements of every policy of the role; managed
+// policies are refused, since they name resources that are not the
+// function's own.
+func rolePolicies(m *module, role *node, p *problems) []statement {
+	refs := []string{role.ref("id"), role.ref("name"), role.str("name")}
+	var stmts []statement
+	for _, rp := range m.instances("aws_iam_role_policy") {
+		if r := rp.str("role"); r != "" && slices.Contains(refs, r) {
+			stmts = append(stmts, m.statements(rp.value("policy"), p)...)
+		}
+	}
+	for _, ip := range role.blocks("inline_policy") {
+		stmts = append(stmts, m.statements(ip.value("policy"), p)...)
+	}
+	for _, att := range m.instances("aws_iam_role_policy_attachment") {
+		if r := att.str("role"); r != "" && slices.Contains(refs, r) {
+			p.add("%s: managed policy %s attached to %s", att.addr, att.str("policy_arn"), role.addr)
+		}
+	}
+	if role.has("managed_policy_arns") {
+		p.add("%s: managed_policy_arns attaches managed policies", role.addr)
+	}
+	return stmts
+}
+
+// trusts reports whether the statements let the service assume the role.
+func trusts(stmts []statement, service string) bool {
+	for _, s := range stmts {
+		if s.effect == "Allow" && slices.Contains(s.actions, "sts:AssumeRole") && slices.Contains(s.principals["Service"], service) {
+			return true
+		}
+	}
+	return false
+}
+
+// statements reads a policy: a reference to an aws_iam_policy_document data
+// source, or JSON (jsonencode or a heredoc).
+func (m *module) statements(policy cty.Value, p *problems) []statement {
+	text := asString(policy)
+	if doc := m.dataInstance(text); doc != nil {
+		if !strings.HasPrefix(doc.addr, "data.aws_iam_policy_document.") {
+			p.add("policy %s is not an aws_iam_policy_document", text)
+			return nil
+		}
+		return m.documentStatements(doc, p)
+	}
+	var doc struct {
+		Statement json.RawMessage
+	}
+	if err := json.Unmarshal([]byte(text), &doc); err != nil {
+		p.add("cannot read policy %q: %v", text, err)
+		return nil
+	}
+	var raws []json.RawMessage
+	if err := json.Unmarshal(doc.Statement, &raws); err != nil {
+		raws = []json.RawMessage{doc.Statement}
+	}
+	var out []statement
+	for _, raw := range raws {
+		var s struct {
+			Effect                                   string
+			Action, NotAction, Resource, NotResource json.RawMessage
+			Principal                                json.RawMessage
+		}
+		if err := json.Unmarshal(raw, &s); err != nil {
+			p.add("cannot read policy statement %s: %v", raw, err)
+			continue
+		}
+		st := statement{effect: s.Effect, actions: oneOrMany(s.Action), notActions: oneOrMany(s.NotAction),
+			resources: oneOrMany(s.Resource), notResources: oneOrMany(s.NotResource), principals: map[string][]string{}}
+		var principals map[string]json.RawMessage
+		if json.Unmarshal(s.Principal, &principals) == nil {
+			for k, v := range principals {
+				st.principals[k] = oneOrMany(v)
+			}
+		} else if len(s.Principal) > 0 {
+			st.principals["*"] = oneOrMany(s.Principal)
+		}
+		out = append(out, st)
+	}
+	return out
+}
+
+func oneOrMany(raw json.RawMessage) []string {
+	if len(raw) == 0 {
+		return nil
+	}
+	var one string
+	if json.Unmarshal(raw, &one) == nil {
+		return []string{one}
+	}
+	var many []string
+	_ = json.Unmarshal(raw, &many)
+	return many
+}
+
+func (m *module) documentStatements(doc *node, p *problems) []statement {
+	var out []statement
+	for _, src := range append(doc.strs("source_policy_documents"), doc.strs("override_policy_documents")...) {
+		out = append(out, m.statements(cty.StringVal(src), p)...)
+	}
+	if len(doc.blocks("dynamic")) > 0 {
+		p.add("%s: dynamic blocks cannot be checked; write the statements out", doc.addr)
+	}
+	for _, b := range doc.blocks("statement") {
+		s := statement{effect: b.str("effect"), actions: b.strs("actions"), notActions: b.strs("not_actions"),
+			resources: b.strs("resources"), notResources: b.strs("not_resources"), principals: map[string][]string{}}
+		if s.effect == "" {
+			s.effect = "Allow"
+		}
+		for _, pr := range b.blocks("principals") {
+			s.principals[pr.str("type")] = append(s.principals[pr.str("type")], pr.strs("identifiers")...)
+		}
+		for _, c := range b.blocks("condition") {
+			s.conditions = append(s.conditions, condition{c.str("test"), c.str("variable"), c.strs("values")})
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+func alarmsOf(m *module) []*alarm {
+	var out []*alarm
+	for _, n := range m.instances("aws_cloudwatch_metric_alarm") {
+		t, _ := n.num("threshold")
+		out = append(out, &alarm{node: n, name: n.str("alarm_name"), namespace: n.str("namespace"), metric: n.str("metric_name"),
+			dims: n.strMap("dimensions"), threshold: t, comparison: n.str("comparison_operator"),
+			description: n.str("alarm_description"), actions: n.strs("alarm_actions")})
+	}
+	return out
+}
+
+// checkNotifications: new manifests in each bucket start the next stage,
+// and S3 may invoke it.
+func checkNotifications(m *module, fns map[string]*lambdaFn, p *problems) {
+	type expected struct {
+		bucket string // resource address
+		target *lambdaFn
+		seen   bool
+	}
+	var want []*expected
+	for env, writer := range bucketNotifies {
+		w, t := fns[bucketWriter[env]], fns[writer]
+		if w == nil || t == nil || w.buckets[env] == "" {
+			continue
+		}
+		want = append(want, &expected{bucket: w.buckets[env], target: t})
+	}
+	sort.Slice(want, func(i, j int) bool { return want[i].bucket < want[j].bucket })
+	for _, n := range m.instances("aws_s3_bucket_notification") {
+		var e *expected
+		for _, w := range want {
+			if b := n.str("bucket"); b == "${"+w.bucket+".id}" || b == "${"+w.bucket+".bucket}" {
+				e = w
+			}
+		}
+		if e == nil {
+			if len(n.blocks("lambda_function")) > 0 {
+				p.add("%s: notifies a function about a bucket no stage writes", n.addr)
+			}
+			continue
+		}
+		for _, lf := range n.blocks("lambda_function") {
+			target := lf.str("lambda_function_arn")
+			if target != e.target.arn {
+				p.add("%s: manifests of %s must start the %s function, not %s", n.addr, e.bucket, e.target.stage, target)
+				continue
+			}
+			e.seen = true
+			if got := lf.str("filter_prefix"); got != lake.ManifestPrefix {
+				p.add("%s: filter_prefix %q, want %q (manifests only)", n.addr, got, lake.ManifestPrefix)
+			}
+			if got := lf.str("filter_suffix"); got != ".json" {
+				p.add("%s: filter_suffix %q, want \".json\" (manifests only)", n.addr, got)
+			}
+			if events := lf.strs("events"); !slices.Contains(events, "s3:ObjectCreated:*") && !slices.Contains(events, "s3:ObjectCreated:Put") {
+				p.add("%s: events %v do not include object creation", n.addr, events)
+			}
+		}
+	}
+	for _, e := range want {
+		if !e.seen {
+			p.add("no S3 notification from %s starts the %s function", e.bucket, e.target.stage)
+			continue
+		}
+		permitted := false
+		for _, perm := range m.instances("aws_lambda_permission") {
+			if e.target.named(perm.str("function_name")) && perm.str("principal") == "s3.amazonaws.com" &&
+				perm.str("source_arn") == "${"+e.bucket+".arn}" && perm.str("action") == "lambda:InvokeFunction" {
+				permitted = true
+			}
+		}
+		if !permitted {
+			p.add("no aws_lambda_permission lets %s invoke the %s function", e.bucket, e.target.stage)
+		}
+	}
+}
+
+// checkSchedule: EventBridge Scheduler starts ingest, and only ingest, with
+// a role that may invoke nothing else.
+func checkSchedule(m *module, fns map[string]*lambdaFn, p *problems) {
+	ingest := fns["ingest"]
+	if ingest == nil {
+		return
+	}
+	found := false
+	for _, s := range m.instances("aws_scheduler_schedule") {
+		t := s.block("target")
+		if t.str("arn") != ingest.arn {
+			p.add("%s: starts %s; only the ingest function runs on a schedule", s.addr, t.str("arn"))
+			continue
+		}
+		found = true
+		if s.str("schedule_expression") == "" {
+			p.add("%s: no schedule_expression", s.addr)
+		}
+		if in := t.str("input"); t.has("input") && !json.Valid([]byte(in)) {
+			p.add("%s: target input %q is not JSON", s.addr, in)
+		}
+		role := roleOf(m, t.str("role_arn"))
+		if role == nil {
+			p.add("%s: target role_arn is not an aws_iam_role of this configuration", s.addr)
+			continue
+		}
+		if !trusts(m.statements(role.value("assume_role_policy"), p), "scheduler.amazonaws.com") {
+			p.add("%s: EventBridge Scheduler may not assume %s", s.addr, role.addr)
+		}
+		invokes := false
+		for _, st := range rolePolicies(m, role, p) {
+			if st.effect != "Allow" {
+				continue
+			}
+			for _, act := range st.actions {
+				for _, res := range st.resources {
+					if act != "lambda:InvokeFunction" || (res != ingest.arn && res != ingest.arn+":*") {
+						p.add("%s: the schedule's role may %s on %s; it needs only lambda:InvokeFunction on ingest", role.addr, act, res)
+						continue
+					}
+					invokes = true
+				}
+			}
+		}
+		if !invokes {
+			p.add("%s: the schedule's role may not invoke ingest", role.addr)
+		}
+	}
+	if !found {
+		p.add("no aws_scheduler_schedule starts the ingest function")
+	}
+}
+
+// checkBuckets: both buckets block public access, encrypt, version and
+// enforce bucket-owner ownership.
+func checkBuckets(m *module, fns map[string]*lambdaFn, p *problems) {
+	seen := map[string]bool{}
+	for _, f := range fns {
+		for _, b := range f.buckets {
+			seen[b] = true
+		}
+	}
+	var buckets []string
+	for b := range seen {
+		buckets = append(buckets, b)
+	}
+	sort.Strings(buckets)
+	for _, b := range buckets {
+		refs := []string{"${" + b + ".id}", "${" + b + ".bucket}"}
+		of := func(typ string) []*node {
+			var out []*node
+			for _, n := range m.instances(typ) {
+				if slices.Contains(refs, n.str("bucket")) {
+					out = append(out, n)
+				}
+			}
+			return out
+		}
+		ok := false
+		for _, n := range of("aws_s3_bucket_public_access_block") {
+			ok = ok || (n.boolean("block_public_acls") && n.boolean("block_public_policy") && n.boolean("ignore_public_acls") && n.boolean("restrict_public_buckets"))
+		}
+		if !ok {
+			p.add("%s: public access is not fully blocked", b)
+		}
+		ok = false
+		for _, n := range of("aws_s3_bucket_ownership_controls") {
+			ok = ok || n.block("rule").str("object_ownership") == "BucketOwnerEnforced"
+		}
+		if !ok {
+			p.add("%s: object ownership is not BucketOwnerEnforced", b)
+		}
+		ok = false
+		for _, n := range of("aws_s3_bucket_versioning") {
+			ok = ok || n.block("versioning_configuration").str("status") == "Enabled"
+		}
+		if !ok {
+			p.add("%s: versioning is not enabled", b)
+		}
+		ok = false
+		for _, n := range of("aws_s3_bucket_server_side_encryption_configuration") {
+			alg := n.block("rule").block("apply_server_side_encryption_by_default").str("sse_algorithm")
+			ok = ok || slices.Contains([]string{"AES256", "aws:kms", "aws:kms:dsse"}, alg)
+		}
+		if !ok {
+			p.add("%s: no default server-side encryption", b)
+		}
+	}
+}
+
+// checkAlarmActions: every alarm e-mails through an SNS topic.
+func checkAlarmActions(m *module, alarms []*alarm, p *problems) {
+	var topics []string
+	for _, s := range m.instances("aws_sns_topic_subscription") {
+		if s.str("protocol") == "email" && s.str("endpoint") != "" {
+			topics = append(topics, s.str("topic_arn"))
+		}
+	}
+	if len(topics) == 0 {
+		p.add("no SNS topic has an e-mail subscription")
+		return
+	}
+	for _, a := range alarms {
+		ok := false
+		for _, act := range a.actions {
+			ok = ok || slices.Contains(topics, act)
+		}
+		if !ok {
+			p.add("%s: alarm_actions do not notify the e-mail SNS topic", a.node.addr)
+		}
+	}
+}
+
+// checkFreshness: an alarm fires when load's FreshnessSeconds exceeds the
+// specification's 30 minutes.
+func checkFreshness(_ *module, alarms []*alarm, p *problems) {
+	for _, a := range alarms {
+		if a.namespace == "Sandstone" && a.metric == "FreshnessSeconds" && a.dims["Stage"] == "load" {
+			if a.threshold != 1800 || !strings.HasPrefix(a.comparison, "GreaterThan") {
+				p.add("%s: freshness alarm fires above %v s (%s), want above 1800 s by default", a.node.addr, a.threshold, a.comparison)
+			}
+			return
+		}
+	}
+	p.add("no freshness alarm on Sandstone FreshnessSeconds (Stage = load)")
+}
+
+// checkNoDeletes: no policy document anywhere lets anyone delete objects.
+func checkNoDeletes(m *module, p *problems) {
+	for _, r := range m.resources {
+		if !r.data || r.typ != "aws_iam_policy_document" {
+			continue
+		}
+		for _, doc := range r.instances {
+			for _, s := range m.documentStatements(doc, p) {
+				if s.effect != "Allow" {
+					continue
+				}
+				for _, act := range s.actions {
+					a := strings.ToLower(act)
+					if strings.HasPrefix(a, "s3:delete") || a == "s3:*" || a == "*" {
+						p.add("%s allows %s: nothing may delete objects", doc.addr, act)
+					}
+				}
+			}
+		}
+	}
+}
+
+// checkSecrets: credentials are set out of band, never in Terraform state.
+func checkSecrets(m *module, p *problems) {
+	for _, n := range m.instances("aws_secretsmanager_secret_version") {
+		p.add("%s: a secret value in Terraform would sit in its state; set it out of band", n.addr)
+	}
+}
+
+// starColumns are the Glue columns the internal/star row types stand for.
+func starColumns() (map[string][][2]string, error) {
+	rows := map[string]any{
+		"dim_date": star.DimDate{}, "dim_staff": star.DimStaff{}, "dim_location": star.DimLocation{},
+		"dim_currency": star.DimCurrency{}, "dim_design": star.DimDesign{}, "dim_counterparty": star.DimCounterparty{},
+		"dim_payment_type": star.DimPaymentType{}, "dim_transaction": star.DimTransaction{},
+		"fact_sales_order": star.FactSalesOrder{}, "fact_purchase_order": star.FactPurchaseOrder{}, "fact_payment": star.FactPayment{},
+	}
+	out := map[string][][2]string{}
+	for _, t := range star.Tables {
+		row, ok := rows[t.Name]
+		if !ok {
+			return nil, fmt.Errorf("star table %s has no row type in this test", t.Name)
+		}
+		rt := reflect.TypeOf(row)
+		for i := range rt.NumField() {
+			tag := strings.Split(rt.Field(i).Tag.Get("parquet"), ",")
+			opts := strings.Join(tag[1:], ",")
+			ft := rt.Field(i).Type
+			if ft.Kind() == reflect.Pointer {
+				ft = ft.Elem()
+			}
+			var typ string
+			switch {
+			case strings.HasPrefix(opts, "date"):
+				typ = "date"
+			case strings.HasPrefix(opts, "time("):
+				typ = "int" // milliseconds since midnight
+			case strings.HasPrefix(opts, "decimal("):
+				var scale, precision int
+				if _, err := fmt.Sscanf(opts, "decimal(%d:%d)", &scale, &precision); err != nil {
+					return nil, fmt.Errorf("%s.%s: %s: %w", t.Name, tag[0], opts, err)
+				}
+				typ = fmt.Sprintf("decimal(%d,%d)", precision, scale)
+			case ft.Kind() == reflect.Int32:
+				typ = "int"
+			case ft.Kind() == reflect.Int64:
+				typ = "bigint"
+			case ft.Kind() == reflect.String:
+				typ = "string"
+			case ft.Kind() == reflect.Bool:
+				typ = "boolean"
+			default:
+				return nil, fmt.Errorf("%s.%s: no Glue type for %s", t.Name, tag[0], ft)
+			}
+			out[t.Name] = append(out[t.Name], [2]string{tag[0], typ})
+		}
+	}
+	return out, nil
+}
+
+// checkGlue: one Glue table per star table over the processed bucket, with
+// the columns and types of the Parquet that transform writes.
+func checkGlue(m *module, fns map[string]*lambdaFn, p *problems) {
+	want, err := starColumns()
+	if err != nil {
+		p.add("%v", err)
+		return
+	}
+	var processed string
+	if t := fns["transform"]; t != nil {
+		processed = t.buckets[envProcessedBucket]
+	}
+	got := map[string]bool{}
+	for _, n := range m.instances("aws_glue_catalog_table") {
+		name := n.str("name")
+		got[name] = true
+		cols, ok := want[name]
+		if !ok {
+			p.add("%s: %s is not a star table", n.addr, name)
+			continue
+		}
+		sd := n.block("storage_descriptor")
+		if loc := sd.str("location"); processed != "" && loc != "s3://${"+processed+".bucket}/"+name+"/" {
+			p.add("%s: location %q, want the %s/ prefix of %s", n.addr, loc, name, processed)
+		}
+		if !strings.Contains(sd.str("input_format"), "Parquet") {
+			p.add("%s: not a Parquet table", n.addr)
+		}
+		var have [][2]string
+		body := dynblock.Expand(sd.body, sd.ctx)
+		content, _, diags := body.PartialContent(&hcl.BodySchema{Blocks: []hcl.BlockHeaderSchema{{Type: "columns"}}})
+		for _, b := range content.Blocks {
+			// PartialContent, not JustAttributes: only it gives the
+			// expressions the dynamic block's iterator.
+			c, _, d := b.Body.PartialContent(&hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name: "name"}, {Name: "type"}}})
+			diags = append(diags, d...)
+			var col [2]string
+			for i, key := range []string{"name", "type"} {
+				if a, ok := c.Attributes[key]; ok {
+					v, d := a.Expr.Value(sd.ctx)
+					diags = append(diags, d...)
+					col[i] = asString(v)
+				}
+			}
+			have = append(have, col)
+		}
+		if diags.HasErrors() {
+			p.add("%s: columns: %s", n.addr, diags.Error())
+		}
+		if !slices.Equal(have, cols) {
+			p.add("%s: columns %v, want %v (internal/star)", n.addr, have, cols)
+		}
+	}
+	for name := range want {
+		if !got[name] {
+			p.add("no Glue table for star table %s", name)
+		}
+	}
+}

@@ -1,0 +1,167 @@
+# Least privilege: each function's role may touch only its own buckets and
+# key prefixes, its own secret, its own log group and the dead-letter queue.
+# Nothing may delete an object. The policies are written out per stage, so
+# a reviewer can read each one whole.
+
+data "aws_iam_policy_document" "lambda_assume" {
+  statement {
+    actions = ["sts:AssumeRole"]
+    principals {
+      type        = "Service"
+      identifiers = ["lambda.amazonaws.com"]
+    }
+  }
+}
+
+resource "aws_iam_role" "stage" {
+  for_each = local.stages
+
+  name               = "${local.function_names[each.key]}-function"
+  description        = "Execution role of ${local.function_names[each.key]}."
+  assume_role_policy = data.aws_iam_policy_document.lambda_assume.json
+}
+
+resource "aws_iam_role_policy" "stage" {
+  for_each = local.stages
+
+  name   = "${local.function_names[each.key]}-least-privilege"
+  role   = aws_iam_role.stage[each.key].id
+  policy = local.stage_policies[each.key]
+}
+
+locals {
+  stage_policies = {
+    ingest    = data.aws_iam_policy_document.ingest.json
+    transform = data.aws_iam_policy_document.transform.json
+    load      = data.aws_iam_policy_document.load.json
+  }
+}
+
+# ingest: totesys (through the source secret) -> ingestion bucket.
+data "aws_iam_policy_document" "ingest" {
+  statement {
+    sid       = "ListIngestion"
+    actions   = ["s3:ListBucket"]
+    resources = [aws_s3_bucket.ingestion.arn]
+  }
+  statement {
+    sid       = "ReadIngestion"
+    actions   = ["s3:GetObject"]
+    resources = ["${aws_s3_bucket.ingestion.arn}/*"]
+  }
+  statement {
+    sid       = "CreateIngestionObjects"
+    actions   = ["s3:PutObject", "s3:AbortMultipartUpload"]
+    resources = [for p in local.ingest_write_prefixes : "${aws_s3_bucket.ingestion.arn}/${p}*"]
+  }
+  statement {
+    sid       = "ReadSourceSecret"
+    actions   = ["secretsmanager:GetSecretValue"]
+    resources = [aws_secretsmanager_secret.source.arn]
+  }
+  statement {
+    sid       = "WriteOwnLogs"
+    actions   = ["logs:CreateLogStream", "logs:PutLogEvents"]
+    resources = ["${aws_cloudwatch_log_group.stage["ingest"].arn}:*"]
+  }
+  statement {
+    sid       = "RecordFailedInvocations"
+    actions   = ["sqs:SendMessage"]
+    resources = [aws_sqs_queue.dlq.arn]
+  }
+}
+
+# transform: ingestion bucket -> processed bucket. No database at all.
+data "aws_iam_policy_document" "transform" {
+  statement {
+    sid       = "ListBothBuckets"
+    actions   = ["s3:ListBucket"]
+    resources = [aws_s3_bucket.ingestion.arn, aws_s3_bucket.processed.arn]
+  }
+  statement {
+    sid       = "ReadBothBuckets"
+    actions   = ["s3:GetObject"]
+    resources = ["${aws_s3_bucket.ingestion.arn}/*", "${aws_s3_bucket.processed.arn}/*"]
+  }
+  statement {
+    sid       = "CreateProcessedObjects"
+    actions   = ["s3:PutObject", "s3:AbortMultipartUpload"]
+    resources = [for p in local.transform_write_prefixes : "${aws_s3_bucket.processed.arn}/${p}*"]
+  }
+  statement {
+    sid       = "WriteOwnLogs"
+    actions   = ["logs:CreateLogStream", "logs:PutLogEvents"]
+    resources = ["${aws_cloudwatch_log_group.stage["transform"].arn}:*"]
+  }
+  statement {
+    sid       = "RecordFailedInvocations"
+    actions   = ["sqs:SendMessage"]
+    resources = [aws_sqs_queue.dlq.arn]
+  }
+}
+
+# load: processed bucket -> warehouse (through the warehouse secret). Load
+# keeps its progress in the warehouse, so it writes no object.
+data "aws_iam_policy_document" "load" {
+  statement {
+    sid       = "ListProcessed"
+    actions   = ["s3:ListBucket"]
+    resources = [aws_s3_bucket.processed.arn]
+  }
+  statement {
+    sid       = "ReadProcessed"
+    actions   = ["s3:GetObject"]
+    resources = ["${aws_s3_bucket.processed.arn}/*"]
+  }
+  statement {
+    sid       = "ReadWarehouseSecret"
+    actions   = ["secretsmanager:GetSecretValue"]
+    resources = [aws_secretsmanager_secret.warehouse.arn]
+  }
+  statement {
+    sid       = "WriteOwnLogs"
+    actions   = ["logs:CreateLogStream", "logs:PutLogEvents"]
+    resources = ["${aws_cloudwatch_log_group.stage["load"].arn}:*"]
+  }
+  statement {
+    sid       = "RecordFailedInvocations"
+    actions   = ["sqs:SendMessage"]
+    resources = [aws_sqs_queue.dlq.arn]
+  }
+}
+
+# EventBridge Scheduler's own role: it may invoke ingest and nothing else.
+data "aws_iam_policy_document" "scheduler_assume" {
+  statement {
+    actions = ["sts:AssumeRole"]
+    principals {
+      type        = "Service"
+      identifiers = ["scheduler.amazonaws.com"]
+    }
+    condition {
+      test     = "StringEquals"
+      variable = "aws:SourceAccount"
+      values   = [local.account_id]
+    }
+  }
+}
+
+resource "aws_iam_role" "scheduler" {
+  name               = "${var.name_prefix}-scheduler"
+  description        = "Lets EventBridge Scheduler start ${local.function_names["ingest"]}."
+  assume_role_policy = data.aws_iam_policy_document.scheduler_assume.json
+}
+
+data "aws_iam_policy_document" "scheduler" {
+  statement {
+    sid       = "InvokeIngest"
+    actions   = ["lambda:InvokeFunction"]
+    resources = [aws_lambda_function.stage["ingest"].arn]
+  }
+}
+
+resource "aws_iam_role_policy" "scheduler" {
+  name   = "${var.name_prefix}-scheduler-invoke-ingest"
+  role   = aws_iam_role.scheduler.id
+  policy = data.aws_iam_policy_document.scheduler.json
+}

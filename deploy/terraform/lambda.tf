@@ -1,0 +1,63 @@
+# The three functions, one bootstrap zip, each with its own log group, role
+# and asynchronous-failure destination.
+
+resource "aws_cloudwatch_log_group" "stage" {
+  for_each = local.stages
+
+  name              = "/aws/lambda/${local.function_names[each.key]}"
+  retention_in_days = var.log_retention_days
+}
+
+resource "aws_lambda_function" "stage" {
+  for_each = local.stages
+
+  function_name    = local.function_names[each.key]
+  description      = each.value.description
+  role             = aws_iam_role.stage[each.key].arn
+  filename         = var.lambda_zip
+  source_code_hash = filebase64sha256(var.lambda_zip)
+  handler          = "bootstrap"
+  runtime          = "provided.al2023"
+  architectures    = ["arm64"]
+  memory_size      = var.lambda_memory_mb[each.key]
+  timeout          = var.lambda_timeout_seconds[each.key]
+
+  # One run per stage at a time: stages serialize on their buckets anyway,
+  # and a second concurrent run would only wait for the first.
+  reserved_concurrent_executions = 1
+
+  environment {
+    variables = each.value.environment
+  }
+
+  # The stages log JSON lines on stdout themselves; Text keeps them as they
+  # are, so the metric filters and Logs Insights see their fields.
+  logging_config {
+    log_format = "Text"
+    log_group  = aws_cloudwatch_log_group.stage[each.key].name
+  }
+
+  depends_on = [aws_iam_role_policy.stage]
+}
+
+# Invocations that still fail after the retries, or that wait too long
+# (events are only hints), are recorded in the dead-letter queue.
+resource "aws_sqs_queue" "dlq" {
+  name                      = "${var.name_prefix}-failed-invocations"
+  message_retention_seconds = 1209600
+  sqs_managed_sse_enabled   = true
+}
+
+resource "aws_lambda_function_event_invoke_config" "stage" {
+  for_each = local.stages
+
+  function_name                = aws_lambda_function.stage[each.key].function_name
+  maximum_retry_attempts       = var.async_retry_attempts
+  maximum_event_age_in_seconds = var.async_max_event_age_seconds
+
+  destination_config {
+    on_failure {
+      destination = aws_sqs_queue.dlq.arn
+    }
+  }
+}

@@ -1,0 +1,141 @@
+# The three stages, what each is told through its environment, and the key
+# prefixes each may write. The bucket contracts are in shared DESIGN.md; the
+# key layout is internal/lake (manifests/NNNNNN/NNNNNNNNNNNN.json written last
+# per batch, data under TABLE/YYYY/MM/DD/...).
+
+locals {
+  account_id = data.aws_caller_identity.current.account_id
+
+  ingestion_bucket_url = "s3://${aws_s3_bucket.ingestion.bucket}?region=${var.aws_region}"
+  processed_bucket_url = "s3://${aws_s3_bucket.processed.bucket}?region=${var.aws_region}"
+
+  # One function per stage, all from the same bootstrap; SANDSTONE_STAGE
+  # picks the stage. Each gets only the settings its stage reads.
+  stages = {
+    ingest = {
+      description = "Sandstone ingest: copies new totesys row versions into the ingestion bucket (EventBridge Scheduler)."
+      environment = {
+        SANDSTONE_STAGE             = "ingest"
+        SANDSTONE_INGEST_BUCKET     = local.ingestion_bucket_url
+        SANDSTONE_SOURCE_SECRET_ARN = aws_secretsmanager_secret.source.arn
+        SANDSTONE_LOOKBACK          = var.ingest_lookback
+      }
+    }
+    transform = {
+      description = "Sandstone transform: turns ingested batches into star-schema Parquet in the processed bucket (S3 manifest events)."
+      environment = {
+        SANDSTONE_STAGE            = "transform"
+        SANDSTONE_INGEST_BUCKET    = local.ingestion_bucket_url
+        SANDSTONE_PROCESSED_BUCKET = local.processed_bucket_url
+      }
+    }
+    load = {
+      description = "Sandstone load: loads processed batches into the warehouse (S3 manifest events)."
+      environment = {
+        SANDSTONE_STAGE                = "load"
+        SANDSTONE_PROCESSED_BUCKET     = local.processed_bucket_url
+        SANDSTONE_WAREHOUSE_SECRET_ARN = aws_secretsmanager_secret.warehouse.arn
+        SANDSTONE_WAREHOUSE_SCHEMA     = var.warehouse_schema
+      }
+    }
+  }
+
+  function_names = { for s in keys(local.stages) : s => "${var.name_prefix}-${s}" }
+
+  # Manifests: the notifications fire on these keys only.
+  manifest_prefix = "manifests/"
+  manifest_suffix = ".json"
+
+  # The totesys tables (internal/totesys.Tables): ingest writes one object
+  # per table and batch under TABLE/.
+  totesys_tables = ["address", "counterparty", "currency", "department", "design", "staff", "payment_type", "sales_order", "purchase_order", "transaction", "payment"]
+
+  # Prefixes each writer may create objects under. Nothing may overwrite or
+  # delete: the buckets are immutable, so no role has s3:DeleteObject.
+  ingest_write_prefixes    = concat([local.manifest_prefix], [for t in local.totesys_tables : "${t}/"])
+  transform_write_prefixes = concat([local.manifest_prefix, "state/", "rejects/"], [for t in keys(local.star_tables) : "${t}/"])
+
+  # Every error kind of internal/errkind, with what it means for whoever
+  # reads the alarm e-mail. One alarm per function and kind.
+  error_kinds = {
+    source_unreachable        = "the totesys database could not be reached or refused the credentials in the source secret"
+    source_schema_mismatch    = "a totesys table lacks a column the pipeline needs or has an unexpected type"
+    bucket_read_failed        = "an object or manifest could not be read from a bucket (permissions, missing object, corrupt Parquet)"
+    bucket_write_failed       = "an object or manifest could not be written to a bucket (permissions, S3 errors)"
+    bad_rows_rejected         = "some source rows could not be turned into star rows and were set aside in the batch's rejects"
+    warehouse_unreachable     = "the warehouse database could not be reached or refused the credentials in the warehouse secret"
+    warehouse_schema_mismatch = "a warehouse table differs from the star schema the pipeline expects"
+    load_failed               = "a batch could not be written to the warehouse (constraint or COPY failure); it will be retried"
+    config_invalid            = "the function's environment or secret is missing or malformed"
+    internal                  = "an unexpected failure (a bug): read the log line's msg"
+  }
+
+  error_alarms = {
+    for pair in setproduct(keys(local.stages), keys(local.error_kinds)) : "${pair[0]}-${pair[1]}" => {
+      stage = pair[0]
+      kind  = pair[1]
+    }
+  }
+
+  # Metrics: error log lines per function (metric filters, below), and the
+  # stages' own Embedded Metric Format lines (Rows, Seconds, Failures,
+  # FreshnessSeconds) in namespace Sandstone with dimension Stage.
+  error_metric_namespace = "Sandstone/ErrorLogs"
+  emf_namespace          = "Sandstone"
+
+  # The star schema as Glue sees the processed bucket's Parquet (the Go row
+  # types of internal/star). Times of day are Parquet TIME(MILLIS), declared
+  # int: milliseconds since midnight UTC. Money is decimal(10,2). The fact
+  # tables' serial ids are assigned by the warehouse, so they are not here.
+  time_columns = ["created_time", "last_updated_time", "last_updated"]
+
+  star_tables = {
+    dim_date = [
+      ["date_id", "date"], ["year", "int"], ["month", "int"], ["day", "int"], ["day_of_week", "int"],
+      ["day_name", "string"], ["month_name", "string"], ["quarter", "int"],
+    ]
+    dim_staff = [
+      ["staff_id", "int"], ["first_name", "string"], ["last_name", "string"], ["department_name", "string"],
+      ["location", "string"], ["email_address", "string"],
+    ]
+    dim_location = [
+      ["location_id", "int"], ["address_line_1", "string"], ["address_line_2", "string"], ["district", "string"],
+      ["city", "string"], ["postal_code", "string"], ["country", "string"], ["phone", "string"],
+    ]
+    dim_currency = [
+      ["currency_id", "int"], ["currency_code", "string"], ["currency_name", "string"],
+    ]
+    dim_design = [
+      ["design_id", "int"], ["design_name", "string"], ["file_location", "string"], ["file_name", "string"],
+    ]
+    dim_counterparty = [
+      ["counterparty_id", "int"], ["counterparty_legal_name", "string"], ["counterparty_legal_address_line_1", "string"],
+      ["counterparty_legal_address_line_2", "string"], ["counterparty_legal_district", "string"],
+      ["counterparty_legal_city", "string"], ["counterparty_legal_postal_code", "string"],
+      ["counterparty_legal_country", "string"], ["counterparty_legal_phone_number", "string"],
+    ]
+    dim_payment_type = [
+      ["payment_type_id", "int"], ["payment_type_name", "string"],
+    ]
+    dim_transaction = [
+      ["transaction_id", "int"], ["transaction_type", "string"], ["sales_order_id", "int"], ["purchase_order_id", "int"],
+    ]
+    fact_sales_order = [
+      ["sales_order_id", "int"], ["created_date", "date"], ["created_time", "int"], ["last_updated_date", "date"],
+      ["last_updated_time", "int"], ["sales_staff_id", "int"], ["counterparty_id", "int"], ["units_sold", "int"],
+      ["unit_price", "decimal(10,2)"], ["currency_id", "int"], ["design_id", "int"], ["agreed_payment_date", "date"],
+      ["agreed_delivery_date", "date"], ["agreed_delivery_location_id", "int"],
+    ]
+    fact_purchase_order = [
+      ["purchase_order_id", "int"], ["created_date", "date"], ["created_time", "int"], ["last_updated_date", "date"],
+      ["last_updated_time", "int"], ["staff_id", "int"], ["counterparty_id", "int"], ["item_code", "string"],
+      ["item_quantity", "int"], ["item_unit_price", "decimal(10,2)"], ["currency_id", "int"],
+      ["agreed_delivery_date", "date"], ["agreed_payment_date", "date"], ["agreed_delivery_location_id", "int"],
+    ]
+    fact_payment = [
+      ["payment_id", "int"], ["created_date", "date"], ["created_time", "int"], ["last_updated_date", "date"],
+      ["last_updated", "int"], ["transaction_id", "int"], ["counterparty_id", "int"], ["payment_amount", "decimal(10,2)"],
+      ["currency_id", "int"], ["payment_type_id", "int"], ["paid", "boolean"], ["payment_date", "date"],
+    ]
+  }
+}

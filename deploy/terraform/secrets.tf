@@ -1,0 +1,18 @@
+# Database credentials. Terraform creates the secrets but never their
+# values, so no password reaches the Terraform state or the repository: set
+# each value once, out of band (docs/deploy.md), as JSON, either
+#   {"url": "postgres://user:password@host:5432/dbname?sslmode=require"}
+# or
+#   {"host": "...", "port": 5432, "username": "...", "password": "...", "dbname": "..."}
+
+resource "aws_secretsmanager_secret" "source" {
+  name                    = "${var.name_prefix}/source-db"
+  description             = "Read-only credentials of the totesys source database, read by ${local.function_names["ingest"]}."
+  recovery_window_in_days = var.secret_recovery_window_days
+}
+
+resource "aws_secretsmanager_secret" "warehouse" {
+  name                    = "${var.name_prefix}/warehouse-db"
+  description             = "Credentials of the star-schema warehouse database, read by ${local.function_names["load"]}."
+  recovery_window_in_days = var.secret_recovery_window_days
+}

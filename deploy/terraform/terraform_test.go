@@ -1,0 +1,381 @@
+// Package terraform_test checks the AWS deployment in this directory
+// without AWS or providers: it parses the Terraform with hashicorp/hcl,
+// evaluates it symbolically (module_test.go) and checks the wiring
+// (checks_test.go). Mutation cases prove that each check can fail.
+package terraform_test
+
+import (
+	"bytes"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/hashicorp/hcl/v2/hclwrite"
+)
+
+func mainFiles(t *testing.T) map[string][]byte {
+	t.Helper()
+	files, err := loadDir(".")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return files
+}
+
+func TestWiring(t *testing.T) {
+	m, err := parseModule(mainFiles(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range check(m) {
+		t.Error(p)
+	}
+	// The checks looked at what they claim to: three functions, 30 error
+	// alarms, one Glue table per star table.
+	if n := len(m.instances("aws_lambda_function")); n != 3 {
+		t.Errorf("%d functions, want 3", n)
+	}
+	if n := len(m.instances("aws_cloudwatch_metric_alarm")); n < 30+3+3+2 {
+		t.Errorf("only %d alarms", n)
+	}
+	if n := len(m.instances("aws_glue_catalog_table")); n != 11 {
+		t.Errorf("%d Glue tables, want 11", n)
+	}
+}
+
+// TestSymbolicEvaluation pins down how references evaluate, which every
+// check relies on.
+func TestSymbolicEvaluation(t *testing.T) {
+	m, err := parseModule(mainFiles(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ingest *node
+	for _, n := range m.instances("aws_lambda_function") {
+		if strings.HasSuffix(n.addr, `["ingest"]`) {
+			ingest = n
+		}
+	}
+	if ingest == nil {
+		t.Fatal("no ingest function instance")
+	}
+	for attr, want := range map[string]string{
+		"function_name": "sandstone-ingest",
+		"role":          `${aws_iam_role.stage["ingest"].arn}`,
+		"runtime":       "provided.al2023",
+	} {
+		if got := ingest.str(attr); got != want {
+			t.Errorf("%s = %q, want %q", attr, got, want)
+		}
+	}
+	env := ingest.block("environment").strMap("variables")
+	if got, want := env[envIngestBucket], "s3://${aws_s3_bucket.ingestion.bucket}?region=eu-west-2"; got != want {
+		t.Errorf("%s = %q, want %q", envIngestBucket, got, want)
+	}
+	if got, _ := ingest.num("timeout"); got != 300 {
+		t.Errorf("timeout = %v, want the default 300", got)
+	}
+}
+
+// mutation breaks the real configuration in one place.
+type mutation struct {
+	name string
+	file string
+	old  string // a regular expression; its first match is replaced
+	new  string
+	want []string // every one must appear in some problem
+}
+
+var mutations = []mutation{
+	{"notification without prefix filter", "events.tf", `filter_prefix       = local.manifest_prefix`, `filter_prefix       = ""`,
+		[]string{"filter_prefix", "manifests only"}},
+	{"notification without suffix filter", "events.tf", `filter_suffix       = local.manifest_suffix`, `filter_suffix       = ".parquet"`,
+		[]string{"filter_suffix"}},
+	{"ingestion manifests start load", "events.tf", `lambda_function_arn = aws_lambda_function.stage\["transform"\].arn`, `lambda_function_arn = aws_lambda_function.stage["load"].arn`,
+		[]string{"must start the transform function", "no S3 notification from aws_s3_bucket.ingestion starts the transform function"}},
+	{"no permission for S3", "events.tf", `principal      = "s3.amazonaws.com"`, `principal      = "sns.amazonaws.com"`,
+		[]string{"no aws_lambda_permission lets aws_s3_bucket.ingestion invoke the transform function"}},
+	{"schedule starts transform", "events.tf", `arn      = aws_lambda_function.stage\["ingest"\].arn`, `arn      = aws_lambda_function.stage["transform"].arn`,
+		[]string{"only the ingest function runs on a schedule", "no aws_scheduler_schedule starts the ingest function"}},
+	{"schedule input not JSON", "events.tf", `"stage": "ingest",`, `"stage": ingest,`,
+		[]string{"target input", "is not JSON"}},
+	{"scheduler may invoke every function", "iam.tf", `resources = \[aws_lambda_function.stage\["ingest"\].arn\]`, `resources = ["*"]`,
+		[]string{"it needs only lambda:InvokeFunction on ingest"}},
+	{"ingest reads any object anywhere", "iam.tf", `resources = \["\$\{aws_s3_bucket.ingestion.arn\}/\*"\]`, `resources = ["*"]`,
+		[]string{`s3:GetObject on resource "*"`, "does not allow s3:GetObject on objects of aws_s3_bucket.ingestion"}},
+	{"ingest may delete", "iam.tf", `actions   = \["s3:PutObject", "s3:AbortMultipartUpload"\]`, `actions   = ["s3:PutObject", "s3:AbortMultipartUpload", "s3:DeleteObject"]`,
+		[]string{"s3:DeleteObject would let it delete objects", "data.aws_iam_policy_document.ingest allows s3:DeleteObject"}},
+	{"ingest has s3:*", "iam.tf", `actions   = \["s3:ListBucket"\]`, `actions   = ["s3:*"]`,
+		[]string{`wildcard action "s3:*"`}},
+	{"ingest writes the whole bucket", "iam.tf", `resources = \[for p in local.ingest_write_prefixes : "\$\{aws_s3_bucket.ingestion.arn\}/\$\{p\}\*"\]`, `resources = ["$${aws_s3_bucket.ingestion.arn}/*"]`,
+		[]string{"s3:PutObject on ${aws_s3_bucket.ingestion.arn}/* is not the ingest function's", "does not allow s3:PutObject under manifests/"}},
+	{"ingest misses a table prefix", "main.tf", `"address", `, ``,
+		[]string{"does not allow s3:PutObject under address/"}},
+	{"load reads the ingestion bucket", "iam.tf", `(sid       = "ReadProcessed"\s+actions   = \["s3:GetObject"\]\s+resources = \[)"\$\{aws_s3_bucket.processed.arn\}/\*"`, `${1}"$${aws_s3_bucket.ingestion.arn}/*"`,
+		[]string{"s3:GetObject on ${aws_s3_bucket.ingestion.arn}/* is not the load function's"}},
+	{"transform writes the other log group", "iam.tf", `aws_cloudwatch_log_group.stage\["transform"\].arn`, `aws_cloudwatch_log_group.stage["ingest"].arn`,
+		[]string{`logs:PutLogEvents on ${aws_cloudwatch_log_group.stage["ingest"].arn}:* is not the transform function's`}},
+	{"ingest reads the warehouse secret", "iam.tf", `resources = \[aws_secretsmanager_secret.source.arn\]`, `resources = [aws_secretsmanager_secret.warehouse.arn]`,
+		[]string{"secretsmanager:GetSecretValue on ${aws_secretsmanager_secret.warehouse.arn} is not the ingest function's"}},
+	{"transform is given a secret", "main.tf", `SANDSTONE_PROCESSED_BUCKET = local.processed_bucket_url`, "SANDSTONE_PROCESSED_BUCKET = local.processed_bucket_url\n        SANDSTONE_SOURCE_SECRET_ARN = aws_secretsmanager_secret.source.arn",
+		[]string{"the transform function is given SANDSTONE_SOURCE_SECRET_ARN"}},
+	{"failures go to SNS", "lambda.tf", `destination = aws_sqs_queue.dlq.arn`, `destination = aws_sns_topic.alarms.arn`,
+		[]string{"no dead-letter queue"}},
+	{"no alarm on the queue", "monitoring.tf", `metric_name         = "ApproximateNumberOfMessagesVisible"`, `metric_name         = "NumberOfMessagesSent"`,
+		[]string{"no alarm on the depth of dead-letter queue"}},
+	{"metric filter on warnings", "monitoring.tf", `pattern        = "\{ \$\.level = \\"ERROR\\"`, `pattern        = "{ $.level = \"WARN\"`,
+		[]string{`no metric filter on aws_cloudwatch_log_group.stage["ingest"]`}},
+	{"an error kind without alarm", "main.tf", `(?m)^\s*bad_rows_rejected\s*=.*\n`, ``,
+		[]string{`aws_lambda_function.stage["load"]: no alarm on ERROR lines of kind bad_rows_rejected`}},
+	{"alarm that does not name the function", "monitoring.tf", `alarm_description   = "\$\{local.function_names\[each.value.stage\]\} logged`, `alarm_description   = "Sandstone logged`,
+		[]string{"alarm_description must name the function sandstone-ingest"}},
+	{"alarm without e-mail", "monitoring.tf", `alarm_actions       = \[aws_sns_topic.alarms.arn\]`, `alarm_actions       = []`,
+		[]string{"alarm_actions do not notify the e-mail SNS topic"}},
+	{"no e-mail subscription", "monitoring.tf", `protocol  = "email"`, `protocol  = "sqs"`,
+		[]string{"no SNS topic has an e-mail subscription"}},
+	{"duration alarm past the timeout", "monitoring.tf", `\* 1000 \* var.duration_alarm_ratio`, `* 1000 * 2`,
+		[]string{"duration alarm threshold"}},
+	{"no throttle alarm", "monitoring.tf", `metric_name         = "Throttles"`, `metric_name         = "Errors"`,
+		[]string{"no alarm on throttles"}},
+	{"freshness alarm too lax", "monitoring.tf", `threshold           = var.freshness_threshold_seconds`, `threshold           = 7200`,
+		[]string{"freshness alarm fires above 7200 s"}},
+	{"function logs elsewhere", "lambda.tf", `log_group  = aws_cloudwatch_log_group.stage\[each.key\].name`, `log_group  = "/aws/lambda/elsewhere"`,
+		[]string{"no log group of its own"}},
+	{"two functions share a log group", "lambda.tf", `log_group  = aws_cloudwatch_log_group.stage\[each.key\].name`, `log_group  = aws_cloudwatch_log_group.stage["load"].name`,
+		[]string{`aws_lambda_function.stage["ingest"] shares its log group with aws_lambda_function.stage["load"]`}},
+	{"log group without retention", "lambda.tf", `retention_in_days = var.log_retention_days`, ``,
+		[]string{"no retention_in_days"}},
+	{"concurrency not reserved", "lambda.tf", `reserved_concurrent_executions = 1`, `reserved_concurrent_executions = 5`,
+		[]string{"reserved_concurrent_executions 5"}},
+	{"x86 function", "lambda.tf", `architectures    = \["arm64"\]`, `architectures    = ["x86_64"]`,
+		[]string{"want [arm64]"}},
+	{"variable without description", "variables.tf", `description = "Days CloudWatch Logs keeps each function's log lines."`, ``,
+		[]string{"variable log_retention_days has no description"}},
+	{"versioning suspended", "s3.tf", `status = "Enabled"`, `status = "Suspended"`,
+		[]string{"aws_s3_bucket.ingestion: versioning is not enabled"}},
+	{"ACLs allowed", "s3.tf", `BucketOwnerEnforced`, `ObjectWriter`,
+		[]string{"object ownership is not BucketOwnerEnforced"}},
+	{"public policies allowed", "s3.tf", `block_public_policy     = true`, `block_public_policy     = false`,
+		[]string{"public access is not fully blocked"}},
+	{"no encryption", "s3.tf", `sse_algorithm = "AES256"`, `sse_algorithm = "none"`,
+		[]string{"no default server-side encryption"}},
+	{"Glue column with the wrong type", "main.tf", `\["unit_price", "decimal\(10,2\)"\]`, `["unit_price", "double"]`,
+		[]string{`aws_glue_catalog_table.star["fact_sales_order"]: columns`}},
+	{"Glue table missing", "main.tf", `(?s)    fact_payment = \[.*?\n    \]\n`, ``,
+		[]string{"no Glue table for star table fact_payment"}},
+}
+
+// extras are whole files added to the real configuration.
+var extras = []struct {
+	name string
+	src  string
+	want []string
+}{
+	{"administrator policy on ingest", `
+resource "aws_iam_role_policy_attachment" "admin" {
+  role       = aws_iam_role.stage["ingest"].name
+  policy_arn = "arn:aws:iam::aws:policy/AdministratorAccess"
+}`, []string{"managed policy arn:aws:iam::aws:policy/AdministratorAccess attached to aws_iam_role.stage[\"ingest\"]"}},
+	{"inline s3:* on load", `
+resource "aws_iam_role_policy" "extra" {
+  role = aws_iam_role.stage["load"].id
+  policy = jsonencode({
+    Version   = "2012-10-17"
+    Statement = [{ Effect = "Allow", Action = "s3:*", Resource = "*" }]
+  })
+}`, []string{`(load): wildcard action "s3:*"`}},
+	{"load writes the processed bucket", `
+resource "aws_iam_role_policy" "extra" {
+  role = aws_iam_role.stage["load"].id
+  policy = jsonencode({
+    Version   = "2012-10-17"
+    Statement = [{ Effect = "Allow", Action = ["s3:PutObject"], Resource = ["${aws_s3_bucket.processed.arn}/state/*"] }]
+  })
+}`, []string{"s3:PutObject on ${aws_s3_bucket.processed.arn}/state/* is not the load function's"}},
+	{"a second load function", `
+resource "aws_lambda_function" "extra" {
+  function_name = "sandstone-load-2"
+  role          = aws_iam_role.stage["load"].arn
+  runtime       = "provided.al2023"
+  architectures = ["arm64"]
+  environment {
+    variables = { SANDSTONE_STAGE = "load" }
+  }
+}`, []string{"two functions for stage load"}},
+	{"a secret value in state", `
+resource "aws_secretsmanager_secret_version" "source" {
+  secret_id     = aws_secretsmanager_secret.source.id
+  secret_string = jsonencode({ url = "postgres://u:p@h/db" })
+}`, []string{"a secret value in Terraform"}},
+	{"a dynamic policy", `
+data "aws_iam_policy_document" "extra" {
+  dynamic "statement" {
+    for_each = ["a"]
+    content {
+      actions   = ["s3:GetObject"]
+      resources = ["*"]
+    }
+  }
+}`, []string{"dynamic blocks cannot be checked"}},
+}
+
+func problemsContain(ps problems, want string) bool {
+	return slices.ContainsFunc(ps, func(p string) bool { return strings.Contains(p, want) })
+}
+
+func TestChecksCatchBreakage(t *testing.T) {
+	for _, mu := range mutations {
+		t.Run(mu.name, func(t *testing.T) {
+			files := mainFiles(t)
+			re := regexp.MustCompile(mu.old)
+			loc := re.FindSubmatchIndex(files[mu.file])
+			if loc == nil {
+				t.Fatalf("mutation does not apply: %q not in %s", mu.old, mu.file)
+			}
+			src := files[mu.file]
+			broken := append(append(slices.Clone(src[:loc[0]]), re.Expand(nil, []byte(mu.new), src, loc)...), src[loc[1]:]...)
+			files[mu.file] = broken
+			expectProblems(t, files, mu.want)
+		})
+	}
+	for _, ex := range extras {
+		t.Run(ex.name, func(t *testing.T) {
+			files := mainFiles(t)
+			files["zz_extra.tf"] = []byte(ex.src)
+			expectProblems(t, files, ex.want)
+		})
+	}
+}
+
+func expectProblems(t *testing.T, files map[string][]byte, want []string) {
+	t.Helper()
+	m, err := parseModule(files)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ps := check(m)
+	for _, w := range want {
+		if !problemsContain(ps, w) {
+			t.Errorf("no problem mentions %q; got:\n%s", w, strings.Join(ps, "\n"))
+		}
+	}
+}
+
+func TestBrokenHCLIsReported(t *testing.T) {
+	for name, src := range map[string]string{
+		"syntax":          `resource "aws_s3_bucket" "x" {`,
+		"unknown local":   "resource \"aws_s3_bucket\" \"x\" {\n  for_each = local.nothing\n}\n",
+		"variable twice":  "variable \"a\" {}\nvariable \"a\" {}\n",
+		"no labels":       "resource \"aws_s3_bucket\" {}\n",
+		"unknown default": "variable \"a\" {\n  default = local.b\n}\n",
+	} {
+		t.Run(name, func(t *testing.T) {
+			if _, err := parseModule(map[string][]byte{"broken.tf": []byte(src)}); err == nil {
+				t.Error("parseModule accepted broken HCL")
+			}
+		})
+	}
+}
+
+// unformatted lists the files that differ from their canonical HCL form.
+func unformatted(files map[string][]byte) []string {
+	var out []string
+	for name, src := range files {
+		if !bytes.Equal(hclwrite.Format(src), src) {
+			out = append(out, name)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+func TestFormatted(t *testing.T) {
+	for _, dir := range []string{".", "bootstrap"} {
+		files, err := loadDir(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, name := range unformatted(files) {
+			t.Errorf("%s is not formatted: run terraform fmt -recursive deploy/terraform", filepath.Join(dir, name))
+		}
+	}
+	bad := map[string][]byte{"ok.tf": []byte("a = 1\n"), "bad.tf": []byte("a   =  1\nb= 2\n")}
+	if got := unformatted(bad); !slices.Equal(got, []string{"bad.tf"}) {
+		t.Errorf("unformatted(...) = %v, want [bad.tf]", got)
+	}
+}
+
+func TestTerraformFmt(t *testing.T) {
+	bin, err := exec.LookPath("terraform")
+	if err != nil {
+		t.Skip("terraform is not on PATH")
+	}
+	cmd := exec.Command(bin, "fmt", "-check", "-recursive", "-diff", ".") // #nosec G204 -- fixed arguments
+	cmd.Env = append(os.Environ(), "TF_CLI_CONFIG_FILE="+os.DevNull, "CHECKPOINT_DISABLE=1")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Errorf("terraform fmt -check -recursive: %v\n%s", err, out)
+	}
+}
+
+// TestBootstrap checks the one-off configuration that makes the state
+// bucket and the roles GitHub Actions assumes: documented variables, and
+// roles only this repository's main branch (plan) or its protected
+// environment (deploy) can assume.
+func TestBootstrap(t *testing.T) {
+	files, err := loadDir("bootstrap")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := parseModule(files)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var p problems
+	checkDescriptions(m, &p)
+	subs := map[string]string{}
+	for _, role := range m.instances("aws_iam_role") {
+		var sub, aud []string
+		for _, s := range m.statements(role.value("assume_role_policy"), &p) {
+			if len(s.principals["Federated"]) == 0 {
+				continue
+			}
+			for _, c := range s.conditions {
+				if c.test != "StringEquals" {
+					p.add("%s: condition %s on %s must be StringEquals", role.addr, c.test, c.variable)
+				}
+				switch c.variable {
+				case "token.actions.githubusercontent.com:sub":
+					sub = c.values
+				case "token.actions.githubusercontent.com:aud":
+					aud = c.values
+				}
+			}
+		}
+		if !slices.Equal(aud, []string{"sts.amazonaws.com"}) {
+			p.add("%s: audience %v, want [sts.amazonaws.com]", role.addr, aud)
+		}
+		if len(sub) != 1 || strings.Contains(sub[0], "*") {
+			p.add("%s: subject %v must name one repository and ref or environment", role.addr, sub)
+			continue
+		}
+		subs[role.str("name")] = sub[0]
+	}
+	for name, want := range map[string]string{
+		"sandstone-github-plan":   "repo:${var.github_repository}:ref:refs/heads/main",
+		"sandstone-github-deploy": "repo:${var.github_repository}:environment:production",
+	} {
+		if subs[name] != want {
+			p.add("role %s: subject %q, want %q", name, subs[name], want)
+		}
+	}
+	for _, e := range m.errs {
+		p.add("cannot evaluate %s", e)
+	}
+	for _, x := range p {
+		t.Error(x)
+	}
+}

@@ -1,0 +1,144 @@
+variable "aws_region" {
+  description = "AWS region to deploy into, e.g. eu-west-2 (London)."
+  type        = string
+  default     = "eu-west-2"
+}
+
+variable "name_prefix" {
+  description = "Prefix of every resource name (functions, roles, buckets, alarms, secrets). Lower-case letters, digits and hyphens."
+  type        = string
+  default     = "sandstone"
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]{1,20}$", var.name_prefix))
+    error_message = "name_prefix must be 2-21 lower-case letters, digits or hyphens, starting with a letter."
+  }
+}
+
+variable "tags" {
+  description = "Extra tags for every resource, merged over Project = sandstone and ManagedBy = terraform."
+  type        = map(string)
+  default     = {}
+}
+
+variable "lambda_zip" {
+  description = "Path of the zip holding the arm64 bootstrap binary, built by `make lambda` (relative to this directory)."
+  type        = string
+  default     = "../../bin/lambda/bootstrap.zip"
+}
+
+variable "lambda_memory_mb" {
+  description = "Memory of each function in MB, by stage (ingest, transform, load). CPU grows with memory."
+  type        = map(number)
+  default = {
+    ingest    = 512
+    transform = 1024
+    load      = 512
+  }
+
+  validation {
+    condition     = alltrue([for s in ["ingest", "transform", "load"] : contains(keys(var.lambda_memory_mb), s)]) && alltrue([for m in values(var.lambda_memory_mb) : m >= 128 && m <= 10240])
+    error_message = "lambda_memory_mb needs ingest, transform and load, each 128-10240 MB."
+  }
+}
+
+variable "lambda_timeout_seconds" {
+  description = "Timeout of each function in seconds, by stage (ingest, transform, load). A run stops at a batch boundary before it and leaves the rest to the next invocation."
+  type        = map(number)
+  default = {
+    ingest    = 300
+    transform = 600
+    load      = 600
+  }
+
+  validation {
+    condition     = alltrue([for s in ["ingest", "transform", "load"] : contains(keys(var.lambda_timeout_seconds), s)]) && alltrue([for t in values(var.lambda_timeout_seconds) : t >= 10 && t <= 900])
+    error_message = "lambda_timeout_seconds needs ingest, transform and load, each 10-900 seconds."
+  }
+}
+
+variable "schedule_expression" {
+  description = "EventBridge Scheduler expression that starts ingest, e.g. rate(10 minutes) or cron(0/5 * * * ? *)."
+  type        = string
+  default     = "rate(10 minutes)"
+}
+
+variable "ingest_lookback" {
+  description = "How long after its last_updated a totesys row may still commit and be caught by ingest (SANDSTONE_LOOKBACK, a Go duration)."
+  type        = string
+  default     = "10m"
+}
+
+variable "warehouse_schema" {
+  description = "PostgreSQL schema of the warehouse tables that load writes (SANDSTONE_WAREHOUSE_SCHEMA)."
+  type        = string
+  default     = "public"
+}
+
+variable "log_retention_days" {
+  description = "Days CloudWatch Logs keeps each function's log lines."
+  type        = number
+  default     = 30
+
+  validation {
+    condition     = contains([1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653], var.log_retention_days)
+    error_message = "log_retention_days must be a retention CloudWatch Logs accepts (1, 3, 5, 7, 14, 30, 60, 90, ...)."
+  }
+}
+
+variable "alarm_email" {
+  description = "E-mail address that receives the alarms through SNS. AWS sends it a confirmation link that must be clicked once."
+  type        = string
+
+  validation {
+    condition     = can(regex("^[^@\\s]+@[^@\\s]+\\.[^@\\s]+$", var.alarm_email))
+    error_message = "alarm_email must be an e-mail address."
+  }
+}
+
+variable "freshness_threshold_seconds" {
+  description = "Alarm when the newest source change took longer than this to reach the warehouse (FreshnessSeconds, emitted by load). 1800 s is the totesys specification's 30 minutes."
+  type        = number
+  default     = 1800
+}
+
+variable "duration_alarm_ratio" {
+  description = "Alarm when a function's longest run in 5 minutes exceeds this fraction of its timeout."
+  type        = number
+  default     = 0.8
+
+  validation {
+    condition     = var.duration_alarm_ratio > 0 && var.duration_alarm_ratio < 1
+    error_message = "duration_alarm_ratio must be between 0 and 1."
+  }
+}
+
+variable "async_retry_attempts" {
+  description = "How many times Lambda retries a failed asynchronous invocation (0-2) before sending it to the dead-letter queue."
+  type        = number
+  default     = 2
+}
+
+variable "async_max_event_age_seconds" {
+  description = "How long Lambda keeps an unprocessed asynchronous event (60-21600 s) before sending it to the dead-letter queue. Events are only hints, so an hour is plenty."
+  type        = number
+  default     = 3600
+}
+
+variable "secret_recovery_window_days" {
+  description = "Days a deleted secret can be restored (0 deletes at once, else 7-30). With 0, `terraform destroy` followed by a new apply can reuse the secret names at once."
+  type        = number
+  default     = 7
+}
+
+variable "force_destroy_buckets" {
+  description = "Let `terraform destroy` delete the buckets with every object version in them. Leave false in production; set true (and apply) only to tear down."
+  type        = bool
+  default     = false
+}
+
+variable "glue_database_name" {
+  description = "Name of the Glue Data Catalog database holding one table per star-schema table (lower-case letters, digits, underscores)."
+  type        = string
+  default     = "sandstone_star"
+}
