@@ -10,6 +10,7 @@ import (
 	"github.com/sandstone-data/sandstone/internal/errkind"
 	"github.com/sandstone-data/sandstone/internal/ingest"
 	"github.com/sandstone-data/sandstone/internal/lake"
+	"github.com/sandstone-data/sandstone/internal/logging"
 )
 
 func newIngestCmd() *cobra.Command {
@@ -38,6 +39,7 @@ Example:
 			defer func() { _ = b.Close() }()
 			res, err := ingest.Run(ctx, ingest.Options{SourceURL: c.SourceURL, Bucket: b, Lookback: c.Lookback, Logger: slog.Default()})
 			if err != nil {
+				logging.Failure(slog.Default(), "ingest", res.RunID, err)
 				return err
 			}
 			printIngest(cmd, res)

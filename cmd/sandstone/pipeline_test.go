@@ -1,0 +1,93 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/sandstone-data/sandstone/internal/config"
+)
+
+// TestDemoThenOperate runs the demo at a small scale, then operates its
+// installation with the other commands, then cleans it away.
+func TestDemoThenOperate(t *testing.T) {
+	for _, v := range []string{config.EnvSource, config.EnvWarehouse, config.EnvIngestBucket, config.EnvProcessedBucket} {
+		t.Setenv(v, "")
+	}
+	ctx := context.Background()
+	dir := filepath.Join(t.TempDir(), "demo")
+	out, err := runCLI(ctx, "demo", "--dir", dir, "--sales-orders", "400", "--cycles", "1")
+	t.Cleanup(func() { _, _ = runCLI(context.Background(), "demo", "--clean", "--dir", dir) })
+	if err != nil {
+		t.Fatalf("demo: %v\n%s", err, out)
+	}
+	for _, want := range []string{"Initial load", "Cycle 1", "fact_sales_order", "Sales by month and currency", "Freshness", "psql "} {
+		if !strings.Contains(out, want) {
+			t.Errorf("demo output lacks %q:\n%s", want, out)
+		}
+	}
+	wh := regexp.MustCompile(`postgres://\S+/warehouse\?sslmode=disable`).FindString(out)
+	if wh == "" {
+		t.Fatalf("no warehouse URL in:\n%s", out)
+	}
+	buckets := []string{"--ingest-bucket", filepath.Join(dir, "ingested"), "--processed-bucket", filepath.Join(dir, "processed")}
+
+	// status --json reads the demo's buckets and warehouse.
+	out, err = runCLI(ctx, append([]string{"status", "--json", "--warehouse", wh}, buckets...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st struct {
+		Ingested int64            `json:"ingested_batch"`
+		Loaded   int64            `json:"loaded_batch"`
+		Rows     map[string]int64 `json:"warehouse_rows"`
+		Problems []string         `json:"problems"`
+	}
+	if err := json.Unmarshal([]byte(out), &st); err != nil {
+		t.Fatalf("status --json: %v\n%s", err, out)
+	}
+	if st.Ingested != 2 || st.Loaded != 2 || st.Rows["fact_sales_order"] < 400 || len(st.Problems) != 0 {
+		t.Fatalf("status: %+v", st)
+	}
+
+	for _, args := range [][]string{
+		append([]string{"transform"}, buckets...),
+		append([]string{"load", "--warehouse", wh}, buckets[2:]...),
+	} {
+		if out, err := runCLI(ctx, args...); err != nil || !strings.Contains(out, "nothing") {
+			t.Errorf("%s after the demo: %v\n%s", args[0], err, out)
+		}
+	}
+	out, err = runCLI(ctx, append([]string{"status", "--warehouse", wh}, buckets...)...)
+	if err != nil || !strings.Contains(out, "Waiting: 0 for transform, 0 for load") {
+		t.Errorf("status text: %v\n%s", err, out)
+	}
+
+	// run --once with a source that is down: non-zero, and the rest goes on.
+	out, err = runCLI(ctx, append([]string{"run", "--once", "--retries", "0", "--alert-state", filepath.Join(t.TempDir(), "alerts.json"),
+		"--source", "postgres://x:topsecret@127.0.0.1:1/none?connect_timeout=1", "--warehouse", wh}, buckets...)...)
+	if err == nil || !strings.Contains(err.Error(), "ingest") || strings.Contains(out+err.Error(), "topsecret") {
+		t.Errorf("run --once with the source down: %v\n%s", err, out)
+	}
+	if !strings.Contains(out, "load") {
+		t.Errorf("load did not run after ingest failed:\n%s", out)
+	}
+
+	if out, err := runCLI(ctx, "demo", "--clean", "--dir", dir); err != nil || !strings.Contains(out, "removed") {
+		t.Fatalf("demo --clean: %v\n%s", err, out)
+	}
+}
+
+func TestMissingConfiguration(t *testing.T) {
+	for _, v := range []string{config.EnvSource, config.EnvWarehouse} {
+		t.Setenv(v, "")
+	}
+	for _, args := range [][]string{{"ingest"}, {"run", "--once"}, {"load"}} {
+		if _, err := runCLI(context.Background(), args...); err == nil || !strings.Contains(err.Error(), "required") {
+			t.Errorf("%v without configuration: %v", args, err)
+		}
+	}
+}
