@@ -79,6 +79,10 @@ Example:
 			}
 			each := func(reports []pipeline.Report, err error) {
 				m.CycleDone(err)
+				if tr, ld, perr := p.Pending(ctx); perr == nil {
+					m.SetPending(pipeline.Transform, int(tr))
+					m.SetPending(pipeline.Load, int(ld))
+				}
 				printReports(cmd.OutOrStdout(), reports)
 				saveAlerts(notifier, alertState, log)
 			}

@@ -93,9 +93,12 @@ func (r *Runner) Cycle(ctx context.Context) ([]Report, error) {
 func (r *Runner) runStage(ctx context.Context, s Stage) (Report, error) {
 	delay := r.Backoff
 	for attempt := 0; ; attempt++ {
+		r.logger().Info("stage started", "stage", s.Name, "attempt", attempt+1)
 		rep, err := s.Run(ctx)
 		rep.Stage = s.Name
 		if err == nil {
+			r.logger().Info("stage finished", "stage", s.Name, "run_id", rep.RunID, "batches", rep.Batches,
+				"rows", rep.Total(), "tables", rep.Rows, "bytes", rep.Bytes, "seconds", rep.Duration.Seconds())
 			for _, o := range r.Observers {
 				o.StageDone(ctx, rep)
 			}

@@ -130,3 +130,21 @@ func (p *Pipeline) load(ctx context.Context) (Report, error) {
 	}
 	return rep, nil
 }
+
+// Pending counts the batches waiting for transform (ingested, not yet
+// processed) and for load (processed, not yet loaded).
+func (p *Pipeline) Pending(ctx context.Context) (transform, load int64, err error) {
+	in, err := p.Ingest.LatestSeq(ctx)
+	if err != nil {
+		return 0, 0, err
+	}
+	out, err := p.Processed.LatestSeq(ctx)
+	if err != nil {
+		return 0, 0, err
+	}
+	loaded, err := warehouse.LoadedSeq(ctx, p.Config.WarehouseURL, p.Config.WarehouseSchema)
+	if err != nil {
+		return 0, 0, err
+	}
+	return max(0, in-out), max(0, out-loaded), nil
+}

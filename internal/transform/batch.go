@@ -1,0 +1,629 @@
+package transform
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"sort"
+	"time"
+
+	"github.com/sandstone-data/sandstone/internal/errkind"
+	"github.com/sandstone-data/sandstone/internal/lake"
+	"github.com/sandstone-data/sandstone/internal/star"
+	"github.com/sandstone-data/sandstone/internal/totesys"
+)
+
+// batch turns one ingested batch into one processed batch.
+type batch struct {
+	ctx    context.Context
+	ingest *lake.Bucket
+	log    *slog.Logger
+	seq    int64
+	st     *state
+	facts  facts
+	out    *outputs
+	rej    *rejectWriter
+	res    BatchResult
+
+	// The ids of the addresses and departments that changed in the batch.
+	changedAddresses   map[int32]bool
+	changedDepartments map[int32]bool
+
+	dimDate         *output[star.DimDate]
+	dimStaff        *output[star.DimStaff]
+	dimLocation     *output[star.DimLocation]
+	dimCurrency     *output[star.DimCurrency]
+	dimDesign       *output[star.DimDesign]
+	dimCounterparty *output[star.DimCounterparty]
+	dimPaymentType  *output[star.DimPaymentType]
+	dimTransaction  *output[star.DimTransaction]
+	factSalesOrder  *output[star.FactSalesOrder]
+	factPurchase    *output[star.FactPurchaseOrder]
+	factPayment     *output[star.FactPayment]
+}
+
+func newBatch(ctx context.Context, opts Options, log *slog.Logger, runID string, seq int64, st *state) *batch {
+	o := &outputs{ctx: ctx, bucket: opts.Processed, now: time.Now().UTC(), seq: seq, runID: runID}
+	b := &batch{ctx: ctx, ingest: opts.Ingest, log: log, seq: seq, st: st, out: o,
+		facts: facts{st: st, dates: dateSet{}},
+		res:   BatchResult{Sequence: seq, Batch: lake.BatchID(seq), Rows: map[string]int64{}}}
+	// Created in star.Tables order, so the manifest lists dimensions first.
+	b.dimDate = newOutput[star.DimDate](o, "dim_date")
+	b.dimStaff = newOutput[star.DimStaff](o, "dim_staff")
+	b.dimLocation = newOutput[star.DimLocation](o, "dim_location")
+	b.dimCurrency = newOutput[star.DimCurrency](o, "dim_currency")
+	b.dimDesign = newOutput[star.DimDesign](o, "dim_design")
+	b.dimCounterparty = newOutput[star.DimCounterparty](o, "dim_counterparty")
+	b.dimPaymentType = newOutput[star.DimPaymentType](o, "dim_payment_type")
+	b.dimTransaction = newOutput[star.DimTransaction](o, "dim_transaction")
+	b.factSalesOrder = newOutput[star.FactSalesOrder](o, "fact_sales_order")
+	b.factPurchase = newOutput[star.FactPurchaseOrder](o, "fact_purchase_order")
+	b.factPayment = newOutput[star.FactPayment](o, "fact_payment")
+	b.rej = &rejectWriter{out: o}
+	o.all = append(o.all, b.rej)
+	return b
+}
+
+// process transforms ingest manifest im and commits the processed batch;
+// committed is false when another run committed it first.
+func (b *batch) process(im *lake.Manifest, runID string) (committed bool, err error) {
+	start := time.Now()
+	defer func() {
+		if err != nil {
+			b.out.abort()
+		}
+	}()
+	steps := []func(*lake.Manifest) error{
+		b.addresses, b.departments, b.counterparties, b.staff,
+		b.currencies, b.designs, b.paymentTypes, b.transactions,
+		b.retryParked,
+		b.salesOrders, b.purchaseOrders, b.payments,
+	}
+	for _, step := range steps {
+		if err := step(im); err != nil {
+			return false, err
+		}
+	}
+	if err := write(b.dimDate, b.facts.dates.rows()); err != nil {
+		return false, err
+	}
+
+	m := lake.Manifest{Version: 1, Stage: "transform", Batch: lake.BatchID(b.seq), Sequence: b.seq,
+		RunID: runID, SourceNewest: im.SourceNewest, Released: b.res.Released}
+	for _, o := range b.out.all {
+		obj, ok, err := o.commit()
+		if err != nil {
+			return false, errkind.Wrap(errkind.BucketWriteFailed, err)
+		}
+		switch {
+		case !ok:
+		case obj.Table == rejectsTable:
+			m.Rejects = &obj
+		default:
+			m.Tables = append(m.Tables, obj)
+			b.res.Rows[obj.Table] = obj.Rows
+		}
+	}
+	b.st.Sequence = b.seq
+	data, err := b.st.encode()
+	if err != nil {
+		return false, errkind.Wrap(errkind.Internal, fmt.Errorf("encode state: %w", err))
+	}
+	m.StateKey = stateKey(b.seq, runID)
+	if err := b.out.bucket.Put(b.ctx, m.StateKey, data); err != nil {
+		return false, errkind.Wrap(errkind.BucketWriteFailed, fmt.Errorf("save state: %w", err))
+	}
+	m.CreatedAt = time.Now().UTC()
+	if err := b.out.bucket.PutManifest(b.ctx, b.seq, m); err != nil {
+		if lake.IsExists(err) {
+			return false, nil
+		}
+		return false, errkind.Wrap(errkind.BucketWriteFailed, fmt.Errorf("commit batch %s: %w", b.res.Batch, err))
+	}
+	b.res.Parked = b.parked()
+	if b.res.Rejected > 0 {
+		b.log.Error("rows rejected", "error_kind", errkind.BadRowsRejected, "batch", b.res.Batch,
+			"rejected", b.res.Rejected, "by_table", b.rej.byTable, "first", b.rej.first,
+			"parked", b.res.Parked, "rejects", m.Rejects.Key)
+	}
+	b.res.Seconds = time.Since(start).Seconds()
+	return true, nil
+}
+
+// parked counts the rows waiting for a missing reference.
+func (b *batch) parked() int64 {
+	n := int64(len(b.st.Parked))
+	for _, c := range b.st.Counterparties {
+		if c.Pending {
+			n++
+		}
+	}
+	for _, s := range b.st.Staff {
+		if s.Pending {
+			n++
+		}
+	}
+	return n
+}
+
+func write[T any](o *output[T], rows []T) error {
+	if err := o.write(rows); err != nil {
+		return errkind.Wrap(errkind.BucketWriteFailed, err)
+	}
+	return nil
+}
+
+// reject records a row that cannot be transformed in the rejects object.
+func (b *batch) reject(table string, row any, p *problem) error {
+	b.res.Rejected++
+	if err := b.rej.add(table, row, p); err != nil {
+		return errkind.Wrap(errkind.BucketWriteFailed, err)
+	}
+	return nil
+}
+
+// rejectFact rejects a fact row and parks it when it lacks a reference.
+func (b *batch) rejectFact(table string, row any, p *problem) error {
+	if err := b.reject(table, row, p); err != nil {
+		return err
+	}
+	if p.kind == missingRef {
+		data, err := json.Marshal(row)
+		if err != nil {
+			return errkind.Wrap(errkind.Internal, fmt.Errorf("park %s row: %w", table, err))
+		}
+		b.st.Parked = append(b.st.Parked, parkedRow{Table: table, Since: b.seq, Reason: p.reason, Row: data})
+	}
+	return nil
+}
+
+// open downloads the batch's object for table; nil when the batch has none.
+func (b *batch) open(im *lake.Manifest, table string) (*source, error) {
+	obj, ok := im.Table(table)
+	if !ok {
+		return nil, nil
+	}
+	src, err := openSource(b.ctx, b.ingest, obj.Key)
+	if err != nil {
+		return nil, errkind.Wrap(errkind.BucketReadFailed, fmt.Errorf("%s: %w", table, err))
+	}
+	return src, nil
+}
+
+// readAll reads the (small) table's rows of the batch, keeping the newest
+// version of each id.
+func readAll[T any](b *batch, im *lake.Manifest, table string, version func(*T) (int32, time.Time)) ([]*T, error) {
+	src, err := b.open(im, table)
+	if err != nil || src == nil {
+		return nil, err
+	}
+	defer src.close()
+	newest := map[int32]*T{}
+	err = readSource(b.ctx, src, func(rows []T) error {
+		for i := range rows {
+			r := rows[i]
+			id, lu := version(&r)
+			if old, ok := newest[id]; ok {
+				if _, olu := version(old); lu.Before(olu) {
+					continue
+				}
+			}
+			newest[id] = &r
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	ids := sortedKeys(newest)
+	out := make([]*T, len(ids))
+	for i, id := range ids {
+		out[i] = newest[id]
+	}
+	return out, nil
+}
+
+func sortedKeys[V any](m map[int32]V) []int32 {
+	ids := make([]int32, 0, len(m))
+	for id := range m {
+		ids = append(ids, id)
+	}
+	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
+	return ids
+}
+
+// The small dimensions: their current rows live in the state.
+
+func (b *batch) addresses(im *lake.Manifest) error {
+	rows, err := readAll(b, im, "address", func(a *totesys.Address) (int32, time.Time) { return a.AddressID, a.LastUpdated })
+	if err != nil {
+		return err
+	}
+	var out []star.DimLocation
+	for _, a := range rows {
+		if p := positive("address_id", a.AddressID); p != nil {
+			if err := b.reject("address", a, p); err != nil {
+				return err
+			}
+			continue
+		}
+		if old := b.st.Addresses[a.AddressID]; old != nil && a.LastUpdated.Before(old.LastUpdated) {
+			continue // an older version than the one held
+		}
+		b.st.Addresses[a.AddressID] = a
+		out = append(out, dimLocation(a))
+	}
+	b.changedAddresses = idsOfLocations(out)
+	return write(b.dimLocation, out)
+}
+
+func (b *batch) departments(im *lake.Manifest) error {
+	rows, err := readAll(b, im, "department", func(d *totesys.Department) (int32, time.Time) { return d.DepartmentID, d.LastUpdated })
+	if err != nil {
+		return err
+	}
+	b.changedDepartments = map[int32]bool{}
+	for _, d := range rows {
+		if p := positive("department_id", d.DepartmentID); p != nil {
+			if err := b.reject("department", d, p); err != nil {
+				return err
+			}
+			continue
+		}
+		if old := b.st.Departments[d.DepartmentID]; old != nil && d.LastUpdated.Before(old.LastUpdated) {
+			continue
+		}
+		b.st.Departments[d.DepartmentID] = d
+		b.changedDepartments[d.DepartmentID] = true
+	}
+	return nil
+}
+
+func idsOfLocations(rows []star.DimLocation) map[int32]bool {
+	m := make(map[int32]bool, len(rows))
+	for _, r := range rows {
+		m[r.LocationID] = true
+	}
+	return m
+}
+
+// counterparties applies the batch's counterparty versions and emits the
+// dim_counterparty rows that changed: a new version, a new legal address,
+// or a parked counterparty whose address has arrived.
+func (b *batch) counterparties(im *lake.Manifest) error {
+	rows, err := readAll(b, im, "counterparty", func(c *totesys.Counterparty) (int32, time.Time) { return c.CounterpartyID, c.LastUpdated })
+	if err != nil {
+		return err
+	}
+	changed := map[int32]bool{}
+	for _, c := range rows {
+		if p := firstProblem(positive("counterparty_id", c.CounterpartyID), positive("legal_address_id", c.LegalAddressID)); p != nil {
+			if err := b.reject("counterparty", c, p); err != nil {
+				return err
+			}
+			continue
+		}
+		h := b.st.Counterparties[c.CounterpartyID]
+		if h == nil {
+			h = &heldCounterparty{}
+			b.st.Counterparties[c.CounterpartyID] = h
+		} else if c.LastUpdated.Before(h.Row.LastUpdated) {
+			continue
+		}
+		h.Row = *c
+		changed[c.CounterpartyID] = true
+	}
+	var out []star.DimCounterparty
+	for _, id := range sortedKeys(b.st.Counterparties) {
+		h := b.st.Counterparties[id]
+		if !changed[id] && !h.Pending && !b.changedAddresses[h.Row.LegalAddressID] {
+			continue
+		}
+		a := b.st.Addresses[h.Row.LegalAddressID]
+		if a == nil {
+			if changed[id] {
+				p := missing("legal_address_id %d: no such address yet", h.Row.LegalAddressID)
+				if err := b.reject("counterparty", &h.Row, p); err != nil {
+					return err
+				}
+			}
+			h.Pending = true
+			continue
+		}
+		if h.Pending {
+			b.res.Released++
+		}
+		h.Pending, h.Loaded = false, true
+		out = append(out, dimCounterparty(&h.Row, a))
+	}
+	return write(b.dimCounterparty, out)
+}
+
+// staff applies the batch's staff versions and emits the dim_staff rows
+// that changed: a new version, a changed department, or a parked staff
+// member whose department has arrived.
+func (b *batch) staff(im *lake.Manifest) error {
+	rows, err := readAll(b, im, "staff", func(s *totesys.Staff) (int32, time.Time) { return s.StaffID, s.LastUpdated })
+	if err != nil {
+		return err
+	}
+	changed := map[int32]bool{}
+	for _, s := range rows {
+		if p := firstProblem(positive("staff_id", s.StaffID), positive("department_id", s.DepartmentID)); p != nil {
+			if err := b.reject("staff", s, p); err != nil {
+				return err
+			}
+			continue
+		}
+		h := b.st.Staff[s.StaffID]
+		if h == nil {
+			h = &heldStaff{}
+			b.st.Staff[s.StaffID] = h
+		} else if s.LastUpdated.Before(h.Row.LastUpdated) {
+			continue
+		}
+		h.Row = *s
+		changed[s.StaffID] = true
+	}
+	var out []star.DimStaff
+	for _, id := range sortedKeys(b.st.Staff) {
+		h := b.st.Staff[id]
+		if !changed[id] && !h.Pending && !b.changedDepartments[h.Row.DepartmentID] {
+			continue
+		}
+		d := b.st.Departments[h.Row.DepartmentID]
+		if d == nil {
+			if changed[id] {
+				p := missing("department_id %d: no such department yet", h.Row.DepartmentID)
+				if err := b.reject("staff", &h.Row, p); err != nil {
+					return err
+				}
+			}
+			h.Pending = true
+			continue
+		}
+		if h.Pending {
+			b.res.Released++
+		}
+		h.Pending, h.Loaded = false, true
+		out = append(out, dimStaff(&h.Row, d))
+	}
+	return write(b.dimStaff, out)
+}
+
+// The other dimensions stream: the state keeps only their ids.
+
+func (b *batch) currencies(im *lake.Manifest) error {
+	return streamDim[currencyVersion](b, im, "currency", func(c *totesys.Currency) (int32, time.Time) { return c.CurrencyID, c.LastUpdated },
+		func(c *totesys.Currency) (star.DimCurrency, *problem) {
+			if p := positive("currency_id", c.CurrencyID); p != nil {
+				return star.DimCurrency{}, p
+			}
+			row, known := dimCurrency(c)
+			if !known {
+				b.log.Warn("currency code is not a current ISO 4217 code; its name is the code",
+					"currency_id", c.CurrencyID, "currency_code", c.CurrencyCode, "batch", b.res.Batch)
+			}
+			return row, nil
+		}, b.dimCurrency, b.st.Currencies)
+}
+
+func (b *batch) designs(im *lake.Manifest) error {
+	return streamDim[designVersion](b, im, "design", func(d *totesys.Design) (int32, time.Time) { return d.DesignID, d.LastUpdated },
+		func(d *totesys.Design) (star.DimDesign, *problem) {
+			if p := positive("design_id", d.DesignID); p != nil {
+				return star.DimDesign{}, p
+			}
+			return dimDesign(d), nil
+		}, b.dimDesign, b.st.Designs)
+}
+
+func (b *batch) paymentTypes(im *lake.Manifest) error {
+	return streamDim[paymentTypeVersion](b, im, "payment_type", func(p *totesys.PaymentType) (int32, time.Time) { return p.PaymentTypeID, p.LastUpdated },
+		func(p *totesys.PaymentType) (star.DimPaymentType, *problem) {
+			if pr := positive("payment_type_id", p.PaymentTypeID); pr != nil {
+				return star.DimPaymentType{}, pr
+			}
+			return dimPaymentType(p), nil
+		}, b.dimPaymentType, b.st.PaymentTypes)
+}
+
+func (b *batch) transactions(im *lake.Manifest) error {
+	return streamDim[transactionVersion](b, im, "transaction", func(t *totesys.Transaction) (int32, time.Time) { return t.TransactionID, t.LastUpdated },
+		dimTransaction, b.dimTransaction, b.st.Transactions)
+}
+
+// streamDim streams a dimension table's rows into its object, chunk by
+// chunk, and adds their ids to set. A dimension object holds one row per
+// id: should the batch hold several versions of an id, a first pass finds
+// them and only the newest is kept.
+func streamDim[K versioned, S, D any](b *batch, im *lake.Manifest, table string, version func(*S) (int32, time.Time),
+	conv func(*S) (D, *problem), out *output[D], set *idSet) error {
+	src, err := b.open(im, table)
+	if err != nil || src == nil {
+		return err
+	}
+	defer src.close()
+	newest, err := duplicates[K](b.ctx, src)
+	if err != nil {
+		return err
+	}
+	var emitted *idSet
+	if newest != nil {
+		emitted = newIDSet()
+	}
+	buf := make([]D, 0, chunk)
+	return readSource(b.ctx, src, func(rows []S) error {
+		buf = buf[:0]
+		for i := range rows {
+			r := &rows[i]
+			id, lu := version(r)
+			if keep, dup := newest[id]; dup {
+				if !lu.Equal(keep) || emitted.has(id) {
+					continue
+				}
+				emitted.add(id)
+			}
+			d, p := conv(r)
+			if p != nil {
+				if err := b.reject(table, r, p); err != nil {
+					return err
+				}
+				continue
+			}
+			set.add(id)
+			buf = append(buf, d)
+		}
+		return write(out, buf)
+	})
+}
+
+// versioned is a row's id and last_updated, read alone: the first pass of
+// streamDim decodes only these two columns.
+type versioned interface {
+	version() (int32, time.Time)
+}
+
+type currencyVersion struct {
+	ID          int32     `parquet:"currency_id"`
+	LastUpdated time.Time `parquet:"last_updated,timestamp(microsecond)"`
+}
+
+type designVersion struct {
+	ID          int32     `parquet:"design_id"`
+	LastUpdated time.Time `parquet:"last_updated,timestamp(microsecond)"`
+}
+
+type paymentTypeVersion struct {
+	ID          int32     `parquet:"payment_type_id"`
+	LastUpdated time.Time `parquet:"last_updated,timestamp(microsecond)"`
+}
+
+type transactionVersion struct {
+	ID          int32     `parquet:"transaction_id"`
+	LastUpdated time.Time `parquet:"last_updated,timestamp(microsecond)"`
+}
+
+func (v currencyVersion) version() (int32, time.Time)    { return v.ID, v.LastUpdated }
+func (v designVersion) version() (int32, time.Time)      { return v.ID, v.LastUpdated }
+func (v paymentTypeVersion) version() (int32, time.Time) { return v.ID, v.LastUpdated }
+func (v transactionVersion) version() (int32, time.Time) { return v.ID, v.LastUpdated }
+
+// duplicates returns, for the ids src holds more than once, the newest
+// last_updated; nil when every id is there once.
+func duplicates[K versioned](ctx context.Context, src *source) (map[int32]time.Time, error) {
+	seen, dup := newIDSet(), newIDSet()
+	err := readSource(ctx, src, func(rows []K) error {
+		for i := range rows {
+			id, _ := rows[i].version()
+			if id <= 0 {
+				continue
+			}
+			if seen.has(id) {
+				dup.add(id)
+			}
+			seen.add(id)
+		}
+		return nil
+	})
+	if err != nil || dup.len() == 0 {
+		return nil, err
+	}
+	newest := map[int32]time.Time{}
+	err = readSource(ctx, src, func(rows []K) error {
+		for i := range rows {
+			id, lu := rows[i].version()
+			if old, ok := newest[id]; dup.has(id) && (!ok || lu.After(old)) {
+				newest[id] = lu
+			}
+		}
+		return nil
+	})
+	return newest, err
+}
+
+// retryParked tries the parked fact rows again, now that the batch's
+// dimensions are in: those whose references have arrived are released.
+func (b *batch) retryParked(*lake.Manifest) error {
+	parked := b.st.Parked
+	b.st.Parked = nil
+	for _, p := range parked {
+		var err error
+		var released bool
+		switch p.Table {
+		case "sales_order":
+			released, err = retry(b, p, b.facts.salesOrder, b.factSalesOrder)
+		case "purchase_order":
+			released, err = retry(b, p, b.facts.purchaseOrder, b.factPurchase)
+		case "payment":
+			released, err = retry(b, p, b.facts.payment, b.factPayment)
+		default:
+			err = errkind.Wrap(errkind.Internal, fmt.Errorf("parked row of unknown table %q", p.Table))
+		}
+		if err != nil {
+			return err
+		}
+		if released {
+			b.res.Released++
+		}
+	}
+	return nil
+}
+
+// retry transforms parked row p again: it is released, parked again (still
+// missing a reference) or, should its values now fail, rejected for good.
+func retry[S, F any](b *batch, p parkedRow, conv func(*S) (F, *problem), out *output[F]) (bool, error) {
+	var r S
+	if err := json.Unmarshal(p.Row, &r); err != nil {
+		return false, errkind.Wrap(errkind.Internal, fmt.Errorf("parked %s row: %w", p.Table, err))
+	}
+	f, prob := conv(&r)
+	switch {
+	case prob == nil:
+		return true, write(out, []F{f})
+	case prob.kind == missingRef:
+		p.Reason = prob.reason
+		b.st.Parked = append(b.st.Parked, p)
+		return false, nil
+	default:
+		return false, b.reject(p.Table, &r, prob)
+	}
+}
+
+// Facts: streamed chunk by chunk.
+
+func (b *batch) salesOrders(im *lake.Manifest) error {
+	return streamFacts(b, im, "sales_order", b.facts.salesOrder, b.factSalesOrder)
+}
+
+func (b *batch) purchaseOrders(im *lake.Manifest) error {
+	return streamFacts(b, im, "purchase_order", b.facts.purchaseOrder, b.factPurchase)
+}
+
+func (b *batch) payments(im *lake.Manifest) error {
+	return streamFacts(b, im, "payment", b.facts.payment, b.factPayment)
+}
+
+func streamFacts[S, F any](b *batch, im *lake.Manifest, table string, conv func(*S) (F, *problem), out *output[F]) error {
+	src, err := b.open(im, table)
+	if err != nil || src == nil {
+		return err
+	}
+	defer src.close()
+	buf := make([]F, 0, chunk)
+	return readSource(b.ctx, src, func(rows []S) error {
+		buf = buf[:0]
+		for i := range rows {
+			f, p := conv(&rows[i])
+			if p != nil {
+				if err := b.rejectFact(table, &rows[i], p); err != nil {
+					return err
+				}
+				continue
+			}
+			buf = append(buf, f)
+		}
+		return write(out, buf)
+	})
+}

@@ -1,0 +1,67 @@
+// Package transform is Sandstone's second stage: it turns each ingested
+// batch of source row versions into the star schema's rows, one processed
+// batch per ingested batch, with the same sequence number.
+//
+// # Order and state
+//
+// Ingest batch N is transformed only after N-1: a run loads the state saved
+// with the newest processed batch and works through every newer ingest
+// batch in order. The state (gzip JSON at state/<batch>-<run>.json.gz,
+// named by the manifest's state_key) holds the current rows of the small
+// tables the dimensions join (address, department, counterparty, staff),
+// the sets of ids dim_currency, dim_design, dim_payment_type and
+// dim_transaction hold (compressed bitmaps), and the parked rows. It never
+// holds fact history, so memory does not grow with history, and transform
+// never reads the source database.
+//
+// # Within a batch
+//
+// Dimensions come before facts. dim_location is the batch's addresses;
+// dim_counterparty joins each counterparty to its legal address and
+// dim_staff each staff member to the department (a NULL location becomes
+// 'Unknown'), always to the current row held in the state. A changed
+// address re-emits its dim_location row and every dim_counterparty row
+// whose legal address it is; a changed department re-emits the dim_staff
+// rows of its staff. dim_currency names each code as ISO 4217 lists it (an
+// unknown code keeps the code as its name and logs a warning). A dimension
+// object holds one row per id: the newest version in the batch; a version
+// older than the one the state holds is ignored. dim_currency, dim_design,
+// dim_payment_type and dim_transaction stream, as do the facts.
+//
+// Every source row version of sales_order, purchase_order and payment is
+// one fact row: timestamps split into a date and a time of day (to the
+// millisecond), text dates parsed strictly as YYYY-MM-DD, money kept as
+// exact cents. dim_date holds every date the batch's fact rows refer to.
+//
+// # Bad rows
+//
+// A row that cannot be transformed does not stop the batch and is never
+// dropped silently. It is written, with its table, its source values and
+// the reason, to the batch's rejects object (JSON lines, the manifest's
+// rejects), counted there and logged once a batch at ERROR with error_kind
+// bad_rows_rejected. There are two kinds:
+//
+//   - bad_value: a value no version of the schema allows: a text date that
+//     is not YYYY-MM-DD, an id, quantity or amount that is zero or
+//     negative (payment amounts too: refunds are a payment type), money out
+//     of DECIMAL(10,2), last_updated before created_at, a transaction_type
+//     other than SALE or PURCHASE or one that does not match its order id.
+//     These rejects are final: a corrected row arrives from the source as a
+//     new row version anyway.
+//   - missing_reference: the row refers to a row transform has not seen
+//     (yet), e.g. a sales order whose design is stamped later than the
+//     order. The row is parked in the state and tried again at every later
+//     batch once that batch's dimensions are applied; when its reference
+//     has arrived it is emitted in that batch and counted in the manifest's
+//     released. A counterparty waiting for its address, or a staff member
+//     for the department, is parked the same way (a newer version of it
+//     replaces the parked one).
+//
+// # Crash safety and concurrency
+//
+// A batch's objects are written first, then its state, and its manifest
+// last, exclusively: a crash leaves only unreferenced objects, and a rerun
+// writes the batch again, once. When two runs race for a batch, the one
+// whose manifest comes second stops quietly; its objects stay unreferenced.
+// Nothing is overwritten or deleted.
+package transform

@@ -1,0 +1,142 @@
+package transform
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/sandstone-data/sandstone/internal/errkind"
+	"github.com/sandstone-data/sandstone/internal/lake"
+)
+
+// Options configure a run.
+type Options struct {
+	// Ingest is the ingestion bucket, read.
+	Ingest *lake.Bucket
+	// Processed is the processed bucket, written.
+	Processed *lake.Bucket
+	// Logger receives the run's log; slog.Default() when nil.
+	Logger *slog.Logger
+	// Deadline, when set, stops the run at the first batch boundary past
+	// it (a Lambda's time limit); zero means none.
+	Deadline time.Time
+}
+
+// Result tells what a run wrote.
+type Result struct {
+	RunID string
+	// Batches lists the processed batches written, in order.
+	Batches []BatchResult
+	// Conflict is set when another run committed a batch first; this run
+	// then stopped, its objects for that batch left unreferenced.
+	Conflict bool
+	// DeadlineReached is set when the run stopped at Options.Deadline with
+	// batches still pending.
+	DeadlineReached bool
+}
+
+// BatchResult tells what one processed batch holds.
+type BatchResult struct {
+	Sequence int64
+	Batch    string
+	// Rows counts the rows written per star table.
+	Rows map[string]int64
+	// Rejected counts the source rows rejected in this batch.
+	Rejected int64
+	// Released counts the rows rejected earlier for a missing reference
+	// that this batch let through.
+	Released int64
+	// Parked counts the rows still waiting for a missing reference.
+	Parked  int64
+	Seconds float64
+}
+
+// Total is the number of star rows the batch holds.
+func (r BatchResult) Total() int64 {
+	var n int64
+	for _, v := range r.Rows {
+		n += v
+	}
+	return n
+}
+
+// Run transforms every ingested batch not yet processed, in order: ingest
+// batch N becomes processed batch N, starting from the state saved with
+// processed batch N-1.
+func Run(ctx context.Context, opts Options) (Result, error) {
+	res := Result{RunID: newRunID()}
+	log := opts.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	log = log.With("stage", "transform", "run_id", res.RunID)
+	if opts.Ingest == nil || opts.Processed == nil {
+		return res, errkind.Wrap(errkind.ConfigInvalid, errors.New("transform: both the ingestion and the processed bucket are needed"))
+	}
+
+	latest, err := opts.Processed.LatestSeq(ctx)
+	if err != nil {
+		return res, errkind.Wrap(errkind.BucketReadFailed, fmt.Errorf("transform: %w", err))
+	}
+	pending, err := opts.Ingest.SeqsAfter(ctx, latest)
+	if err != nil {
+		return res, errkind.Wrap(errkind.BucketReadFailed, fmt.Errorf("transform: %w", err))
+	}
+	if len(pending) == 0 {
+		log.Debug("transform found nothing new", "processed", lake.BatchID(latest))
+		return res, nil
+	}
+	st, err := loadState(ctx, opts.Processed, latest)
+	if err != nil {
+		return res, errkind.Wrap(errkind.BucketReadFailed, fmt.Errorf("transform: %w", err))
+	}
+	if st.Sequence != latest {
+		return res, errkind.Wrap(errkind.Internal, fmt.Errorf("transform: the state of processed batch %s is that of batch %s",
+			lake.BatchID(latest), lake.BatchID(st.Sequence)))
+	}
+
+	for _, seq := range pending {
+		if seq != st.Sequence+1 {
+			return res, errkind.Wrap(errkind.Internal, fmt.Errorf("transform: ingest batch %s is missing, so batch %s cannot be transformed",
+				lake.BatchID(st.Sequence+1), lake.BatchID(seq)))
+		}
+		if !opts.Deadline.IsZero() && !time.Now().Before(opts.Deadline) {
+			res.DeadlineReached = true
+			log.Info("transform stopped at its deadline", "next", lake.BatchID(seq), "pending", len(pending)-len(res.Batches))
+			return res, nil
+		}
+		var im lake.Manifest
+		if err := opts.Ingest.ReadManifest(ctx, seq, &im); err != nil {
+			return res, errkind.Wrap(errkind.BucketReadFailed, fmt.Errorf("transform: ingest batch %s: %w", lake.BatchID(seq), err))
+		}
+		if im.Stage != "ingest" || im.Sequence != seq {
+			return res, errkind.Wrap(errkind.ConfigInvalid, fmt.Errorf("transform: %s holds no ingest batch %s (stage %q, sequence %d)",
+				opts.Ingest.URL(), lake.BatchID(seq), im.Stage, im.Sequence))
+		}
+		b := newBatch(ctx, opts, log, res.RunID, seq, st)
+		committed, err := b.process(&im, res.RunID)
+		if err != nil {
+			return res, fmt.Errorf("transform batch %s: %w", lake.BatchID(seq), err)
+		}
+		if !committed {
+			res.Conflict = true
+			log.Warn("another transform run committed this batch first; this run's objects stay unreferenced",
+				"batch", lake.BatchID(seq))
+			return res, nil
+		}
+		res.Batches = append(res.Batches, b.res)
+		log.Info("transform wrote batch", "batch", b.res.Batch, "rows", b.res.Total(), "tables", b.res.Rows,
+			"rejected", b.res.Rejected, "released", b.res.Released, "parked", b.res.Parked, "seconds", b.res.Seconds)
+	}
+	return res, nil
+}
+
+func newRunID() string {
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
