@@ -1,0 +1,109 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/sandstone-data/sandstone/internal/alert"
+	"github.com/sandstone-data/sandstone/internal/metrics"
+	"github.com/sandstone-data/sandstone/internal/pipeline"
+	"github.com/sandstone-data/sandstone/internal/sandbox"
+	"github.com/sandstone-data/sandstone/internal/totesys"
+)
+
+// TestMetricsAndAlertsOverARealPipeline runs cycles of the real pipeline
+// with run's observer, then reads the metrics over HTTP and the alerts a
+// webhook received: a broken warehouse alerts once, recovery says so once.
+func TestMetricsAndAlertsOverARealPipeline(t *testing.T) {
+	ctx := context.Background()
+	dir := filepath.Join(t.TempDir(), "sb")
+	sb, err := sandbox.Start(ctx, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sandbox.Clean(dir) })
+	seeded, err := totesys.Seed(ctx, sb.Config.SourceURL, totesys.SeedOptions{SalesOrders: 250, RandomSeed: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	var mu sync.Mutex
+	var hooks []map[string]any
+	receiver := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var v map[string]any
+		_ = json.NewDecoder(r.Body).Decode(&v)
+		mu.Lock()
+		hooks = append(hooks, v)
+		mu.Unlock()
+	}))
+	defer receiver.Close()
+	log := slog.New(slog.NewJSONHandler(io.Discard, nil))
+	notifier, err := alert.New(alert.Config{Webhook: receiver.URL, Reminder: 1 << 40}, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := metrics.New(metrics.Options{})
+
+	cycle := func(cfgWarehouse string) error {
+		cfg := sb.Config
+		cfg.WarehouseURL = cfgWarehouse
+		p, err := pipeline.Open(ctx, cfg, log)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer func() { _ = p.Close() }()
+		r := &pipeline.Runner{Stages: p.Stages(), Logger: log, Observers: []pipeline.Observer{observer{m, notifier}}}
+		_, err = r.Cycle(ctx)
+		return err
+	}
+	// The warehouse is down for two cycles, then comes back.
+	down := fmt.Sprintf("postgres://postgres:pw@127.0.0.1:%d/warehouse?connect_timeout=1", sb.Warehouse.Port+1)
+	for i := 0; i < 2; i++ {
+		if err := cycle(down); err == nil {
+			t.Fatal("a cycle with the warehouse down succeeded")
+		}
+	}
+	if err := cycle(sb.Config.WarehouseURL); err != nil {
+		t.Fatal(err)
+	}
+
+	mu.Lock()
+	var states []string
+	for _, h := range hooks {
+		states = append(states, fmt.Sprintf("%v/%v/%v", h["stage"], h["state"], h["error_kind"]))
+	}
+	mu.Unlock()
+	if got := strings.Join(states, " "); got != "load/failing/warehouse_unreachable load/recovered/warehouse_unreachable" {
+		t.Errorf("webhook got %q, want one failing and one recovered alert for load", got)
+	}
+
+	srv := httptest.NewServer(m.Handler())
+	defer srv.Close()
+	resp, err := http.Get(srv.URL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	_ = resp.Body.Close()
+	text := string(body)
+	for _, want := range []string{
+		fmt.Sprintf(`sandstone_rows_total{stage="ingest",table="sales_order"} %d`, seeded["sales_order"]),
+		fmt.Sprintf(`sandstone_rows_total{stage="load",table="fact_sales_order"} %d`, seeded["sales_order"]),
+		fmt.Sprintf(`sandstone_rows_total{stage="transform",table="fact_payment"} %d`, seeded["payment"]),
+		`sandstone_stage_failures_total{kind="warehouse_unreachable",stage="load"} 2`,
+		`sandstone_freshness_lag_seconds_count 1`,
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+}
