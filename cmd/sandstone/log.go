@@ -5,10 +5,44 @@ import (
 	"os"
 
 	"github.com/spf13/cobra"
+
+	"github.com/sandstone-data/sandstone/internal/logging"
 )
 
+// The environment variables for the log flags.
+const (
+	envLogFormat = "SANDSTONE_LOG_FORMAT"
+	envLogLevel  = "SANDSTONE_LOG_LEVEL"
+)
+
+// addLogFlags gives root the persistent --log-format and --log-level flags
+// and installs the redacting slog default logger, on stderr, before any
+// command runs.
 func addLogFlags(root *cobra.Command) {
-	root.PersistentPreRun = func(*cobra.Command, []string) {
-		slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, nil)))
+	format := logEnvOr(envLogFormat, logging.FormatAuto)
+	level := logEnvOr(envLogLevel, "info")
+	pf := root.PersistentFlags()
+	pf.StringVar(&format, "log-format", format,
+		"log format: auto (text on a terminal, JSON lines otherwise), json or text ($"+envLogFormat+")")
+	pf.StringVar(&level, "log-level", level, "log level: debug, info, warn or error ($"+envLogLevel+")")
+	root.PersistentPreRunE = func(*cobra.Command, []string) error {
+		f, err := logging.ParseFormat(format)
+		if err != nil {
+			return err
+		}
+		l, err := logging.ParseLevel(level)
+		if err != nil {
+			return err
+		}
+		slog.SetDefault(logging.New(os.Stderr, f, l))
+		return nil
 	}
+}
+
+// logEnvOr returns the environment variable name, or def when it is unset.
+func logEnvOr(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
 }

@@ -1,0 +1,145 @@
+// Package logging builds Sandstone's loggers on log/slog: JSON lines for
+// machines (CloudWatch, Loki, jq), a readable text format for terminals, and
+// a redacting handler under both so that no password reaches a log line.
+//
+// # Log fields
+//
+// Every line is one JSON object (format "json") with these fields; the text
+// format shows the same keys. Fields other than time, level and msg appear
+// only where they apply.
+//
+//	time        RFC 3339 timestamp with nanoseconds, in the local zone
+//	level       DEBUG, INFO, WARN or ERROR
+//	msg         what happened, a fixed text per event (e.g. "stage failed")
+//	stage       ingest, transform or load
+//	run_id      the id of one run of the pipeline (one cycle of all stages)
+//	batch       a batch id (ingest/transform manifests)
+//	table       a source or warehouse table name
+//	rows        rows written for the table (or in total)
+//	bytes       bytes written for the table (or in total)
+//	seconds     the stage run's duration in seconds (float)
+//	error_kind  a stable errkind.Kind: source_unreachable, bad_rows_rejected, ...
+//	error       the cause, with any password redacted
+//
+// Every failed stage run logs exactly one ERROR line through [Failure]; the
+// CloudWatch metric filters match `{ $.level = "ERROR" && $.error_kind = * }`.
+package logging
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/lmittmann/tint"
+
+	"github.com/sandstone-data/sandstone/internal/config"
+	"github.com/sandstone-data/sandstone/internal/errkind"
+)
+
+// The log formats New accepts.
+const (
+	// FormatAuto is FormatText on a terminal and FormatJSON otherwise.
+	FormatAuto = "auto"
+	// FormatJSON writes one JSON object per line.
+	FormatJSON = "json"
+	// FormatText writes readable, coloured lines for people at a terminal.
+	FormatText = "text"
+)
+
+// The stable field names of Sandstone's log lines (see the package doc).
+const (
+	KeyStage     = "stage"
+	KeyRunID     = "run_id"
+	KeyBatch     = "batch"
+	KeyTable     = "table"
+	KeyRows      = "rows"
+	KeyBytes     = "bytes"
+	KeySeconds   = "seconds"
+	KeyErrorKind = "error_kind"
+	KeyError     = "error"
+)
+
+// MsgFailure is the message of the one ERROR line a failed stage run logs.
+const MsgFailure = "stage failed"
+
+// ParseFormat checks a --log-format value and returns it in lower case.
+func ParseFormat(s string) (string, error) {
+	f := strings.ToLower(strings.TrimSpace(s))
+	switch f {
+	case FormatAuto, FormatJSON, FormatText:
+		return f, nil
+	}
+	return "", fmt.Errorf("log format %q: want auto, json or text", s)
+}
+
+// ParseLevel parses a --log-level value: debug, info, warn or error (any
+// case), or a slog offset such as "info+2".
+func ParseLevel(s string) (slog.Level, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(strings.TrimSpace(s))); err != nil {
+		return 0, fmt.Errorf("log level %q: want debug, info, warn or error", s)
+	}
+	return l, nil
+}
+
+// New returns a logger writing to w in the given format (FormatAuto,
+// FormatJSON or FormatText; anything else means JSON) at level and above.
+// Every line goes through [NewRedactingHandler].
+func New(w io.Writer, format string, level slog.Level) *slog.Logger {
+	return slog.New(NewHandler(w, format, level))
+}
+
+// NewHandler is the handler of [New].
+func NewHandler(w io.Writer, format string, level slog.Level) slog.Handler {
+	term := isTerminal(w)
+	if format == FormatAuto {
+		format = FormatJSON
+		if term {
+			format = FormatText
+		}
+	}
+	var h slog.Handler
+	if format == FormatText {
+		h = tint.NewTextHandler(w, &tint.Options{
+			Level:      level,
+			TimeFormat: time.DateTime,
+			NoColor:    !term,
+		})
+	} else {
+		h = slog.NewJSONHandler(w, &slog.HandlerOptions{Level: level})
+	}
+	return NewRedactingHandler(h)
+}
+
+// isTerminal reports whether w is a character device such as a terminal.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}
+
+// Failure logs the one ERROR line of a failed stage run: msg MsgFailure with
+// stage, run_id, error_kind (errkind.Of(err)) and error (redacted). A nil
+// logger means slog.Default().
+func Failure(logger *slog.Logger, stage, runID string, err error) {
+	if logger == nil {
+		logger = slog.Default()
+	}
+	msg := "unknown error"
+	if err != nil {
+		msg = config.Redact(err.Error())
+	}
+	logger.LogAttrs(context.Background(), slog.LevelError, MsgFailure,
+		slog.String(KeyStage, stage),
+		slog.String(KeyRunID, runID),
+		slog.String(KeyErrorKind, string(errkind.Of(err))),
+		slog.String(KeyError, msg),
+	)
+}

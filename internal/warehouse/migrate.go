@@ -1,0 +1,410 @@
+package warehouse
+
+import (
+	"context"
+	"fmt"
+	"hash/fnv"
+	"log/slog"
+	"slices"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/sandstone-data/sandstone/internal/errkind"
+)
+
+// Sandstone's own tables, beside the warehouse tables in the same schema.
+const (
+	// migrationsTable records the schema migrations applied, one row each.
+	migrationsTable = "sandstone_migrations"
+	// ledgerTable records every batch loaded, one row each, written in the
+	// batch's own transaction: a batch is loaded exactly when its row exists.
+	ledgerTable = "sandstone_loads"
+)
+
+// migration is one versioned change of the warehouse schema. Migrations run
+// in version order, each once, in one transaction with the row that records
+// it in sandstone_migrations and with the check of the result, so that a
+// failure leaves the warehouse as it was.
+//
+// To change the schema, append a migration with the next version number;
+// never edit one that has shipped. Its up gets the schema to work in and a
+// transaction whose search_path holds only pg_catalog and pg_temp, so every
+// warehouse name must be qualified: s.ident("dim_staff").
+type migration struct {
+	version int
+	name    string
+	up      func(ctx context.Context, tx pgx.Tx, s schema, log *slog.Logger) error
+}
+
+var migrations = []migration{
+	{1, "create the star schema and the load ledger", createStar},
+}
+
+// schema is the warehouse's PostgreSQL schema name.
+type schema string
+
+// ident is the quoted, qualified name of table in the schema.
+func (s schema) ident(table string) string { return pgx.Identifier{string(s), table}.Sanitize() }
+
+// q quotes one identifier.
+func q(name string) string { return pgx.Identifier{name}.Sanitize() }
+
+// lockKey is the advisory lock that serialises everything Sandstone writes
+// to one warehouse schema: migrations and each batch's transaction.
+func (s schema) lockKey() int64 {
+	h := fnv.New64a()
+	_, _ = h.Write([]byte("sandstone warehouse " + string(s)))
+	return int64(h.Sum64()) // #nosec G115 -- any 64 bits make a lock key
+}
+
+// begin starts a transaction that holds the schema's lock until it ends,
+// with a search_path that no table of the warehouse can shadow.
+func begin(ctx context.Context, conn *pgx.Conn, s schema) (pgx.Tx, error) {
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := tx.Exec(ctx, "SET LOCAL search_path TO pg_catalog, pg_temp"); err != nil {
+		_ = tx.Rollback(ctx)
+		return nil, err
+	}
+	if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", s.lockKey()); err != nil {
+		_ = tx.Rollback(ctx)
+		return nil, fmt.Errorf("wait for the warehouse lock: %w", err)
+	}
+	return tx, nil
+}
+
+// querier is what the catalogue look-ups need: a connection or a transaction.
+type querier interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+// tableExists reports whether schema s has a table called name.
+func tableExists(ctx context.Context, db querier, s schema, name string) (bool, error) {
+	var ok bool
+	err := db.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_class c
+		JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+		WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p'))`, string(s), name).Scan(&ok)
+	return ok, err
+}
+
+// prepare brings the warehouse schema up to date and checks that every table
+// has the columns load writes, all in one transaction: when anything does
+// not fit, nothing is written at all. It returns how to write each table.
+func prepare(ctx context.Context, conn *pgx.Conn, s schema, log *slog.Logger) (*plan, error) {
+	tx, err := begin(ctx, conn, s)
+	if err != nil {
+		return nil, errkind.Wrap(errkind.WarehouseUnreachable, fmt.Errorf("prepare warehouse: %w", err))
+	}
+	defer func() { _ = tx.Rollback(ctx) }()
+	p, err := migrate(ctx, tx, s, log)
+	if err != nil {
+		return nil, err
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return nil, errkind.Wrap(errkind.LoadFailed, fmt.Errorf("prepare warehouse: %w", err))
+	}
+	return p, nil
+}
+
+func migrate(ctx context.Context, tx pgx.Tx, s schema, log *slog.Logger) (*plan, error) {
+	var exists bool
+	if err := tx.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = $1)",
+		string(s)).Scan(&exists); err != nil {
+		return nil, errkind.Wrap(errkind.LoadFailed, fmt.Errorf("prepare warehouse: %w", err))
+	}
+	if !exists { // created only when missing: CREATE ... IF NOT EXISTS needs the privilege to create
+		if _, err := tx.Exec(ctx, "CREATE SCHEMA "+q(string(s))); err != nil {
+			return nil, errkind.Wrap(errkind.LoadFailed, fmt.Errorf("create schema %s: %w", q(string(s)), err))
+		}
+		log.Info("created warehouse schema", "schema", string(s))
+	}
+	// Created only when missing, too: a role that may only write rows
+	// can load into a warehouse its owner has migrated.
+	exists, err := tableExists(ctx, tx, s, migrationsTable)
+	if err != nil {
+		return nil, errkind.Wrap(errkind.LoadFailed, fmt.Errorf("prepare warehouse: %w", err))
+	}
+	if !exists {
+		if _, err := tx.Exec(ctx, "CREATE TABLE "+s.ident(migrationsTable)+` (
+			version int PRIMARY KEY,
+			name text NOT NULL,
+			applied_at timestamptz NOT NULL DEFAULT now())`); err != nil {
+			return nil, errkind.Wrap(errkind.LoadFailed, fmt.Errorf("create %s: %w", migrationsTable, err))
+		}
+	}
+	var version int
+	if err := tx.QueryRow(ctx, "SELECT coalesce(max(version), 0) FROM "+s.ident(migrationsTable)).Scan(&version); err != nil {
+		return nil, errkind.Wrap(errkind.LoadFailed, fmt.Errorf("read %s: %w", migrationsTable, err))
+	}
+	if version > len(migrations) {
+		return nil, errkind.Wrap(errkind.WarehouseSchemaMismatch, fmt.Errorf(
+			"warehouse schema %s is at migration %d, newer than this sandstone knows (%d): upgrade sandstone",
+			q(string(s)), version, len(migrations)))
+	}
+	for _, m := range migrations[version:] {
+		if err := m.up(ctx, tx, s, log); err != nil {
+			return nil, errkind.Wrap(errkind.LoadFailed, fmt.Errorf("migration %d (%s): %w", m.version, m.name, err))
+		}
+		if _, err := tx.Exec(ctx, "INSERT INTO "+s.ident(migrationsTable)+" (version, name) VALUES ($1, $2)",
+			m.version, m.name); err != nil {
+			return nil, errkind.Wrap(errkind.LoadFailed, fmt.Errorf("record migration %d: %w", m.version, err))
+		}
+		log.Info("migrated warehouse", "schema", string(s), "version", m.version, "migration", m.name)
+	}
+	return inspect(ctx, tx, s)
+}
+
+// createStar is migration 1: the warehouse tables of DESIGN.md with their
+// keys, and the load ledger. A table that already exists (a warehouse
+// prepared by someone else) is left exactly as it is; inspect then checks
+// that it has the columns load needs. Foreign keys are added from each fact
+// table this migration creates to every dimension that has a unique key on
+// the referenced column.
+func createStar(ctx context.Context, tx pgx.Tx, s schema, log *slog.Logger) error {
+	created := map[string]bool{}
+	for _, t := range tables {
+		ok, err := tableExists(ctx, tx, s, t.name)
+		if err != nil {
+			return err
+		}
+		if ok {
+			log.Info("warehouse table exists: left as it is", "table", t.name)
+			continue
+		}
+		if _, err := tx.Exec(ctx, createTableSQL(s, t)); err != nil {
+			return fmt.Errorf("create %s: %w", t.name, err)
+		}
+		created[t.name] = true
+	}
+	for _, t := range tables {
+		if !created[t.name] {
+			continue
+		}
+		for _, c := range t.cols {
+			if c.ref == "" {
+				continue
+			}
+			dim, _ := tableByName(c.ref)
+			ok, err := hasUniqueKey(ctx, tx, s, dim.name, dim.key)
+			if err != nil {
+				return err
+			}
+			if !ok {
+				log.Warn("no foreign key: the dimension has no unique key", "table", t.name, "column", c.name,
+					"dimension", dim.name)
+				continue
+			}
+			if _, err := tx.Exec(ctx, fmt.Sprintf("ALTER TABLE %s ADD CONSTRAINT %s FOREIGN KEY (%s) REFERENCES %s (%s)",
+				s.ident(t.name), q(t.name+"_"+c.name+"_fkey"), q(c.name), s.ident(dim.name), q(dim.key[0]))); err != nil {
+				return fmt.Errorf("foreign key %s.%s: %w", t.name, c.name, err)
+			}
+		}
+	}
+	_, err := tx.Exec(ctx, "CREATE TABLE IF NOT EXISTS "+s.ident(ledgerTable)+` (
+		sequence bigint PRIMARY KEY,
+		batch text NOT NULL,
+		rows jsonb NOT NULL,
+		source_newest timestamptz,
+		loaded_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+		seconds double precision NOT NULL)`)
+	if err != nil {
+		return fmt.Errorf("create %s: %w", ledgerTable, err)
+	}
+	return nil
+}
+
+// createTableSQL is the CREATE TABLE of t: dimensions keyed by their id,
+// facts by a serial id with a unique key on the version (source id and
+// last-updated date and time), so that no version can land twice.
+func createTableSQL(s schema, t *table) string {
+	var b strings.Builder
+	b.WriteString("CREATE TABLE " + s.ident(t.name) + " (\n")
+	for _, c := range t.cols {
+		b.WriteString("\t" + q(c.name) + " " + c.kind.ddl())
+		if !c.nullable && c.kind != kSerial {
+			b.WriteString(" NOT NULL")
+		}
+		b.WriteString(",\n")
+	}
+	if t.role == fact {
+		b.WriteString("\tCONSTRAINT " + q(t.name+"_pkey") + " PRIMARY KEY (" + q(t.serial) + "),\n")
+		b.WriteString("\tCONSTRAINT " + q(t.name+"_version_key") + " UNIQUE (" + quoteAll(t.key) + ")\n")
+	} else {
+		b.WriteString("\tCONSTRAINT " + q(t.name+"_pkey") + " PRIMARY KEY (" + quoteAll(t.key) + ")\n")
+	}
+	b.WriteString(")")
+	return b.String()
+}
+
+func quoteAll(names []string) string {
+	out := make([]string, len(names))
+	for i, n := range names {
+		out[i] = q(n)
+	}
+	return strings.Join(out, ", ")
+}
+
+// hasUniqueKey reports whether table has a unique index on exactly cols that
+// INSERT ... ON CONFLICT can use (valid, immediate, no predicate or expression).
+func hasUniqueKey(ctx context.Context, db querier, s schema, table string, cols []string) (bool, error) {
+	rows, err := db.Query(ctx, `SELECT ARRAY(SELECT a.attname::text FROM unnest(i.indkey) k
+			JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k)
+		FROM pg_catalog.pg_index i
+		JOIN pg_catalog.pg_class c ON c.oid = i.indrelid
+		JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+		WHERE n.nspname = $1 AND c.relname = $2 AND i.indisunique AND i.indisvalid AND i.indimmediate
+		  AND i.indpred IS NULL AND i.indexprs IS NULL`, string(s), table)
+	if err != nil {
+		return false, fmt.Errorf("unique keys of %s: %w", table, err)
+	}
+	keys, err := pgx.CollectRows(rows, pgx.RowTo[[]string])
+	if err != nil {
+		return false, fmt.Errorf("unique keys of %s: %w", table, err)
+	}
+	want := slices.Sorted(slices.Values(cols))
+	for _, k := range keys {
+		slices.Sort(k)
+		if slices.Equal(k, want) {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// plan says how load writes each table of this warehouse.
+type plan struct {
+	// keyed holds the tables with a unique key on their key, which
+	// INSERT ... ON CONFLICT uses; the others (tables prepared by someone
+	// else without one) are written with UPDATE and INSERT ... WHERE NOT EXISTS,
+	// which is as safe under the warehouse lock.
+	keyed map[string]bool
+}
+
+// dbColumn is a column as the catalogue describes it.
+type dbColumn struct {
+	name       string
+	typ        string // pg_type.typname: int4, varchar, numeric, ...
+	mod        int32  // atttypmod
+	format     string // format_type: integer, numeric(10,2), ...
+	notNull    bool
+	hasDefault bool
+	generated  bool
+}
+
+// inspect checks every warehouse table has each column load writes, with a
+// type that holds its values, and that no other column stops an insert. It
+// names every problem it finds, by table and column.
+func inspect(ctx context.Context, db querier, s schema) (*plan, error) {
+	p := &plan{keyed: map[string]bool{}}
+	var problems []string
+	for _, t := range tables {
+		have, err := dbColumns(ctx, db, s, t.name)
+		if err != nil {
+			return nil, errkind.Wrap(errkind.LoadFailed, err)
+		}
+		if len(have) == 0 {
+			problems = append(problems, fmt.Sprintf("table %s is missing", t.name))
+			continue
+		}
+		for _, c := range t.cols {
+			d, ok := have[c.name]
+			if !ok {
+				problems = append(problems, fmt.Sprintf("%s.%s is missing (want %s)", t.name, c.name, c.kind.ddl()))
+				continue
+			}
+			delete(have, c.name)
+			if why := fits(c, d); why != "" {
+				problems = append(problems, fmt.Sprintf("%s.%s %s", t.name, c.name, why))
+			}
+		}
+		for _, d := range sortedColumns(have) {
+			if d.notNull && !d.hasDefault {
+				problems = append(problems, fmt.Sprintf("%s.%s is NOT NULL without a default, and load does not write it",
+					t.name, d.name))
+			}
+		}
+		if p.keyed[t.name], err = hasUniqueKey(ctx, db, s, t.name, t.key); err != nil {
+			return nil, errkind.Wrap(errkind.LoadFailed, err)
+		}
+	}
+	if len(problems) > 0 {
+		return nil, errkind.Wrap(errkind.WarehouseSchemaMismatch, fmt.Errorf(
+			"warehouse schema %s does not fit: %s", q(string(s)), strings.Join(problems, "; ")))
+	}
+	return p, nil
+}
+
+func sortedColumns(m map[string]dbColumn) []dbColumn {
+	out := make([]dbColumn, 0, len(m))
+	for _, d := range m {
+		out = append(out, d)
+	}
+	slices.SortFunc(out, func(a, b dbColumn) int { return strings.Compare(a.name, b.name) })
+	return out
+}
+
+func dbColumns(ctx context.Context, db querier, s schema, table string) (map[string]dbColumn, error) {
+	rows, err := db.Query(ctx, `SELECT a.attname::text, t.typname::text, a.atttypmod,
+			pg_catalog.format_type(a.atttypid, a.atttypmod), a.attnotnull,
+			a.atthasdef OR a.attidentity <> '', a.attgenerated <> ''
+		FROM pg_catalog.pg_attribute a
+		JOIN pg_catalog.pg_class c ON c.oid = a.attrelid
+		JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+		JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
+		WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p')
+		  AND a.attnum > 0 AND NOT a.attisdropped`, string(s), table)
+	if err != nil {
+		return nil, fmt.Errorf("columns of %s: %w", table, err)
+	}
+	out := map[string]dbColumn{}
+	var d dbColumn
+	_, err = pgx.ForEachRow(rows, []any{&d.name, &d.typ, &d.mod, &d.format, &d.notNull, &d.hasDefault, &d.generated},
+		func() error {
+			out[d.name] = d
+			return nil
+		})
+	if err != nil {
+		return nil, fmt.Errorf("columns of %s: %w", table, err)
+	}
+	return out, nil
+}
+
+// fits says why the database column d cannot take column c's values, or "".
+func fits(c column, d dbColumn) string {
+	want := c.kind.ddl()
+	if d.generated {
+		return "is a generated column"
+	}
+	ok := false
+	switch c.kind {
+	case kInt, kSerial:
+		ok = d.typ == "int4" || d.typ == "int8"
+	case kText:
+		ok = d.typ == "varchar" || d.typ == "text"
+	case kDate:
+		ok = d.typ == "date"
+	case kTime: // time(0)..time(2) would round the milliseconds away
+		ok = d.typ == "time" && (d.mod < 0 || d.mod >= 3)
+		want = "time (with at least millisecond precision)"
+	case kMoney: // exact, with cents and at least 8 digits before the point
+		if d.typ == "numeric" {
+			precision, scale := (d.mod-4)>>16&0xffff, (d.mod-4)&0xffff
+			ok = d.mod < 0 || (scale >= 2 && precision-scale >= 8)
+		}
+	case kBool:
+		ok = d.typ == "bool"
+	}
+	switch {
+	case !ok:
+		return fmt.Sprintf("is %s, want %s", d.format, want)
+	case c.kind == kSerial && !d.hasDefault:
+		return "has no default: the warehouse must assign fact ids (serial)"
+	case c.nullable && d.notNull:
+		return "is NOT NULL, but its values may be NULL"
+	}
+	return ""
+}
