@@ -72,10 +72,6 @@ func Open(ctx context.Context, rawURL string) (*Bucket, error) {
 	return bk, nil
 }
 
-// NewBucket wraps an opened gocloud bucket (tests use it for S3 clients
-// pointed at an in-process server).
-func NewBucket(b *blob.Bucket, name string) *Bucket { return &Bucket{b: b, url: name} }
-
 // URL is the bucket's URL as given.
 func (b *Bucket) URL() string { return b.url }
 
@@ -194,15 +190,6 @@ func (b *Bucket) Get(ctx context.Context, key string) ([]byte, error) {
 		return nil, fmt.Errorf("read %s from %s: %w", key, b.url, err)
 	}
 	return data, nil
-}
-
-// Exists reports whether key exists.
-func (b *Bucket) Exists(ctx context.Context, key string) (bool, error) {
-	ok, err := b.b.Exists(ctx, key)
-	if err != nil {
-		return false, fmt.Errorf("stat %s in %s: %w", key, b.url, err)
-	}
-	return ok, nil
 }
 
 // Download copies an object into a new temporary file, positioned at its

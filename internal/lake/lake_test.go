@@ -117,3 +117,45 @@ func TestParquetRoundTrip(t *testing.T) {
 		t.Fatalf("round trip: %d rows, last %+v", len(got), got[len(got)-1])
 	}
 }
+
+func TestReadErrors(t *testing.T) {
+	ctx := context.Background()
+	b, _ := Open(ctx, "mem://")
+	if _, err := b.Get(ctx, "nope"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("get missing: %v", err)
+	}
+	if err := ReadParquet(ctx, b, "nope", 10, func([]row) error { return nil }); !errors.Is(err, ErrNotFound) {
+		t.Errorf("read missing: %v", err)
+	}
+	_ = b.Put(ctx, "text", []byte("not parquet"))
+	if err := ReadParquet(ctx, b, "text", 10, func([]row) error { return nil }); err == nil {
+		t.Error("read of a text object as Parquet succeeded")
+	}
+	var m Manifest
+	_ = b.Put(ctx, ManifestKey(3), []byte("{"))
+	if err := b.ReadManifest(ctx, 3, &m); err == nil {
+		t.Error("a broken manifest was read")
+	}
+	if _, err := Open(ctx, ""); err == nil {
+		t.Error("an empty bucket URL was accepted")
+	}
+	if _, err := Open(ctx, "nosuchscheme://x"); err == nil {
+		t.Error("an unknown scheme was accepted")
+	}
+	o, err := b.Create(ctx, "aborted")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = o.Write([]byte("half"))
+	o.Abort()
+	if _, err := b.Get(ctx, "aborted"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("an aborted object is visible: %v", err)
+	}
+	stop := errors.New("stop")
+	w, _ := NewParquetWriter[row](ctx, b, "p", nil)
+	_ = w.Write([]row{{ID: 1}, {ID: 2}})
+	_, _, _ = w.Close()
+	if err := ReadParquet(ctx, b, "p", 1, func([]row) error { return stop }); !errors.Is(err, stop) {
+		t.Errorf("the callback's error was not returned: %v", err)
+	}
+}

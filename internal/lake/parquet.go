@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 
 	"github.com/parquet-go/parquet-go"
 	"github.com/parquet-go/parquet-go/compress/zstd"
@@ -80,29 +81,49 @@ func (w *ParquetWriter[T]) Close() (size int64, sha256 string, err error) {
 // Abort drops the object.
 func (w *ParquetWriter[T]) Abort() { w.obj.Abort() }
 
-// ReadParquet streams the rows of the Parquet object key, up to batch rows
-// at a time, to fn. Columns are matched by name: columns the file has and T
-// lacks are skipped, columns T has and the file lacks read as zero values.
-func ReadParquet[T any](ctx context.Context, b *Bucket, key string, batch int, fn func([]T) error) (err error) {
+// ParquetFile is a Parquet object downloaded to a temporary file, to be
+// read once or more. Close removes the file.
+type ParquetFile struct {
+	Key  string
+	f    *os.File
+	file *parquet.File
+}
+
+// OpenParquet downloads the Parquet object key and opens it.
+func OpenParquet(ctx context.Context, b *Bucket, key string) (*ParquetFile, error) {
 	f, err := b.Download(ctx, key)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	defer RemoveTemp(f)
 	st, err := f.Stat()
 	if err != nil {
-		return fmt.Errorf("read %s: %w", key, err)
+		RemoveTemp(f)
+		return nil, fmt.Errorf("read %s: %w", key, err)
 	}
 	pf, err := parquet.OpenFile(f, st.Size())
 	if err != nil {
-		return fmt.Errorf("read %s: not Parquet: %w", key, err)
+		RemoveTemp(f)
+		return nil, fmt.Errorf("read %s: not Parquet: %w", key, err)
 	}
+	return &ParquetFile{Key: key, f: f, file: pf}, nil
+}
+
+// Close removes the temporary file.
+func (p *ParquetFile) Close() { RemoveTemp(p.f) }
+
+// Rows is the number of rows in the file.
+func (p *ParquetFile) Rows() int64 { return p.file.NumRows() }
+
+// ReadRows streams the rows of p, up to batch rows at a time, to fn.
+// Columns are matched by name: columns the file has and T lacks are skipped,
+// columns T has and the file lacks read as zero values.
+func ReadRows[T any](ctx context.Context, p *ParquetFile, batch int, fn func([]T) error) (err error) {
 	defer func() {
-		if p := recover(); p != nil {
-			err = fmt.Errorf("read %s: %v", key, p)
+		if r := recover(); r != nil {
+			err = fmt.Errorf("read %s: %v", p.Key, r)
 		}
 	}()
-	r := parquet.NewGenericReader[T](pf)
+	r := parquet.NewGenericReader[T](p.file)
 	defer func() { _ = r.Close() }()
 	buf := make([]T, batch)
 	for {
@@ -116,10 +137,21 @@ func ReadParquet[T any](ctx context.Context, b *Bucket, key string, batch int, f
 			return nil
 		}
 		if rerr != nil {
-			return fmt.Errorf("read %s: %w", key, rerr)
+			return fmt.Errorf("read %s: %w", p.Key, rerr)
 		}
 		if err := ctx.Err(); err != nil {
 			return err
 		}
 	}
+}
+
+// ReadParquet streams the rows of the Parquet object key, up to batch rows
+// at a time, to fn, as ReadRows does.
+func ReadParquet[T any](ctx context.Context, b *Bucket, key string, batch int, fn func([]T) error) error {
+	p, err := OpenParquet(ctx, b, key)
+	if err != nil {
+		return err
+	}
+	defer p.Close()
+	return ReadRows(ctx, p, batch, fn)
 }

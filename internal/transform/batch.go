@@ -179,12 +179,12 @@ func (b *batch) rejectFact(table string, row any, p *problem) error {
 }
 
 // open downloads the batch's object for table; nil when the batch has none.
-func (b *batch) open(im *lake.Manifest, table string) (*source, error) {
+func (b *batch) open(im *lake.Manifest, table string) (*lake.ParquetFile, error) {
 	obj, ok := im.Table(table)
 	if !ok {
 		return nil, nil
 	}
-	src, err := openSource(b.ctx, b.ingest, obj.Key)
+	src, err := lake.OpenParquet(b.ctx, b.ingest, obj.Key)
 	if err != nil {
 		return nil, errkind.Wrap(errkind.BucketReadFailed, fmt.Errorf("%s: %w", table, err))
 	}
@@ -198,7 +198,7 @@ func readAll[T any](b *batch, im *lake.Manifest, table string, version func(*T) 
 	if err != nil || src == nil {
 		return nil, err
 	}
-	defer src.close()
+	defer src.Close()
 	newest := map[int32]*T{}
 	err = readSource(b.ctx, src, func(rows []T) error {
 		for i := range rows {
@@ -444,7 +444,7 @@ func streamDim[K versioned, S, D any](b *batch, im *lake.Manifest, table string,
 	if err != nil || src == nil {
 		return err
 	}
-	defer src.close()
+	defer src.Close()
 	newest, err := duplicates[K](b.ctx, src)
 	if err != nil {
 		return err
@@ -512,7 +512,7 @@ func (v transactionVersion) version() (int32, time.Time) { return v.ID, v.LastUp
 
 // duplicates returns, for the ids src holds more than once, the newest
 // last_updated; nil when every id is there once.
-func duplicates[K versioned](ctx context.Context, src *source) (map[int32]time.Time, error) {
+func duplicates[K versioned](ctx context.Context, src *lake.ParquetFile) (map[int32]time.Time, error) {
 	seen, dup := newIDSet(), newIDSet()
 	err := readSource(ctx, src, func(rows []K) error {
 		for i := range rows {
@@ -610,7 +610,7 @@ func streamFacts[S, F any](b *batch, im *lake.Manifest, table string, conv func(
 	if err != nil || src == nil {
 		return err
 	}
-	defer src.close()
+	defer src.Close()
 	buf := make([]F, 0, chunk)
 	return readSource(b.ctx, src, func(rows []S) error {
 		buf = buf[:0]

@@ -4,16 +4,11 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
-	"os"
 	"reflect"
 	"strconv"
 	"strings"
 	"time"
-
-	"github.com/parquet-go/parquet-go"
 
 	"github.com/sandstone-data/sandstone/internal/errkind"
 	"github.com/sandstone-data/sandstone/internal/lake"
@@ -207,60 +202,13 @@ func sourceJSON(row any) json.RawMessage {
 	return json.RawMessage(b.String())
 }
 
-// source is an ingested Parquet object, downloaded once to be read one or
-// more times.
-type source struct {
-	key string
-	f   *os.File
-	pf  *parquet.File
-}
-
-func openSource(ctx context.Context, b *lake.Bucket, key string) (*source, error) {
-	f, err := b.Download(ctx, key)
-	if err != nil {
-		return nil, err
+// readSource streams the rows of an ingested object, chunk at a time, to
+// fn; a read failure is a bucket read failure.
+func readSource[T any](ctx context.Context, src *lake.ParquetFile, fn func([]T) error) error {
+	var fnErr error
+	err := lake.ReadRows(ctx, src, chunk, func(rows []T) error { fnErr = fn(rows); return fnErr })
+	if err != nil && fnErr == nil && ctx.Err() == nil {
+		return errkind.Wrap(errkind.BucketReadFailed, err)
 	}
-	st, err := f.Stat()
-	if err != nil {
-		lake.RemoveTemp(f)
-		return nil, fmt.Errorf("read %s: %w", key, err)
-	}
-	pf, err := parquet.OpenFile(f, st.Size())
-	if err != nil {
-		lake.RemoveTemp(f)
-		return nil, fmt.Errorf("read %s: not Parquet: %w", key, err)
-	}
-	return &source{key: key, f: f, pf: pf}, nil
-}
-
-func (s *source) close() { lake.RemoveTemp(s.f) }
-
-// readSource streams the rows of src, chunk at a time, to fn. Columns are
-// matched by name; columns T lacks are skipped.
-func readSource[T any](ctx context.Context, src *source, fn func([]T) error) (err error) {
-	defer func() {
-		if p := recover(); p != nil {
-			err = errkind.Wrap(errkind.BucketReadFailed, fmt.Errorf("read %s: %v", src.key, p))
-		}
-	}()
-	r := parquet.NewGenericReader[T](src.pf)
-	defer func() { _ = r.Close() }()
-	buf := make([]T, chunk)
-	for {
-		n, rerr := r.Read(buf)
-		if n > 0 {
-			if err := fn(buf[:n]); err != nil {
-				return err
-			}
-		}
-		if errors.Is(rerr, io.EOF) {
-			return nil
-		}
-		if rerr != nil {
-			return errkind.Wrap(errkind.BucketReadFailed, fmt.Errorf("read %s: %w", src.key, rerr))
-		}
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-	}
+	return err
 }
