@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/sandstone-data/sandstone/internal/config"
+	"github.com/sandstone-data/sandstone/internal/sandbox"
 )
 
 // TestDemoThenOperate runs the demo at a small scale, then operates its
@@ -89,5 +90,44 @@ func TestMissingConfiguration(t *testing.T) {
 		if _, err := runCLI(context.Background(), args...); err == nil || !strings.Contains(err.Error(), "required") {
 			t.Errorf("%v without configuration: %v", args, err)
 		}
+	}
+}
+
+// TestStageCommands runs ingest, transform and load one by one, as an
+// operator (or cron) would.
+func TestStageCommands(t *testing.T) {
+	ctx := context.Background()
+	dir := filepath.Join(t.TempDir(), "sb")
+	sb, err := sandbox.Start(ctx, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sandbox.Clean(dir) })
+	if _, err := runCLI(ctx, "seed", "--source", sb.Config.SourceURL, "--sales-orders", "200"); err != nil {
+		t.Fatal(err)
+	}
+	in, out := []string{"--ingest-bucket", sb.Config.IngestBucket}, []string{"--processed-bucket", sb.Config.ProcessedBucket}
+	steps := []struct {
+		args []string
+		want []string
+	}{
+		{append([]string{"ingest", "--source", sb.Config.SourceURL}, in...), []string{"batch 000000000001", "sales_order", "200"}},
+		{append(append([]string{"transform"}, in...), out...), []string{"000000000001", "fact_sales_order", "200"}},
+		{append([]string{"load", "--warehouse", sb.Config.WarehouseURL}, out...), []string{"000000000001", "fact_sales_order", "200"}},
+		{append([]string{"ingest", "--source", sb.Config.SourceURL}, in...), []string{"nothing new"}},
+	}
+	for _, s := range steps {
+		got, err := runCLI(ctx, s.args...)
+		if err != nil {
+			t.Fatalf("%v: %v\n%s", s.args, err, got)
+		}
+		for _, w := range s.want {
+			if !strings.Contains(got, w) {
+				t.Errorf("%s output lacks %q:\n%s", s.args[0], w, got)
+			}
+		}
+	}
+	if _, err := runCLI(ctx, "load", "--warehouse", "postgres://u:pw@127.0.0.1:1/x?connect_timeout=1", "--processed-bucket", sb.Config.ProcessedBucket); err == nil {
+		t.Error("load into an unreachable warehouse succeeded")
 	}
 }
