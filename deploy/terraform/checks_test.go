@@ -40,11 +40,11 @@ type access struct {
 }
 
 func stageAccess() map[string]access {
-	ingestPrefixes := []string{lake.ManifestPrefix}
+	ingestPrefixes := []string{lake.ManifestPrefix, lake.StatePrefix}
 	for _, t := range totesys.Tables {
 		ingestPrefixes = append(ingestPrefixes, t.Name+"/")
 	}
-	transformPrefixes := []string{lake.ManifestPrefix, "state/"}
+	transformPrefixes := []string{lake.ManifestPrefix, lake.StatePrefix}
 	for _, t := range star.Tables {
 		transformPrefixes = append(transformPrefixes, t.Name+"/")
 	}

@@ -52,7 +52,7 @@ locals {
 
   # Prefixes each writer may create objects under. Nothing may overwrite or
   # delete: the buckets are immutable, so no role has s3:DeleteObject.
-  ingest_write_prefixes    = concat([local.manifest_prefix], [for t in local.totesys_tables : "${t}/"])
+  ingest_write_prefixes    = concat([local.manifest_prefix, "state/"], [for t in local.totesys_tables : "${t}/"])
   transform_write_prefixes = concat([local.manifest_prefix, "state/", "rejects/"], [for t in keys(local.star_tables) : "${t}/"])
 
   # Every error kind of internal/errkind, with what it means for whoever

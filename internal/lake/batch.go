@@ -14,6 +14,14 @@ import (
 // ManifestPrefix is where a bucket's batch manifests live.
 const ManifestPrefix = "manifests/"
 
+// StatePrefix is where a stage keeps the state it resumes from.
+const StatePrefix = "state/"
+
+// StateKey is the key of the state a run saves with batch seq.
+func StateKey(seq int64, run string) string {
+	return fmt.Sprintf("%s%s-%s.json.gz", StatePrefix, BatchID(seq), run)
+}
+
 // shard groups manifests a thousand to a "directory", so that finding the
 // newest batch lists two short pages however long the history.
 const shard = 1000

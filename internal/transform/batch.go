@@ -110,7 +110,7 @@ func (b *batch) process(im *lake.Manifest, runID string) (committed bool, err er
 	if err != nil {
 		return false, errkind.Wrap(errkind.Internal, fmt.Errorf("encode state: %w", err))
 	}
-	m.StateKey = stateKey(b.seq, runID)
+	m.StateKey = lake.StateKey(b.seq, runID)
 	if err := b.out.bucket.Put(b.ctx, m.StateKey, data); err != nil {
 		return false, errkind.Wrap(errkind.BucketWriteFailed, fmt.Errorf("save state: %w", err))
 	}

@@ -128,11 +128,6 @@ func (s *state) encode() ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
-// stateKey is where the state after processed batch seq is saved.
-func stateKey(seq int64, runID string) string {
-	return fmt.Sprintf("state/%s-%s.json.gz", lake.BatchID(seq), runID)
-}
-
 // loadState reads the state saved with processed batch seq; batch 0 (none)
 // has the empty state.
 func loadState(ctx context.Context, b *lake.Bucket, seq int64) (*state, error) {
