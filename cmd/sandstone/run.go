@@ -38,8 +38,8 @@ func newRunCmd() *cobra.Command {
 		Use:   "run",
 		Short: "Run ingest, transform and load every --interval until stopped",
 		Long: `Run runs the whole pipeline (ingest -> transform -> load) now and then every
---interval, until SIGINT or SIGTERM, when it finishes the stage under way and
-stops. A failing stage is retried with backoff and does not stop the loop;
+--interval, until SIGINT or SIGTERM, when it lets the stage under way finish
+and stops. A failing stage is retried with backoff and does not stop the loop;
 with --alert-email or --alert-webhook, a failure streak sends one alert, a
 reminder every --alert-reminder while it lasts, and one "recovered" message.
 --metrics-addr serves Prometheus metrics (/metrics) and health (/healthz,

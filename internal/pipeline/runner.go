@@ -72,11 +72,16 @@ func (r *Runner) logger() *slog.Logger {
 // Cycle runs every stage once, in order. A stage that still fails after its
 // retries is reported and the cycle goes on with the next stage (which does
 // whatever work is already waiting for it); the error names every stage that
-// failed.
+// failed. When ctx ends, the stage under way finishes (a stage is short and
+// commits batch by batch) and no further stage starts.
 func (r *Runner) Cycle(ctx context.Context) ([]Report, error) {
 	var reports []Report
 	var errs []error
 	for _, s := range r.Stages {
+		if ctx.Err() != nil {
+			errs = append(errs, fmt.Errorf("%s: not started: %w", s.Name, ctx.Err()))
+			break
+		}
 		rep, err := r.runStage(ctx, s)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", s.Name, err))
@@ -94,7 +99,7 @@ func (r *Runner) runStage(ctx context.Context, s Stage) (Report, error) {
 	delay := r.Backoff
 	for attempt := 0; ; attempt++ {
 		r.logger().Info("stage started", "stage", s.Name, "attempt", attempt+1)
-		rep, err := s.Run(ctx)
+		rep, err := s.Run(context.WithoutCancel(ctx))
 		rep.Stage = s.Name
 		if err == nil {
 			r.logger().Info("stage finished", "stage", s.Name, "run_id", rep.RunID, "batches", rep.Batches,

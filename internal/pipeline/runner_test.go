@@ -92,3 +92,23 @@ func TestLoopStopsCleanly(t *testing.T) {
 		t.Fatal("a zero interval was accepted")
 	}
 }
+
+func TestStopLetsTheStageUnderWayFinish(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	var ran []string
+	r := &Runner{Stages: []Stage{
+		{Name: "ingest", Run: func(sctx context.Context) (Report, error) {
+			cancel() // SIGTERM arrives mid-stage
+			ran = append(ran, "ingest")
+			return Report{}, sctx.Err()
+		}},
+		{Name: "transform", Run: func(context.Context) (Report, error) {
+			ran = append(ran, "transform")
+			return Report{}, nil
+		}},
+	}}
+	_, err := r.Cycle(ctx)
+	if strings.Join(ran, ",") != "ingest" || err == nil || !strings.Contains(err.Error(), "transform: not started") {
+		t.Fatalf("ran %v, error %v: want ingest to finish and transform not to start", ran, err)
+	}
+}
