@@ -83,3 +83,17 @@ func Redact(s string) string {
 		return sub[2] + "xxxxx"
 	})
 }
+
+// RedactError wraps err so that its text has any password masked, while
+// errors.Is and errors.As still see err. Nil stays nil.
+func RedactError(err error) error {
+	if err == nil {
+		return nil
+	}
+	return redactedError{err}
+}
+
+type redactedError struct{ err error }
+
+func (r redactedError) Error() string { return Redact(r.err.Error()) }
+func (r redactedError) Unwrap() error { return r.err }

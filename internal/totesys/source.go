@@ -17,22 +17,15 @@ import (
 func connect(ctx context.Context, url string) (*pgx.Conn, error) {
 	cfg, err := pgx.ParseConfig(url)
 	if err != nil {
-		return nil, errkind.Wrap(errkind.ConfigInvalid, fmt.Errorf("source URL: %w", redacted{err}))
+		return nil, errkind.Wrap(errkind.ConfigInvalid, fmt.Errorf("source URL: %w", config.RedactError(err)))
 	}
 	cfg.RuntimeParams["timezone"] = "UTC"
 	conn, err := pgx.ConnectConfig(ctx, cfg)
 	if err != nil {
-		return nil, errkind.Wrap(errkind.SourceUnreachable, fmt.Errorf("connect to source: %w", redacted{err}))
+		return nil, errkind.Wrap(errkind.SourceUnreachable, fmt.Errorf("connect to source: %w", config.RedactError(err)))
 	}
 	return conn, nil
 }
-
-// redacted keeps any password out of an error's text (the driver's errors
-// may quote the connection string).
-type redacted struct{ err error }
-
-func (r redacted) Error() string { return config.Redact(r.err.Error()) }
-func (r redacted) Unwrap() error { return r.err }
 
 // enumTypes are the schema's enum types.
 var enumTypes = []string{"PaymentTypeName", "TransactionType"}

@@ -144,29 +144,17 @@ func Load(ctx context.Context, opts Options) (Result, error) {
 func connect(ctx context.Context, url string) (*pgx.Conn, error) {
 	cfg, err := pgx.ParseConfig(url)
 	if err != nil {
-		return nil, errkind.Wrap(errkind.ConfigInvalid, redacted(fmt.Errorf("warehouse URL %s: %w", url, err)))
+		return nil, errkind.Wrap(errkind.ConfigInvalid, config.RedactError(fmt.Errorf("warehouse URL %s: %w", url, err)))
 	}
 	if _, ok := cfg.RuntimeParams["application_name"]; !ok {
 		cfg.RuntimeParams["application_name"] = "sandstone"
 	}
 	conn, err := pgx.ConnectConfig(ctx, cfg)
 	if err != nil {
-		return nil, errkind.Wrap(errkind.WarehouseUnreachable, redacted(fmt.Errorf("connect to warehouse %s: %w", url, err)))
+		return nil, errkind.Wrap(errkind.WarehouseUnreachable, config.RedactError(fmt.Errorf("connect to warehouse %s: %w", url, err)))
 	}
 	return conn, nil
 }
-
-// redactedError is an error whose text has any password masked; errors.Is
-// and errors.As still see what it wraps.
-type redactedError struct {
-	msg string
-	err error
-}
-
-func (e *redactedError) Error() string { return e.msg }
-func (e *redactedError) Unwrap() error { return e.err }
-
-func redacted(err error) error { return &redactedError{config.Redact(err.Error()), err} }
 
 // loader loads batches over one connection.
 type loader struct {
