@@ -8,11 +8,11 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
-	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/sandstone-data/sandstone/internal/config"
+	"github.com/sandstone-data/sandstone/internal/errkind"
 )
 
 func main() {
@@ -56,8 +56,9 @@ SANDSTONE_LOOKBACK.`,
 type configFlags struct{ config.Config }
 
 func (c *configFlags) bind(cmd *cobra.Command, source, warehouse, ingestBucket, processedBucket bool) {
-	env := config.FromEnv()
+	env, err := config.FromEnv()
 	c.Config = env
+	cmd.PreRunE = func(*cobra.Command, []string) error { return errkind.Wrap(errkind.ConfigInvalid, err) }
 	f := cmd.Flags()
 	if source {
 		f.StringVar(&c.SourceURL, "source", env.SourceURL, "totesys PostgreSQL URL ($"+config.EnvSource+")")
@@ -81,5 +82,3 @@ func require(name, value string) error {
 	}
 	return nil
 }
-
-var _ = time.Second

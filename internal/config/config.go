@@ -4,6 +4,7 @@
 package config
 
 import (
+	"fmt"
 	"net/url"
 	"os"
 	"regexp"
@@ -41,8 +42,9 @@ const (
 	DefaultLookback        = 10 * time.Minute
 )
 
-// FromEnv reads the configuration from the environment, with defaults.
-func FromEnv() Config {
+// FromEnv reads the configuration from the environment, with defaults. The
+// error names a variable that could not be parsed (its default is kept).
+func FromEnv() (Config, error) {
 	c := Config{
 		SourceURL:       os.Getenv(EnvSource),
 		WarehouseURL:    os.Getenv(EnvWarehouse),
@@ -51,10 +53,14 @@ func FromEnv() Config {
 		WarehouseSchema: env(EnvWarehouseSchema, DefaultSchema),
 		Lookback:        DefaultLookback,
 	}
-	if d, err := time.ParseDuration(os.Getenv(EnvLookback)); err == nil && d > 0 {
+	if v := os.Getenv(EnvLookback); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			return c, fmt.Errorf("%s=%q: want a positive duration such as 10m", EnvLookback, v)
+		}
 		c.Lookback = d
 	}
-	return c
+	return c, nil
 }
 
 func env(name, def string) string {

@@ -67,9 +67,13 @@ type SecretGetter interface {
 // URLs from Secrets Manager when a secret ARN is set. Logs and metric lines
 // go to out.
 func FromEnv(ctx context.Context, out io.Writer) (*Handler, error) {
+	cfg, err := config.FromEnv()
+	if err != nil {
+		return nil, errkind.Wrap(errkind.ConfigInvalid, err)
+	}
 	h := &Handler{
 		Stage:  os.Getenv(EnvStage),
-		Config: config.FromEnv(),
+		Config: cfg,
 		Logger: logging.New(out, "json", slog.LevelInfo).With("stage", os.Getenv(EnvStage)),
 		EMF:    metrics.NewEMF(out),
 		Margin: 15 * time.Second,

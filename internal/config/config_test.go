@@ -1,0 +1,48 @@
+package config
+
+import (
+	"errors"
+	"io"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestRedact(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"postgres://user:s3cret@host:5432/db", "postgres://user:xxxxx@host:5432/db"},
+		{"failed: postgres://u:p%40ss@h/db?sslmode=disable", "failed: postgres://u:xxxxx@h/db?sslmode=disable"},
+		{"host=h user=u password=s3cret dbname=d", "host=h user=u password=xxxxx dbname=d"},
+		{"postgres://user@host/db", "postgres://user@host/db"},
+		{"no secrets here", "no secrets here"},
+	}
+	for _, tc := range tests {
+		if got := Redact(tc.in); got != tc.want {
+			t.Errorf("Redact(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}
+
+func TestRedactError(t *testing.T) {
+	if RedactError(nil) != nil {
+		t.Fatal("nil error wrapped")
+	}
+	err := RedactError(errors.Join(io.EOF, errors.New("dial postgres://a:b1g-secret@h/d")))
+	if strings.Contains(err.Error(), "b1g-secret") || !errors.Is(err, io.EOF) {
+		t.Fatalf("%v: password kept or cause lost", err)
+	}
+}
+
+func TestFromEnv(t *testing.T) {
+	t.Setenv(EnvSource, "postgres://s")
+	t.Setenv(EnvIngestBucket, "")
+	t.Setenv(EnvLookback, "90s")
+	c, err := FromEnv()
+	if err != nil || c.SourceURL != "postgres://s" || c.IngestBucket != DefaultIngestBucket || c.Lookback != 90*time.Second || c.WarehouseSchema != DefaultSchema {
+		t.Fatalf("%+v", c)
+	}
+	t.Setenv(EnvLookback, "soon")
+	if c, err := FromEnv(); err == nil || !strings.Contains(err.Error(), EnvLookback) || c.Lookback != DefaultLookback {
+		t.Fatalf("a bad lookback gave %s, %v", c.Lookback, err)
+	}
+}
