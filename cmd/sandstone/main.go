@@ -43,6 +43,7 @@ SANDSTONE_LOOKBACK.`,
 		SilenceErrors: true,
 	}
 	addLogFlags(root)
+	addProfileFlags(root)
 	root.AddCommand(
 		newSeedCmd(), newSimulateCmd(),
 		newIngestCmd(), newTransformCmd(), newLoadCmd(),

@@ -3,10 +3,9 @@ package ingest
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"math"
-	"strings"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/parquet-go/parquet-go"
@@ -86,15 +85,13 @@ func kindOf(dataType string, precision int) kind {
 }
 
 // selectExpr is the SQL expression that selects c in the binary form
-// decode expects. The identifier is quoted by pgx; only integers from the
-// catalogue are formatted in.
+// decode expects (a numeric travels as it is). The identifier is quoted by
+// pgx.
 func (c column) selectExpr() string {
 	id := pgx.Identifier{c.Name}.Sanitize()
 	switch c.kind {
 	case kInt32:
 		return id + "::int4"
-	case kDecimal:
-		return fmt.Sprintf("(%s * 1%s)::int8", id, strings.Repeat("0", c.scale))
 	case kDouble:
 		return id + "::float8"
 	case kTimestamp:
@@ -160,17 +157,15 @@ const (
 )
 
 // decode turns c's binary value into a Parquet value; raw is nil for NULL.
-// Byte arrays are copied, since the driver reuses raw's memory.
-func (c column) decode(raw []byte) (parquet.Value, error) {
-	def := 0
-	if c.Nullable {
-		def = 1
-	}
+// Byte arrays are copied into *arena, since the driver reuses raw's memory;
+// the values stay valid until the arena is reused. Only values of nullable
+// columns carry levels: WriteColumns needs nothing else.
+func (c *column) decode(raw []byte, arena *[]byte) (parquet.Value, error) {
 	if raw == nil {
 		if !c.Nullable {
 			return parquet.Value{}, fmt.Errorf("column %s: NULL in a NOT NULL column", c.Name)
 		}
-		return parquet.NullValue().Level(0, 0, c.leaf), nil
+		return parquet.NullValue(), nil
 	}
 	var v parquet.Value
 	switch c.kind {
@@ -179,7 +174,13 @@ func (c column) decode(raw []byte) (parquet.Value, error) {
 			return v, fmt.Errorf("column %s: %d bytes for an int4", c.Name, len(raw))
 		}
 		v = parquet.Int32Value(int32(binary.BigEndian.Uint32(raw))) // #nosec G115 -- two's complement
-	case kInt64, kDecimal:
+	case kDecimal:
+		n, err := scaledNumeric(raw, c.scale)
+		if err != nil {
+			return v, fmt.Errorf("column %s: %w", c.Name, err)
+		}
+		v = parquet.Int64Value(n)
+	case kInt64:
 		if len(raw) != 8 {
 			return v, fmt.Errorf("column %s: %d bytes for an int8", c.Name, len(raw))
 		}
@@ -205,18 +206,37 @@ func (c column) decode(raw []byte) (parquet.Value, error) {
 		}
 		v = parquet.Int64Value(int64(binary.BigEndian.Uint64(raw)) + pgEpochMicros) // #nosec G115 -- two's complement
 	default:
-		v = parquet.ByteArrayValue(append([]byte(nil), raw...))
+		start := len(*arena)
+		*arena = append(*arena, raw...)
+		v = parquet.ByteArrayValue((*arena)[start:len(*arena):len(*arena)])
 	}
-	return v.Level(0, def, c.leaf), nil
+	if c.Nullable {
+		return v.Level(0, 1, c.leaf), nil
+	}
+	return v, nil
 }
 
-// timestampOf decodes a binary timestamp.
-func timestampOf(raw []byte) (time.Time, bool) {
-	if len(raw) != 8 {
-		return time.Time{}, false
+// orderedGroup is a Parquet group whose columns keep the source's order
+// (parquet.Group sorts them by name). In source order the schema of a
+// known table is the very schema of its totesys row type, so readers of
+// those types read the file as it is, without converting it.
+type orderedGroup struct {
+	parquet.Group
+	names []string
+}
+
+// Fields implements parquet.Node.
+func (g orderedGroup) Fields() []parquet.Field {
+	fields := g.Group.Fields()
+	out := make([]parquet.Field, 0, len(fields))
+	for _, name := range g.names {
+		for _, f := range fields {
+			if f.Name() == name {
+				out = append(out, f)
+			}
+		}
 	}
-	us := int64(binary.BigEndian.Uint64(raw)) + pgEpochMicros // #nosec G115 -- two's complement
-	return time.UnixMicro(us).UTC(), true
+	return out
 }
 
 // int32Of decodes a binary int4.
@@ -225,4 +245,65 @@ func int32Of(raw []byte) (int32, bool) {
 		return 0, false
 	}
 	return int32(binary.BigEndian.Uint32(raw)), true // #nosec G115 -- two's complement
+}
+
+// microsOf decodes a binary timestamp as µs since the Unix epoch.
+func microsOf(raw []byte) (int64, bool) {
+	if len(raw) != 8 {
+		return 0, false
+	}
+	return int64(binary.BigEndian.Uint64(raw)) + pgEpochMicros, true // #nosec G115 -- two's complement
+}
+
+// pow10 holds the powers of ten an int64 can hold.
+var pow10 = func() (p [19]int64) {
+	p[0] = 1
+	for i := 1; i < len(p); i++ {
+		p[i] = p[i-1] * 10
+	}
+	return p
+}()
+
+// scaledNumeric decodes a binary numeric as an integer count of
+// 10^-scale units (1234.5 at scale 2 is 123450), exactly: it fails on a NaN
+// or an infinity, on digits below the scale and on a value an int64 cannot
+// hold. The binary form is a count of base-10000 digits, the weight of the
+// first, a sign and a display scale, then the digits.
+func scaledNumeric(raw []byte, scale int) (int64, error) {
+	if len(raw) < 8 {
+		return 0, fmt.Errorf("%d bytes for a numeric", len(raw))
+	}
+	ndigits := int(binary.BigEndian.Uint16(raw[0:2]))
+	weight := int(int16(binary.BigEndian.Uint16(raw[2:4]))) // #nosec G115 -- two's complement
+	sign := binary.BigEndian.Uint16(raw[4:6])
+	if len(raw) != 8+2*ndigits {
+		return 0, fmt.Errorf("%d bytes for a numeric of %d digits", len(raw), ndigits)
+	}
+	if sign != 0 && sign != 0x4000 {
+		return 0, errors.New("numeric is NaN or infinite")
+	}
+	var n int64
+	for i := range ndigits {
+		d := int64(binary.BigEndian.Uint16(raw[8+2*i:]))
+		if d == 0 {
+			continue
+		}
+		switch e := 4*(weight-i) + scale; {
+		case e >= len(pow10):
+			return 0, errors.New("numeric too large")
+		case e >= 0:
+			if d > (math.MaxInt64-n)/pow10[e] {
+				return 0, errors.New("numeric too large")
+			}
+			n += d * pow10[e]
+		case e > -4 && d%pow10[-e] == 0:
+			n += d / pow10[-e]
+		default:
+			return 0, fmt.Errorf("numeric has more than %d decimals", scale)
+		}
+	}
+	if sign == 0x4000 {
+		n = -n
+	}
+	return n, nil
 }

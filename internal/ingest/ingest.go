@@ -21,8 +21,17 @@
 //
 // Batches are numbered; the manifest of batch N is created exclusively, so
 // of two runs racing for N only one commits, and the other's objects stay
-// invisible orphans (readers only follow manifests). The state lives in the
+// invisible orphans (readers only follow manifests), as do the objects of a
+// run that fails after some of its tables landed. The state lives in the
 // bucket, so a fresh process or a Lambda resumes from it.
+//
+// # Speed
+//
+// Rows come off the wire in PostgreSQL's binary form and are decoded
+// straight into Parquet values, column by column, in chunks that another
+// goroutine encodes, compresses and writes while the next chunk is read;
+// each table's object is committed as soon as the table is read, so memory
+// holds one table's buffers at a time whatever the size of the source.
 package ingest
 
 import (
@@ -153,19 +162,23 @@ func Run(ctx context.Context, opts Options) (Result, error) {
 	cutoff := snapshotAt.Add(-opts.Lookback).UnixMicro()
 	var objects []lake.Object
 	var newest time.Time
-	var writers []*tableWriter
-	abort := func() {
-		for _, w := range writers {
-			w.abort()
-		}
-	}
 	for _, table := range totesys.Tables {
 		tw, err := readTable(ctx, tx, opts.Bucket, table, prev, opts.Lookback, cutoff, start, seq, res.RunID, log)
-		if tw != nil {
-			writers = append(writers, tw)
+		if err == nil && tw.rows > 0 {
+			// Committed at once, so that one table's encoder and buffers
+			// are held at a time. Should the run fail later, the object
+			// stays unreferenced, as those of a run that loses the race
+			// for its batch do.
+			obj, cerr := tw.commit()
+			if cerr != nil {
+				err = errkind.Wrap(errkind.BucketWriteFailed, cerr)
+			}
+			objects = append(objects, obj)
 		}
 		if err != nil {
-			abort()
+			if tw != nil {
+				tw.abort()
+			}
 			return res, fmt.Errorf("ingest %s: %w", table.Name, err)
 		}
 		ts := &TableState{}
@@ -189,32 +202,17 @@ func Run(ctx context.Context, opts Options) (Result, error) {
 	}
 	_ = tx.Rollback(ctx)
 
-	var total int64
-	for _, w := range writers {
-		total += w.rows
-	}
-	if total == 0 {
-		abort()
+	if len(objects) == 0 {
 		res.Duration = time.Since(start)
 		log.Info("ingest found nothing new", "seconds", res.Duration.Seconds())
 		return res, nil
 	}
-	for _, w := range writers {
-		if w.rows == 0 {
-			w.abort()
-			continue
-		}
-		obj, err := w.commit()
-		if err != nil {
-			abort()
-			return res, errkind.Wrap(errkind.BucketWriteFailed, fmt.Errorf("ingest %s: %w", w.table, err))
-		}
-		objects = append(objects, obj)
-		res.Rows[w.table] = obj.Rows
+	for _, obj := range objects {
+		res.Rows[obj.Table] = obj.Rows
 		res.Bytes += obj.Bytes
 	}
 
-	stateKey := fmt.Sprintf("state/%s-%s.json.gz", lake.BatchID(seq), res.RunID)
+	stateKey := lake.StateKey(seq, res.RunID)
 	if err := putState(ctx, opts.Bucket, stateKey, next); err != nil {
 		return res, errkind.Wrap(errkind.BucketWriteFailed, fmt.Errorf("ingest: %w", err))
 	}
@@ -248,7 +246,9 @@ type tableWriter struct {
 	columns  []lake.Column
 	rows     int64
 	from, to time.Time
-	landed   []version
+	// fromUs and toUs are from and to as µs since the epoch, while reading.
+	fromUs, toUs int64
+	landed       []version
 }
 
 func (t *tableWriter) abort() {
@@ -259,11 +259,13 @@ func (t *tableWriter) abort() {
 }
 
 func (t *tableWriter) commit() (lake.Object, error) {
+	key := t.w.Key()
 	size, sum, err := t.w.Close()
+	t.w = nil // nothing left to abort; the encoder can go
 	if err != nil {
 		return lake.Object{}, err
 	}
-	return lake.Object{Table: t.table, Key: t.w.Key(), Rows: t.rows, Bytes: size, SHA256: sum,
+	return lake.Object{Table: t.table, Key: key, Rows: t.rows, Bytes: size, SHA256: sum,
 		Watermark: &lake.Range{From: t.from, To: t.to}, Columns: t.columns}, nil
 }
 
@@ -278,7 +280,7 @@ func readTable(ctx context.Context, tx pgx.Tx, b *lake.Bucket, table totesys.Tab
 		return nil, errkind.Wrap(errkind.SourceSchemaMismatch, fmt.Errorf("table %s not found in the source", table.Name))
 	}
 	keyIdx, luIdx := -1, -1
-	group := parquet.Group{}
+	group := orderedGroup{Group: parquet.Group{}}
 	for i, c := range cols {
 		if !slices.Contains(table.Columns, c.Name) {
 			log.Warn("source has a column the pipeline does not know; it is carried along", "table", table.Name, "column", c.Name)
@@ -289,7 +291,8 @@ func readTable(ctx context.Context, tx pgx.Tx, b *lake.Bucket, table totesys.Tab
 		case totesys.LastUpdated:
 			luIdx = i
 		}
-		group[c.Name] = c.node()
+		group.Group[c.Name] = c.node()
+		group.names = append(group.names, c.Name)
 	}
 	for _, name := range table.Columns {
 		if !slices.ContainsFunc(cols, func(c column) bool { return c.Name == name }) {
@@ -326,50 +329,74 @@ func readTable(ctx context.Context, tx pgx.Tx, b *lake.Bucket, table totesys.Tab
 		return nil, errkind.Wrap(errkind.SourceUnreachable, fmt.Errorf("read: %w", err))
 	}
 	defer rows.Close()
-	row := make(parquet.Row, len(cols))
-	batch := []parquet.Row{row}
+	// The rows are decoded column by column into chunks of values, which a
+	// goroutine of their own encodes, compresses and writes while the next
+	// rows are read: no row is ever assembled.
+	var cw *chunkWriter
+	var ch *chunk
+	defer func() {
+		if cw != nil {
+			_ = cw.close()
+		}
+	}()
 	for rows.Next() {
 		raw := rows.RawValues()
 		id, ok1 := int32Of(raw[keyIdx])
-		lu, ok2 := timestampOf(raw[luIdx])
+		lu, ok2 := microsOf(raw[luIdx])
 		if !ok1 || !ok2 {
 			return tw, errkind.Wrap(errkind.SourceSchemaMismatch, fmt.Errorf("row without %s or %s", table.Key, totesys.LastUpdated))
 		}
-		v := version{id, lu.UnixMicro()}
-		if _, dup := seen[v]; dup {
-			continue
-		}
-		for i := range cols {
-			val, err := cols[i].decode(raw[i])
-			if err != nil {
-				return tw, errkind.Wrap(errkind.SourceSchemaMismatch, err)
+		v := version{id, lu}
+		if len(seen) > 0 {
+			if _, dup := seen[v]; dup {
+				continue
 			}
-			row[cols[i].leaf] = val
 		}
 		if tw.w == nil {
 			key := lake.DataKey(table.Name, now, seq, runID, "parquet")
 			if tw.w, err = lake.NewParquetWriter[any](ctx, b, key, schema); err != nil {
 				return tw, errkind.Wrap(errkind.BucketWriteFailed, err)
 			}
-			tw.from, tw.to = lu, lu
+			cw = startChunkWriter(tw.w, len(cols))
+			ch = cw.next()
+			tw.fromUs, tw.toUs = lu, lu
 		}
-		if err := tw.w.WriteRows(batch); err != nil {
-			return tw, errkind.Wrap(errkind.BucketWriteFailed, err)
+		for i := range cols {
+			c := &cols[i]
+			val, err := c.decode(raw[i], &ch.arena)
+			if err != nil {
+				return tw, errkind.Wrap(errkind.SourceSchemaMismatch, err)
+			}
+			ch.cols[c.leaf] = append(ch.cols[c.leaf], val)
 		}
+		ch.rows++
 		tw.rows++
-		if lu.Before(tw.from) {
-			tw.from = lu
-		}
-		if lu.After(tw.to) {
-			tw.to = lu
-		}
-		if v.us > cutoff {
+		tw.fromUs, tw.toUs = min(tw.fromUs, lu), max(tw.toUs, lu)
+		if lu > cutoff {
 			tw.landed = append(tw.landed, v)
+		}
+		if ch.rows == chunkRows {
+			sent := cw.send(ch)
+			ch = nil // the writer's now
+			if !sent {
+				break // the writer failed: close says why
+			}
+			ch = cw.next()
 		}
 	}
 	if err := rows.Err(); err != nil {
 		return tw, errkind.Wrap(errkind.SourceUnreachable, fmt.Errorf("read: %w", err))
 	}
+	if cw != nil {
+		if ch != nil && ch.rows > 0 {
+			cw.send(ch)
+		}
+		err, cw = cw.close(), nil
+		if err != nil {
+			return tw, errkind.Wrap(errkind.BucketWriteFailed, err)
+		}
+	}
+	tw.from, tw.to = time.UnixMicro(tw.fromUs).UTC(), time.UnixMicro(tw.toUs).UTC()
 	return tw, nil
 }
 

@@ -14,6 +14,10 @@ import (
 // rowGroupRows bounds a row group, and so the memory a writer buffers.
 const rowGroupRows = 128 * 1024
 
+// codec compresses every Parquet object; one for all writers, since each
+// codec keeps its own pool of encoders (megabytes each).
+var codec = &zstd.Codec{Level: zstd.SpeedFastest}
+
 // ParquetWriter streams rows of type T into a new Parquet object (zstd).
 type ParquetWriter[T any] struct {
 	obj  *Upload
@@ -29,7 +33,7 @@ func NewParquetWriter[T any](ctx context.Context, b *Bucket, key string, schema 
 		return nil, err
 	}
 	opts := []parquet.WriterOption{
-		parquet.Compression(&zstd.Codec{Level: zstd.SpeedFastest}),
+		parquet.Compression(codec),
 		parquet.MaxRowsPerRowGroup(rowGroupRows),
 		parquet.PageBufferSize(256 * 1024),
 		parquet.CreatedBy("sandstone", "1", ""),

@@ -1,0 +1,290 @@
+// Package bench measures Sandstone on one machine, on throwaway servers,
+// side by side with the fastest copy PostgreSQL itself can make: the
+// initial full pipeline (throughput, time per stage, peak memory of each
+// stage), an incremental cycle after 1% of the source changed, the
+// freshness of `sandstone run` while the simulator writes, and the
+// baseline (COPY out of the source, COPY into the warehouse, nothing in
+// between).
+//
+// Every stage runs as a child process of the sandstone binary (the same
+// `ingest`, `transform`, `load` and `run` commands a user runs), so its time
+// and its peak resident memory are its own.
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/sandstone-data/sandstone/internal/sandbox"
+	"github.com/sandstone-data/sandstone/internal/totesys"
+	"github.com/sandstone-data/sandstone/internal/warehouse"
+)
+
+// Defaults of Options.
+const (
+	DefaultDir               = "./sandstone-data/bench"
+	DefaultSalesOrders       = 1_000_000
+	DefaultChangeFraction    = 0.01
+	DefaultFreshnessChanges  = 100
+	DefaultFreshnessInterval = 5 * time.Second
+	DefaultFreshnessTimeout  = 5 * time.Minute
+	DefaultPoll              = 200 * time.Millisecond
+	// BaselineSchema is the warehouse schema the baseline copies into.
+	BaselineSchema = "baseline"
+)
+
+// Stages are the pipeline's stages, in order.
+var Stages = []string{"ingest", "transform", "load"}
+
+// Options shape a benchmark.
+type Options struct {
+	// Dir holds the servers and buckets; whatever it held is removed first.
+	Dir string
+	// SalesOrders is the scale of the seeded source.
+	SalesOrders int
+	// RandomSeed makes the seeded data.
+	RandomSeed int64
+	// ChangeFraction of the sales orders and payments change before the
+	// incremental cycle.
+	ChangeFraction float64
+	// FreshnessChanges is how many source changes the freshness phase
+	// measures (a negative number skips the phase); FreshnessInterval is `sandstone run`'s interval;
+	// FreshnessTimeout bounds the phase; Poll is how often the warehouse is
+	// looked at for the changes.
+	FreshnessChanges  int
+	FreshnessInterval time.Duration
+	FreshnessTimeout  time.Duration
+	Poll              time.Duration
+	// Executable is the sandstone binary the stages run as (the running
+	// one when empty).
+	Executable string
+	// ProfileDir, when set, receives a CPU and an allocation profile
+	// (pprof) of every stage run.
+	ProfileDir string
+	// Keep leaves the servers running and the files in Dir; otherwise
+	// everything is removed at the end.
+	Keep bool
+	// Progress receives a line per step (nothing when nil).
+	Progress io.Writer
+}
+
+func (o *Options) defaults() error {
+	if o.Dir == "" {
+		o.Dir = DefaultDir
+	}
+	if o.SalesOrders == 0 {
+		o.SalesOrders = DefaultSalesOrders
+	}
+	if o.RandomSeed == 0 {
+		o.RandomSeed = totesys.DefaultRandomSeed
+	}
+	if o.ChangeFraction == 0 {
+		o.ChangeFraction = DefaultChangeFraction
+	}
+	if o.FreshnessChanges == 0 {
+		o.FreshnessChanges = DefaultFreshnessChanges
+	}
+	if o.FreshnessInterval == 0 {
+		o.FreshnessInterval = DefaultFreshnessInterval
+	}
+	if o.FreshnessTimeout == 0 {
+		o.FreshnessTimeout = DefaultFreshnessTimeout
+	}
+	if o.Poll == 0 {
+		o.Poll = DefaultPoll
+	}
+	if o.Progress == nil {
+		o.Progress = io.Discard
+	}
+	switch {
+	case o.SalesOrders < 0:
+		return fmt.Errorf("bench: sales orders must be positive, not %d", o.SalesOrders)
+	case o.ChangeFraction < 0 || o.ChangeFraction > 1:
+		return fmt.Errorf("bench: the change fraction must be between 0 and 1, not %v", o.ChangeFraction)
+	case o.FreshnessInterval < 0 || o.FreshnessTimeout < 0 || o.Poll < 0:
+		return errors.New("bench: the freshness settings must be positive")
+	}
+	if o.Executable == "" {
+		exe, err := os.Executable()
+		if err != nil {
+			return fmt.Errorf("bench: find the sandstone binary: %w", err)
+		}
+		o.Executable = exe
+	}
+	if o.ProfileDir != "" {
+		abs, err := filepath.Abs(o.ProfileDir)
+		if err != nil {
+			return fmt.Errorf("bench: profile dir: %w", err)
+		}
+		o.ProfileDir = abs
+		if err := os.MkdirAll(abs, 0o750); err != nil {
+			return fmt.Errorf("bench: profile dir: %w", err)
+		}
+	}
+	return nil
+}
+
+// Run runs the benchmark: it starts the servers, seeds the source, times
+// the baseline, the initial pipeline, an incremental cycle and the
+// freshness of `sandstone run`, and returns the figures.
+func Run(ctx context.Context, opts Options) (res Result, err error) {
+	if err := opts.defaults(); err != nil {
+		return res, err
+	}
+	began := time.Now()
+	say := func(format string, args ...any) { _, _ = fmt.Fprintf(opts.Progress, format+"\n", args...) }
+
+	say("Starting throwaway PostgreSQL servers in %s ...", opts.Dir)
+	sb, err := sandbox.Start(ctx, opts.Dir)
+	if err != nil {
+		return res, err
+	}
+	defer func() {
+		if opts.Keep {
+			say("Kept %s; the servers are still running. Query the warehouse with:\n  psql %q", sb.Dir, sb.Config.WarehouseURL)
+			return
+		}
+		err = errors.Join(err, sb.Stop(), sandbox.Clean(sb.Dir))
+	}()
+	cfg := sb.Config
+	c := newChildren(opts.Executable, cfg, opts.ProfileDir)
+	res = Result{SalesOrders: opts.SalesOrders, Machine: describeMachine(ctx, cfg.SourceURL)}
+
+	say("Seeding a totesys source with %d sales orders ...", opts.SalesOrders)
+	t0 := time.Now()
+	seeded, err := totesys.Seed(ctx, cfg.SourceURL, totesys.SeedOptions{SalesOrders: opts.SalesOrders, RandomSeed: opts.RandomSeed})
+	if err != nil {
+		return res, fmt.Errorf("bench: %w", err)
+	}
+	res.SourceTables, res.SourceRows = seeded, seeded.Total()
+	if err := vacuum(ctx, cfg.SourceURL); err != nil {
+		return res, err
+	}
+	res.SeedSeconds = time.Since(t0).Seconds()
+	say("  %d source rows in %.1fs (seeded and vacuumed)", res.SourceRows, res.SeedSeconds)
+
+	say("Baseline: COPY every source table out and into the warehouse (schema %s) ...", BaselineSchema)
+	names := make([]string, len(totesys.Tables))
+	for i, t := range totesys.Tables {
+		names[i] = t.Name
+	}
+	copied, err := Baseline(ctx, cfg.SourceURL, cfg.WarehouseURL, BaselineSchema, names)
+	if err != nil {
+		return res, fmt.Errorf("bench: %w", err)
+	}
+	res.BaselineRows, res.BaselineSeconds = copied.Total(), copied.Duration.Seconds()
+	say("  %d rows in %.2fs", res.BaselineRows, res.BaselineSeconds)
+	checkpoint(ctx, cfg.WarehouseURL)
+
+	say("Initial pipeline: ingest, transform, load into an empty warehouse ...")
+	initial, err := cycle(ctx, c, "initial", say)
+	if err != nil {
+		return res, fmt.Errorf("bench: %w", err)
+	}
+	res.PipelineSeconds, res.StageSeconds, res.PeakRSSMB = initial.split()
+	if res.PipelineSeconds > 0 {
+		res.RowsPerSecond = float64(res.SourceRows) / res.PipelineSeconds
+	}
+	if res.BaselineSeconds > 0 {
+		res.Ratio = res.PipelineSeconds / res.BaselineSeconds
+	}
+	if res.WarehouseRows, err = warehouse.Counts(ctx, cfg.WarehouseURL, cfg.WarehouseSchema); err != nil {
+		return res, fmt.Errorf("bench: %w", err)
+	}
+
+	say("Changing %.3g%% of the sales orders and payments ...", opts.ChangeFraction*100)
+	changed, err := totesys.ChangeFraction(ctx, cfg.SourceURL, opts.ChangeFraction)
+	if err != nil {
+		return res, fmt.Errorf("bench: %w", err)
+	}
+	res.IncrementalChanges = changed.Total()
+	say("  %d rows changed; incremental cycle ...", res.IncrementalChanges)
+	incr, err := cycle(ctx, c, "incremental", say)
+	if err != nil {
+		return res, fmt.Errorf("bench: %w", err)
+	}
+	res.IncrementalSeconds, res.IncrementalStageSeconds, res.IncrementalPeakRSSMB = incr.split()
+
+	if opts.FreshnessChanges > 0 {
+		say("Freshness: sandstone run --interval %s while the simulator writes %d changes ...",
+			opts.FreshnessInterval, opts.FreshnessChanges)
+		f, err := measureFreshness(ctx, c, freshnessPlan{
+			sourceURL: cfg.SourceURL, warehouseURL: cfg.WarehouseURL, schema: cfg.WarehouseSchema,
+			changes: opts.FreshnessChanges, interval: opts.FreshnessInterval, poll: opts.Poll,
+			timeout: opts.FreshnessTimeout, logPath: filepath.Join(sb.Dir, "run.log"),
+		})
+		if err != nil {
+			return res, fmt.Errorf("bench: %w", err)
+		}
+		res.setFreshness(f, opts.FreshnessInterval)
+		say("  %d changes, %d seen in the warehouse: p50 %.2fs, p95 %.2fs", f.Changes, len(f.Delays),
+			res.FreshnessP50Seconds, res.FreshnessP95Seconds)
+	}
+	res.TotalSeconds = time.Since(began).Seconds()
+	res.Targets = evaluate(res)
+	return res, nil
+}
+
+// cycleRuns are the stage runs of one cycle.
+type cycleRuns []StageRun
+
+// split returns the cycle's total seconds, and the seconds and peak RSS
+// (MB) of each stage.
+func (runs cycleRuns) split() (total float64, seconds, rssMB map[string]float64) {
+	seconds, rssMB = map[string]float64{}, map[string]float64{}
+	for _, r := range runs {
+		total += r.Duration.Seconds()
+		seconds[r.Stage] = r.Duration.Seconds()
+		rssMB[r.Stage] = float64(r.PeakRSS) / (1 << 20)
+	}
+	return total, seconds, rssMB
+}
+
+// cycle runs ingest, transform and load, each as a child process.
+func cycle(ctx context.Context, c children, phase string, say func(string, ...any)) (cycleRuns, error) {
+	var runs cycleRuns
+	for _, s := range Stages {
+		r, err := c.stage(ctx, phase, s)
+		if err != nil {
+			return runs, err
+		}
+		say("  %-9s %7.2fs  peak RSS %6.1f MB", s, r.Duration.Seconds(), float64(r.PeakRSS)/(1<<20))
+		runs = append(runs, r)
+	}
+	return runs, nil
+}
+
+// vacuum vacuums and analyzes the seeded source, so that neither the
+// pipeline nor the baseline, whichever reads first, pays for setting the
+// hint bits of a freshly loaded table (a live source has long been
+// vacuumed).
+func vacuum(ctx context.Context, url string) error {
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		return fmt.Errorf("bench: vacuum the source: %w", err)
+	}
+	defer func() { _ = conn.Close(context.WithoutCancel(ctx)) }()
+	if _, err := conn.Exec(ctx, "VACUUM (ANALYZE)"); err != nil {
+		return fmt.Errorf("bench: vacuum the source: %w", err)
+	}
+	return nil
+}
+
+// checkpoint asks the warehouse server to write out what the baseline
+// left in its buffers, so that the pipeline does not pay for it. It is
+// best effort.
+func checkpoint(ctx context.Context, url string) {
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		return
+	}
+	defer func() { _ = conn.Close(context.WithoutCancel(ctx)) }()
+	_, _ = conn.Exec(ctx, "CHECKPOINT")
+}
