@@ -3,6 +3,7 @@ package warehouse
 import (
 	"context"
 	"errors"
+	"io"
 	"reflect"
 	"sync"
 
@@ -19,6 +20,9 @@ type feeder interface {
 	bind(cols []column) error
 	// open starts reading the object key; the caller must close the source.
 	open(ctx context.Context, b *lake.Bucket, key string) rowSource
+	// encode streams the rows of object key to w in binary COPY form, for
+	// a table whose column types are typ (column name to pg_type.typname).
+	encode(ctx context.Context, b *lake.Bucket, key string, typ map[string]string, w io.Writer) error
 }
 
 // rowSource is a pgx.CopyFromSource over a Parquet object. Each row ends
@@ -37,6 +41,7 @@ type rowSource interface {
 func feedOf[T any]() feeder { return &typedFeed[T]{} }
 
 type typedFeed[T any] struct {
+	cols   []column
 	fields []int  // struct field per column
 	ptr    []bool // the field is a pointer (a nullable column)
 }
@@ -46,7 +51,7 @@ func (f *typedFeed[T]) bind(cols []column) error {
 	if err != nil {
 		return err
 	}
-	f.fields = fields
+	f.cols, f.fields = cols, fields
 	f.ptr = make([]bool, len(cols))
 	for i, c := range cols {
 		f.ptr[i] = c.nullable
@@ -166,4 +171,8 @@ func (s *typedSource[T]) readErr() error {
 func (s *typedSource[T]) close() {
 	s.cancel()
 	s.wg.Wait()
+}
+
+func (f *typedFeed[T]) encode(ctx context.Context, b *lake.Bucket, key string, typ map[string]string, w io.Writer) error {
+	return encodeTo[T](ctx, b, key, encodersFor(f.fields, f.cols, typ), w)
 }

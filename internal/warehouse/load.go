@@ -4,10 +4,12 @@
 // Load applies every processed batch not yet loaded, in sequence order, each
 // in one transaction that also records it in the warehouse's load ledger
 // (sandstone_loads), so a batch takes effect exactly once whatever crashes,
-// retries or concurrent runs happen. Rows travel by COPY into temporary
-// staging tables and then by set-based SQL: dimensions are upserted to their
-// latest value, dim_date only grows, facts are appended (one row per source
-// row version). The schema is created and changed by versioned migrations
+// retries or concurrent runs happen. Fact rows, and the rows of a dimension
+// still empty, travel by one binary COPY straight into their table, whose
+// unique key refuses a duplicate (see copy.go); otherwise, and whenever the
+// key refuses a row, they travel by COPY into temporary staging tables and
+// then by set-based SQL: dimensions are upserted to their latest value,
+// dim_date only grows, facts are appended (one row per source row version). The schema is created and changed by versioned migrations
 // (sandstone_migrations); a warehouse whose tables someone else created is
 // used as it is, once its columns are checked.
 //
@@ -253,11 +255,70 @@ func checkManifest(m *lake.Manifest, seq int64) error {
 	return nil
 }
 
-// table stages one table's object and applies it, returning the rows written.
+// table loads one table's object, returning the rows written: straight
+// into the table when it can (see copyDirect), else through a staging table.
 func (l *loader) table(ctx context.Context, tx pgx.Tx, t *table, obj lake.Object) (int64, error) {
 	if obj.Rows == 0 {
 		return 0, nil
 	}
+	a := apply{t: t, s: l.s, keyed: l.plan.keyed[t.name]}
+	var fks []foreignKey
+	if t.role == fact {
+		var err error
+		if fks, err = l.dropKeysForBulk(ctx, tx, a, obj.Rows); err != nil {
+			return 0, err
+		}
+	}
+	written, err := l.write(ctx, tx, a, obj)
+	if err != nil {
+		return 0, err
+	}
+	if err := l.restoreKeys(ctx, tx, a, fks); err != nil {
+		return 0, err
+	}
+	return written, nil
+}
+
+// write writes the rows of obj into a.t.
+func (l *loader) write(ctx context.Context, tx pgx.Tx, a apply, obj lake.Object) (int64, error) {
+	t := a.t
+	direct := a.keyed && t.role == fact
+	if a.keyed && t.role == dimension {
+		if err := tx.QueryRow(ctx, "SELECT NOT EXISTS (SELECT 1 FROM "+l.s.ident(t.name)+")").Scan(&direct); err != nil {
+			return 0, err
+		}
+	}
+	if direct {
+		start := time.Now()
+		if _, err := tx.Exec(ctx, "SAVEPOINT sandstone_direct"); err != nil {
+			return 0, err
+		}
+		n, err := l.copyDirect(ctx, tx, t, obj.Key)
+		switch {
+		case err == nil && n != obj.Rows:
+			return 0, fmt.Errorf("%s has %d rows, the manifest says %d", obj.Key, n, obj.Rows)
+		case err == nil:
+			if _, err := tx.Exec(ctx, "RELEASE SAVEPOINT sandstone_direct"); err != nil {
+				return 0, err
+			}
+			l.log.Debug("table loaded", "table", t.name, "rows", n, "written", n, "direct", true,
+				"copy_seconds", time.Since(start).Seconds())
+			return n, nil
+		case isUniqueViolation(err):
+			if _, err := tx.Exec(ctx, "ROLLBACK TO SAVEPOINT sandstone_direct"); err != nil {
+				return 0, err
+			}
+			l.log.Debug("rows already in the table or twice in the batch: staging them", "table", t.name, "reason", err)
+		default:
+			return 0, err
+		}
+	}
+	return l.staged(ctx, tx, a, obj)
+}
+
+// staged stages one table's object and applies it, returning the rows written.
+func (l *loader) staged(ctx context.Context, tx pgx.Tx, a apply, obj lake.Object) (int64, error) {
+	t := a.t
 	stage := pgx.Identifier{"pg_temp", "sandstone_stage_" + t.name}
 	cs := t.dataCols()
 	names := make([]string, 0, len(cs)+1)
@@ -285,10 +346,13 @@ func (l *loader) table(ctx context.Context, tx pgx.Tx, t *table, obj lake.Object
 		return 0, fmt.Errorf("%s has %d rows, the manifest says %d", obj.Key, n, obj.Rows)
 	}
 	staged := time.Now()
-	a := apply{t: t, s: l.s, stage: stage.Sanitize(), keyed: l.plan.keyed[t.name]}
+	a.stage = stage.Sanitize()
 	var written int64
 	if t.role == fact {
-		written, err = l.appendFacts(ctx, tx, a, n)
+		written, err = a.insertFacts(ctx, tx)
+		if err == nil && written < n {
+			l.log.Warn("fact versions already in the warehouse were skipped", "table", t.name, "skipped", n-written)
+		}
 	} else {
 		written, err = a.upsert(ctx, tx)
 	}
@@ -448,41 +512,49 @@ var (
 	bulkCheckRatio   int64 = 20     // ... and so are batches under 1/20 of the table
 )
 
-// appendFacts inserts a fact table's staged rows.
-func (l *loader) appendFacts(ctx context.Context, tx pgx.Tx, a apply, staged int64) (int64, error) {
-	var fks []foreignKey
-	if staged >= bulkCheckMinRows {
-		var tuples float64
-		var owner bool // only the table's owner may drop and add its keys
-		if err := tx.QueryRow(ctx, `SELECT greatest(c.reltuples, 0), pg_catalog.pg_has_role(c.relowner, 'USAGE')
-			FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-			WHERE n.nspname = $1 AND c.relname = $2`, string(a.s), a.t.name).Scan(&tuples, &owner); err != nil {
-			return 0, err
+// dropKeysForBulk drops the foreign keys of fact table a.t when a batch of
+// rows is big enough to check them in bulk, returning them for restoreKeys.
+func (l *loader) dropKeysForBulk(ctx context.Context, tx pgx.Tx, a apply, rows int64) ([]foreignKey, error) {
+	if rows < bulkCheckMinRows {
+		return nil, nil
+	}
+	var tuples float64
+	var owner bool // only the table's owner may drop and add its keys
+	size := func() error {
+		return tx.QueryRow(ctx, `SELECT c.reltuples, pg_catalog.pg_has_role(c.relowner, 'USAGE')
+		FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+		WHERE n.nspname = $1 AND c.relname = $2`, string(a.s), a.t.name).Scan(&tuples, &owner)
+	}
+	if err := size(); err != nil {
+		return nil, err
+	}
+	if tuples < 0 && owner { // never analyzed (e.g. right after the initial load): estimate now
+		if _, err := tx.Exec(ctx, "ANALYZE "+a.s.ident(a.t.name)); err != nil {
+			return nil, err
 		}
-		if owner && float64(staged*bulkCheckRatio) >= tuples {
-			var err error
-			if fks, err = dropForeignKeys(ctx, tx, a.s, a.t.name); err != nil {
-				return 0, err
-			}
+		if err := size(); err != nil {
+			return nil, err
 		}
 	}
-	n, err := a.insertFacts(ctx, tx)
-	if err != nil {
-		return 0, err
+	if !owner || float64(rows*bulkCheckRatio) < tuples {
+		return nil, nil
 	}
+	return dropForeignKeys(ctx, tx, a.s, a.t.name)
+}
+
+// restoreKeys adds back the foreign keys dropKeysForBulk dropped, which
+// checks every row of the table in one join per key.
+func (l *loader) restoreKeys(ctx context.Context, tx pgx.Tx, a apply, fks []foreignKey) error {
 	start := time.Now()
 	for _, fk := range fks {
 		if _, err := tx.Exec(ctx, "ALTER TABLE "+a.s.ident(a.t.name)+" ADD CONSTRAINT "+q(fk.name)+" "+fk.def); err != nil {
-			return 0, err
+			return err
 		}
 	}
 	if len(fks) > 0 {
 		l.log.Debug("foreign keys checked in bulk", "table", a.t.name, "keys", len(fks), "seconds", time.Since(start).Seconds())
 	}
-	if n < staged {
-		l.log.Warn("fact versions already in the warehouse were skipped", "table", a.t.name, "skipped", staged-n)
-	}
-	return n, nil
+	return nil
 }
 
 // foreignKey is a foreign key constraint as the catalogue defines it.

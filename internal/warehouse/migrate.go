@@ -282,6 +282,9 @@ type plan struct {
 	// else without one) are written with UPDATE and INSERT ... WHERE NOT EXISTS,
 	// which is as safe under the warehouse lock.
 	keyed map[string]bool
+	// types are the column types of each table (column name to
+	// pg_type.typname), which a binary COPY into the table must match.
+	types map[string]map[string]string
 }
 
 // dbColumn is a column as the catalogue describes it.
@@ -299,7 +302,7 @@ type dbColumn struct {
 // type that holds its values, and that no other column stops an insert. It
 // names every problem it finds, by table and column.
 func inspect(ctx context.Context, db querier, s schema) (*plan, error) {
-	p := &plan{keyed: map[string]bool{}}
+	p := &plan{keyed: map[string]bool{}, types: map[string]map[string]string{}}
 	var problems []string
 	for _, t := range tables {
 		have, err := dbColumns(ctx, db, s, t.name)
@@ -309,6 +312,10 @@ func inspect(ctx context.Context, db querier, s schema) (*plan, error) {
 		if len(have) == 0 {
 			problems = append(problems, fmt.Sprintf("table %s is missing", t.name))
 			continue
+		}
+		p.types[t.name] = map[string]string{}
+		for _, d := range have {
+			p.types[t.name][d.name] = d.typ
 		}
 		for _, c := range t.cols {
 			d, ok := have[c.name]

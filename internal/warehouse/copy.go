@@ -1,0 +1,195 @@
+package warehouse
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"reflect"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/sandstone-data/sandstone/internal/errkind"
+	"github.com/sandstone-data/sandstone/internal/lake"
+)
+
+// Direct loading. A fact table with a unique version key, or an empty
+// dimension with a unique key, takes the batch's rows by one binary COPY
+// straight into the table, with the warehouse's own types encoded here
+// (PostgreSQL's binary COPY format): no staging table, no second pass, no
+// ON CONFLICT. The unique key still refuses a version (or dimension key)
+// that is already there or twice in the batch; the COPY runs under a
+// savepoint, and on that refusal load rolls back to it and takes the staged
+// path, which skips such rows as it always did.
+
+// copyHeader starts a binary COPY stream: signature, flags, extension length.
+var copyHeader = []byte("PGCOPY\n\xff\r\n\x00\x00\x00\x00\x00\x00\x00\x00\x00")
+
+// pgEpochDays is 2000-01-01, PostgreSQL's date epoch, in days since 1970-01-01.
+const pgEpochDays = 10957
+
+// encoder writes one column of a row, in binary COPY form.
+type encoder struct {
+	field    int  // the star struct's field
+	nullable bool // the field is a pointer
+	kind     kind
+	wide     bool // an integer column of type int8
+}
+
+// encodersFor are the encoders of columns cs of a table whose database
+// column types are typ (column name to pg_type.typname).
+func encodersFor(fields []int, cs []column, typ map[string]string) []encoder {
+	out := make([]encoder, len(cs))
+	for i, c := range cs {
+		out[i] = encoder{field: fields[i], nullable: c.nullable, kind: c.kind, wide: typ[c.name] == "int8"}
+	}
+	return out
+}
+
+// appendRow appends the binary COPY form of struct value v.
+func appendRow(buf []byte, v reflect.Value, encs []encoder) []byte {
+	buf = binary.BigEndian.AppendUint16(buf, uint16(len(encs))) // #nosec G115 -- a few columns
+	for _, e := range encs {
+		f := v.Field(e.field)
+		if e.nullable {
+			if f.IsNil() {
+				buf = binary.BigEndian.AppendUint32(buf, math.MaxUint32) // -1: NULL
+				continue
+			}
+			f = f.Elem()
+		}
+		switch e.kind {
+		case kText:
+			s := f.String()
+			buf = binary.BigEndian.AppendUint32(buf, uint32(len(s))) // #nosec G115 -- Parquet strings are < 2 GiB
+			buf = append(buf, s...)
+		case kDate:
+			buf = binary.BigEndian.AppendUint32(buf, 4)
+			buf = binary.BigEndian.AppendUint32(buf, uint32(int32(f.Int())-pgEpochDays)) // #nosec G115 -- int32 days
+		case kTime:
+			buf = binary.BigEndian.AppendUint32(buf, 8)
+			buf = binary.BigEndian.AppendUint64(buf, uint64(f.Int()*1000)) // #nosec G115 -- microseconds since midnight
+		case kMoney:
+			buf = appendNumeric(buf, f.Int())
+		case kBool:
+			buf = binary.BigEndian.AppendUint32(buf, 1)
+			if f.Bool() {
+				buf = append(buf, 1)
+			} else {
+				buf = append(buf, 0)
+			}
+		default: // kInt
+			if e.wide {
+				buf = binary.BigEndian.AppendUint32(buf, 8)
+				buf = binary.BigEndian.AppendUint64(buf, uint64(f.Int())) // #nosec G115 -- two's complement, as int8 wants
+			} else {
+				buf = binary.BigEndian.AppendUint32(buf, 4)
+				buf = binary.BigEndian.AppendUint32(buf, uint32(int32(f.Int()))) // #nosec G115 -- an int32 field
+			}
+		}
+	}
+	return buf
+}
+
+// appendNumeric appends cents/100 as a binary numeric with two decimals:
+// base-10000 digits, the weight of the first, the sign and the scale.
+func appendNumeric(buf []byte, cents int64) []byte {
+	var sign uint16
+	u := uint64(cents) // #nosec G115 -- negated below when negative
+	if cents < 0 {
+		sign, u = 0x4000, uint64(-cents) // #nosec G115 -- |cents| of a DECIMAL(10,2) fits
+	}
+	whole, frac := u/100, u%100
+	var digits [6]uint16 // an int64 / 100 has at most 5 base-10000 digits, and one more for the cents
+	n := 0
+	for w := whole; w > 0; w /= 10000 {
+		n++
+	}
+	weight := n - 1
+	for i, w := n-1, whole; i >= 0; i, w = i-1, w/10000 {
+		digits[i] = uint16(w % 10000) // #nosec G115 -- < 10000
+	}
+	if frac != 0 {
+		digits[n] = uint16(frac * 100) // #nosec G115 -- < 10000
+		n++
+	}
+	if n == 0 {
+		weight = 0
+	}
+	buf = binary.BigEndian.AppendUint32(buf, uint32(8+2*n))         // #nosec G115 -- small
+	buf = binary.BigEndian.AppendUint16(buf, uint16(n))             // #nosec G115 -- small
+	buf = binary.BigEndian.AppendUint16(buf, uint16(int16(weight))) // #nosec G115 -- small
+	buf = binary.BigEndian.AppendUint16(buf, sign)
+	buf = binary.BigEndian.AppendUint16(buf, 2)
+	for _, d := range digits[:n] {
+		buf = binary.BigEndian.AppendUint16(buf, d)
+	}
+	return buf
+}
+
+// copyDirect copies object key of table t straight into the table by a
+// binary COPY, returning the rows copied.
+func (l *loader) copyDirect(ctx context.Context, tx pgx.Tx, t *table, key string) (int64, error) {
+	cs := t.dataCols()
+	names := make([]string, len(cs))
+	for i, c := range cs {
+		names[i] = q(c.name)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	pr, pw := io.Pipe()
+	readErr := make(chan error, 1)
+	go func() {
+		err := t.feed.encode(ctx, l.bucket, key, l.plan.types[t.name], pw)
+		_ = pw.CloseWithError(err) // nil: EOF for COPY
+		readErr <- err
+	}()
+	tag, err := tx.Conn().PgConn().CopyFrom(ctx, pr,
+		"COPY "+l.s.ident(t.name)+" ("+strings.Join(names, ", ")+") FROM STDIN (FORMAT binary)")
+	_ = pr.CloseWithError(errCopyDone) // unblocks the encoder if COPY stopped first
+	cancel()
+	rerr := <-readErr
+	if rerr != nil && !errors.Is(rerr, errCopyDone) && !errors.Is(rerr, context.Canceled) {
+		return 0, errkind.Wrap(errkind.BucketReadFailed, rerr)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("copy %s: %w", key, err)
+	}
+	return tag.RowsAffected(), nil
+}
+
+var errCopyDone = errors.New("copy finished")
+
+// isUniqueViolation reports whether err is PostgreSQL's unique_violation.
+func isUniqueViolation(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == "23505"
+}
+
+// encodeTo streams the rows of object key, in binary COPY form, to w.
+func encodeTo[T any](ctx context.Context, b *lake.Bucket, key string, encs []encoder, w io.Writer) error {
+	buf := make([]byte, 0, 256*1024)
+	buf = append(buf, copyHeader...)
+	err := lake.ReadParquet(ctx, b, key, readBatch, func(rows []T) error {
+		for i := range rows {
+			buf = appendRow(buf, reflect.ValueOf(&rows[i]).Elem(), encs)
+			if len(buf) >= 192*1024 {
+				if _, err := w.Write(buf); err != nil {
+					return err
+				}
+				buf = buf[:0]
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	buf = binary.BigEndian.AppendUint16(buf, math.MaxUint16) // the trailer: -1
+	_, err = w.Write(buf)
+	return err
+}
