@@ -5,6 +5,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"syscall"
@@ -17,12 +18,21 @@ import (
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := newRoot().ExecuteContext(ctx)
+	code := execute(ctx, os.Args[1:], os.Stderr)
 	stop()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "sandstone:", config.Redact(err.Error()))
-		os.Exit(1)
+	os.Exit(code)
+}
+
+// execute runs the command line args and returns the exit code; errors go
+// to stderr, without passwords.
+func execute(ctx context.Context, args []string, stderr io.Writer) int {
+	root := newRoot()
+	root.SetArgs(args)
+	if err := root.ExecuteContext(ctx); err != nil {
+		_, _ = fmt.Fprintln(stderr, "sandstone:", config.Redact(err.Error()))
+		return 1
 	}
+	return 0
 }
 
 func newRoot() *cobra.Command {

@@ -131,3 +131,17 @@ func TestStageCommands(t *testing.T) {
 		t.Error("load into an unreachable warehouse succeeded")
 	}
 }
+
+func TestExitCodes(t *testing.T) {
+	var stderr strings.Builder
+	if code := execute(context.Background(), []string{"--help"}, &stderr); code != 0 {
+		t.Errorf("--help exited %d", code)
+	}
+	code := execute(context.Background(), []string{"ingest", "--source", "postgres://u:s3cr3t@127.0.0.1:1/x?connect_timeout=1", "--ingest-bucket", t.TempDir()}, &stderr)
+	if code != 1 || !strings.Contains(stderr.String(), "sandstone: ") || strings.Contains(stderr.String(), "s3cr3t") {
+		t.Errorf("failed ingest exited %d with %q", code, stderr.String())
+	}
+	if code := execute(context.Background(), []string{"no-such-command"}, &stderr); code != 1 {
+		t.Errorf("an unknown command exited %d", code)
+	}
+}

@@ -54,16 +54,6 @@ func (w *ParquetWriter[T]) Write(rows []T) error {
 	return nil
 }
 
-// WriteRows appends rows in parquet's generic form, in schema column order.
-func (w *ParquetWriter[T]) WriteRows(rows []parquet.Row) error {
-	n, err := w.w.WriteRows(rows)
-	w.rows += int64(n)
-	if err != nil {
-		return fmt.Errorf("write %s: %w", w.obj.Key, err)
-	}
-	return nil
-}
-
 // Rows is the number of rows written.
 func (w *ParquetWriter[T]) Rows() int64 { return w.rows }
 
@@ -114,9 +104,6 @@ func OpenParquet(ctx context.Context, b *Bucket, key string) (*ParquetFile, erro
 
 // Close removes the temporary file.
 func (p *ParquetFile) Close() { RemoveTemp(p.f) }
-
-// Rows is the number of rows in the file.
-func (p *ParquetFile) Rows() int64 { return p.file.NumRows() }
 
 // ReadRows streams the rows of p, up to batch rows at a time, to fn.
 // Columns are matched by name: columns the file has and T lacks are skipped,

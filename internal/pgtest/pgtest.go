@@ -48,9 +48,6 @@ func Main(m *testing.M) int {
 	return code
 }
 
-// Server returns the running test server.
-func Server() *pgserver.Server { return server }
-
 // NewDatabase creates an empty database for the test and returns its URL.
 func NewDatabase(t testing.TB) string {
 	t.Helper()
