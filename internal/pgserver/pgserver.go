@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -139,7 +140,9 @@ func tail(s string, n int) string {
 
 // URL returns the connection URL of database db.
 func (s *Server) URL(db string) string {
-	return fmt.Sprintf("postgres://%s@127.0.0.1:%d/%s?sslmode=disable", Superuser, s.Port, db)
+	u := url.URL{Scheme: "postgres", User: url.User(Superuser), Host: fmt.Sprintf("127.0.0.1:%d", s.Port),
+		Path: "/" + db, RawQuery: "sslmode=disable"}
+	return u.String()
 }
 
 // CreateDatabase creates database name (when missing) and returns its URL.
