@@ -24,7 +24,9 @@ import (
 // ON CONFLICT. The unique key still refuses a version (or dimension key)
 // that is already there or twice in the batch; the COPY runs under a
 // savepoint, and on that refusal load rolls back to it and takes the staged
-// path, which skips such rows as it always did.
+// path, which skips such rows as it always did. (A big batch into an empty
+// fact table is copied without the table's keys, which are built after it,
+// under the same savepoint: see dropIndexKeysForBulk.)
 
 // copyHeader starts a binary COPY stream: signature, flags, extension length.
 var copyHeader = []byte("PGCOPY\n\xff\r\n\x00\x00\x00\x00\x00\x00\x00\x00\x00")

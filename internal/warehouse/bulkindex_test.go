@@ -1,0 +1,147 @@
+package warehouse
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/sandstone-data/sandstone/internal/pgtest"
+	"github.com/sandstone-data/sandstone/internal/star"
+)
+
+// factKeys are the primary and unique keys of the fact tables: name to
+// "definition|index oid".
+func factKeys(t *testing.T, url string) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	for _, r := range query(t, url, `SELECT conname::text, pg_get_constraintdef(oid), conindid::text FROM pg_constraint
+		WHERE contype IN ('p', 'u') AND conrelid::regclass::text LIKE 'fact\_%'`) {
+		out[r[0]] = r[1] + "|" + r[2]
+	}
+	return out
+}
+
+func TestBulkIndexBuildKeepsTheKeys(t *testing.T) {
+	setBulk(t, 1, 1) // every batch is big
+	e := newEnv(t)
+	e.load(t) // migrates: empty fact tables with their keys
+	// Another table's foreign key needs fact_payment's primary key: that
+	// one stays, and is maintained row by row.
+	pgtest.Exec(t, e.url, "CREATE TABLE payment_note (payment_record_id int REFERENCES fact_payment (payment_record_id))")
+	before := factKeys(t, e.url)
+	if len(before) != 6 {
+		t.Fatalf("fact table keys before the load: %v", before)
+	}
+	put(t, e.bucket, world(1))
+	e.load(t)
+	after := factKeys(t, e.url)
+	for name, b := range before {
+		a, ok := after[name]
+		if !ok {
+			t.Errorf("%s is gone after the initial load", name)
+			continue
+		}
+		def, _, _ := strings.Cut(b, "|")
+		if gotDef, _, _ := strings.Cut(a, "|"); gotDef != def {
+			t.Errorf("%s is %q, was %q", name, gotDef, def)
+		}
+		if rebuilt := a != b; rebuilt != (name != "fact_payment_pkey") {
+			t.Errorf("%s rebuilt %v (index %s, was %s)", name, rebuilt, a, b)
+		}
+	}
+	if len(after) != len(before) {
+		t.Errorf("fact table keys after the load: %v", after)
+	}
+	if got := joined(query(t, e.url, `SELECT count(*)::text, bool_and(convalidated)::text FROM pg_constraint
+		WHERE contype = 'f' AND conrelid::regclass::text LIKE 'fact\_%'`)); got != "24|true" {
+		t.Errorf("fact table foreign keys (count|validated): %s, want 24|true", got)
+	}
+	if got := joined(query(t, e.url, "SELECT count(*)::text FROM fact_sales_order")); got != "1" {
+		t.Errorf("fact_sales_order has %s rows", got)
+	}
+
+	// A table with rows keeps its indexes, and they refuse a duplicate.
+	put(t, e.bucket, batch{seq: 2, sales: []star.FactSalesOrder{sale(1, "2024-01-02", "10:11:12.345", 50, 1234),
+		sale(1, "2024-01-03", "08:00:00.000", 1, 1)}})
+	res := e.load(t)
+	if got := res.Batches[0].Rows["fact_sales_order"]; got != 1 {
+		t.Errorf("batch 2 wrote %d sales versions, want the new one only", got)
+	}
+	if again := factKeys(t, e.url); fmt.Sprint(again) != fmt.Sprint(after) {
+		t.Errorf("keys of a table with rows changed:\n%v\nwas\n%v", again, after)
+	}
+}
+
+// recorder is a slog handler that keeps each record's message and attributes.
+type recorder struct {
+	mu    sync.Mutex
+	lines []string
+}
+
+func (r *recorder) Enabled(context.Context, slog.Level) bool { return true }
+func (r *recorder) Handle(_ context.Context, rec slog.Record) error {
+	line := rec.Message
+	rec.Attrs(func(a slog.Attr) bool {
+		line += " " + a.String()
+		return true
+	})
+	r.mu.Lock()
+	r.lines = append(r.lines, line)
+	r.mu.Unlock()
+	return nil
+}
+func (r *recorder) WithAttrs([]slog.Attr) slog.Handler { return r }
+func (r *recorder) WithGroup(string) slog.Handler      { return r }
+
+func TestDuplicateVersionInABatchIsStaged(t *testing.T) {
+	for _, bulk := range []bool{false, true} {
+		t.Run(fmt.Sprintf("bulk %v", bulk), func(t *testing.T) {
+			if bulk {
+				setBulk(t, 1, 1)
+			}
+			e := newEnv(t)
+			b := world(1)
+			v := sale(1, "2024-01-02", "10:11:12.345", 50, 1234)
+			b.sales = []star.FactSalesOrder{v, sale(2, "2024-01-02", "11:00:00.000", 3, 300), v} // version 1 twice
+			put(t, e.bucket, b)
+			rec := &recorder{}
+			opts := e.opts()
+			opts.Logger = slog.New(rec)
+			res, err := Load(context.Background(), opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := res.Batches[0].Rows["fact_sales_order"]; got != 2 {
+				t.Errorf("wrote %d sales versions, want 2", got)
+			}
+			if got := joined(query(t, e.url, `SELECT sales_order_id::text, units_sold::text FROM fact_sales_order
+				ORDER BY 1`)); got != "1|50\n2|3" {
+				t.Errorf("fact_sales_order:\n%s", got)
+			}
+			// The duplicate was refused by the COPY, or, copied without the
+			// index, by building it; either way the batch was staged.
+			want := "duplicate key value"
+			if bulk {
+				want = "could not create unique index"
+			}
+			staged := false
+			for _, l := range rec.lines {
+				staged = staged || strings.Contains(l, "staging them") && strings.Contains(l, "fact_sales_order") &&
+					strings.Contains(l, want)
+			}
+			if !staged {
+				t.Errorf("no log of the batch staged after %q:\n%s", want, strings.Join(rec.lines, "\n"))
+			}
+			if keys := factKeys(t, e.url); len(keys) != 6 {
+				t.Errorf("fact table keys after the fallback: %v", keys)
+			}
+			if got := joined(query(t, e.url, `SELECT count(*)::text FROM pg_constraint
+				WHERE contype = 'f' AND conrelid = 'fact_sales_order'::regclass AND convalidated`)); got != "9" {
+				t.Errorf("fact_sales_order has %s valid foreign keys, want 9", got)
+			}
+		})
+	}
+}
