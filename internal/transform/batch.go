@@ -296,46 +296,18 @@ func (b *batch) counterparties(im *lake.Manifest) error {
 	if err != nil {
 		return err
 	}
-	changed := map[int32]bool{}
-	for _, c := range rows {
-		if p := firstProblem(positive("counterparty_id", c.CounterpartyID), positive("legal_address_id", c.LegalAddressID)); p != nil {
-			if err := b.reject("counterparty", c, p); err != nil {
-				return err
-			}
-			continue
-		}
-		h := b.st.Counterparties[c.CounterpartyID]
-		if h == nil {
-			h = &heldCounterparty{}
-			b.st.Counterparties[c.CounterpartyID] = h
-		} else if c.LastUpdated.Before(h.Row.LastUpdated) {
-			continue
-		}
-		h.Row = *c
-		changed[c.CounterpartyID] = true
-	}
-	var out []star.DimCounterparty
-	for _, id := range sortedKeys(b.st.Counterparties) {
-		h := b.st.Counterparties[id]
-		if !changed[id] && !h.Pending && !b.changedAddresses[h.Row.LegalAddressID] {
-			continue
-		}
-		a := b.st.Addresses[h.Row.LegalAddressID]
-		if a == nil {
-			if changed[id] {
-				p := missing("legal_address_id %d: no such address yet", h.Row.LegalAddressID)
-				if err := b.reject("counterparty", &h.Row, p); err != nil {
-					return err
-				}
-			}
-			h.Pending = true
-			continue
-		}
-		if h.Pending {
-			b.res.Released++
-		}
-		h.Pending, h.Loaded = false, true
-		out = append(out, dimCounterparty(&h.Row, a))
+	out, err := joinParent(b, child[totesys.Counterparty, totesys.Address]{
+		table: "counterparty", parentColumn: "legal_address_id", parentName: "address",
+		key: func(c *totesys.Counterparty) (int32, int32, time.Time) {
+			return c.CounterpartyID, c.LegalAddressID, c.LastUpdated
+		},
+		check: func(c *totesys.Counterparty) *problem {
+			return firstProblem(positive("counterparty_id", c.CounterpartyID), positive("legal_address_id", c.LegalAddressID))
+		},
+		held: b.st.Counterparties, parents: b.st.Addresses, changedParents: b.changedAddresses,
+	}, rows, dimCounterparty)
+	if err != nil {
+		return err
 	}
 	return write(b.dimCounterparty, out)
 }
@@ -348,36 +320,71 @@ func (b *batch) staff(im *lake.Manifest) error {
 	if err != nil {
 		return err
 	}
+	out, err := joinParent(b, child[totesys.Staff, totesys.Department]{
+		table: "staff", parentColumn: "department_id", parentName: "department",
+		key: func(s *totesys.Staff) (int32, int32, time.Time) {
+			return s.StaffID, s.DepartmentID, s.LastUpdated
+		},
+		check: func(s *totesys.Staff) *problem {
+			return firstProblem(positive("staff_id", s.StaffID), positive("department_id", s.DepartmentID))
+		},
+		held: b.st.Staff, parents: b.st.Departments, changedParents: b.changedDepartments,
+	}, rows, dimStaff)
+	if err != nil {
+		return err
+	}
+	return write(b.dimStaff, out)
+}
+
+// child describes a table whose dimension rows join a parent row:
+// counterparty its legal address, staff its department.
+type child[R, P any] struct {
+	table, parentColumn, parentName string
+	// key returns a row's id, its parent's id and its last_updated.
+	key            func(*R) (id, parent int32, lastUpdated time.Time)
+	check          func(*R) *problem
+	held           map[int32]*held[R]
+	parents        map[int32]*P
+	changedParents map[int32]bool
+}
+
+// joinParent applies the batch's versions of c's table and returns the
+// dimension rows to emit: new versions, rows whose parent changed, and
+// parked rows whose parent has arrived. A new version whose parent is
+// unknown is rejected as a missing reference and parked.
+func joinParent[R, P, O any](b *batch, c child[R, P], rows []*R, build func(*R, *P) O) ([]O, error) {
 	changed := map[int32]bool{}
-	for _, s := range rows {
-		if p := firstProblem(positive("staff_id", s.StaffID), positive("department_id", s.DepartmentID)); p != nil {
-			if err := b.reject("staff", s, p); err != nil {
-				return err
+	for _, r := range rows {
+		if p := c.check(r); p != nil {
+			if err := b.reject(c.table, r, p); err != nil {
+				return nil, err
 			}
 			continue
 		}
-		h := b.st.Staff[s.StaffID]
+		id, _, lu := c.key(r)
+		h := c.held[id]
 		if h == nil {
-			h = &heldStaff{}
-			b.st.Staff[s.StaffID] = h
-		} else if s.LastUpdated.Before(h.Row.LastUpdated) {
+			h = &held[R]{}
+			c.held[id] = h
+		} else if _, _, cur := c.key(&h.Row); lu.Before(cur) {
 			continue
 		}
-		h.Row = *s
-		changed[s.StaffID] = true
+		h.Row = *r
+		changed[id] = true
 	}
-	var out []star.DimStaff
-	for _, id := range sortedKeys(b.st.Staff) {
-		h := b.st.Staff[id]
-		if !changed[id] && !h.Pending && !b.changedDepartments[h.Row.DepartmentID] {
+	var out []O
+	for _, id := range sortedKeys(c.held) {
+		h := c.held[id]
+		_, parentID, _ := c.key(&h.Row)
+		if !changed[id] && !h.Pending && !c.changedParents[parentID] {
 			continue
 		}
-		d := b.st.Departments[h.Row.DepartmentID]
-		if d == nil {
+		parent := c.parents[parentID]
+		if parent == nil {
 			if changed[id] {
-				p := missing("department_id %d: no such department yet", h.Row.DepartmentID)
-				if err := b.reject("staff", &h.Row, p); err != nil {
-					return err
+				p := missing("%s %d: no such %s yet", c.parentColumn, parentID, c.parentName)
+				if err := b.reject(c.table, &h.Row, p); err != nil {
+					return nil, err
 				}
 			}
 			h.Pending = true
@@ -387,9 +394,9 @@ func (b *batch) staff(im *lake.Manifest) error {
 			b.res.Released++
 		}
 		h.Pending, h.Loaded = false, true
-		out = append(out, dimStaff(&h.Row, d))
+		out = append(out, build(&h.Row, parent))
 	}
-	return write(b.dimStaff, out)
+	return out, nil
 }
 
 // The other dimensions stream: the state keeps only their ids.

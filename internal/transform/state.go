@@ -41,21 +41,20 @@ type state struct {
 	Parked []parkedRow `json:"parked,omitempty"`
 }
 
-// heldCounterparty is the current version of a counterparty. Loaded says
-// dim_counterparty holds the counterparty (some version of it); Pending
-// says the current version is waiting for its legal address.
-type heldCounterparty struct {
-	Row     totesys.Counterparty `json:"row"`
-	Loaded  bool                 `json:"loaded,omitempty"`
-	Pending bool                 `json:"pending,omitempty"`
+// held is the current version of a row that dimension rows join to a
+// parent (a counterparty, a staff member). Loaded says its dimension row was
+// emitted; Pending that it waits for its parent.
+type held[R any] struct {
+	Row     R    `json:"row"`
+	Loaded  bool `json:"loaded,omitempty"`
+	Pending bool `json:"pending,omitempty"`
 }
 
-// heldStaff is the current version of a staff member, as heldCounterparty.
-type heldStaff struct {
-	Row     totesys.Staff `json:"row"`
-	Loaded  bool          `json:"loaded,omitempty"`
-	Pending bool          `json:"pending,omitempty"`
-}
+// heldCounterparty and heldStaff are the two kinds of held rows.
+type (
+	heldCounterparty = held[totesys.Counterparty]
+	heldStaff        = held[totesys.Staff]
+)
 
 // parkedRow is a source row rejected for a missing reference, kept to be
 // tried again at every later batch.
