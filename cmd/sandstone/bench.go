@@ -4,7 +4,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/sandstone-data/sandstone/internal/bench"
-	"github.com/sandstone-data/sandstone/internal/sandbox"
 )
 
 func newBenchCmd() *cobra.Command {
@@ -38,11 +37,7 @@ Needs the PostgreSQL server binaries (Debian: apt-get install postgresql).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if clean {
-				if err := sandbox.Clean(opts.Dir); err != nil {
-					return err
-				}
-				cmd.Printf("removed %s and stopped its servers\n", opts.Dir)
-				return nil
+				return cleanSandbox(cmd, opts.Dir)
 			}
 			opts.Progress = cmd.ErrOrStderr()
 			if opts.FreshnessChanges == 0 {

@@ -28,11 +28,7 @@ Needs the PostgreSQL server binaries (Debian: apt-get install postgresql).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if clean {
-				if err := sandbox.Clean(opts.Dir); err != nil {
-					return err
-				}
-				cmd.Printf("removed %s and stopped its servers\n", opts.Dir)
-				return nil
+				return cleanSandbox(cmd, opts.Dir)
 			}
 			opts.Out = cmd.OutOrStdout()
 			opts.Logger = logging.New(cmd.ErrOrStderr(), logging.FormatAuto, slog.LevelWarn)
@@ -46,4 +42,14 @@ Needs the PostgreSQL server binaries (Debian: apt-get install postgresql).`,
 	f.IntVar(&opts.Cycles, "cycles", 3, "cycles of simulated business after the initial load")
 	f.BoolVar(&clean, "clean", false, "stop the demo's servers and remove its directory")
 	return cmd
+}
+
+// cleanSandbox stops the servers of the sandbox in dir and removes it (demo
+// and bench --clean).
+func cleanSandbox(cmd *cobra.Command, dir string) error {
+	if err := sandbox.Clean(dir); err != nil {
+		return err
+	}
+	cmd.Printf("removed %s and stopped its servers\n", dir)
+	return nil
 }
