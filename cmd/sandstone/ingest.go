@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"log/slog"
-	"sort"
 
 	"github.com/spf13/cobra"
 
@@ -59,13 +58,6 @@ func printIngest(cmd *cobra.Command, res ingest.Result) {
 		_, _ = fmt.Fprintf(out, "ingest: nothing new (%.2fs)\n", res.Duration.Seconds())
 	default:
 		_, _ = fmt.Fprintf(out, "ingest: batch %s, %d rows, %d bytes, %.2fs\n", res.Batch, res.Total(), res.Bytes, res.Duration.Seconds())
-		names := make([]string, 0, len(res.Rows))
-		for t := range res.Rows {
-			names = append(names, t)
-		}
-		sort.Strings(names)
-		for _, t := range names {
-			_, _ = fmt.Fprintf(out, "  %-16s %9d\n", t, res.Rows[t])
-		}
+		printTables(out, res.Rows)
 	}
 }

@@ -172,15 +172,20 @@ func printReports(w io.Writer, reports []pipeline.Report) {
 			line += fmt.Sprintf("  freshness %.1fs", r.Freshness.Seconds())
 		}
 		_, _ = fmt.Fprintln(w, line)
-		tables := make([]string, 0, len(r.Rows))
-		for t, n := range r.Rows {
-			if n > 0 {
-				tables = append(tables, t)
-			}
+		printTables(w, r.Rows)
+	}
+}
+
+// printTables prints the tables with rows, by name, one a line.
+func printTables(w io.Writer, rows map[string]int64) {
+	tables := make([]string, 0, len(rows))
+	for t, n := range rows {
+		if n > 0 {
+			tables = append(tables, t)
 		}
-		sort.Strings(tables)
-		for _, t := range tables {
-			_, _ = fmt.Fprintf(w, "    %-20s %9d\n", t, r.Rows[t])
-		}
+	}
+	sort.Strings(tables)
+	for _, t := range tables {
+		_, _ = fmt.Fprintf(w, "  %-20s %9d\n", t, rows[t])
 	}
 }

@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"log/slog"
-	"sort"
 
 	"github.com/spf13/cobra"
 
@@ -57,14 +56,7 @@ func printTransform(cmd *cobra.Command, res transform.Result) {
 	for _, b := range res.Batches {
 		_, _ = fmt.Fprintf(out, "transform: batch %s, %d rows, %d rejected, %d released, %d parked, %.2fs\n",
 			b.Batch, b.Total(), b.Rejected, b.Released, b.Parked, b.Seconds)
-		names := make([]string, 0, len(b.Rows))
-		for t := range b.Rows {
-			names = append(names, t)
-		}
-		sort.Strings(names)
-		for _, t := range names {
-			_, _ = fmt.Fprintf(out, "  %-20s %9d\n", t, b.Rows[t])
-		}
+		printTables(out, b.Rows)
 	}
 	switch {
 	case res.Conflict:
