@@ -2,6 +2,7 @@ package ingest
 
 import (
 	"bytes"
+	"compress/gzip"
 	"context"
 	"crypto/sha256"
 	"log/slog"
@@ -421,4 +422,39 @@ func TestS3Bucket(t *testing.T) {
 	if res := f.run(); res.Total() != 0 {
 		t.Fatalf("S3 rerun: %+v", res)
 	}
+}
+
+// TestBrokenState: a state that cannot be read stops ingest before it reads
+// the source, rather than landing everything again.
+func TestBrokenState(t *testing.T) {
+	for name, state := range map[string][]byte{"not gzip": []byte("plain"), "not JSON": gzipped(t, "{")} {
+		t.Run(name, func(t *testing.T) {
+			f := newFixture(t)
+			smallSource(f)
+			ctx := context.Background()
+			if err := f.bucket.Put(ctx, "state/broken.json.gz", state); err != nil {
+				t.Fatal(err)
+			}
+			if err := f.bucket.PutManifest(ctx, 1, lake.Manifest{Stage: "ingest", Sequence: 1, StateKey: "state/broken.json.gz"}); err != nil {
+				t.Fatal(err)
+			}
+			_, err := Run(ctx, f.opts())
+			if errkind.Of(err) != errkind.BucketReadFailed || !strings.Contains(err.Error(), "state/broken.json.gz") {
+				t.Fatalf("error %v (kind %s)", err, errkind.Of(err))
+			}
+			if n, _ := f.bucket.LatestSeq(ctx); n != 1 {
+				t.Fatalf("a batch was written over a broken state: latest %d", n)
+			}
+		})
+	}
+}
+
+func gzipped(t *testing.T, s string) []byte {
+	var b bytes.Buffer
+	zw := gzip.NewWriter(&b)
+	_, _ = zw.Write([]byte(s))
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return b.Bytes()
 }
