@@ -2,9 +2,16 @@ package bench
 
 import (
 	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/sandstone-data/sandstone/internal/pgtest"
 )
 
-func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
+func TestMain(m *testing.M) {
+	code := pgtest.Main(m)
+	if binPath != "" {
+		_ = os.RemoveAll(filepath.Dir(binPath)) // the binary sandstoneBinary built
+	}
+	os.Exit(code)
+}
