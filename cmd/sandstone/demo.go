@@ -2,6 +2,7 @@ package main
 
 import (
 	"log/slog"
+	"os"
 
 	"github.com/spf13/cobra"
 
@@ -31,6 +32,7 @@ Needs the PostgreSQL server binaries (Debian: apt-get install postgresql).`,
 				return cleanSandbox(cmd, opts.Dir)
 			}
 			opts.Out = cmd.OutOrStdout()
+			opts.Self = os.Args[0]
 			opts.Logger = logging.New(cmd.ErrOrStderr(), logging.FormatAuto, slog.LevelWarn)
 			_, err := demo.Run(cmd.Context(), opts)
 			return err

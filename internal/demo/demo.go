@@ -31,6 +31,9 @@ type Options struct {
 	Cycles int
 	Out    io.Writer
 	Logger *slog.Logger
+	// Self is how the user runs this program, for the closing hint
+	// ("sandstone" when empty).
+	Self string
 }
 
 // Summary is what the demo ends with.
@@ -115,7 +118,11 @@ func Run(ctx context.Context, opts Options) (Summary, error) {
 	say("\nFreshness: the newest source change reached the warehouse %.1fs after it was made.", sum.Freshness.Seconds())
 	say("Demo finished in %.1fs.", sum.Elapsed.Seconds())
 	say("\nThe servers are still running. Query the warehouse with:\n  %s", sum.PsqlLine)
-	say("Remove everything with:\n  sandstone demo --clean --dir %s", opts.Dir)
+	self := opts.Self
+	if self == "" {
+		self = "sandstone"
+	}
+	say("Remove everything with:\n  %s demo --clean --dir %s", self, opts.Dir)
 	return sum, nil
 }
 
