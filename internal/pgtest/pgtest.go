@@ -144,8 +144,8 @@ func Exec(t testing.TB, url string, sql string, args ...any) {
 	}
 }
 
-// QueryInt returns the single integer a query yields.
-func QueryInt(t testing.TB, url string, sql string, args ...any) int64 {
+// Scan runs a query that yields one row and scans it into dest.
+func Scan(t testing.TB, url string, dest []any, sql string, args ...any) {
 	t.Helper()
 	ctx := context.Background()
 	conn, err := pgx.Connect(ctx, url)
@@ -153,9 +153,15 @@ func QueryInt(t testing.TB, url string, sql string, args ...any) int64 {
 		t.Fatal(err)
 	}
 	defer func() { _ = conn.Close(ctx) }()
-	var n int64
-	if err := conn.QueryRow(ctx, sql, args...).Scan(&n); err != nil {
+	if err := conn.QueryRow(ctx, sql, args...).Scan(dest...); err != nil {
 		t.Fatalf("query %q: %v", sql, err)
 	}
+}
+
+// QueryInt returns the single integer a query yields.
+func QueryInt(t testing.TB, url string, sql string, args ...any) int64 {
+	t.Helper()
+	var n int64
+	Scan(t, url, []any{&n}, sql, args...)
 	return n
 }

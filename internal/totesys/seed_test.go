@@ -139,18 +139,10 @@ func TestSeedMakesATotesysShapedLikeTheSnapshot(t *testing.T) {
 
 func foreignKeys(t *testing.T, url string) string {
 	t.Helper()
-	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = conn.Close(ctx) }()
 	var s string
-	if err := conn.QueryRow(ctx, `SELECT string_agg(fk, E'\n' ORDER BY fk) FROM (
+	pgtest.Scan(t, url, []any{&s}, `SELECT string_agg(fk, E'\n' ORDER BY fk) FROM (
 		SELECT conrelid::regclass::text || ' ' || conname || ' ' || pg_get_constraintdef(oid) AS fk
-		FROM pg_constraint WHERE contype = 'f') x`).Scan(&s); err != nil {
-		t.Fatal(err)
-	}
+		FROM pg_constraint WHERE contype = 'f') x`)
 	return s
 }
 

@@ -26,16 +26,8 @@ func counts(t *testing.T, url string) totesys.Stats {
 // sourceNow reads the source's clock (UTC, milliseconds).
 func sourceNow(t *testing.T, url string) time.Time {
 	t.Helper()
-	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = conn.Close(ctx) }()
 	var now time.Time
-	if err := conn.QueryRow(ctx, "SELECT date_trunc('milliseconds', now() AT TIME ZONE 'UTC')").Scan(&now); err != nil {
-		t.Fatal(err)
-	}
+	pgtest.Scan(t, url, []any{&now}, "SELECT date_trunc('milliseconds', now() AT TIME ZONE 'UTC')")
 	return now
 }
 
