@@ -69,7 +69,12 @@ type configFlags struct{ config.Config }
 func (c *configFlags) bind(cmd *cobra.Command, source, warehouse, ingestBucket, processedBucket bool) {
 	env, err := config.FromEnv()
 	c.Config = env
-	cmd.PreRunE = func(*cobra.Command, []string) error { return errkind.Wrap(errkind.ConfigInvalid, err) }
+	cmd.PreRunE = func(*cobra.Command, []string) error {
+		if err == nil && source && c.Lookback <= 0 {
+			err = fmt.Errorf("--lookback %s: want a positive duration such as 10m", c.Lookback)
+		}
+		return errkind.Wrap(errkind.ConfigInvalid, err)
+	}
 	f := cmd.Flags()
 	if source {
 		f.StringVar(&c.SourceURL, "source", env.SourceURL, "totesys PostgreSQL URL ($"+config.EnvSource+")")

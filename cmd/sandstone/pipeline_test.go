@@ -132,6 +132,27 @@ func TestStageCommands(t *testing.T) {
 	}
 }
 
+// TestLookbackIsValidated: the flag is checked as its environment
+// variable is, before anything runs.
+func TestLookbackIsValidated(t *testing.T) {
+	for _, args := range [][]string{
+		{"ingest", "--lookback", "-5m"},
+		{"ingest", "--lookback", "0"},
+		{"run", "--once", "--lookback", "0s"},
+	} {
+		var stderr strings.Builder
+		full := append(args, "--source", "postgres://u@127.0.0.1:1/x", "--ingest-bucket", t.TempDir())
+		if code := execute(context.Background(), full, &stderr); code == 0 || !strings.Contains(stderr.String(), "want a positive duration") {
+			t.Errorf("%v exited %d with %q", args, code, stderr.String())
+		}
+	}
+	t.Setenv(config.EnvLookback, "-5m")
+	if _, err := runCLI(context.Background(), "ingest", "--source", "postgres://u@127.0.0.1:1/x"); err == nil ||
+		!strings.Contains(err.Error(), config.EnvLookback) {
+		t.Errorf("a negative %s: %v", config.EnvLookback, err)
+	}
+}
+
 func TestExitCodes(t *testing.T) {
 	var stderr strings.Builder
 	if code := execute(context.Background(), []string{"--help"}, &stderr); code != 0 {

@@ -121,7 +121,7 @@ type observer struct {
 
 func (o observer) StageDone(ctx context.Context, r pipeline.Report) {
 	o.m.Record(metrics.StageRun{Stage: r.Stage, RunID: r.RunID, Duration: r.Duration, Rows: r.Rows,
-		Bytes: r.Bytes, Freshness: r.Freshness})
+		Bytes: r.Bytes, Freshness: r.Freshness, Skew: r.Skew})
 	o.n.Observe(ctx, r.Stage, r.RunID, nil)
 }
 

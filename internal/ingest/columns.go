@@ -5,10 +5,17 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math"
+	"slices"
+	"strings"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/parquet-go/parquet-go"
+
+	"github.com/sandstone-data/sandstone/internal/errkind"
+	"github.com/sandstone-data/sandstone/internal/lake"
+	"github.com/sandstone-data/sandstone/internal/totesys"
 )
 
 // kind is how one source column travels: the SQL that selects it (in
@@ -34,6 +41,75 @@ type column struct {
 	scale    int // decimals
 	prec     int
 	leaf     int // index of the Parquet leaf column
+}
+
+// sourceTable is one source table as ingest reads it: its columns in
+// source order, where its key and last_updated are, and its Parquet schema.
+type sourceTable struct {
+	cols             []column
+	key, lastUpdated int
+	schema           *parquet.Schema
+}
+
+// describeTable reads table's columns from the source's catalogue and checks
+// that it has every column the pipeline needs, its key an integer and
+// last_updated a timestamp. A column the pipeline does not know is carried
+// along, with a warning.
+func describeTable(ctx context.Context, tx pgx.Tx, table totesys.Table, log *slog.Logger) (*sourceTable, error) {
+	cols, err := describe(ctx, tx, table.Name)
+	if err != nil {
+		return nil, errkind.Wrap(errkind.SourceUnreachable, fmt.Errorf("describe: %w", err))
+	}
+	if len(cols) == 0 {
+		return nil, errkind.Wrap(errkind.SourceSchemaMismatch, fmt.Errorf("table %s not found in the source", table.Name))
+	}
+	for _, name := range table.Columns {
+		if !slices.ContainsFunc(cols, func(c column) bool { return c.Name == name }) {
+			return nil, errkind.Wrap(errkind.SourceSchemaMismatch, fmt.Errorf("column %s.%s not found in the source", table.Name, name))
+		}
+	}
+	t := &sourceTable{cols: cols}
+	group := orderedGroup{Group: parquet.Group{}}
+	for i, c := range cols {
+		if !slices.Contains(table.Columns, c.Name) {
+			log.Warn("source has a column the pipeline does not know; it is carried along", "table", table.Name, "column", c.Name)
+		}
+		switch c.Name {
+		case table.Key:
+			t.key = i
+		case totesys.LastUpdated:
+			t.lastUpdated = i
+		}
+		group.Group[c.Name] = c.node()
+		group.names = append(group.names, c.Name)
+	}
+	if cols[t.key].kind != kInt32 || cols[t.lastUpdated].kind != kTimestamp {
+		return nil, errkind.Wrap(errkind.SourceSchemaMismatch, fmt.Errorf("table %s: %s must be an integer and %s a timestamp", table.Name, table.Key, totesys.LastUpdated))
+	}
+	t.schema = parquet.NewSchema(table.Name, group)
+	for i := range t.cols {
+		leaf, _ := t.schema.Lookup(t.cols[i].Name)
+		t.cols[i].leaf = leaf.ColumnIndex
+	}
+	return t, nil
+}
+
+// selectList selects every column in the binary form decode expects.
+func (t *sourceTable) selectList() string {
+	exprs := make([]string, len(t.cols))
+	for i, c := range t.cols {
+		exprs[i] = c.selectExpr()
+	}
+	return strings.Join(exprs, ", ")
+}
+
+// manifestColumns are the columns and types the manifest records.
+func (t *sourceTable) manifestColumns() []lake.Column {
+	out := make([]lake.Column, len(t.cols))
+	for i, c := range t.cols {
+		out[i] = lake.Column{Name: c.Name, Type: c.typeName()}
+	}
+	return out
 }
 
 // describe reads the columns of table from the source's catalogue.
@@ -201,10 +277,11 @@ func (c *column) decode(raw []byte, arena *[]byte) (parquet.Value, error) {
 		}
 		v = parquet.Int32Value(int32(binary.BigEndian.Uint32(raw)) + pgEpochDays) // #nosec G115 -- two's complement
 	case kTimestamp:
-		if len(raw) != 8 {
+		us, ok := microsOf(raw)
+		if !ok {
 			return v, fmt.Errorf("column %s: %d bytes for a timestamp", c.Name, len(raw))
 		}
-		v = parquet.Int64Value(int64(binary.BigEndian.Uint64(raw)) + pgEpochMicros) // #nosec G115 -- two's complement
+		v = parquet.Int64Value(us)
 	default:
 		start := len(*arena)
 		*arena = append(*arena, raw...)
@@ -248,11 +325,21 @@ func int32Of(raw []byte) (int32, bool) {
 }
 
 // microsOf decodes a binary timestamp as µs since the Unix epoch.
+// PostgreSQL's 'infinity' and '-infinity' are math.MaxInt64 and
+// math.MinInt64 µs after 2000-01-01; they stay so, as does a time too far
+// off for an int64 to count its µs since 1970.
 func microsOf(raw []byte) (int64, bool) {
 	if len(raw) != 8 {
 		return 0, false
 	}
-	return int64(binary.BigEndian.Uint64(raw)) + pgEpochMicros, true // #nosec G115 -- two's complement
+	us := int64(binary.BigEndian.Uint64(raw)) // #nosec G115 -- two's complement
+	switch {
+	case us == math.MinInt64:
+		return us, true
+	case us > math.MaxInt64-pgEpochMicros:
+		return math.MaxInt64, true
+	}
+	return us + pgEpochMicros, true
 }
 
 // pow10 holds the powers of ten an int64 can hold.

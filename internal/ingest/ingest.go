@@ -6,18 +6,35 @@
 // # Exactly once
 //
 // Each run reads all eleven tables in one read-only REPEATABLE READ
-// transaction, so a batch is one consistent snapshot of the source. A run
-// reads the rows whose last_updated lies after the previous batch's snapshot
-// time minus the lookback (or every row, the first time), and drops those
-// already landed: the state of each batch remembers the (id, last_updated)
-// of every version it landed within the lookback window. So
+// transaction, so a batch is one consistent snapshot of the source. The
+// session's time zone is UTC, so timestamptz columns read as UTC.
+//
+// A table's window starts at the earlier of the previous snapshot's time and
+// the newest last_updated already landed for the table, less the lookback
+// (every row, the first time): the clock that stamps last_updated is the
+// application's, not the database's, and may run behind it (a writer in
+// another time zone, history loaded in order) or ahead. The run drops the
+// versions already landed: each table's state remembers the (id,
+// last_updated) of every landed version above a bound (Since) at or below
+// the next window's start, so
 //
 //   - rows that share a last_updated with rows landed earlier still land,
 //     once: they are told apart by id;
 //   - a row that commits late (PostgreSQL stamps CURRENT_TIMESTAMP at
 //     transaction start) is caught by the next run as long as it commits
 //     within the lookback of its timestamp, and is not landed twice;
+//   - a window never reaches below Since, so a raised lookback widens the
+//     window as the runs go on and never lands a version twice;
 //   - nothing committed is held back: every visible version lands now.
+//
+// What no timestamp can see (a commit later than the lookback, a delete, an
+// update that keeps last_updated) is what `sandstone audit` finds.
+//
+// A last_updated of 'infinity', or past the year 9999, lands as it is
+// (math.MaxInt64 µs; transform rejects the row) and moves no watermark.
+// When a table's newest stamps run behind the previous snapshot, or ahead of
+// this one, by more than the lookback, the run warns once and reports the
+// skew (Result.Skew, TableState.Skew).
 //
 // Batches are numbered; the manifest of batch N is created exclusively, so
 // of two runs racing for N only one commits, and the other's objects stay
@@ -44,12 +61,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"slices"
-	"strings"
+	"math"
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/parquet-go/parquet-go"
 
 	"github.com/sandstone-data/sandstone/internal/config"
 	"github.com/sandstone-data/sandstone/internal/errkind"
@@ -69,6 +84,10 @@ type Options struct {
 
 // Result tells what a run landed.
 type Result struct {
+	// Skew is, per table, how far its newest last_updated runs ahead of
+	// (positive) or behind (negative) the source's clock beyond the
+	// lookback; zero when within it.
+	Skew map[string]time.Duration
 	// Sequence and Batch name the batch written; 0 and "" when nothing
 	// changed or another run committed first.
 	Sequence int64
@@ -107,9 +126,17 @@ type TableState struct {
 	// LandedAt and Batch tell when and in which batch rows last landed.
 	LandedAt time.Time `json:"landed_at,omitzero"`
 	Batch    string    `json:"batch,omitempty"`
-	// Recent are the versions landed whose last_updated lies within the
-	// lookback of SnapshotAt, as [id, last_updated in µs] pairs.
+	// Since bounds Recent: it holds every version landed whose last_updated
+	// lies after Since. Zero in states written before it existed (Recent
+	// then covers SnapshotAt less the lookback).
+	Since time.Time `json:"since,omitzero"`
+	// Recent are the versions landed whose last_updated lies after Since,
+	// as [id, last_updated in µs] pairs.
 	Recent [][2]int64 `json:"recent"`
+	// Skew is how far the table's newest last_updated ran ahead of
+	// (positive) or behind (negative) the source's clock beyond the
+	// lookback when rows last landed; zero when within it.
+	Skew time.Duration `json:"skew_ns,omitempty"`
 }
 
 type version struct {
@@ -120,19 +147,21 @@ type version struct {
 // Run lands every source row version that is new since the last run.
 func Run(ctx context.Context, opts Options) (Result, error) {
 	start := time.Now()
-	res := Result{RunID: newRunID(), Rows: map[string]int64{}}
+	res := Result{RunID: newRunID(), Rows: map[string]int64{}, Skew: map[string]time.Duration{}}
 	log := opts.Logger
 	if log == nil {
 		log = slog.Default()
 	}
 	log = log.With("stage", "ingest", "run_id", res.RunID)
-	if opts.Lookback <= 0 {
+	if opts.Lookback == 0 {
 		opts.Lookback = config.DefaultLookback
 	}
-	if opts.SourceURL == "" {
+	switch {
+	case opts.Lookback < 0:
+		return res, errkind.Wrap(errkind.ConfigInvalid, fmt.Errorf("ingest: lookback %s: want a positive duration such as 10m", opts.Lookback))
+	case opts.SourceURL == "":
 		return res, errkind.Wrap(errkind.ConfigInvalid, errors.New("ingest: no source URL"))
-	}
-	if opts.Bucket == nil {
+	case opts.Bucket == nil:
 		return res, errkind.Wrap(errkind.ConfigInvalid, errors.New("ingest: no ingestion bucket"))
 	}
 
@@ -141,29 +170,20 @@ func Run(ctx context.Context, opts Options) (Result, error) {
 		return res, errkind.Wrap(errkind.BucketReadFailed, fmt.Errorf("ingest: %w", err))
 	}
 
-	conn, err := pgx.Connect(ctx, opts.SourceURL)
+	tx, snapshotAt, closeSource, err := openSnapshot(ctx, opts.SourceURL)
 	if err != nil {
-		return res, errkind.Wrap(errkind.SourceUnreachable, fmt.Errorf("ingest: connect to source: %s", config.Redact(err.Error())))
+		return res, err
 	}
-	defer func() { _ = conn.Close(context.Background()) }()
-	tx, err := conn.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
-	if err != nil {
-		return res, errkind.Wrap(errkind.SourceUnreachable, fmt.Errorf("ingest: begin snapshot: %w", err))
-	}
-	defer func() { _ = tx.Rollback(context.Background()) }()
-	var snapshotAt time.Time
-	if err := tx.QueryRow(ctx, "SELECT now()").Scan(&snapshotAt); err != nil {
-		return res, errkind.Wrap(errkind.SourceUnreachable, fmt.Errorf("ingest: snapshot: %w", err))
-	}
-	snapshotAt = snapshotAt.UTC()
+	defer closeSource()
 
 	seq := prevSeq + 1
 	next := State{SnapshotAt: snapshotAt, Tables: map[string]*TableState{}}
-	cutoff := snapshotAt.Add(-opts.Lookback).UnixMicro()
 	var objects []lake.Object
 	var newest time.Time
 	for _, table := range totesys.Tables {
-		tw, err := readTable(ctx, tx, opts.Bucket, table, prev, opts.Lookback, cutoff, start, seq, res.RunID, log)
+		r := tableRun{table: table, prev: prev.Tables[table.Name], prevSnapshot: prev.SnapshotAt,
+			snapshotAt: snapshotAt, lookback: opts.Lookback, now: start, seq: seq, runID: res.RunID}
+		tw, err := r.read(ctx, tx, opts.Bucket, log)
 		if err == nil && tw.rows > 0 {
 			// Committed at once, so that one table's encoder and buffers
 			// are held at a time. Should the run fail later, the object
@@ -181,26 +201,15 @@ func Run(ctx context.Context, opts Options) (Result, error) {
 			}
 			return res, fmt.Errorf("ingest %s: %w", table.Name, err)
 		}
-		ts := &TableState{}
-		if p := prev.Tables[table.Name]; p != nil {
-			ts.Watermark, ts.LandedAt, ts.Batch = p.Watermark, p.LandedAt, p.Batch
-			for _, v := range p.Recent {
-				if v[1] > cutoff {
-					ts.Recent = append(ts.Recent, v)
-				}
-			}
-		}
-		if tw.rows > 0 {
-			ts.Watermark = maxTime(ts.Watermark, tw.to)
-			ts.LandedAt, ts.Batch = start.UTC(), lake.BatchID(seq)
-			newest = maxTime(newest, tw.to)
-			for _, v := range tw.landed {
-				ts.Recent = append(ts.Recent, [2]int64{int64(v.id), v.us})
-			}
+		ts := r.nextState(tw, lake.BatchID(seq))
+		r.reportSkew(ts, log)
+		res.Skew[table.Name] = ts.Skew
+		if tw.rows > 0 && tw.watermark != nil {
+			newest = maxTime(newest, tw.watermark.To)
 		}
 		next.Tables[table.Name] = ts
 	}
-	_ = tx.Rollback(ctx)
+	closeSource()
 
 	if len(objects) == 0 {
 		res.Duration = time.Since(start)
@@ -239,16 +248,51 @@ func Run(ctx context.Context, opts Options) (Result, error) {
 	return res, nil
 }
 
+// openSnapshot connects to the source in UTC and begins the run's read-only
+// REPEATABLE READ transaction, returning it with the source's clock at its
+// start. close ends both and may be called more than once.
+func openSnapshot(ctx context.Context, url string) (tx pgx.Tx, at time.Time, close func(), err error) {
+	cfg, err := pgx.ParseConfig(url)
+	if err != nil {
+		return nil, at, nil, errkind.Wrap(errkind.ConfigInvalid, fmt.Errorf("ingest: source URL: %s", config.Redact(err.Error())))
+	}
+	// timestamptz columns are then read, and now() is taken, in UTC.
+	cfg.RuntimeParams["timezone"] = "UTC"
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return nil, at, nil, errkind.Wrap(errkind.SourceUnreachable, fmt.Errorf("ingest: connect to source: %s", config.Redact(err.Error())))
+	}
+	tx, err = conn.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+	if err == nil {
+		err = tx.QueryRow(ctx, "SELECT now()").Scan(&at)
+	}
+	closed := false
+	close = func() {
+		if !closed {
+			closed = true
+			if tx != nil {
+				_ = tx.Rollback(context.Background())
+			}
+			_ = conn.Close(context.Background())
+		}
+	}
+	if err != nil {
+		close()
+		return nil, at, nil, errkind.Wrap(errkind.SourceUnreachable, fmt.Errorf("ingest: begin snapshot: %w", err))
+	}
+	return tx, at.UTC(), close, nil
+}
+
 // tableWriter streams one table's new versions into its object.
 type tableWriter struct {
-	table    string
-	w        *lake.ParquetWriter[any]
-	columns  []lake.Column
-	rows     int64
-	from, to time.Time
-	// fromUs and toUs are from and to as µs since the epoch, while reading.
-	fromUs, toUs int64
-	landed       []version
+	table   string
+	w       *lake.ParquetWriter[any]
+	columns []lake.Column
+	rows    int64
+	// watermark is the range of the rows' last_updated that a time can
+	// hold (years 1 to 9999); nil when the table landed none such.
+	watermark *lake.Range
+	landed    landedSet
 }
 
 func (t *tableWriter) abort() {
@@ -266,64 +310,64 @@ func (t *tableWriter) commit() (lake.Object, error) {
 		return lake.Object{}, err
 	}
 	return lake.Object{Table: t.table, Key: key, Rows: t.rows, Bytes: size, SHA256: sum,
-		Watermark: &lake.Range{From: t.from, To: t.to}, Columns: t.columns}, nil
+		Watermark: t.watermark, Columns: t.columns}, nil
 }
 
-// readTable selects table's candidate rows and writes the new versions.
-func readTable(ctx context.Context, tx pgx.Tx, b *lake.Bucket, table totesys.Table, prev State,
-	lookback time.Duration, cutoff int64, now time.Time, seq int64, runID string, log *slog.Logger) (*tableWriter, error) {
-	cols, err := describe(ctx, tx, table.Name)
-	if err != nil {
-		return nil, errkind.Wrap(errkind.SourceUnreachable, fmt.Errorf("describe: %w", err))
-	}
-	if len(cols) == 0 {
-		return nil, errkind.Wrap(errkind.SourceSchemaMismatch, fmt.Errorf("table %s not found in the source", table.Name))
-	}
-	keyIdx, luIdx := -1, -1
-	group := orderedGroup{Group: parquet.Group{}}
-	for i, c := range cols {
-		if !slices.Contains(table.Columns, c.Name) {
-			log.Warn("source has a column the pipeline does not know; it is carried along", "table", table.Name, "column", c.Name)
-		}
-		switch c.Name {
-		case table.Key:
-			keyIdx = i
-		case totesys.LastUpdated:
-			luIdx = i
-		}
-		group.Group[c.Name] = c.node()
-		group.names = append(group.names, c.Name)
-	}
-	for _, name := range table.Columns {
-		if !slices.ContainsFunc(cols, func(c column) bool { return c.Name == name }) {
-			return nil, errkind.Wrap(errkind.SourceSchemaMismatch, fmt.Errorf("column %s.%s not found in the source", table.Name, name))
-		}
-	}
-	if cols[keyIdx].kind != kInt32 || cols[luIdx].kind != kTimestamp {
-		return nil, errkind.Wrap(errkind.SourceSchemaMismatch, fmt.Errorf("table %s: %s must be an integer and %s a timestamp", table.Name, table.Key, totesys.LastUpdated))
-	}
-	schema := parquet.NewSchema(table.Name, group)
-	tw := &tableWriter{table: table.Name}
-	exprs := make([]string, len(cols))
-	for i := range cols {
-		leaf, _ := schema.Lookup(cols[i].Name)
-		cols[i].leaf = leaf.ColumnIndex
-		exprs[i] = cols[i].selectExpr()
-		tw.columns = append(tw.columns, lake.Column{Name: cols[i].Name, Type: cols[i].typeName()})
-	}
+// tableRun is one table's part of a run: where its window starts and
+// which versions it has landed already.
+type tableRun struct {
+	table        totesys.Table
+	prev         *TableState // nil when the table never landed a row
+	prevSnapshot time.Time   // zero on the first run
+	snapshotAt   time.Time
+	lookback     time.Duration
+	now          time.Time
+	seq          int64
+	runID        string
+}
 
-	sql := "SELECT " + strings.Join(exprs, ", ") + " FROM " + pgx.Identifier{table.Name}.Sanitize()
+// windowStart is where the table's read starts (exclusive); ok is false
+// when every row is read: the first run, or a table that never landed one.
+func (r *tableRun) windowStart() (start time.Time, ok bool) {
+	if r.prevSnapshot.IsZero() || r.prev == nil || (r.prev.Watermark.IsZero() && len(r.prev.Recent) == 0) {
+		return time.Time{}, false
+	}
+	start = minTime(r.prevSnapshot, r.prev.Watermark).Add(-r.lookback)
+	since := r.prev.Since
+	if since.IsZero() {
+		since = r.prevSnapshot.Add(-r.lookback)
+	}
+	return maxTime(start, since), true
+}
+
+// nextSince is the bound of the next run's window, given the newest
+// last_updated landed so far: versions at or below it need not be kept.
+func (r *tableRun) nextSince(watermark time.Time) time.Time {
+	return minTime(r.snapshotAt, watermark).Add(-r.lookback)
+}
+
+// read selects the table's candidate rows and writes the new versions.
+func (r *tableRun) read(ctx context.Context, tx pgx.Tx, b *lake.Bucket, log *slog.Logger) (*tableWriter, error) {
+	src, err := describeTable(ctx, tx, r.table, log)
+	if err != nil {
+		return nil, err
+	}
+	tw := &tableWriter{table: r.table.Name, columns: src.manifestColumns()}
+	sql := "SELECT " + src.selectList() + " FROM " + pgx.Identifier{r.table.Name}.Sanitize()
 	args := []any{pgx.QueryResultFormats{pgx.BinaryFormatCode}}
 	seen := map[version]struct{}{}
-	if ps := prev.Tables[table.Name]; !prev.SnapshotAt.IsZero() {
+	var watermark time.Time
+	if start, ok := r.windowStart(); ok {
 		sql += " WHERE " + pgx.Identifier{totesys.LastUpdated}.Sanitize() + " > $1"
-		args = append(args, prev.SnapshotAt.Add(-lookback).UTC())
-		if ps != nil {
-			for _, v := range ps.Recent {
+		args = append(args, start)
+		for _, v := range r.prev.Recent {
+			if v[1] > start.UnixMicro() {
 				seen[version{int32(v[0]), v[1]}] = struct{}{} // #nosec G115 -- ids are int4
 			}
 		}
+		watermark = r.prev.Watermark
 	}
+	tw.landed.floor = r.nextSince(watermark).UnixMicro()
 	rows, err := tx.Query(ctx, sql, args...)
 	if err != nil {
 		return nil, errkind.Wrap(errkind.SourceUnreachable, fmt.Errorf("read: %w", err))
@@ -339,12 +383,14 @@ func readTable(ctx context.Context, tx pgx.Tx, b *lake.Bucket, table totesys.Tab
 			_ = cw.close()
 		}
 	}()
+	cols := src.cols
+	fromUs, toUs := int64(math.MaxInt64), int64(math.MinInt64)
 	for rows.Next() {
 		raw := rows.RawValues()
-		id, ok1 := int32Of(raw[keyIdx])
-		lu, ok2 := microsOf(raw[luIdx])
+		id, ok1 := int32Of(raw[src.key])
+		lu, ok2 := microsOf(raw[src.lastUpdated])
 		if !ok1 || !ok2 {
-			return tw, errkind.Wrap(errkind.SourceSchemaMismatch, fmt.Errorf("row without %s or %s", table.Key, totesys.LastUpdated))
+			return tw, errkind.Wrap(errkind.SourceSchemaMismatch, fmt.Errorf("row without %s or %s", r.table.Key, totesys.LastUpdated))
 		}
 		v := version{id, lu}
 		if len(seen) > 0 {
@@ -353,13 +399,12 @@ func readTable(ctx context.Context, tx pgx.Tx, b *lake.Bucket, table totesys.Tab
 			}
 		}
 		if tw.w == nil {
-			key := lake.DataKey(table.Name, now, seq, runID, "parquet")
-			if tw.w, err = lake.NewParquetWriter[any](ctx, b, key, schema); err != nil {
+			key := lake.DataKey(r.table.Name, r.now, r.seq, r.runID, "parquet")
+			if tw.w, err = lake.NewParquetWriter[any](ctx, b, key, src.schema); err != nil {
 				return tw, errkind.Wrap(errkind.BucketWriteFailed, err)
 			}
 			cw = startChunkWriter(tw.w, len(cols))
 			ch = cw.next()
-			tw.fromUs, tw.toUs = lu, lu
 		}
 		for i := range cols {
 			c := &cols[i]
@@ -371,10 +416,14 @@ func readTable(ctx context.Context, tx pgx.Tx, b *lake.Bucket, table totesys.Tab
 		}
 		ch.rows++
 		tw.rows++
-		tw.fromUs, tw.toUs = min(tw.fromUs, lu), max(tw.toUs, lu)
-		if lu > cutoff {
-			tw.landed = append(tw.landed, v)
+		if representable(lu) {
+			fromUs, toUs = min(fromUs, lu), max(toUs, lu)
+			if lu > watermark.UnixMicro() || watermark.IsZero() {
+				watermark = time.UnixMicro(lu).UTC()
+				tw.landed.raise(r.nextSince(watermark).UnixMicro())
+			}
 		}
+		tw.landed.add(v)
 		if ch.rows == chunkRows {
 			sent := cw.send(ch)
 			ch = nil // the writer's now
@@ -396,9 +445,131 @@ func readTable(ctx context.Context, tx pgx.Tx, b *lake.Bucket, table totesys.Tab
 			return tw, errkind.Wrap(errkind.BucketWriteFailed, err)
 		}
 	}
-	tw.from, tw.to = time.UnixMicro(tw.fromUs).UTC(), time.UnixMicro(tw.toUs).UTC()
+	if fromUs <= toUs {
+		tw.watermark = &lake.Range{From: time.UnixMicro(fromUs).UTC(), To: time.UnixMicro(toUs).UTC()}
+	}
 	return tw, nil
 }
+
+// nextState is the table's state after the run: its watermark, and the
+// landed versions the next window needs to tell apart.
+func (r *tableRun) nextState(tw *tableWriter, batch string) *TableState {
+	ts := &TableState{}
+	start, windowed := r.windowStart()
+	if r.prev != nil {
+		ts.Watermark, ts.LandedAt, ts.Batch, ts.Skew = r.prev.Watermark, r.prev.LandedAt, r.prev.Batch, r.prev.Skew
+	}
+	if tw.rows > 0 {
+		ts.LandedAt, ts.Batch = r.now.UTC(), batch
+		if tw.watermark != nil {
+			ts.Watermark = maxTime(ts.Watermark, tw.watermark.To)
+			ts.Skew = r.skew(tw.watermark.To)
+		}
+	}
+	if ts.Watermark.IsZero() && tw.rows == 0 && (r.prev == nil || len(r.prev.Recent) == 0) {
+		return ts // nothing landed yet: the next run reads every row
+	}
+	// The versions above the window read now were all seen; those at or
+	// below it were not, so Recent covers no lower than the window.
+	ts.Since = r.nextSince(ts.Watermark)
+	if windowed {
+		ts.Since = maxTime(ts.Since, start)
+	}
+	floor := ts.Since.UnixMicro()
+	if r.prev != nil {
+		for _, v := range r.prev.Recent {
+			if v[1] > floor {
+				ts.Recent = append(ts.Recent, v)
+			}
+		}
+	}
+	for _, v := range tw.landed.versions {
+		if v.us > floor {
+			ts.Recent = append(ts.Recent, [2]int64{int64(v.id), v.us})
+		}
+	}
+	return ts
+}
+
+// skew is how far newest, the newest last_updated landed, lies ahead of this
+// snapshot or behind the previous one, beyond the lookback; zero within it.
+func (r *tableRun) skew(newest time.Time) time.Duration {
+	if ahead := newest.Sub(r.snapshotAt); ahead > r.lookback {
+		return ahead
+	}
+	if r.prevSnapshot.IsZero() {
+		return 0 // a first load says nothing of the clock
+	}
+	if behind := r.prevSnapshot.Sub(newest); behind > r.lookback {
+		return -behind
+	}
+	return 0
+}
+
+// reportSkew warns when the table's timestamps start running ahead of or
+// behind the source's clock by more than the lookback, and says when they
+// are back within it: once each, not every run.
+func (r *tableRun) reportSkew(ts *TableState, log *slog.Logger) {
+	var was time.Duration
+	if r.prev != nil {
+		was = r.prev.Skew
+	}
+	switch {
+	case ts.Skew != 0 && (was == 0 || (was > 0) != (ts.Skew > 0)):
+		dir := "behind"
+		if ts.Skew > 0 {
+			dir = "ahead of"
+		}
+		log.Warn(fmt.Sprintf("%s.last_updated runs %s %s the source's clock, more than the lookback (%s): "+
+			"the window follows the table's own stamps, but rows that commit later than the lookback after their stamp are caught only by sandstone audit",
+			r.table.Name, ts.Skew.Abs().Round(time.Second), dir, r.lookback), "table", r.table.Name, "skew_seconds", ts.Skew.Seconds())
+	case ts.Skew == 0 && was != 0:
+		log.Info(r.table.Name+".last_updated is back within the lookback of the source's clock", "table", r.table.Name)
+	}
+}
+
+// landedSet collects the versions a table landed whose last_updated lies
+// above floor, a bound that only rises: memory holds the versions within the
+// lookback of the newest stamp, not the whole table.
+type landedSet struct {
+	floor    int64
+	versions []version
+	pruned   int // len(versions) after the last prune
+}
+
+func (s *landedSet) add(v version) {
+	if v.us > s.floor {
+		s.versions = append(s.versions, v)
+	}
+}
+
+// raise lifts the floor, dropping the versions below it now and then.
+func (s *landedSet) raise(floor int64) {
+	if floor <= s.floor {
+		return
+	}
+	s.floor = floor
+	if len(s.versions) < 2*s.pruned+1024 {
+		return
+	}
+	kept := s.versions[:0]
+	for _, v := range s.versions {
+		if v.us > floor {
+			kept = append(kept, v)
+		}
+	}
+	s.versions = kept
+	s.pruned = len(kept)
+}
+
+// representable reports whether µs since the epoch is a time that JSON,
+// Parquet readers and the warehouse all hold: years 1 to 9999.
+func representable(us int64) bool { return us >= minMicros && us <= maxMicros }
+
+var (
+	minMicros = time.Date(1, 1, 1, 0, 0, 0, 0, time.UTC).UnixMicro()
+	maxMicros = time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC).UnixMicro() - 1
+)
 
 // LoadState returns the newest batch's sequence and ingest state (zero
 // values for an empty bucket).
@@ -449,6 +620,13 @@ func newRunID() string {
 
 func maxTime(a, b time.Time) time.Time {
 	if b.After(a) {
+		return b
+	}
+	return a
+}
+
+func minTime(a, b time.Time) time.Time {
+	if b.Before(a) {
 		return b
 	}
 	return a

@@ -13,6 +13,7 @@
 //	sandstone_last_success_timestamp_seconds{stage}   gauge     Unix time of the last successful run
 //	sandstone_freshness_seconds                       gauge     the latest freshness
 //	sandstone_freshness_lag_seconds                   histogram every freshness observed
+//	sandstone_source_clock_skew_seconds{table}        gauge     how far a table's last_updated runs ahead (+) or behind (-) the source's clock beyond the lookback; 0 within it
 //
 // Freshness is the time between the newest source change and its arrival in
 // the warehouse, observed by each load that brought new data.
@@ -59,6 +60,9 @@ type StageRun struct {
 	// Freshness is the time between the newest source change and its
 	// arrival in the warehouse, when this run measured it (else zero).
 	Freshness time.Duration
+	// Skew is, per source table, how far its last_updated runs ahead of or
+	// behind the source's clock beyond the lookback (ingest).
+	Skew map[string]time.Duration
 }
 
 // Metrics holds Sandstone's Prometheus collectors and the readiness state.
@@ -73,6 +77,7 @@ type Metrics struct {
 	lastSuccess *prometheus.GaugeVec
 	freshness   prometheus.Gauge
 	freshHist   prometheus.Histogram
+	skew        *prometheus.GaugeVec
 
 	grace time.Duration
 	now   func() time.Time
@@ -120,12 +125,16 @@ func New(opts Options) *Metrics {
 			Help:    "Seconds between the newest source change and its arrival in the warehouse, per load.",
 			Buckets: freshnessBuckets,
 		}),
+		skew: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "sandstone_source_clock_skew_seconds",
+			Help: "How far a source table's last_updated runs ahead (+) or behind (-) the source's clock beyond the lookback; 0 within it.",
+		}, []string{"table"}),
 		grace:  opts.FailureGrace,
 		now:    time.Now,
 		stages: map[string]bool{},
 	}
 	m.reg.MustRegister(m.rows, m.bytes, m.duration, m.failures, m.pending, m.lastSuccess,
-		m.freshness, m.freshHist,
+		m.freshness, m.freshHist, m.skew,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -189,6 +198,9 @@ func (m *Metrics) Record(r StageRun) {
 	}
 	if r.Freshness > 0 {
 		m.ObserveFreshness(r.Freshness)
+	}
+	for table, d := range r.Skew {
+		m.skew.WithLabelValues(table).Set(d.Seconds())
 	}
 }
 

@@ -164,6 +164,7 @@ func TestRecord(t *testing.T) {
 		Freshness: 5 * time.Minute})
 	m.Record(StageRun{Stage: "load", Err: errkind.Wrap(errkind.BadRowsRejected, errors.New("x"))})
 	m.Record(StageRun{Stage: "ingest", Err: errors.New("unclassified")})
+	m.Record(StageRun{Stage: "ingest", Skew: map[string]time.Duration{"sales_order": -5 * time.Hour, "design": 0}})
 
 	checks := []struct {
 		name string
@@ -176,6 +177,8 @@ func TestRecord(t *testing.T) {
 		{"internal", testutil.ToFloat64(m.failures.WithLabelValues("ingest", "internal")), 1},
 		{"freshness", testutil.ToFloat64(m.freshness), 300},
 		{"last success", testutil.ToFloat64(m.lastSuccess.WithLabelValues("load")), 1_700_000_000},
+		{"skew behind", testutil.ToFloat64(m.skew.WithLabelValues("sales_order")), -18000},
+		{"skew within", testutil.ToFloat64(m.skew.WithLabelValues("design")), 0},
 	}
 	for _, c := range checks {
 		if c.got != c.want {

@@ -26,6 +26,9 @@ type Report struct {
 	// Freshness is set by load: the age of the newest source change when
 	// it arrived in the warehouse.
 	Freshness time.Duration
+	// Skew is set by ingest: per table, how far its last_updated runs
+	// ahead of or behind the source's clock beyond the lookback.
+	Skew map[string]time.Duration
 	// Note is a short human remark (e.g. "nothing new").
 	Note string
 }

@@ -76,7 +76,7 @@ func (p *Pipeline) Stages() []Stage {
 func (p *Pipeline) ingest(ctx context.Context) (Report, error) {
 	res, err := ingest.Run(ctx, ingest.Options{SourceURL: p.Config.SourceURL, Bucket: p.Ingest,
 		Lookback: p.Config.Lookback, Logger: p.Logger})
-	rep := Report{RunID: res.RunID, Rows: res.Rows, Duration: res.Duration}
+	rep := Report{RunID: res.RunID, Rows: res.Rows, Duration: res.Duration, Skew: res.Skew}
 	switch {
 	case res.Conflict:
 		rep.Note = "another run committed the batch first"

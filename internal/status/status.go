@@ -139,6 +139,15 @@ func (r Report) WriteText(w io.Writer) error {
 		s := r.Tables[t]
 		p("  %-16s %-24s %-24s %s", t, stamp(s.Watermark), stamp(s.LandedAt), s.Batch)
 	}
+	for _, t := range names {
+		if s := r.Tables[t]; s.Skew != 0 {
+			dir := "behind"
+			if s.Skew > 0 {
+				dir = "ahead of"
+			}
+			p("  clock: %s.last_updated runs %s %s the source's clock, more than the lookback", t, s.Skew.Abs().Round(time.Second), dir)
+		}
+	}
 	p("\nBatches: ingested %d, processed %d, loaded %d", r.IngestedBatch, r.ProcessedBatch, r.LoadedBatch)
 	p("Waiting: %d for transform, %d for load", r.PendingTransform, r.PendingLoad)
 	if r.LastLoad != nil {
