@@ -4,6 +4,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -30,10 +31,26 @@ func execute(ctx context.Context, args []string, stderr io.Writer) int {
 	root.SetArgs(args)
 	if err := root.ExecuteContext(ctx); err != nil {
 		_, _ = fmt.Fprintln(stderr, "sandstone:", config.Redact(err.Error()))
+		var c codedError
+		if errors.As(err, &c) {
+			return c.code
+		}
 		return 1
 	}
 	return 0
 }
+
+// codedError is an error that exits with its own code.
+type codedError struct {
+	code int
+	err  error
+}
+
+func (e codedError) Error() string { return e.err.Error() }
+func (e codedError) Unwrap() error { return e.err }
+
+// exitCode makes err exit with code.
+func exitCode(code int, err error) error { return codedError{code, err} }
 
 func newRoot() *cobra.Command {
 	root := &cobra.Command{
@@ -57,7 +74,7 @@ SANDSTONE_LOOKBACK.`,
 	root.AddCommand(
 		newSeedCmd(), newSimulateCmd(),
 		newIngestCmd(), newTransformCmd(), newLoadCmd(),
-		newRunCmd(), newDemoCmd(), newStatusCmd(), newBenchCmd(),
+		newRunCmd(), newDemoCmd(), newStatusCmd(), newAuditCmd(), newBenchCmd(),
 	)
 	return root
 }

@@ -3,12 +3,14 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
 
 	"github.com/sandstone-data/sandstone/internal/config"
+	"github.com/sandstone-data/sandstone/internal/pgtest"
 	"github.com/sandstone-data/sandstone/internal/sandbox"
 )
 
@@ -164,5 +166,70 @@ func TestExitCodes(t *testing.T) {
 	}
 	if code := execute(context.Background(), []string{"no-such-command"}, &stderr); code != 1 {
 		t.Errorf("an unknown command exited %d", code)
+	}
+}
+
+// TestAuditCommand: exit 0 when the source and the lake agree, 1 with the
+// drift named, 2 when it cannot audit; --json for scripts.
+func TestAuditCommand(t *testing.T) {
+	ctx := context.Background()
+	dir := filepath.Join(t.TempDir(), "sb")
+	sb, err := sandbox.Start(ctx, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sandbox.Clean(dir) })
+	src, in := sb.Config.SourceURL, []string{"--ingest-bucket", sb.Config.IngestBucket}
+	if _, err := runCLI(ctx, "seed", "--source", src, "--sales-orders", "100"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := runCLI(ctx, append([]string{"ingest", "--source", src}, in...)...); err != nil {
+		t.Fatal(err)
+	}
+	audit := func(extra ...string) (string, int) {
+		var stderr strings.Builder
+		var stdout strings.Builder
+		root := newRoot()
+		root.SetOut(&stdout)
+		root.SetErr(&stderr)
+		root.SetArgs(append(append([]string{"audit", "--source", src}, in...), extra...))
+		code := 0
+		if err := root.ExecuteContext(ctx); err != nil {
+			code = 1
+			var c codedError
+			if errors.As(err, &c) {
+				code = c.code
+			}
+		}
+		return stdout.String(), code
+	}
+	if out, code := audit(); code != 0 || !strings.Contains(out, "agree") {
+		t.Fatalf("clean audit exited %d:\n%s", code, out)
+	}
+	pgtest.Exec(t, src, `DELETE FROM payment WHERE payment_id = 7;
+		UPDATE sales_order SET units_sold = 1, last_updated = last_updated - interval '3 days' WHERE sales_order_id = 5`)
+	out, code := audit("--json")
+	var r struct {
+		Drift  bool `json:"drift"`
+		Tables map[string]struct {
+			Missing int64 `json:"missing"`
+			Deleted int64 `json:"deleted"`
+		} `json:"tables"`
+	}
+	if err := json.Unmarshal([]byte(out), &r); err != nil {
+		t.Fatalf("audit --json: %v\n%s", err, out)
+	}
+	if code != 1 || !r.Drift || r.Tables["payment"].Deleted != 1 || r.Tables["sales_order"].Missing != 1 || len(r.Tables) != 11 {
+		t.Fatalf("drift: exit %d, %+v", code, r)
+	}
+	if out, _ := audit(); !strings.Contains(out, "deleted from payment: ids 7") || !strings.Contains(out, "missing from sales_order: ids 5") {
+		t.Errorf("audit text does not name the ids:\n%s", out)
+	}
+	var stderr strings.Builder
+	if code := execute(ctx, []string{"audit", "--source", "postgres://u:pw@127.0.0.1:1/x?connect_timeout=1", "--ingest-bucket", t.TempDir()}, &stderr); code != 2 {
+		t.Errorf("an audit of an unreachable source exited %d: %s", code, stderr.String())
+	}
+	if code := execute(ctx, []string{"audit", "--source", src, "--lookback", "-1m"}, &stderr); code != 2 {
+		t.Errorf("an audit with a bad lookback exited %d", code)
 	}
 }

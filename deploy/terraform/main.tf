@@ -66,6 +66,8 @@ locals {
     warehouse_unreachable     = "the warehouse database could not be reached or refused the credentials in the warehouse secret"
     warehouse_schema_mismatch = "a warehouse table differs from the star schema the pipeline expects"
     load_failed               = "a batch could not be written to the warehouse (constraint or COPY failure); it will be retried"
+    object_mismatch           = "an object in a bucket differs from its batch's manifest (size, SHA-256 or row count): it was replaced or corrupted, so the batch is refused until the original object is restored or the bucket is rebuilt"
+    ledger_mismatch           = "a bucket does not hold the batches the next stage already took from it (wiped, rebuilt or another bucket): point the stage at the right bucket, or rebuild the warehouse from these buckets into an empty schema"
     config_invalid            = "the function's environment or secret is missing or malformed"
     internal                  = "an unexpected failure (a bug): read the log line's msg"
   }

@@ -17,13 +17,20 @@ const (
 	WarehouseUnreachable    Kind = "warehouse_unreachable"
 	WarehouseSchemaMismatch Kind = "warehouse_schema_mismatch"
 	LoadFailed              Kind = "load_failed"
-	ConfigInvalid           Kind = "config_invalid"
-	Internal                Kind = "internal"
+	// ObjectMismatch: an object differs from its manifest entry (size,
+	// checksum or row count), so its batch is refused.
+	ObjectMismatch Kind = "object_mismatch"
+	// LedgerMismatch: a bucket does not hold the batches a later stage (the
+	// warehouse's ledger, or the processed bucket) says it took from it.
+	LedgerMismatch Kind = "ledger_mismatch"
+	ConfigInvalid  Kind = "config_invalid"
+	Internal       Kind = "internal"
 )
 
 // All lists every kind.
 var All = []Kind{SourceUnreachable, SourceSchemaMismatch, BucketReadFailed, BucketWriteFailed,
-	BadRowsRejected, WarehouseUnreachable, WarehouseSchemaMismatch, LoadFailed, ConfigInvalid, Internal}
+	BadRowsRejected, WarehouseUnreachable, WarehouseSchemaMismatch, LoadFailed, ObjectMismatch, LedgerMismatch,
+	ConfigInvalid, Internal}
 
 type kindError struct {
 	kind Kind
@@ -37,6 +44,17 @@ func (e *kindError) Unwrap() error { return e.err }
 func Wrap(k Kind, err error) error {
 	if err == nil {
 		return nil
+	}
+	return &kindError{k, err}
+}
+
+// Default marks err as a failure of kind k unless it carries a kind
+// already, which it keeps: a verdict found deep down (an object that does
+// not match its manifest) is not turned into a generic failure on the way up.
+func Default(k Kind, err error) error {
+	var ke *kindError
+	if err == nil || errors.As(err, &ke) {
+		return err
 	}
 	return &kindError{k, err}
 }

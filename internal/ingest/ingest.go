@@ -170,7 +170,7 @@ func Run(ctx context.Context, opts Options) (Result, error) {
 		return res, errkind.Wrap(errkind.BucketReadFailed, fmt.Errorf("ingest: %w", err))
 	}
 
-	tx, snapshotAt, closeSource, err := openSnapshot(ctx, opts.SourceURL)
+	tx, snapshotAt, closeSource, err := OpenSnapshot(ctx, opts.SourceURL)
 	if err != nil {
 		return res, err
 	}
@@ -216,21 +216,25 @@ func Run(ctx context.Context, opts Options) (Result, error) {
 		log.Info("ingest found nothing new", "seconds", res.Duration.Seconds())
 		return res, nil
 	}
-	for _, obj := range objects {
+	m := lake.Manifest{SnapshotAt: snapshotAt, SourceNewest: newest, Tables: objects}
+	return commit(ctx, opts.Bucket, seq, m, next, res, start, log)
+}
+
+// commit saves the batch's state and creates its manifest, last. A
+// manifest created first by another run leaves this run's objects
+// unreferenced, and the result says so (Conflict).
+func commit(ctx context.Context, b *lake.Bucket, seq int64, m lake.Manifest, next State, res Result, start time.Time, log *slog.Logger) (Result, error) {
+	for _, obj := range m.Tables {
 		res.Rows[obj.Table] = obj.Rows
 		res.Bytes += obj.Bytes
 	}
-
-	stateKey := lake.StateKey(seq, res.RunID)
-	if err := putState(ctx, opts.Bucket, stateKey, next); err != nil {
+	m.Version, m.Stage, m.Batch, m.Sequence, m.RunID = 1, "ingest", lake.BatchID(seq), seq, res.RunID
+	m.StateKey = lake.StateKey(seq, res.RunID)
+	if err := putState(ctx, b, m.StateKey, next); err != nil {
 		return res, errkind.Wrap(errkind.BucketWriteFailed, fmt.Errorf("ingest: %w", err))
 	}
-	m := lake.Manifest{
-		Version: 1, Stage: "ingest", Batch: lake.BatchID(seq), Sequence: seq, RunID: res.RunID,
-		CreatedAt: time.Now().UTC(), SnapshotAt: snapshotAt, SourceNewest: newest,
-		Tables: objects, StateKey: stateKey,
-	}
-	if err := opts.Bucket.PutManifest(ctx, seq, m); err != nil {
+	m.CreatedAt = time.Now().UTC()
+	if err := b.PutManifest(ctx, seq, m); err != nil {
 		if lake.IsExists(err) {
 			res.Conflict = true
 			res.Rows = map[string]int64{}
@@ -244,14 +248,14 @@ func Run(ctx context.Context, opts Options) (Result, error) {
 	res.Sequence, res.Batch = seq, lake.BatchID(seq)
 	res.Duration = time.Since(start)
 	log.Info("ingest landed batch", "batch", res.Batch, "rows", res.Total(), "tables", res.Rows,
-		"bytes", res.Bytes, "seconds", res.Duration.Seconds())
+		"bytes", res.Bytes, "repair", m.Repair, "seconds", res.Duration.Seconds())
 	return res, nil
 }
 
-// openSnapshot connects to the source in UTC and begins the run's read-only
+// OpenSnapshot connects to the source in UTC and begins a read-only
 // REPEATABLE READ transaction, returning it with the source's clock at its
 // start. close ends both and may be called more than once.
-func openSnapshot(ctx context.Context, url string) (tx pgx.Tx, at time.Time, close func(), err error) {
+func OpenSnapshot(ctx context.Context, url string) (tx pgx.Tx, at time.Time, close func(), err error) {
 	cfg, err := pgx.ParseConfig(url)
 	if err != nil {
 		return nil, at, nil, errkind.Wrap(errkind.ConfigInvalid, fmt.Errorf("ingest: source URL: %s", config.Redact(err.Error())))
@@ -313,6 +317,76 @@ func (t *tableWriter) commit() (lake.Object, error) {
 		Watermark: t.watermark, Columns: t.columns}, nil
 }
 
+// Repair is what an audit found that the watermark cannot land.
+type Repair struct {
+	// Seq is the batch the audit compared with: the repair lands only on
+	// top of it, so that nothing that landed since is landed twice.
+	Seq int64
+	// Missing are, per table, the ids whose current source version never
+	// landed.
+	Missing map[string][]int32
+	// Deleted are, per table, the ids gone from the source.
+	Deleted map[string][]int32
+}
+
+// LandRepair lands, from tx (a snapshot from OpenSnapshot taken at
+// snapshotAt, the one the audit read), the current version of every missing
+// row and a tombstone for every deleted id, as one batch whose manifest is
+// marked as a repair. Ingest's state carries over unchanged: the repaired
+// versions lie below every window. It refuses when a batch landed after
+// rep.Seq, since the audit is then out of date.
+func LandRepair(ctx context.Context, tx pgx.Tx, snapshotAt time.Time, b *lake.Bucket, rep Repair, logger *slog.Logger) (Result, error) {
+	start := time.Now()
+	res := Result{RunID: newRunID(), Rows: map[string]int64{}}
+	if logger == nil {
+		logger = slog.Default()
+	}
+	log := logger.With("stage", "ingest", "run_id", res.RunID)
+	seq, prev, err := LoadState(ctx, b)
+	if err != nil {
+		return res, errkind.Wrap(errkind.BucketReadFailed, fmt.Errorf("repair: %w", err))
+	}
+	if seq != rep.Seq {
+		return res, errkind.Wrap(errkind.Internal, fmt.Errorf("repair: batch %s landed after the audit of batch %s: audit again",
+			lake.BatchID(seq), lake.BatchID(rep.Seq)))
+	}
+	m := lake.Manifest{Repair: true, SnapshotAt: snapshotAt}
+	for _, table := range totesys.Tables {
+		ids := rep.Missing[table.Name]
+		if len(ids) == 0 {
+			continue
+		}
+		r := tableRun{table: table, only: ids, now: start, seq: seq + 1, runID: res.RunID}
+		tw, err := r.read(ctx, tx, b, log)
+		if err == nil && tw.rows > 0 {
+			var obj lake.Object
+			if obj, err = tw.commit(); err != nil {
+				err = errkind.Wrap(errkind.BucketWriteFailed, err)
+			}
+			m.Tables = append(m.Tables, obj)
+		}
+		if err != nil {
+			if tw != nil {
+				tw.abort()
+			}
+			return res, fmt.Errorf("repair %s: %w", table.Name, err)
+		}
+	}
+	for table, ids := range rep.Deleted {
+		if len(ids) > 0 {
+			if m.Deleted == nil {
+				m.Deleted = map[string][]int32{}
+			}
+			m.Deleted[table] = ids
+		}
+	}
+	if len(m.Tables) == 0 && len(m.Deleted) == 0 {
+		res.Duration = time.Since(start)
+		return res, nil
+	}
+	return commit(ctx, b, seq+1, m, prev, res, start, log)
+}
+
 // tableRun is one table's part of a run: where its window starts and
 // which versions it has landed already.
 type tableRun struct {
@@ -324,6 +398,42 @@ type tableRun struct {
 	now          time.Time
 	seq          int64
 	runID        string
+	// only, when set, reads these ids alone, whatever their stamps (a
+	// repair).
+	only []int32
+}
+
+// NextWindow is where the next run's read of table starts (exclusive),
+// given this state; ok is false when the next run reads every row. A version
+// stamped after it is still to be landed by the next run.
+func (s State) NextWindow(table string, lookback time.Duration) (start time.Time, ok bool) {
+	r := tableRun{prev: s.Tables[table], prevSnapshot: s.SnapshotAt, lookback: lookback}
+	return r.windowStart()
+}
+
+// ReadVersions streams the (key, last_updated in µs) of every row of table
+// in tx to fn, in no order.
+func ReadVersions(ctx context.Context, tx pgx.Tx, table totesys.Table, fn func(id int32, us int64)) error {
+	sql := "SELECT " + pgx.Identifier{table.Key}.Sanitize() + "::int4, " + pgx.Identifier{totesys.LastUpdated}.Sanitize() +
+		"::timestamp FROM " + pgx.Identifier{table.Name}.Sanitize()
+	rows, err := tx.Query(ctx, sql, pgx.QueryResultFormats{pgx.BinaryFormatCode})
+	if err != nil {
+		return errkind.Wrap(errkind.SourceUnreachable, fmt.Errorf("read %s: %w", table.Name, err))
+	}
+	defer rows.Close()
+	for rows.Next() {
+		raw := rows.RawValues()
+		id, ok1 := int32Of(raw[0])
+		us, ok2 := microsOf(raw[1])
+		if !ok1 || !ok2 {
+			return errkind.Wrap(errkind.SourceSchemaMismatch, fmt.Errorf("%s: a row without %s or %s", table.Name, table.Key, totesys.LastUpdated))
+		}
+		fn(id, us)
+	}
+	if err := rows.Err(); err != nil {
+		return errkind.Wrap(errkind.SourceUnreachable, fmt.Errorf("read %s: %w", table.Name, err))
+	}
+	return nil
 }
 
 // windowStart is where the table's read starts (exclusive); ok is false
@@ -357,7 +467,10 @@ func (r *tableRun) read(ctx context.Context, tx pgx.Tx, b *lake.Bucket, log *slo
 	args := []any{pgx.QueryResultFormats{pgx.BinaryFormatCode}}
 	seen := map[version]struct{}{}
 	var watermark time.Time
-	if start, ok := r.windowStart(); ok {
+	if r.only != nil {
+		sql += " WHERE " + pgx.Identifier{r.table.Key}.Sanitize() + " = ANY($1)"
+		args = append(args, r.only)
+	} else if start, ok := r.windowStart(); ok {
 		sql += " WHERE " + pgx.Identifier{totesys.LastUpdated}.Sanitize() + " > $1"
 		args = append(args, start)
 		for _, v := range r.prev.Recent {

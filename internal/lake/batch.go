@@ -2,6 +2,8 @@ package lake
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -56,14 +58,23 @@ func (b *Bucket) PutManifest(ctx context.Context, seq int64, m any) error {
 
 // ReadManifest decodes batch seq's manifest into m.
 func (b *Bucket) ReadManifest(ctx context.Context, seq int64, m any) error {
+	_, err := b.ReadManifestSum(ctx, seq, m)
+	return err
+}
+
+// ReadManifestSum decodes batch seq's manifest into m and returns the hex
+// SHA-256 of its bytes, which identifies the batch (see BatchRef). A
+// missing manifest is ErrNotFound.
+func (b *Bucket) ReadManifestSum(ctx context.Context, seq int64, m any) (string, error) {
 	data, err := b.Get(ctx, ManifestKey(seq))
 	if err != nil {
-		return err
+		return "", err
 	}
 	if err := json.Unmarshal(data, m); err != nil {
-		return fmt.Errorf("manifest %s in %s: %w", BatchID(seq), b.url, err)
+		return "", fmt.Errorf("manifest %s in %s: %w", BatchID(seq), b.url, err)
 	}
-	return nil
+	sum := sha256.Sum256(data)
+	return hex.EncodeToString(sum[:]), nil
 }
 
 // LatestSeq is the sequence number of the newest batch, 0 when none.

@@ -196,23 +196,31 @@ func (b *Bucket) Get(ctx context.Context, key string) ([]byte, error) {
 // start, for readers that need random access (Parquet). The caller closes
 // and removes the file; Temp does both.
 func (b *Bucket) Download(ctx context.Context, key string) (*os.File, error) {
+	f, _, err := b.download(ctx, key, io.Discard)
+	return f, err
+}
+
+// download is Download that also copies the bytes to h (a hash) as they
+// arrive, and returns their number.
+func (b *Bucket) download(ctx context.Context, key string, h io.Writer) (*os.File, int64, error) {
 	r, err := b.b.NewReader(ctx, key, nil)
 	if err != nil {
 		if gcerrors.Code(err) == gcerrors.NotFound {
-			return nil, fmt.Errorf("read %s: %w", key, ErrNotFound)
+			return nil, 0, fmt.Errorf("read %s: %w", key, ErrNotFound)
 		}
-		return nil, fmt.Errorf("read %s from %s: %w", key, b.url, err)
+		return nil, 0, fmt.Errorf("read %s from %s: %w", key, b.url, err)
 	}
 	defer func() { _ = r.Close() }()
 	f, err := os.CreateTemp("", "sandstone-*.parquet")
 	if err != nil {
-		return nil, fmt.Errorf("download %s: %w", key, err)
+		return nil, 0, fmt.Errorf("download %s: %w", key, err)
 	}
-	if _, err := io.Copy(f, r); err != nil {
+	n, err := io.Copy(io.MultiWriter(f, h), r)
+	if err != nil {
 		RemoveTemp(f)
-		return nil, fmt.Errorf("download %s: %w", key, err)
+		return nil, 0, fmt.Errorf("download %s: %w", key, err)
 	}
-	return f, nil
+	return f, n, nil
 }
 
 // RemoveTemp closes and removes a file made by Download.

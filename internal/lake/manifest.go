@@ -28,6 +28,26 @@ type Manifest struct {
 	StateKey string `json:"state_key,omitempty"`
 	// State is the stage's own resume state, when small enough to inline.
 	State json.RawMessage `json:"state,omitempty"`
+	// Repair marks an ingested batch that sandstone audit --repair landed:
+	// source versions no watermark saw, and the tombstones in Deleted.
+	Repair bool `json:"repair,omitempty"`
+	// Deleted are tombstones: per source table, the ids an audit found gone
+	// from the source at SnapshotAt (ingest), carried on by transform.
+	Deleted map[string][]int32 `json:"deleted,omitempty"`
+	// Source is the batch of the previous stage this batch was made from
+	// (transform: the ingested batch); nil in manifests written before it
+	// was recorded.
+	Source *BatchRef `json:"source,omitempty"`
+}
+
+// BatchRef identifies one committed batch of a bucket: its sequence, the
+// run that wrote it and the SHA-256 of its manifest's bytes. A bucket wiped
+// and refilled, or another bucket, has batches of the same sequence but
+// other identities.
+type BatchRef struct {
+	Sequence       int64  `json:"sequence"`
+	RunID          string `json:"run_id"`
+	ManifestSHA256 string `json:"manifest_sha256"`
 }
 
 // Object is one object of a batch.
@@ -41,6 +61,9 @@ type Object struct {
 	Watermark *Range `json:"watermark,omitempty"`
 	// Columns are the object's columns and their types (ingest).
 	Columns []Column `json:"columns,omitempty"`
+	// MaxLen is the length, in characters, of the longest value of each
+	// text column (transform), for checking the warehouse's column lengths.
+	MaxLen map[string]int `json:"max_len,omitempty"`
 }
 
 // Range is a closed range of timestamps.

@@ -2,13 +2,20 @@ package lake
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"os"
+	"reflect"
+	"strings"
+	"unicode/utf8"
 
 	"github.com/parquet-go/parquet-go"
 	"github.com/parquet-go/parquet-go/compress/zstd"
+
+	"github.com/sandstone-data/sandstone/internal/errkind"
 )
 
 // rowGroupRows bounds a row group, and so the memory a writer buffers.
@@ -19,10 +26,46 @@ const rowGroupRows = 128 * 1024
 var codec = &zstd.Codec{Level: zstd.SpeedFastest}
 
 // ParquetWriter streams rows of type T into a new Parquet object (zstd).
+// For a struct T it also measures the longest value of each text column.
 type ParquetWriter[T any] struct {
 	obj  *Upload
 	w    *parquet.GenericWriter[T]
 	rows int64
+	text []textField // T's string fields
+	max  []int       // the longest value of each, in characters
+}
+
+// textField is a string (or *string) field of a row struct.
+type textField struct {
+	index int
+	name  string // the Parquet column's name
+	ptr   bool
+}
+
+// textFields are the top-level string fields of struct type t.
+func textFields(t reflect.Type) []textField {
+	if t.Kind() != reflect.Struct {
+		return nil
+	}
+	var out []textField
+	for i := range t.NumField() {
+		f := t.Field(i)
+		name, _, _ := strings.Cut(f.Tag.Get("parquet"), ",")
+		if !f.IsExported() || name == "-" {
+			continue
+		}
+		if name == "" {
+			name = f.Name
+		}
+		ft, ptr := f.Type, false
+		if ft.Kind() == reflect.Pointer {
+			ft, ptr = ft.Elem(), true
+		}
+		if ft.Kind() == reflect.String {
+			out = append(out, textField{index: i, name: name, ptr: ptr})
+		}
+	}
+	return out
 }
 
 // NewParquetWriter starts the object key. With a nil schema the schema is
@@ -41,11 +84,31 @@ func NewParquetWriter[T any](ctx context.Context, b *Bucket, key string, schema 
 	if schema != nil {
 		opts = append(opts, schema)
 	}
-	return &ParquetWriter[T]{obj: obj, w: parquet.NewGenericWriter[T](obj, opts...)}, nil
+	text := textFields(reflect.TypeFor[T]())
+	return &ParquetWriter[T]{obj: obj, w: parquet.NewGenericWriter[T](obj, opts...), text: text, max: make([]int, len(text))}, nil
 }
 
 // Write appends typed rows.
 func (w *ParquetWriter[T]) Write(rows []T) error {
+	if len(w.text) > 0 {
+		for i := range rows {
+			v := reflect.ValueOf(&rows[i]).Elem()
+			for j, tf := range w.text {
+				f := v.Field(tf.index)
+				if tf.ptr {
+					if f.IsNil() {
+						continue
+					}
+					f = f.Elem()
+				}
+				// A string of n bytes has at most n characters: count only
+				// those that might be longer than the longest so far.
+				if s := f.String(); len(s) > w.max[j] {
+					w.max[j] = max(w.max[j], utf8.RuneCountInString(s))
+				}
+			}
+		}
+	}
 	n, err := w.w.Write(rows)
 	w.rows += int64(n)
 	if err != nil {
@@ -56,6 +119,22 @@ func (w *ParquetWriter[T]) Write(rows []T) error {
 
 // Rows is the number of rows written.
 func (w *ParquetWriter[T]) Rows() int64 { return w.rows }
+
+// MaxLen is the length, in characters, of the longest value written to
+// each text column of a struct T, for Object.MaxLen; columns with no
+// non-empty value are left out, and a writer of untyped rows gives nil.
+func (w *ParquetWriter[T]) MaxLen() map[string]int {
+	var out map[string]int
+	for j, tf := range w.text {
+		if w.max[j] > 0 {
+			if out == nil {
+				out = map[string]int{}
+			}
+			out[tf.name] = w.max[j]
+		}
+	}
+	return out
+}
 
 // Key is the object's key.
 func (w *ParquetWriter[T]) Key() string { return w.obj.Key }
@@ -102,8 +181,53 @@ func OpenParquet(ctx context.Context, b *Bucket, key string) (*ParquetFile, erro
 	return &ParquetFile{Key: key, f: f, file: pf}, nil
 }
 
+// ErrObjectMismatch means an object differs from its manifest entry.
+var ErrObjectMismatch = errors.New("the object does not match its manifest")
+
+// OpenObject downloads the Parquet object of manifest entry obj and opens
+// it, verified: its size and SHA-256 (hashed as it downloads) and its row
+// count must be those the manifest records. A difference is an error of
+// kind errkind.ObjectMismatch (wrapping ErrObjectMismatch) that names the
+// object, the bucket, what was expected and what was found: the object was
+// replaced or damaged after its batch was committed. An entry without a
+// checksum (written by hand, not by a stage) is only opened.
+func OpenObject(ctx context.Context, b *Bucket, obj Object) (*ParquetFile, error) {
+	h := sha256.New()
+	f, n, err := b.download(ctx, obj.Key, h)
+	if err != nil {
+		return nil, err
+	}
+	mismatch := func(want, got string) error {
+		return errkind.Wrap(errkind.ObjectMismatch, fmt.Errorf(
+			"object %s in bucket %s: %w: the manifest says %s, the bucket holds %s. "+
+				"The object was replaced or damaged after its batch was committed, so the batch is refused: "+
+				"put the original object back, or rebuild this bucket (and those after it) from the stage before",
+			obj.Key, b.url, ErrObjectMismatch, want, got))
+	}
+	if obj.SHA256 != "" {
+		if sum := hex.EncodeToString(h.Sum(nil)); n != obj.Bytes || sum != obj.SHA256 {
+			RemoveTemp(f)
+			return nil, mismatch(fmt.Sprintf("%d bytes, sha256 %s", obj.Bytes, obj.SHA256),
+				fmt.Sprintf("%d bytes, sha256 %s", n, sum))
+		}
+	}
+	pf, err := parquet.OpenFile(f, n)
+	if err != nil {
+		RemoveTemp(f)
+		return nil, fmt.Errorf("read %s: not Parquet: %w", obj.Key, err)
+	}
+	if obj.SHA256 != "" && pf.NumRows() != obj.Rows {
+		RemoveTemp(f)
+		return nil, mismatch(fmt.Sprintf("%d rows", obj.Rows), fmt.Sprintf("%d rows", pf.NumRows()))
+	}
+	return &ParquetFile{Key: obj.Key, f: f, file: pf}, nil
+}
+
 // Close removes the temporary file.
 func (p *ParquetFile) Close() { RemoveTemp(p.f) }
+
+// File is the open Parquet file: its schema, statistics and raw rows.
+func (p *ParquetFile) File() *parquet.File { return p.file }
 
 // ReadRows streams the rows of p, up to batch rows at a time, to fn.
 // Columns are matched by name: columns the file has and T lacks are skipped,
@@ -134,6 +258,18 @@ func ReadRows[T any](ctx context.Context, p *ParquetFile, batch int, fn func([]T
 			return err
 		}
 	}
+}
+
+// ReadObject streams the rows of the Parquet object of manifest entry obj,
+// verified as OpenObject verifies it, up to batch rows at a time, to fn, as
+// ReadRows does.
+func ReadObject[T any](ctx context.Context, b *Bucket, obj Object, batch int, fn func([]T) error) error {
+	p, err := OpenObject(ctx, b, obj)
+	if err != nil {
+		return err
+	}
+	defer p.Close()
+	return ReadRows(ctx, p, batch, fn)
 }
 
 // ReadParquet streams the rows of the Parquet object key, up to batch rows

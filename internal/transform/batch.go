@@ -25,6 +25,7 @@ type batch struct {
 	out    *outputs
 	rej    *rejectWriter
 	res    BatchResult
+	source *lake.BatchRef // the ingested batch, recorded in the manifest
 
 	// The ids of the addresses and departments that changed in the batch.
 	changedAddresses   map[int32]bool
@@ -90,7 +91,9 @@ func (b *batch) process(im *lake.Manifest, runID string) (committed bool, err er
 	}
 
 	m := lake.Manifest{Version: 1, Stage: "transform", Batch: lake.BatchID(b.seq), Sequence: b.seq,
-		RunID: runID, SourceNewest: im.SourceNewest, Released: b.res.Released}
+		RunID: runID, SourceNewest: im.SourceNewest, Released: b.res.Released, Source: b.source,
+		// A repair's tombstones go on to load, with when they were seen.
+		Repair: im.Repair, Deleted: im.Deleted, SnapshotAt: im.SnapshotAt}
 	for _, o := range b.out.all {
 		obj, ok, err := o.commit()
 		if err != nil {
@@ -184,9 +187,9 @@ func (b *batch) open(im *lake.Manifest, table string) (*lake.ParquetFile, error)
 	if !ok {
 		return nil, nil
 	}
-	src, err := lake.OpenParquet(b.ctx, b.ingest, obj.Key)
+	src, err := lake.OpenObject(b.ctx, b.ingest, obj)
 	if err != nil {
-		return nil, errkind.Wrap(errkind.BucketReadFailed, fmt.Errorf("%s: %w", table, err))
+		return nil, errkind.Default(errkind.BucketReadFailed, fmt.Errorf("%s: %w", table, err))
 	}
 	return src, nil
 }
@@ -194,7 +197,7 @@ func (b *batch) open(im *lake.Manifest, table string) (*lake.ParquetFile, error)
 // readAll reads the (small) table's rows of the batch, keeping the newest
 // version of each id.
 func readAll[T any](b *batch, im *lake.Manifest, table string, version func(*T) (int32, time.Time)) ([]*T, error) {
-	src, err := b.open(im, table)
+	src, err := b.openIngested(im, table)
 	if err != nil || src == nil {
 		return nil, err
 	}
@@ -212,7 +215,7 @@ func readAll[T any](b *batch, im *lake.Manifest, table string, version func(*T) 
 			newest[id] = &r
 		}
 		return nil
-	})
+	}, b.rejecter(table))
 	if err != nil {
 		return nil, err
 	}
@@ -242,7 +245,7 @@ func (b *batch) addresses(im *lake.Manifest) error {
 	}
 	var out []star.DimLocation
 	for _, a := range rows {
-		if p := positive("address_id", a.AddressID); p != nil {
+		if p := firstProblem(positive("address_id", a.AddressID), stampsHeld(a.CreatedAt, a.LastUpdated)); p != nil {
 			if err := b.reject("address", a, p); err != nil {
 				return err
 			}
@@ -265,7 +268,7 @@ func (b *batch) departments(im *lake.Manifest) error {
 	}
 	b.changedDepartments = map[int32]bool{}
 	for _, d := range rows {
-		if p := positive("department_id", d.DepartmentID); p != nil {
+		if p := firstProblem(positive("department_id", d.DepartmentID), stampsHeld(d.CreatedAt, d.LastUpdated)); p != nil {
 			if err := b.reject("department", d, p); err != nil {
 				return err
 			}
@@ -302,7 +305,8 @@ func (b *batch) counterparties(im *lake.Manifest) error {
 			return c.CounterpartyID, c.LegalAddressID, c.LastUpdated
 		},
 		check: func(c *totesys.Counterparty) *problem {
-			return firstProblem(positive("counterparty_id", c.CounterpartyID), positive("legal_address_id", c.LegalAddressID))
+			return firstProblem(positive("counterparty_id", c.CounterpartyID), positive("legal_address_id", c.LegalAddressID),
+				stampsHeld(c.CreatedAt, c.LastUpdated))
 		},
 		held: b.st.Counterparties, parents: b.st.Addresses, changedParents: b.changedAddresses,
 	}, rows, dimCounterparty)
@@ -326,7 +330,8 @@ func (b *batch) staff(im *lake.Manifest) error {
 			return s.StaffID, s.DepartmentID, s.LastUpdated
 		},
 		check: func(s *totesys.Staff) *problem {
-			return firstProblem(positive("staff_id", s.StaffID), positive("department_id", s.DepartmentID))
+			return firstProblem(positive("staff_id", s.StaffID), positive("department_id", s.DepartmentID),
+				stampsHeld(s.CreatedAt, s.LastUpdated))
 		},
 		held: b.st.Staff, parents: b.st.Departments, changedParents: b.changedDepartments,
 	}, rows, dimStaff)
@@ -404,7 +409,7 @@ func joinParent[R, P, O any](b *batch, c child[R, P], rows []*R, build func(*R, 
 func (b *batch) currencies(im *lake.Manifest) error {
 	return streamDim[currencyVersion](b, im, "currency", func(c *totesys.Currency) (int32, time.Time) { return c.CurrencyID, c.LastUpdated },
 		func(c *totesys.Currency) (star.DimCurrency, *problem) {
-			if p := positive("currency_id", c.CurrencyID); p != nil {
+			if p := firstProblem(positive("currency_id", c.CurrencyID), stampsHeld(c.CreatedAt, c.LastUpdated)); p != nil {
 				return star.DimCurrency{}, p
 			}
 			row, known := dimCurrency(c)
@@ -419,7 +424,7 @@ func (b *batch) currencies(im *lake.Manifest) error {
 func (b *batch) designs(im *lake.Manifest) error {
 	return streamDim[designVersion](b, im, "design", func(d *totesys.Design) (int32, time.Time) { return d.DesignID, d.LastUpdated },
 		func(d *totesys.Design) (star.DimDesign, *problem) {
-			if p := positive("design_id", d.DesignID); p != nil {
+			if p := firstProblem(positive("design_id", d.DesignID), stampsHeld(d.CreatedAt, d.LastUpdated)); p != nil {
 				return star.DimDesign{}, p
 			}
 			return dimDesign(d), nil
@@ -429,7 +434,7 @@ func (b *batch) designs(im *lake.Manifest) error {
 func (b *batch) paymentTypes(im *lake.Manifest) error {
 	return streamDim[paymentTypeVersion](b, im, "payment_type", func(p *totesys.PaymentType) (int32, time.Time) { return p.PaymentTypeID, p.LastUpdated },
 		func(p *totesys.PaymentType) (star.DimPaymentType, *problem) {
-			if pr := positive("payment_type_id", p.PaymentTypeID); pr != nil {
+			if pr := firstProblem(positive("payment_type_id", p.PaymentTypeID), stampsHeld(p.CreatedAt, p.LastUpdated)); pr != nil {
 				return star.DimPaymentType{}, pr
 			}
 			return dimPaymentType(p), nil
@@ -447,7 +452,7 @@ func (b *batch) transactions(im *lake.Manifest) error {
 // them and only the newest is kept.
 func streamDim[K versioned, S, D any](b *batch, im *lake.Manifest, table string, version func(*S) (int32, time.Time),
 	conv func(*S) (D, *problem), out *output[D], set *idSet) error {
-	src, err := b.open(im, table)
+	src, err := b.openIngested(im, table)
 	if err != nil || src == nil {
 		return err
 	}
@@ -483,7 +488,7 @@ func streamDim[K versioned, S, D any](b *batch, im *lake.Manifest, table string,
 			buf = append(buf, d)
 		}
 		return write(out, buf)
-	})
+	}, b.rejecter(table))
 }
 
 // versioned is a row's id and last_updated, read alone: the first pass of
@@ -519,7 +524,9 @@ func (v transactionVersion) version() (int32, time.Time) { return v.ID, v.LastUp
 
 // duplicates returns, for the ids src holds more than once, the newest
 // last_updated; nil when every id is there once.
-func duplicates[K versioned](ctx context.Context, src *lake.ParquetFile) (map[int32]time.Time, error) {
+// A row whose id or last_updated cannot be read exactly is skipped here:
+// the pass that reads the whole rows rejects it.
+func duplicates[K versioned](ctx context.Context, src *ingested) (map[int32]time.Time, error) {
 	seen, dup := newIDSet(), newIDSet()
 	err := readSource(ctx, src, func(rows []K) error {
 		for i := range rows {
@@ -533,7 +540,7 @@ func duplicates[K versioned](ctx context.Context, src *lake.ParquetFile) (map[in
 			seen.add(id)
 		}
 		return nil
-	})
+	}, skipRow)
 	if err != nil || dup.len() == 0 {
 		return nil, err
 	}
@@ -546,7 +553,7 @@ func duplicates[K versioned](ctx context.Context, src *lake.ParquetFile) (map[in
 			}
 		}
 		return nil
-	})
+	}, skipRow)
 	return newest, err
 }
 
@@ -613,7 +620,7 @@ func (b *batch) payments(im *lake.Manifest) error {
 }
 
 func streamFacts[S, F any](b *batch, im *lake.Manifest, table string, conv func(*S) (F, *problem), out *output[F]) error {
-	src, err := b.open(im, table)
+	src, err := b.openIngested(im, table)
 	if err != nil || src == nil {
 		return err
 	}
@@ -632,5 +639,5 @@ func streamFacts[S, F any](b *batch, im *lake.Manifest, table string, conv func(
 			buf = append(buf, f)
 		}
 		return write(out, buf)
-	})
+	}, b.rejecter(table))
 }

@@ -33,6 +33,27 @@
 // millisecond), text dates parsed strictly as YYYY-MM-DD, money kept as
 // exact cents. dim_date holds every date the batch's fact rows refer to.
 //
+// # No value is changed on the way
+//
+// Each ingested object declares its column types (the manifest's columns,
+// checked against the Parquet file's own schema; a disagreement stops the
+// stage). When every column a row type needs has exactly the type it
+// expects (and NULLs only where it allows them, and timestamps parquet-go
+// converts correctly), the object is read as it always was. Otherwise each
+// value is converted exactly: an INT64 that fits an INT32, an integer or a
+// DECIMAL with fewer decimals into cents, numeric text such as "12.50"
+// (ingest writes a numeric without precision as text), a nullable column's
+// values that are not NULL. A value that cannot be kept exactly (digits
+// lost, out of range, a NULL where a value is needed, text that is not a
+// number) rejects its row as a bad_value naming the column, the value and
+// why; nothing is truncated, rescaled or defaulted. A column that cannot be
+// read as the expected type at all (BOOLEAN for an INT32, text for a
+// timestamp, a floating-point number for money, a missing column) stops
+// the stage with source_schema_mismatch, naming table, column and both
+// types. Every table's created_at and last_updated must lie within years
+// 0001 to 9999 (what Parquet readers, JSON and dim_date hold): a row
+// stamped infinity, -infinity or beyond is rejected.
+//
 // # Bad rows
 //
 // A row that cannot be transformed does not stop the batch and is never
@@ -44,8 +65,10 @@
 //   - bad_value: a value no version of the schema allows: a text date that
 //     is not YYYY-MM-DD, an id, quantity or amount that is zero or
 //     negative (payment amounts too: refunds are a payment type), money out
-//     of DECIMAL(10,2), last_updated before created_at, a transaction_type
-//     other than SALE or PURCHASE or one that does not match its order id.
+//     of DECIMAL(10,2), a value a drifted column type cannot hold exactly,
+//     a timestamp outside 0001-9999, last_updated before created_at, a
+//     transaction_type other than SALE or PURCHASE or one that does not
+//     match its order id.
 //     These rejects are final: a corrected row arrives from the source as a
 //     new row version anyway.
 //   - missing_reference: the row refers to a row transform has not seen

@@ -39,8 +39,9 @@ type sourceRows struct {
 }
 
 // putBatch writes rows as ingest batch seq: one Parquet object per table
-// with rows, then the manifest, as internal/ingest does.
-func putBatch(t testing.TB, b *lake.Bucket, seq int64, rows sourceRows) {
+// with rows, then the manifest, as internal/ingest does; extra objects
+// (written already) join the manifest too.
+func putBatch(t testing.TB, b *lake.Bucket, seq int64, rows sourceRows, extra ...lake.Object) {
 	t.Helper()
 	ctx := context.Background()
 	now := time.Now().UTC()
@@ -64,6 +65,7 @@ func putBatch(t testing.TB, b *lake.Bucket, seq int64, rows sourceRows) {
 	add(putTable(t, b, "purchase_order", seq, rows.PurchaseOrder, func(r totesys.PurchaseOrder) time.Time { return r.LastUpdated }))
 	add(putTable(t, b, "transaction", seq, rows.Transaction, func(r totesys.Transaction) time.Time { return r.LastUpdated }))
 	add(putTable(t, b, "payment", seq, rows.Payment, func(r totesys.Payment) time.Time { return r.LastUpdated }))
+	m.Tables = append(m.Tables, extra...)
 	if err := b.PutManifest(ctx, seq, m); err != nil {
 		t.Fatal(err)
 	}

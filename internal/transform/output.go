@@ -10,7 +10,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/sandstone-data/sandstone/internal/errkind"
 	"github.com/sandstone-data/sandstone/internal/lake"
 )
 
@@ -64,7 +63,7 @@ func (w *output[T]) commit() (lake.Object, bool, error) {
 	if err != nil {
 		return lake.Object{}, false, err
 	}
-	return lake.Object{Table: w.table, Key: pw.Key(), Rows: pw.Rows(), Bytes: size, SHA256: sum}, true, nil
+	return lake.Object{Table: w.table, Key: pw.Key(), Rows: pw.Rows(), Bytes: size, SHA256: sum, MaxLen: pw.MaxLen()}, true, nil
 }
 
 func (w *output[T]) abort() {
@@ -162,8 +161,12 @@ func (r *rejectWriter) abort() {
 
 // sourceJSON renders a source row as a JSON object keyed by the source's
 // column names, in column order: money as a decimal string, timestamps as
-// text, NULL as null.
+// text, NULL as null. A row already rendered (a json.RawMessage) is taken
+// as it is.
 func sourceJSON(row any) json.RawMessage {
+	if raw, ok := row.(json.RawMessage); ok {
+		return raw // rendered already, from values no row type holds
+	}
 	v := reflect.Indirect(reflect.ValueOf(row))
 	t := v.Type()
 	var b strings.Builder
@@ -186,7 +189,7 @@ func sourceJSON(row any) json.RawMessage {
 		val := f.Interface()
 		switch x := val.(type) {
 		case time.Time:
-			val = x.UTC().Format("2006-01-02 15:04:05.999999")
+			val = formatStamp(x)
 		case int64:
 			if len(tag) > 1 && strings.HasPrefix(tag[1], "decimal(2:") {
 				val = formatCents(x)
@@ -200,15 +203,4 @@ func sourceJSON(row any) json.RawMessage {
 	}
 	b.WriteByte('}')
 	return json.RawMessage(b.String())
-}
-
-// readSource streams the rows of an ingested object, chunk at a time, to
-// fn; a read failure is a bucket read failure.
-func readSource[T any](ctx context.Context, src *lake.ParquetFile, fn func([]T) error) error {
-	var fnErr error
-	err := lake.ReadRows(ctx, src, chunk, func(rows []T) error { fnErr = fn(rows); return fnErr })
-	if err != nil && fnErr == nil && ctx.Err() == nil {
-		return errkind.Wrap(errkind.BucketReadFailed, err)
-	}
-	return err
 }

@@ -2,6 +2,7 @@ package transform
 
 import (
 	"fmt"
+	"math"
 	"sort"
 	"time"
 
@@ -63,7 +64,42 @@ func quantity(column string, v int32) *problem {
 	return nil
 }
 
+// Timestamps outside years 0001 to 9999 are what Parquet readers, Go's
+// JSON and the warehouse's dim_date cannot hold; ingest writes PostgreSQL's
+// infinity and -infinity (and stamps too far out to count in µs) as the
+// largest and smallest int64 µs.
+var (
+	infinity    = time.UnixMicro(math.MaxInt64).UTC()
+	negInfinity = time.UnixMicro(math.MinInt64).UTC()
+	firstStamp  = time.Date(1, 1, 1, 0, 0, 0, 0, time.UTC)
+	endStamp    = time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)
+)
+
+// stamp checks that a created_at or last_updated lies within years 0001
+// to 9999. Every table's rows pass it.
+func stamp(column string, t time.Time) *problem {
+	switch {
+	case t.Equal(infinity):
+		return bad("%s is infinity", column)
+	case t.Equal(negInfinity):
+		return bad("%s is -infinity", column)
+	case t.Before(firstStamp) || !t.Before(endStamp):
+		return bad("%s %s is outside 0001-9999", column, t.UTC().Format(time.RFC3339Nano))
+	}
+	return nil
+}
+
+// stampsHeld checks a row's created_at and last_updated with stamp.
+func stampsHeld(created, updated time.Time) *problem {
+	return firstProblem(stamp("created_at", created), stamp("last_updated", updated))
+}
+
+// stamps checks a fact row's timestamps: held, and not updated before
+// being created.
 func stamps(created, updated time.Time) *problem {
+	if p := stampsHeld(created, updated); p != nil {
+		return p
+	}
 	if updated.Before(created) {
 		return bad("last_updated %s is before created_at %s", updated.UTC().Format(time.RFC3339Nano), created.UTC().Format(time.RFC3339Nano))
 	}
@@ -213,7 +249,7 @@ func dimPaymentType(p *totesys.PaymentType) star.DimPaymentType {
 }
 
 func dimTransaction(t *totesys.Transaction) (star.DimTransaction, *problem) {
-	if p := positive("transaction_id", t.TransactionID); p != nil {
+	if p := firstProblem(positive("transaction_id", t.TransactionID), stampsHeld(t.CreatedAt, t.LastUpdated)); p != nil {
 		return star.DimTransaction{}, p
 	}
 	switch t.TransactionType {

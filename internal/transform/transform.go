@@ -82,6 +82,9 @@ func Run(ctx context.Context, opts Options) (Result, error) {
 	if err != nil {
 		return res, errkind.Wrap(errkind.BucketReadFailed, fmt.Errorf("transform: %w", err))
 	}
+	if err := checkSource(ctx, opts, latest); err != nil {
+		return res, err
+	}
 	pending, err := opts.Ingest.SeqsAfter(ctx, latest)
 	if err != nil {
 		return res, errkind.Wrap(errkind.BucketReadFailed, fmt.Errorf("transform: %w", err))
@@ -110,7 +113,8 @@ func Run(ctx context.Context, opts Options) (Result, error) {
 			return res, nil
 		}
 		var im lake.Manifest
-		if err := opts.Ingest.ReadManifest(ctx, seq, &im); err != nil {
+		sum, err := opts.Ingest.ReadManifestSum(ctx, seq, &im)
+		if err != nil {
 			return res, errkind.Wrap(errkind.BucketReadFailed, fmt.Errorf("transform: ingest batch %s: %w", lake.BatchID(seq), err))
 		}
 		if im.Stage != "ingest" || im.Sequence != seq {
@@ -118,6 +122,7 @@ func Run(ctx context.Context, opts Options) (Result, error) {
 				opts.Ingest.URL(), lake.BatchID(seq), im.Stage, im.Sequence))
 		}
 		b := newBatch(ctx, opts, log, res.RunID, seq, st)
+		b.source = &lake.BatchRef{Sequence: seq, RunID: im.RunID, ManifestSHA256: sum}
 		committed, err := b.process(&im, res.RunID)
 		if err != nil {
 			return res, fmt.Errorf("transform batch %s: %w", lake.BatchID(seq), err)
@@ -133,6 +138,45 @@ func Run(ctx context.Context, opts Options) (Result, error) {
 			"rejected", b.res.Rejected, "released", b.res.Released, "parked", b.res.Parked, "seconds", b.res.Seconds)
 	}
 	return res, nil
+}
+
+// checkSource refuses to go on from processed batch latest unless the
+// ingestion bucket holds the ingested batch it was made from, the same one
+// (by its manifest's SHA-256, when the processed manifest records it): a
+// wiped, rebuilt or other ingestion bucket numbers its batches from 1 again,
+// and transforming them on top of this processed bucket would be wrong, or
+// silently nothing. The error is of kind LedgerMismatch.
+func checkSource(ctx context.Context, opts Options, latest int64) error {
+	if latest == 0 {
+		return nil
+	}
+	var pm lake.Manifest
+	if err := opts.Processed.ReadManifest(ctx, latest, &pm); err != nil {
+		return errkind.Wrap(errkind.BucketReadFailed, fmt.Errorf("transform: processed batch %s: %w", lake.BatchID(latest), err))
+	}
+	ref := lake.BatchRef{Sequence: latest}
+	if pm.Source != nil {
+		ref = *pm.Source
+	}
+	var im lake.Manifest
+	sum, err := opts.Ingest.ReadManifestSum(ctx, ref.Sequence, &im)
+	var found string
+	switch {
+	case errors.Is(err, lake.ErrNotFound):
+		found = fmt.Sprintf("the ingestion bucket has no batch %d", ref.Sequence)
+	case err != nil:
+		return errkind.Wrap(errkind.BucketReadFailed, fmt.Errorf("transform: ingest batch %s: %w", lake.BatchID(ref.Sequence), err))
+	case pm.Source != nil && sum != ref.ManifestSHA256:
+		found = fmt.Sprintf("processed batch %s was made from ingested batch %s with manifest sha256 %s (run %s), the ingestion bucket's has %s (run %s)",
+			lake.BatchID(latest), lake.BatchID(ref.Sequence), ref.ManifestSHA256, ref.RunID, sum, im.RunID)
+	default:
+		return nil
+	}
+	return errkind.Wrap(errkind.LedgerMismatch, fmt.Errorf(
+		"transform: the ingestion bucket %s does not hold the batches the processed bucket %s was made from: %s. "+
+			"Point --ingest-bucket at the bucket the processed bucket was made from, or rebuild the processed bucket "+
+			"(and the warehouse) from this ingestion bucket into empty ones",
+		opts.Ingest.URL(), opts.Processed.URL(), found))
 }
 
 func newRunID() string {

@@ -133,9 +133,9 @@ func appendNumeric(buf []byte, cents int64) []byte {
 	return buf
 }
 
-// copyDirect copies object key of table t straight into the table by a
-// binary COPY, returning the rows copied.
-func (l *loader) copyDirect(ctx context.Context, tx pgx.Tx, t *table, key string) (int64, error) {
+// copyDirect copies the object of manifest entry obj of table t straight
+// into the table by a binary COPY, returning the rows copied.
+func (l *loader) copyDirect(ctx context.Context, tx pgx.Tx, t *table, obj lake.Object) (int64, error) {
 	cs := t.dataCols()
 	names := make([]string, len(cs))
 	for i, c := range cs {
@@ -146,7 +146,7 @@ func (l *loader) copyDirect(ctx context.Context, tx pgx.Tx, t *table, key string
 	pr, pw := io.Pipe()
 	readErr := make(chan error, 1)
 	go func() {
-		err := t.feed.encode(ctx, l.bucket, key, l.plan.types[t.name], pw)
+		err := t.feed.encode(ctx, l.bucket, obj, l.plan.types[t.name], pw)
 		_ = pw.CloseWithError(err) // nil: EOF for COPY
 		readErr <- err
 	}()
@@ -156,10 +156,10 @@ func (l *loader) copyDirect(ctx context.Context, tx pgx.Tx, t *table, key string
 	cancel()
 	rerr := <-readErr
 	if rerr != nil && !errors.Is(rerr, errCopyDone) && !errors.Is(rerr, context.Canceled) {
-		return 0, errkind.Wrap(errkind.BucketReadFailed, rerr)
+		return 0, errkind.Default(errkind.BucketReadFailed, rerr)
 	}
 	if err != nil {
-		return 0, fmt.Errorf("copy %s: %w", key, err)
+		return 0, fmt.Errorf("copy %s: %w", obj.Key, err)
 	}
 	return tag.RowsAffected(), nil
 }
@@ -172,11 +172,12 @@ func isUniqueViolation(err error) bool {
 	return errors.As(err, &pgErr) && pgErr.Code == "23505"
 }
 
-// encodeTo streams the rows of object key, in binary COPY form, to w.
-func encodeTo[T any](ctx context.Context, b *lake.Bucket, key string, encs []encoder, w io.Writer) error {
+// encodeTo streams the rows of the object of manifest entry obj, verified
+// against it, in binary COPY form, to w.
+func encodeTo[T any](ctx context.Context, b *lake.Bucket, obj lake.Object, encs []encoder, w io.Writer) error {
 	buf := make([]byte, 0, 256*1024)
 	buf = append(buf, copyHeader...)
-	err := lake.ReadParquet(ctx, b, key, readBatch, func(rows []T) error {
+	err := lake.ReadObject(ctx, b, obj, readBatch, func(rows []T) error {
 		for i := range rows {
 			buf = appendRow(buf, reflect.ValueOf(&rows[i]).Elem(), encs)
 			if len(buf) >= 192*1024 {

@@ -18,11 +18,13 @@ const readBatch = 8192
 type feeder interface {
 	// bind maps the columns to the fields of the table's star struct.
 	bind(cols []column) error
-	// open starts reading the object key; the caller must close the source.
-	open(ctx context.Context, b *lake.Bucket, key string) rowSource
-	// encode streams the rows of object key to w in binary COPY form, for
-	// a table whose column types are typ (column name to pg_type.typname).
-	encode(ctx context.Context, b *lake.Bucket, key string, typ map[string]string, w io.Writer) error
+	// open starts reading the object of manifest entry obj, verified
+	// against it (lake.OpenObject); the caller must close the source.
+	open(ctx context.Context, b *lake.Bucket, obj lake.Object) rowSource
+	// encode streams the rows of the object of obj, verified, to w in
+	// binary COPY form, for a table whose column types are typ (column name
+	// to pg_type.typname).
+	encode(ctx context.Context, b *lake.Bucket, obj lake.Object, typ map[string]string, w io.Writer) error
 }
 
 // rowSource is a pgx.CopyFromSource over a Parquet object. Each row ends
@@ -59,11 +61,11 @@ func (f *typedFeed[T]) bind(cols []column) error {
 	return nil
 }
 
-// open runs lake.ReadParquet, which pushes rows to a callback, in a
+// open runs lake.ReadObject, which pushes rows to a callback, in a
 // goroutine and hands its batches over one at a time, so that COPY can pull
 // them: the reader waits until COPY has used a batch before it reuses the
 // buffer.
-func (f *typedFeed[T]) open(ctx context.Context, b *lake.Bucket, key string) rowSource {
+func (f *typedFeed[T]) open(ctx context.Context, b *lake.Bucket, obj lake.Object) rowSource {
 	ctx, cancel := context.WithCancel(ctx) // #nosec G118 -- the source keeps cancel, and close calls it
 	s := &typedSource[T]{
 		feed:    f,
@@ -77,7 +79,7 @@ func (f *typedFeed[T]) open(ctx context.Context, b *lake.Bucket, key string) row
 	go func() {
 		defer s.wg.Done()
 		defer close(s.batches)
-		s.err = lake.ReadParquet(ctx, b, key, readBatch, func(rows []T) error {
+		s.err = lake.ReadObject(ctx, b, obj, readBatch, func(rows []T) error {
 			select {
 			case s.batches <- rows:
 			case <-ctx.Done():
@@ -173,6 +175,6 @@ func (s *typedSource[T]) close() {
 	s.wg.Wait()
 }
 
-func (f *typedFeed[T]) encode(ctx context.Context, b *lake.Bucket, key string, typ map[string]string, w io.Writer) error {
-	return encodeTo[T](ctx, b, key, encodersFor(f.fields, f.cols, typ), w)
+func (f *typedFeed[T]) encode(ctx context.Context, b *lake.Bucket, obj lake.Object, typ map[string]string, w io.Writer) error {
+	return encodeTo[T](ctx, b, obj, encodersFor(f.fields, f.cols, typ), w)
 }

@@ -95,7 +95,7 @@ func addGen[T any](t testing.TB, b *lake.Bucket, m *lake.Manifest, table string,
 	if err != nil {
 		t.Fatal(err)
 	}
-	m.Tables = append(m.Tables, lake.Object{Table: table, Key: key, Rows: int64(n), Bytes: size, SHA256: sum})
+	m.Tables = append(m.Tables, lake.Object{Table: table, Key: key, Rows: int64(n), Bytes: size, SHA256: sum, MaxLen: w.MaxLen()})
 }
 
 func day(s string) star.Date {

@@ -83,9 +83,18 @@ var now = time.Now
 // stops the run. Two loads at once take turns batch by batch under an
 // advisory lock, and each batch is applied by exactly one of them.
 //
+// Before loading, it checks that the bucket holds the newest batch the
+// ledger records, by its manifest's SHA-256 (see checkLedger), and that the
+// warehouse's text columns are long enough for the batches to load (see
+// checkLengths). Every object is verified against its manifest entry as it
+// is read (lake.OpenObject).
+//
 // Errors carry an errkind: WarehouseUnreachable, WarehouseSchemaMismatch
-// (a table or column missing or of the wrong type, found before anything is
-// written), BucketReadFailed or LoadFailed.
+// (a table or column missing, of the wrong type or too short, found before
+// anything is written), LedgerMismatch (the bucket does not hold the batches
+// the warehouse loaded), ObjectMismatch (an object differs from its
+// manifest entry: its batch is refused whole), BucketReadFailed or
+// LoadFailed.
 func Load(ctx context.Context, opts Options) (Result, error) {
 	var res Result
 	if opts.URL == "" {
@@ -108,17 +117,24 @@ func Load(ctx context.Context, opts Options) (Result, error) {
 	}
 	defer func() { _ = conn.Close(context.WithoutCancel(ctx)) }()
 
-	p, err := prepare(ctx, conn, s, log)
+	// The batches to load, found and checked before the schema's changes
+	// commit: a refusal writes nothing at all.
+	var seqs []int64
+	p, err := prepare(ctx, conn, s, log, func(tx pgx.Tx, p *plan) error {
+		if err := checkLedger(ctx, tx, s, opts.Processed); err != nil {
+			return err
+		}
+		loaded, err := loadedSeq(ctx, tx, s)
+		if err != nil {
+			return errkind.Wrap(errkind.LoadFailed, err)
+		}
+		if seqs, err = opts.Processed.SeqsAfter(ctx, loaded); err != nil {
+			return errkind.Wrap(errkind.BucketReadFailed, fmt.Errorf("load: list batches: %w", err))
+		}
+		return checkLengths(ctx, p, s, opts.Processed, seqs)
+	})
 	if err != nil {
 		return res, err
-	}
-	loaded, err := loadedSeq(ctx, conn, s)
-	if err != nil {
-		return res, errkind.Wrap(errkind.LoadFailed, err)
-	}
-	seqs, err := opts.Processed.SeqsAfter(ctx, loaded)
-	if err != nil {
-		return res, errkind.Wrap(errkind.BucketReadFailed, fmt.Errorf("load: list batches: %w", err))
 	}
 	l := &loader{conn: conn, s: s, plan: p, bucket: opts.Processed, log: log}
 	for i, seq := range seqs {
@@ -174,7 +190,8 @@ func (l *loader) batch(ctx context.Context, seq int64) (BatchResult, bool, error
 	id := lake.BatchID(seq)
 	br := BatchResult{Sequence: seq, Batch: id, Rows: map[string]int64{}}
 	var m lake.Manifest
-	if err := l.bucket.ReadManifest(ctx, seq, &m); err != nil {
+	sum, err := l.bucket.ReadManifestSum(ctx, seq, &m)
+	if err != nil {
 		return br, false, errkind.Wrap(errkind.BucketReadFailed, fmt.Errorf("load batch %s: %w", id, err))
 	}
 	if err := checkManifest(&m, seq); err != nil {
@@ -222,9 +239,12 @@ func (l *loader) batch(ctx context.Context, seq int64) (BatchResult, bool, error
 	if !m.SourceNewest.IsZero() {
 		newest = &m.SourceNewest
 	}
+	if err := l.deletions(ctx, tx, &m); err != nil {
+		return br, false, fail(err)
+	}
 	if _, err := tx.Exec(ctx, "INSERT INTO "+l.s.ident(ledgerTable)+
-		" (sequence, batch, rows, source_newest, seconds) VALUES ($1, $2, $3, $4, $5)",
-		seq, br.Batch, br.Rows, newest, br.Seconds); err != nil {
+		" (sequence, batch, rows, source_newest, seconds, run_id, manifest_sha256) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+		seq, br.Batch, br.Rows, newest, br.Seconds, m.RunID, sum); err != nil {
 		return br, false, fail(fmt.Errorf("record in %s: %w", ledgerTable, err))
 	}
 	if err := tx.Commit(ctx); err != nil {
@@ -297,7 +317,7 @@ func (l *loader) write(ctx context.Context, tx pgx.Tx, a apply, obj lake.Object)
 		if err != nil {
 			return 0, err
 		}
-		n, err := l.copyDirect(ctx, tx, t, obj.Key)
+		n, err := l.copyDirect(ctx, tx, t, obj)
 		copied := time.Now()
 		if err == nil && n == obj.Rows {
 			err = addConstraints(ctx, tx, a.s, t.name, keys) // builds the indexes, refusing a duplicate
@@ -342,11 +362,11 @@ func (l *loader) staged(ctx context.Context, tx pgx.Tx, a apply, obj lake.Object
 		return 0, fmt.Errorf("create staging table: %w", err)
 	}
 	start := time.Now()
-	src := t.feed.open(ctx, l.bucket, obj.Key)
+	src := t.feed.open(ctx, l.bucket, obj)
 	n, err := tx.CopyFrom(ctx, stage, names, src)
 	src.close()
 	if rerr := src.readErr(); rerr != nil {
-		return 0, errkind.Wrap(errkind.BucketReadFailed, rerr)
+		return 0, errkind.Default(errkind.BucketReadFailed, rerr)
 	}
 	if err != nil {
 		return 0, fmt.Errorf("copy %s: %w", obj.Key, err)
@@ -655,4 +675,17 @@ func dropConstraints(ctx context.Context, tx pgx.Tx, s schema, table, which stri
 		}
 	}
 	return cs, nil
+}
+
+// deletions records the batch's tombstones: the source ids an audit found
+// gone. A deletion recorded before keeps its first sighting.
+func (l *loader) deletions(ctx context.Context, tx pgx.Tx, m *lake.Manifest) error {
+	for table, ids := range m.Deleted {
+		if _, err := tx.Exec(ctx, "INSERT INTO "+l.s.ident(deletionsTable)+
+			" (source_table, id, seen_gone_at, batch) SELECT $1, unnest($2::int4[]), $3, $4 ON CONFLICT DO NOTHING",
+			table, ids, m.SnapshotAt, m.Batch); err != nil {
+			return fmt.Errorf("record in %s: %w", deletionsTable, err)
+		}
+	}
+	return nil
 }

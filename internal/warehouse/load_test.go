@@ -2,6 +2,8 @@ package warehouse
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"maps"
@@ -9,6 +11,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/sandstone-data/sandstone/internal/errkind"
 	"github.com/sandstone-data/sandstone/internal/lake"
@@ -148,7 +152,7 @@ func TestReplayChangesNothing(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer func() { _ = conn.Close(context.Background()) }()
-		p, err := prepare(context.Background(), conn, "public", quiet)
+		p, err := prepare(context.Background(), conn, "public", quiet, func(pgx.Tx, *plan) error { return nil })
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -302,8 +306,8 @@ func TestNonDefaultSchema(t *testing.T) {
 	if got := joined(query(t, e.url, `SELECT count(*)::text FROM pg_tables WHERE schemaname = 'public'`)); got != "0" {
 		t.Fatalf("%s tables written to public", got)
 	}
-	if got := joined(query(t, e.url, `SELECT count(*)::text FROM pg_tables WHERE schemaname = 'Sales "Mart"'`)); got != "13" {
-		t.Fatalf("%s tables in the schema, want 11 + migrations + ledger", got)
+	if got := joined(query(t, e.url, `SELECT count(*)::text FROM pg_tables WHERE schemaname = 'Sales "Mart"'`)); got != "14" {
+		t.Fatalf("%s tables in the schema, want 11 + migrations + ledger + deletions", got)
 	}
 	if c, err := Counts(context.Background(), e.url, ""); err != nil || len(c) != 0 {
 		t.Fatalf("public counts %v, %v: want none", c, err)
@@ -448,23 +452,31 @@ func TestRefusesBadBatches(t *testing.T) {
 	good := world(1)
 	cases := []struct {
 		name   string
-		mutate func(m *lake.Manifest)
+		mutate func(b *lake.Bucket, m *lake.Manifest)
 		kind   errkind.Kind
 		want   string
 	}{
-		{"an ingest manifest", func(m *lake.Manifest) { m.Stage = "ingest" }, errkind.LoadFailed, `stage "ingest"`},
-		{"a wrong sequence", func(m *lake.Manifest) { m.Sequence = 7 }, errkind.LoadFailed, "sequence 7"},
-		{"an unknown table", func(m *lake.Manifest) { m.Tables[0].Table = "dim_weather" }, errkind.LoadFailed, `"dim_weather"`},
-		{"a table twice", func(m *lake.Manifest) { m.Tables[1].Table = m.Tables[0].Table }, errkind.LoadFailed, "twice"},
-		{"a row count that disagrees", func(m *lake.Manifest) { m.Tables[1].Rows++ }, errkind.LoadFailed, "has 2 rows, the manifest says 3"},
-		{"a missing object", func(m *lake.Manifest) { m.Tables[8].Key = "nowhere.parquet" }, errkind.BucketReadFailed, "nowhere.parquet"},
-		{"an object that is not Parquet", func(m *lake.Manifest) { m.Tables[8].Key = lake.ManifestKey(1) }, errkind.BucketReadFailed, "not Parquet"},
+		{"an ingest manifest", func(_ *lake.Bucket, m *lake.Manifest) { m.Stage = "ingest" }, errkind.LoadFailed, `stage "ingest"`},
+		{"a wrong sequence", func(_ *lake.Bucket, m *lake.Manifest) { m.Sequence = 7 }, errkind.LoadFailed, "sequence 7"},
+		{"an unknown table", func(_ *lake.Bucket, m *lake.Manifest) { m.Tables[0].Table = "dim_weather" }, errkind.LoadFailed, `"dim_weather"`},
+		{"a table twice", func(_ *lake.Bucket, m *lake.Manifest) { m.Tables[1].Table = m.Tables[0].Table }, errkind.LoadFailed, "twice"},
+		{"a row count that disagrees", func(_ *lake.Bucket, m *lake.Manifest) { m.Tables[1].Rows++ }, errkind.ObjectMismatch,
+			"the manifest says 3 rows, the bucket holds 2 rows"},
+		{"a missing object", func(_ *lake.Bucket, m *lake.Manifest) { m.Tables[8].Key = "nowhere.parquet" }, errkind.BucketReadFailed, "nowhere.parquet"},
+		{"an object that is not Parquet", func(b *lake.Bucket, m *lake.Manifest) {
+			data := []byte("not parquet")
+			if err := b.Put(context.Background(), "fact_sales_order/junk.parquet", data); err != nil {
+				t.Fatal(err)
+			}
+			sum := sha256.Sum256(data)
+			m.Tables[8].Key, m.Tables[8].Bytes, m.Tables[8].SHA256 = "fact_sales_order/junk.parquet", int64(len(data)), hex.EncodeToString(sum[:])
+		}, errkind.BucketReadFailed, "not Parquet"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEnv(t)
 			m1 := writeObjects(t, e.bucket, good)
-			tc.mutate(&m1)
+			tc.mutate(e.bucket, &m1)
 			if err := e.bucket.PutManifest(context.Background(), 1, m1); err != nil {
 				t.Fatal(err)
 			}

@@ -20,6 +20,9 @@ const (
 	// ledgerTable records every batch loaded, one row each, written in the
 	// batch's own transaction: a batch is loaded exactly when its row exists.
 	ledgerTable = "sandstone_loads"
+	// deletionsTable records the source rows an audit found deleted: the
+	// dimension and fact rows stay, and queries can exclude these ids.
+	deletionsTable = "sandstone_deletions"
 )
 
 // migration is one versioned change of the warehouse schema. Migrations run
@@ -39,6 +42,8 @@ type migration struct {
 
 var migrations = []migration{
 	{1, "create the star schema and the load ledger", createStar},
+	{2, "record each loaded batch's identity in the load ledger", addLedgerIdentity},
+	{3, "record the source rows found deleted", createDeletions},
 }
 
 // schema is the warehouse's PostgreSQL schema name.
@@ -92,9 +97,10 @@ func tableExists(ctx context.Context, db querier, s schema, name string) (bool, 
 }
 
 // prepare brings the warehouse schema up to date and checks that every table
-// has the columns load writes, all in one transaction: when anything does
-// not fit, nothing is written at all. It returns how to write each table.
-func prepare(ctx context.Context, conn *pgx.Conn, s schema, log *slog.Logger) (*plan, error) {
+// has the columns load writes, then runs check, all in one transaction: when
+// anything does not fit, nothing is written at all. It returns how to write
+// each table.
+func prepare(ctx context.Context, conn *pgx.Conn, s schema, log *slog.Logger, check func(pgx.Tx, *plan) error) (*plan, error) {
 	tx, err := begin(ctx, conn, s)
 	if err != nil {
 		return nil, errkind.Wrap(errkind.WarehouseUnreachable, fmt.Errorf("prepare warehouse: %w", err))
@@ -102,6 +108,9 @@ func prepare(ctx context.Context, conn *pgx.Conn, s schema, log *slog.Logger) (*
 	defer func() { _ = tx.Rollback(ctx) }()
 	p, err := migrate(ctx, tx, s, log)
 	if err != nil {
+		return nil, err
+	}
+	if err := check(tx, p); err != nil {
 		return nil, err
 	}
 	if err := tx.Commit(ctx); err != nil {
@@ -217,6 +226,35 @@ func createStar(ctx context.Context, tx pgx.Tx, s schema, log *slog.Logger) erro
 	return nil
 }
 
+// addLedgerIdentity is migration 2: the ledger records which batch it
+// loaded, not only its number (the transform run that wrote it and the
+// SHA-256 of its manifest), so that load can tell the batches of another or
+// a rebuilt processed bucket from those it loaded. Rows loaded before have
+// NULL there. A fresh warehouse gets the columns here too, after
+// migration 1, so fresh and upgraded ledgers are the same.
+func addLedgerIdentity(ctx context.Context, tx pgx.Tx, s schema, _ *slog.Logger) error {
+	if _, err := tx.Exec(ctx, "ALTER TABLE "+s.ident(ledgerTable)+
+		" ADD COLUMN IF NOT EXISTS run_id text, ADD COLUMN IF NOT EXISTS manifest_sha256 text"); err != nil {
+		return fmt.Errorf("alter %s: %w", ledgerTable, err)
+	}
+	return nil
+}
+
+// createDeletions is migration 3: the table of source rows that an audit
+// found deleted, one row per source table and id, filled by load from the
+// tombstones of repair batches.
+func createDeletions(ctx context.Context, tx pgx.Tx, s schema, _ *slog.Logger) error {
+	if _, err := tx.Exec(ctx, "CREATE TABLE IF NOT EXISTS "+s.ident(deletionsTable)+` (
+		source_table text NOT NULL,
+		id integer NOT NULL,
+		seen_gone_at timestamptz NOT NULL,
+		batch text NOT NULL,
+		PRIMARY KEY (source_table, id))`); err != nil {
+		return fmt.Errorf("create %s: %w", deletionsTable, err)
+	}
+	return nil
+}
+
 // createTableSQL is the CREATE TABLE of t: dimensions keyed by their id,
 // facts by a serial id with a unique key on the version (source id and
 // last-updated date and time), so that no version can land twice.
@@ -285,6 +323,10 @@ type plan struct {
 	// types are the column types of each table (column name to
 	// pg_type.typname), which a binary COPY into the table must match.
 	types map[string]map[string]string
+	// lengths are the length limits of the limited text columns of each
+	// table (varchar(n): column name to n), which checkLengths compares
+	// with the longest values of the batches to load.
+	lengths map[string]map[string]int
 }
 
 // dbColumn is a column as the catalogue describes it.
@@ -302,7 +344,7 @@ type dbColumn struct {
 // type that holds its values, and that no other column stops an insert. It
 // names every problem it finds, by table and column.
 func inspect(ctx context.Context, db querier, s schema) (*plan, error) {
-	p := &plan{keyed: map[string]bool{}, types: map[string]map[string]string{}}
+	p := &plan{keyed: map[string]bool{}, types: map[string]map[string]string{}, lengths: map[string]map[string]int{}}
 	var problems []string
 	for _, t := range tables {
 		have, err := dbColumns(ctx, db, s, t.name)
@@ -314,8 +356,12 @@ func inspect(ctx context.Context, db querier, s schema) (*plan, error) {
 			continue
 		}
 		p.types[t.name] = map[string]string{}
+		p.lengths[t.name] = map[string]int{}
 		for _, d := range have {
 			p.types[t.name][d.name] = d.typ
+			if (d.typ == "varchar" || d.typ == "bpchar") && d.mod >= 4 {
+				p.lengths[t.name][d.name] = int(d.mod - 4) // atttypmod is the length + 4
+			}
 		}
 		for _, c := range t.cols {
 			d, ok := have[c.name]

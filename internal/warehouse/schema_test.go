@@ -2,6 +2,7 @@ package warehouse
 
 import (
 	"context"
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
@@ -24,7 +25,8 @@ dim_transaction: transaction_id integer not null, transaction_type character var
 fact_payment: payment_record_id integer not null serial, payment_id integer not null, created_date date not null, created_time time without time zone not null, last_updated_date date not null, last_updated time without time zone not null, transaction_id integer not null, counterparty_id integer not null, payment_amount numeric(10,2) not null, currency_id integer not null, payment_type_id integer not null, paid boolean not null, payment_date date not null
 fact_purchase_order: purchase_record_id integer not null serial, purchase_order_id integer not null, created_date date not null, created_time time without time zone not null, last_updated_date date not null, last_updated_time time without time zone not null, staff_id integer not null, counterparty_id integer not null, item_code character varying not null, item_quantity integer not null, item_unit_price numeric(10,2) not null, currency_id integer not null, agreed_delivery_date date not null, agreed_payment_date date not null, agreed_delivery_location_id integer not null
 fact_sales_order: sales_record_id integer not null serial, sales_order_id integer not null, created_date date not null, created_time time without time zone not null, last_updated_date date not null, last_updated_time time without time zone not null, sales_staff_id integer not null, counterparty_id integer not null, units_sold integer not null, unit_price numeric(10,2) not null, currency_id integer not null, design_id integer not null, agreed_payment_date date not null, agreed_delivery_date date not null, agreed_delivery_location_id integer not null
-sandstone_loads: sequence bigint not null, batch text not null, rows jsonb not null, source_newest timestamp with time zone null, loaded_at timestamp with time zone not null, seconds double precision not null
+sandstone_deletions: source_table text not null, id integer not null, seen_gone_at timestamp with time zone not null, batch text not null
+sandstone_loads: sequence bigint not null, batch text not null, rows jsonb not null, source_newest timestamp with time zone null, loaded_at timestamp with time zone not null, seconds double precision not null, run_id text null, manifest_sha256 text null
 sandstone_migrations: version integer not null, name text not null, applied_at timestamp with time zone not null`
 
 // designKeys are the primary, unique and foreign keys DESIGN.md asks for.
@@ -66,6 +68,7 @@ fact_sales_order f (last_updated_date) dim_date(date_id)
 fact_sales_order f (sales_staff_id) dim_staff(staff_id)
 fact_sales_order p (sales_record_id)
 fact_sales_order u (sales_order_id, last_updated_date, last_updated_time)
+sandstone_deletions p (source_table, id)
 sandstone_loads p (sequence)
 sandstone_migrations p (version)`
 
@@ -94,11 +97,12 @@ func TestMigrationCreatesTheDesignSchema(t *testing.T) {
 	if keys != designKeys {
 		t.Errorf("keys:\n%s\nwant\n%s", keys, designKeys)
 	}
-	if got := joined(query(t, e.url, "SELECT version::text, name FROM sandstone_migrations")); got != "1|create the star schema and the load ledger" {
+	if got := joined(query(t, e.url, "SELECT version::text, name FROM sandstone_migrations ORDER BY version")); got != "1|create the star schema and the load ledger\n"+
+		"2|record each loaded batch's identity in the load ledger\n3|record the source rows found deleted" {
 		t.Errorf("migrations: %s", got)
 	}
 	e.load(t) // a second run migrates nothing
-	if n := pgtest.QueryInt(t, e.url, "SELECT count(*) FROM sandstone_migrations"); n != 1 {
+	if n := pgtest.QueryInt(t, e.url, "SELECT count(*) FROM sandstone_migrations"); n != 3 {
 		t.Errorf("%d migrations recorded", n)
 	}
 }
@@ -276,9 +280,9 @@ func TestPreparedWarehouseGainsMissingTablesWithKeys(t *testing.T) {
 func TestNewerSchemaIsRefused(t *testing.T) {
 	e := newEnv(t)
 	e.load(t)
-	pgtest.Exec(t, e.url, "INSERT INTO sandstone_migrations (version, name) VALUES (2, 'from the future')")
+	pgtest.Exec(t, e.url, "INSERT INTO sandstone_migrations (version, name) VALUES ($1, 'from the future')", len(migrations)+1)
 	_, err := Load(context.Background(), e.opts())
-	if errkind.Of(err) != errkind.WarehouseSchemaMismatch || !strings.Contains(err.Error(), "migration 2") {
+	if errkind.Of(err) != errkind.WarehouseSchemaMismatch || !strings.Contains(err.Error(), fmt.Sprintf("migration %d", len(migrations)+1)) {
 		t.Fatalf("load on a newer schema: %v", err)
 	}
 }

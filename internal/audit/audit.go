@@ -1,0 +1,323 @@
+// Package audit compares the source with what has landed in the ingestion
+// bucket, to find what no timestamp watermark can see: a version that
+// committed later than the lookback, a row backfilled with an old
+// last_updated (missing), and a row deleted from the source (deleted).
+//
+// It reads each source table's (id, last_updated) in one read-only snapshot
+// and every landed (id, last_updated) from the ingested objects (two
+// columns of each, verified against the manifest), and keeps per id only
+// the source's current stamp and two bits: 8 bytes and a quarter per id,
+// never a row. A source version stamped inside the next ingest's window is
+// pending, not missing: the pipeline will land it.
+package audit
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"time"
+
+	"github.com/sandstone-data/sandstone/internal/config"
+	"github.com/sandstone-data/sandstone/internal/errkind"
+	"github.com/sandstone-data/sandstone/internal/ingest"
+	"github.com/sandstone-data/sandstone/internal/lake"
+	"github.com/sandstone-data/sandstone/internal/totesys"
+)
+
+// Examples is how many ids a finding names.
+const Examples = 5
+
+// Options configure an audit.
+type Options struct {
+	SourceURL string
+	Bucket    *lake.Bucket
+	// Lookback is ingest's; it decides which versions are pending.
+	Lookback time.Duration
+	// Repair lands what the audit found missing, and tombstones for what
+	// it found deleted, as one ingestion batch marked as a repair.
+	Repair bool
+	Logger *slog.Logger
+}
+
+// Report is what an audit found.
+type Report struct {
+	At time.Time `json:"at"`
+	// Batch is the newest ingested batch the audit compared with.
+	Batch  string                  `json:"batch"`
+	Tables map[string]*TableReport `json:"tables"`
+	// Drift is true when any table has a missing row or an unrecorded
+	// deletion.
+	Drift bool `json:"drift"`
+	// Repaired is the batch a repair landed; nil without --repair or when
+	// there was nothing to mend.
+	Repaired *Repaired `json:"repaired,omitempty"`
+	Seconds  float64   `json:"seconds"`
+}
+
+// Repaired tells what a repair landed.
+type Repaired struct {
+	Batch      string           `json:"batch"`
+	Rows       map[string]int64 `json:"rows"`
+	Tombstones map[string]int   `json:"tombstones"`
+}
+
+// TableReport is one source table's findings.
+type TableReport struct {
+	// SourceRows counts the rows in the source.
+	SourceRows int64 `json:"source_rows"`
+	// Landed counts the versions in the ingestion bucket.
+	Landed int64 `json:"landed_versions"`
+	// Missing counts source rows whose current version never landed and
+	// that the next ingest will not pick up.
+	Missing int64 `json:"missing"`
+	// Pending counts source rows whose current version the next ingest
+	// will land.
+	Pending int64 `json:"pending"`
+	// Deleted counts ids that landed and are gone from the source, with
+	// no tombstone yet.
+	Deleted int64 `json:"deleted"`
+	// DeletedRecorded counts ids gone from the source whose deletion a
+	// repair recorded (a tombstone).
+	DeletedRecorded int64   `json:"deleted_recorded"`
+	MissingExamples []int32 `json:"missing_examples,omitempty"`
+	DeletedExamples []int32 `json:"deleted_examples,omitempty"`
+}
+
+// Run audits every source table against the ingestion bucket.
+func Run(ctx context.Context, opts Options) (Report, error) {
+	start := time.Now()
+	r := Report{At: start.UTC(), Tables: map[string]*TableReport{}}
+	if opts.Lookback == 0 {
+		opts.Lookback = config.DefaultLookback
+	}
+	switch {
+	case opts.SourceURL == "":
+		return r, errkind.Wrap(errkind.ConfigInvalid, errors.New("audit: no source URL"))
+	case opts.Bucket == nil:
+		return r, errkind.Wrap(errkind.ConfigInvalid, errors.New("audit: no ingestion bucket"))
+	}
+	// The state first, then the snapshot: whatever lands in between is
+	// inside the state's next window, so pending, never missing.
+	seq, st, err := ingest.LoadState(ctx, opts.Bucket)
+	if err != nil {
+		return r, errkind.Wrap(errkind.BucketReadFailed, fmt.Errorf("audit: %w", err))
+	}
+	r.Batch = lake.BatchID(seq)
+	manifests, err := readManifests(ctx, opts.Bucket, seq)
+	if err != nil {
+		return r, errkind.Wrap(errkind.BucketReadFailed, fmt.Errorf("audit: %w", err))
+	}
+	tx, snapshotAt, closeSource, err := ingest.OpenSnapshot(ctx, opts.SourceURL)
+	if err != nil {
+		return r, err
+	}
+	defer closeSource()
+	rep := ingest.Repair{Seq: seq, Missing: map[string][]int32{}, Deleted: map[string][]int32{}}
+	for _, table := range totesys.Tables {
+		ids := newIDTable()
+		ids.keepAll = opts.Repair
+		if err := ingest.ReadVersions(ctx, tx, table, ids.setSource); err != nil {
+			return r, fmt.Errorf("audit: %w", err)
+		}
+		tr := &TableReport{SourceRows: ids.sourceRows}
+		for _, m := range manifests {
+			for _, id := range m.Deleted[table.Name] {
+				ids.setTombstone(id)
+			}
+			obj, ok := m.Table(table.Name)
+			if !ok {
+				continue
+			}
+			if err := landed(ctx, opts.Bucket, obj, table, ids, tr); err != nil {
+				return r, fmt.Errorf("audit %s: %w", table.Name, err)
+			}
+		}
+		window, windowed := st.NextWindow(table.Name, opts.Lookback)
+		ids.findings(tr, func(us int64) bool { return !windowed || us > window.UnixMicro() })
+		r.Drift = r.Drift || tr.Missing > 0 || tr.Deleted > 0
+		r.Tables[table.Name] = tr
+		rep.Missing[table.Name], rep.Deleted[table.Name] = ids.missing, ids.deleted
+	}
+	if opts.Repair && r.Drift {
+		res, err := ingest.LandRepair(ctx, tx, snapshotAt, opts.Bucket, rep, opts.Logger)
+		if err != nil {
+			return r, fmt.Errorf("audit: %w", err)
+		}
+		if res.Conflict {
+			return r, errkind.Wrap(errkind.Internal, errors.New("audit: another ingest committed the repair's batch first: audit again"))
+		}
+		r.Repaired = &Repaired{Batch: res.Batch, Rows: res.Rows, Tombstones: map[string]int{}}
+		for t, ids := range rep.Deleted {
+			if len(ids) > 0 {
+				r.Repaired.Tombstones[t] = len(ids)
+			}
+		}
+	}
+	r.Seconds = time.Since(start).Seconds()
+	return r, nil
+}
+
+// readManifests reads the ingest manifests of batches 1 to seq.
+func readManifests(ctx context.Context, b *lake.Bucket, seq int64) ([]lake.Manifest, error) {
+	seqs, err := b.SeqsAfter(ctx, 0)
+	if err != nil {
+		return nil, err
+	}
+	var out []lake.Manifest
+	for _, s := range seqs {
+		if s > seq {
+			break
+		}
+		var m lake.Manifest
+		if err := b.ReadManifest(ctx, s, &m); err != nil {
+			return nil, err
+		}
+		out = append(out, m)
+	}
+	return out, nil
+}
+
+// landed marks the versions obj holds.
+func landed(ctx context.Context, b *lake.Bucket, obj lake.Object, table totesys.Table, ids *idTable, tr *TableReport) error {
+	p, err := lake.OpenObject(ctx, b, obj)
+	if err != nil {
+		return errkind.Default(errkind.BucketReadFailed, err)
+	}
+	defer p.Close()
+	var n int64
+	err = lake.ReadVersions(p, table.Key, totesys.LastUpdated, func(id int32, us int64) {
+		n++
+		ids.setLanded(id, us)
+	})
+	if err != nil {
+		return errkind.Wrap(errkind.BucketReadFailed, err)
+	}
+	if n != obj.Rows {
+		return errkind.Wrap(errkind.BucketReadFailed, fmt.Errorf("%s holds %d rows, its manifest says %d", obj.Key, n, obj.Rows))
+	}
+	tr.Landed += n
+	return nil
+}
+
+// absent marks an id the source does not hold.
+const absent = math.MinInt64 + 1
+
+// idTable holds, per id, the source's current last_updated and whether that
+// version, and any version, landed. Ids index slices while they are dense
+// (serial keys); a sparse id goes to a map.
+type idTable struct {
+	stamp      []int64 // source's last_updated in µs, or absent
+	found      []bool  // the source's current version landed
+	landed     []bool  // some version landed
+	sparse     map[int32]*idEntry
+	tombstones map[int32]bool
+	sourceRows int64
+	// keepAll keeps every missing and deleted id (for a repair), not
+	// only the examples.
+	keepAll          bool
+	missing, deleted []int32
+}
+
+type idEntry struct {
+	stamp         int64
+	found, landed bool
+}
+
+// maxDense bounds the ids held in slices; past it, a map.
+const maxDense = 1 << 26
+
+func newIDTable() *idTable {
+	return &idTable{sparse: map[int32]*idEntry{}, tombstones: map[int32]bool{}}
+}
+
+func (t *idTable) setTombstone(id int32) { t.tombstones[id] = true }
+
+func (t *idTable) entry(id int32) *idEntry {
+	e := t.sparse[id]
+	if e == nil {
+		e = &idEntry{stamp: absent}
+		t.sparse[id] = e
+	}
+	return e
+}
+
+func (t *idTable) grow(id int32) bool {
+	if id < 0 || id >= maxDense {
+		return false
+	}
+	for int(id) >= len(t.stamp) {
+		n := max(1024, 2*len(t.stamp))
+		stamp := make([]int64, n)
+		copy(stamp, t.stamp)
+		for i := len(t.stamp); i < n; i++ {
+			stamp[i] = absent
+		}
+		t.stamp = stamp
+		t.found = append(t.found, make([]bool, n-len(t.found))...)
+		t.landed = append(t.landed, make([]bool, n-len(t.landed))...)
+	}
+	return true
+}
+
+func (t *idTable) setSource(id int32, us int64) {
+	t.sourceRows++
+	if t.grow(id) {
+		t.stamp[id] = us
+		return
+	}
+	t.entry(id).stamp = us
+}
+
+func (t *idTable) setLanded(id int32, us int64) {
+	if id >= 0 && int(id) < len(t.stamp) {
+		t.landed[id] = true
+		t.found[id] = t.found[id] || t.stamp[id] == us
+		return
+	}
+	if id >= 0 && id < maxDense {
+		// Beyond every source id: landed, and gone from the source.
+		t.grow(id)
+		t.landed[id] = true
+		return
+	}
+	e := t.entry(id)
+	e.landed = true
+	e.found = e.found || e.stamp == us
+}
+
+// findings counts the missing, pending and deleted ids into tr.
+func (t *idTable) findings(tr *TableReport, pending func(us int64) bool) {
+	note := func(id int32, stamp int64, found, landed bool) {
+		switch {
+		case stamp == absent && landed && t.tombstones[id]:
+			tr.DeletedRecorded++
+		case stamp == absent && landed:
+			tr.Deleted++
+			if len(tr.DeletedExamples) < Examples {
+				tr.DeletedExamples = append(tr.DeletedExamples, id)
+			}
+			if t.keepAll {
+				t.deleted = append(t.deleted, id)
+			}
+		case stamp == absent || found:
+		case pending(stamp):
+			tr.Pending++
+		default:
+			tr.Missing++
+			if len(tr.MissingExamples) < Examples {
+				tr.MissingExamples = append(tr.MissingExamples, id)
+			}
+			if t.keepAll {
+				t.missing = append(t.missing, id)
+			}
+		}
+	}
+	for i, s := range t.stamp {
+		note(int32(i), s, t.found[i], t.landed[i]) // #nosec G115 -- i < maxDense
+	}
+	for id, e := range t.sparse {
+		note(id, e.stamp, e.found, e.landed)
+	}
+}
