@@ -1,8 +1,8 @@
 // Command sandstone-lambda is the bootstrap of Sandstone's AWS Lambda
 // functions (runtime provided.al2023). SANDSTONE_STAGE chooses the stage:
 // ingest (invoked by EventBridge Scheduler), transform (by S3 notifications
-// of ingestion manifests) or load (by S3 notifications of processed
-// manifests). Build it with:
+// of ingestion manifests), load (by S3 notifications of processed
+// manifests) or audit (by its own, daily schedule). Build it with:
 //
 //	GOOS=linux GOARCH=arm64 CGO_ENABLED=0 go build -tags lambda.norpc -o bootstrap ./cmd/sandstone-lambda
 package main

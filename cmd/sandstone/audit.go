@@ -7,7 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"sort"
-	"strconv"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -16,15 +15,17 @@ import (
 	"github.com/sandstone-data/sandstone/internal/errkind"
 	"github.com/sandstone-data/sandstone/internal/lake"
 	"github.com/sandstone-data/sandstone/internal/logging"
+	"github.com/sandstone-data/sandstone/internal/star"
 )
 
 // errDrift is audit's finding of drift: exit code 1, not a failure.
-var errDrift = errors.New("the source and the ingestion bucket disagree")
+var errDrift = errors.New("drift found")
 
 func newAuditCmd() *cobra.Command {
 	var (
 		c      configFlags
 		asJSON bool
+		repair bool
 	)
 	cmd := &cobra.Command{
 		Use:   "audit",
@@ -35,7 +36,15 @@ rows in the source; the rows whose current version never landed and that the
 next ingest will not pick up (missing: committed later than the lookback, or
 backfilled with an old last_updated); the rows the next ingest will still land
 (pending); and the ids that landed but are gone from the source (deleted).
-An update that keeps last_updated is out of its reach.
+An update that keeps last_updated is out of its reach. With --warehouse it
+also checks the warehouse against the processed bucket: every loaded fact
+version is there once, every dimension holds the latest loaded value.
+
+--repair lands what is missing, and a tombstone for each deleted id, as one
+ingestion batch marked as a repair; the next run (or transform and load)
+takes it through the pipeline, and load records the deletions in
+sandstone_deletions. The report is kept in the ingestion bucket (audits/),
+where 'sandstone status' shows the last one.
 
 Exit status: 0 when everything agrees, 1 when it found drift, 2 when it
 could not audit.`,
@@ -52,10 +61,24 @@ could not audit.`,
 				return exitCode(2, err)
 			}
 			defer func() { _ = b.Close() }()
-			r, err := audit.Run(ctx, audit.Options{SourceURL: c.SourceURL, Bucket: b, Lookback: c.Lookback, Logger: slog.Default()})
+			opts := audit.Options{SourceURL: c.SourceURL, Bucket: b, Lookback: c.Lookback, Repair: repair, Logger: slog.Default()}
+			if c.WarehouseURL != "" {
+				out, err := lake.Open(ctx, c.ProcessedBucket)
+				if err != nil {
+					err = errkind.Wrap(errkind.ConfigInvalid, err)
+					logging.Failure(slog.Default(), "audit", "", err)
+					return exitCode(2, err)
+				}
+				defer func() { _ = out.Close() }()
+				opts.Processed, opts.WarehouseURL, opts.WarehouseSchema = out, c.WarehouseURL, c.WarehouseSchema
+			}
+			r, err := audit.Run(ctx, opts)
 			if err != nil {
 				logging.Failure(slog.Default(), "audit", "", err)
 				return exitCode(2, err)
+			}
+			if err := audit.Save(ctx, b, r); err != nil {
+				slog.Default().Warn("the audit report could not be saved", "stage", "audit", "error", err.Error())
 			}
 			if asJSON {
 				enc := json.NewEncoder(cmd.OutOrStdout())
@@ -72,7 +95,7 @@ could not audit.`,
 			return nil
 		},
 	}
-	c.bind(cmd, true, false, true, false)
+	c.bind(cmd, true, true, true, true)
 	pre := cmd.PreRunE
 	cmd.PreRunE = func(cmd *cobra.Command, args []string) error {
 		if err := pre(cmd, args); err != nil {
@@ -81,6 +104,7 @@ could not audit.`,
 		return nil
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print one JSON object")
+	cmd.Flags().BoolVar(&repair, "repair", false, "land what is missing and tombstones for what is deleted, as a repair batch")
 	return cmd
 }
 
@@ -100,23 +124,36 @@ func printAudit(w io.Writer, r audit.Report) {
 	for _, name := range names {
 		t := r.Tables[name]
 		if len(t.MissingExamples) > 0 {
-			p("  missing from %s: ids %s", name, joinIDs(t.MissingExamples))
+			p("  missing from %s: ids %s", name, audit.JoinIDs(t.MissingExamples))
 		}
 		if len(t.DeletedExamples) > 0 {
-			p("  deleted from %s: ids %s", name, joinIDs(t.DeletedExamples))
+			p("  deleted from %s: ids %s", name, audit.JoinIDs(t.DeletedExamples))
 		}
 	}
-	if r.Drift {
-		p("Drift found.")
-	} else {
-		p("The source and the ingestion bucket agree.")
+	if r.Warehouse != nil {
+		p("Warehouse against the processed bucket's loaded batches:")
+		p("  %-20s %10s %10s %8s %10s %8s", "table", "warehouse", "processed", "missing", "duplicated", "stale")
+		for _, st := range star.Tables {
+			if t := r.Warehouse[st.Name]; t != nil {
+				name := st.Name
+				p("  %-20s %10d %10d %8d %10d %8d", name, t.Rows, t.Processed, t.Missing, t.Duplicated, t.Stale)
+				if len(t.Examples) > 0 {
+					p("    ids %s", audit.JoinIDs(t.Examples))
+				}
+			}
+		}
 	}
+	if r.Repaired != nil {
+		p("Repaired in ingested batch %s: %d rows, %d tombstones; the next run takes it through the pipeline.",
+			r.Repaired.Batch, sum(r.Repaired.Rows), sum(r.Repaired.Tombstones))
+	}
+	p("%s.", strings.ToUpper(r.Summary()[:1])+r.Summary()[1:])
 }
 
-func joinIDs(ids []int32) string {
-	parts := make([]string, len(ids))
-	for i, id := range ids {
-		parts[i] = strconv.Itoa(int(id))
+func sum[N int | int64](m map[string]N) N {
+	var n N
+	for _, v := range m {
+		n += v
 	}
-	return strings.Join(parts, ", ")
+	return n
 }

@@ -225,6 +225,22 @@ func TestAuditCommand(t *testing.T) {
 	if out, _ := audit(); !strings.Contains(out, "deleted from payment: ids 7") || !strings.Contains(out, "missing from sales_order: ids 5") {
 		t.Errorf("audit text does not name the ids:\n%s", out)
 	}
+	// --repair mends it; the pipeline takes the repair on; the warehouse
+	// then agrees with the lake, until someone edits it by hand.
+	if out, code := audit("--repair"); code != 1 || !strings.Contains(out, "Repaired in ingested batch 000000000002: 1 rows, 1 tombstones") {
+		t.Fatalf("repair exited %d:\n%s", code, out)
+	}
+	wh := []string{"--warehouse", sb.Config.WarehouseURL, "--processed-bucket", sb.Config.ProcessedBucket}
+	if out, err := runCLI(ctx, append(append([]string{"run", "--once", "--source", src}, in...), wh...)...); err != nil {
+		t.Fatalf("run after the repair: %v\n%s", err, out)
+	}
+	if out, code := audit(wh...); code != 0 || !strings.Contains(out, "The source, the lake and the warehouse agree.") {
+		t.Fatalf("audit after the repair exited %d:\n%s", code, out)
+	}
+	pgtest.Exec(t, sb.Config.WarehouseURL, "UPDATE dim_design SET design_name = 'edited' WHERE design_id = (SELECT min(design_id) FROM dim_design)")
+	if out, code := audit(wh...); code != 1 || !strings.Contains(out, "warehouse dim_design 0 missing, 0 duplicated, 1 stale") {
+		t.Errorf("audit of an edited warehouse exited %d:\n%s", code, out)
+	}
 	var stderr strings.Builder
 	if code := execute(ctx, []string{"audit", "--source", "postgres://u:pw@127.0.0.1:1/x?connect_timeout=1", "--ingest-bucket", t.TempDir()}, &stderr); code != 2 {
 		t.Errorf("an audit of an unreachable source exited %d: %s", code, stderr.String())

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -15,7 +16,10 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/sandstone-data/sandstone/internal/alert"
+	"github.com/sandstone-data/sandstone/internal/audit"
 	"github.com/sandstone-data/sandstone/internal/errkind"
+	"github.com/sandstone-data/sandstone/internal/lake"
+	"github.com/sandstone-data/sandstone/internal/logging"
 	"github.com/sandstone-data/sandstone/internal/metrics"
 	"github.com/sandstone-data/sandstone/internal/pipeline"
 )
@@ -32,6 +36,8 @@ func newRunCmd() *cobra.Command {
 		backoff     time.Duration
 		metricsAddr string
 		alertState  string
+		auditEvery  time.Duration
+		autoRepair  bool
 	)
 	alerts, alertErr := alert.ConfigFromEnv()
 	cmd := &cobra.Command{
@@ -44,6 +50,11 @@ with --alert-email or --alert-webhook, a failure streak sends one alert, a
 reminder every --alert-reminder while it lasts, and one "recovered" message.
 --metrics-addr serves Prometheus metrics (/metrics) and health (/healthz,
 /readyz). --once runs one cycle and exits non-zero if a stage failed.
+
+Between cycles, every --audit-every (0 turns it off), it audits the source
+against the ingestion bucket (as 'sandstone audit' does); drift alerts as a
+failing "audit" stage and, with --auto-repair, is mended at once through the
+ordinary pipeline (the next cycle transforms and loads the repair batch).
 
 Example:
   sandstone run --source postgres://... --warehouse postgres://... --interval 10m`,
@@ -77,7 +88,11 @@ Example:
 					}
 				}()
 			}
+			aud := &auditor{every: auditEvery, log: log, m: m, n: notifier, bucket: p.Ingest,
+				opts: audit.Options{SourceURL: c.SourceURL, Bucket: p.Ingest, Lookback: c.Lookback, Repair: autoRepair, Logger: log,
+					Processed: p.Processed, WarehouseURL: c.WarehouseURL, WarehouseSchema: c.WarehouseSchema}}
 			each := func(reports []pipeline.Report, err error) {
+				defer aud.maybe(ctx)
 				m.CycleDone(err)
 				if tr, ld, perr := p.Pending(ctx); perr == nil {
 					m.SetPending(pipeline.Transform, int(tr))
@@ -87,6 +102,7 @@ Example:
 				saveAlerts(notifier, alertState, log)
 			}
 			if once {
+				aud.every = 0 // one cycle; 'sandstone audit' audits on demand
 				reports, err := runner.Cycle(ctx)
 				each(reports, err)
 				return err
@@ -102,8 +118,66 @@ Example:
 	f.DurationVar(&backoff, "backoff", 2*time.Second, "wait before the first retry (doubles each time)")
 	f.StringVar(&metricsAddr, "metrics-addr", "", "serve /metrics, /healthz and /readyz on this address (e.g. 127.0.0.1:9464)")
 	f.StringVar(&alertState, "alert-state", defaultAlertState, "file keeping the alert state across restarts (shown by status)")
+	f.DurationVar(&auditEvery, "audit-every", envDuration(envAuditEvery, time.Hour), "audit the source against the ingestion bucket this often, between cycles; 0 turns it off ($"+envAuditEvery+")")
+	f.BoolVar(&autoRepair, "auto-repair", os.Getenv(envAutoRepair) == "true", "mend what an audit finds at once ($"+envAutoRepair+"=true)")
 	alert.BindFlags(f, &alerts)
 	return cmd
+}
+
+// The environment variables of run's audit flags.
+const (
+	envAuditEvery = "SANDSTONE_AUDIT_EVERY"
+	envAutoRepair = "SANDSTONE_AUTO_REPAIR"
+)
+
+// envDuration is the duration in the environment variable name, else def
+// (an unparsable value too: the flag's own check then reports it).
+func envDuration(name string, def time.Duration) time.Duration {
+	if d, err := time.ParseDuration(os.Getenv(name)); err == nil {
+		return d
+	}
+	return def
+}
+
+// auditor audits between cycles, every so often, and reports what it
+// finds to the log, the metrics, the alerts and the ingestion bucket.
+type auditor struct {
+	every  time.Duration
+	last   time.Time
+	opts   audit.Options
+	bucket *lake.Bucket
+	log    *slog.Logger
+	m      *metrics.Metrics
+	n      *alert.Notifier
+}
+
+// maybe audits when every has passed since the last audit.
+func (a *auditor) maybe(ctx context.Context) {
+	if a.every <= 0 || ctx.Err() != nil || (!a.last.IsZero() && time.Since(a.last) < a.every) {
+		return
+	}
+	a.last = time.Now()
+	r, err := audit.Run(ctx, a.opts)
+	a.m.AuditDone(r.DriftRows(), err)
+	if err != nil {
+		logging.Failure(a.log, "audit", "", err)
+		a.n.Observe(ctx, "audit", "", err)
+		return
+	}
+	if err := audit.Save(ctx, a.bucket, r); err != nil {
+		a.log.Warn("the audit report could not be saved", "stage", "audit", "error", err.Error())
+	}
+	if !r.Drift {
+		a.log.Info("audit: "+r.Summary(), "stage", "audit", "seconds", r.Seconds)
+		a.n.Observe(ctx, "audit", "", nil)
+		return
+	}
+	msg := r.Summary()
+	if r.Repaired != nil {
+		msg += "; repaired in ingested batch " + r.Repaired.Batch
+	}
+	a.log.Warn("audit: "+msg, "stage", "audit", "drift", true, "seconds", r.Seconds)
+	a.n.Observe(ctx, "audit", "", errkind.Wrap(errkind.DriftFound, errors.New(msg)))
 }
 
 func requireAll(c configFlags) error {

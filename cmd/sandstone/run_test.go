@@ -12,11 +12,15 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/sandstone-data/sandstone/internal/alert"
+	"github.com/sandstone-data/sandstone/internal/audit"
 	"github.com/sandstone-data/sandstone/internal/metrics"
+	"github.com/sandstone-data/sandstone/internal/pgtest"
 	"github.com/sandstone-data/sandstone/internal/pipeline"
 	"github.com/sandstone-data/sandstone/internal/sandbox"
+	"github.com/sandstone-data/sandstone/internal/status"
 	"github.com/sandstone-data/sandstone/internal/totesys"
 )
 
@@ -103,6 +107,46 @@ func TestMetricsAndAlertsOverARealPipeline(t *testing.T) {
 		`sandstone_freshness_lag_seconds_count 1`,
 	} {
 		if !strings.Contains(text, want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+
+	// Between cycles, the auditor finds a payment gone from the source,
+	// alerts, counts it and mends it; once the tombstone is in, it recovers.
+	p, err := pipeline.Open(ctx, sb.Config, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = p.Close() }()
+	pgtest.Exec(t, sb.Config.SourceURL, "DELETE FROM payment WHERE payment_id = 1")
+	aud := &auditor{every: time.Hour, log: log, m: m, n: notifier, bucket: p.Ingest,
+		opts: audit.Options{SourceURL: sb.Config.SourceURL, Bucket: p.Ingest, Lookback: sb.Config.Lookback, Repair: true}}
+	aud.maybe(ctx)
+	aud.maybe(ctx) // within --audit-every: no second audit
+	st := status.Gather(ctx, sb.Config, filepath.Join(t.TempDir(), "none.json"))
+	if st.LastAudit == nil || !st.LastAudit.Drift || st.LastAudit.Repaired == nil {
+		t.Fatalf("status shows the last audit as %+v", st.LastAudit)
+	}
+	aud.last = time.Time{}
+	aud.maybe(ctx)
+	mu.Lock()
+	states = nil
+	for _, h := range hooks[2:] {
+		states = append(states, fmt.Sprintf("%v/%v/%v", h["stage"], h["state"], h["error_kind"]))
+	}
+	mu.Unlock()
+	if got := strings.Join(states, " "); got != "audit/failing/drift_found audit/recovered/drift_found" {
+		t.Errorf("webhook got %q for the audits", got)
+	}
+	resp, err = http.Get(srv.URL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ = io.ReadAll(resp.Body)
+	_ = resp.Body.Close()
+	for _, want := range []string{`sandstone_audits_total{result="drift"} 1`, `sandstone_audits_total{result="clean"} 1`,
+		`sandstone_drift_rows{kind="deleted",table="payment"} 0`} {
+		if !strings.Contains(string(body), want) {
 			t.Errorf("/metrics lacks %s", want)
 		}
 	}

@@ -26,17 +26,26 @@ const (
 	envProcessedBucket = "SANDSTONE_PROCESSED_BUCKET"
 	envSourceSecret    = "SANDSTONE_SOURCE_SECRET_ARN"
 	envWarehouseSecret = "SANDSTONE_WAREHOUSE_SECRET_ARN"
+	envLookback        = "SANDSTONE_LOOKBACK"
+	envAuditRepair     = "SANDSTONE_AUDIT_REPAIR"
 )
+
+// auditReportPrefix is where the audit saves its reports in the ingestion
+// bucket (internal/audit.ReportPrefix).
+const auditReportPrefix = "audits/"
 
 // access is what one stage may touch: the buckets it lists and reads, the
 // bucket it writes and the key prefixes it must be able to write there, and
-// its secret, each named by the environment variable that tells the
+// its secrets, each named by the environment variable that tells the
 // function where it is.
 type access struct {
 	read          []string
 	write         string
 	writePrefixes []string
-	secret        string
+	// onlyPrefixes: s3:PutObject on writePrefixes alone, not on any other
+	// named prefix of the bucket.
+	onlyPrefixes bool
+	secrets      []string
 }
 
 func stageAccess() map[string]access {
@@ -49,11 +58,36 @@ func stageAccess() map[string]access {
 		transformPrefixes = append(transformPrefixes, t.Name+"/")
 	}
 	return map[string]access{
-		"ingest":    {read: []string{envIngestBucket}, write: envIngestBucket, writePrefixes: ingestPrefixes, secret: envSourceSecret},
+		"ingest":    {read: []string{envIngestBucket}, write: envIngestBucket, writePrefixes: ingestPrefixes, secrets: []string{envSourceSecret}},
 		"transform": {read: []string{envIngestBucket, envProcessedBucket}, write: envProcessedBucket, writePrefixes: transformPrefixes},
-		"load":      {read: []string{envProcessedBucket}, secret: envWarehouseSecret},
+		"load":      {read: []string{envProcessedBucket}, secrets: []string{envWarehouseSecret}},
+		"audit": {read: []string{envIngestBucket}, write: envIngestBucket, writePrefixes: []string{auditReportPrefix},
+			onlyPrefixes: true, secrets: []string{envSourceSecret}},
 	}
 }
+
+// accessOf is what the function of stage may touch given its environment:
+// the audit creates objects under audits/ only, and where ingest does only
+// when SANDSTONE_AUDIT_REPAIR is true; it reads the processed bucket and
+// the warehouse secret only when its environment names them (the
+// warehouse check).
+func accessOf(stage string, env map[string]string) (access, bool) {
+	a, ok := stageAccess()[stage]
+	if stage != "audit" {
+		return a, ok
+	}
+	if env[envAuditRepair] == "true" {
+		a.writePrefixes = append(slices.Clone(a.writePrefixes), stageAccess()["ingest"].writePrefixes...)
+	}
+	if env[envProcessedBucket] != "" || env[envWarehouseSecret] != "" {
+		a.read = append(slices.Clone(a.read), envProcessedBucket)
+		a.secrets = append(slices.Clone(a.secrets), envWarehouseSecret)
+	}
+	return a, true
+}
+
+// scheduled are the stages EventBridge Scheduler starts.
+var scheduled = []string{"ingest", "audit"}
 
 // Each bucket is written by one stage, and its manifests start the next.
 var (
@@ -69,6 +103,7 @@ func (p *problems) add(format string, args ...any) { *p = append(*p, fmt.Sprintf
 // lambdaFn is one Lambda function as the checks see it.
 type lambdaFn struct {
 	stage   string
+	access  access
 	node    *node
 	names   []string // its function_name, and the symbolic reference to it
 	arn     string
@@ -92,6 +127,20 @@ type alarm struct {
 	comparison  string
 	description string
 	actions     []string
+	// queries are its metric_query blocks (metric math), if any.
+	queries      []metricQuery
+	treatMissing string
+	// window is period × evaluation_periods in seconds, datapoints the
+	// datapoints_to_alarm (evaluation_periods when unset).
+	window, evaluations, datapoints float64
+}
+
+// metricQuery is one metric_query of an alarm: an expression, or a metric.
+type metricQuery struct {
+	id, expression    string
+	namespace, metric string
+	dims              map[string]string
+	returnData        bool
 }
 
 // statement is one IAM policy statement.
@@ -124,6 +173,7 @@ func check(m *module) problems {
 	}
 	checkNotifications(m, fns, &p)
 	checkSchedule(m, fns, &p)
+	checkAudit(m, fns, alarms, &p)
 	checkBuckets(m, fns, &p)
 	checkAlarmActions(m, alarms, &p)
 	checkFreshness(m, alarms, &p)
@@ -169,7 +219,7 @@ func checkFunctions(m *module, p *problems) map[string]*lambdaFn {
 	for _, n := range m.instances("aws_lambda_function") {
 		env := n.block("environment").strMap("variables")
 		stage := env[envStage]
-		a, known := want[stage]
+		a, known := accessOf(stage, env)
 		switch {
 		case stage == "":
 			p.add("%s: no %s in its environment", n.addr, envStage)
@@ -181,7 +231,7 @@ func checkFunctions(m *module, p *problems) map[string]*lambdaFn {
 			p.add("two functions for stage %s: %s and %s", stage, fns[stage].node.addr, n.addr)
 			continue
 		}
-		f := &lambdaFn{stage: stage, node: n, arn: n.ref("arn"), env: env, buckets: map[string]string{},
+		f := &lambdaFn{stage: stage, access: a, node: n, arn: n.ref("arn"), env: env, buckets: map[string]string{},
 			names: []string{n.str("function_name"), n.ref("function_name")}}
 		fns[stage] = f
 		if got := n.str("runtime"); got != "provided.al2023" {
@@ -212,18 +262,27 @@ func checkFunctions(m *module, p *problems) map[string]*lambdaFn {
 			f.buckets[env] = match[1]
 		}
 		for _, env := range []string{envSourceSecret, envWarehouseSecret} {
-			if env != a.secret && f.env[env] != "" {
+			if !slices.Contains(a.secrets, env) && f.env[env] != "" {
 				p.add("%s: the %s function is given %s, which it does not need", n.addr, stage, env)
 			}
 		}
-		if a.secret != "" && !regexp.MustCompile(`^\$\{aws_secretsmanager_secret\.[^}]+\.arn\}$`).MatchString(f.env[a.secret]) {
-			p.add("%s: %s = %q is not a secret of this configuration", n.addr, a.secret, f.env[a.secret])
+		for _, secret := range a.secrets {
+			if !regexp.MustCompile(`^\$\{aws_secretsmanager_secret\.[^}]+\.arn\}$`).MatchString(f.env[secret]) {
+				p.add("%s: %s = %q is not a secret of this configuration", n.addr, secret, f.env[secret])
+			}
+		}
+		if stage == "audit" && f.env[envAuditRepair] != "true" && f.env[envAuditRepair] != "false" {
+			p.add("%s: %s = %q, want \"true\" or \"false\"", n.addr, envAuditRepair, f.env[envAuditRepair])
 		}
 	}
 	for stage := range want {
 		if fns[stage] == nil {
 			p.add("no function for stage %s", stage)
 		}
+	}
+	// The audit decides what is pending with ingest's lookback.
+	if in, au := fns["ingest"], fns["audit"]; in != nil && au != nil && au.env[envLookback] != in.env[envLookback] {
+		p.add("%s: %s = %q, but ingest's is %q: the audit would call pending rows missing, or miss some", au.node.addr, envLookback, au.env[envLookback], in.env[envLookback])
 	}
 	return fns
 }
@@ -388,7 +447,7 @@ func checkRole(m *module, f *lambdaFn, dlq string, p *problems) {
 	if !trusts(m.statements(role.value("assume_role_policy"), p), "lambda.amazonaws.com") {
 		p.add("%s: Lambda may not assume %s", f.node.addr, role.addr)
 	}
-	a := stageAccess()[f.stage]
+	a := f.access
 	var grants []grant
 	for _, env := range a.read {
 		if b := f.buckets[env]; b != "" {
@@ -401,12 +460,20 @@ func checkRole(m *module, f *lambdaFn, dlq string, p *problems) {
 	var writeARN string
 	if b := f.buckets[a.write]; b != "" {
 		writeARN = "${" + b + ".arn}"
+		match := prefixed(writeARN)
+		if a.onlyPrefixes {
+			match = func(r string) bool {
+				return slices.ContainsFunc(a.writePrefixes, func(p string) bool { return r == writeARN+"/"+p+"*" })
+			}
+		}
 		grants = append(grants,
-			grant{"s3:PutObject", "key prefixes of " + b, prefixed(writeARN), true},
-			grant{"s3:AbortMultipartUpload", "key prefixes of " + b, prefixed(writeARN), false})
+			grant{"s3:PutObject", "key prefixes of " + b, match, true},
+			grant{"s3:AbortMultipartUpload", "key prefixes of " + b, match, false})
 	}
-	if a.secret != "" && f.env[a.secret] != "" {
-		grants = append(grants, grant{"secretsmanager:GetSecretValue", "its secret", exact(f.env[a.secret]), true})
+	for _, secret := range a.secrets {
+		if f.env[secret] != "" {
+			grants = append(grants, grant{"secretsmanager:GetSecretValue", "its secret " + secret, exact(f.env[secret]), true})
+		}
 	}
 	if lg := logGroupOf(m, f); lg != nil {
 		logs := func(r string) bool { return r == lg.ref("arn")+":*" || r == lg.ref("arn") }
@@ -603,9 +670,21 @@ func alarmsOf(m *module) []*alarm {
 	var out []*alarm
 	for _, n := range m.instances("aws_cloudwatch_metric_alarm") {
 		t, _ := n.num("threshold")
-		out = append(out, &alarm{node: n, name: n.str("alarm_name"), namespace: n.str("namespace"), metric: n.str("metric_name"),
+		a := &alarm{node: n, name: n.str("alarm_name"), namespace: n.str("namespace"), metric: n.str("metric_name"),
 			dims: n.strMap("dimensions"), threshold: t, comparison: n.str("comparison_operator"),
-			description: n.str("alarm_description"), actions: n.strs("alarm_actions")})
+			description: n.str("alarm_description"), actions: n.strs("alarm_actions"), treatMissing: n.str("treat_missing_data")}
+		period, _ := n.num("period")
+		evals, _ := n.num("evaluation_periods")
+		a.window, a.evaluations, a.datapoints = period*evals, evals, evals
+		if d, ok := n.num("datapoints_to_alarm"); ok {
+			a.datapoints = d
+		}
+		for _, q := range n.blocks("metric_query") {
+			mq := q.block("metric")
+			a.queries = append(a.queries, metricQuery{id: q.str("id"), expression: q.str("expression"), returnData: q.boolean("return_data"),
+				namespace: mq.str("namespace"), metric: mq.str("metric_name"), dims: mq.strMap("dimensions")})
+		}
+		out = append(out, a)
 	}
 	return out
 }
@@ -676,21 +755,24 @@ func checkNotifications(m *module, fns map[string]*lambdaFn, p *problems) {
 	}
 }
 
-// checkSchedule: EventBridge Scheduler starts ingest, and only ingest, with
-// a role that may invoke nothing else.
+// checkSchedule: EventBridge Scheduler starts ingest, and the audit unless
+// audit_schedule_expression is "", and nothing else; each schedule's role
+// may invoke its own function only.
 func checkSchedule(m *module, fns map[string]*lambdaFn, p *problems) {
-	ingest := fns["ingest"]
-	if ingest == nil {
-		return
-	}
-	found := false
+	started := map[string]bool{}
 	for _, s := range m.instances("aws_scheduler_schedule") {
 		t := s.block("target")
-		if t.str("arn") != ingest.arn {
-			p.add("%s: starts %s; only the ingest function runs on a schedule", s.addr, t.str("arn"))
+		var f *lambdaFn
+		for _, stage := range scheduled {
+			if fn := fns[stage]; fn != nil && t.str("arn") == fn.arn {
+				f = fn
+			}
+		}
+		if f == nil {
+			p.add("%s: starts %s; only the ingest and audit functions run on a schedule", s.addr, t.str("arn"))
 			continue
 		}
-		found = true
+		started[f.stage] = true
 		if s.str("schedule_expression") == "" {
 			p.add("%s: no schedule_expression", s.addr)
 		}
@@ -712,8 +794,8 @@ func checkSchedule(m *module, fns map[string]*lambdaFn, p *problems) {
 			}
 			for _, act := range st.actions {
 				for _, res := range st.resources {
-					if act != "lambda:InvokeFunction" || (res != ingest.arn && res != ingest.arn+":*") {
-						p.add("%s: the schedule's role may %s on %s; it needs only lambda:InvokeFunction on ingest", role.addr, act, res)
+					if act != "lambda:InvokeFunction" || (res != f.arn && res != f.arn+":*") {
+						p.add("%s: the schedule's role may %s on %s; it needs only lambda:InvokeFunction on %s", role.addr, act, res, f.stage)
 						continue
 					}
 					invokes = true
@@ -721,11 +803,136 @@ func checkSchedule(m *module, fns map[string]*lambdaFn, p *problems) {
 			}
 		}
 		if !invokes {
-			p.add("%s: the schedule's role may not invoke ingest", role.addr)
+			p.add("%s: the schedule's role may not invoke %s", role.addr, f.stage)
 		}
 	}
-	if !found {
-		p.add("no aws_scheduler_schedule starts the ingest function")
+	for _, stage := range scheduled {
+		if stage == "audit" && auditSchedule(m) == "" {
+			continue
+		}
+		if fns[stage] != nil && !started[stage] {
+			p.add("no aws_scheduler_schedule starts the %s function", stage)
+		}
+	}
+}
+
+// auditSchedule is audit_schedule_expression's value ("" for no schedule).
+func auditSchedule(m *module) string {
+	if v := m.variables["audit_schedule_expression"]; v != nil {
+		return asString(v.value)
+	}
+	return ""
+}
+
+var rateExpression = regexp.MustCompile(`^rate\(([0-9]+) (minute|hour|day)s?\)$`)
+
+// scheduleInterval is the seconds between runs of a schedule expression;
+// a cron expression counts as daily.
+func scheduleInterval(expr string) float64 {
+	match := rateExpression.FindStringSubmatch(expr)
+	if match == nil {
+		return 86400
+	}
+	var n float64
+	_, _ = fmt.Sscan(match[1], &n)
+	return n * map[string]float64{"minute": 60, "hour": 3600, "day": 86400}[match[2]]
+}
+
+// queryMetric is the metric a metric_query of a names by id, or nil.
+func (a *alarm) queryMetric(id string) *metricQuery {
+	for i, q := range a.queries {
+		if q.id == id && q.metric != "" {
+			return &a.queries[i]
+		}
+	}
+	return nil
+}
+
+// sums reports whether the alarm's returned expression adds up exactly the
+// audit metrics named, each in namespace Sandstone with Stage = audit.
+func (a *alarm) sums(metrics ...string) bool {
+	for _, q := range a.queries {
+		if !q.returnData || q.expression == "" {
+			continue
+		}
+		var got []string
+		for _, term := range strings.Split(q.expression, "+") {
+			mq := a.queryMetric(strings.TrimSpace(term))
+			if mq == nil || mq.namespace != "Sandstone" || mq.dims["Stage"] != "audit" || len(mq.dims) != 1 {
+				return false
+			}
+			got = append(got, mq.metric)
+		}
+		sort.Strings(got)
+		want := slices.Sorted(slices.Values(metrics))
+		return slices.Equal(got, want)
+	}
+	return false
+}
+
+// checkAudit: an alarm fires on the audit's drift (DriftMissing +
+// DriftDeleted > 0, Stage = audit), stays put between audits and says what
+// to do; with the warehouse check, one on DriftWarehouse; with a schedule,
+// one fires when no audit succeeds for longer than the schedule's interval.
+func checkAudit(m *module, fns map[string]*lambdaFn, alarms []*alarm, p *problems) {
+	f := fns["audit"]
+	if f == nil {
+		return
+	}
+	var drift *alarm
+	for _, a := range alarms {
+		if a.sums("DriftMissing", "DriftDeleted") {
+			drift = a
+		}
+	}
+	if drift == nil {
+		p.add("no drift alarm on Sandstone DriftMissing + DriftDeleted (Stage = audit) in one metric-math expression")
+	} else {
+		if !(drift.comparison == "GreaterThanThreshold" && drift.threshold == 0) && !(drift.comparison == "GreaterThanOrEqualToThreshold" && drift.threshold == 1) {
+			p.add("%s: the drift alarm must fire on any drift (> 0), not %s %v", drift.node.addr, drift.comparison, drift.threshold)
+		}
+		if drift.treatMissing == "breaching" {
+			p.add("%s: treat_missing_data breaching: the hours between audits would be drift", drift.node.addr)
+		}
+		for _, want := range []string{"sandstone audit --repair", "SANDSTONE_AUDIT_REPAIR", f.node.str("function_name")} {
+			if !strings.Contains(drift.description, want) {
+				p.add("%s: the drift alarm's description must say what to do (%s)", drift.node.addr, want)
+			}
+		}
+	}
+	if slices.Contains(f.access.secrets, envWarehouseSecret) {
+		found := false
+		for _, a := range alarms {
+			found = found || (a.namespace == "Sandstone" && a.metric == "DriftWarehouse" && a.dims["Stage"] == "audit" && strings.HasPrefix(a.comparison, "GreaterThan"))
+		}
+		if !found {
+			p.add("%s: checks the warehouse, but no alarm on Sandstone DriftWarehouse (Stage = audit)", f.node.addr)
+		}
+	}
+	expr := auditSchedule(m)
+	if expr == "" {
+		return
+	}
+	var stale *alarm
+	for _, a := range alarms {
+		if a.namespace == "Sandstone" && a.metric == "AuditSucceeded" && a.dims["Stage"] == "audit" {
+			stale = a
+		}
+	}
+	if stale == nil {
+		p.add("%s: no alarm on audits that stop succeeding (Sandstone AuditSucceeded, Stage = audit)", f.node.addr)
+		return
+	}
+	interval := scheduleInterval(expr)
+	switch {
+	case stale.comparison != "LessThanThreshold" || stale.threshold != 1:
+		p.add("%s: the staleness alarm must fire below 1 successful audit, not %s %v", stale.node.addr, stale.comparison, stale.threshold)
+	case stale.treatMissing != "breaching":
+		p.add("%s: the staleness alarm must treat missing data (no audit) as breaching", stale.node.addr)
+	case stale.window < interval+3600 || stale.window > 7*86400:
+		p.add("%s: the staleness alarm looks at %v s; the schedule %s runs every %v s (want more, and at most 7 days)", stale.node.addr, stale.window, expr, interval)
+	case stale.datapoints != stale.evaluations:
+		p.add("%s: the staleness alarm fires on %v of %v hours without a successful audit; want all of them", stale.node.addr, stale.datapoints, stale.evaluations)
 	}
 }
 

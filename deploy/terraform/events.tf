@@ -1,4 +1,4 @@
-# What starts each stage. Events are only hints: every run does all pending
+# What starts each function. Events are only hints: every run does all pending
 # work of its stage, so lost, repeated or reordered events change nothing.
 
 # ingest: a tick of EventBridge Scheduler.
@@ -24,6 +24,33 @@ resource "aws_scheduler_schedule" "ingest" {
     retry_policy {
       maximum_event_age_in_seconds = 300
       maximum_retry_attempts       = 2
+    }
+  }
+}
+
+# audit: its own, slower schedule (audit_schedule_expression; "" for none).
+resource "aws_scheduler_schedule" "audit" {
+  count = local.audit_scheduled ? 1 : 0
+
+  name                = "${var.name_prefix}-audit"
+  description         = "Starts ${local.function_names["audit"]} on ${var.audit_schedule_expression}."
+  schedule_expression = var.audit_schedule_expression
+
+  flexible_time_window {
+    mode = "OFF"
+  }
+
+  target {
+    arn      = aws_lambda_function.stage["audit"].arn
+    role_arn = aws_iam_role.audit_scheduler[0].arn
+    input    = <<-EOT
+      {"source": "sandstone.scheduler", "stage": "audit", "schedule_arn": "<aws.scheduler.schedule-arn>", "scheduled_time": "<aws.scheduler.scheduled-time>"}
+    EOT
+
+    # A day's audit may wait an hour for delivery; later, the next one comes.
+    retry_policy {
+      maximum_event_age_in_seconds = 3600
+      maximum_retry_attempts       = 3
     }
   }
 }

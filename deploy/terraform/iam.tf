@@ -34,6 +34,7 @@ locals {
     ingest    = data.aws_iam_policy_document.ingest.json
     transform = data.aws_iam_policy_document.transform.json
     load      = data.aws_iam_policy_document.load.json
+    audit     = data.aws_iam_policy_document.audit.json
   }
 }
 
@@ -130,6 +131,76 @@ data "aws_iam_policy_document" "load" {
   }
 }
 
+# audit: totesys (through the source secret) and the ingestion bucket ->
+# a report under audits/. Only with audit_repair may it create objects where
+# ingest does (a repair batch); only with audit_warehouse_check may it read
+# the processed bucket and the warehouse secret.
+data "aws_iam_policy_document" "audit" {
+  source_policy_documents = concat(
+    var.audit_repair ? [data.aws_iam_policy_document.audit_repair.json] : [],
+    var.audit_warehouse_check ? [data.aws_iam_policy_document.audit_warehouse.json] : [],
+  )
+
+  statement {
+    sid       = "ListIngestion"
+    actions   = ["s3:ListBucket"]
+    resources = [aws_s3_bucket.ingestion.arn]
+  }
+  statement {
+    sid       = "ReadIngestion"
+    actions   = ["s3:GetObject"]
+    resources = ["${aws_s3_bucket.ingestion.arn}/*"]
+  }
+  statement {
+    sid       = "CreateAuditReports"
+    actions   = ["s3:PutObject", "s3:AbortMultipartUpload"]
+    resources = ["${aws_s3_bucket.ingestion.arn}/${local.audit_report_prefix}*"]
+  }
+  statement {
+    sid       = "ReadSourceSecret"
+    actions   = ["secretsmanager:GetSecretValue"]
+    resources = [aws_secretsmanager_secret.source.arn]
+  }
+  statement {
+    sid       = "WriteOwnLogs"
+    actions   = ["logs:CreateLogStream", "logs:PutLogEvents"]
+    resources = ["${aws_cloudwatch_log_group.stage["audit"].arn}:*"]
+  }
+  statement {
+    sid       = "RecordFailedInvocations"
+    actions   = ["sqs:SendMessage"]
+    resources = [aws_sqs_queue.dlq.arn]
+  }
+}
+
+# audit_repair: a repair lands a batch as ingest does.
+data "aws_iam_policy_document" "audit_repair" {
+  statement {
+    sid       = "CreateRepairBatches"
+    actions   = ["s3:PutObject", "s3:AbortMultipartUpload"]
+    resources = [for p in local.ingest_write_prefixes : "${aws_s3_bucket.ingestion.arn}/${p}*"]
+  }
+}
+
+# audit_warehouse_check: the warehouse against the processed bucket.
+data "aws_iam_policy_document" "audit_warehouse" {
+  statement {
+    sid       = "ListProcessed"
+    actions   = ["s3:ListBucket"]
+    resources = [aws_s3_bucket.processed.arn]
+  }
+  statement {
+    sid       = "ReadProcessed"
+    actions   = ["s3:GetObject"]
+    resources = ["${aws_s3_bucket.processed.arn}/*"]
+  }
+  statement {
+    sid       = "ReadWarehouseSecret"
+    actions   = ["secretsmanager:GetSecretValue"]
+    resources = [aws_secretsmanager_secret.warehouse.arn]
+  }
+}
+
 # EventBridge Scheduler's own role: it may invoke ingest and nothing else.
 data "aws_iam_policy_document" "scheduler_assume" {
   statement {
@@ -164,4 +235,30 @@ resource "aws_iam_role_policy" "scheduler" {
   name   = "${var.name_prefix}-scheduler-invoke-ingest"
   role   = aws_iam_role.scheduler.id
   policy = data.aws_iam_policy_document.scheduler.json
+}
+
+# The audit's schedule has a role of its own: it may invoke the audit and
+# nothing else.
+resource "aws_iam_role" "audit_scheduler" {
+  count = local.audit_scheduled ? 1 : 0
+
+  name               = "${var.name_prefix}-audit-scheduler"
+  description        = "Lets EventBridge Scheduler start ${local.function_names["audit"]}."
+  assume_role_policy = data.aws_iam_policy_document.scheduler_assume.json
+}
+
+data "aws_iam_policy_document" "audit_scheduler" {
+  statement {
+    sid       = "InvokeAudit"
+    actions   = ["lambda:InvokeFunction"]
+    resources = [aws_lambda_function.stage["audit"].arn]
+  }
+}
+
+resource "aws_iam_role_policy" "audit_scheduler" {
+  count = local.audit_scheduled ? 1 : 0
+
+  name   = "${var.name_prefix}-audit-scheduler-invoke-audit"
+  role   = aws_iam_role.audit_scheduler[0].id
+  policy = data.aws_iam_policy_document.audit_scheduler.json
 }

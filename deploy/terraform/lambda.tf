@@ -1,5 +1,5 @@
-# The three functions, one bootstrap zip, each with its own log group, role
-# and asynchronous-failure destination.
+# The four functions (ingest, transform, load and audit), one bootstrap zip,
+# each with its own log group, role and asynchronous-failure destination.
 
 resource "aws_cloudwatch_log_group" "stage" {
   for_each = local.stages
@@ -19,8 +19,8 @@ resource "aws_lambda_function" "stage" {
   handler          = "bootstrap"
   runtime          = "provided.al2023"
   architectures    = ["arm64"]
-  memory_size      = var.lambda_memory_mb[each.key]
-  timeout          = var.lambda_timeout_seconds[each.key]
+  memory_size      = local.lambda_memory_mb[each.key]
+  timeout          = local.lambda_timeout_seconds[each.key]
 
   # One run per stage at a time: stages serialize on their buckets anyway,
   # and a second concurrent run would only wait for the first.

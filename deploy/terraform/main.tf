@@ -1,5 +1,5 @@
-# The three stages, what each is told through its environment, and the key
-# prefixes each may write. The bucket contracts are in shared DESIGN.md; the
+# The four functions (three stages and the audit), what each is told
+# through its environment, and the key prefixes each may write. The bucket contracts are in shared DESIGN.md; the
 # key layout is internal/lake (manifests/NNNNNN/NNNNNNNNNNNN.json written last
 # per batch, data under TABLE/YYYY/MM/DD/...).
 
@@ -38,7 +38,37 @@ locals {
         SANDSTONE_WAREHOUSE_SCHEMA     = var.warehouse_schema
       }
     }
+    # sandstone audit, on its own schedule: compares totesys with the
+    # ingestion bucket and reports drift (DriftMissing, DriftDeleted). It
+    # must judge what is pending with ingest's lookback.
+    audit = {
+      description = "Sandstone audit: compares totesys with the ingestion bucket and reports missing and deleted rows (EventBridge Scheduler)."
+      environment = merge({
+        SANDSTONE_STAGE             = "audit"
+        SANDSTONE_INGEST_BUCKET     = local.ingestion_bucket_url
+        SANDSTONE_SOURCE_SECRET_ARN = aws_secretsmanager_secret.source.arn
+        SANDSTONE_LOOKBACK          = var.ingest_lookback
+        SANDSTONE_AUDIT_REPAIR      = var.audit_repair ? "true" : "false"
+        }, var.audit_warehouse_check ? {
+        SANDSTONE_PROCESSED_BUCKET     = local.processed_bucket_url
+        SANDSTONE_WAREHOUSE_SECRET_ARN = aws_secretsmanager_secret.warehouse.arn
+        SANDSTONE_WAREHOUSE_SCHEMA     = var.warehouse_schema
+      } : {})
+    }
   }
+
+  # Memory and timeout per function; audit's may be left out of the
+  # variables (which predate it).
+  lambda_memory_mb       = merge({ audit = 1024 }, var.lambda_memory_mb)
+  lambda_timeout_seconds = merge({ audit = 900 }, var.lambda_timeout_seconds)
+
+  # The audit's schedule: "" runs it only when invoked by hand. Its
+  # staleness alarm allows two intervals and an hour without a successful
+  # audit (a cron expression counts as daily), at most CloudWatch's 7 days.
+  audit_scheduled        = var.audit_schedule_expression != ""
+  audit_rate             = regexall("^rate\\(([0-9]+) (minute|hour|day)s?\\)$", var.audit_schedule_expression)
+  audit_interval_seconds = length(local.audit_rate) > 0 ? tonumber(local.audit_rate[0][0]) * { minute = 60, hour = 3600, day = 86400 }[local.audit_rate[0][1]] : 86400
+  audit_stale_hours      = min(168, max(2, ceil((2 * local.audit_interval_seconds + 3600) / 3600)))
 
   function_names = { for s in keys(local.stages) : s => "${var.name_prefix}-${s}" }
 
@@ -54,6 +84,9 @@ locals {
   # delete: the buckets are immutable, so no role has s3:DeleteObject.
   ingest_write_prefixes    = concat([local.manifest_prefix, "state/"], [for t in local.totesys_tables : "${t}/"])
   transform_write_prefixes = concat([local.manifest_prefix, "state/", "rejects/"], [for t in keys(local.star_tables) : "${t}/"])
+  # The audit writes its reports under audits/ (internal/audit.ReportPrefix)
+  # and, with audit_repair, a repair batch where ingest writes.
+  audit_report_prefix = "audits/"
 
   # Every error kind of internal/errkind, with what it means for whoever
   # reads the alarm e-mail. One alarm per function and kind.

@@ -8,9 +8,11 @@ import (
 	"strings"
 
 	"github.com/hashicorp/hcl/v2"
+	"github.com/hashicorp/hcl/v2/ext/tryfunc"
 	"github.com/hashicorp/hcl/v2/hclparse"
 	"github.com/hashicorp/hcl/v2/hclsyntax"
 	"github.com/zclconf/go-cty/cty"
+	"github.com/zclconf/go-cty/cty/convert"
 	"github.com/zclconf/go-cty/cty/function"
 	"github.com/zclconf/go-cty/cty/function/stdlib"
 )
@@ -514,7 +516,16 @@ func functions() map[string]function.Function {
 			return cty.StringVal("${file(" + args[0].AsString() + ")}"), nil
 		},
 	})
+	toNumber := function.New(&function.Spec{
+		Params: []function.Parameter{{Name: "v", Type: cty.DynamicPseudoType, AllowNull: true}},
+		Type:   function.StaticReturnType(cty.Number),
+		Impl: func(args []cty.Value, _ cty.Type) (cty.Value, error) {
+			return convert.Convert(args[0], cty.Number)
+		},
+	})
 	return map[string]function.Function{
+		"can":              tryfunc.CanFunc,
+		"ceil":             stdlib.CeilFunc,
 		"concat":           stdlib.ConcatFunc,
 		"contains":         stdlib.ContainsFunc,
 		"filebase64sha256": symbolicFile,
@@ -527,9 +538,15 @@ func functions() map[string]function.Function {
 		"length":           stdlib.LengthFunc,
 		"lookup":           stdlib.LookupFunc,
 		"lower":            stdlib.LowerFunc,
+		"max":              stdlib.MaxFunc,
 		"merge":            stdlib.MergeFunc,
+		"min":              stdlib.MinFunc,
+		"regex":            stdlib.RegexFunc,
+		"regexall":         stdlib.RegexAllFunc,
 		"replace":          stdlib.ReplaceFunc,
 		"setproduct":       stdlib.SetProductFunc,
+		"tonumber":         toNumber,
+		"try":              tryfunc.TryFunc,
 		"upper":            stdlib.UpperFunc,
 		"values":           stdlib.ValuesFunc,
 	}

@@ -66,7 +66,7 @@ resource "aws_cloudwatch_metric_alarm" "duration" {
   for_each = local.stages
 
   alarm_name          = "${local.function_names[each.key]}-duration-near-timeout"
-  alarm_description   = "${local.function_names[each.key]} ran longer than ${floor(var.duration_alarm_ratio * 100)}% of its ${var.lambda_timeout_seconds[each.key]} s timeout. Raise lambda_timeout_seconds or lambda_memory_mb for ${each.key}, or look for a slow database."
+  alarm_description   = "${local.function_names[each.key]} ran longer than ${floor(var.duration_alarm_ratio * 100)}% of its ${local.lambda_timeout_seconds[each.key]} s timeout. Raise lambda_timeout_seconds or lambda_memory_mb for ${each.key}, or look for a slow database."
   namespace           = "AWS/Lambda"
   metric_name         = "Duration"
   dimensions          = { FunctionName = aws_lambda_function.stage[each.key].function_name }
@@ -74,7 +74,7 @@ resource "aws_cloudwatch_metric_alarm" "duration" {
   period              = 300
   evaluation_periods  = 1
   comparison_operator = "GreaterThanOrEqualToThreshold"
-  threshold           = var.lambda_timeout_seconds[each.key] * 1000 * var.duration_alarm_ratio
+  threshold           = local.lambda_timeout_seconds[each.key] * 1000 * var.duration_alarm_ratio
   treat_missing_data  = "notBreaching"
   alarm_actions       = [aws_sns_topic.alarms.arn]
   ok_actions          = [aws_sns_topic.alarms.arn]
@@ -148,6 +148,89 @@ resource "aws_cloudwatch_metric_alarm" "freshness" {
   comparison_operator = "GreaterThanThreshold"
   threshold           = var.freshness_threshold_seconds
   treat_missing_data  = "notBreaching"
+  alarm_actions       = [aws_sns_topic.alarms.arn]
+  ok_actions          = [aws_sns_topic.alarms.arn]
+}
+
+# The audit's findings (EMF, dimension Stage = audit): rows of totesys that
+# never reached the ingestion bucket, and deletions nothing recorded. Each
+# audit writes one datapoint; missing data keeps the state, so the alarm
+# stays in ALARM until an audit finds no drift.
+resource "aws_cloudwatch_metric_alarm" "audit_drift" {
+  alarm_name          = "${local.function_names["audit"]}-drift"
+  alarm_description   = "${local.function_names["audit"]} found drift between totesys and the ingestion bucket: rows whose current version never landed (${local.emf_namespace}/DriftMissing) or rows deleted from totesys with no deletion recorded (DriftDeleted). Its WARN line \"audit found drift\" in ${aws_cloudwatch_log_group.stage["audit"].name} names the tables and ids; the report is under s3://${aws_s3_bucket.ingestion.bucket}/${local.audit_report_prefix}. With audit_repair (SANDSTONE_AUDIT_REPAIR=true) the audit has landed a repair batch already (repaired_batch in that line). Otherwise run `sandstone audit --repair` against the same source and bucket, or set audit_repair = true and invoke ${local.function_names["audit"]}. Rows missing again and again: raise ingest_lookback. Clears when an audit finds none."
+  comparison_operator = "GreaterThanThreshold"
+  threshold           = 0
+  evaluation_periods  = 1
+  treat_missing_data  = "ignore"
+  alarm_actions       = [aws_sns_topic.alarms.arn]
+  ok_actions          = [aws_sns_topic.alarms.arn]
+
+  metric_query {
+    id          = "drift"
+    expression  = "missing + deleted"
+    label       = "Rows of drift the audit found"
+    return_data = true
+  }
+  metric_query {
+    id = "missing"
+    metric {
+      namespace   = local.emf_namespace
+      metric_name = "DriftMissing"
+      dimensions  = { Stage = "audit" }
+      period      = 3600
+      stat        = "Maximum"
+    }
+  }
+  metric_query {
+    id = "deleted"
+    metric {
+      namespace   = local.emf_namespace
+      metric_name = "DriftDeleted"
+      dimensions  = { Stage = "audit" }
+      period      = 3600
+      stat        = "Maximum"
+    }
+  }
+}
+
+# With audit_warehouse_check, the audit also counts warehouse rows that
+# differ from the processed bucket (missing, duplicated or stale).
+resource "aws_cloudwatch_metric_alarm" "audit_warehouse_drift" {
+  count = var.audit_warehouse_check ? 1 : 0
+
+  alarm_name          = "${local.function_names["audit"]}-warehouse-drift"
+  alarm_description   = "${local.function_names["audit"]} found warehouse rows that differ from the processed bucket's loaded batches (${local.emf_namespace}/DriftWarehouse: missing, duplicated or stale). Its WARN line \"audit found drift\" in ${aws_cloudwatch_log_group.stage["audit"].name} names the tables; a repair does not mend the warehouse: rebuild it from the processed bucket into an empty schema. Clears when an audit finds none."
+  namespace           = local.emf_namespace
+  metric_name         = "DriftWarehouse"
+  dimensions          = { Stage = "audit" }
+  statistic           = "Maximum"
+  period              = 3600
+  evaluation_periods  = 1
+  comparison_operator = "GreaterThanThreshold"
+  threshold           = 0
+  treat_missing_data  = "ignore"
+  alarm_actions       = [aws_sns_topic.alarms.arn]
+  ok_actions          = [aws_sns_topic.alarms.arn]
+}
+
+# The audit's heartbeat: no successful audit (EMF AuditSucceeded) for two
+# schedule intervals and an hour, whether it was not invoked or failed.
+resource "aws_cloudwatch_metric_alarm" "audit_not_succeeding" {
+  count = local.audit_scheduled ? 1 : 0
+
+  alarm_name          = "${local.function_names["audit"]}-not-succeeding"
+  alarm_description   = "${local.function_names["audit"]} has not completed an audit for ${local.audit_stale_hours} hours (${local.emf_namespace}/AuditSucceeded, schedule ${aws_scheduler_schedule.audit[0].name} on ${var.audit_schedule_expression}): the schedule is disabled or failing (check its role), or every audit fails (see the function's error alarms and ${aws_cloudwatch_log_group.stage["audit"].name}), or it runs out of time (duration alarm). Drift goes unseen meanwhile."
+  namespace           = local.emf_namespace
+  metric_name         = "AuditSucceeded"
+  dimensions          = { Stage = "audit" }
+  statistic           = "Sum"
+  period              = 3600
+  evaluation_periods  = local.audit_stale_hours
+  datapoints_to_alarm = local.audit_stale_hours
+  comparison_operator = "LessThanThreshold"
+  threshold           = 1
+  treat_missing_data  = "breaching"
   alarm_actions       = [aws_sns_topic.alarms.arn]
   ok_actions          = [aws_sns_topic.alarms.arn]
 }

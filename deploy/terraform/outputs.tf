@@ -9,7 +9,7 @@ output "processed_bucket" {
 }
 
 output "function_names" {
-  description = "Lambda function name of each stage."
+  description = "Lambda function name of each stage (ingest, transform, load, audit)."
   value       = { for s, f in aws_lambda_function.stage : s => f.function_name }
 }
 
@@ -41,6 +41,11 @@ output "dead_letter_queue_url" {
 output "schedule_name" {
   description = "EventBridge Scheduler schedule that starts ingest."
   value       = aws_scheduler_schedule.ingest.name
+}
+
+output "audit_schedule_name" {
+  description = "EventBridge Scheduler schedule that starts the audit; null when audit_schedule_expression is \"\"."
+  value       = one(aws_scheduler_schedule.audit[*].name)
 }
 
 output "glue_database" {

@@ -7,12 +7,12 @@
 
 resource "aws_secretsmanager_secret" "source" {
   name                    = "${var.name_prefix}/source-db"
-  description             = "Read-only credentials of the totesys source database, read by ${local.function_names["ingest"]}."
+  description             = "Read-only credentials of the totesys source database, read by ${local.function_names["ingest"]} and ${local.function_names["audit"]}."
   recovery_window_in_days = var.secret_recovery_window_days
 }
 
 resource "aws_secretsmanager_secret" "warehouse" {
   name                    = "${var.name_prefix}/warehouse-db"
-  description             = "Credentials of the star-schema warehouse database, read by ${local.function_names["load"]}."
+  description             = "Credentials of the star-schema warehouse database, read by ${local.function_names["load"]} (and ${local.function_names["audit"]} with audit_warehouse_check)."
   recovery_window_in_days = var.secret_recovery_window_days
 }

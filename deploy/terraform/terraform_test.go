@@ -14,7 +14,13 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/hashicorp/hcl/v2"
+	"github.com/hashicorp/hcl/v2/hclparse"
+	"github.com/hashicorp/hcl/v2/hclsyntax"
 	"github.com/hashicorp/hcl/v2/hclwrite"
+	"github.com/zclconf/go-cty/cty"
+
+	"github.com/sandstone-data/sandstone/internal/errkind"
 )
 
 func mainFiles(t *testing.T) map[string][]byte {
@@ -34,13 +40,15 @@ func TestWiring(t *testing.T) {
 	for _, p := range check(m) {
 		t.Error(p)
 	}
-	// The checks looked at what they claim to: three functions, 30 error
-	// alarms, one Glue table per star table.
-	if n := len(m.instances("aws_lambda_function")); n != 3 {
-		t.Errorf("%d functions, want 3", n)
+	// The checks looked at what they claim to: four functions, an error
+	// alarm per function and kind, duration and throttle alarms per
+	// function, ingest's heartbeat, the queue, freshness, the audit's
+	// drift and staleness; one Glue table per star table.
+	if n := len(m.instances("aws_lambda_function")); n != 4 {
+		t.Errorf("%d functions, want 4", n)
 	}
-	if n := len(m.instances("aws_cloudwatch_metric_alarm")); n < 30+3+3+2 {
-		t.Errorf("only %d alarms", n)
+	if n, want := len(m.instances("aws_cloudwatch_metric_alarm")), 4*len(errkind.All)+4+4+3+2; n != want {
+		t.Errorf("%d alarms, want %d", n, want)
 	}
 	if n := len(m.instances("aws_glue_catalog_table")); n != 11 {
 		t.Errorf("%d Glue tables, want 11", n)
@@ -100,7 +108,7 @@ var mutations = []mutation{
 	{"no permission for S3", "events.tf", `principal      = "s3.amazonaws.com"`, `principal      = "sns.amazonaws.com"`,
 		[]string{"no aws_lambda_permission lets aws_s3_bucket.ingestion invoke the transform function"}},
 	{"schedule starts transform", "events.tf", `arn      = aws_lambda_function.stage\["ingest"\].arn`, `arn      = aws_lambda_function.stage["transform"].arn`,
-		[]string{"only the ingest function runs on a schedule", "no aws_scheduler_schedule starts the ingest function"}},
+		[]string{"only the ingest and audit functions run on a schedule", "no aws_scheduler_schedule starts the ingest function"}},
 	{"schedule input not JSON", "events.tf", `"stage": "ingest",`, `"stage": ingest,`,
 		[]string{"target input", "is not JSON"}},
 	{"scheduler may invoke every function", "iam.tf", `resources = \[aws_lambda_function.stage\["ingest"\].arn\]`, `resources = ["*"]`,
@@ -163,6 +171,58 @@ var mutations = []mutation{
 		[]string{"public access is not fully blocked"}},
 	{"no encryption", "s3.tf", `sse_algorithm = "AES256"`, `sse_algorithm = "none"`,
 		[]string{"no default server-side encryption"}},
+	{"audit schedule starts ingest", "events.tf", `arn      = aws_lambda_function.stage\["audit"\].arn`, `arn      = aws_lambda_function.stage["ingest"].arn`,
+		[]string{"no aws_scheduler_schedule starts the audit function", "it needs only lambda:InvokeFunction on ingest"}},
+	{"audit schedule input not JSON", "events.tf", `"stage": "audit",`, `"stage": audit,`,
+		[]string{"aws_scheduler_schedule.audit[0]: target input"}},
+	{"audit scheduler may invoke every function", "iam.tf", `resources = \[aws_lambda_function.stage\["audit"\].arn\]`, `resources = ["*"]`,
+		[]string{"it needs only lambda:InvokeFunction on audit"}},
+	{"audit scheduler uses ingest's role", "events.tf", `role_arn = aws_iam_role.audit_scheduler\[0\].arn`, `role_arn = aws_iam_role.scheduler.arn`,
+		[]string{"aws_iam_role.scheduler: the schedule's role may lambda:InvokeFunction on ${aws_lambda_function.stage[\"ingest\"].arn}; it needs only lambda:InvokeFunction on audit"}},
+	{"audit writes manifests without repair", "iam.tf", `resources = \["\$\{aws_s3_bucket.ingestion.arn\}/\$\{local.audit_report_prefix\}\*"\]`,
+		`resources = ["$${aws_s3_bucket.ingestion.arn}/$${local.audit_report_prefix}*", "$${aws_s3_bucket.ingestion.arn}/manifests/*"]`,
+		[]string{"s3:PutObject on ${aws_s3_bucket.ingestion.arn}/manifests/* is not the audit function's"}},
+	{"audit writes the whole bucket", "iam.tf", `resources = \["\$\{aws_s3_bucket.ingestion.arn\}/\$\{local.audit_report_prefix\}\*"\]`, `resources = ["$${aws_s3_bucket.ingestion.arn}/*"]`,
+		[]string{"s3:PutObject on ${aws_s3_bucket.ingestion.arn}/* is not the audit function's", "(audit): does not allow s3:PutObject under audits/"}},
+	{"audit writes its reports elsewhere", "main.tf", `audit_report_prefix = "audits/"`, `audit_report_prefix = "reports/"`,
+		[]string{"s3:PutObject on ${aws_s3_bucket.ingestion.arn}/reports/* is not the audit function's", "(audit): does not allow s3:PutObject under audits/"}},
+	{"repair grant without repair", "iam.tf", `var.audit_repair \? \[data.aws_iam_policy_document.audit_repair.json\] : \[\]`, `[data.aws_iam_policy_document.audit_repair.json]`,
+		[]string{"s3:PutObject on ${aws_s3_bucket.ingestion.arn}/manifests/* is not the audit function's", "s3:PutObject on ${aws_s3_bucket.ingestion.arn}/payment/* is not the audit function's"}},
+	{"repair without its grant", "main.tf", `SANDSTONE_AUDIT_REPAIR      = var.audit_repair \? "true" : "false"`, `SANDSTONE_AUDIT_REPAIR      = "true"`,
+		[]string{"(audit): does not allow s3:PutObject under manifests/", "(audit): does not allow s3:PutObject under payment/"}},
+	{"repair flag not a boolean", "main.tf", `SANDSTONE_AUDIT_REPAIR      = var.audit_repair \? "true" : "false"`, `SANDSTONE_AUDIT_REPAIR      = "yes"`,
+		[]string{`SANDSTONE_AUDIT_REPAIR = "yes", want "true" or "false"`}},
+	{"warehouse grant without the check", "iam.tf", `var.audit_warehouse_check \? \[data.aws_iam_policy_document.audit_warehouse.json\] : \[\]`, `[data.aws_iam_policy_document.audit_warehouse.json]`,
+		[]string{"secretsmanager:GetSecretValue on ${aws_secretsmanager_secret.warehouse.arn} is not the audit function's", "s3:GetObject on ${aws_s3_bucket.processed.arn}/* is not the audit function's"}},
+	{"audit with its own lookback", "main.tf", `SANDSTONE_LOOKBACK          = var.ingest_lookback(\s+SANDSTONE_AUDIT_REPAIR)`, `SANDSTONE_LOOKBACK          = "1h"${1}`,
+		[]string{`aws_lambda_function.stage["audit"]: SANDSTONE_LOOKBACK = "1h", but ingest's is "10m"`}},
+	{"audit reads the source without its secret", "iam.tf", `(sid       = "ReadSourceSecret"\s+actions   = \["secretsmanager:GetSecretValue"\]\s+resources = \[)aws_secretsmanager_secret.source.arn(\]\s+\}\s+statement \{\s+sid       = "WriteOwnLogs"\s+actions   = \["logs:CreateLogStream", "logs:PutLogEvents"\]\s+resources = \["\$\{aws_cloudwatch_log_group.stage\["audit"\])`,
+		`${1}aws_secretsmanager_secret.warehouse.arn${2}`,
+		[]string{"(audit): does not allow secretsmanager:GetSecretValue on its secret SANDSTONE_SOURCE_SECRET_ARN"}},
+	{"drift alarm on the wrong metric", "monitoring.tf", `metric_name = "DriftDeleted"`, `metric_name = "Rows"`,
+		[]string{"no drift alarm on Sandstone DriftMissing + DriftDeleted"}},
+	{"drift alarm without deletions", "monitoring.tf", `expression  = "missing \+ deleted"`, `expression  = "missing"`,
+		[]string{"no drift alarm"}},
+	{"drift alarm on another stage", "monitoring.tf", `(metric_name = "DriftMissing"\s+dimensions  = \{ Stage = )"audit"`, `${1}"ingest"`,
+		[]string{"no drift alarm"}},
+	{"drift alarm without e-mail", "monitoring.tf", `(resource "aws_cloudwatch_metric_alarm" "audit_drift" \{(?s:.*?))alarm_actions       = \[aws_sns_topic.alarms.arn\]`, `${1}alarm_actions       = []`,
+		[]string{"aws_cloudwatch_metric_alarm.audit_drift: alarm_actions do not notify the e-mail SNS topic"}},
+	{"drift alarm that says not what to do", "monitoring.tf", "run `sandstone audit --repair`", "repair it",
+		[]string{"the drift alarm's description must say what to do (sandstone audit --repair)"}},
+	{"drift alarm on missing data", "monitoring.tf", `(resource "aws_cloudwatch_metric_alarm" "audit_drift" \{(?s:.*?))treat_missing_data  = "ignore"`, `${1}treat_missing_data  = "breaching"`,
+		[]string{"aws_cloudwatch_metric_alarm.audit_drift: treat_missing_data breaching"}},
+	{"drift alarm only on a lot of drift", "monitoring.tf", `(resource "aws_cloudwatch_metric_alarm" "audit_drift" \{(?s:.*?))threshold           = 0`, `${1}threshold           = 10`,
+		[]string{"the drift alarm must fire on any drift"}},
+	{"no audit staleness alarm", "monitoring.tf", `metric_name         = "AuditSucceeded"`, `metric_name         = "Seconds"`,
+		[]string{"no alarm on audits that stop succeeding"}},
+	{"audit staleness alarm shorter than the schedule", "monitoring.tf", `evaluation_periods  = local.audit_stale_hours`, `evaluation_periods  = 12`,
+		[]string{"the staleness alarm looks at 43200 s; the schedule rate(1 day) runs every 86400 s"}},
+	{"audit staleness alarm on one empty hour", "monitoring.tf", `datapoints_to_alarm = local.audit_stale_hours`, `datapoints_to_alarm = 1`,
+		[]string{"the staleness alarm fires on 1 of 49 hours"}},
+	{"audit staleness alarm content with no audit", "monitoring.tf", `(resource "aws_cloudwatch_metric_alarm" "audit_not_succeeding" \{(?s:.*?))treat_missing_data  = "breaching"`, `${1}treat_missing_data  = "notBreaching"`,
+		[]string{"must treat missing data (no audit) as breaching"}},
+	{"no audit error alarms", "monitoring.tf", `for_each = local.error_alarms`, `for_each = { for k, v in local.error_alarms : k => v if v.stage != "audit" }`,
+		[]string{`aws_lambda_function.stage["audit"]: no alarm on ERROR lines of kind source_unreachable`}},
 	{"Glue column with the wrong type", "main.tf", `\["unit_price", "decimal\(10,2\)"\]`, `["unit_price", "double"]`,
 		[]string{`aws_glue_catalog_table.star["fact_sales_order"]: columns`}},
 	{"Glue table missing", "main.tf", `(?s)    fact_payment = \[.*?\n    \]\n`, ``,
@@ -377,5 +437,183 @@ func TestBootstrap(t *testing.T) {
 	}
 	for _, x := range p {
 		t.Error(x)
+	}
+}
+
+// withDefault sets variable name's default in variables.tf to value (HCL).
+func withDefault(t *testing.T, files map[string][]byte, name, value string) {
+	t.Helper()
+	re := regexp.MustCompile(`(?s)(variable "` + name + `" \{.*?\n  default     = )[^\n]*`)
+	if !re.Match(files["variables.tf"]) {
+		t.Fatalf("no default of variable %s", name)
+	}
+	files["variables.tf"] = re.ReplaceAll(files["variables.tf"], []byte("${1}"+strings.ReplaceAll(value, "$", "$$")))
+}
+
+// auditPuts lists the object resources the audit's role may s3:PutObject.
+func auditPuts(t *testing.T, m *module) []string {
+	t.Helper()
+	var role *node
+	for _, r := range m.instances("aws_iam_role") {
+		if strings.HasSuffix(r.addr, `stage["audit"]`) {
+			role = r
+		}
+	}
+	if role == nil {
+		t.Fatal("no audit role")
+	}
+	var p problems
+	var out []string
+	for _, s := range rolePolicies(m, role, &p) {
+		if s.effect == "Allow" && slices.Contains(s.actions, "s3:PutObject") {
+			out = append(out, s.resources...)
+		}
+	}
+	if len(p) > 0 {
+		t.Fatal(p)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// TestAuditVariants: the audit's settings give a configuration the checks
+// accept, and each changes what it should: repair adds ingest's prefixes to
+// the role, the warehouse check the processed bucket, the warehouse secret
+// and an alarm; no schedule drops the schedule, its role and the staleness
+// alarm; the staleness alarm follows the schedule's interval.
+func TestAuditVariants(t *testing.T) {
+	const bucket = "${aws_s3_bucket.ingestion.arn}/"
+	for _, v := range []struct {
+		name     string
+		defaults map[string]string
+		check    func(t *testing.T, m *module)
+	}{
+		{"defaults", nil, func(t *testing.T, m *module) {
+			if got := auditPuts(t, m); !slices.Equal(got, []string{bucket + "audits/*"}) {
+				t.Errorf("the audit may put %v, want only audits/*", got)
+			}
+			if n := len(m.instances("aws_scheduler_schedule")); n != 2 {
+				t.Errorf("%d schedules, want ingest's and the audit's", n)
+			}
+		}},
+		{"repair", map[string]string{"audit_repair": "true"}, func(t *testing.T, m *module) {
+			got := auditPuts(t, m)
+			for _, want := range []string{"audits/*", "manifests/*", "state/*", "sales_order/*", "payment/*"} {
+				if !slices.Contains(got, bucket+want) {
+					t.Errorf("with repair the audit may not put %s: %v", want, got)
+				}
+			}
+			if len(got) != 1+2+11 {
+				t.Errorf("with repair the audit may put %v", got)
+			}
+		}},
+		{"warehouse check", map[string]string{"audit_warehouse_check": "true"}, func(t *testing.T, m *module) {
+			env := map[string]string{}
+			for _, f := range m.instances("aws_lambda_function") {
+				if strings.HasSuffix(f.addr, `["audit"]`) {
+					env = f.block("environment").strMap("variables")
+				}
+			}
+			if env[envProcessedBucket] == "" || env[envWarehouseSecret] == "" || env["SANDSTONE_WAREHOUSE_SCHEMA"] == "" {
+				t.Errorf("the audit's environment lacks the warehouse: %v", env)
+			}
+			if got := auditPuts(t, m); !slices.Equal(got, []string{bucket + "audits/*"}) {
+				t.Errorf("the warehouse check lets the audit put %v", got)
+			}
+		}},
+		{"repair and warehouse check", map[string]string{"audit_repair": "true", "audit_warehouse_check": "true"}, nil},
+		{"no schedule", map[string]string{"audit_schedule_expression": `""`}, func(t *testing.T, m *module) {
+			if n := len(m.instances("aws_scheduler_schedule")); n != 1 {
+				t.Errorf("%d schedules, want ingest's only", n)
+			}
+			for _, a := range alarmsOf(m) {
+				if a.metric == "AuditSucceeded" {
+					t.Errorf("%s: a staleness alarm without a schedule", a.node.addr)
+				}
+			}
+			if len(m.instances("aws_lambda_function")) != 4 {
+				t.Error("no audit function without a schedule")
+			}
+		}},
+		{"every 12 hours", map[string]string{"audit_schedule_expression": `"rate(12 hours)"`}, func(t *testing.T, m *module) {
+			if got := m.locals["audit_stale_hours"]; asString(got) != "25" {
+				t.Errorf("stale after %s hours, want 25", asString(got))
+			}
+		}},
+		{"cron", map[string]string{"audit_schedule_expression": `"cron(0 3 * * ? *)"`}, func(t *testing.T, m *module) {
+			if got := m.locals["audit_stale_hours"]; asString(got) != "49" {
+				t.Errorf("stale after %s hours, want 49", asString(got))
+			}
+		}},
+		{"every 5 days", map[string]string{"audit_schedule_expression": `"rate(5 days)"`}, func(t *testing.T, m *module) {
+			if got := m.locals["audit_stale_hours"]; asString(got) != "168" {
+				t.Errorf("stale after %s hours, want CloudWatch's limit of 168", asString(got))
+			}
+		}},
+		{"every 7 days", map[string]string{"audit_schedule_expression": `"rate(7 days)"`}, nil},
+	} {
+		t.Run(v.name, func(t *testing.T) {
+			files := mainFiles(t)
+			for name, value := range v.defaults {
+				withDefault(t, files, name, value)
+			}
+			m, err := parseModule(files)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ps := check(m)
+			if v.name == "every 7 days" {
+				// CloudWatch looks back 7 days at most: a weekly audit
+				// cannot be watched, and the checks say so.
+				if !problemsContain(ps, "the schedule rate(7 days) runs every 604800 s") {
+					t.Errorf("no problem with a weekly schedule:\n%s", strings.Join(ps, "\n"))
+				}
+				ps = slices.DeleteFunc(ps, func(p string) bool { return strings.Contains(p, "rate(7 days)") })
+			}
+			for _, p := range ps {
+				t.Error(p)
+			}
+			if v.check != nil {
+				v.check(t, m)
+			}
+		})
+	}
+}
+
+// TestAuditScheduleValidation evaluates the variable's validation condition
+// for expressions EventBridge Scheduler takes, "" and mistakes.
+func TestAuditScheduleValidation(t *testing.T) {
+	f, diags := hclparse.NewParser().ParseHCL(mainFiles(t)["variables.tf"], "variables.tf")
+	if diags.HasErrors() {
+		t.Fatal(diags)
+	}
+	var cond hcl.Expression
+	for _, b := range f.Body.(*hclsyntax.Body).Blocks {
+		if b.Type == "variable" && b.Labels[0] == "audit_schedule_expression" {
+			for _, v := range b.Body.Blocks {
+				if v.Type == "validation" {
+					cond = v.Body.Attributes["condition"].Expr
+				}
+			}
+		}
+	}
+	if cond == nil {
+		t.Fatal("audit_schedule_expression has no validation")
+	}
+	for expr, ok := range map[string]bool{
+		"rate(1 day)": true, "rate(12 hours)": true, "rate(90 minutes)": true, "cron(0 3 * * ? *)": true, "": true,
+		"rate(0 days)": false, "rate(1 week)": false, "daily": false, "cron(0 3 * * ?)": false, "at(2026-01-01T00:00:00)": false, "0": false,
+	} {
+		ctx := &hcl.EvalContext{
+			Variables: map[string]cty.Value{"var": cty.ObjectVal(map[string]cty.Value{"audit_schedule_expression": cty.StringVal(expr)})},
+			Functions: functions(),
+		}
+		v, diags := cond.Value(ctx)
+		if diags.HasErrors() {
+			t.Fatalf("%q: %s", expr, diags)
+		}
+		if v.True() != ok {
+			t.Errorf("%q: valid %v, want %v", expr, v.True(), ok)
+		}
 	}
 }

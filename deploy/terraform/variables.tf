@@ -28,12 +28,13 @@ variable "lambda_zip" {
 }
 
 variable "lambda_memory_mb" {
-  description = "Memory of each function in MB, by stage (ingest, transform, load). CPU grows with memory."
+  description = "Memory of each function in MB, by stage (ingest, transform, load; audit optional, 1024 when left out). CPU grows with memory."
   type        = map(number)
   default = {
     ingest    = 512
     transform = 1024
     load      = 512
+    audit     = 1024
   }
 
   validation {
@@ -43,12 +44,13 @@ variable "lambda_memory_mb" {
 }
 
 variable "lambda_timeout_seconds" {
-  description = "Timeout of each function in seconds, by stage (ingest, transform, load). A run stops at a batch boundary before it and leaves the rest to the next invocation."
+  description = "Timeout of each function in seconds, by stage (ingest, transform, load; audit optional, 900 when left out). A run stops at a batch boundary before it and leaves the rest to the next invocation; an audit that cannot finish in time fails."
   type        = map(number)
   default = {
     ingest    = 300
     transform = 600
     load      = 600
+    audit     = 900
   }
 
   validation {
@@ -63,8 +65,31 @@ variable "schedule_expression" {
   default     = "rate(10 minutes)"
 }
 
+variable "audit_schedule_expression" {
+  description = "EventBridge Scheduler expression that starts the audit function (sandstone audit), e.g. rate(1 day) or cron(0 3 * * ? *) (UTC). \"\" creates no schedule and no staleness alarm: the function then runs only when invoked by hand. The staleness alarm allows two intervals of a rate() and an hour (a cron() counts as daily)."
+  type        = string
+  default     = "rate(1 day)"
+
+  validation {
+    condition     = var.audit_schedule_expression == "" || can(regex("^(rate\\([1-9][0-9]* (minute|minutes|hour|hours|day|days)\\)|cron\\(\\S+( \\S+){5}\\))$", var.audit_schedule_expression))
+    error_message = "audit_schedule_expression must be rate(N unit) with unit minute(s), hour(s) or day(s), cron(six fields), or \"\" for no schedule."
+  }
+}
+
+variable "audit_repair" {
+  description = "Let the scheduled audit repair what it finds (SANDSTONE_AUDIT_REPAIR, as sandstone audit --repair): land the missing rows and record the deletions as one ingestion batch, which transform and load then take. Also lets its role create objects where ingest does. Default false: the audit only reports, and the drift alarm asks a person to repair."
+  type        = bool
+  default     = false
+}
+
+variable "audit_warehouse_check" {
+  description = "Give the audit function the processed bucket and the warehouse secret (read only), so that the audit also checks the warehouse against the processed bucket."
+  type        = bool
+  default     = false
+}
+
 variable "ingest_lookback" {
-  description = "How long after its last_updated a totesys row may still commit and be caught by ingest (SANDSTONE_LOOKBACK, a Go duration)."
+  description = "How long after its last_updated a totesys row may still commit and be caught by ingest (SANDSTONE_LOOKBACK, a Go duration). The audit judges what is still pending with the same value."
   type        = string
   default     = "10m"
 }

@@ -1,6 +1,7 @@
-# Sandstone on AWS: three Lambda functions from one bootstrap, two buckets,
-# an EventBridge schedule, S3 notifications, CloudWatch alarms to SNS e-mail,
-# a dead-letter queue, Secrets Manager secrets and a Glue catalogue.
+# Sandstone on AWS: four Lambda functions from one bootstrap (ingest,
+# transform, load, audit), two buckets, EventBridge schedules, S3
+# notifications, CloudWatch alarms to SNS e-mail, a dead-letter queue,
+# Secrets Manager secrets and a Glue catalogue.
 # docs/deploy.md explains how to deploy, read the alarms and tear it down.
 
 terraform {

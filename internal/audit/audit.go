@@ -39,6 +39,12 @@ type Options struct {
 	// it found deleted, as one ingestion batch marked as a repair.
 	Repair bool
 	Logger *slog.Logger
+	// Processed, WarehouseURL and WarehouseSchema, when the first two are
+	// set, have the audit also check the warehouse against the processed
+	// bucket (see CheckWarehouse).
+	Processed       *lake.Bucket
+	WarehouseURL    string
+	WarehouseSchema string
 }
 
 // Report is what an audit found.
@@ -47,8 +53,11 @@ type Report struct {
 	// Batch is the newest ingested batch the audit compared with.
 	Batch  string                  `json:"batch"`
 	Tables map[string]*TableReport `json:"tables"`
+	// Warehouse is each warehouse table's findings against the processed
+	// bucket; nil when the warehouse was not checked.
+	Warehouse map[string]*WarehouseTable `json:"warehouse,omitempty"`
 	// Drift is true when any table has a missing row or an unrecorded
-	// deletion.
+	// deletion, or any warehouse table a missing, duplicated or stale row.
 	Drift bool `json:"drift"`
 	// Repaired is the batch a repair landed; nil without --repair or when
 	// there was nothing to mend.
@@ -140,7 +149,20 @@ func Run(ctx context.Context, opts Options) (Report, error) {
 		r.Tables[table.Name] = tr
 		rep.Missing[table.Name], rep.Deleted[table.Name] = ids.missing, ids.deleted
 	}
-	if opts.Repair && r.Drift {
+	// A repair lands what the source holds; the warehouse's drift is not
+	// its to mend.
+	sourceDrift := r.Drift
+	if opts.Processed != nil && opts.WarehouseURL != "" {
+		wh, err := CheckWarehouse(ctx, opts.Processed, opts.WarehouseURL, opts.WarehouseSchema)
+		if err != nil {
+			return r, fmt.Errorf("audit: %w", err)
+		}
+		r.Warehouse = wh
+		for _, t := range wh {
+			r.Drift = r.Drift || t.drift()
+		}
+	}
+	if opts.Repair && sourceDrift {
 		res, err := ingest.LandRepair(ctx, tx, snapshotAt, opts.Bucket, rep, opts.Logger)
 		if err != nil {
 			return r, fmt.Errorf("audit: %w", err)

@@ -27,6 +27,12 @@ const (
 	Internal       Kind = "internal"
 )
 
+// DriftFound is the kind of an audit's finding (rows that never reached the
+// lake, rows gone from the source, a warehouse out of step): not a failure
+// of a stage, so not in All (no ERROR line, no failure counter, no error
+// alarm), but the kind its alert carries.
+const DriftFound Kind = "drift_found"
+
 // All lists every kind.
 var All = []Kind{SourceUnreachable, SourceSchemaMismatch, BucketReadFailed, BucketWriteFailed,
 	BadRowsRejected, WarehouseUnreachable, WarehouseSchemaMismatch, LoadFailed, ObjectMismatch, LedgerMismatch,

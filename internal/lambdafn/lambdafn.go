@@ -1,5 +1,6 @@
 // Package lambdafn serves Sandstone's stages as AWS Lambda functions: one
-// bootstrap binary, the stage chosen by SANDSTONE_STAGE.
+// bootstrap binary, the stage chosen by SANDSTONE_STAGE: ingest, transform,
+// load, or audit (a scheduled sandstone audit, audit.go).
 //
 // Events (an EventBridge Scheduler tick for ingest, S3 notifications of new
 // manifests for transform and load) are only hints: every invocation does
@@ -37,7 +38,14 @@ const (
 	EnvStage              = "SANDSTONE_STAGE"
 	EnvSourceSecretARN    = "SANDSTONE_SOURCE_SECRET_ARN"
 	EnvWarehouseSecretARN = "SANDSTONE_WAREHOUSE_SECRET_ARN"
+	// EnvAuditRepair, "true" on the audit function, makes it land what it
+	// finds missing and record what it finds deleted (sandstone audit
+	// --repair). Default false: the audit only reports.
+	EnvAuditRepair = "SANDSTONE_AUDIT_REPAIR"
 )
+
+// StageAudit is the stage of the audit function.
+const StageAudit = "audit"
 
 // Response is what an invocation returns.
 type Response struct {
@@ -46,6 +54,9 @@ type Response struct {
 	Batches []string         `json:"batches"`
 	Rows    map[string]int64 `json:"rows"`
 	Note    string           `json:"note,omitempty"`
+	// Audit is the audit stage's finding; Batches and Rows are then what a
+	// repair landed.
+	Audit *AuditResponse `json:"audit,omitempty"`
 }
 
 // Handler serves one stage.
@@ -56,6 +67,11 @@ type Handler struct {
 	EMF    *metrics.EMF
 	// Margin is kept free before the function's deadline.
 	Margin time.Duration
+	// Repair is the audit stage's SANDSTONE_AUDIT_REPAIR.
+	Repair bool
+	// Warehouse is true when the audit function's environment names the
+	// processed bucket and the warehouse as well.
+	Warehouse bool
 }
 
 // SecretGetter reads a secret's value (Secrets Manager's GetSecretValue).
@@ -78,8 +94,16 @@ func FromEnv(ctx context.Context, out io.Writer) (*Handler, error) {
 		EMF:    metrics.NewEMF(out),
 		Margin: 15 * time.Second,
 	}
-	if _, err := (&pipeline.Pipeline{}).Stage(h.Stage); err != nil {
-		return nil, fmt.Errorf("%s: %w", EnvStage, err)
+	if h.Stage == StageAudit {
+		if v := os.Getenv(EnvAuditRepair); v != "" {
+			if h.Repair, err = strconv.ParseBool(v); err != nil {
+				return nil, errkind.Wrap(errkind.ConfigInvalid, fmt.Errorf("%s=%q: want true or false", EnvAuditRepair, v))
+			}
+		}
+		h.Warehouse = os.Getenv(config.EnvProcessedBucket) != "" &&
+			(os.Getenv(config.EnvWarehouse) != "" || os.Getenv(EnvWarehouseSecretARN) != "")
+	} else if _, err := (&pipeline.Pipeline{}).Stage(h.Stage); err != nil {
+		return nil, errkind.Wrap(errkind.ConfigInvalid, fmt.Errorf("%s: unknown stage %q (want ingest, transform, load or %s)", EnvStage, h.Stage, StageAudit))
 	}
 	var sm SecretGetter
 	for _, s := range []struct {
@@ -144,6 +168,9 @@ func SecretURL(ctx context.Context, sm SecretGetter, arn string) (string, error)
 // Handle serves one invocation.
 func (h *Handler) Handle(ctx context.Context, event json.RawMessage) (Response, error) {
 	h.Logger.Info("invoked", "event", describe(event))
+	if h.Stage == StageAudit {
+		return h.audit(ctx)
+	}
 	p, err := pipeline.Open(ctx, h.Config, h.Logger)
 	if err != nil {
 		return Response{Stage: h.Stage}, h.fail("", err)

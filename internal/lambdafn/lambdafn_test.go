@@ -12,7 +12,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sandstone-data/sandstone/internal/audit"
 	"github.com/sandstone-data/sandstone/internal/config"
+	"github.com/sandstone-data/sandstone/internal/lake"
 	"github.com/sandstone-data/sandstone/internal/pgtest"
 	"github.com/sandstone-data/sandstone/internal/s3test"
 	"github.com/sandstone-data/sandstone/internal/totesys"
@@ -126,6 +128,152 @@ func TestFailureIsLoggedOnceWithKind(t *testing.T) {
 	}
 	if strings.Contains(out, "hunter2secret") || strings.Contains(err.Error(), "hunter2secret") {
 		t.Fatal("password leaked")
+	}
+}
+
+// auditLine is the audit's result line or its EMF line, as JSON.
+type auditLine struct {
+	Level          string                      `json:"level"`
+	Msg            string                      `json:"msg"`
+	Stage          string                      `json:"Stage"`
+	Drift          *bool                       `json:"drift"`
+	Summary        string                      `json:"summary"`
+	ErrorKind      string                      `json:"error_kind"`
+	DriftMissing   *float64                    `json:"DriftMissing"`
+	DriftDeleted   *float64                    `json:"DriftDeleted"`
+	AuditSucceeded *float64                    `json:"AuditSucceeded"`
+	Failures       *float64                    `json:"Failures"`
+	Tables         map[string]map[string]int64 `json:"tables"`
+	AWS            json.RawMessage             `json:"_aws"`
+}
+
+func auditLines(t *testing.T, out string) (results, emf []auditLine) {
+	t.Helper()
+	for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
+		var a auditLine
+		if err := json.Unmarshal([]byte(l), &a); err != nil {
+			t.Fatalf("log line %q: %v", l, err)
+		}
+		switch {
+		case a.Stage == "audit" && a.AWS != nil:
+			emf = append(emf, a)
+		case a.Msg == MsgAuditClean || a.Msg == MsgAuditDrift:
+			results = append(results, a)
+		}
+	}
+	return results, emf
+}
+
+// TestAuditHandler runs the audit stage in process: a clean ingestion
+// bucket audits clean; a row deleted from the source is drift, logged at
+// WARN, measured in EMF and saved as a report; with SANDSTONE_AUDIT_REPAIR
+// the audit records the deletion and the next audit is clean.
+func TestAuditHandler(t *testing.T) {
+	e := newEnv(t)
+	var logs bytes.Buffer
+	invoke := func(stage string, ev json.RawMessage) Response {
+		t.Helper()
+		logs.Reset()
+		e.set(t, stage)
+		h, err := FromEnv(context.Background(), &logs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		defer cancel()
+		resp, err := h.Handle(ctx, ev)
+		if err != nil {
+			t.Fatalf("%s: %v\n%s", stage, err, logs.String())
+		}
+		return resp
+	}
+	invoke("ingest", event(t, "scheduler.json", ""))
+	invoke("transform", event(t, "s3-put.json", "ingest"))
+	invoke("load", event(t, "s3-put.json", "processed"))
+
+	// The environment names the processed bucket and the warehouse: the
+	// audit checks the warehouse too.
+	clean := invoke(StageAudit, event(t, "scheduler.json", ""))
+	if clean.Stage != StageAudit || clean.Audit == nil || clean.Audit.Drift || len(clean.Batches) != 0 {
+		t.Fatalf("clean audit: %+v", clean)
+	}
+	if len(clean.Audit.Warehouse) == 0 || clean.Audit.WarehouseDrift != 0 {
+		t.Errorf("clean audit of the warehouse: %v", clean.Audit.Warehouse)
+	}
+	if len(clean.Audit.Tables) != 11 || clean.Audit.Tables["payment"]["deleted"] != 0 {
+		t.Errorf("clean audit tables: %v", clean.Audit.Tables)
+	}
+	results, emf := auditLines(t, logs.String())
+	if len(results) != 1 || results[0].Level != "INFO" || *results[0].Drift || len(emf) != 1 ||
+		*emf[0].DriftMissing != 0 || *emf[0].DriftDeleted != 0 || *emf[0].AuditSucceeded != 1 || *emf[0].Failures != 0 {
+		t.Fatalf("clean audit logs:\n%s", logs.String())
+	}
+
+	gone := pgtest.QueryInt(t, e.source, "SELECT min(payment_id) FROM payment")
+	pgtest.Exec(t, e.source, "DELETE FROM payment WHERE payment_id = $1", gone)
+	drift := invoke(StageAudit, event(t, "scheduler.json", ""))
+	if a := drift.Audit; a == nil || !a.Drift || a.Deleted != 1 || a.Missing != 0 || a.Tables["payment"]["deleted"] != 1 || a.Repaired != nil || len(drift.Batches) != 0 {
+		t.Fatalf("audit after a deletion: %+v %+v", drift, drift.Audit)
+	}
+	results, emf = auditLines(t, logs.String())
+	if len(results) != 1 || results[0].Level != "WARN" || !*results[0].Drift || !strings.Contains(results[0].Summary, "payment 1 deleted") {
+		t.Fatalf("drift result line:\n%s", logs.String())
+	}
+	if len(emf) != 1 || *emf[0].DriftDeleted != 1 || *emf[0].DriftMissing != 0 || *emf[0].AuditSucceeded != 1 || emf[0].Tables["payment"]["deleted"] != 1 {
+		t.Fatalf("drift EMF line:\n%s", logs.String())
+	}
+	if strings.Contains(logs.String(), `"level":"ERROR"`) {
+		t.Fatalf("drift is not a failure:\n%s", logs.String())
+	}
+	b, err := lake.Open(context.Background(), e.vars[config.EnvIngestBucket])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = b.Close() }()
+	if saved, err := audit.Latest(context.Background(), b); err != nil || saved == nil || !saved.Drift || saved.Tables["payment"].Deleted != 1 {
+		t.Fatalf("saved report %+v, %v", saved, err)
+	}
+
+	e.vars[EnvAuditRepair] = "true"
+	repaired := invoke(StageAudit, event(t, "scheduler.json", ""))
+	if a := repaired.Audit; a == nil || !a.Repair || a.Repaired == nil || a.Repaired.Tombstones["payment"] != 1 || len(repaired.Batches) != 1 {
+		t.Fatalf("repair: %+v %+v", repaired, repaired.Audit)
+	}
+	if again := invoke(StageAudit, event(t, "scheduler.json", "")); again.Audit.Drift || again.Audit.Repaired != nil {
+		t.Fatalf("after the repair: %+v", again.Audit)
+	}
+
+	e.vars[EnvAuditRepair] = "sometimes"
+	e.set(t, StageAudit)
+	if _, err := FromEnv(context.Background(), io.Discard); err == nil || !strings.Contains(err.Error(), EnvAuditRepair) {
+		t.Fatalf("a bad %s: %v", EnvAuditRepair, err)
+	}
+}
+
+// TestAuditFailure: an audit that cannot reach the source logs one ERROR
+// line with its kind and an EMF line with AuditSucceeded 0 and no drift.
+func TestAuditFailure(t *testing.T) {
+	e := newEnv(t)
+	e.vars[config.EnvSource] = "postgres://u:hunter2secret@127.0.0.1:1/x?connect_timeout=2"
+	e.set(t, StageAudit)
+	var logs bytes.Buffer
+	h, err := FromEnv(context.Background(), &logs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// An empty bucket has no state to compare with: the audit still reads
+	// the source first, and fails there.
+	resp, err := h.Handle(context.Background(), event(t, "scheduler.json", ""))
+	if err == nil || !strings.Contains(err.Error(), "source_unreachable") || resp.Audit != nil {
+		t.Fatalf("error %v, response %+v", err, resp)
+	}
+	out := logs.String()
+	if strings.Count(out, `"level":"ERROR"`) != 1 || !strings.Contains(out, `"error_kind":"source_unreachable"`) || strings.Contains(out, "hunter2secret") {
+		t.Fatalf("want one redacted ERROR line with the kind:\n%s", out)
+	}
+	_, emf := auditLines(t, out)
+	if len(emf) != 1 || *emf[0].AuditSucceeded != 0 || *emf[0].Failures != 1 || emf[0].DriftMissing != nil || emf[0].DriftDeleted != nil || emf[0].ErrorKind != "source_unreachable" {
+		t.Fatalf("failure EMF line:\n%s", out)
 	}
 }
 

@@ -82,6 +82,11 @@ func (e *EMF) Record(r StageRun) error {
 		line["error_kind"] = string(errkind.Of(r.Err))
 	}
 
+	return e.write(r.Stage, line, metrics)
+}
+
+// write adds the metric directive to line and writes it.
+func (e *EMF) write(stage string, line map[string]any, metrics []emfMetric) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	line["_aws"] = emfMeta{
@@ -94,10 +99,83 @@ func (e *EMF) Record(r StageRun) error {
 	}
 	b, err := json.Marshal(line)
 	if err != nil {
-		return fmt.Errorf("emf %s: %w", r.Stage, err)
+		return fmt.Errorf("emf %s: %w", stage, err)
 	}
 	if _, err := e.w.Write(append(b, '\n')); err != nil {
-		return fmt.Errorf("emf %s: write: %w", r.Stage, err)
+		return fmt.Errorf("emf %s: write: %w", stage, err)
 	}
 	return nil
+}
+
+// AuditStage is the Stage dimension of the audit's EMF lines.
+const AuditStage = "audit"
+
+// AuditRun is the outcome of one audit (internal/audit), as its EMF line
+// tells it.
+type AuditRun struct {
+	Duration time.Duration
+	// Measured is true when the audit compared the whole source, so that
+	// Missing and Deleted are its findings; a failed audit that got no
+	// findings has it false and writes no drift metrics.
+	Measured bool
+	// Missing and Deleted are the drift, in total over the tables.
+	Missing, Deleted int64
+	// Warehouse counts, when WarehouseChecked, the warehouse rows that
+	// differ from the processed bucket (missing, duplicated or stale).
+	WarehouseChecked bool
+	Warehouse        int64
+	// Batch is the newest ingested batch the audit compared with;
+	// Repaired the batch a repair landed, if any.
+	Batch, Repaired string
+	// Tables has the drift per table and kind (audit.Report.DriftRows), for
+	// Logs Insights; it is no metric.
+	Tables map[string]map[string]int64
+	// Err is nil when the audit succeeded (with or without drift).
+	Err error
+}
+
+// RecordAudit writes the EMF line of one audit, with dimension
+// Stage = "audit":
+//
+//	AuditSucceeded (Count, 1 or 0), Failures (Count, 0 or 1), Seconds and,
+//	when the audit measured them, DriftMissing and DriftDeleted (Count,
+//	totals over the tables) and, when it checked the warehouse,
+//	DriftWarehouse (Count).
+//
+// An alarm on DriftMissing + DriftDeleted > 0 fires on drift; one on the
+// sum of AuditSucceeded over the schedule's interval < 1 on audits that no
+// longer happen or no longer succeed.
+func (e *EMF) RecordAudit(a AuditRun) error {
+	succeeded, failures := 1, 0
+	if a.Err != nil {
+		succeeded, failures = 0, 1
+	}
+	line := map[string]any{
+		EMFDimension:     AuditStage,
+		"AuditSucceeded": succeeded,
+		"Failures":       failures,
+		"Seconds":        a.Duration.Seconds(),
+	}
+	metrics := []emfMetric{{"AuditSucceeded", "Count"}, {"Failures", "Count"}, {"Seconds", "Seconds"}}
+	if a.Measured {
+		line["DriftMissing"], line["DriftDeleted"] = a.Missing, a.Deleted
+		metrics = append(metrics, emfMetric{"DriftMissing", "Count"}, emfMetric{"DriftDeleted", "Count"})
+		if a.WarehouseChecked {
+			line["DriftWarehouse"] = a.Warehouse
+			metrics = append(metrics, emfMetric{"DriftWarehouse", "Count"})
+		}
+	}
+	if a.Batch != "" {
+		line["batch"] = a.Batch
+	}
+	if a.Repaired != "" {
+		line["repaired_batch"] = a.Repaired
+	}
+	if len(a.Tables) > 0 {
+		line["tables"] = a.Tables
+	}
+	if a.Err != nil {
+		line["error_kind"] = string(errkind.Of(a.Err))
+	}
+	return e.write(AuditStage, line, metrics)
 }

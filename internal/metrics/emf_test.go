@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -124,5 +125,57 @@ func TestEMFWriteError(t *testing.T) {
 	err := NewEMF(failingWriter{}).Record(StageRun{Stage: "ingest"})
 	if err == nil || !strings.Contains(err.Error(), "stdout closed") {
 		t.Fatalf("Record to a failing writer: %v", err)
+	}
+}
+
+// TestEMFAudit: an audit's line carries the drift totals only when the
+// audit measured them, and AuditSucceeded / Failures either way.
+func TestEMFAudit(t *testing.T) {
+	var buf bytes.Buffer
+	e := NewEMF(&buf)
+	at := time.Date(2024, 11, 15, 10, 0, 0, 0, time.UTC)
+	e.now = func() time.Time { return at }
+	runs := []AuditRun{
+		{Duration: 3 * time.Second, Measured: true, Missing: 2, Deleted: 1, Batch: "000000000042", Repaired: "000000000043",
+			Tables: map[string]map[string]int64{"payment": {"missing": 0, "deleted": 1}, "design": {"missing": 2, "deleted": 0}}},
+		{Duration: time.Second, Measured: true, WarehouseChecked: true},
+		{Duration: time.Second, Err: fmt.Errorf("audit: %w", errkind.Wrap(errkind.SourceUnreachable, errors.New("refused")))},
+	}
+	for _, r := range runs {
+		if err := e.RecordAudit(r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	base := [][2]string{{"AuditSucceeded", "Count"}, {"Failures", "Count"}, {"Seconds", "Seconds"}}
+	drift := append(slices.Clone(base), [2]string{"DriftMissing", "Count"}, [2]string{"DriftDeleted", "Count"})
+	ms := at.UnixMilli()
+	want := []map[string]any{
+		{
+			"_aws": wantAWS(ms, drift...), "Stage": "audit", "AuditSucceeded": 1.0, "Failures": 0.0, "Seconds": 3.0,
+			"DriftMissing": 2.0, "DriftDeleted": 1.0, "batch": "000000000042", "repaired_batch": "000000000043",
+			"tables": map[string]any{"payment": map[string]any{"missing": 0.0, "deleted": 1.0}, "design": map[string]any{"missing": 2.0, "deleted": 0.0}},
+		},
+		{
+			"_aws": wantAWS(ms, append(slices.Clone(drift), [2]string{"DriftWarehouse", "Count"})...), "Stage": "audit", "AuditSucceeded": 1.0, "Failures": 0.0, "Seconds": 1.0,
+			"DriftMissing": 0.0, "DriftDeleted": 0.0, "DriftWarehouse": 0.0,
+		},
+		{
+			"_aws": wantAWS(ms, base...), "Stage": "audit", "AuditSucceeded": 0.0, "Failures": 1.0, "Seconds": 1.0,
+			"error_kind": "source_unreachable",
+		},
+	}
+	lines := emfLines(t, &buf)
+	if len(lines) != len(want) {
+		t.Fatalf("%d lines, want %d", len(lines), len(want))
+	}
+	for i := range want {
+		if !reflect.DeepEqual(lines[i], want[i]) {
+			got, _ := json.Marshal(lines[i])
+			exp, _ := json.Marshal(want[i])
+			t.Errorf("line %d:\n got %s\nwant %s", i, got, exp)
+		}
+	}
+	if err := NewEMF(failingWriter{}).RecordAudit(AuditRun{}); err == nil || !strings.Contains(err.Error(), "emf audit") {
+		t.Fatalf("RecordAudit to a failing writer: %v", err)
 	}
 }

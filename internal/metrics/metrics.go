@@ -14,6 +14,9 @@
 //	sandstone_freshness_seconds                       gauge     the latest freshness
 //	sandstone_freshness_lag_seconds                   histogram every freshness observed
 //	sandstone_source_clock_skew_seconds{table}        gauge     how far a table's last_updated runs ahead (+) or behind (-) the source's clock beyond the lookback; 0 within it
+//	sandstone_drift_rows{table,kind}                  gauge     rows the last audit found missing or deleted
+//	sandstone_audits_total{result}                    counter   audits: clean, drift or failed
+//	sandstone_last_audit_timestamp_seconds            gauge     Unix time of the last audit that ran to the end
 //
 // Freshness is the time between the newest source change and its arrival in
 // the warehouse, observed by each load that brought new data.
@@ -78,6 +81,9 @@ type Metrics struct {
 	freshness   prometheus.Gauge
 	freshHist   prometheus.Histogram
 	skew        *prometheus.GaugeVec
+	drift       *prometheus.GaugeVec
+	audits      *prometheus.CounterVec
+	lastAudit   prometheus.Gauge
 
 	grace time.Duration
 	now   func() time.Time
@@ -129,12 +135,21 @@ func New(opts Options) *Metrics {
 			Name: "sandstone_source_clock_skew_seconds",
 			Help: "How far a source table's last_updated runs ahead (+) or behind (-) the source's clock beyond the lookback; 0 within it.",
 		}, []string{"table"}),
+		drift: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "sandstone_drift_rows", Help: "Rows the last audit found missing from the lake or deleted from the source, by table and kind.",
+		}, []string{"table", "kind"}),
+		audits: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sandstone_audits_total", Help: "Audits, by result: clean, drift or failed.",
+		}, []string{"result"}),
+		lastAudit: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "sandstone_last_audit_timestamp_seconds", Help: "Unix time of the last audit that ran to the end.",
+		}),
 		grace:  opts.FailureGrace,
 		now:    time.Now,
 		stages: map[string]bool{},
 	}
 	m.reg.MustRegister(m.rows, m.bytes, m.duration, m.failures, m.pending, m.lastSuccess,
-		m.freshness, m.freshHist, m.skew,
+		m.freshness, m.freshHist, m.skew, m.drift, m.audits, m.lastAudit,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -240,4 +255,26 @@ func (m *Metrics) Ready() (ready bool, reason string) {
 	}
 	return false, "failing (" + string(m.failKind) + ") for " + strconv.Itoa(int(since.Seconds())) + "s, since " +
 		m.failingSince.UTC().Format(time.RFC3339)
+}
+
+// AuditDone records an audit: the drift rows by table and kind when it ran
+// to the end (err nil), and its result.
+func (m *Metrics) AuditDone(drift map[string]map[string]int64, err error) {
+	if err != nil {
+		m.audits.WithLabelValues("failed").Inc()
+		return
+	}
+	found := false
+	for table, kinds := range drift {
+		for kind, n := range kinds {
+			m.drift.WithLabelValues(table, kind).Set(float64(n))
+			found = found || n > 0
+		}
+	}
+	if found {
+		m.audits.WithLabelValues("drift").Inc()
+	} else {
+		m.audits.WithLabelValues("clean").Inc()
+	}
+	m.lastAudit.Set(float64(m.now().UnixNano()) / 1e9)
 }

@@ -165,6 +165,8 @@ func TestRecord(t *testing.T) {
 	m.Record(StageRun{Stage: "load", Err: errkind.Wrap(errkind.BadRowsRejected, errors.New("x"))})
 	m.Record(StageRun{Stage: "ingest", Err: errors.New("unclassified")})
 	m.Record(StageRun{Stage: "ingest", Skew: map[string]time.Duration{"sales_order": -5 * time.Hour, "design": 0}})
+	m.AuditDone(map[string]map[string]int64{"payment": {"missing": 0, "deleted": 2}}, nil)
+	m.AuditDone(nil, errors.New("source unreachable"))
 
 	checks := []struct {
 		name string
@@ -179,6 +181,10 @@ func TestRecord(t *testing.T) {
 		{"last success", testutil.ToFloat64(m.lastSuccess.WithLabelValues("load")), 1_700_000_000},
 		{"skew behind", testutil.ToFloat64(m.skew.WithLabelValues("sales_order")), -18000},
 		{"skew within", testutil.ToFloat64(m.skew.WithLabelValues("design")), 0},
+		{"drift rows", testutil.ToFloat64(m.drift.WithLabelValues("payment", "deleted")), 2},
+		{"audits with drift", testutil.ToFloat64(m.audits.WithLabelValues("drift")), 1},
+		{"audits failed", testutil.ToFloat64(m.audits.WithLabelValues("failed")), 1},
+		{"last audit", testutil.ToFloat64(m.lastAudit), 1_700_000_000},
 	}
 	for _, c := range checks {
 		if c.got != c.want {

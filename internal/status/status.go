@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/sandstone-data/sandstone/internal/alert"
+	"github.com/sandstone-data/sandstone/internal/audit"
 	"github.com/sandstone-data/sandstone/internal/config"
 	"github.com/sandstone-data/sandstone/internal/ingest"
 	"github.com/sandstone-data/sandstone/internal/lake"
@@ -40,6 +41,8 @@ type Report struct {
 	FreshnessSeconds float64 `json:"freshness_seconds,omitempty"`
 	// History is the lag of the recent loads, newest first.
 	History []Lag `json:"freshness_history,omitempty"`
+	// LastAudit is the newest audit report in the ingestion bucket.
+	LastAudit *audit.Report `json:"last_audit,omitempty"`
 	// Alerts is the alert state `sandstone run` saved, if any.
 	Alerts *alert.State `json:"alerts,omitempty"`
 	// Problems lists what could not be read.
@@ -68,6 +71,9 @@ func Gather(ctx context.Context, cfg config.Config, alertState string) Report {
 			problem("ingestion bucket", err)
 		}
 		r.IngestedBatch, r.Tables = seq, st.Tables
+		if r.LastAudit, err = audit.Latest(ctx, in); err != nil {
+			problem("audit report", err)
+		}
 		_ = in.Close()
 	}
 	if out, err := lake.Open(ctx, cfg.ProcessedBucket); err != nil {
@@ -166,6 +172,12 @@ func (r Report) WriteText(w io.Writer) error {
 		p("Recent loads (lag from the newest source change to the warehouse):")
 		for _, h := range r.History {
 			p("  batch %s at %s: %.1fs", h.Batch, stamp(h.LoadedAt), h.LagSeconds)
+		}
+	}
+	if a := r.LastAudit; a != nil {
+		p("\nLast audit: %s UTC, against ingested batch %s: %s", stamp(a.At), a.Batch, a.Summary())
+		if a.Repaired != nil {
+			p("  repaired in ingested batch %s", a.Repaired.Batch)
 		}
 	}
 	if r.Alerts != nil {

@@ -1,0 +1,611 @@
+package audit
+
+import (
+	"cmp"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"maps"
+	"reflect"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/sandstone-data/sandstone/internal/config"
+	"github.com/sandstone-data/sandstone/internal/errkind"
+	"github.com/sandstone-data/sandstone/internal/lake"
+	"github.com/sandstone-data/sandstone/internal/star"
+)
+
+// ledgerTable is the warehouse's load ledger, one row per batch loaded (see
+// internal/warehouse).
+const ledgerTable = "sandstone_loads"
+
+// WarehouseTable is one warehouse table's findings against the processed
+// bucket's loaded batches.
+type WarehouseTable struct {
+	// Rows counts the rows in the warehouse table.
+	Rows int64 `json:"warehouse_rows"`
+	// Processed counts the distinct fact versions, or the dimension ids,
+	// that the loaded batches of the processed bucket hold.
+	Processed int64 `json:"processed_rows"`
+	// Missing counts fact versions or dimension ids of the processed
+	// bucket that the warehouse lacks.
+	Missing int64 `json:"missing"`
+	// Duplicated counts fact versions the warehouse holds more than once
+	// (only a table without the unique version key can).
+	Duplicated int64 `json:"duplicated"`
+	// Stale counts dimension ids whose warehouse row differs from the
+	// latest processed value.
+	Stale int64 `json:"stale"`
+	// Examples names up to Examples ids from the findings.
+	Examples []int32 `json:"examples,omitempty"`
+}
+
+// drift reports whether t found anything.
+func (t *WarehouseTable) drift() bool { return t.Missing > 0 || t.Duplicated > 0 || t.Stale > 0 }
+
+func (t *WarehouseTable) example(id int32) {
+	if len(t.Examples) < Examples && !slices.Contains(t.Examples, id) {
+		t.Examples = append(t.Examples, id)
+	}
+}
+
+// CheckWarehouse compares the warehouse with the processed bucket: every
+// fact version of a loaded batch must be in its fact table once, and every
+// dimension (all but dim_date) must hold, per id, the latest value the
+// loaded batches give it (later batches win; within a batch, the later
+// row). Only the batches the warehouse's load ledger records count: one
+// processed but not yet loaded is pending, not missing. The warehouse is
+// read in one read-only REPEATABLE READ transaction, so the ledger and the
+// tables are seen at one instant, and the ledger's batches must be the
+// bucket's (by manifest SHA-256), or the error is of kind LedgerMismatch.
+//
+// Neither side is held as rows. Per fact version it keeps 16 bytes (the
+// source id and last-updated instant), sorted, and merges them with the
+// fact table streamed in key order; per dimension id, a 64-bit FNV-1a hash
+// of the row's values in a text form both PostgreSQL and Go produce
+// exactly (a NULL apart from an empty text), compared with the same hash
+// of the warehouse row. Fact versions or dimension ids the warehouse holds and the
+// bucket does not are counted in Rows only.
+//
+// Errors carry an errkind: WarehouseUnreachable, WarehouseSchemaMismatch (a
+// table or column missing), LedgerMismatch, ObjectMismatch or
+// BucketReadFailed.
+func CheckWarehouse(ctx context.Context, processed *lake.Bucket, warehouseURL, schema string) (map[string]*WarehouseTable, error) {
+	switch {
+	case processed == nil:
+		return nil, errkind.Wrap(errkind.ConfigInvalid, errors.New("check the warehouse: no processed bucket"))
+	case warehouseURL == "":
+		return nil, errkind.Wrap(errkind.ConfigInvalid, errors.New("check the warehouse: no warehouse URL"))
+	}
+	if schema == "" {
+		schema = config.DefaultSchema
+	}
+	cfg, err := pgx.ParseConfig(warehouseURL)
+	if err != nil {
+		return nil, errkind.Wrap(errkind.ConfigInvalid, config.RedactError(fmt.Errorf("warehouse URL %s: %w", warehouseURL, err)))
+	}
+	if _, ok := cfg.RuntimeParams["application_name"]; !ok {
+		cfg.RuntimeParams["application_name"] = "sandstone audit"
+	}
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return nil, errkind.Wrap(errkind.WarehouseUnreachable, config.RedactError(fmt.Errorf("connect to warehouse %s: %w", warehouseURL, err)))
+	}
+	defer func() { _ = conn.Close(context.WithoutCancel(ctx)) }()
+	tx, err := conn.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+	if err != nil {
+		return nil, warehouseErr(fmt.Errorf("check the warehouse: %w", err))
+	}
+	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+	if _, err := tx.Exec(ctx, "SET LOCAL search_path TO pg_catalog, pg_temp"); err != nil {
+		return nil, warehouseErr(fmt.Errorf("check the warehouse: %w", err))
+	}
+	batches, err := loadedBatches(ctx, tx, processed, schema)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]*WarehouseTable{}
+	for _, t := range checked {
+		var objs []lake.Object
+		for _, b := range batches {
+			for _, o := range b {
+				if o.Table == t.name && o.Rows > 0 {
+					objs = append(objs, o)
+				}
+			}
+		}
+		wt := &WarehouseTable{}
+		if batches != nil { // else nothing was loaded, and the tables may not exist
+			if t.dimension {
+				err = t.checkDimension(ctx, tx, processed, schema, objs, wt)
+			} else {
+				err = t.checkFact(ctx, tx, processed, schema, objs, wt)
+			}
+			if err != nil {
+				return nil, fmt.Errorf("check %s: %w", t.name, err)
+			}
+		}
+		out[t.name] = wt
+	}
+	return out, nil
+}
+
+// loadedBatches reads the ledger and returns the tables of each batch it
+// records, in sequence order; nil when there is no ledger (nothing was
+// ever loaded).
+func loadedBatches(ctx context.Context, tx pgx.Tx, b *lake.Bucket, schema string) ([][]lake.Object, error) {
+	ledger := pgx.Identifier{schema, ledgerTable}.Sanitize()
+	var exists bool
+	if err := tx.QueryRow(ctx, "SELECT to_regclass($1) IS NOT NULL", ledger).Scan(&exists); err != nil {
+		return nil, warehouseErr(fmt.Errorf("check the load ledger: %w", err))
+	}
+	if !exists {
+		return nil, nil
+	}
+	type entry struct {
+		seq int64
+		sum *string
+	}
+	var loaded []entry
+	var e entry
+	rows, err := tx.Query(ctx, "SELECT sequence, manifest_sha256 FROM "+ledger+" ORDER BY sequence")
+	if err == nil {
+		_, err = pgx.ForEachRow(rows, []any{&e.seq, &e.sum}, func() error {
+			loaded = append(loaded, e)
+			return nil
+		})
+	}
+	if err != nil {
+		return nil, warehouseErr(fmt.Errorf("read the load ledger: %w", err))
+	}
+	out := make([][]lake.Object, 0, len(loaded))
+	for _, e := range loaded {
+		var m lake.Manifest
+		sum, err := b.ReadManifestSum(ctx, e.seq, &m)
+		switch {
+		case errors.Is(err, lake.ErrNotFound):
+			return nil, errkind.Wrap(errkind.LedgerMismatch, fmt.Errorf(
+				"check the warehouse: its ledger records batch %s, and the processed bucket %s has none", lake.BatchID(e.seq), b.URL()))
+		case err != nil:
+			return nil, errkind.Default(errkind.BucketReadFailed, fmt.Errorf("check the warehouse: batch %s: %w", lake.BatchID(e.seq), err))
+		case e.sum != nil && *e.sum != sum:
+			return nil, errkind.Wrap(errkind.LedgerMismatch, fmt.Errorf(
+				"check the warehouse: batch %s in its ledger has manifest sha256 %s, the processed bucket %s's has %s",
+				lake.BatchID(e.seq), *e.sum, b.URL(), sum))
+		}
+		out = append(out, m.Tables)
+	}
+	return out, nil
+}
+
+// warehouseErr marks an error of the warehouse connection: a missing table
+// or column (SQL class 42) is a schema mismatch, another server error keeps
+// no kind, and anything else means the warehouse was lost.
+func warehouseErr(err error) error {
+	var pe *pgconn.PgError
+	switch {
+	case errors.As(err, &pe) && strings.HasPrefix(pe.Code, "42"):
+		return errkind.Wrap(errkind.WarehouseSchemaMismatch, err)
+	case errors.As(err, &pe):
+		return err
+	}
+	return errkind.Default(errkind.WarehouseUnreachable, err)
+}
+
+// form is how a star column's value is written as text for the hash.
+type form int
+
+const (
+	fInt   form = iota // int32: decimal
+	fText              // string: as it is
+	fBool              // bool: true or false
+	fMoney             // int64 DECIMAL(p, s): the number, trailing zeros trimmed
+	fDate              // days since 1970-01-01: decimal
+	fTime              // ms since midnight: decimal
+)
+
+// column is one star field that is also a warehouse column.
+type column struct {
+	name  string
+	field int
+	form  form
+	null  bool // a pointer field: the column may be NULL
+	scale int  // fMoney
+}
+
+// sql is the column's text form in the warehouse, the same as appendText
+// gives the Parquet value: never DateStyle or a numeric's declared scale.
+func (c column) sql() string {
+	q := pgx.Identifier{c.name}.Sanitize()
+	switch c.form {
+	case fMoney:
+		return "trim_scale(" + q + ")::text"
+	case fDate:
+		return "(" + q + " - DATE '1970-01-01')::text"
+	case fTime:
+		return "trim_scale((EXTRACT(EPOCH FROM " + q + ") * 1000)::numeric)::text"
+	default:
+		return q + "::text"
+	}
+}
+
+// appendText appends the text form of v, a non-nil value of the column.
+func (c column) appendText(b []byte, v reflect.Value) []byte {
+	switch c.form {
+	case fText:
+		return append(b, v.String()...)
+	case fBool:
+		return strconv.AppendBool(b, v.Bool())
+	case fMoney:
+		return appendDecimal(b, v.Int(), c.scale)
+	default:
+		return strconv.AppendInt(b, v.Int(), 10)
+	}
+}
+
+// appendDecimal appends n·10^-scale as PostgreSQL's trim_scale(numeric)::text
+// writes it: "3.94", "-0.5", "12", "0".
+func appendDecimal(b []byte, n int64, scale int) []byte {
+	u := uint64(n) // #nosec G115 -- two's complement: negated below
+	if n < 0 {
+		u = -u
+		b = append(b, '-')
+	}
+	p := uint64(1)
+	for range scale {
+		p *= 10
+	}
+	b = strconv.AppendUint(b, u/p, 10)
+	frac := u % p
+	if frac == 0 {
+		return b
+	}
+	digits := scale
+	for frac%10 == 0 {
+		frac /= 10
+		digits--
+	}
+	s := strconv.FormatUint(frac, 10)
+	b = append(b, '.')
+	for range digits - len(s) {
+		b = append(b, '0')
+	}
+	return append(b, s...)
+}
+
+// hasher hashes a row's column values, each NULL or length-prefixed text,
+// so that no two rows of different values share an encoding.
+type hasher struct{ buf []byte }
+
+func (h *hasher) reset() { h.buf = h.buf[:0] }
+
+func (h *hasher) null() { h.buf = append(h.buf, 0) }
+
+// value starts a value; its text follows, then end.
+func (h *hasher) value() int {
+	h.buf = append(h.buf, 1, 0, 0, 0, 0)
+	return len(h.buf)
+}
+
+func (h *hasher) end(start int) {
+	binary.LittleEndian.PutUint32(h.buf[start-4:start], uint32(len(h.buf)-start)) // #nosec G115 -- a value under 4 GiB
+}
+
+func (h *hasher) sum() uint64 {
+	f := fnv.New64a()
+	_, _ = f.Write(h.buf)
+	return f.Sum64()
+}
+
+// checkedTable is one warehouse table the check compares, with the star
+// type transform writes for it.
+type checkedTable struct {
+	name      string
+	dimension bool
+	cols      []column // every field of the star type, in order
+	key       []int    // indexes into cols of star.Tables' key
+	// read streams the rows of a verified object, each as a struct value.
+	read func(ctx context.Context, p *lake.ParquetFile, fn func(reflect.Value)) error
+}
+
+// checked are the tables CheckWarehouse compares: star.Tables but dim_date.
+var checked = []checkedTable{
+	tableOf[star.DimStaff]("dim_staff"),
+	tableOf[star.DimLocation]("dim_location"),
+	tableOf[star.DimCurrency]("dim_currency"),
+	tableOf[star.DimDesign]("dim_design"),
+	tableOf[star.DimCounterparty]("dim_counterparty"),
+	tableOf[star.DimPaymentType]("dim_payment_type"),
+	tableOf[star.DimTransaction]("dim_transaction"),
+	tableOf[star.FactSalesOrder]("fact_sales_order"),
+	tableOf[star.FactPurchaseOrder]("fact_purchase_order"),
+	tableOf[star.FactPayment]("fact_payment"),
+}
+
+// tableOf describes table, whose Parquet rows are of type T. A star type
+// it cannot read is a programming error: it panics at start-up.
+func tableOf[T any](name string) checkedTable {
+	i := slices.IndexFunc(star.Tables, func(t star.Table) bool { return t.Name == name })
+	if i < 0 {
+		panic("audit: no star table " + name)
+	}
+	t, err := describe(reflect.TypeFor[T](), star.Tables[i])
+	if err != nil {
+		panic(fmt.Sprintf("audit: %s: %v", name, err))
+	}
+	t.read = func(ctx context.Context, p *lake.ParquetFile, fn func(reflect.Value)) error {
+		return lake.ReadRows(ctx, p, 1024, func(rows []T) error {
+			for i := range rows {
+				fn(reflect.ValueOf(&rows[i]).Elem())
+			}
+			return nil
+		})
+	}
+	return t
+}
+
+// describe maps the fields of star type typ to columns.
+func describe(typ reflect.Type, st star.Table) (checkedTable, error) {
+	t := checkedTable{name: st.Name, dimension: st.Dimension}
+	for i := range typ.NumField() {
+		f := typ.Field(i)
+		name, opts, _ := strings.Cut(f.Tag.Get("parquet"), ",")
+		c := column{name: name, field: i}
+		ft := f.Type
+		if ft.Kind() == reflect.Pointer {
+			c.null, ft = true, ft.Elem()
+		}
+		var opt string // the logical type, if any
+		for o := range strings.SplitSeq(opts, ",") {
+			if o != "optional" && o != "" {
+				opt = o
+			}
+		}
+		switch {
+		case ft.Kind() == reflect.String:
+			c.form = fText
+		case ft.Kind() == reflect.Bool:
+			c.form = fBool
+		case ft.Kind() == reflect.Int64 && strings.HasPrefix(opt, "decimal("):
+			s, _, _ := strings.Cut(strings.TrimPrefix(opt, "decimal("), ":")
+			n, err := strconv.Atoi(s)
+			if err != nil || n < 0 || n > 18 {
+				return t, fmt.Errorf("field %s: decimal tag %q", f.Name, opt)
+			}
+			c.form, c.scale = fMoney, n
+		case ft.Kind() == reflect.Int32 && opt == "date":
+			c.form = fDate
+		case ft.Kind() == reflect.Int32 && strings.HasPrefix(opt, "time("):
+			if opt != "time(millisecond)" {
+				return t, fmt.Errorf("field %s: time tag %q", f.Name, opt)
+			}
+			c.form = fTime
+		case ft.Kind() == reflect.Int32 && opt == "":
+			c.form = fInt
+		default:
+			return t, fmt.Errorf("field %s: type %s, tag %q", f.Name, f.Type, opts)
+		}
+		t.cols = append(t.cols, c)
+	}
+	for _, k := range st.Key {
+		i := slices.IndexFunc(t.cols, func(c column) bool { return c.name == k })
+		if i < 0 || t.cols[i].null {
+			return t, fmt.Errorf("key column %s: none, or nullable", k)
+		}
+		t.key = append(t.key, i)
+	}
+	if want := map[bool][]form{true: {fInt}, false: {fInt, fDate, fTime}}[t.dimension]; len(t.key) != len(want) ||
+		!slices.Equal(t.keyForms(), want) {
+		return t, fmt.Errorf("key %v of forms %v", st.Key, t.keyForms())
+	}
+	return t, nil
+}
+
+func (t *checkedTable) keyForms() []form {
+	out := make([]form, len(t.key))
+	for i, k := range t.key {
+		out[i] = t.cols[k].form
+	}
+	return out
+}
+
+// forEachRow streams the processed rows of objs, in order, verified.
+func (t *checkedTable) forEachRow(ctx context.Context, b *lake.Bucket, objs []lake.Object, fn func(reflect.Value)) error {
+	for _, obj := range objs {
+		p, err := lake.OpenObject(ctx, b, obj)
+		if err != nil {
+			return errkind.Default(errkind.BucketReadFailed, err)
+		}
+		err = t.read(ctx, p, fn)
+		p.Close()
+		if err != nil {
+			return errkind.Default(errkind.BucketReadFailed, err)
+		}
+	}
+	return nil
+}
+
+// version is a fact version: the source id and the last-updated instant in
+// µs since 1970.
+type version struct {
+	id int32
+	us int64
+}
+
+func (v version) compare(w version) int {
+	return cmp.Or(cmp.Compare(v.id, w.id), cmp.Compare(v.us, w.us))
+}
+
+const usPerDay = 86_400_000_000
+
+// checkFact merges the sorted versions of objs with the fact table's rows,
+// streamed in the same order.
+func (t *checkedTable) checkFact(ctx context.Context, tx pgx.Tx, b *lake.Bucket, schema string, objs []lake.Object, wt *WarehouseTable) error {
+	var n int64
+	for _, o := range objs {
+		n += o.Rows
+	}
+	vs := make([]version, 0, n)
+	id, day, ms := t.cols[t.key[0]], t.cols[t.key[1]], t.cols[t.key[2]]
+	err := t.forEachRow(ctx, b, objs, func(r reflect.Value) {
+		vs = append(vs, version{int32(r.Field(id.field).Int()), // #nosec G115 -- an int32 field
+			r.Field(day.field).Int()*usPerDay + r.Field(ms.field).Int()*1000})
+	})
+	if err != nil {
+		return err
+	}
+	slices.SortFunc(vs, version.compare)
+	vs = slices.Compact(vs)
+	wt.Processed = int64(len(vs))
+
+	qi, qd, qt := pgx.Identifier{id.name}.Sanitize(), pgx.Identifier{day.name}.Sanitize(), pgx.Identifier{ms.name}.Sanitize()
+	rows, err := tx.Query(ctx, "SELECT "+qi+", ("+qd+" - DATE '1970-01-01')::int8 * "+strconv.Itoa(usPerDay)+
+		" + (EXTRACT(EPOCH FROM "+qt+") * 1000000)::int8 FROM "+pgx.Identifier{schema, t.name}.Sanitize()+
+		" ORDER BY "+qi+", "+qd+", "+qt)
+	if err != nil {
+		return warehouseErr(err)
+	}
+	i := 0
+	var w, prev version
+	dup := false
+	_, err = pgx.ForEachRow(rows, []any{&w.id, &w.us}, func() error {
+		wt.Rows++
+		if wt.Rows > 1 {
+			switch c := w.compare(prev); {
+			case c < 0:
+				return errkind.Wrap(errkind.Internal, fmt.Errorf("the warehouse returned version (%d, %d) after (%d, %d)", w.id, w.us, prev.id, prev.us))
+			case c == 0:
+				if !dup {
+					wt.Duplicated++
+					wt.example(w.id)
+					dup = true
+				}
+				return nil
+			}
+		}
+		prev, dup = w, false
+		for ; i < len(vs) && vs[i].compare(w) < 0; i++ {
+			wt.Missing++
+			wt.example(vs[i].id)
+		}
+		if i < len(vs) && vs[i] == w {
+			i++
+		}
+		return nil
+	})
+	if err != nil {
+		return warehouseErr(err)
+	}
+	for ; i < len(vs); i++ {
+		wt.Missing++
+		wt.example(vs[i].id)
+	}
+	return nil
+}
+
+// rowHash hashes the values of r, a row of the star type.
+func (t *checkedTable) rowHash(h *hasher, r reflect.Value) uint64 {
+	h.reset()
+	for _, c := range t.cols {
+		v := r.Field(c.field)
+		if c.null {
+			if v.IsNil() {
+				h.null()
+				continue
+			}
+			v = v.Elem()
+		}
+		start := h.value()
+		h.buf = c.appendText(h.buf, v)
+		h.end(start)
+	}
+	return h.sum()
+}
+
+// selectText selects every column of the table's rows, in the text forms
+// rowHash hashes, in key order.
+func (t *checkedTable) selectText(schema string) string {
+	exprs := make([]string, len(t.cols))
+	for i, c := range t.cols {
+		exprs[i] = c.sql()
+	}
+	return "SELECT " + strings.Join(exprs, ", ") + " FROM " + pgx.Identifier{schema, t.name}.Sanitize() +
+		" ORDER BY " + pgx.Identifier{t.cols[t.key[0]].name}.Sanitize()
+}
+
+// rawHash hashes a row selectText selected (nil is NULL) as rowHash hashes
+// the same values.
+func rawHash(h *hasher, vals [][]byte) uint64 {
+	h.reset()
+	for _, v := range vals {
+		if v == nil {
+			h.null()
+			continue
+		}
+		start := h.value()
+		h.buf = append(h.buf, v...)
+		h.end(start)
+	}
+	return h.sum()
+}
+
+// checkDimension hashes the latest processed row of each id and compares
+// each warehouse row's hash with it.
+func (t *checkedTable) checkDimension(ctx context.Context, tx pgx.Tx, b *lake.Bucket, schema string, objs []lake.Object, wt *WarehouseTable) error {
+	latest := map[int32]uint64{}
+	key := t.cols[t.key[0]]
+	var h hasher
+	err := t.forEachRow(ctx, b, objs, func(r reflect.Value) {
+		latest[int32(r.Field(key.field).Int())] = t.rowHash(&h, r) // #nosec G115 -- an int32 field
+	})
+	if err != nil {
+		return err
+	}
+	wt.Processed = int64(len(latest))
+
+	rows, err := tx.Query(ctx, t.selectText(schema))
+	if err != nil {
+		return warehouseErr(err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		wt.Rows++
+		vals := rows.RawValues()
+		if len(vals) != len(t.cols) {
+			return errkind.Wrap(errkind.Internal, fmt.Errorf("%d values for %d columns", len(vals), len(t.cols)))
+		}
+		sum := rawHash(&h, vals)
+		n, err := strconv.ParseInt(string(vals[t.key[0]]), 10, 32)
+		if err != nil {
+			return errkind.Wrap(errkind.WarehouseSchemaMismatch, fmt.Errorf("key %s: %w", key.name, err))
+		}
+		id := int32(n)
+		want, ok := latest[id]
+		if !ok { // not in the processed bucket, or the id a second time
+			continue
+		}
+		delete(latest, id)
+		if want != sum {
+			wt.Stale++
+			wt.example(id)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return warehouseErr(err)
+	}
+	wt.Missing = int64(len(latest))
+	for _, id := range slices.Sorted(maps.Keys(latest)) {
+		if len(wt.Examples) >= Examples {
+			break
+		}
+		wt.example(id)
+	}
+	return nil
+}
