@@ -25,12 +25,17 @@ about 4.3 million rows), then measures, on the same servers:
                 source rows/s and the peak RSS of each stage
   incremental   one cycle after --change-fraction of the sales orders and
                 payments changed
+  audit         sandstone audit --json against the two ingested batches:
+                seconds and peak RSS, next to the initial ingest's; a clean
+                pipeline must audit clean, and drift is told loudly
+                ("audit_drift": true in the JSON)
   freshness     sandstone run --interval while the simulator writes: the delay
                 from each source change (its last_updated) to its fact row
 
 Every stage runs as a child process of this binary (the ingest, transform,
-load and run commands), so its time and peak memory are its own. It prints a
-table, with the targets met or missed; --json prints one JSON object instead.
+load, audit and run commands), so its time and peak memory are its own. It
+prints a table, with the targets met or missed; --json prints one JSON object
+instead.
 Everything under --dir is removed at the end unless --keep.
 
 Needs the PostgreSQL server binaries (Debian: apt-get install postgresql).`,

@@ -16,7 +16,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math"
 	"time"
 
 	"github.com/sandstone-data/sandstone/internal/config"
@@ -125,7 +124,11 @@ func Run(ctx context.Context, opts Options) (Report, error) {
 	defer closeSource()
 	rep := ingest.Repair{Seq: seq, Missing: map[string][]int32{}, Deleted: map[string][]int32{}}
 	for _, table := range totesys.Tables {
-		ids := newIDTable()
+		dense, err := denseIDs(ctx, tx, table)
+		if err != nil {
+			return r, fmt.Errorf("audit: %w", err)
+		}
+		ids := newIDTable(dense)
 		ids.keepAll = opts.Repair
 		if err := ingest.ReadVersions(ctx, tx, table, ids.setSource); err != nil {
 			return r, fmt.Errorf("audit: %w", err)
@@ -221,125 +224,4 @@ func landed(ctx context.Context, b *lake.Bucket, obj lake.Object, table totesys.
 	}
 	tr.Landed += n
 	return nil
-}
-
-// absent marks an id the source does not hold.
-const absent = math.MinInt64 + 1
-
-// idTable holds, per id, the source's current last_updated and whether that
-// version, and any version, landed. Ids index slices while they are dense
-// (serial keys); a sparse id goes to a map.
-type idTable struct {
-	stamp      []int64 // source's last_updated in µs, or absent
-	found      []bool  // the source's current version landed
-	landed     []bool  // some version landed
-	sparse     map[int32]*idEntry
-	tombstones map[int32]bool
-	sourceRows int64
-	// keepAll keeps every missing and deleted id (for a repair), not
-	// only the examples.
-	keepAll          bool
-	missing, deleted []int32
-}
-
-type idEntry struct {
-	stamp         int64
-	found, landed bool
-}
-
-// maxDense bounds the ids held in slices; past it, a map.
-const maxDense = 1 << 26
-
-func newIDTable() *idTable {
-	return &idTable{sparse: map[int32]*idEntry{}, tombstones: map[int32]bool{}}
-}
-
-func (t *idTable) setTombstone(id int32) { t.tombstones[id] = true }
-
-func (t *idTable) entry(id int32) *idEntry {
-	e := t.sparse[id]
-	if e == nil {
-		e = &idEntry{stamp: absent}
-		t.sparse[id] = e
-	}
-	return e
-}
-
-func (t *idTable) grow(id int32) bool {
-	if id < 0 || id >= maxDense {
-		return false
-	}
-	for int(id) >= len(t.stamp) {
-		n := max(1024, 2*len(t.stamp))
-		stamp := make([]int64, n)
-		copy(stamp, t.stamp)
-		for i := len(t.stamp); i < n; i++ {
-			stamp[i] = absent
-		}
-		t.stamp = stamp
-		t.found = append(t.found, make([]bool, n-len(t.found))...)
-		t.landed = append(t.landed, make([]bool, n-len(t.landed))...)
-	}
-	return true
-}
-
-func (t *idTable) setSource(id int32, us int64) {
-	t.sourceRows++
-	if t.grow(id) {
-		t.stamp[id] = us
-		return
-	}
-	t.entry(id).stamp = us
-}
-
-func (t *idTable) setLanded(id int32, us int64) {
-	if id >= 0 && int(id) < len(t.stamp) {
-		t.landed[id] = true
-		t.found[id] = t.found[id] || t.stamp[id] == us
-		return
-	}
-	if id >= 0 && id < maxDense {
-		// Beyond every source id: landed, and gone from the source.
-		t.grow(id)
-		t.landed[id] = true
-		return
-	}
-	e := t.entry(id)
-	e.landed = true
-	e.found = e.found || e.stamp == us
-}
-
-// findings counts the missing, pending and deleted ids into tr.
-func (t *idTable) findings(tr *TableReport, pending func(us int64) bool) {
-	note := func(id int32, stamp int64, found, landed bool) {
-		switch {
-		case stamp == absent && landed && t.tombstones[id]:
-			tr.DeletedRecorded++
-		case stamp == absent && landed:
-			tr.Deleted++
-			if len(tr.DeletedExamples) < Examples {
-				tr.DeletedExamples = append(tr.DeletedExamples, id)
-			}
-			if t.keepAll {
-				t.deleted = append(t.deleted, id)
-			}
-		case stamp == absent || found:
-		case pending(stamp):
-			tr.Pending++
-		default:
-			tr.Missing++
-			if len(tr.MissingExamples) < Examples {
-				tr.MissingExamples = append(tr.MissingExamples, id)
-			}
-			if t.keepAll {
-				t.missing = append(t.missing, id)
-			}
-		}
-	}
-	for i, s := range t.stamp {
-		note(int32(i), s, t.found[i], t.landed[i]) // #nosec G115 -- i < maxDense
-	}
-	for id, e := range t.sparse {
-		note(id, e.stamp, e.found, e.landed)
-	}
 }

@@ -1,14 +1,14 @@
 // Package bench measures Sandstone on one machine, on throwaway servers,
 // side by side with the fastest copy PostgreSQL itself can make: the
 // initial full pipeline (throughput, time per stage, peak memory of each
-// stage), an incremental cycle after 1% of the source changed, the
-// freshness of `sandstone run` while the simulator writes, and the
-// baseline (COPY out of the source, COPY into the warehouse, nothing in
-// between).
+// stage), an incremental cycle after 1% of the source changed, an audit
+// of the source against the two ingested batches, the freshness of
+// `sandstone run` while the simulator writes, and the baseline (COPY out
+// of the source, COPY into the warehouse, nothing in between).
 //
 // Every stage runs as a child process of the sandstone binary (the same
-// `ingest`, `transform`, `load` and `run` commands a user runs), so its time
-// and its peak resident memory are its own.
+// `ingest`, `transform`, `load`, `audit` and `run` commands a user runs),
+// so its time and its peak resident memory are its own.
 package bench
 
 import (
@@ -132,8 +132,8 @@ func (o *Options) defaults() error {
 }
 
 // Run runs the benchmark: it starts the servers, seeds the source, times
-// the baseline, the initial pipeline, an incremental cycle and the
-// freshness of `sandstone run`, and returns the figures.
+// the baseline, the initial pipeline, an incremental cycle, an audit and
+// the freshness of `sandstone run`, and returns the figures.
 func Run(ctx context.Context, opts Options) (res Result, err error) {
 	if err := opts.defaults(); err != nil {
 		return res, err
@@ -154,7 +154,11 @@ func Run(ctx context.Context, opts Options) (res Result, err error) {
 		err = errors.Join(err, sb.Stop(), sandbox.Clean(sb.Dir))
 	}()
 	cfg := sb.Config
-	c := newChildren(opts.Executable, cfg, opts.ProfileDir)
+	var sourceDir string
+	if sb.Source != nil {
+		sourceDir = sb.Source.Dir
+	}
+	c := newChildren(opts.Executable, cfg, opts.ProfileDir, sourceDir)
 	res = Result{SalesOrders: opts.SalesOrders, Machine: describeMachine(ctx, cfg.SourceURL)}
 
 	say("Seeding a totesys source with %d sales orders ...", opts.SalesOrders)
@@ -189,6 +193,7 @@ func Run(ctx context.Context, opts Options) (res Result, err error) {
 		return res, fmt.Errorf("bench: %w", err)
 	}
 	res.PipelineSeconds, res.StageSeconds, res.PeakRSSMB = initial.split()
+	res.IngestSourceCPUSeconds = initial[0].SourceCPU.Seconds()
 	if res.PipelineSeconds > 0 {
 		res.RowsPerSecond = float64(res.SourceRows) / res.PipelineSeconds
 	}
@@ -211,6 +216,19 @@ func Run(ctx context.Context, opts Options) (res Result, err error) {
 		return res, fmt.Errorf("bench: %w", err)
 	}
 	res.IncrementalSeconds, res.IncrementalStageSeconds, res.IncrementalPeakRSSMB = incr.split()
+
+	say("Audit: sandstone audit --json, the source against the two ingested batches ...")
+	a, err := c.audit(ctx)
+	if err != nil {
+		return res, fmt.Errorf("bench: %w", err)
+	}
+	res.setAudit(a)
+	say("  %-9s %7.2fs  peak RSS %6.1f MB: %d source rows and %d landed versions read, %d pending; %.2fx the initial ingest's %.2fs",
+		"audit", res.AuditSeconds, res.AuditPeakRSSMB, res.AuditSourceRows, res.AuditLandedVersions, res.AuditPending,
+		res.AuditIngestRatio, res.StageSeconds["ingest"])
+	if res.AuditDrift {
+		say("  AUDIT FOUND DRIFT IN A CLEAN PIPELINE (%s): this is a bug", res.auditDrift())
+	}
 
 	if opts.FreshnessChanges > 0 {
 		say("Freshness: sandstone run --interval %s while the simulator writes %d changes ...",

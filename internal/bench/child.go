@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -20,6 +21,12 @@ type StageRun struct {
 	Duration time.Duration
 	// PeakRSS is the child's peak resident set size, in bytes.
 	PeakRSS int64
+	// SourceCPU is the CPU time the source server's processes that ended
+	// while the child ran spent (its connections' backends): the load the
+	// child put on the source. 0 when unknown.
+	SourceCPU time.Duration
+	// ExitCode is the child's exit status (-1 when a signal ended it).
+	ExitCode int
 }
 
 // children starts sandstone commands as child processes, configured for
@@ -31,9 +38,11 @@ type children struct {
 	// profileDir, when set, receives a CPU and an allocation profile of
 	// every stage run.
 	profileDir string
+	// source is the source server, whose CPU time each run reads.
+	source server
 }
 
-func newChildren(exe string, cfg config.Config, profileDir string) children {
+func newChildren(exe string, cfg config.Config, profileDir, sourceDir string) children {
 	env := []string{
 		config.EnvSource + "=" + cfg.SourceURL,
 		config.EnvWarehouse + "=" + cfg.WarehouseURL,
@@ -51,7 +60,7 @@ func newChildren(exe string, cfg config.Config, profileDir string) children {
 			env = append(env, kv)
 		}
 	}
-	return children{exe: exe, env: env, profileDir: profileDir}
+	return children{exe: exe, env: env, profileDir: profileDir, source: localServer(sourceDir)}
 }
 
 // command makes the child running sandstone with args.
@@ -66,19 +75,44 @@ func (c children) command(ctx context.Context, args ...string) *exec.Cmd {
 // stage runs one stage (ingest, transform or load) to completion; phase
 // names the profiles it may write.
 func (c children) stage(ctx context.Context, phase, name string) (StageRun, error) {
-	args := []string{name}
+	run, err := c.run(ctx, phase+"-"+name, nil, name)
+	if err != nil {
+		return run, fmt.Errorf("%s %s: %w", phase, name, err)
+	}
+	return run, nil
+}
+
+// run runs sandstone with args to completion, as the step profile names
+// (its profiles' file names): its time, peak RSS, exit status and the
+// source server's CPU time meanwhile. The child's standard output goes to
+// stdout, or, when stdout is nil, with its standard error into the tail of
+// output a failure reports.
+func (c children) run(ctx context.Context, profile string, stdout io.Writer, args ...string) (StageRun, error) {
 	if c.profileDir != "" {
-		base := filepath.Join(c.profileDir, phase+"-"+name)
+		base := filepath.Join(c.profileDir, profile)
 		args = append(args, "--cpuprofile", base+".cpu.pprof", "--memprofile", base+".mem.pprof")
 	}
 	cmd := c.command(ctx, args...)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
+	if stdout != nil {
+		cmd.Stdout = stdout
+	}
+	backends := c.source.children()
+	cpu0, cpuOK := c.source.cpu()
 	start := time.Now()
 	err := cmd.Run()
-	run := StageRun{Stage: name, Duration: time.Since(start), PeakRSS: peakRSS(cmd.ProcessState)}
+	run := StageRun{Stage: args[0], Duration: time.Since(start), PeakRSS: peakRSS(cmd.ProcessState), ExitCode: -1}
+	if cmd.ProcessState != nil {
+		run.ExitCode = cmd.ProcessState.ExitCode()
+	}
+	// The child's backends end just after it does.
+	c.source.settle(backends, 5*time.Second)
+	if cpu1, ok := c.source.cpu(); ok && cpuOK && cpu1 >= cpu0 {
+		run.SourceCPU = cpu1 - cpu0
+	}
 	if err != nil {
-		return run, fmt.Errorf("%s %s: %w\n%s", phase, name, err, config.Redact(tail(out.String(), 4000)))
+		return run, fmt.Errorf("%w\n%s", err, config.Redact(tail(out.String(), 4000)))
 	}
 	return run, nil
 }

@@ -44,6 +44,32 @@ type Result struct {
 	IncrementalStageSeconds map[string]float64 `json:"incremental_stage_seconds"`
 	IncrementalPeakRSSMB    map[string]float64 `json:"incremental_peak_rss_mb"`
 
+	// The audit (`sandstone audit --json`) after the incremental cycle,
+	// with two batches landed: its seconds and peak RSS, its exit status
+	// (0 when clean), and AuditDrift when it found drift or did not exit
+	// 0, which a clean pipeline never should. AuditSourceRows counts the
+	// (id, last_updated) pairs it read from the source, AuditLandedVersions
+	// those it read from the ingestion bucket. AuditIngestRatio is
+	// AuditSeconds over the initial ingest's seconds (which read every
+	// column of the same rows).
+	AuditSeconds        float64               `json:"audit_seconds"`
+	AuditPeakRSSMB      float64               `json:"audit_peak_rss_mb"`
+	AuditExitCode       int                   `json:"audit_exit_code"`
+	AuditDrift          bool                  `json:"audit_drift"`
+	AuditBatch          string                `json:"audit_batch"`
+	AuditSourceRows     int64                 `json:"audit_source_rows"`
+	AuditLandedVersions int64                 `json:"audit_landed_versions"`
+	AuditMissing        int64                 `json:"audit_missing"`
+	AuditPending        int64                 `json:"audit_pending"`
+	AuditDeleted        int64                 `json:"audit_deleted"`
+	AuditTables         map[string]AuditTable `json:"audit_tables"`
+	AuditIngestRatio    float64               `json:"audit_ingest_ratio"`
+	// The CPU seconds the source server spent serving the initial ingest
+	// and the audit (its backends' user and system time; 0 where it
+	// cannot be read).
+	IngestSourceCPUSeconds float64 `json:"ingest_source_cpu_seconds"`
+	AuditSourceCPUSeconds  float64 `json:"audit_source_cpu_seconds"`
+
 	// Freshness of `sandstone run` while the simulator writes.
 	FreshnessIntervalSeconds float64 `json:"freshness_interval_seconds"`
 	FreshnessChanges         int64   `json:"freshness_changes"`
@@ -133,6 +159,7 @@ const (
 	TargetRatio          = 2.0
 	TargetPeakRSSMB      = 200.0
 	TargetIncremental    = 3 * time.Second
+	TargetAuditPeakRSSMB = 200.0
 	TargetFreshnessP95   = 10 * time.Second
 	targetFreshnessEvery = 5 * time.Second
 )
@@ -160,6 +187,10 @@ func evaluate(r Result) []Target {
 		{fmt.Sprintf("incremental cycle (%d changed rows)", r.IncrementalChanges), fmt.Sprintf("< %.0fs", TargetIncremental.Seconds()),
 			fmt.Sprintf("%.2fs", r.IncrementalSeconds), r.IncrementalSeconds > 0 && r.IncrementalSeconds < TargetIncremental.Seconds()},
 	}
+	ts = append(ts,
+		Target{"audit of the clean pipeline", "exit 0, no drift", auditVerdict(r), !r.AuditDrift && r.AuditExitCode == 0 && r.AuditSeconds > 0},
+		Target{"audit peak RSS", fmt.Sprintf("< %.0f MB", TargetAuditPeakRSSMB),
+			fmt.Sprintf("%.1f MB", r.AuditPeakRSSMB), r.AuditPeakRSSMB > 0 && r.AuditPeakRSSMB < TargetAuditPeakRSSMB})
 	if r.FreshnessMeasured > 0 {
 		ts = append(ts, Target{fmt.Sprintf("freshness p95 (run --interval %gs)", r.FreshnessIntervalSeconds),
 			fmt.Sprintf("< %.0fs at a %.0fs interval", TargetFreshnessP95.Seconds(), targetFreshnessEvery.Seconds()),
@@ -167,6 +198,13 @@ func evaluate(r Result) []Target {
 			r.FreshnessMissing == 0 && r.FreshnessP95Seconds < TargetFreshnessP95.Seconds()})
 	}
 	return ts
+}
+
+func auditVerdict(r Result) string {
+	if r.AuditDrift {
+		return "DRIFT (exit " + strconv.Itoa(r.AuditExitCode) + ")"
+	}
+	return fmt.Sprintf("clean (%d pending)", r.AuditPending)
 }
 
 // WriteJSON writes the result as one indented JSON object.
@@ -196,8 +234,16 @@ func (r Result) WriteTable(w io.Writer) error {
 	for _, s := range Stages {
 		p("  %-28s %10.2f %14s %12.1f", s, r.IncrementalStageSeconds[s], "", r.IncrementalPeakRSSMB[s])
 	}
+	p("%-30s %10.2f %14.0f %12.1f", "audit (after incremental)", r.AuditSeconds, perSecond(r.AuditSourceRows, r.AuditSeconds), r.AuditPeakRSSMB)
 	p("")
 	p("pipeline / baseline: %.2fx", r.Ratio)
+	p("audit: %d source rows (id, last_updated) and %d landed versions read: %d missing, %d pending, %d deleted",
+		r.AuditSourceRows, r.AuditLandedVersions, r.AuditMissing, r.AuditPending, r.AuditDeleted)
+	p("audit / initial ingest: %.2fx the initial ingest's %.2fs; source server CPU %.2fs against the initial ingest's %.2fs",
+		r.AuditIngestRatio, r.StageSeconds["ingest"], r.AuditSourceCPUSeconds, r.IngestSourceCPUSeconds)
+	if r.AuditDrift {
+		p("AUDIT FOUND DRIFT IN A CLEAN PIPELINE (%s): this is a bug", r.auditDrift())
+	}
 	if r.FreshnessMeasured > 0 {
 		p("freshness (run --interval %gs, %d changes, %d seen, %d missing): p50 %.2fs  p95 %.2fs  max %.2fs  (run peak RSS %.1f MB)",
 			r.FreshnessIntervalSeconds, r.FreshnessChanges, r.FreshnessMeasured, r.FreshnessMissing,

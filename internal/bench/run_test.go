@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -94,7 +95,8 @@ func TestRunTiny(t *testing.T) {
 	}
 	for _, k := range []string{"sales_orders", "source_rows", "pipeline_seconds", "baseline_seconds", "ratio",
 		"rows_per_second", "peak_rss_mb", "incremental_seconds", "freshness_p50_seconds", "freshness_p95_seconds",
-		"stage_seconds", "machine", "targets"} {
+		"stage_seconds", "machine", "targets", "audit_seconds", "audit_peak_rss_mb", "audit_drift", "audit_exit_code",
+		"audit_source_rows", "audit_landed_versions", "audit_ingest_ratio", "audit_tables"} {
 		if _, ok := obj[k]; !ok {
 			t.Errorf("JSON has no %q:\n%s", k, js.String())
 		}
@@ -136,7 +138,48 @@ func TestRunTiny(t *testing.T) {
 	if res.FreshnessChanges < 5 || int64(res.FreshnessMeasured)+res.FreshnessMissing != res.FreshnessChanges || res.FreshnessMeasured < 5 {
 		t.Errorf("freshness: %d changes, %d measured, %d missing", res.FreshnessChanges, res.FreshnessMeasured, res.FreshnessMissing)
 	}
-	if res.RunPeakRSSMB <= 0 || res.Machine.CPUs <= 0 || res.Machine.PostgreSQL == "" || len(res.Targets) != 5 {
+	// The audit, after the incremental cycle: two batches landed, every
+	// source row read, nothing missing or deleted.
+	if res.AuditDrift || res.AuditExitCode != 0 || obj["audit_drift"] != false {
+		t.Errorf("the audit of a clean pipeline found drift (exit %d): %+v\n%s", res.AuditExitCode, res.AuditTables, progress.String())
+	}
+	if mb := num("audit_peak_rss_mb"); num("audit_seconds") <= 0 || mb <= 1 || mb > 4096 {
+		t.Errorf("audit: %vs, %v MB", obj["audit_seconds"], obj["audit_peak_rss_mb"])
+	}
+	if res.AuditSourceRows != res.SourceRows || res.AuditBatch == "" || len(res.AuditTables) != len(res.SourceTables) {
+		t.Errorf("audit of batch %q read %d source rows of %d tables; the source has %d rows in %d", res.AuditBatch,
+			res.AuditSourceRows, len(res.AuditTables), res.SourceRows, len(res.SourceTables))
+	}
+	// Every row landed, and each changed row again (the simulator's rows
+	// of the freshness phase come later).
+	if res.AuditLandedVersions < res.SourceRows+res.IncrementalChanges || res.AuditMissing != 0 || res.AuditDeleted != 0 {
+		t.Errorf("audit: %d landed versions (want at least %d + %d), %d missing, %d deleted", res.AuditLandedVersions,
+			res.SourceRows, res.IncrementalChanges, res.AuditMissing, res.AuditDeleted)
+	}
+	for name, n := range res.SourceTables {
+		if at := res.AuditTables[name]; at.SourceRows != n {
+			t.Errorf("audit of %s: %d source rows, the seed made %d", name, at.SourceRows, n)
+		}
+	}
+	if r := num("audit_ingest_ratio"); r <= 0 || r != res.AuditSeconds/res.StageSeconds["ingest"] {
+		t.Errorf("audit_ingest_ratio %v: want audit_seconds / the initial ingest's seconds", obj["audit_ingest_ratio"])
+	}
+	if res.AuditSourceCPUSeconds < 0 || res.IngestSourceCPUSeconds < 0 {
+		t.Errorf("source CPU: ingest %vs, audit %vs", res.IngestSourceCPUSeconds, res.AuditSourceCPUSeconds)
+	}
+	for _, kind := range []string{"cpu", "mem"} {
+		if st, err := os.Stat(filepath.Join(profiles, "audit."+kind+".pprof")); err != nil || st.Size() == 0 {
+			t.Errorf("no %s profile of the audit: %v", kind, err)
+		}
+	}
+	met := map[string]bool{}
+	for _, tg := range res.Targets {
+		met[tg.Name] = tg.Met
+	}
+	if !met["audit of the clean pipeline"] || !met["audit peak RSS"] {
+		t.Errorf("audit targets: %+v", res.Targets)
+	}
+	if res.RunPeakRSSMB <= 0 || res.Machine.CPUs <= 0 || res.Machine.PostgreSQL == "" || len(res.Targets) != 7 {
 		t.Errorf("run RSS %v, machine %+v, %d targets", res.RunPeakRSSMB, res.Machine, len(res.Targets))
 	}
 	for _, s := range Stages {
@@ -151,10 +194,85 @@ func TestRunTiny(t *testing.T) {
 	if err := res.WriteTable(&table); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"baseline (COPY out + COPY in)", "initial pipeline", "pipeline / baseline", "freshness", "p95", "transform", "target"} {
+	for _, want := range []string{"baseline (COPY out + COPY in)", "initial pipeline", "pipeline / baseline", "freshness", "p95", "transform", "target",
+		"audit (after incremental)", "audit peak RSS", "the initial ingest's"} {
 		if !strings.Contains(table.String(), want) {
 			t.Errorf("table lacks %q:\n%s", want, table.String())
 		}
+	}
+	if strings.Contains(table.String(), "DRIFT") {
+		t.Errorf("the table tells drift:\n%s", table.String())
+	}
+}
+
+// fakeAudit writes a stand-in sandstone whose audit prints report and
+// exits with code.
+func fakeAudit(t *testing.T, report string, code int) children {
+	t.Helper()
+	fake := filepath.Join(t.TempDir(), "sandstone")
+	script := fmt.Sprintf("#!/bin/sh\n[ \"$1 $2\" = \"audit --json\" ] || exit 9\ncat <<'EOF'\n%s\nEOF\necho 'a log line' >&2\nexit %d\n", report, code)
+	if err := os.WriteFile(fake, []byte(script), 0o700); err != nil { // #nosec G306 -- a test script
+		t.Fatal(err)
+	}
+	return children{exe: fake, env: os.Environ()}
+}
+
+func TestAuditDriftIsTold(t *testing.T) {
+	ctx := context.Background()
+	drift := `{"batch": "00000002", "drift": true, "seconds": 0.1, "tables": {
+		"sales_order": {"source_rows": 10, "landed_versions": 9, "missing": 1, "pending": 0, "deleted": 0},
+		"payment": {"source_rows": 5, "landed_versions": 6, "missing": 0, "pending": 2, "deleted": 1}}}`
+	a, err := fakeAudit(t, drift, 1).audit(ctx)
+	if err != nil {
+		t.Fatalf("exit 1 with a report is drift, not a failure: %v", err)
+	}
+	res := Result{StageSeconds: map[string]float64{"ingest": 2}}
+	res.setAudit(a)
+	res.Targets = evaluate(res)
+	if !res.AuditDrift || res.AuditExitCode != 1 || res.AuditSourceRows != 15 || res.AuditLandedVersions != 15 ||
+		res.AuditMissing != 1 || res.AuditPending != 2 || res.AuditDeleted != 1 || res.AuditBatch != "00000002" {
+		t.Errorf("drift recorded as %+v", res)
+	}
+	if res.AuditSeconds <= 0 || res.AuditIngestRatio != res.AuditSeconds/2 {
+		t.Errorf("audit %vs, ratio %v", res.AuditSeconds, res.AuditIngestRatio)
+	}
+	var js, table bytes.Buffer
+	if err := res.WriteJSON(&js); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(js.String(), `"audit_drift": true`) {
+		t.Errorf("JSON lacks audit_drift true:\n%s", js.String())
+	}
+	if err := res.WriteTable(&table); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"AUDIT FOUND DRIFT", "payment 0 missing, 1 deleted", "sales_order 1 missing, 0 deleted", "DRIFT (exit 1)"} {
+		if !strings.Contains(table.String(), want) {
+			t.Errorf("table lacks %q:\n%s", want, table.String())
+		}
+	}
+	for _, tg := range res.Targets {
+		if tg.Name == "audit of the clean pipeline" && tg.Met {
+			t.Errorf("target met despite drift: %+v", tg)
+		}
+	}
+
+	// A report of drift with exit 0 is drift all the same.
+	a, err = fakeAudit(t, drift, 0).audit(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.setAudit(a)
+	if !res.AuditDrift {
+		t.Error("a report with drift: true, exit 0, recorded clean")
+	}
+
+	// Exit 2 is a failure, and so is exit 1 without a report.
+	if _, err := fakeAudit(t, `{}`, 2).audit(ctx); err == nil || !strings.Contains(err.Error(), "a log line") {
+		t.Errorf("exit 2: %v, want a failure with the child's output", err)
+	}
+	if _, err := fakeAudit(t, `not json`, 1).audit(ctx); err == nil {
+		t.Error("exit 1 without a report was accepted")
 	}
 }
 

@@ -29,7 +29,8 @@ type AuditResponse struct {
 	// Batch is the newest ingested batch the audit compared with.
 	Batch string `json:"batch"`
 	// Missing and Deleted are the drift in total; Tables has it per table
-	// and kind (missing, deleted), every table present.
+	// and kind, every table present (Report.DriftRows: source tables with
+	// missing and deleted, warehouse tables with missing, duplicated, stale).
 	Missing int64                       `json:"missing"`
 	Deleted int64                       `json:"deleted"`
 	Tables  map[string]map[string]int64 `json:"tables"`

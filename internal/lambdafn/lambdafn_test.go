@@ -200,7 +200,7 @@ func TestAuditHandler(t *testing.T) {
 	if len(clean.Audit.Warehouse) == 0 || clean.Audit.WarehouseDrift != 0 {
 		t.Errorf("clean audit of the warehouse: %v", clean.Audit.Warehouse)
 	}
-	if len(clean.Audit.Tables) != 11 || clean.Audit.Tables["payment"]["deleted"] != 0 {
+	if len(clean.Audit.Tables) != 11+10 || clean.Audit.Tables["payment"]["deleted"] != 0 || clean.Audit.Tables["fact_payment"]["stale"] != 0 { // source and warehouse tables
 		t.Errorf("clean audit tables: %v", clean.Audit.Tables)
 	}
 	results, emf := auditLines(t, logs.String())
