@@ -33,9 +33,15 @@ bench: build
 	@scripts/ensure-postgres.sh
 	./bin/sandstone bench
 
+# The Lambda bootstrap, reproducibly: no VCS stamp (-buildvcs=false), no
+# local paths (-trimpath), a zip without timestamps or extra attributes, so
+# that a commit that does not touch the code builds the same zip and
+# changes no function. LAMBDA_DIR puts it elsewhere.
+LAMBDA_DIR ?= bin/lambda
+
 lambda:
-	GOOS=linux GOARCH=arm64 CGO_ENABLED=0 go build -tags lambda.norpc -trimpath -ldflags='-s -w' -o bin/lambda/bootstrap ./cmd/sandstone-lambda
-	cd bin/lambda && touch -d @0 bootstrap && rm -f bootstrap.zip && zip -q -X bootstrap.zip bootstrap
+	GOOS=linux GOARCH=arm64 CGO_ENABLED=0 go build -buildvcs=false -trimpath -tags lambda.norpc -ldflags='-s -w -buildid=' -o $(LAMBDA_DIR)/bootstrap ./cmd/sandstone-lambda
+	cd $(LAMBDA_DIR) && touch -d @0 bootstrap && chmod 0755 bootstrap && rm -f bootstrap.zip && TZ=UTC zip -q -X bootstrap.zip bootstrap
 
 clean:
 	rm -rf bin $(COVER) sandstone-data

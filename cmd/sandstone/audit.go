@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -51,10 +52,10 @@ could not audit.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := require("--source", c.SourceURL); err != nil {
-				return exitCode(2, errkind.Wrap(errkind.ConfigInvalid, err))
+				return exitCode(2, configFailure("audit", err))
 			}
 			ctx := cmd.Context()
-			b, err := lake.Open(ctx, c.IngestBucket)
+			b, saved, err := openForAudit(ctx, c.IngestBucket, repair)
 			if err != nil {
 				err = errkind.Wrap(errkind.ConfigInvalid, err)
 				logging.Failure(slog.Default(), "audit", "", err)
@@ -63,7 +64,7 @@ could not audit.`,
 			defer func() { _ = b.Close() }()
 			opts := audit.Options{SourceURL: c.SourceURL, Bucket: b, Lookback: c.Lookback, Repair: repair, Logger: slog.Default()}
 			if c.WarehouseURL != "" {
-				out, err := lake.Open(ctx, c.ProcessedBucket)
+				out, _, err := openForAudit(ctx, c.ProcessedBucket, repair)
 				if err != nil {
 					err = errkind.Wrap(errkind.ConfigInvalid, err)
 					logging.Failure(slog.Default(), "audit", "", err)
@@ -77,7 +78,9 @@ could not audit.`,
 				logging.Failure(slog.Default(), "audit", "", err)
 				return exitCode(2, err)
 			}
-			if err := audit.Save(ctx, b, r); err != nil {
+			if !saved {
+				slog.Default().Info("the ingestion bucket has no batches yet; the audit report is not kept", "stage", "audit", "bucket", c.IngestBucket)
+			} else if err := audit.Save(ctx, b, r); err != nil {
 				slog.Default().Warn("the audit report could not be saved", "stage", "audit", "error", err.Error())
 			}
 			if asJSON {
@@ -106,6 +109,23 @@ could not audit.`,
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print one JSON object")
 	cmd.Flags().BoolVar(&repair, "repair", false, "land what is missing and tombstones for what is deleted, as a repair batch")
 	return cmd
+}
+
+// openForAudit opens a bucket for audit: for reading only (never creating
+// a file bucket's directory) unless repair will write to it. A directory
+// that does not exist yet holds no batches: audit then reads an empty
+// bucket, and keep is false (there is nowhere to keep the report).
+func openForAudit(ctx context.Context, url string, repair bool) (b *lake.Bucket, keep bool, err error) {
+	if repair {
+		b, err = lake.Open(ctx, url)
+		return b, err == nil, err
+	}
+	b, err = lake.OpenExisting(ctx, url)
+	if errors.Is(err, lake.ErrNoBucket) {
+		b, err = lake.Open(ctx, "mem://")
+		return b, false, err
+	}
+	return b, err == nil, err
 }
 
 func printAudit(w io.Writer, r audit.Report) {

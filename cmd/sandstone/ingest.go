@@ -6,7 +6,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/sandstone-data/sandstone/internal/errkind"
 	"github.com/sandstone-data/sandstone/internal/ingest"
 	"github.com/sandstone-data/sandstone/internal/lake"
 	"github.com/sandstone-data/sandstone/internal/logging"
@@ -28,12 +27,12 @@ Example:
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := require("--source", c.SourceURL); err != nil {
-				return err
+				return configFailure("ingest", err)
 			}
 			ctx := cmd.Context()
 			b, err := lake.Open(ctx, c.IngestBucket)
 			if err != nil {
-				return errkind.Wrap(errkind.ConfigInvalid, err)
+				return configFailure("ingest", err)
 			}
 			defer func() { _ = b.Close() }()
 			res, err := ingest.Run(ctx, ingest.Options{SourceURL: c.SourceURL, Bucket: b, Lookback: c.Lookback, Logger: slog.Default()})

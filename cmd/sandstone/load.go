@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -48,7 +49,13 @@ func runLoad(cmd *cobra.Command, c config.Config, maxDuration time.Duration) err
 		return errkind.Wrap(errkind.ConfigInvalid, err)
 	}
 	ctx := cmd.Context()
-	bucket, err := lake.Open(ctx, c.ProcessedBucket)
+	// Load only reads the processed bucket: a directory not there yet is
+	// not created; it has no batches (the ledger check still runs).
+	name, _ := lake.ResolveURL(c.ProcessedBucket)
+	bucket, err := lake.OpenExisting(ctx, c.ProcessedBucket)
+	if errors.Is(err, lake.ErrNoBucket) {
+		bucket, err = lake.Open(ctx, "mem://")
+	}
 	if err != nil {
 		return errkind.Wrap(errkind.BucketReadFailed, err)
 	}
@@ -59,7 +66,27 @@ func runLoad(cmd *cobra.Command, c config.Config, maxDuration time.Duration) err
 	}
 	res, err := warehouse.Load(ctx, opts)
 	printLoad(cmd.OutOrStdout(), res, err == nil)
+	if err == nil && len(res.Batches) == 0 && len(res.Skipped) == 0 {
+		printNothingToLoad(cmd, bucket, name)
+	}
 	return err
+}
+
+// printNothingToLoad says why a load found nothing: a processed bucket with
+// no batches at all (a fresh setup, or the wrong bucket) is not a warehouse
+// up to date.
+func printNothingToLoad(cmd *cobra.Command, bucket *lake.Bucket, name string) {
+	out := cmd.OutOrStdout()
+	seq, err := bucket.LatestSeq(cmd.Context())
+	switch {
+	case err != nil:
+		_, _ = fmt.Fprintf(out, "nothing to load (the processed bucket %s could not be listed: %s)\n", name, config.Redact(err.Error()))
+	case seq == 0:
+		_, _ = fmt.Fprintf(out, "nothing to load: the processed bucket %s has no batches yet; "+
+			"run 'sandstone ingest' and 'sandstone transform' first (or 'sandstone run'), or point --processed-bucket at the bucket transform writes\n", name)
+	default:
+		_, _ = fmt.Fprintf(out, "nothing to load: the warehouse is up to date (batch %s of %s)\n", lake.BatchID(seq), name)
+	}
 }
 
 // printLoad tells what a load did, a line per batch.
@@ -86,8 +113,7 @@ func printLoad(w io.Writer, res warehouse.Result, finished bool) {
 	case !finished:
 	case res.Pending > 0:
 		_, _ = fmt.Fprintf(w, "loaded %s; %s left for the next run (time is up)\n", batches(len(res.Batches)), batches(res.Pending))
-	case len(res.Batches) == 0 && len(res.Skipped) == 0:
-		_, _ = fmt.Fprintln(w, "nothing to load: the warehouse is up to date")
+	case len(res.Batches) == 0 && len(res.Skipped) == 0: // printNothingToLoad says why
 	default:
 		_, _ = fmt.Fprintf(w, "loaded %s\n", batches(len(res.Batches)))
 	}

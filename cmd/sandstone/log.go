@@ -16,7 +16,8 @@ const (
 )
 
 // addLogFlags gives root the persistent --log-format and --log-level flags
-// and installs the redacting slog default logger, on stderr, before any
+// and installs the redacting slog default logger, on the command's stderr
+// (os.Stderr unless a test or execute says otherwise), before any
 // command runs.
 func addLogFlags(root *cobra.Command) {
 	format := logEnvOr(envLogFormat, logging.FormatAuto)
@@ -25,7 +26,7 @@ func addLogFlags(root *cobra.Command) {
 	pf.StringVar(&format, "log-format", format,
 		"log format: auto (text on a terminal, JSON lines otherwise), json or text ($"+envLogFormat+")")
 	pf.StringVar(&level, "log-level", level, "log level: debug, info, warn or error ($"+envLogLevel+")")
-	root.PersistentPreRunE = func(*cobra.Command, []string) error {
+	root.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error {
 		f, err := logging.ParseFormat(format)
 		if err != nil {
 			return err
@@ -34,7 +35,7 @@ func addLogFlags(root *cobra.Command) {
 		if err != nil {
 			return err
 		}
-		slog.SetDefault(logging.New(os.Stderr, f, l))
+		slog.SetDefault(logging.New(cmd.ErrOrStderr(), f, l))
 		return nil
 	}
 }

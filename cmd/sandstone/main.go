@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/sandstone-data/sandstone/internal/config"
 	"github.com/sandstone-data/sandstone/internal/errkind"
+	"github.com/sandstone-data/sandstone/internal/logging"
 )
 
 func main() {
@@ -27,8 +29,14 @@ func main() {
 // execute runs the command line args and returns the exit code; errors go
 // to stderr, without passwords.
 func execute(ctx context.Context, args []string, stderr io.Writer) int {
-	root := newRoot()
+	return executeRoot(ctx, newRoot(), args, stderr)
+}
+
+// executeRoot is execute with the command tree root (whose stdout the
+// caller may have set); logs go to stderr too.
+func executeRoot(ctx context.Context, root *cobra.Command, args []string, stderr io.Writer) int {
 	root.SetArgs(args)
+	root.SetErr(stderr)
 	if err := root.ExecuteContext(ctx); err != nil {
 		_, _ = fmt.Fprintln(stderr, "sandstone:", config.Redact(err.Error()))
 		var c codedError
@@ -68,13 +76,15 @@ SANDSTONE_INGEST_BUCKET, SANDSTONE_PROCESSED_BUCKET, SANDSTONE_WAREHOUSE_SCHEMA,
 SANDSTONE_LOOKBACK.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		Version:       buildInfo(),
 	}
+	root.SetVersionTemplate("{{.Version}}\n")
 	addLogFlags(root)
 	addProfileFlags(root)
 	root.AddCommand(
 		newSeedCmd(), newSimulateCmd(),
 		newIngestCmd(), newTransformCmd(), newLoadCmd(),
-		newRunCmd(), newDemoCmd(), newStatusCmd(), newAuditCmd(), newBenchCmd(),
+		newRunCmd(), newDemoCmd(), newStatusCmd(), newAuditCmd(), newBenchCmd(), newVersionCmd(),
 	)
 	return root
 }
@@ -90,7 +100,7 @@ func (c *configFlags) bind(cmd *cobra.Command, source, warehouse, ingestBucket, 
 		if err == nil && source && c.Lookback <= 0 {
 			err = fmt.Errorf("--lookback %s: want a positive duration such as 10m", c.Lookback)
 		}
-		return errkind.Wrap(errkind.ConfigInvalid, err)
+		return configFailure(cmd.Name(), err)
 	}
 	f := cmd.Flags()
 	if source {
@@ -107,6 +117,17 @@ func (c *configFlags) bind(cmd *cobra.Command, source, warehouse, ingestBucket, 
 	if processedBucket {
 		f.StringVar(&c.ProcessedBucket, "processed-bucket", env.ProcessedBucket, "processed bucket, as --ingest-bucket ($"+config.EnvProcessedBucket+")")
 	}
+}
+
+// configFailure marks err (when it carries no kind) as config_invalid and
+// writes its one ERROR line for stage, as every failure has; nil stays nil.
+func configFailure(stage string, err error) error {
+	if err == nil {
+		return nil
+	}
+	err = errkind.Default(errkind.ConfigInvalid, err)
+	logging.Failure(slog.Default(), stage, "", err)
+	return err
 }
 
 func require(name, value string) error {

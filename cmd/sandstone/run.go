@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -22,6 +23,7 @@ import (
 	"github.com/sandstone-data/sandstone/internal/logging"
 	"github.com/sandstone-data/sandstone/internal/metrics"
 	"github.com/sandstone-data/sandstone/internal/pipeline"
+	"github.com/sandstone-data/sandstone/internal/warehouse"
 )
 
 // defaultAlertState is where `run` keeps the alert state that `status` shows.
@@ -40,6 +42,7 @@ func newRunCmd() *cobra.Command {
 		autoRepair  bool
 	)
 	alerts, alertErr := alert.ConfigFromEnv()
+	var ev envErrors
 	cmd := &cobra.Command{
 		Use:   "run",
 		Short: "Run ingest, transform and load every --interval until stopped",
@@ -60,22 +63,28 @@ Example:
   sandstone run --source postgres://... --warehouse postgres://... --interval 10m`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if alertErr != nil {
-				return errkind.Wrap(errkind.ConfigInvalid, alertErr)
+			if err := errors.Join(alertErr, ev.err()); err != nil {
+				return configFailure("run", err)
 			}
 			if err := requireAll(c); err != nil {
-				return err
+				return configFailure("run", err)
 			}
 			ctx := cmd.Context()
 			log := slog.Default()
+			log.Info("sandstone run starting", "version", buildInfo())
+			lock, err := warehouse.LockRun(ctx, c.WarehouseURL, c.WarehouseSchema)
+			if err != nil {
+				return configFailure("run", err)
+			}
+			defer func() { _ = lock.Release(context.WithoutCancel(ctx)) }()
 			p, err := pipeline.Open(ctx, c.Config, log)
 			if err != nil {
-				return err
+				return configFailure("run", err)
 			}
 			defer func() { _ = p.Close() }()
 			notifier, err := alert.New(alerts, log)
 			if err != nil {
-				return errkind.Wrap(errkind.ConfigInvalid, err)
+				return configFailure("run", err)
 			}
 			restoreAlerts(notifier, alertState)
 			m := metrics.New(metrics.Options{})
@@ -112,29 +121,70 @@ Example:
 	}
 	c.bind(cmd, true, true, true, true)
 	f := cmd.Flags()
-	f.DurationVar(&interval, "interval", 10*time.Minute, "time between cycles")
+	f.DurationVar(&interval, "interval", ev.duration(envInterval, 10*time.Minute), "time between cycles ($"+envInterval+")")
 	f.BoolVar(&once, "once", false, "run one cycle and exit (non-zero if a stage failed)")
-	f.IntVar(&retries, "retries", 3, "retries of a failing stage within a cycle")
-	f.DurationVar(&backoff, "backoff", 2*time.Second, "wait before the first retry (doubles each time)")
-	f.StringVar(&metricsAddr, "metrics-addr", "", "serve /metrics, /healthz and /readyz on this address (e.g. 127.0.0.1:9464)")
-	f.StringVar(&alertState, "alert-state", defaultAlertState, "file keeping the alert state across restarts (shown by status)")
-	f.DurationVar(&auditEvery, "audit-every", envDuration(envAuditEvery, time.Hour), "audit the source against the ingestion bucket this often, between cycles; 0 turns it off ($"+envAuditEvery+")")
+	f.IntVar(&retries, "retries", ev.int(envRetries, 3), "retries of a failing stage within a cycle ($"+envRetries+")")
+	f.DurationVar(&backoff, "backoff", ev.duration(envBackoff, 2*time.Second), "wait before the first retry (doubles each time) ($"+envBackoff+")")
+	f.StringVar(&metricsAddr, "metrics-addr", os.Getenv(envMetricsAddr), "serve /metrics, /healthz and /readyz on this address (e.g. 127.0.0.1:9464) ($"+envMetricsAddr+")")
+	f.StringVar(&alertState, "alert-state", envOr(envAlertState, defaultAlertState), "file keeping the alert state across restarts (shown by status) ($"+envAlertState+")")
+	f.DurationVar(&auditEvery, "audit-every", ev.duration(envAuditEvery, time.Hour), "audit the source against the ingestion bucket this often, between cycles; 0 turns it off ($"+envAuditEvery+")")
 	f.BoolVar(&autoRepair, "auto-repair", os.Getenv(envAutoRepair) == "true", "mend what an audit finds at once ($"+envAutoRepair+"=true)")
 	alert.BindFlags(f, &alerts)
 	return cmd
 }
 
-// The environment variables of run's audit flags.
+// The environment variables of run's flags (the alert flags' are
+// alert.Env*).
 const (
-	envAuditEvery = "SANDSTONE_AUDIT_EVERY"
-	envAutoRepair = "SANDSTONE_AUTO_REPAIR"
+	envInterval    = "SANDSTONE_INTERVAL"
+	envRetries     = "SANDSTONE_RETRIES"
+	envBackoff     = "SANDSTONE_BACKOFF"
+	envMetricsAddr = "SANDSTONE_METRICS_ADDR"
+	envAlertState  = "SANDSTONE_ALERT_STATE"
+	envAuditEvery  = "SANDSTONE_AUDIT_EVERY"
+	envAutoRepair  = "SANDSTONE_AUTO_REPAIR"
 )
 
-// envDuration is the duration in the environment variable name, else def
-// (an unparsable value too: the flag's own check then reports it).
-func envDuration(name string, def time.Duration) time.Duration {
-	if d, err := time.ParseDuration(os.Getenv(name)); err == nil {
-		return d
+// envErrors collects the environment variables that could not be parsed,
+// for the command to refuse before it runs (their defaults are kept).
+type envErrors []error
+
+// duration is the non-negative duration in the environment variable name,
+// else def.
+func (e *envErrors) duration(name string, def time.Duration) time.Duration {
+	v := os.Getenv(name)
+	if v == "" {
+		return def
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d < 0 {
+		*e = append(*e, fmt.Errorf("%s=%q: want a duration such as 10m", name, v))
+		return def
+	}
+	return d
+}
+
+// int is the non-negative integer in the environment variable name, else
+// def.
+func (e *envErrors) int(name string, def int) int {
+	v := os.Getenv(name)
+	if v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 0 {
+		*e = append(*e, fmt.Errorf("%s=%q: want a whole number such as 3", name, v))
+		return def
+	}
+	return n
+}
+
+func (e envErrors) err() error { return errors.Join(e...) }
+
+// envOr is the environment variable name, or def when it is unset.
+func envOr(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
 	}
 	return def
 }

@@ -31,6 +31,6 @@ warehouse) and the lag of recent loads; and the alert state that
 	}
 	c.bind(cmd, false, true, true, true)
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print one JSON object")
-	cmd.Flags().StringVar(&alertState, "alert-state", defaultAlertState, "the alert state file 'sandstone run' keeps")
+	cmd.Flags().StringVar(&alertState, "alert-state", envOr(envAlertState, defaultAlertState), "the alert state file 'sandstone run' keeps ($"+envAlertState+")")
 	return cmd
 }

@@ -6,7 +6,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/sandstone-data/sandstone/internal/errkind"
 	"github.com/sandstone-data/sandstone/internal/lake"
 	"github.com/sandstone-data/sandstone/internal/logging"
 	"github.com/sandstone-data/sandstone/internal/transform"
@@ -31,12 +30,12 @@ Example:
 			ctx := cmd.Context()
 			in, err := lake.Open(ctx, c.IngestBucket)
 			if err != nil {
-				return errkind.Wrap(errkind.ConfigInvalid, err)
+				return configFailure("transform", err)
 			}
 			defer func() { _ = in.Close() }()
 			out, err := lake.Open(ctx, c.ProcessedBucket)
 			if err != nil {
-				return errkind.Wrap(errkind.ConfigInvalid, err)
+				return configFailure("transform", err)
 			}
 			defer func() { _ = out.Close() }()
 			res, err := transform.Run(ctx, transform.Options{Ingest: in, Processed: out, Logger: slog.Default()})

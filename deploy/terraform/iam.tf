@@ -16,9 +16,11 @@ data "aws_iam_policy_document" "lambda_assume" {
 resource "aws_iam_role" "stage" {
   for_each = local.stages
 
-  name               = "${local.function_names[each.key]}-function"
-  description        = "Execution role of ${local.function_names[each.key]}."
-  assume_role_policy = data.aws_iam_policy_document.lambda_assume.json
+  name                 = "${local.function_names[each.key]}-function"
+  path                 = local.role_path
+  permissions_boundary = local.permissions_boundary_arn
+  description          = "Execution role of ${local.function_names[each.key]}."
+  assume_role_policy   = data.aws_iam_policy_document.lambda_assume.json
 }
 
 resource "aws_iam_role_policy" "stage" {
@@ -218,9 +220,11 @@ data "aws_iam_policy_document" "scheduler_assume" {
 }
 
 resource "aws_iam_role" "scheduler" {
-  name               = "${var.name_prefix}-scheduler"
-  description        = "Lets EventBridge Scheduler start ${local.function_names["ingest"]}."
-  assume_role_policy = data.aws_iam_policy_document.scheduler_assume.json
+  name                 = "${var.name_prefix}-scheduler"
+  path                 = local.role_path
+  permissions_boundary = local.permissions_boundary_arn
+  description          = "Lets EventBridge Scheduler start ${local.function_names["ingest"]}."
+  assume_role_policy   = data.aws_iam_policy_document.scheduler_assume.json
 }
 
 data "aws_iam_policy_document" "scheduler" {
@@ -242,9 +246,11 @@ resource "aws_iam_role_policy" "scheduler" {
 resource "aws_iam_role" "audit_scheduler" {
   count = local.audit_scheduled ? 1 : 0
 
-  name               = "${var.name_prefix}-audit-scheduler"
-  description        = "Lets EventBridge Scheduler start ${local.function_names["audit"]}."
-  assume_role_policy = data.aws_iam_policy_document.scheduler_assume.json
+  name                 = "${var.name_prefix}-audit-scheduler"
+  path                 = local.role_path
+  permissions_boundary = local.permissions_boundary_arn
+  description          = "Lets EventBridge Scheduler start ${local.function_names["audit"]}."
+  assume_role_policy   = data.aws_iam_policy_document.scheduler_assume.json
 }
 
 data "aws_iam_policy_document" "audit_scheduler" {

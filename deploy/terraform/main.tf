@@ -72,6 +72,11 @@ locals {
 
   function_names = { for s in keys(local.stages) : s => "${var.name_prefix}-${s}" }
 
+  # Every role lives under /NAME_PREFIX/ and carries the permissions
+  # boundary the bootstrap made: the deploy role may create no other.
+  role_path                = "/${var.name_prefix}/"
+  permissions_boundary_arn = "arn:aws:iam::${local.account_id}:policy/${var.name_prefix}-pipeline-boundary"
+
   # Manifests: the notifications fire on these keys only.
   manifest_prefix = "manifests/"
   manifest_suffix = ".json"

@@ -3,7 +3,9 @@ package audit
 import (
 	"context"
 	"fmt"
+	"maps"
 	"math"
+	"slices"
 
 	"github.com/jackc/pgx/v5"
 
@@ -137,4 +139,82 @@ func (t *idTable) findings(tr *TableReport, pending func(us int64) bool) {
 	for id, e := range t.sparse {
 		note(id, e.stamp, e.found, e.landed)
 	}
+}
+
+// idHashes maps ids to 64-bit hashes: 8 bytes and a bit per id in slices
+// while ids are serial (below maxDense), a map for the others.
+type idHashes struct {
+	dense  []uint64
+	seen   []uint64 // bitset over dense
+	sparse map[int32]uint64
+	n      int
+}
+
+func newIDHashes() *idHashes { return &idHashes{sparse: map[int32]uint64{}} }
+
+func (m *idHashes) set(id int32, h uint64) {
+	if id < 0 || id >= maxDense {
+		if _, ok := m.sparse[id]; !ok {
+			m.n++
+		}
+		m.sparse[id] = h
+		return
+	}
+	if int(id) >= len(m.dense) {
+		n := max(1024, int(id)+1, len(m.dense)+len(m.dense)/2)
+		m.dense = append(m.dense, make([]uint64, n-len(m.dense))...)
+		m.seen = append(m.seen, make([]uint64, (n+63)/64-len(m.seen))...)
+	}
+	if !has(m.seen, id) {
+		m.n++
+		set(m.seen, id)
+	}
+	m.dense[id] = h
+}
+
+// take returns id's hash and forgets it.
+func (m *idHashes) take(id int32) (uint64, bool) {
+	if id < 0 || id >= maxDense {
+		h, ok := m.sparse[id]
+		if ok {
+			delete(m.sparse, id)
+			m.n--
+		}
+		return h, ok
+	}
+	if int(id) >= len(m.dense) || !has(m.seen, id) {
+		return 0, false
+	}
+	m.seen[id/64] &^= 1 << (id % 64)
+	m.n--
+	return m.dense[id], true
+}
+
+func (m *idHashes) len() int { return m.n }
+
+// ids returns up to n of the ids held, smallest first.
+func (m *idHashes) ids(n int) []int32 {
+	if n <= 0 {
+		return nil
+	}
+	var out []int32
+	for _, id := range slices.Sorted(maps.Keys(m.sparse)) {
+		if id < 0 {
+			out = append(out, id)
+		}
+	}
+	for i := range m.dense {
+		if id := int32(i); has(m.seen, id) { // #nosec G115 -- i < maxDense
+			out = append(out, id)
+		}
+		if len(out) >= n {
+			return out[:n]
+		}
+	}
+	for _, id := range slices.Sorted(maps.Keys(m.sparse)) {
+		if id >= 0 {
+			out = append(out, id)
+		}
+	}
+	return out[:min(n, len(out))]
 }

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
-	"maps"
 	"reflect"
 	"slices"
 	"strconv"
@@ -87,7 +86,7 @@ func CheckWarehouse(ctx context.Context, processed *lake.Bucket, warehouseURL, s
 	if schema == "" {
 		schema = config.DefaultSchema
 	}
-	cfg, err := pgx.ParseConfig(warehouseURL)
+	cfg, err := config.ParsePG(warehouseURL)
 	if err != nil {
 		return nil, errkind.Wrap(errkind.ConfigInvalid, config.RedactError(fmt.Errorf("warehouse URL %s: %w", warehouseURL, err)))
 	}
@@ -96,7 +95,7 @@ func CheckWarehouse(ctx context.Context, processed *lake.Bucket, warehouseURL, s
 	}
 	conn, err := pgx.ConnectConfig(ctx, cfg)
 	if err != nil {
-		return nil, errkind.Wrap(errkind.WarehouseUnreachable, config.RedactError(fmt.Errorf("connect to warehouse %s: %w", warehouseURL, err)))
+		return nil, errkind.Wrap(errkind.WarehouseUnreachable, config.RedactError(fmt.Errorf("connect to warehouse %s: %w", warehouseURL, config.ConnectHint(cfg, err))))
 	}
 	defer func() { _ = conn.Close(context.WithoutCancel(ctx)) }()
 	tx, err := conn.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
@@ -155,7 +154,9 @@ func loadedBatches(ctx context.Context, tx pgx.Tx, b *lake.Bucket, schema string
 	}
 	var loaded []entry
 	var e entry
-	rows, err := tx.Query(ctx, "SELECT sequence, manifest_sha256 FROM "+ledger+" ORDER BY sequence")
+	// Through to_jsonb, a ledger not yet migrated (no manifest_sha256: no
+	// load ran since the upgrade) reads as rows without an identity.
+	rows, err := tx.Query(ctx, "SELECT sequence, to_jsonb(l)->>'manifest_sha256' FROM "+ledger+" l ORDER BY sequence")
 	if err == nil {
 		_, err = pgx.ForEachRow(rows, []any{&e.seq, &e.sum}, func() error {
 			loaded = append(loaded, e)
@@ -559,16 +560,16 @@ func rawHash(h *hasher, vals [][]byte) uint64 {
 // checkDimension hashes the latest processed row of each id and compares
 // each warehouse row's hash with it.
 func (t *checkedTable) checkDimension(ctx context.Context, tx pgx.Tx, b *lake.Bucket, schema string, objs []lake.Object, wt *WarehouseTable) error {
-	latest := map[int32]uint64{}
+	latest := newIDHashes()
 	key := t.cols[t.key[0]]
 	var h hasher
 	err := t.forEachRow(ctx, b, objs, func(r reflect.Value) {
-		latest[int32(r.Field(key.field).Int())] = t.rowHash(&h, r) // #nosec G115 -- an int32 field
+		latest.set(int32(r.Field(key.field).Int()), t.rowHash(&h, r)) // #nosec G115 -- an int32 field
 	})
 	if err != nil {
 		return err
 	}
-	wt.Processed = int64(len(latest))
+	wt.Processed = int64(latest.len())
 
 	rows, err := tx.Query(ctx, t.selectText(schema))
 	if err != nil {
@@ -587,11 +588,10 @@ func (t *checkedTable) checkDimension(ctx context.Context, tx pgx.Tx, b *lake.Bu
 			return errkind.Wrap(errkind.WarehouseSchemaMismatch, fmt.Errorf("key %s: %w", key.name, err))
 		}
 		id := int32(n)
-		want, ok := latest[id]
+		want, ok := latest.take(id)
 		if !ok { // not in the processed bucket, or the id a second time
 			continue
 		}
-		delete(latest, id)
 		if want != sum {
 			wt.Stale++
 			wt.example(id)
@@ -600,11 +600,8 @@ func (t *checkedTable) checkDimension(ctx context.Context, tx pgx.Tx, b *lake.Bu
 	if err := rows.Err(); err != nil {
 		return warehouseErr(err)
 	}
-	wt.Missing = int64(len(latest))
-	for _, id := range slices.Sorted(maps.Keys(latest)) {
-		if len(wt.Examples) >= Examples {
-			break
-		}
+	wt.Missing = int64(latest.len())
+	for _, id := range latest.ids(Examples - len(wt.Examples)) {
 		wt.example(id)
 	}
 	return nil

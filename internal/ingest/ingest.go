@@ -256,7 +256,7 @@ func commit(ctx context.Context, b *lake.Bucket, seq int64, m lake.Manifest, nex
 // REPEATABLE READ transaction, returning it with the source's clock at its
 // start. close ends both and may be called more than once.
 func OpenSnapshot(ctx context.Context, url string) (tx pgx.Tx, at time.Time, close func(), err error) {
-	cfg, err := pgx.ParseConfig(url)
+	cfg, err := config.ParsePG(url)
 	if err != nil {
 		return nil, at, nil, errkind.Wrap(errkind.ConfigInvalid, fmt.Errorf("ingest: source URL: %s", config.Redact(err.Error())))
 	}
@@ -264,7 +264,7 @@ func OpenSnapshot(ctx context.Context, url string) (tx pgx.Tx, at time.Time, clo
 	cfg.RuntimeParams["timezone"] = "UTC"
 	conn, err := pgx.ConnectConfig(ctx, cfg)
 	if err != nil {
-		return nil, at, nil, errkind.Wrap(errkind.SourceUnreachable, fmt.Errorf("ingest: connect to source: %s", config.Redact(err.Error())))
+		return nil, at, nil, errkind.Wrap(errkind.SourceUnreachable, fmt.Errorf("ingest: connect to source: %s", config.Redact(config.ConnectHint(cfg, err).Error())))
 	}
 	tx, err = conn.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
 	if err == nil {

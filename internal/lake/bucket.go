@@ -14,10 +14,8 @@ import (
 	"fmt"
 	"hash"
 	"io"
-	"net/url"
 	"os"
 	"path/filepath"
-	"strings"
 
 	"gocloud.dev/blob"
 	"gocloud.dev/blob/fileblob"
@@ -39,40 +37,31 @@ type Bucket struct {
 	dir string // the directory of a file bucket, else ""
 }
 
-// Open opens the bucket at rawURL: file:///abs/dir (or a plain directory
-// path, made absolute and created), s3://name?region=..., or mem://.
+// Open opens the bucket at rawURL: file:///abs/dir (or a directory path,
+// or a relative file://rel/dir, both relative to the current directory,
+// made absolute and created), s3://name?region=..., or mem://.
 func Open(ctx context.Context, rawURL string) (*Bucket, error) {
-	if rawURL == "" {
-		return nil, errors.New("open bucket: no bucket URL given")
-	}
-	if !strings.Contains(rawURL, "://") {
-		abs, err := filepath.Abs(rawURL)
-		if err != nil {
-			return nil, fmt.Errorf("open bucket %s: %w", rawURL, err)
-		}
-		rawURL = "file://" + abs
-	}
-	u, err := url.Parse(rawURL)
+	resolved, dir, err := resolve(rawURL)
 	if err != nil {
-		return nil, fmt.Errorf("open bucket %s: %w", rawURL, err)
+		return nil, err
 	}
-	bk := &Bucket{url: rawURL}
-	if u.Scheme == "file" {
-		bk.dir = u.Path
+	bk := &Bucket{url: resolved, dir: dir}
+	if dir != "" {
 		if err := os.MkdirAll(bk.dir, 0o750); err != nil {
-			return nil, fmt.Errorf("open bucket %s: %w", rawURL, err)
+			return nil, fmt.Errorf("open bucket %s: %w", resolved, err)
 		}
 		bk.b, err = fileblob.OpenBucket(bk.dir, &fileblob.Options{Metadata: fileblob.MetadataDontWrite, NoTempDir: true})
 	} else {
-		bk.b, err = blob.OpenBucket(ctx, rawURL)
+		bk.b, err = blob.OpenBucket(ctx, resolved)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("open bucket %s: %w", rawURL, err)
+		return nil, fmt.Errorf("open bucket %s: %w", resolved, err)
 	}
 	return bk, nil
 }
 
-// URL is the bucket's URL as given.
+// URL is the bucket's URL as given (a directory or relative file:// URL
+// as the absolute file:///dir it means).
 func (b *Bucket) URL() string { return b.url }
 
 // Close releases the bucket.

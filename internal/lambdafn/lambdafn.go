@@ -171,7 +171,8 @@ func (h *Handler) Handle(ctx context.Context, event json.RawMessage) (Response, 
 	if h.Stage == StageAudit {
 		return h.audit(ctx)
 	}
-	p, err := pipeline.Open(ctx, h.Config, h.Logger)
+	// Only the buckets this stage uses: the function is given no others.
+	p, err := pipeline.OpenStage(ctx, h.Config, h.Logger, h.Stage)
 	if err != nil {
 		return Response{Stage: h.Stage}, h.fail("", err)
 	}

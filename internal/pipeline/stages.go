@@ -33,26 +33,67 @@ type Pipeline struct {
 	Deadline time.Time
 }
 
-// Open opens the buckets cfg names.
+// Open opens the buckets cfg names: both, as the CLI's run, status and
+// audit need.
 func Open(ctx context.Context, cfg config.Config, logger *slog.Logger) (*Pipeline, error) {
-	in, err := lake.Open(ctx, cfg.IngestBucket)
-	if err != nil {
-		return nil, errkind.Wrap(errkind.ConfigInvalid, fmt.Errorf("ingestion bucket: %w", err))
+	return openBuckets(ctx, cfg, logger, true, true)
+}
+
+// OpenStage opens only the buckets stage name uses: the ingestion bucket
+// for ingest, both for transform, the processed bucket for load. A Lambda
+// function is given only the settings of its stage, and opening a bucket it
+// was not given would fall back to a directory under its read-only working
+// directory. The Pipeline it returns runs that stage only.
+func OpenStage(ctx context.Context, cfg config.Config, logger *slog.Logger, name string) (*Pipeline, error) {
+	if _, err := (&Pipeline{}).Stage(name); err != nil {
+		return nil, err
 	}
-	out, err := lake.Open(ctx, cfg.ProcessedBucket)
-	if err != nil {
-		_ = in.Close()
-		return nil, errkind.Wrap(errkind.ConfigInvalid, fmt.Errorf("processed bucket: %w", err))
-	}
+	return openBuckets(ctx, cfg, logger, name != Load, name != Ingest)
+}
+
+func openBuckets(ctx context.Context, cfg config.Config, logger *slog.Logger, ingestion, processed bool) (*Pipeline, error) {
 	if logger == nil {
 		logger = slog.Default()
 	}
-	return &Pipeline{Config: cfg, Ingest: in, Processed: out, Logger: logger}, nil
+	p := &Pipeline{Config: cfg, Logger: logger}
+	if ingestion {
+		in, err := lake.Open(ctx, cfg.IngestBucket)
+		if err != nil {
+			return nil, errkind.Wrap(errkind.ConfigInvalid, fmt.Errorf("ingestion bucket: %w", err))
+		}
+		p.Ingest = in
+	}
+	if processed {
+		out, err := lake.Open(ctx, cfg.ProcessedBucket)
+		if err != nil {
+			_ = p.Close()
+			return nil, errkind.Wrap(errkind.ConfigInvalid, fmt.Errorf("processed bucket: %w", err))
+		}
+		p.Processed = out
+	}
+	return p, nil
 }
 
-// Close closes the buckets.
+// Close closes the buckets that are open.
 func (p *Pipeline) Close() error {
-	return errors.Join(p.Ingest.Close(), p.Processed.Close())
+	var errs []error
+	for _, b := range []*lake.Bucket{p.Ingest, p.Processed} {
+		if b != nil {
+			errs = append(errs, b.Close())
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// need fails when a bucket the stage uses was not opened (OpenStage for
+// another stage).
+func need(stage string, buckets ...*lake.Bucket) error {
+	for _, b := range buckets {
+		if b == nil {
+			return errkind.Wrap(errkind.Internal, fmt.Errorf("%s: a bucket it uses is not open (the pipeline was opened for another stage)", stage))
+		}
+	}
+	return nil
 }
 
 // Stage returns the named stage.
@@ -74,6 +115,9 @@ func (p *Pipeline) Stages() []Stage {
 }
 
 func (p *Pipeline) ingest(ctx context.Context) (Report, error) {
+	if err := need(Ingest, p.Ingest); err != nil {
+		return Report{}, err
+	}
 	res, err := ingest.Run(ctx, ingest.Options{SourceURL: p.Config.SourceURL, Bucket: p.Ingest,
 		Lookback: p.Config.Lookback, Logger: p.Logger})
 	rep := Report{RunID: res.RunID, Rows: res.Rows, Duration: res.Duration, Skew: res.Skew}
@@ -90,6 +134,9 @@ func (p *Pipeline) ingest(ctx context.Context) (Report, error) {
 }
 
 func (p *Pipeline) transform(ctx context.Context) (Report, error) {
+	if err := need(Transform, p.Ingest, p.Processed); err != nil {
+		return Report{}, err
+	}
 	start := time.Now()
 	res, err := transform.Run(ctx, transform.Options{Ingest: p.Ingest, Processed: p.Processed,
 		Logger: p.Logger, Deadline: p.Deadline})
@@ -107,6 +154,9 @@ func (p *Pipeline) transform(ctx context.Context) (Report, error) {
 }
 
 func (p *Pipeline) load(ctx context.Context) (Report, error) {
+	if err := need(Load, p.Processed); err != nil {
+		return Report{}, err
+	}
 	start := time.Now()
 	res, err := warehouse.Load(ctx, warehouse.Options{URL: p.Config.WarehouseURL, Schema: p.Config.WarehouseSchema,
 		Processed: p.Processed, Logger: p.Logger, Deadline: p.Deadline})
@@ -134,6 +184,9 @@ func (p *Pipeline) load(ctx context.Context) (Report, error) {
 // Pending counts the batches waiting for transform (ingested, not yet
 // processed) and for load (processed, not yet loaded).
 func (p *Pipeline) Pending(ctx context.Context) (transform, load int64, err error) {
+	if err := need("pending", p.Ingest, p.Processed); err != nil {
+		return 0, 0, err
+	}
 	in, err := p.Ingest.LatestSeq(ctx)
 	if err != nil {
 		return 0, 0, err

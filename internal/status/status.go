@@ -6,6 +6,7 @@ package status
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -45,7 +46,11 @@ type Report struct {
 	LastAudit *audit.Report `json:"last_audit,omitempty"`
 	// Alerts is the alert state `sandstone run` saved, if any.
 	Alerts *alert.State `json:"alerts,omitempty"`
-	// Problems lists what could not be read.
+	// Notes says what is not there yet (a bucket nothing has been written
+	// to, a warehouse never loaded): not a problem on a fresh setup.
+	Notes []string `json:"notes,omitempty"`
+	// Problems lists what could not be read, and the buckets and the
+	// warehouse's ledger disagreeing.
 	Problems []string `json:"problems,omitempty"`
 }
 
@@ -56,16 +61,28 @@ type Lag struct {
 	LagSeconds float64   `json:"lag_seconds"`
 }
 
-// Gather reads the status. What cannot be read (an unreachable warehouse,
-// say) is listed in Problems rather than failing the whole report.
+// Gather reads the status, and only reads: a bucket's directory that does
+// not exist is not created but noted as having no batches yet. What cannot
+// be read (an unreachable warehouse, say) is listed in Problems rather than
+// failing the whole report, as is a processed bucket that does not hold the
+// batches the warehouse's ledger records.
 func Gather(ctx context.Context, cfg config.Config, alertState string) Report {
 	r := Report{At: time.Now().UTC()}
 	problem := func(what string, err error) {
 		r.Problems = append(r.Problems, fmt.Sprintf("%s: %s", what, config.Redact(err.Error())))
 	}
-	if in, err := lake.Open(ctx, cfg.IngestBucket); err != nil {
-		problem("ingestion bucket", err)
-	} else {
+	open := func(what, url string) *lake.Bucket {
+		b, err := lake.OpenExisting(ctx, url)
+		switch {
+		case errors.Is(err, lake.ErrNoBucket):
+			r.Notes = append(r.Notes, fmt.Sprintf("%s: %s", what, config.Redact(err.Error())))
+		case err != nil:
+			problem(what, err)
+		}
+		return b
+	}
+	var out *lake.Bucket
+	if in := open("ingestion bucket", cfg.IngestBucket); in != nil {
 		seq, st, err := ingest.LoadState(ctx, in)
 		if err != nil {
 			problem("ingestion bucket", err)
@@ -76,19 +93,25 @@ func Gather(ctx context.Context, cfg config.Config, alertState string) Report {
 		}
 		_ = in.Close()
 	}
-	if out, err := lake.Open(ctx, cfg.ProcessedBucket); err != nil {
-		problem("processed bucket", err)
-	} else {
+	if out = open("processed bucket", cfg.ProcessedBucket); out != nil {
+		var err error
 		if r.ProcessedBatch, err = out.LatestSeq(ctx); err != nil {
 			problem("processed bucket", err)
 		}
-		_ = out.Close()
+		defer func() { _ = out.Close() }()
 	}
 	r.PendingTransform = max(0, r.IngestedBatch-r.ProcessedBatch)
 	if cfg.WarehouseURL == "" {
 		r.Problems = append(r.Problems, "warehouse: no URL configured")
 	} else if err := r.warehouse(ctx, cfg); err != nil {
 		problem("warehouse", err)
+	} else if r.LoadedBatch > 0 {
+		if out == nil {
+			r.Problems = append(r.Problems, fmt.Sprintf("processed bucket: the warehouse has loaded batches up to %s, and the processed bucket %s has none: "+
+				"point --processed-bucket at the bucket this warehouse was loaded from", lake.BatchID(r.LoadedBatch), cfg.ProcessedBucket))
+		} else if err := warehouse.CheckProcessed(ctx, cfg.WarehouseURL, cfg.WarehouseSchema, out); err != nil {
+			problem("processed bucket and warehouse ledger disagree", err)
+		}
 	}
 	if data, err := os.ReadFile(alertState); err == nil { // #nosec G304 -- the operator's own state file
 		var s alert.State
@@ -105,6 +128,14 @@ func (r *Report) warehouse(ctx context.Context, cfg config.Config) error {
 	var err error
 	if r.Counts, err = warehouse.Counts(ctx, cfg.WarehouseURL, cfg.WarehouseSchema); err != nil {
 		return err
+	}
+	if len(r.Counts) == 0 {
+		r.Counts = nil
+		schema := cfg.WarehouseSchema
+		if schema == "" {
+			schema = config.DefaultSchema
+		}
+		r.Notes = append(r.Notes, fmt.Sprintf("warehouse: no Sandstone tables in schema %s yet (nothing loaded: 'sandstone load' creates them)", schema))
 	}
 	recent, err := warehouse.Freshness(ctx, cfg.WarehouseURL, cfg.WarehouseSchema, 10)
 	if err != nil {
@@ -192,6 +223,9 @@ func (r Report) WriteText(w io.Writer) error {
 				p("  %s: ok", stage)
 			}
 		}
+	}
+	for _, n := range r.Notes {
+		p("note: %s", n)
 	}
 	for _, pr := range r.Problems {
 		p("problem: %s", pr)

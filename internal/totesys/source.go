@@ -15,7 +15,7 @@ import (
 // that LOCALTIMESTAMP and CURRENT_TIMESTAMP stamp rows in UTC as totesys
 // does.
 func connect(ctx context.Context, url string) (*pgx.Conn, error) {
-	cfg, err := pgx.ParseConfig(url)
+	cfg, err := config.ParsePG(url)
 	if err != nil {
 		return nil, errkind.Wrap(errkind.ConfigInvalid, fmt.Errorf("source URL: %w", config.RedactError(err)))
 	}

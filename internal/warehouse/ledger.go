@@ -24,8 +24,10 @@ type ledgerHead struct {
 // newestLoad reads the ledger's newest row; seq is 0 when it is empty.
 func newestLoad(ctx context.Context, db querier, s schema) (ledgerHead, error) {
 	var h ledgerHead
-	err := db.QueryRow(ctx, "SELECT sequence, run_id, manifest_sha256 FROM "+s.ident(ledgerTable)+
-		" ORDER BY sequence DESC LIMIT 1").Scan(&h.seq, &h.runID, &h.sha256)
+	// Through to_jsonb, a ledger not yet migrated to 2 reads as rows
+	// without an identity.
+	err := db.QueryRow(ctx, "SELECT sequence, to_jsonb(l)->>'run_id', to_jsonb(l)->>'manifest_sha256' FROM "+s.ident(ledgerTable)+
+		" l ORDER BY sequence DESC LIMIT 1").Scan(&h.seq, &h.runID, &h.sha256)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return ledgerHead{}, nil
 	}

@@ -10,6 +10,8 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/sandstone-data/sandstone/internal/config"
+	"github.com/sandstone-data/sandstone/internal/errkind"
+	"github.com/sandstone-data/sandstone/internal/lake"
 )
 
 // LedgerEntry is one loaded batch, as the warehouse's load ledger records it.
@@ -136,6 +138,25 @@ func Freshness(ctx context.Context, url, schemaName string, n int) ([]LedgerEntr
 		return nil, fmt.Errorf("read the load ledger: %w", err)
 	}
 	return out, nil
+}
+
+// CheckProcessed reports whether the processed bucket holds the batches the
+// warehouse's ledger records as loaded, as load checks before it loads: the
+// error is of kind LedgerMismatch and says what differs when it does not
+// (another, wiped or rebuilt bucket). A warehouse with no ledger agrees with
+// any bucket.
+func CheckProcessed(ctx context.Context, url, schemaName string, bucket *lake.Bucket) error {
+	return withConn(ctx, url, func(conn *pgx.Conn) error {
+		s := schemaOf(schemaName)
+		ok, err := tableExists(ctx, conn, s, ledgerTable)
+		if err != nil {
+			return errkind.Wrap(errkind.LoadFailed, fmt.Errorf("read the load ledger: %w", err))
+		}
+		if !ok {
+			return nil
+		}
+		return checkLedger(ctx, conn, s, bucket)
+	})
 }
 
 // loadedSeq is the newest sequence in the ledger, 0 when there is none.

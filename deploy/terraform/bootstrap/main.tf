@@ -33,6 +33,12 @@ locals {
   prefix     = var.name_prefix
   github_url = "token.actions.githubusercontent.com"
   oidc_arn   = var.create_github_oidc_provider ? aws_iam_openid_connect_provider.github[0].arn : data.aws_iam_openid_connect_provider.github[0].arn
+
+  # The pipeline's roles live under their own IAM path, apart from the two
+  # GitHub roles (path /), and each must carry the permissions boundary.
+  pipeline_role_path = "/${local.prefix}/"
+  pipeline_roles     = "arn:aws:iam::${local.account_id}:role${local.pipeline_role_path}*"
+  github_roles       = "arn:aws:iam::${local.account_id}:role/${local.prefix}-github-*"
 }
 
 # --- Terraform state bucket --------------------------------------------------
@@ -74,6 +80,32 @@ resource "aws_s3_bucket_server_side_encryption_configuration" "state" {
       sse_algorithm = "AES256"
     }
   }
+}
+
+# The state holds resource details: refuse plain HTTP.
+data "aws_iam_policy_document" "state_tls_only" {
+  statement {
+    sid       = "DenyInsecureTransport"
+    effect    = "Deny"
+    actions   = ["s3:*"]
+    resources = [aws_s3_bucket.state.arn, "${aws_s3_bucket.state.arn}/*"]
+    principals {
+      type        = "*"
+      identifiers = ["*"]
+    }
+    condition {
+      test     = "Bool"
+      variable = "aws:SecureTransport"
+      values   = ["false"]
+    }
+  }
+}
+
+resource "aws_s3_bucket_policy" "state" {
+  bucket = aws_s3_bucket.state.id
+  policy = data.aws_iam_policy_document.state_tls_only.json
+
+  depends_on = [aws_s3_bucket_public_access_block.state]
 }
 
 # --- GitHub OIDC -------------------------------------------------------------
@@ -199,25 +231,74 @@ data "aws_iam_policy_document" "deploy" {
     actions   = ["lambda:*"]
     resources = ["arn:aws:lambda:${local.region}:${local.account_id}:function:${local.prefix}-*"]
   }
+  # Roles: only under the pipeline's path, and only with the boundary. The
+  # calls that give a role permissions (create, inline or managed policy)
+  # are allowed only when the role carries the boundary, so no role the
+  # deploy role makes can do more than the boundary allows.
   statement {
-    sid = "Roles"
-    actions = [
-      "iam:CreateRole", "iam:DeleteRole", "iam:GetRole", "iam:UpdateRole", "iam:UpdateAssumeRolePolicy",
-      "iam:TagRole", "iam:UntagRole", "iam:ListRoleTags",
-      "iam:PutRolePolicy", "iam:GetRolePolicy", "iam:DeleteRolePolicy", "iam:ListRolePolicies",
-      "iam:ListAttachedRolePolicies", "iam:ListInstanceProfilesForRole",
-    ]
-    resources = ["arn:aws:iam::${local.account_id}:role/${local.prefix}-*"]
+    sid       = "GrantOnlyUnderTheBoundary"
+    actions   = ["iam:CreateRole", "iam:PutRolePolicy", "iam:AttachRolePolicy", "iam:PutRolePermissionsBoundary"]
+    resources = [local.pipeline_roles]
+    condition {
+      test     = "StringEquals"
+      variable = "iam:PermissionsBoundary"
+      values   = [aws_iam_policy.pipeline_boundary.arn]
+    }
   }
   statement {
-    sid       = "PassRolesToLambdaAndScheduler"
+    sid = "ManagePipelineRoles"
+    actions = [
+      "iam:DeleteRole", "iam:GetRole", "iam:UpdateRole", "iam:UpdateAssumeRolePolicy", "iam:UpdateRoleDescription",
+      "iam:TagRole", "iam:UntagRole", "iam:ListRoleTags",
+      "iam:GetRolePolicy", "iam:DeleteRolePolicy", "iam:ListRolePolicies", "iam:DetachRolePolicy",
+      "iam:ListAttachedRolePolicies", "iam:ListInstanceProfilesForRole",
+    ]
+    resources = [local.pipeline_roles]
+  }
+  statement {
+    sid       = "PassPipelineRolesToLambdaAndScheduler"
     actions   = ["iam:PassRole"]
-    resources = ["arn:aws:iam::${local.account_id}:role/${local.prefix}-*"]
+    resources = [local.pipeline_roles]
     condition {
       test     = "StringEquals"
       variable = "iam:PassedToService"
       values   = ["lambda.amazonaws.com", "scheduler.amazonaws.com"]
     }
+  }
+  # No way out: the boundary cannot be removed or swapped, the boundary
+  # policy cannot be changed, and the GitHub roles (this one included) and
+  # their policies cannot be touched at all.
+  statement {
+    sid       = "DenyRemovingTheBoundary"
+    effect    = "Deny"
+    actions   = ["iam:DeleteRolePermissionsBoundary"]
+    resources = ["*"]
+  }
+  statement {
+    sid       = "DenyAnotherBoundary"
+    effect    = "Deny"
+    actions   = ["iam:PutRolePermissionsBoundary", "iam:CreateRole", "iam:PutRolePolicy", "iam:AttachRolePolicy"]
+    resources = ["*"]
+    condition {
+      test     = "StringNotEquals"
+      variable = "iam:PermissionsBoundary"
+      values   = [aws_iam_policy.pipeline_boundary.arn]
+    }
+  }
+  statement {
+    sid       = "DenyChangingTheBoundaryPolicy"
+    effect    = "Deny"
+    actions   = ["iam:CreatePolicyVersion", "iam:DeletePolicy", "iam:DeletePolicyVersion", "iam:SetDefaultPolicyVersion", "iam:TagPolicy", "iam:UntagPolicy"]
+    resources = [aws_iam_policy.pipeline_boundary.arn]
+  }
+  statement {
+    sid     = "DenyChangingTheGitHubRoles"
+    effect  = "Deny"
+    actions = ["iam:*"]
+    resources = [
+      local.github_roles,
+      "arn:aws:iam::${local.account_id}:oidc-provider/${local.github_url}",
+    ]
   }
   statement {
     sid     = "LogGroups"
@@ -270,6 +351,43 @@ data "aws_iam_policy_document" "deploy" {
     sid       = "ReadCallsThatTakeNoResource"
     actions   = ["logs:DescribeLogGroups", "cloudwatch:DescribeAlarms", "sts:GetCallerIdentity"]
     resources = ["*"]
+  }
+}
+
+# The permissions boundary of every pipeline role: the most any of them may
+# ever do (the union of what the four functions and the two schedules need,
+# by name prefix). Each role's own policy narrows it further.
+resource "aws_iam_policy" "pipeline_boundary" {
+  name        = "${local.prefix}-pipeline-boundary"
+  description = "Permissions boundary of Sandstone's function and scheduler roles."
+  policy      = data.aws_iam_policy_document.pipeline_boundary.json
+}
+
+data "aws_iam_policy_document" "pipeline_boundary" {
+  statement {
+    sid       = "PipelineBuckets"
+    actions   = ["s3:ListBucket", "s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload"]
+    resources = ["arn:aws:s3:::${local.prefix}-ingestion-*", "arn:aws:s3:::${local.prefix}-processed-*"]
+  }
+  statement {
+    sid       = "PipelineSecrets"
+    actions   = ["secretsmanager:GetSecretValue"]
+    resources = ["arn:aws:secretsmanager:${local.region}:${local.account_id}:secret:${local.prefix}/*"]
+  }
+  statement {
+    sid       = "PipelineLogs"
+    actions   = ["logs:CreateLogStream", "logs:PutLogEvents"]
+    resources = ["arn:aws:logs:${local.region}:${local.account_id}:log-group:/aws/lambda/${local.prefix}-*:*"]
+  }
+  statement {
+    sid       = "PipelineQueue"
+    actions   = ["sqs:SendMessage"]
+    resources = ["arn:aws:sqs:${local.region}:${local.account_id}:${local.prefix}-*"]
+  }
+  statement {
+    sid       = "PipelineFunctions"
+    actions   = ["lambda:InvokeFunction"]
+    resources = ["arn:aws:lambda:${local.region}:${local.account_id}:function:${local.prefix}-*"]
   }
 }
 

@@ -12,3 +12,8 @@ output "deploy_role_arn" {
   description = "Role the apply job assumes: repository variable AWS_DEPLOY_ROLE_ARN."
   value       = aws_iam_role.deploy.arn
 }
+
+output "pipeline_boundary_arn" {
+  description = "Permissions boundary the main configuration attaches to every role it creates (it derives the same ARN from name_prefix)."
+  value       = aws_iam_policy.pipeline_boundary.arn
+}
