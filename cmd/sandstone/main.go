@@ -84,7 +84,7 @@ SANDSTONE_LOOKBACK.`,
 	root.AddCommand(
 		newSeedCmd(), newSimulateCmd(),
 		newIngestCmd(), newTransformCmd(), newLoadCmd(),
-		newRunCmd(), newDemoCmd(), newStatusCmd(), newAuditCmd(), newBenchCmd(), newVersionCmd(),
+		newRunCmd(), newDemoCmd(), newStatusCmd(), newAuditCmd(), newRejectsCmd(), newBenchCmd(), newVersionCmd(),
 	)
 	return root
 }

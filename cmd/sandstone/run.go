@@ -244,8 +244,12 @@ type observer struct {
 }
 
 func (o observer) StageDone(ctx context.Context, r pipeline.Report) {
+	var parked *int64
+	if r.Stage == pipeline.Transform && len(r.Batches) > 0 {
+		parked = &r.Parked // known after a batch
+	}
 	o.m.Record(metrics.StageRun{Stage: r.Stage, RunID: r.RunID, Duration: r.Duration, Rows: r.Rows,
-		Bytes: r.Bytes, Freshness: r.Freshness, Skew: r.Skew})
+		Bytes: r.Bytes, Freshness: r.Freshness, Skew: r.Skew, Rejected: r.Rejected, Parked: parked})
 	o.n.Observe(ctx, r.Stage, r.RunID, nil)
 }
 
@@ -294,6 +298,13 @@ func printReports(w io.Writer, reports []pipeline.Report) {
 		}
 		if r.Freshness > 0 {
 			line += fmt.Sprintf("  freshness %.1fs", r.Freshness.Seconds())
+		}
+		var rejected int64
+		for _, n := range r.Rejected {
+			rejected += n
+		}
+		if rejected > 0 || r.Parked > 0 {
+			line += fmt.Sprintf("  rejected %d, parked %d (sandstone rejects lists them)", rejected, r.Parked)
 		}
 		_, _ = fmt.Fprintln(w, line)
 		printTables(w, r.Rows)

@@ -14,6 +14,8 @@
 //	sandstone_freshness_seconds                       gauge     the latest freshness
 //	sandstone_freshness_lag_seconds                   histogram every freshness observed
 //	sandstone_source_clock_skew_seconds{table}        gauge     how far a table's last_updated runs ahead (+) or behind (-) the source's clock beyond the lookback; 0 within it
+//	sandstone_rejected_rows_total{table}              counter   source rows transform set aside (sandstone rejects lists them)
+//	sandstone_parked_rows                             gauge     rows waiting for a row they refer to
 //	sandstone_drift_rows{table,kind}                  gauge     rows the last audit found missing or deleted
 //	sandstone_audits_total{result}                    counter   audits: clean, drift or failed
 //	sandstone_last_audit_timestamp_seconds            gauge     Unix time of the last audit that ran to the end
@@ -66,6 +68,10 @@ type StageRun struct {
 	// Skew is, per source table, how far its last_updated runs ahead of or
 	// behind the source's clock beyond the lookback (ingest).
 	Skew map[string]time.Duration
+	// Rejected counts, per source table, the rows set aside; Parked, when
+	// set, the rows waiting for a missing reference (transform).
+	Rejected map[string]int64
+	Parked   *int64
 }
 
 // Metrics holds Sandstone's Prometheus collectors and the readiness state.
@@ -82,6 +88,8 @@ type Metrics struct {
 	freshHist   prometheus.Histogram
 	skew        *prometheus.GaugeVec
 	drift       *prometheus.GaugeVec
+	rejected    *prometheus.CounterVec
+	parked      prometheus.Gauge
 	audits      *prometheus.CounterVec
 	lastAudit   prometheus.Gauge
 
@@ -135,6 +143,12 @@ func New(opts Options) *Metrics {
 			Name: "sandstone_source_clock_skew_seconds",
 			Help: "How far a source table's last_updated runs ahead (+) or behind (-) the source's clock beyond the lookback; 0 within it.",
 		}, []string{"table"}),
+		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sandstone_rejected_rows_total", Help: "Source rows transform set aside, by source table.",
+		}, []string{"table"}),
+		parked: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "sandstone_parked_rows", Help: "Rows waiting for a row they refer to.",
+		}),
 		drift: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "sandstone_drift_rows", Help: "Rows the last audit found missing from the lake or deleted from the source, by table and kind.",
 		}, []string{"table", "kind"}),
@@ -149,7 +163,7 @@ func New(opts Options) *Metrics {
 		stages: map[string]bool{},
 	}
 	m.reg.MustRegister(m.rows, m.bytes, m.duration, m.failures, m.pending, m.lastSuccess,
-		m.freshness, m.freshHist, m.skew, m.drift, m.audits, m.lastAudit,
+		m.freshness, m.freshHist, m.skew, m.drift, m.audits, m.lastAudit, m.rejected, m.parked,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -216,6 +230,12 @@ func (m *Metrics) Record(r StageRun) {
 	}
 	for table, d := range r.Skew {
 		m.skew.WithLabelValues(table).Set(d.Seconds())
+	}
+	for table, n := range r.Rejected {
+		m.rejected.WithLabelValues(table).Add(float64(n))
+	}
+	if r.Parked != nil {
+		m.parked.Set(float64(*r.Parked))
 	}
 }
 

@@ -166,6 +166,8 @@ func TestRecord(t *testing.T) {
 	m.Record(StageRun{Stage: "ingest", Err: errors.New("unclassified")})
 	m.Record(StageRun{Stage: "ingest", Skew: map[string]time.Duration{"sales_order": -5 * time.Hour, "design": 0}})
 	m.AuditDone(map[string]map[string]int64{"payment": {"missing": 0, "deleted": 2}}, nil)
+	parked := int64(3)
+	m.Record(StageRun{Stage: "transform", Rejected: map[string]int64{"sales_order": 2}, Parked: &parked})
 	m.AuditDone(nil, errors.New("source unreachable"))
 
 	checks := []struct {
@@ -185,6 +187,8 @@ func TestRecord(t *testing.T) {
 		{"audits with drift", testutil.ToFloat64(m.audits.WithLabelValues("drift")), 1},
 		{"audits failed", testutil.ToFloat64(m.audits.WithLabelValues("failed")), 1},
 		{"last audit", testutil.ToFloat64(m.lastAudit), 1_700_000_000},
+		{"rejected", testutil.ToFloat64(m.rejected.WithLabelValues("sales_order")), 2},
+		{"parked", testutil.ToFloat64(m.parked), 3},
 	}
 	for _, c := range checks {
 		if c.got != c.want {

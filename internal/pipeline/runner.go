@@ -29,6 +29,10 @@ type Report struct {
 	// Skew is set by ingest: per table, how far its last_updated runs
 	// ahead of or behind the source's clock beyond the lookback.
 	Skew map[string]time.Duration
+	// Rejected counts, per source table, the rows transform set aside;
+	// Parked the rows waiting for a missing reference after it (transform).
+	Rejected map[string]int64
+	Parked   int64
 	// Note is a short human remark (e.g. "nothing new").
 	Note string
 }

@@ -146,6 +146,13 @@ func (p *Pipeline) transform(ctx context.Context) (Report, error) {
 		for t, n := range b.Rows {
 			rep.Rows[t] += n
 		}
+		for t, n := range b.RejectedBy {
+			if rep.Rejected == nil {
+				rep.Rejected = map[string]int64{}
+			}
+			rep.Rejected[t] += n
+		}
+		rep.Parked = b.Parked
 	}
 	if len(res.Batches) == 0 {
 		rep.Note = "nothing new"

@@ -19,6 +19,7 @@ import (
 	"github.com/sandstone-data/sandstone/internal/ingest"
 	"github.com/sandstone-data/sandstone/internal/lake"
 	"github.com/sandstone-data/sandstone/internal/star"
+	"github.com/sandstone-data/sandstone/internal/transform"
 	"github.com/sandstone-data/sandstone/internal/warehouse"
 )
 
@@ -42,6 +43,14 @@ type Report struct {
 	FreshnessSeconds float64 `json:"freshness_seconds,omitempty"`
 	// History is the lag of the recent loads, newest first.
 	History []Lag `json:"freshness_history,omitempty"`
+	// Rejected counts the rows transform set aside, by source table and
+	// kind (bad_value: final; missing_reference: parked until it arrives);
+	// `sandstone rejects` lists them.
+	Rejected map[string]map[string]int64 `json:"rejected,omitempty"`
+	// Parked counts the rows waiting for a missing reference; the oldest
+	// has waited OldestParkedSeconds.
+	Parked              int64   `json:"parked"`
+	OldestParkedSeconds float64 `json:"oldest_parked_seconds,omitempty"`
 	// LastAudit is the newest audit report in the ingestion bucket.
 	LastAudit *audit.Report `json:"last_audit,omitempty"`
 	// Alerts is the alert state `sandstone run` saved, if any.
@@ -98,6 +107,9 @@ func Gather(ctx context.Context, cfg config.Config, alertState string) Report {
 		if r.ProcessedBatch, err = out.LatestSeq(ctx); err != nil {
 			problem("processed bucket", err)
 		}
+		if err := r.rejects(ctx, out); err != nil {
+			problem("rejected rows", err)
+		}
 		defer func() { _ = out.Close() }()
 	}
 	r.PendingTransform = max(0, r.IngestedBatch-r.ProcessedBatch)
@@ -122,6 +134,34 @@ func Gather(ctx context.Context, cfg config.Config, alertState string) Report {
 		}
 	}
 	return r
+}
+
+// rejects counts the rows transform set aside and those still parked.
+func (r *Report) rejects(ctx context.Context, b *lake.Bucket) error {
+	err := transform.Rejects(ctx, b, func(rj transform.Reject) error {
+		if r.Rejected == nil {
+			r.Rejected = map[string]map[string]int64{}
+		}
+		if r.Rejected[rj.Table] == nil {
+			r.Rejected[rj.Table] = map[string]int64{}
+		}
+		r.Rejected[rj.Table][rj.Kind]++
+		return nil
+	})
+	if err != nil || r.ProcessedBatch == 0 {
+		return err
+	}
+	parked, err := transform.ParkedRows(ctx, b)
+	if err != nil {
+		return err
+	}
+	r.Parked = int64(len(parked))
+	for _, p := range parked {
+		if !p.SinceAt.IsZero() {
+			r.OldestParkedSeconds = max(r.OldestParkedSeconds, r.At.Sub(p.SinceAt).Seconds())
+		}
+	}
+	return nil
 }
 
 func (r *Report) warehouse(ctx context.Context, cfg config.Config) error {
@@ -203,6 +243,21 @@ func (r Report) WriteText(w io.Writer) error {
 		p("Recent loads (lag from the newest source change to the warehouse):")
 		for _, h := range r.History {
 			p("  batch %s at %s: %.1fs", h.Batch, stamp(h.LoadedAt), h.LagSeconds)
+		}
+	}
+	if len(r.Rejected) > 0 || r.Parked > 0 {
+		p("\nRejected rows (sandstone rejects lists them):")
+		tables := make([]string, 0, len(r.Rejected))
+		for t := range r.Rejected {
+			tables = append(tables, t)
+		}
+		sort.Strings(tables)
+		for _, t := range tables {
+			p("  %-16s %d bad_value, %d missing_reference", t, r.Rejected[t]["bad_value"], r.Rejected[t]["missing_reference"])
+		}
+		if r.Parked > 0 {
+			p("  %d parked, waiting for a row they refer to; the oldest for %s", r.Parked,
+				time.Duration(r.OldestParkedSeconds*float64(time.Second)).Round(time.Second))
 		}
 	}
 	if a := r.LastAudit; a != nil {

@@ -124,7 +124,7 @@ func (b *batch) process(im *lake.Manifest, runID string) (committed bool, err er
 		}
 		return false, errkind.Wrap(errkind.BucketWriteFailed, fmt.Errorf("commit batch %s: %w", b.res.Batch, err))
 	}
-	b.res.Parked = b.parked()
+	b.res.Parked, b.res.RejectedBy = b.parked(), b.rej.byTable
 	if b.res.Rejected > 0 {
 		b.log.Error("rows rejected", "error_kind", errkind.BadRowsRejected, "batch", b.res.Batch,
 			"rejected", b.res.Rejected, "by_table", b.rej.byTable, "first", b.rej.first,

@@ -45,8 +45,10 @@ type BatchResult struct {
 	Batch    string
 	// Rows counts the rows written per star table.
 	Rows map[string]int64
-	// Rejected counts the source rows rejected in this batch.
-	Rejected int64
+	// Rejected counts the source rows rejected in this batch; RejectedBy
+	// counts them per source table.
+	Rejected   int64
+	RejectedBy map[string]int64
 	// Released counts the rows rejected earlier for a missing reference
 	// that this batch let through.
 	Released int64
