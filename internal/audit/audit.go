@@ -7,8 +7,9 @@
 // and every landed (id, last_updated) from the ingested objects (two
 // columns of each, verified against the manifest), and keeps per id only
 // the source's current stamp and two bits: 8 bytes and a quarter per id,
-// never a row. A source version stamped inside the next ingest's window is
-// pending, not missing: the pipeline will land it.
+// never a row, for at most passIDs ids at a time, so its memory stays the
+// same however large the tables grow. A source version stamped inside the
+// next ingest's window is pending, not missing: the pipeline will land it.
 package audit
 
 import (
@@ -17,6 +18,8 @@ import (
 	"fmt"
 	"log/slog"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/sandstone-data/sandstone/internal/config"
 	"github.com/sandstone-data/sandstone/internal/errkind"
@@ -124,33 +127,13 @@ func Run(ctx context.Context, opts Options) (Report, error) {
 	defer closeSource()
 	rep := ingest.Repair{Seq: seq, Missing: map[string][]int32{}, Deleted: map[string][]int32{}}
 	for _, table := range totesys.Tables {
-		dense, err := denseIDs(ctx, tx, table)
+		tr, missing, deleted, err := auditTable(ctx, tx, opts, manifests, st, table)
 		if err != nil {
-			return r, fmt.Errorf("audit: %w", err)
+			return r, err
 		}
-		ids := newIDTable(dense)
-		ids.keepAll = opts.Repair
-		if err := ingest.ReadVersions(ctx, tx, table, ids.setSource); err != nil {
-			return r, fmt.Errorf("audit: %w", err)
-		}
-		tr := &TableReport{SourceRows: ids.sourceRows}
-		for _, m := range manifests {
-			for _, id := range m.Deleted[table.Name] {
-				ids.setTombstone(id)
-			}
-			obj, ok := m.Table(table.Name)
-			if !ok {
-				continue
-			}
-			if err := landed(ctx, opts.Bucket, obj, table, ids, tr); err != nil {
-				return r, fmt.Errorf("audit %s: %w", table.Name, err)
-			}
-		}
-		window, windowed := st.NextWindow(table.Name, opts.Lookback)
-		ids.findings(tr, func(us int64) bool { return !windowed || us > window.UnixMicro() })
 		r.Drift = r.Drift || tr.Missing > 0 || tr.Deleted > 0
 		r.Tables[table.Name] = tr
-		rep.Missing[table.Name], rep.Deleted[table.Name] = ids.missing, ids.deleted
+		rep.Missing[table.Name], rep.Deleted[table.Name] = missing, deleted
 	}
 	// A repair lands what the source holds; the warehouse's drift is not
 	// its to mend.
@@ -184,6 +167,47 @@ func Run(ctx context.Context, opts Options) (Report, error) {
 	return r, nil
 }
 
+// auditTable compares one source table with its landed versions, a range
+// of ids at a time (see passIDs), and returns its findings and, for a
+// repair, every missing and deleted id.
+func auditTable(ctx context.Context, tx pgx.Tx, opts Options, manifests []lake.Manifest, st ingest.State,
+	table totesys.Table) (tr *TableReport, missing, deleted []int32, err error) {
+	maxID, err := largestID(ctx, tx, table)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("audit: %w", err)
+	}
+	window, windowed := st.NextWindow(table.Name, opts.Lookback)
+	pending := func(us int64) bool { return !windowed || us > window.UnixMicro() }
+	tr = &TableReport{}
+	for p := range passes(maxID) {
+		ids := newIDTable(p)
+		ids.keepAll = opts.Repair
+		if err := ingest.ReadVersions(ctx, tx, table, p.from, p.to, ids.setSource); err != nil {
+			return nil, nil, nil, fmt.Errorf("audit: %w", err)
+		}
+		var landedRows int64
+		for _, m := range manifests {
+			for _, id := range m.Deleted[table.Name] {
+				ids.setTombstone(id)
+			}
+			obj, ok := m.Table(table.Name)
+			if !ok {
+				continue
+			}
+			n, err := landed(ctx, opts.Bucket, obj, table, ids)
+			if err != nil {
+				return nil, nil, nil, fmt.Errorf("audit %s: %w", table.Name, err)
+			}
+			landedRows += n
+		}
+		tr.SourceRows += ids.sourceRows
+		tr.Landed = landedRows // every pass reads every landed version
+		ids.findings(tr, pending)
+		missing, deleted = append(missing, ids.missing...), append(deleted, ids.deleted...)
+	}
+	return tr, missing, deleted, nil
+}
+
 // readManifests reads the ingest manifests of batches 1 to seq.
 func readManifests(ctx context.Context, b *lake.Bucket, seq int64) ([]lake.Manifest, error) {
 	seqs, err := b.SeqsAfter(ctx, 0)
@@ -204,11 +228,11 @@ func readManifests(ctx context.Context, b *lake.Bucket, seq int64) ([]lake.Manif
 	return out, nil
 }
 
-// landed marks the versions obj holds.
-func landed(ctx context.Context, b *lake.Bucket, obj lake.Object, table totesys.Table, ids *idTable, tr *TableReport) error {
+// landed marks the versions obj holds and returns how many it holds.
+func landed(ctx context.Context, b *lake.Bucket, obj lake.Object, table totesys.Table, ids *idTable) (int64, error) {
 	p, err := lake.OpenObject(ctx, b, obj)
 	if err != nil {
-		return errkind.Default(errkind.BucketReadFailed, err)
+		return 0, errkind.Default(errkind.BucketReadFailed, err)
 	}
 	defer p.Close()
 	var n int64
@@ -217,11 +241,10 @@ func landed(ctx context.Context, b *lake.Bucket, obj lake.Object, table totesys.
 		ids.setLanded(id, us)
 	})
 	if err != nil {
-		return errkind.Wrap(errkind.BucketReadFailed, err)
+		return 0, errkind.Wrap(errkind.BucketReadFailed, err)
 	}
 	if n != obj.Rows {
-		return errkind.Wrap(errkind.BucketReadFailed, fmt.Errorf("%s holds %d rows, its manifest says %d", obj.Key, n, obj.Rows))
+		return 0, errkind.Wrap(errkind.BucketReadFailed, fmt.Errorf("%s holds %d rows, its manifest says %d", obj.Key, n, obj.Rows))
 	}
-	tr.Landed += n
-	return nil
+	return n, nil
 }

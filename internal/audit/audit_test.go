@@ -119,6 +119,28 @@ func TestFindings(t *testing.T) {
 	}
 }
 
+// TestPassesAgree: an audit in passes of a few ids finds what one pass
+// finds, and every id of each finding.
+func TestPassesAgree(t *testing.T) {
+	url, b := source(t)
+	pgtest.Exec(t, url, `DELETE FROM sales_order WHERE sales_order_id IN (3, 17, 50);
+		INSERT INTO sales_order VALUES (-4, '2023-01-01', '2023-01-01',1,1,1,5,1.00,1,'2024-01-02','2024-01-03',1);
+		INSERT INTO sales_order VALUES (333, '2023-01-01', '2023-01-01',1,1,1,5,1.00,1,'2024-01-02','2024-01-03',1);
+		UPDATE sales_order SET last_updated = last_updated - interval '2 hours' WHERE sales_order_id IN (8, 9, 40)`)
+	whole := audit(t, url, b).Tables["sales_order"]
+	defer func(n int64) { passIDs = n }(passIDs)
+	passIDs = 7
+	parts := audit(t, url, b).Tables["sales_order"]
+	if whole.Missing != parts.Missing || whole.Deleted != parts.Deleted || whole.SourceRows != parts.SourceRows ||
+		whole.Landed != parts.Landed || !slices.Equal(slices.Sorted(slices.Values(whole.MissingExamples)), slices.Sorted(slices.Values(parts.MissingExamples))) {
+		t.Errorf("one pass %+v, passes of 7 ids %+v", *whole, *parts)
+	}
+	if parts.Missing != 5 || parts.Deleted != 3 || parts.SourceRows != 49 || parts.Landed != 50 ||
+		!slices.Equal(parts.DeletedExamples, []int32{3, 17, 50}) {
+		t.Errorf("passes of 7 ids: %+v", *parts)
+	}
+}
+
 // TestNoFalseDriftWhileThePipelineRuns: audits taken while a writer adds
 // orders and ingest lands them find nothing missing.
 func TestNoFalseDriftWhileThePipelineRuns(t *testing.T) {

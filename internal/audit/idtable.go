@@ -3,6 +3,7 @@ package audit
 import (
 	"context"
 	"fmt"
+	"iter"
 	"maps"
 	"math"
 	"slices"
@@ -19,26 +20,59 @@ const absent = math.MinInt64 + 1
 // maxDense bounds the ids held in slices; past it, a map.
 const maxDense = 1 << 26
 
-// denseIDs is how many ids, from 0, the table's idTable holds in slices:
-// up to its largest id while the ids are serial (no more than four times as
-// many slots as the catalogue estimates rows), and never past maxDense.
-func denseIDs(ctx context.Context, tx pgx.Tx, table totesys.Table) (int, error) {
+// passIDs bounds the ids one pass over a table holds in slices (8 bytes and
+// a quarter each: 35 MB), so that the audit's memory stays the same
+// however large the tables grow. A table with more ids takes more passes,
+// each reading its range of the source and the table's landed versions. A
+// variable, so that a test can make passes of a few ids.
+var passIDs int64 = 1 << 22
+
+// pass is one range of a table's ids, [from, to): the first reaches down to
+// every negative id, the last up to every id past the largest. Ids from base
+// on, dense of them, index slices; the others of the range go to a map.
+type pass struct {
+	from, to int64
+	base     int64
+	dense    int
+}
+
+// passes are the ranges of ids that together cover every id, for a table
+// whose largest id is maxID.
+func passes(maxID int64) iter.Seq[pass] {
+	return func(yield func(pass) bool) {
+		for base := int64(0); ; base += passIDs {
+			p := pass{from: base, to: base + passIDs, base: base, dense: int(max(0, min(passIDs, maxID+1-base)))}
+			if base == 0 {
+				p.from = math.MinInt64
+			}
+			last := base+passIDs > maxID
+			if last {
+				p.to = math.MaxInt64
+			}
+			if !yield(p) || last {
+				return
+			}
+		}
+	}
+}
+
+// largestID is the table's largest id (0 when it is empty).
+func largestID(ctx context.Context, tx pgx.Tx, table totesys.Table) (int64, error) {
 	var maxID int64
-	var estimate float64
-	err := tx.QueryRow(ctx, "SELECT coalesce(max("+pgx.Identifier{table.Key}.Sanitize()+"), 0)::int8, "+
-		"(SELECT greatest(reltuples, 0)::float8 FROM pg_class WHERE oid = to_regclass($1)) FROM "+pgx.Identifier{table.Name}.Sanitize(),
-		pgx.Identifier{table.Name}.Sanitize()).Scan(&maxID, &estimate)
+	err := tx.QueryRow(ctx, "SELECT coalesce(max("+pgx.Identifier{table.Key}.Sanitize()+"), 0)::int8 FROM "+
+		pgx.Identifier{table.Name}.Sanitize()).Scan(&maxID)
 	if err != nil {
 		return 0, errkind.Wrap(errkind.SourceUnreachable, fmt.Errorf("size %s: %w", table.Name, err))
 	}
-	limit := int64(min(float64(maxDense), max(4*estimate, 1<<20)))
-	return int(min(maxID+1, limit)), nil
+	return maxID, nil
 }
 
-// idTable holds, per id, the source's current last_updated and two bits:
-// whether that version landed, and whether any version did. Ids below
-// len(stamp) index slices (8 bytes and a quarter an id); others go to a map.
+// idTable holds, for the ids of one pass, the source's current
+// last_updated and two bits: whether that version landed, and whether any
+// version did. Ids from base index slices; the others of the pass go to a
+// map.
 type idTable struct {
+	pass
 	stamp         []int64  // source's last_updated in µs, or absent
 	found, landed []uint64 // bitsets
 	sparse        map[int32]*idEntry
@@ -55,8 +89,8 @@ type idEntry struct {
 	found, landed bool
 }
 
-func newIDTable(dense int) *idTable {
-	t := &idTable{stamp: make([]int64, dense), found: make([]uint64, (dense+63)/64), landed: make([]uint64, (dense+63)/64),
+func newIDTable(p pass) *idTable {
+	t := &idTable{pass: p, stamp: make([]int64, p.dense), found: make([]uint64, (p.dense+63)/64), landed: make([]uint64, (p.dense+63)/64),
 		sparse: map[int32]*idEntry{}, tombstones: map[int32]bool{}}
 	for i := range t.stamp {
 		t.stamp[i] = absent
@@ -64,12 +98,25 @@ func newIDTable(dense int) *idTable {
 	return t
 }
 
-func (t *idTable) dense(id int32) bool { return id >= 0 && int(id) < len(t.stamp) }
+// in reports whether id belongs to the table's pass.
+func (t *idTable) in(id int32) bool { return int64(id) >= t.from && int64(id) < t.to }
+
+// slot is id's index in the slices, or -1.
+func (t *idTable) slot(id int32) int32 {
+	if off := int64(id) - t.base; off >= 0 && off < int64(len(t.stamp)) {
+		return int32(off) // #nosec G115 -- below passIDs
+	}
+	return -1
+}
 
 func set(b []uint64, id int32)      { b[id/64] |= 1 << (id % 64) }
 func has(b []uint64, id int32) bool { return b[id/64]&(1<<(id%64)) != 0 }
 
-func (t *idTable) setTombstone(id int32) { t.tombstones[id] = true }
+func (t *idTable) setTombstone(id int32) {
+	if t.in(id) {
+		t.tombstones[id] = true
+	}
+}
 
 func (t *idTable) entry(id int32) *idEntry {
 	e := t.sparse[id]
@@ -82,18 +129,21 @@ func (t *idTable) entry(id int32) *idEntry {
 
 func (t *idTable) setSource(id int32, us int64) {
 	t.sourceRows++
-	if t.dense(id) {
-		t.stamp[id] = us
+	if i := t.slot(id); i >= 0 {
+		t.stamp[i] = us
 		return
 	}
 	t.entry(id).stamp = us
 }
 
 func (t *idTable) setLanded(id int32, us int64) {
-	if t.dense(id) {
-		set(t.landed, id)
-		if t.stamp[id] == us {
-			set(t.found, id)
+	if !t.in(id) {
+		return // another pass's
+	}
+	if i := t.slot(id); i >= 0 {
+		set(t.landed, i)
+		if t.stamp[i] == us {
+			set(t.found, i)
 		}
 		return
 	}
@@ -130,11 +180,11 @@ func (t *idTable) findings(tr *TableReport, pending func(us int64) bool) {
 		}
 	}
 	for i, s := range t.stamp {
-		id := int32(i) // #nosec G115 -- i < maxDense
-		if s == absent && !has(t.landed, id) {
+		slot := int32(i) // #nosec G115 -- i < passIDs
+		if s == absent && !has(t.landed, slot) {
 			continue
 		}
-		note(id, s, has(t.found, id), has(t.landed, id))
+		note(int32(t.base)+slot, s, has(t.found, slot), has(t.landed, slot)) // #nosec G115 -- base + slot is an int4 id
 	}
 	for id, e := range t.sparse {
 		note(id, e.stamp, e.found, e.landed)

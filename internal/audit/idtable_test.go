@@ -1,6 +1,7 @@
 package audit
 
 import (
+	"math"
 	"slices"
 	"testing"
 )
@@ -39,7 +40,7 @@ func TestIDHashes(t *testing.T) {
 
 // TestIDTableSparse: ids past the dense slots are audited as the others.
 func TestIDTableSparse(t *testing.T) {
-	ids := newIDTable(4)
+	ids := newIDTable(pass{from: math.MinInt64, to: math.MaxInt64, dense: 4})
 	ids.keepAll = true
 	ids.setSource(2, 100)    // dense, landed as is
 	ids.setSource(1000, 100) // sparse, landed as is

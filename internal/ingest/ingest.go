@@ -412,11 +412,12 @@ func (s State) NextWindow(table string, lookback time.Duration) (start time.Time
 }
 
 // ReadVersions streams the (key, last_updated in µs) of every row of table
-// in tx to fn, in no order.
-func ReadVersions(ctx context.Context, tx pgx.Tx, table totesys.Table, fn func(id int32, us int64)) error {
-	sql := "SELECT " + pgx.Identifier{table.Key}.Sanitize() + "::int4, " + pgx.Identifier{totesys.LastUpdated}.Sanitize() +
-		"::timestamp FROM " + pgx.Identifier{table.Name}.Sanitize()
-	rows, err := tx.Query(ctx, sql, pgx.QueryResultFormats{pgx.BinaryFormatCode})
+// in tx whose key lies in [from, to) to fn, in no order.
+func ReadVersions(ctx context.Context, tx pgx.Tx, table totesys.Table, from, to int64, fn func(id int32, us int64)) error {
+	key := pgx.Identifier{table.Key}.Sanitize()
+	sql := "SELECT " + key + "::int4, " + pgx.Identifier{totesys.LastUpdated}.Sanitize() +
+		"::timestamp FROM " + pgx.Identifier{table.Name}.Sanitize() + " WHERE " + key + " >= $1::int8 AND " + key + " < $2::int8"
+	rows, err := tx.Query(ctx, sql, pgx.QueryResultFormats{pgx.BinaryFormatCode}, from, to)
 	if err != nil {
 		return errkind.Wrap(errkind.SourceUnreachable, fmt.Errorf("read %s: %w", table.Name, err))
 	}
