@@ -36,16 +36,19 @@ type pass struct {
 	dense    int
 }
 
-// passes are the ranges of ids that together cover every id, for a table
-// whose largest id is maxID.
-func passes(maxID int64) iter.Seq[pass] {
+// passes are the ranges of passIDs ids that together cover every id, for a
+// table whose largest id is maxID.
+func passes(maxID int64) iter.Seq[pass] { return passesOf(maxID, passIDs) }
+
+// passesOf are the ranges of size ids that together cover every id.
+func passesOf(maxID, size int64) iter.Seq[pass] {
 	return func(yield func(pass) bool) {
-		for base := int64(0); ; base += passIDs {
-			p := pass{from: base, to: base + passIDs, base: base, dense: int(max(0, min(passIDs, maxID+1-base)))}
+		for base := int64(0); ; base += size {
+			p := pass{from: base, to: base + size, base: base, dense: int(max(0, min(size, maxID+1-base)))}
 			if base == 0 {
 				p.from = math.MinInt64
 			}
-			last := base+passIDs > maxID
+			last := base+size > maxID
 			if last {
 				p.to = math.MaxInt64
 			}
@@ -192,39 +195,51 @@ func (t *idTable) findings(tr *TableReport, pending func(us int64) bool) {
 }
 
 // idHashes maps ids to 64-bit hashes: 8 bytes and a bit per id in slices
-// while ids are serial (below maxDense), a map for the others.
+// for the ids from base while they are serial (below base+maxDense), a map
+// for the others.
 type idHashes struct {
+	base   int64
 	dense  []uint64
 	seen   []uint64 // bitset over dense
 	sparse map[int32]uint64
 	n      int
 }
 
-func newIDHashes() *idHashes { return &idHashes{sparse: map[int32]uint64{}} }
+func newIDHashes(base int64) *idHashes { return &idHashes{base: base, sparse: map[int32]uint64{}} }
+
+// slot is id's index in the slices, or -1 for the map.
+func (m *idHashes) slot(id int32) int32 {
+	if off := int64(id) - m.base; off >= 0 && off < maxDense {
+		return int32(off) // #nosec G115 -- below maxDense
+	}
+	return -1
+}
 
 func (m *idHashes) set(id int32, h uint64) {
-	if id < 0 || id >= maxDense {
+	i := m.slot(id)
+	if i < 0 {
 		if _, ok := m.sparse[id]; !ok {
 			m.n++
 		}
 		m.sparse[id] = h
 		return
 	}
-	if int(id) >= len(m.dense) {
-		n := max(1024, int(id)+1, len(m.dense)+len(m.dense)/2)
+	if int(i) >= len(m.dense) {
+		n := max(1024, int(i)+1, len(m.dense)+len(m.dense)/2)
 		m.dense = append(m.dense, make([]uint64, n-len(m.dense))...)
 		m.seen = append(m.seen, make([]uint64, (n+63)/64-len(m.seen))...)
 	}
-	if !has(m.seen, id) {
+	if !has(m.seen, i) {
 		m.n++
-		set(m.seen, id)
+		set(m.seen, i)
 	}
-	m.dense[id] = h
+	m.dense[i] = h
 }
 
 // take returns id's hash and forgets it.
 func (m *idHashes) take(id int32) (uint64, bool) {
-	if id < 0 || id >= maxDense {
+	i := m.slot(id)
+	if i < 0 {
 		h, ok := m.sparse[id]
 		if ok {
 			delete(m.sparse, id)
@@ -232,12 +247,12 @@ func (m *idHashes) take(id int32) (uint64, bool) {
 		}
 		return h, ok
 	}
-	if int(id) >= len(m.dense) || !has(m.seen, id) {
+	if int(i) >= len(m.dense) || !has(m.seen, i) {
 		return 0, false
 	}
-	m.seen[id/64] &^= 1 << (id % 64)
+	m.seen[i/64] &^= 1 << (i % 64)
 	m.n--
-	return m.dense[id], true
+	return m.dense[i], true
 }
 
 func (m *idHashes) len() int { return m.n }
@@ -249,20 +264,20 @@ func (m *idHashes) ids(n int) []int32 {
 	}
 	var out []int32
 	for _, id := range slices.Sorted(maps.Keys(m.sparse)) {
-		if id < 0 {
+		if int64(id) < m.base {
 			out = append(out, id)
 		}
 	}
 	for i := range m.dense {
-		if id := int32(i); has(m.seen, id) { // #nosec G115 -- i < maxDense
-			out = append(out, id)
+		if slot := int32(i); has(m.seen, slot) { // #nosec G115 -- i < maxDense
+			out = append(out, int32(m.base)+slot) // #nosec G115 -- an int4 id
 		}
 		if len(out) >= n {
 			return out[:n]
 		}
 	}
 	for _, id := range slices.Sorted(maps.Keys(m.sparse)) {
-		if id >= 0 {
+		if int64(id) >= m.base {
 			out = append(out, id)
 		}
 	}

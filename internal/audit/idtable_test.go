@@ -9,7 +9,7 @@ import (
 // TestIDHashes: serial, negative and far ids are held alike; take forgets
 // an id once; ids lists what is left, smallest first.
 func TestIDHashes(t *testing.T) {
-	m := newIDHashes()
+	m := newIDHashes(0)
 	for _, id := range []int32{5, -3, maxDense + 7, 0, 5, 2000} {
 		m.set(id, uint64(id)+1)
 	}

@@ -122,12 +122,7 @@ func CheckWarehouse(ctx context.Context, processed *lake.Bucket, warehouseURL, s
 		}
 		wt := &WarehouseTable{}
 		if batches != nil { // else nothing was loaded, and the tables may not exist
-			if t.dimension {
-				err = t.checkDimension(ctx, tx, processed, schema, objs, wt)
-			} else {
-				err = t.checkFact(ctx, tx, processed, schema, objs, wt)
-			}
-			if err != nil {
+			if err := t.check(ctx, tx, processed, schema, objs, wt); err != nil {
 				return nil, fmt.Errorf("check %s: %w", t.name, err)
 			}
 		}
@@ -448,28 +443,61 @@ const usPerDay = 86_400_000_000
 
 // checkFact merges the sorted versions of objs with the fact table's rows,
 // streamed in the same order.
-func (t *checkedTable) checkFact(ctx context.Context, tx pgx.Tx, b *lake.Bucket, schema string, objs []lake.Object, wt *WarehouseTable) error {
-	var n int64
-	for _, o := range objs {
-		n += o.Rows
+// check compares the table a range of ids at a time: a fact's versions (16
+// bytes each) for half as many ids a pass as the source audit holds, a
+// dimension's hashes (8 bytes and a bit an id) for as many. Each pass reads
+// the table's processed objects again, and its range of the warehouse.
+func (t *checkedTable) check(ctx context.Context, tx pgx.Tx, b *lake.Bucket, schema string, objs []lake.Object, wt *WarehouseTable) error {
+	var maxID int64
+	key := pgx.Identifier{t.cols[t.key[0]].name}.Sanitize()
+	if err := tx.QueryRow(ctx, "SELECT coalesce(max("+key+"), 0)::int8 FROM "+pgx.Identifier{schema, t.name}.Sanitize()).Scan(&maxID); err != nil {
+		return warehouseErr(err)
 	}
-	vs := make([]version, 0, n)
+	size := passIDs
+	if !t.dimension {
+		size = max(1, passIDs/2)
+	}
+	for p := range passesOf(maxID, size) {
+		var err error
+		if t.dimension {
+			err = t.checkDimension(ctx, tx, b, schema, objs, wt, p)
+		} else {
+			err = t.checkFact(ctx, tx, b, schema, objs, wt, p)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// rangeSQL restricts a query of t to the ids of pass p.
+func (t *checkedTable) rangeSQL() string {
+	key := pgx.Identifier{t.cols[t.key[0]].name}.Sanitize()
+	return " WHERE " + key + " >= $1::int8 AND " + key + " < $2::int8"
+}
+
+func (t *checkedTable) checkFact(ctx context.Context, tx pgx.Tx, b *lake.Bucket, schema string, objs []lake.Object, wt *WarehouseTable, p pass) error {
+	var vs []version
 	id, day, ms := t.cols[t.key[0]], t.cols[t.key[1]], t.cols[t.key[2]]
 	err := t.forEachRow(ctx, b, objs, func(r reflect.Value) {
-		vs = append(vs, version{int32(r.Field(id.field).Int()), // #nosec G115 -- an int32 field
-			r.Field(day.field).Int()*usPerDay + r.Field(ms.field).Int()*1000})
+		v := version{int32(r.Field(id.field).Int()), // #nosec G115 -- an int32 field
+			r.Field(day.field).Int()*usPerDay + r.Field(ms.field).Int()*1000}
+		if int64(v.id) >= p.from && int64(v.id) < p.to {
+			vs = append(vs, v)
+		}
 	})
 	if err != nil {
 		return err
 	}
 	slices.SortFunc(vs, version.compare)
 	vs = slices.Compact(vs)
-	wt.Processed = int64(len(vs))
+	wt.Processed += int64(len(vs))
 
 	qi, qd, qt := pgx.Identifier{id.name}.Sanitize(), pgx.Identifier{day.name}.Sanitize(), pgx.Identifier{ms.name}.Sanitize()
 	rows, err := tx.Query(ctx, "SELECT "+qi+", ("+qd+" - DATE '1970-01-01')::int8 * "+strconv.Itoa(usPerDay)+
-		" + (EXTRACT(EPOCH FROM "+qt+") * 1000000)::int8 FROM "+pgx.Identifier{schema, t.name}.Sanitize()+
-		" ORDER BY "+qi+", "+qd+", "+qt)
+		" + (EXTRACT(EPOCH FROM "+qt+") * 1000000)::int8 FROM "+pgx.Identifier{schema, t.name}.Sanitize()+t.rangeSQL()+
+		" ORDER BY "+qi+", "+qd+", "+qt, p.from, p.to)
 	if err != nil {
 		return warehouseErr(err)
 	}
@@ -537,7 +565,7 @@ func (t *checkedTable) selectText(schema string) string {
 	for i, c := range t.cols {
 		exprs[i] = c.sql()
 	}
-	return "SELECT " + strings.Join(exprs, ", ") + " FROM " + pgx.Identifier{schema, t.name}.Sanitize() +
+	return "SELECT " + strings.Join(exprs, ", ") + " FROM " + pgx.Identifier{schema, t.name}.Sanitize() + t.rangeSQL() +
 		" ORDER BY " + pgx.Identifier{t.cols[t.key[0]].name}.Sanitize()
 }
 
@@ -559,19 +587,21 @@ func rawHash(h *hasher, vals [][]byte) uint64 {
 
 // checkDimension hashes the latest processed row of each id and compares
 // each warehouse row's hash with it.
-func (t *checkedTable) checkDimension(ctx context.Context, tx pgx.Tx, b *lake.Bucket, schema string, objs []lake.Object, wt *WarehouseTable) error {
-	latest := newIDHashes()
+func (t *checkedTable) checkDimension(ctx context.Context, tx pgx.Tx, b *lake.Bucket, schema string, objs []lake.Object, wt *WarehouseTable, p pass) error {
+	latest := newIDHashes(p.base)
 	key := t.cols[t.key[0]]
 	var h hasher
 	err := t.forEachRow(ctx, b, objs, func(r reflect.Value) {
-		latest.set(int32(r.Field(key.field).Int()), t.rowHash(&h, r)) // #nosec G115 -- an int32 field
+		if id := r.Field(key.field).Int(); id >= p.from && id < p.to {
+			latest.set(int32(id), t.rowHash(&h, r)) // #nosec G115 -- an int32 field
+		}
 	})
 	if err != nil {
 		return err
 	}
-	wt.Processed = int64(latest.len())
+	wt.Processed += int64(latest.len())
 
-	rows, err := tx.Query(ctx, t.selectText(schema))
+	rows, err := tx.Query(ctx, t.selectText(schema), p.from, p.to)
 	if err != nil {
 		return warehouseErr(err)
 	}
@@ -600,7 +630,7 @@ func (t *checkedTable) checkDimension(ctx context.Context, tx pgx.Tx, b *lake.Bu
 	if err := rows.Err(); err != nil {
 		return warehouseErr(err)
 	}
-	wt.Missing = int64(latest.len())
+	wt.Missing += int64(latest.len())
 	for _, id := range latest.ids(Examples - len(wt.Examples)) {
 		wt.example(id)
 	}

@@ -173,14 +173,19 @@ func TestCheckWarehouse(t *testing.T) {
 				pgtest.Exec(t, cfg.SourceURL, tc.source)
 				runStages(t, p, tc.stages...)
 			}
-			got := checkWarehouse(t, cfg, p)
-			for name, g := range got {
-				want, ok := tc.want[name]
-				if !ok {
-					want = WarehouseTable{Rows: smallCounts[name], Processed: smallCounts[name]}
-				}
-				if !reflect.DeepEqual(*g, want) {
-					t.Errorf("%s:\n got %+v\nwant %+v", name, *g, want)
+			// In one pass, and in passes of two ids (one for facts).
+			for _, size := range []int64{passIDs, 2} {
+				defer func(n int64) { passIDs = n }(passIDs)
+				passIDs = size
+				got := checkWarehouse(t, cfg, p)
+				for name, g := range got {
+					want, ok := tc.want[name]
+					if !ok {
+						want = WarehouseTable{Rows: smallCounts[name], Processed: smallCounts[name]}
+					}
+					if !reflect.DeepEqual(*g, want) {
+						t.Errorf("passes of %d ids: %s:\n got %+v\nwant %+v", size, name, *g, want)
+					}
 				}
 			}
 		})
