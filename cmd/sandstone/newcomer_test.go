@@ -17,7 +17,6 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/sandstone-data/sandstone/internal/config"
-	"github.com/sandstone-data/sandstone/internal/sandbox"
 )
 
 // runCode runs the command line as main does and returns stdout and
@@ -180,12 +179,7 @@ func TestConfigErrorsAreConfigInvalid(t *testing.T) {
 // and says so when the buckets and the warehouse's ledger disagree.
 func TestFreshSetup(t *testing.T) {
 	ctx := context.Background()
-	dir := filepath.Join(t.TempDir(), "sb")
-	sb, err := sandbox.Start(ctx, dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = sandbox.Clean(dir) })
+	sb := startSandbox(t)
 	fresh := t.TempDir()
 	in, out := filepath.Join(fresh, "ingested"), filepath.Join(fresh, "processed")
 	wh := sb.Config.WarehouseURL
@@ -275,12 +269,7 @@ func (s *syncBuffer) String() string {
 // one runs refuses, naming the first; once the first stops, it runs.
 func TestTwoRuns(t *testing.T) {
 	ctx := context.Background()
-	dir := filepath.Join(t.TempDir(), "sb")
-	sb, err := sandbox.Start(ctx, dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = sandbox.Clean(dir) })
+	sb := startSandbox(t)
 	if _, err := runCLI(ctx, "seed", "--source", sb.Config.SourceURL, "--sales-orders", "20"); err != nil {
 		t.Fatal(err)
 	}

@@ -14,6 +14,19 @@ import (
 	"github.com/sandstone-data/sandstone/internal/sandbox"
 )
 
+// startSandbox starts a source and a warehouse server, removed with the
+// test.
+func startSandbox(t *testing.T) *sandbox.Sandbox {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "sb")
+	sb, err := sandbox.Start(context.Background(), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sandbox.Clean(dir) })
+	return sb
+}
+
 // TestDemoThenOperate runs the demo at a small scale, then operates its
 // installation with the other commands, then cleans it away.
 func TestDemoThenOperate(t *testing.T) {
@@ -99,12 +112,7 @@ func TestMissingConfiguration(t *testing.T) {
 // operator (or cron) would.
 func TestStageCommands(t *testing.T) {
 	ctx := context.Background()
-	dir := filepath.Join(t.TempDir(), "sb")
-	sb, err := sandbox.Start(ctx, dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = sandbox.Clean(dir) })
+	sb := startSandbox(t)
 	if _, err := runCLI(ctx, "seed", "--source", sb.Config.SourceURL, "--sales-orders", "200"); err != nil {
 		t.Fatal(err)
 	}
@@ -173,12 +181,7 @@ func TestExitCodes(t *testing.T) {
 // drift named, 2 when it cannot audit; --json for scripts.
 func TestAuditCommand(t *testing.T) {
 	ctx := context.Background()
-	dir := filepath.Join(t.TempDir(), "sb")
-	sb, err := sandbox.Start(ctx, dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = sandbox.Clean(dir) })
+	sb := startSandbox(t)
 	src, in := sb.Config.SourceURL, []string{"--ingest-bucket", sb.Config.IngestBucket}
 	if _, err := runCLI(ctx, "seed", "--source", src, "--sales-orders", "100"); err != nil {
 		t.Fatal(err)

@@ -8,7 +8,6 @@ import (
 	"testing"
 
 	"github.com/sandstone-data/sandstone/internal/pgtest"
-	"github.com/sandstone-data/sandstone/internal/sandbox"
 	"github.com/sandstone-data/sandstone/internal/status"
 	"github.com/sandstone-data/sandstone/internal/transform"
 )
@@ -19,12 +18,7 @@ import (
 // repairs its design.
 func TestRejectsCommand(t *testing.T) {
 	ctx := context.Background()
-	dir := filepath.Join(t.TempDir(), "sb")
-	sb, err := sandbox.Start(ctx, dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = sandbox.Clean(dir) })
+	sb := startSandbox(t)
 	src := sb.Config.SourceURL
 	if _, err := runCLI(ctx, "seed", "--source", src, "--sales-orders", "50"); err != nil {
 		t.Fatal(err)

@@ -19,7 +19,6 @@ import (
 	"github.com/sandstone-data/sandstone/internal/metrics"
 	"github.com/sandstone-data/sandstone/internal/pgtest"
 	"github.com/sandstone-data/sandstone/internal/pipeline"
-	"github.com/sandstone-data/sandstone/internal/sandbox"
 	"github.com/sandstone-data/sandstone/internal/status"
 	"github.com/sandstone-data/sandstone/internal/totesys"
 )
@@ -29,12 +28,7 @@ import (
 // webhook received: a broken warehouse alerts once, recovery says so once.
 func TestMetricsAndAlertsOverARealPipeline(t *testing.T) {
 	ctx := context.Background()
-	dir := filepath.Join(t.TempDir(), "sb")
-	sb, err := sandbox.Start(ctx, dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = sandbox.Clean(dir) })
+	sb := startSandbox(t)
 	seeded, err := totesys.Seed(ctx, sb.Config.SourceURL, totesys.SeedOptions{SalesOrders: 250, RandomSeed: 4})
 	if err != nil {
 		t.Fatal(err)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"math"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -373,7 +374,7 @@ func TestTextFormsAgree(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() { _ = conn.Close(ctx) }()
-	got, err := conn.Query(ctx, tbl.selectText("public"))
+	got, err := conn.Query(ctx, tbl.selectText("public"), int64(math.MinInt64), int64(math.MaxInt64))
 	if err != nil {
 		t.Fatal(err)
 	}
