@@ -197,19 +197,10 @@ func OpenObject(ctx context.Context, b *Bucket, obj Object) (*ParquetFile, error
 	if err != nil {
 		return nil, err
 	}
-	mismatch := func(want, got string) error {
-		return errkind.Wrap(errkind.ObjectMismatch, fmt.Errorf(
-			"object %s in bucket %s: %w: the manifest says %s, the bucket holds %s. "+
-				"The object was replaced or damaged after its batch was committed, so the batch is refused: "+
-				"put the original object back, or rebuild this bucket (and those after it) from the stage before",
-			obj.Key, b.url, ErrObjectMismatch, want, got))
-	}
-	if obj.SHA256 != "" {
-		if sum := hex.EncodeToString(h.Sum(nil)); n != obj.Bytes || sum != obj.SHA256 {
-			RemoveTemp(f)
-			return nil, mismatch(fmt.Sprintf("%d bytes, sha256 %s", obj.Bytes, obj.SHA256),
-				fmt.Sprintf("%d bytes, sha256 %s", n, sum))
-		}
+	mismatch := func(want, got string) error { return b.mismatch(obj, want, got) }
+	if err := b.checkSum(obj, n, h.Sum(nil)); err != nil {
+		RemoveTemp(f)
+		return nil, err
 	}
 	pf, err := parquet.OpenFile(f, n)
 	if err != nil {
@@ -221,6 +212,43 @@ func OpenObject(ctx context.Context, b *Bucket, obj Object) (*ParquetFile, error
 		return nil, mismatch(fmt.Sprintf("%d rows", obj.Rows), fmt.Sprintf("%d rows", pf.NumRows()))
 	}
 	return &ParquetFile{Key: obj.Key, f: f, file: pf}, nil
+}
+
+// GetObject reads the whole object of manifest entry obj (a small one,
+// such as a rejects object), verified as OpenObject verifies its size and
+// SHA-256.
+func GetObject(ctx context.Context, b *Bucket, obj Object) ([]byte, error) {
+	data, err := b.Get(ctx, obj.Key)
+	if err != nil {
+		return nil, err
+	}
+	sum := sha256.Sum256(data)
+	if err := b.checkSum(obj, int64(len(data)), sum[:]); err != nil {
+		return nil, err
+	}
+	return data, nil
+}
+
+// checkSum compares an object's size and SHA-256 with its manifest entry;
+// an entry without a checksum (written by hand, not by a stage) is not
+// checked.
+func (b *Bucket) checkSum(obj Object, size int64, sum []byte) error {
+	if obj.SHA256 == "" {
+		return nil
+	}
+	if got := hex.EncodeToString(sum); size != obj.Bytes || got != obj.SHA256 {
+		return b.mismatch(obj, fmt.Sprintf("%d bytes, sha256 %s", obj.Bytes, obj.SHA256), fmt.Sprintf("%d bytes, sha256 %s", size, got))
+	}
+	return nil
+}
+
+// mismatch is the error of an object that differs from its manifest entry.
+func (b *Bucket) mismatch(obj Object, want, got string) error {
+	return errkind.Wrap(errkind.ObjectMismatch, fmt.Errorf(
+		"object %s in bucket %s: %w: the manifest says %s, the bucket holds %s. "+
+			"The object was replaced or damaged after its batch was committed, so the batch is refused: "+
+			"put the original object back, or rebuild this bucket (and those after it) from the stage before",
+		obj.Key, b.url, ErrObjectMismatch, want, got))
 }
 
 // Close removes the temporary file.

@@ -126,3 +126,30 @@ func TestReadManifestSum(t *testing.T) {
 		t.Fatalf("missing manifest: %v", err)
 	}
 }
+
+// TestGetObjectVerifies: a small object read whole is checked as a Parquet
+// one is: its own bytes pass, other bytes under its key do not.
+func TestGetObjectVerifies(t *testing.T) {
+	ctx := context.Background()
+	b, err := Open(ctx, "file://"+t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := []byte(`{"table":"sales_order"}` + "\n")
+	sum := sha256.Sum256(data)
+	obj := Object{Key: "rejects/a.jsonl", Bytes: int64(len(data)), SHA256: hex.EncodeToString(sum[:])}
+	if err := b.Put(ctx, obj.Key, data); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := GetObject(ctx, b, obj); err != nil || string(got) != string(data) {
+		t.Fatalf("its own bytes: %q %v", got, err)
+	}
+	other := obj
+	other.SHA256 = strings.Repeat("0", 64)
+	if _, err := GetObject(ctx, b, other); errkind.Of(err) != errkind.ObjectMismatch || !errors.Is(err, ErrObjectMismatch) {
+		t.Fatalf("other bytes: %v (kind %s)", err, errkind.Of(err))
+	}
+	if _, err := GetObject(ctx, b, Object{Key: "rejects/none.jsonl"}); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("a missing object: %v", err)
+	}
+}
