@@ -24,14 +24,8 @@ func source(t *testing.T) (string, *lake.Bucket) {
 	t.Helper()
 	url := pgtest.NewDatabase(t)
 	pgtest.Exec(t, url, totesys.Schema)
+	pgtest.Exec(t, url, pgtest.ReferenceRows)
 	pgtest.Exec(t, url, `
-	INSERT INTO address VALUES (1,'1 A St',NULL,NULL,'Leeds','LS1','UK','0113', now() - interval '1 day', now() - interval '1 day');
-	INSERT INTO counterparty VALUES (1,'Acme',1,NULL,NULL, now() - interval '1 day', now() - interval '1 day');
-	INSERT INTO currency VALUES (1,'GBP', now() - interval '1 day', now() - interval '1 day');
-	INSERT INTO department VALUES (1,'Sales',NULL,NULL, now() - interval '1 day', now() - interval '1 day');
-	INSERT INTO design VALUES (1, now() - interval '1 day','Wooden','/usr','w.json', now() - interval '1 day');
-	INSERT INTO staff VALUES (1,'Ann','Lee',1,'a@x', now() - interval '1 day', now() - interval '1 day');
-	INSERT INTO payment_type VALUES (1,'SALES_RECEIPT', now() - interval '1 day', now() - interval '1 day');
 	INSERT INTO sales_order SELECT g, now() - interval '1 hour', now() - interval '1 hour',1,1,1,100,3.94,1,'2024-01-02','2024-01-03',1 FROM generate_series(1, 50) g;
 	INSERT INTO transaction VALUES (1,'SALE',1,NULL, now() - interval '1 hour', now() - interval '1 hour');
 	INSERT INTO payment VALUES (1, now() - interval '1 hour', now() - interval '1 hour',1,1,394.00,1,1,false,'2024-01-03',1,2);`)

@@ -73,15 +73,9 @@ func smallPipeline(t *testing.T) (config.Config, *pipeline.Pipeline) {
 	t.Helper()
 	cfg, p := installPipeline(t)
 	pgtest.Exec(t, cfg.SourceURL, totesys.Schema)
+	pgtest.Exec(t, cfg.SourceURL, pgtest.ReferenceRows)
 	pgtest.Exec(t, cfg.SourceURL, `
-	INSERT INTO address VALUES (1,'1 A St',NULL,NULL,'Leeds','LS1','UK','0113', now() - interval '1 day', now() - interval '1 day');
 	INSERT INTO address VALUES (2,'2 B St','Flat 2','West','York','YO1','UK','01904', now() - interval '1 day', now() - interval '1 day');
-	INSERT INTO counterparty VALUES (1,'Acme',1,NULL,NULL, now() - interval '1 day', now() - interval '1 day');
-	INSERT INTO currency VALUES (1,'GBP', now() - interval '1 day', now() - interval '1 day');
-	INSERT INTO department VALUES (1,'Sales',NULL,NULL, now() - interval '1 day', now() - interval '1 day');
-	INSERT INTO design VALUES (1, now() - interval '1 day','Wooden','/usr','w.json', now() - interval '1 day');
-	INSERT INTO staff VALUES (1,'Ann','Lee',1,'a@x', now() - interval '1 day', now() - interval '1 day');
-	INSERT INTO payment_type VALUES (1,'SALES_RECEIPT', now() - interval '1 day', now() - interval '1 day');
 	INSERT INTO sales_order SELECT g, now() - interval '1 hour', now() - interval '1 hour',1,1,1,100,3.94,1,'2024-01-02','2024-01-03',1 FROM generate_series(1, 50) g;
 	INSERT INTO purchase_order VALUES (1, now() - interval '1 hour', now() - interval '1 hour',1,1,'ABC',5,12.50,1,'2024-01-04','2024-01-05',2);
 	INSERT INTO transaction VALUES (1,'SALE',1,NULL, now() - interval '1 hour', now() - interval '1 hour');

@@ -94,14 +94,8 @@ func rows[T any](t *testing.T, b *lake.Bucket, seq int64, table string) []T {
 // one sales order, transaction and payment.
 func smallSource(f *fixture) {
 	f.exec(totesys.Schema)
+	f.exec(pgtest.ReferenceRows)
 	f.exec(`
-	INSERT INTO address VALUES (1,'1 A St',NULL,NULL,'Leeds','LS1','UK','0113', now() - interval '1 day', now() - interval '1 day');
-	INSERT INTO counterparty VALUES (1,'Acme',1,NULL,NULL, now() - interval '1 day', now() - interval '1 day');
-	INSERT INTO currency VALUES (1,'GBP', now() - interval '1 day', now() - interval '1 day');
-	INSERT INTO department VALUES (1,'Sales',NULL,NULL, now() - interval '1 day', now() - interval '1 day');
-	INSERT INTO design VALUES (1, now() - interval '1 day','Wooden','/usr','w.json', now() - interval '1 day');
-	INSERT INTO staff VALUES (1,'Ann','Lee',1,'a@x', now() - interval '1 day', now() - interval '1 day');
-	INSERT INTO payment_type VALUES (1,'SALES_RECEIPT', now() - interval '1 day', now() - interval '1 day');
 	INSERT INTO sales_order VALUES (1, now() - interval '1 hour', now() - interval '1 hour',1,1,1,100,3.94,1,'2024-01-02','2024-01-03',1);
 	INSERT INTO transaction VALUES (1,'SALE',1,NULL, now() - interval '1 hour', now() - interval '1 hour');
 	INSERT INTO payment VALUES (1, now() - interval '1 hour', now() - interval '1 hour',1,1,394.00,1,1,false,'2024-01-03',1,2);`)

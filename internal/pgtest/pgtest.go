@@ -130,6 +130,19 @@ func LoadSnapshot(t testing.TB, url string) {
 	}
 }
 
+// ReferenceRows inserts, into a database holding the totesys schema, one
+// row of each table that sales orders refer to: address, counterparty,
+// currency (GBP), department, design, staff and payment type, id 1 each,
+// stamped a day back.
+const ReferenceRows = `
+	INSERT INTO address VALUES (1,'1 A St',NULL,NULL,'Leeds','LS1','UK','0113', now() - interval '1 day', now() - interval '1 day');
+	INSERT INTO counterparty VALUES (1,'Acme',1,NULL,NULL, now() - interval '1 day', now() - interval '1 day');
+	INSERT INTO currency VALUES (1,'GBP', now() - interval '1 day', now() - interval '1 day');
+	INSERT INTO department VALUES (1,'Sales',NULL,NULL, now() - interval '1 day', now() - interval '1 day');
+	INSERT INTO design VALUES (1, now() - interval '1 day','Wooden','/usr','w.json', now() - interval '1 day');
+	INSERT INTO staff VALUES (1,'Ann','Lee',1,'a@x', now() - interval '1 day', now() - interval '1 day');
+	INSERT INTO payment_type VALUES (1,'SALES_RECEIPT', now() - interval '1 day', now() - interval '1 day');`
+
 // Exec runs SQL statements on url, failing the test on error.
 func Exec(t testing.TB, url string, sql string, args ...any) {
 	t.Helper()
