@@ -3,6 +3,7 @@
 
 GOLANGCI_LINT := go run github.com/golangci/golangci-lint/v2/cmd/golangci-lint@v2.15.0
 ACTIONLINT    := go run github.com/rhysd/actionlint/cmd/actionlint@v1.7.12
+TFSEC         := go run github.com/aquasecurity/tfsec/cmd/tfsec@v1.28.14
 COVER         := $(CURDIR)/.cover
 
 .PHONY: demo test lint unit cover build bench lambda clean
@@ -21,6 +22,7 @@ lint:
 	go vet ./...
 	$(GOLANGCI_LINT) run ./...
 	$(ACTIONLINT) .github/workflows/*.yml
+	for d in deploy/terraform deploy/terraform/bootstrap; do $(TFSEC) --no-color --no-module-downloads --concise-output $$d || exit 1; done
 
 unit:
 	@mkdir -p $(COVER)

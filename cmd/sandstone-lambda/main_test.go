@@ -13,7 +13,7 @@ import (
 	"github.com/sandstone-data/sandstone/internal/lambdatest"
 	"github.com/sandstone-data/sandstone/internal/pgtest"
 	"github.com/sandstone-data/sandstone/internal/s3test"
-	"github.com/sandstone-data/sandstone/internal/totesys"
+	"github.com/sandstone-data/sandstone/internal/totesys/synth"
 	"github.com/sandstone-data/sandstone/internal/warehouse"
 )
 
@@ -45,7 +45,7 @@ func TestBootstrapUnderEmulator(t *testing.T) {
 	bootstrap, rie := build(t)
 	s3 := s3test.Start(t)
 	source, wh := pgtest.NewDatabase(t), pgtest.NewDatabase(t)
-	if _, err := totesys.Seed(context.Background(), source, totesys.SeedOptions{SalesOrders: 500, RandomSeed: 3}); err != nil {
+	if _, err := synth.Seed(context.Background(), source, synth.SeedOptions{SalesOrders: 500, RandomSeed: 3}); err != nil {
 		t.Fatal(err)
 	}
 	env := []string{
@@ -91,7 +91,7 @@ func TestAuditUnderEmulator(t *testing.T) {
 	bootstrap, rie := build(t)
 	s3 := s3test.Start(t)
 	source := pgtest.NewDatabase(t)
-	if _, err := totesys.Seed(context.Background(), source, totesys.SeedOptions{SalesOrders: 200, RandomSeed: 5}); err != nil {
+	if _, err := synth.Seed(context.Background(), source, synth.SeedOptions{SalesOrders: 200, RandomSeed: 5}); err != nil {
 		t.Fatal(err)
 	}
 	env := []string{config.EnvSource + "=" + source, config.EnvIngestBucket + "=" + s3.CreateBucket(t, "ingest")}

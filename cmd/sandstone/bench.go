@@ -23,8 +23,14 @@ about 4.3 million rows), then measures, on the same servers:
                 COPY ... FROM STDIN (warehouse schema "baseline"), nothing else
   initial       ingest, transform and load into the empty warehouse: seconds,
                 source rows/s and the peak RSS of each stage
+  bounded       the initial load again, into schema "bounded" through buckets
+                of its own, in batches of at most --bounded-batch-rows rows:
+                ingest run until it lands nothing, then transform and load;
+                its warehouse must be the initial pipeline's
   incremental   one cycle after --change-fraction of the sales orders and
-                payments changed
+                payments changed, with rows/s per stage
+  floor         the incremental load's fact rows written again by COPY alone,
+                every key and foreign key checked by PostgreSQL
   audit         sandstone audit --json against the two ingested batches:
                 seconds and peak RSS, next to the initial ingest's; a clean
                 pipeline must audit clean, and drift is told loudly
@@ -48,6 +54,9 @@ Needs the PostgreSQL server binaries (Debian: apt-get install postgresql).`,
 			if opts.FreshnessChanges == 0 {
 				opts.FreshnessChanges = -1 // skip the phase
 			}
+			if opts.BoundedBatchRows == 0 {
+				opts.BoundedBatchRows = -1 // skip the phase
+			}
 			res, err := bench.Run(cmd.Context(), opts)
 			if err != nil {
 				return err
@@ -67,6 +76,7 @@ Needs the PostgreSQL server binaries (Debian: apt-get install postgresql).`,
 	f.DurationVar(&opts.FreshnessInterval, "freshness-interval", bench.DefaultFreshnessInterval, "interval of sandstone run in the freshness phase")
 	f.DurationVar(&opts.FreshnessTimeout, "freshness-timeout", bench.DefaultFreshnessTimeout, "time limit of the freshness phase")
 	f.DurationVar(&opts.Poll, "poll", bench.DefaultPoll, "how often the freshness phase looks for the changes in the warehouse")
+	f.Int64Var(&opts.BoundedBatchRows, "bounded-batch-rows", bench.DefaultBoundedBatchRows, "bound of the initial load in bounded batches (0 skips it)")
 	f.StringVar(&opts.ProfileDir, "profile-dir", "", "write CPU and allocation profiles (pprof) of every stage run here")
 	f.BoolVar(&opts.Keep, "keep", false, "leave the servers running and the files in --dir")
 	f.BoolVar(&asJSON, "json", false, "print one JSON object instead of the table")

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"log/slog"
 	"os"
 
@@ -35,6 +36,9 @@ Needs the PostgreSQL server binaries (Debian: apt-get install postgresql).`,
 			opts.Self = os.Args[0]
 			opts.Logger = logging.New(cmd.ErrOrStderr(), logging.FormatAuto, slog.LevelWarn)
 			_, err := demo.Run(cmd.Context(), opts)
+			if errors.Is(err, demo.ErrInterrupted) {
+				return exitCode(130, err) // 128 + SIGINT, as shells report it
+			}
 			return err
 		},
 	}

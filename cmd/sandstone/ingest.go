@@ -1,14 +1,11 @@
 package main
 
 import (
-	"fmt"
-	"log/slog"
+	"time"
 
 	"github.com/spf13/cobra"
 
-	"github.com/sandstone-data/sandstone/internal/ingest"
-	"github.com/sandstone-data/sandstone/internal/lake"
-	"github.com/sandstone-data/sandstone/internal/logging"
+	"github.com/sandstone-data/sandstone/internal/pipeline"
 )
 
 func newIngestCmd() *cobra.Command {
@@ -27,36 +24,12 @@ Example:
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := require("--source", c.SourceURL); err != nil {
-				return configFailure("ingest", err)
+				return configFailure(pipeline.Ingest, err)
 			}
-			ctx := cmd.Context()
-			b, err := lake.Open(ctx, c.IngestBucket)
-			if err != nil {
-				return configFailure("ingest", err)
-			}
-			defer func() { _ = b.Close() }()
-			res, err := ingest.Run(ctx, ingest.Options{SourceURL: c.SourceURL, Bucket: b, Lookback: c.Lookback, Logger: slog.Default()})
-			if err != nil {
-				logging.Failure(slog.Default(), "ingest", res.RunID, err)
-				return err
-			}
-			printIngest(cmd, res)
-			return nil
+			return runStage(cmd, c.Config, pipeline.Ingest, time.Time{})
 		},
 	}
 	c.bind(cmd, true, false, true, false)
+	c.bindBatch(cmd)
 	return cmd
-}
-
-func printIngest(cmd *cobra.Command, res ingest.Result) {
-	out := cmd.OutOrStdout()
-	switch {
-	case res.Conflict:
-		_, _ = fmt.Fprintln(out, "ingest: another run committed the batch first; nothing written")
-	case res.Sequence == 0:
-		_, _ = fmt.Fprintf(out, "ingest: nothing new (%.2fs)\n", res.Duration.Seconds())
-	default:
-		_, _ = fmt.Fprintf(out, "ingest: batch %s, %d rows, %d bytes, %.2fs\n", res.Batch, res.Total(), res.Bytes, res.Duration.Seconds())
-		printTables(out, res.Rows)
-	}
 }

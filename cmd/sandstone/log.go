@@ -15,6 +15,11 @@ const (
 	envLogLevel  = "SANDSTONE_LOG_LEVEL"
 )
 
+// humanLog is set when the log is text for a person (a terminal, or
+// --log-format text): the printed results then say what the stages' start
+// and end lines would.
+var humanLog bool
+
 // addLogFlags gives root the persistent --log-format and --log-level flags
 // and installs the redacting slog default logger, on the command's stderr
 // (os.Stderr unless a test or execute says otherwise), before any
@@ -36,6 +41,7 @@ func addLogFlags(root *cobra.Command) {
 			return err
 		}
 		slog.SetDefault(logging.New(cmd.ErrOrStderr(), f, l))
+		humanLog = logging.Text(cmd.ErrOrStderr(), f)
 		return nil
 	}
 }

@@ -100,6 +100,9 @@ func (c *configFlags) bind(cmd *cobra.Command, source, warehouse, ingestBucket, 
 		if err == nil && source && c.Lookback <= 0 {
 			err = fmt.Errorf("--lookback %s: want a positive duration such as 10m", c.Lookback)
 		}
+		if err == nil && c.MaxBatchRows < 0 {
+			err = fmt.Errorf("--max-batch-rows %d: want a whole number of rows, 0 for no bound", c.MaxBatchRows)
+		}
 		return configFailure(cmd.Name(), err)
 	}
 	f := cmd.Flags()
@@ -117,6 +120,12 @@ func (c *configFlags) bind(cmd *cobra.Command, source, warehouse, ingestBucket, 
 	if processedBucket {
 		f.StringVar(&c.ProcessedBucket, "processed-bucket", env.ProcessedBucket, "processed bucket, as --ingest-bucket ($"+config.EnvProcessedBucket+")")
 	}
+}
+
+// bindBatch gives a command that lands batches the --max-batch-rows flag.
+func (c *configFlags) bindBatch(cmd *cobra.Command) {
+	cmd.Flags().Int64Var(&c.MaxBatchRows, "max-batch-rows", c.MaxBatchRows,
+		"most rows one ingest batch lands; more land in further batches, in the same run; 0 for no bound ($"+config.EnvMaxBatchRows+")")
 }
 
 // configFailure marks err (when it carries no kind) as config_invalid and

@@ -39,7 +39,7 @@ func TestRelativeFileBucket(t *testing.T) {
 	in, out := "sandstone-in-"+filepath.Base(cwd), "sandstone-out-"+filepath.Base(cwd)
 	got, code := runCode(context.Background(), "transform", "--ingest-bucket", "file://rel/"+in, "--processed-bucket", "file://./"+out)
 	t.Cleanup(func() { _, _ = os.Remove("/"+in), os.Remove("/"+out) })
-	if code != 0 || !strings.Contains(got, "transform: nothing new") {
+	if code != 0 || !strings.Contains(got, "(nothing new)") {
 		t.Fatalf("transform exited %d:\n%s", code, got)
 	}
 	for _, d := range []string{filepath.Join("rel", in), out} {
@@ -243,6 +243,20 @@ func TestFreshSetup(t *testing.T) {
 	got, _ = runCode(ctx, "status", "--warehouse", wh, "--ingest-bucket", in, "--processed-bucket", other)
 	if !strings.Contains(got, "problem: processed bucket and warehouse ledger disagree:") || !strings.Contains(got, "the bucket has no batch 1") {
 		t.Errorf("status at an empty processed bucket:\n%s", got)
+	}
+	// The processed bucket made from another ingestion bucket: status says
+	// the two disagree, as transform would refuse them.
+	got, _ = runCode(ctx, "status", "--warehouse", wh, "--ingest-bucket", other, "--processed-bucket", out)
+	if !strings.Contains(got, "problem: ingestion and processed buckets disagree:") || !strings.Contains(got, "the ingestion bucket has no batch 1") {
+		t.Errorf("status at another ingestion bucket:\n%s", got)
+	}
+	// And freshness in its two parts, times labelled UTC.
+	got, _ = runCode(ctx, append([]string{"status", "--warehouse", wh}, buckets...)...)
+	for _, want := range []string{"behind the source:   at most ", "caught up to:        20", " UTC (the snapshot of loaded batch 000000000001",
+		"source last changed: 20", "newest last_updated"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("status lacks %q:\n%s", want, got)
+		}
 	}
 }
 

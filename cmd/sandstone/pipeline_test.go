@@ -49,6 +49,8 @@ func TestDemoThenOperate(t *testing.T) {
 	if wh == "" {
 		t.Fatalf("no warehouse URL in:\n%s", out)
 	}
+	readmeSQL(t, wh)
+	demoWhatNext(t, out)
 	buckets := []string{"--ingest-bucket", filepath.Join(dir, "ingested"), "--processed-bucket", filepath.Join(dir, "processed")}
 
 	// status --json reads the demo's buckets and warehouse.

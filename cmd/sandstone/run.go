@@ -2,13 +2,10 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -18,6 +15,7 @@ import (
 
 	"github.com/sandstone-data/sandstone/internal/alert"
 	"github.com/sandstone-data/sandstone/internal/audit"
+	"github.com/sandstone-data/sandstone/internal/config"
 	"github.com/sandstone-data/sandstone/internal/errkind"
 	"github.com/sandstone-data/sandstone/internal/lake"
 	"github.com/sandstone-data/sandstone/internal/logging"
@@ -29,19 +27,25 @@ import (
 // defaultAlertState is where `run` keeps the alert state that `status` shows.
 const defaultAlertState = "./sandstone-data/alerts.json"
 
+// runFlags are run's settings.
+type runFlags struct {
+	configFlags
+	interval    time.Duration
+	once        bool
+	retries     int
+	backoff     time.Duration
+	metricsAddr string
+	alertState  string
+	auditEvery  time.Duration
+	autoRepair  bool
+	behindLimit time.Duration
+	alerts      alert.Config
+}
+
 func newRunCmd() *cobra.Command {
-	var (
-		c           configFlags
-		interval    time.Duration
-		once        bool
-		retries     int
-		backoff     time.Duration
-		metricsAddr string
-		alertState  string
-		auditEvery  time.Duration
-		autoRepair  bool
-	)
+	var rf runFlags
 	alerts, alertErr := alert.ConfigFromEnv()
+	rf.alerts = alerts
 	var ev envErrors
 	cmd := &cobra.Command{
 		Use:   "run",
@@ -66,71 +70,113 @@ Example:
 			if err := errors.Join(alertErr, ev.err()); err != nil {
 				return configFailure("run", err)
 			}
-			if err := requireAll(c); err != nil {
+			if err := requireAll(rf.configFlags); err != nil {
 				return configFailure("run", err)
 			}
-			ctx := cmd.Context()
-			log := slog.Default()
-			log.Info("sandstone run starting", "version", buildInfo())
-			lock, err := warehouse.LockRun(ctx, c.WarehouseURL, c.WarehouseSchema)
-			if err != nil {
-				return configFailure("run", err)
-			}
-			defer func() { _ = lock.Release(context.WithoutCancel(ctx)) }()
-			p, err := pipeline.Open(ctx, c.Config, log)
-			if err != nil {
-				return configFailure("run", err)
-			}
-			defer func() { _ = p.Close() }()
-			notifier, err := alert.New(alerts, log)
-			if err != nil {
-				return configFailure("run", err)
-			}
-			restoreAlerts(notifier, alertState)
-			m := metrics.New(metrics.Options{})
-			runner := &pipeline.Runner{Stages: p.Stages(), Retries: retries, Backoff: backoff, Logger: log,
-				Observers: []pipeline.Observer{observer{m, notifier}}}
-			if metricsAddr != "" {
-				go func() {
-					if err := m.Serve(ctx, metricsAddr); err != nil {
-						log.Error("metrics server failed", "error_kind", string(errkind.ConfigInvalid), "error", err.Error())
-					}
-				}()
-			}
-			aud := &auditor{every: auditEvery, log: log, m: m, n: notifier, bucket: p.Ingest,
-				opts: audit.Options{SourceURL: c.SourceURL, Bucket: p.Ingest, Lookback: c.Lookback, Repair: autoRepair, Logger: log,
-					Processed: p.Processed, WarehouseURL: c.WarehouseURL, WarehouseSchema: c.WarehouseSchema}}
-			each := func(reports []pipeline.Report, err error) {
-				defer aud.maybe(ctx)
-				m.CycleDone(err)
-				if tr, ld, perr := p.Pending(ctx); perr == nil {
-					m.SetPending(pipeline.Transform, int(tr))
-					m.SetPending(pipeline.Load, int(ld))
-				}
-				printReports(cmd.OutOrStdout(), reports)
-				saveAlerts(notifier, alertState, log)
-			}
-			if once {
-				aud.every = 0 // one cycle; 'sandstone audit' audits on demand
-				reports, err := runner.Cycle(ctx)
-				each(reports, err)
-				return err
-			}
-			return runner.Loop(ctx, interval, each)
+			return rf.run(cmd)
 		},
 	}
-	c.bind(cmd, true, true, true, true)
+	rf.bind(cmd, true, true, true, true)
+	rf.bindBatch(cmd)
 	f := cmd.Flags()
-	f.DurationVar(&interval, "interval", ev.duration(envInterval, 10*time.Minute), "time between cycles ($"+envInterval+")")
-	f.BoolVar(&once, "once", false, "run one cycle and exit (non-zero if a stage failed)")
-	f.IntVar(&retries, "retries", ev.int(envRetries, 3), "retries of a failing stage within a cycle ($"+envRetries+")")
-	f.DurationVar(&backoff, "backoff", ev.duration(envBackoff, 2*time.Second), "wait before the first retry (doubles each time) ($"+envBackoff+")")
-	f.StringVar(&metricsAddr, "metrics-addr", os.Getenv(envMetricsAddr), "serve /metrics, /healthz and /readyz on this address (e.g. 127.0.0.1:9464) ($"+envMetricsAddr+")")
-	f.StringVar(&alertState, "alert-state", envOr(envAlertState, defaultAlertState), "file keeping the alert state across restarts (shown by status) ($"+envAlertState+")")
-	f.DurationVar(&auditEvery, "audit-every", ev.duration(envAuditEvery, time.Hour), "audit the source against the ingestion bucket this often, between cycles; 0 turns it off ($"+envAuditEvery+")")
-	f.BoolVar(&autoRepair, "auto-repair", os.Getenv(envAutoRepair) == "true", "mend what an audit finds at once ($"+envAutoRepair+"=true)")
-	alert.BindFlags(f, &alerts)
+	f.DurationVar(&rf.interval, "interval", ev.duration(envInterval, 10*time.Minute), "time between cycles ($"+envInterval+")")
+	f.BoolVar(&rf.once, "once", false, "run one cycle and exit (non-zero if a stage failed)")
+	f.IntVar(&rf.retries, "retries", ev.int(envRetries, 3), "retries of a failing stage within a cycle ($"+envRetries+")")
+	f.DurationVar(&rf.backoff, "backoff", ev.duration(envBackoff, 2*time.Second), "wait before the first retry (doubles each time) ($"+envBackoff+")")
+	f.StringVar(&rf.metricsAddr, "metrics-addr", os.Getenv(envMetricsAddr), "serve /metrics, /healthz and /readyz on this address (e.g. 127.0.0.1:9464) ($"+envMetricsAddr+")")
+	f.StringVar(&rf.alertState, "alert-state", envOr(envAlertState, defaultAlertState), "file keeping the alert state across restarts (shown by status) ($"+envAlertState+")")
+	f.DurationVar(&rf.auditEvery, "audit-every", ev.duration(envAuditEvery, time.Hour), "audit the source against the ingestion bucket this often, between cycles; 0 turns it off ($"+envAuditEvery+")")
+	f.BoolVar(&rf.autoRepair, "auto-repair", os.Getenv(envAutoRepair) == "true", "mend what an audit finds at once ($"+envAutoRepair+"=true)")
+	f.DurationVar(&rf.behindLimit, "behind-limit", ev.duration(envBehindLimit, 30*time.Minute),
+		"alert when the warehouse is this far behind the source (a quiet source is not behind) ($"+envBehindLimit+")")
+	alert.BindFlags(f, &rf.alerts)
 	return cmd
+}
+
+// run runs the pipeline: once, or every interval until ctx ends.
+func (rf *runFlags) run(cmd *cobra.Command) error {
+	ctx := cmd.Context()
+	log := slog.Default()
+	log.Info("sandstone run starting", "version", buildInfo())
+	lock, err := warehouse.LockRun(ctx, rf.WarehouseURL, rf.WarehouseSchema)
+	if err != nil {
+		return configFailure("run", err)
+	}
+	defer func() { _ = lock.Release(context.WithoutCancel(ctx)) }()
+	p, err := pipeline.Open(ctx, rf.Config, log)
+	if err != nil {
+		return configFailure("run", err)
+	}
+	defer func() { _ = p.Close() }()
+	p.Progress = cmd.ErrOrStderr()
+	notifier, err := alert.New(rf.alerts, log)
+	if err != nil {
+		return configFailure("run", err)
+	}
+	if err := notifier.Load(rf.alertState); err != nil {
+		log.Warn("the saved alert state could not be read; starting afresh", "error", err.Error())
+	}
+	m := metrics.New(metrics.Options{})
+	m.SetBuildInfo(build())
+	runner := &pipeline.Runner{Stages: p.Stages(), Retries: rf.retries, Backoff: rf.backoff, Logger: log, Quiet: humanLog,
+		Observers: []pipeline.Observer{observer{m, notifier}, printer{cmd.OutOrStdout()}}}
+	if rf.metricsAddr != "" {
+		go func() {
+			if err := m.Serve(ctx, rf.metricsAddr); err != nil {
+				log.Error("metrics server failed", "error_kind", string(errkind.ConfigInvalid), "error", err.Error())
+			}
+		}()
+	}
+	s := &session{rf: rf, p: p, m: m, n: notifier, log: log,
+		aud: &auditor{every: rf.auditEvery, log: log, m: m, n: notifier, bucket: p.Ingest,
+			opts: audit.Options{SourceURL: rf.SourceURL, Bucket: p.Ingest, Lookback: rf.Lookback, Repair: rf.autoRepair, Logger: log,
+				Processed: p.Processed, WarehouseURL: rf.WarehouseURL, WarehouseSchema: rf.WarehouseSchema}}}
+	each := func(reports []pipeline.Report, err error) { s.cycleDone(ctx, reports, err) }
+	if rf.once {
+		s.aud.every = 0 // one cycle; 'sandstone audit' audits on demand
+		reports, err := runner.Cycle(ctx)
+		each(reports, err)
+		return err
+	}
+	log.Info("sandstone run: a cycle now and every "+rf.interval.String()+"; Ctrl-C or SIGTERM stops it", "interval", rf.interval.String())
+	err = runner.Loop(ctx, rf.interval, each)
+	log.Info("sandstone run stopped", "reason", stopReason(ctx, err))
+	return err
+}
+
+// session is what a run keeps between cycles.
+type session struct {
+	rf  *runFlags
+	p   *pipeline.Pipeline
+	m   *metrics.Metrics
+	n   *alert.Notifier
+	aud *auditor
+	log *slog.Logger
+}
+
+// cycleDone records a cycle's outcome (pending batches, how far the
+// warehouse is behind the source and its alert), saves the alert state,
+// and audits when it is time to. What the cycle found is kept and told even
+// when a signal ended it.
+func (s *session) cycleDone(ctx context.Context, reports []pipeline.Report, err error) {
+	defer s.aud.maybe(ctx)
+	ctx = context.WithoutCancel(ctx)
+	s.m.CycleDone(err)
+	tr, ld, perr := s.p.Pending(ctx)
+	if perr == nil {
+		s.m.SetPending(pipeline.Transform, int(tr))
+		s.m.SetPending(pipeline.Load, int(ld))
+	}
+	caughtUp(s.m, reports, perr == nil && tr == 0 && ld == 0)
+	var lag error
+	if behind := s.m.BehindSource(); behind > s.rf.behindLimit {
+		lag = errkind.Wrap(errkind.BehindSource, fmt.Errorf("the warehouse is %s behind the source (limit %s): it holds no change made after %s",
+			behind.Round(time.Second), s.rf.behindLimit, time.Now().Add(-behind).UTC().Format(time.DateTime+" UTC")))
+	}
+	s.n.Observe(ctx, freshnessAlert, "", lag)
+	if err := s.n.Save(s.rf.alertState); err != nil {
+		s.log.Warn("could not save the alert state", "path", s.rf.alertState, "error", err.Error())
+	}
 }
 
 // The environment variables of run's flags (the alert flags' are
@@ -143,7 +189,32 @@ const (
 	envAlertState  = "SANDSTONE_ALERT_STATE"
 	envAuditEvery  = "SANDSTONE_AUDIT_EVERY"
 	envAutoRepair  = "SANDSTONE_AUTO_REPAIR"
+	envBehindLimit = "SANDSTONE_BEHIND_LIMIT"
 )
+
+// freshnessAlert is the alert "stage" of the warehouse falling behind the
+// source.
+const freshnessAlert = "freshness"
+
+// caughtUp tells the metrics how far the warehouse has caught up after a
+// cycle: to the snapshot ingest read when nothing is left waiting (a quiet
+// source is no lag), else to the snapshot of the newest batch loaded. It
+// also records when the source last changed.
+func caughtUp(m *metrics.Metrics, reports []pipeline.Report, drained bool) {
+	for _, r := range reports {
+		switch r.Stage {
+		case pipeline.Ingest:
+			m.SourceChanged(r.SourceNewest)
+			if drained && !r.SnapshotAt.IsZero() {
+				m.CaughtUp(r.SnapshotAt)
+			}
+		case pipeline.Load:
+			if !r.SnapshotAt.IsZero() {
+				m.CaughtUp(r.SnapshotAt)
+			}
+		}
+	}
+}
 
 // envErrors collects the environment variables that could not be parsed,
 // for the command to refuse before it runs (their defaults are kept).
@@ -251,6 +322,22 @@ func (o observer) StageDone(ctx context.Context, r pipeline.Report) {
 	o.m.Record(metrics.StageRun{Stage: r.Stage, RunID: r.RunID, Duration: r.Duration, Rows: r.Rows,
 		Bytes: r.Bytes, Freshness: r.Freshness, Skew: r.Skew, Rejected: r.Rejected, Parked: parked})
 	o.n.Observe(ctx, r.Stage, r.RunID, nil)
+	if n := r.Rejects(); n > 0 {
+		o.n.Warn(ctx, r.Stage, r.RunID, errkind.BadRowsRejected, fmt.Sprintf("%d rows rejected (%s), %d parked; 'sandstone rejects' lists them with their reasons",
+			n, rejectSummary(r.Rejected), r.Parked))
+	}
+}
+
+// rejectSummary is "table kind n, ..." in a stable order.
+func rejectSummary(rejected map[string]map[string]int64) string {
+	var parts []string
+	for t, kinds := range rejected {
+		for k, n := range kinds {
+			parts = append(parts, fmt.Sprintf("%s %s %d", t, k, n))
+		}
+	}
+	sort.Strings(parts)
+	return strings.Join(parts, ", ")
 }
 
 func (o observer) StageFailed(ctx context.Context, stage, runID string, err error) {
@@ -258,69 +345,13 @@ func (o observer) StageFailed(ctx context.Context, stage, runID string, err erro
 	o.n.Observe(ctx, stage, runID, err)
 }
 
-func restoreAlerts(n *alert.Notifier, path string) {
-	data, err := os.ReadFile(path) // #nosec G304 -- the operator's own state file
-	if err != nil {
-		return
+// stopReason says why the loop ended.
+func stopReason(ctx context.Context, err error) string {
+	switch {
+	case err != nil:
+		return config.Redact(err.Error())
+	case ctx.Err() != nil:
+		return "interrupted (SIGINT or SIGTERM); the stage under way finished"
 	}
-	var s alert.State
-	if json.Unmarshal(data, &s) == nil {
-		n.Restore(s)
-	}
-}
-
-func saveAlerts(n *alert.Notifier, path string, log *slog.Logger) {
-	if path == "" {
-		return
-	}
-	data, err := json.MarshalIndent(n.State(), "", "  ")
-	if err == nil {
-		_ = os.MkdirAll(filepath.Dir(path), 0o750)
-		tmp := path + ".tmp"
-		if err = os.WriteFile(tmp, data, 0o600); err == nil {
-			err = os.Rename(tmp, path)
-		}
-	}
-	if err != nil {
-		log.Warn("could not save the alert state", "path", path, "error", err.Error())
-	}
-}
-
-// printReports prints one line per stage and the rows it moved per table.
-func printReports(w io.Writer, reports []pipeline.Report) {
-	for _, r := range reports {
-		line := fmt.Sprintf("%-9s %8d rows  %6.2fs", r.Stage, r.Total(), r.Duration.Seconds())
-		if len(r.Batches) > 0 {
-			line += "  batches " + strings.Join(r.Batches, ",")
-		}
-		if r.Note != "" {
-			line += "  (" + r.Note + ")"
-		}
-		if r.Freshness > 0 {
-			line += fmt.Sprintf("  freshness %.1fs", r.Freshness.Seconds())
-		}
-		var rejected int64
-		for _, n := range r.Rejected {
-			rejected += n
-		}
-		if rejected > 0 || r.Parked > 0 {
-			line += fmt.Sprintf("  rejected %d, parked %d (sandstone rejects lists them)", rejected, r.Parked)
-		}
-		_, _ = fmt.Fprintln(w, line)
-		printTables(w, r.Rows)
-	}
-}
-
-// printTables prints the tables with rows, by name, one a line.
-func printTables(w io.Writer, rows map[string]int64) {
-	tables := make([]string, 0, len(rows))
-	for t, n := range rows {
-		if n > 0 {
-			tables = append(tables, t)
-		}
-	}
-	sort.Strings(tables)
-	for _, t := range tables {
-		_, _ = fmt.Fprintf(w, "  %-20s %9d\n", t, rows[t])
-	}
+	return "done"
 }

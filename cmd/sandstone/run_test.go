@@ -20,7 +20,7 @@ import (
 	"github.com/sandstone-data/sandstone/internal/pgtest"
 	"github.com/sandstone-data/sandstone/internal/pipeline"
 	"github.com/sandstone-data/sandstone/internal/status"
-	"github.com/sandstone-data/sandstone/internal/totesys"
+	"github.com/sandstone-data/sandstone/internal/totesys/synth"
 )
 
 // TestMetricsAndAlertsOverARealPipeline runs cycles of the real pipeline
@@ -29,7 +29,7 @@ import (
 func TestMetricsAndAlertsOverARealPipeline(t *testing.T) {
 	ctx := context.Background()
 	sb := startSandbox(t)
-	seeded, err := totesys.Seed(ctx, sb.Config.SourceURL, totesys.SeedOptions{SalesOrders: 250, RandomSeed: 4})
+	seeded, err := synth.Seed(ctx, sb.Config.SourceURL, synth.SeedOptions{SalesOrders: 250, RandomSeed: 4})
 	if err != nil {
 		t.Fatal(err)
 	}

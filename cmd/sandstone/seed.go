@@ -9,12 +9,13 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/sandstone-data/sandstone/internal/totesys"
+	"github.com/sandstone-data/sandstone/internal/totesys/synth"
 )
 
 func newSeedCmd() *cobra.Command {
 	var (
 		cf   configFlags
-		opts totesys.SeedOptions
+		opts synth.SeedOptions
 	)
 	cmd := &cobra.Command{
 		Use:   "seed",
@@ -39,7 +40,7 @@ rows) take well under a minute.`,
 				return fmt.Errorf("--sales-orders must be 0 or more, not %d", opts.SalesOrders)
 			}
 			began := time.Now()
-			stats, err := totesys.Seed(cmd.Context(), cf.SourceURL, opts)
+			stats, err := synth.Seed(cmd.Context(), cf.SourceURL, opts)
 			if err != nil {
 				return err
 			}
@@ -52,12 +53,12 @@ rows) take well under a minute.`,
 	if err := f.MarkHidden("lookback"); err != nil {
 		panic(errors.Join(errors.New("seed: the lookback flag is gone"), err))
 	}
-	f.IntVar(&opts.SalesOrders, "sales-orders", totesys.DefaultSalesOrders, "how many sales orders to make (purchase orders, transactions, payments and designs follow)")
-	f.Int64Var(&opts.RandomSeed, "random-seed", totesys.DefaultRandomSeed, "seed of the random data: the same seed gives the same rows")
+	f.IntVar(&opts.SalesOrders, "sales-orders", synth.DefaultSalesOrders, "how many sales orders to make (purchase orders, transactions, payments and designs follow)")
+	f.Int64Var(&opts.RandomSeed, "random-seed", synth.DefaultRandomSeed, "seed of the random data: the same seed gives the same rows")
 	return cmd
 }
 
-func printSeedStats(w io.Writer, stats totesys.Stats, took time.Duration) {
+func printSeedStats(w io.Writer, stats synth.Stats, took time.Duration) {
 	secs := took.Seconds()
 	_, _ = fmt.Fprintf(w, "seeded totesys: %d rows in %.1f s (%.0f rows/s)\n", stats.Total(), secs, float64(stats.Total())/max(secs, 1e-9))
 	for _, t := range totesys.Tables {

@@ -9,7 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/sandstone-data/sandstone/internal/totesys"
+	"github.com/sandstone-data/sandstone/internal/totesys/synth"
 )
 
 func newSimulateCmd() *cobra.Command {
@@ -48,9 +48,9 @@ It runs until --steps are done (0: until interrupted with Ctrl-C).`,
 	if err := f.MarkHidden("lookback"); err != nil {
 		panic(errors.Join(errors.New("simulate: the lookback flag is gone"), err))
 	}
-	f.DurationVar(&interval, "interval", totesys.DefaultInterval, "time between two steps")
+	f.DurationVar(&interval, "interval", synth.DefaultInterval, "time between two steps")
 	f.IntVar(&steps, "steps", 0, "how many steps to apply (0: until interrupted)")
-	f.Int64Var(&seed, "random-seed", totesys.DefaultRandomSeed, "seed of the random activity")
+	f.Int64Var(&seed, "random-seed", synth.DefaultRandomSeed, "seed of the random activity")
 	return cmd
 }
 
@@ -58,7 +58,7 @@ func simulate(cmd *cobra.Command, url string, interval time.Duration, steps int,
 	ctx := cmd.Context()
 	out := cmd.OutOrStdout()
 	rnd := rand.New(rand.NewPCG(uint64(seed), 0x51a7e)) // #nosec G404 G115 -- synthetic activity, any seed will do
-	total := totesys.Stats{}
+	total := synth.Stats{}
 	ticker := time.NewTicker(interval)
 	defer ticker.Stop()
 	for step := 1; steps == 0 || step <= steps; step++ {
@@ -70,7 +70,7 @@ func simulate(cmd *cobra.Command, url string, interval time.Duration, steps int,
 			case <-ticker.C:
 			}
 		}
-		stats, err := totesys.Simulate(ctx, url, totesys.TypicalStep(rnd), rnd)
+		stats, err := synth.Simulate(ctx, url, synth.TypicalStep(rnd), rnd)
 		for k, v := range stats {
 			total[k] += v
 		}

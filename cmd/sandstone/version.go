@@ -8,11 +8,16 @@ import (
 	"github.com/spf13/cobra"
 )
 
-// buildInfo describes this binary: the module version, the VCS commit it
-// was built from (with "+dirty" when the tree had changes) and the Go
-// version.
+// buildInfo describes this binary in one line.
 func buildInfo() string {
-	version, commit := "(devel)", "unknown"
+	version, commit, goVersion := build()
+	return fmt.Sprintf("sandstone %s (commit %s, %s %s/%s)", version, commit, goVersion, runtime.GOOS, runtime.GOARCH)
+}
+
+// build returns the module version, the VCS commit the binary was built
+// from (with "+dirty" when the tree had changes) and the Go version.
+func build() (version, commit, goVersion string) {
+	version, commit = "(devel)", "unknown"
 	if bi, ok := debug.ReadBuildInfo(); ok {
 		if bi.Main.Version != "" {
 			version = bi.Main.Version
@@ -30,7 +35,7 @@ func buildInfo() string {
 			commit += "+dirty"
 		}
 	}
-	return fmt.Sprintf("sandstone %s (commit %s, %s %s/%s)", version, commit, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+	return version, commit, runtime.Version()
 }
 
 func newVersionCmd() *cobra.Command {

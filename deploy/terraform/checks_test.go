@@ -3,6 +3,7 @@ package terraform_test
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"reflect"
 	"regexp"
 	"slices"
@@ -86,8 +87,9 @@ func accessOf(stage string, env map[string]string) (access, bool) {
 	return a, true
 }
 
-// scheduled are the stages EventBridge Scheduler starts.
-var scheduled = []string{"ingest", "audit"}
+// scheduled are the stages EventBridge Scheduler starts: ingest, the
+// sweeps of transform and load on the same schedule, and the audit.
+var scheduled = []string{"ingest", "transform", "load", "audit"}
 
 // Each bucket is written by one stage, and its manifests start the next.
 var (
@@ -139,6 +141,8 @@ type alarm struct {
 type metricQuery struct {
 	id, expression    string
 	namespace, metric string
+	stat              string
+	period            float64
 	dims              map[string]string
 	returnData        bool
 }
@@ -173,6 +177,9 @@ func check(m *module) problems {
 	}
 	checkNotifications(m, fns, &p)
 	checkSchedule(m, fns, &p)
+	checkHeartbeats(m, fns, alarms, &p)
+	checkBucketPolicies(m, fns, &p)
+	checkZipPath(fns, &p)
 	checkAudit(m, fns, alarms, &p)
 	checkBuckets(m, fns, &p)
 	checkAlarmActions(m, alarms, &p)
@@ -681,8 +688,10 @@ func alarmsOf(m *module) []*alarm {
 		}
 		for _, q := range n.blocks("metric_query") {
 			mq := q.block("metric")
+			period, _ := mq.num("period")
 			a.queries = append(a.queries, metricQuery{id: q.str("id"), expression: q.str("expression"), returnData: q.boolean("return_data"),
-				namespace: mq.str("namespace"), metric: mq.str("metric_name"), dims: mq.strMap("dimensions")})
+				namespace: mq.str("namespace"), metric: mq.str("metric_name"), dims: mq.strMap("dimensions"),
+				stat: mq.str("stat"), period: period})
 		}
 		out = append(out, a)
 	}
@@ -755,11 +764,19 @@ func checkNotifications(m *module, fns map[string]*lambdaFn, p *problems) {
 	}
 }
 
-// checkSchedule: EventBridge Scheduler starts ingest, and the audit unless
-// audit_schedule_expression is "", and nothing else; each schedule's role
-// may invoke its own function only.
+// checkSchedule: EventBridge Scheduler starts ingest, transform and load
+// (the sweeps) on the pipeline's schedule, and the audit unless
+// audit_schedule_expression is "", each from one schedule, and nothing
+// else; a schedule's role may invoke only the functions its schedules start,
+// and the audit's schedule has a role of its own.
 func checkSchedule(m *module, fns map[string]*lambdaFn, p *problems) {
-	started := map[string]bool{}
+	startedBy := map[string]string{}
+	type roleUse struct {
+		node   *node
+		stages []string
+	}
+	roles := map[string]*roleUse{}
+	var order []string
 	for _, s := range m.instances("aws_scheduler_schedule") {
 		t := s.block("target")
 		var f *lambdaFn
@@ -769,12 +786,19 @@ func checkSchedule(m *module, fns map[string]*lambdaFn, p *problems) {
 			}
 		}
 		if f == nil {
-			p.add("%s: starts %s; only the ingest and audit functions run on a schedule", s.addr, t.str("arn"))
+			p.add("%s: starts %s; only the ingest, transform, load and audit functions run on a schedule", s.addr, t.str("arn"))
 			continue
 		}
-		started[f.stage] = true
-		if s.str("schedule_expression") == "" {
+		if other := startedBy[f.stage]; other != "" {
+			p.add("%s and %s both start the %s function", other, s.addr, f.stage)
+		}
+		startedBy[f.stage] = s.addr
+		expr := s.str("schedule_expression")
+		switch {
+		case expr == "":
 			p.add("%s: no schedule_expression", s.addr)
+		case f.stage != "audit" && expr != pipelineSchedule(m):
+			p.add("%s: runs on %q, not on the pipeline's schedule_expression %q", s.addr, expr, pipelineSchedule(m))
 		}
 		if in := t.str("input"); t.has("input") && !json.Valid([]byte(in)) {
 			p.add("%s: target input %q is not JSON", s.addr, in)
@@ -784,34 +808,209 @@ func checkSchedule(m *module, fns map[string]*lambdaFn, p *problems) {
 			p.add("%s: target role_arn is not an aws_iam_role of this configuration", s.addr)
 			continue
 		}
-		if !trusts(m.statements(role.value("assume_role_policy"), p), "scheduler.amazonaws.com") {
-			p.add("%s: EventBridge Scheduler may not assume %s", s.addr, role.addr)
+		if roles[role.addr] == nil {
+			roles[role.addr] = &roleUse{node: role}
+			order = append(order, role.addr)
 		}
-		invokes := false
+		roles[role.addr].stages = append(roles[role.addr].stages, f.stage)
+	}
+	for _, addr := range order {
+		use := roles[addr]
+		role := use.node
+		slices.Sort(use.stages)
+		use.stages = slices.Compact(use.stages)
+		if slices.Contains(use.stages, "audit") && len(use.stages) > 1 {
+			p.add("%s: the audit's schedule must have a role of its own, not one shared with %v", role.addr, use.stages)
+		}
+		if !trusts(m.statements(role.value("assume_role_policy"), p), "scheduler.amazonaws.com") {
+			p.add("EventBridge Scheduler may not assume %s", role.addr)
+		}
+		invokes := map[string]bool{}
 		for _, st := range rolePolicies(m, role, p) {
 			if st.effect != "Allow" {
 				continue
 			}
 			for _, act := range st.actions {
 				for _, res := range st.resources {
-					if act != "lambda:InvokeFunction" || (res != f.arn && res != f.arn+":*") {
-						p.add("%s: the schedule's role may %s on %s; it needs only lambda:InvokeFunction on %s", role.addr, act, res, f.stage)
+					var target string
+					for _, stage := range use.stages {
+						if f := fns[stage]; act == "lambda:InvokeFunction" && (res == f.arn || res == f.arn+":*") {
+							target = stage
+						}
+					}
+					if target == "" {
+						p.add("%s: the schedule's role may %s on %s; it needs only lambda:InvokeFunction on %s", role.addr, act, res, strings.Join(use.stages, ", "))
 						continue
 					}
-					invokes = true
+					invokes[target] = true
 				}
 			}
 		}
-		if !invokes {
-			p.add("%s: the schedule's role may not invoke %s", role.addr, f.stage)
+		for _, stage := range use.stages {
+			if !invokes[stage] {
+				p.add("%s: the schedule's role may not invoke %s", role.addr, stage)
+			}
 		}
 	}
 	for _, stage := range scheduled {
 		if stage == "audit" && auditSchedule(m) == "" {
 			continue
 		}
-		if fns[stage] != nil && !started[stage] {
+		if fns[stage] != nil && startedBy[stage] == "" {
 			p.add("no aws_scheduler_schedule starts the %s function", stage)
+		}
+	}
+}
+
+// pipelineSchedule is schedule_expression's value.
+func pipelineSchedule(m *module) string {
+	if v := m.variables["schedule_expression"]; v != nil {
+		return asString(v.value)
+	}
+	return ""
+}
+
+// pipelineInterval is the seconds between ticks of the pipeline's
+// schedule: a rate()'s, or schedule_interval_minutes for a cron().
+func pipelineInterval(m *module) float64 {
+	if match := rateExpression.FindStringSubmatch(pipelineSchedule(m)); match != nil {
+		return scheduleInterval(pipelineSchedule(m))
+	}
+	if v := m.variables["schedule_interval_minutes"]; v != nil {
+		if n, ok := asNumber(v.value); ok {
+			return n * 60
+		}
+	}
+	return 0
+}
+
+// checkHeartbeats: every stage the schedule starts has an alarm on its
+// invocations (AWS/Lambda Invocations < 1) that treats no data as breaching
+// and fires only when every period of its window had none; the window
+// follows the schedule: at least two ticks (a late tick is not an alarm)
+// and at most four, in periods CloudWatch accepts.
+func checkHeartbeats(m *module, fns map[string]*lambdaFn, alarms []*alarm, p *problems) {
+	interval := pipelineInterval(m)
+	if interval <= 0 {
+		p.add("the pipeline's schedule %q has no interval: a rate(), or a cron() with schedule_interval_minutes", pipelineSchedule(m))
+		return
+	}
+	for _, stage := range []string{"ingest", "transform", "load"} {
+		f := fns[stage]
+		if f == nil {
+			continue
+		}
+		var hb *alarm
+		for _, a := range alarms {
+			if a.namespace == "AWS/Lambda" && a.metric == "Invocations" && f.named(a.dims["FunctionName"]) {
+				hb = a
+			}
+		}
+		if hb == nil {
+			p.add("%s: no alarm when it stops being invoked (AWS/Lambda Invocations)", f.node.addr)
+			continue
+		}
+		period, _ := hb.node.num("period")
+		switch {
+		case hb.comparison != "LessThanThreshold" || hb.threshold != 1:
+			p.add("%s: the heartbeat must fire below 1 invocation, not %s %v", hb.node.addr, hb.comparison, hb.threshold)
+		case hb.treatMissing != "breaching":
+			p.add("%s: the heartbeat must treat missing data (no invocation) as breaching", hb.node.addr)
+		case hb.datapoints != hb.evaluations:
+			p.add("%s: the heartbeat fires on %v of %v periods without an invocation; want all of them", hb.node.addr, hb.datapoints, hb.evaluations)
+		case hb.window < 2*interval || hb.window > 4*interval:
+			p.add("%s: the heartbeat looks at %v s; the schedule %s ticks every %v s (want 2 to 4 ticks)", hb.node.addr, hb.window, pipelineSchedule(m), interval)
+		case period < 60 || period > 3600 || int(period)%60 != 0 || hb.window > 7*86400:
+			p.add("%s: period %v s × %v: CloudWatch takes whole minutes up to an hour, and at most 7 days", hb.node.addr, period, hb.evaluations)
+		}
+		if !strings.Contains(hb.description, f.node.str("function_name")) {
+			p.add("%s: the heartbeat's description must name %s", hb.node.addr, f.node.str("function_name"))
+		}
+	}
+}
+
+// checkBucketPolicies: each bucket's policy refuses, for every principal,
+// plain HTTP, an object-creating write without If-None-Match (so that
+// nothing is overwritten), and any delete of an object or a version, except
+// when force_destroy_buckets lifts the last rule for a teardown. No key
+// prefix is exempt, since the pipeline rewrites no key.
+func checkBucketPolicies(m *module, fns map[string]*lambdaFn, p *problems) {
+	teardown := false
+	if v := m.variables["force_destroy_buckets"]; v != nil && v.value.Type() == cty.Bool && v.value.True() {
+		teardown = true
+	}
+	seen := map[string]bool{}
+	for _, f := range fns {
+		for _, b := range f.buckets {
+			seen[b] = true
+		}
+	}
+	for _, b := range slices.Sorted(maps.Keys(seen)) {
+		arn, objects := "${"+b+".arn}", "${"+b+".arn}/*"
+		var stmts []statement
+		for _, bp := range m.instances("aws_s3_bucket_policy") {
+			if ref := bp.str("bucket"); ref == "${"+b+".id}" || ref == "${"+b+".bucket}" {
+				stmts = append(stmts, m.statements(bp.value("policy"), p)...)
+			}
+		}
+		if len(stmts) == 0 {
+			p.add("%s: no bucket policy", b)
+			continue
+		}
+		everyone := func(s statement) bool {
+			return s.effect == "Deny" && slices.Equal(s.principals["*"], []string{"*"})
+		}
+		has := func(s statement, c condition) bool {
+			return slices.ContainsFunc(s.conditions, func(x condition) bool {
+				return x.test == c.test && x.variable == c.variable && slices.Equal(x.values, c.values)
+			})
+		}
+		var tls, put, del, ver bool
+		for _, s := range stmts {
+			if s.effect == "Allow" {
+				p.add("%s: its policy allows %v; it should only deny", b, s.actions)
+			}
+			if !everyone(s) {
+				continue
+			}
+			if slices.Contains(s.actions, "s3:*") && slices.Contains(s.resources, arn) && slices.Contains(s.resources, objects) &&
+				has(s, condition{"Bool", "aws:SecureTransport", []string{"false"}}) {
+				tls = true
+			}
+			if slices.Contains(s.actions, "s3:PutObject") && slices.Equal(s.resources, []string{objects}) && len(s.conditions) == 2 &&
+				has(s, condition{"Null", "s3:if-none-match", []string{"true"}}) &&
+				has(s, condition{"Bool", "s3:ObjectCreationOperation", []string{"true"}}) {
+				put = true
+			}
+			if slices.Equal(s.resources, []string{objects}) && len(s.conditions) == 0 {
+				del = del || slices.Contains(s.actions, "s3:DeleteObject")
+				ver = ver || slices.Contains(s.actions, "s3:DeleteObjectVersion")
+			}
+		}
+		if !tls {
+			p.add("%s: its policy does not deny plain HTTP (aws:SecureTransport false)", b)
+		}
+		if !put {
+			p.add("%s: its policy does not deny s3:PutObject on %s without if-none-match (Null s3:if-none-match, s3:ObjectCreationOperation true, nothing else)", b, objects)
+		}
+		switch {
+		case teardown && (del || ver):
+			p.add("%s: force_destroy_buckets is set, but its policy still denies deletes: the teardown could not empty it", b)
+		case !teardown && !ver:
+			p.add("%s: its policy does not deny s3:DeleteObjectVersion on %s", b, objects)
+		case !teardown && !del:
+			p.add("%s: its policy does not deny s3:DeleteObject on %s", b, objects)
+		}
+	}
+}
+
+// checkZipPath: the functions' zip is found from this directory
+// (path.module), not from wherever terraform runs.
+func checkZipPath(fns map[string]*lambdaFn, p *problems) {
+	for _, stage := range sortedStages(fns) {
+		f := fns[stage]
+		if name := f.node.str("filename"); !strings.HasPrefix(name, "${path.module}/") {
+			p.add("%s: filename %q is relative to the working directory; want one under path.module", f.node.addr, name)
 		}
 	}
 }
@@ -1016,18 +1215,63 @@ func checkAlarmActions(m *module, alarms []*alarm, p *problems) {
 	}
 }
 
-// checkFreshness: an alarm fires when load's FreshnessSeconds exceeds the
+// checkFreshness: an alarm fires when load's BehindSourceSeconds exceeds the
 // specification's 30 minutes.
 func checkFreshness(_ *module, alarms []*alarm, p *problems) {
 	for _, a := range alarms {
-		if a.namespace == "Sandstone" && a.metric == "FreshnessSeconds" && a.dims["Stage"] == "load" {
+		if a.namespace == "Sandstone" && a.metric == "BehindSourceSeconds" && a.dims["Stage"] == "load" {
 			if a.threshold != 1800 || !strings.HasPrefix(a.comparison, "GreaterThan") {
 				p.add("%s: freshness alarm fires above %v s (%s), want above 1800 s by default", a.node.addr, a.threshold, a.comparison)
+			}
+			if a.treatMissing != "breaching" && !freshnessMissingAlarm(alarms, p) {
+				p.add("%s: BehindSourceSeconds may go missing while ingest keeps landing rows, and no alarm fires (treat_missing_data breaching, or a metric-math alarm on ingest's Rows and load's BehindSourceSeconds)", a.node.addr)
 			}
 			return
 		}
 	}
-	p.add("no freshness alarm on Sandstone FreshnessSeconds (Stage = load)")
+	p.add("no freshness alarm on Sandstone BehindSourceSeconds (Stage = load)")
+}
+
+// freshnessMissingAlarm reports whether an alarm fires when ingest lands
+// rows (Sandstone Rows, Stage = ingest, Sum) and load reports no freshness
+// (BehindSourceSeconds, Stage = load, SampleCount) in two periods in a row, of
+// at most half the freshness threshold each, and is quiet without data.
+func freshnessMissingAlarm(alarms []*alarm, p *problems) bool {
+	for _, a := range alarms {
+		var landed, loaded string
+		var period float64
+		for _, q := range a.queries {
+			if q.namespace != "Sandstone" || len(q.dims) != 1 {
+				continue
+			}
+			switch {
+			case q.metric == "Rows" && q.dims["Stage"] == "ingest" && q.stat == "Sum":
+				landed, period = q.id, q.period
+			case q.metric == "BehindSourceSeconds" && q.dims["Stage"] == "load" && q.stat == "SampleCount":
+				loaded = q.id
+			}
+		}
+		if landed == "" || loaded == "" {
+			continue
+		}
+		want := fmt.Sprintf("IF(FILL(%s, 0) > 0 AND FILL(%s, 0) == 0, 1, 0)", landed, loaded)
+		ok := slices.ContainsFunc(a.queries, func(q metricQuery) bool { return q.returnData && q.expression == want })
+		switch {
+		case !ok:
+			p.add("%s: want the returned expression %s", a.node.addr, want)
+		case a.comparison != "GreaterThanOrEqualToThreshold" || a.threshold != 1:
+			p.add("%s: must fire at 1, not %s %v", a.node.addr, a.comparison, a.threshold)
+		case a.evaluations != 2 || a.datapoints != 2:
+			p.add("%s: must fire on 2 of 2 periods (a change loaded in the next period is not missing), not %v of %v", a.node.addr, a.datapoints, a.evaluations)
+		case period <= 0 || 2*period > 1800:
+			p.add("%s: period %v s: two of them must fit in the 1800 s freshness threshold", a.node.addr, period)
+		case a.treatMissing != "notBreaching":
+			p.add("%s: without any data it must keep quiet (notBreaching): not-running covers a stopped ingest", a.node.addr)
+		default:
+			return true
+		}
+	}
+	return false
 }
 
 // checkNoDeletes: no policy document anywhere lets anyone delete objects.

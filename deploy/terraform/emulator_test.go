@@ -18,7 +18,7 @@ import (
 	"github.com/sandstone-data/sandstone/internal/lambdatest"
 	"github.com/sandstone-data/sandstone/internal/pgtest"
 	"github.com/sandstone-data/sandstone/internal/s3test"
-	"github.com/sandstone-data/sandstone/internal/totesys"
+	"github.com/sandstone-data/sandstone/internal/totesys/synth"
 	"github.com/sandstone-data/sandstone/internal/warehouse"
 )
 
@@ -106,18 +106,21 @@ func readOnlyDir(t *testing.T) string {
 // in-process S3 and Secrets Manager that stand in for AWS), from a
 // read-only working directory, against real PostgreSQL: ingest, transform,
 // load and the audit, with data flowing from a seeded totesys to the
-// warehouse, and nothing written under the working directory.
+// warehouse, nothing written under the working directory, and every write
+// allowed by the buckets' write-once policy (s3test.WriteOnce).
 func TestFunctionsWithTerraformsEnvironment(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds two binaries")
 	}
 	bootstrap, rie := lambdatest.Build(t)
-	s3 := s3test.Start(t)
+	// The buckets' policy of s3.tf, enforced: every write of the stages
+	// must carry If-None-Match, and none may delete.
+	s3 := s3test.Start(t, s3test.WriteOnce())
 	const ingestion, processed = "sandstone-ingestion-test", "sandstone-processed-test"
 	s3.CreateBucket(t, ingestion)
 	s3.CreateBucket(t, processed)
 	source, wh := pgtest.NewDatabase(t), pgtest.NewDatabase(t)
-	if _, err := totesys.Seed(context.Background(), source, totesys.SeedOptions{SalesOrders: 300, RandomSeed: 7}); err != nil {
+	if _, err := synth.Seed(context.Background(), source, synth.SeedOptions{SalesOrders: 300, RandomSeed: 7}); err != nil {
 		t.Fatal(err)
 	}
 	const sourceARN = "arn:aws:secretsmanager:eu-west-2:123456789012:secret:sandstone/source-db-AbCdEf"
@@ -164,9 +167,15 @@ func TestFunctionsWithTerraformsEnvironment(t *testing.T) {
 		} else if resp.Stage != s.stage || len(resp.Batches) != 1 {
 			t.Fatalf("%s: response %s\nlogs:\n%s", s.stage, body, f.Logs)
 		}
+		// The EMF line is the run's last: once it is there, every line of
+		// the run is, and the absence of ERROR lines means something.
+		f.WaitFor(t, s.stage+" EMF metrics line", 1, func(l map[string]any) bool { return l["Stage"] == s.stage && l["_aws"] != nil })
 		if errs := f.Lines(func(l map[string]any) bool { return l["level"] == "ERROR" }); len(errs) > 0 {
 			t.Fatalf("%s logged errors: %v", s.stage, errs)
 		}
+	}
+	if r := s3.Refusals(); len(r) != 0 {
+		t.Fatalf("the buckets' policy refused writes of the stages: %v", r)
 	}
 	counts, err := warehouse.Counts(context.Background(), wh, "public")
 	if err != nil {

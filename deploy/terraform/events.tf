@@ -3,7 +3,7 @@
 
 # ingest: a tick of EventBridge Scheduler.
 resource "aws_scheduler_schedule" "ingest" {
-  name                = "${var.name_prefix}-ingest"
+  name                = local.schedule_names["ingest"]
   description         = "Starts ${local.function_names["ingest"]} on ${var.schedule_expression}."
   schedule_expression = var.schedule_expression
 
@@ -51,6 +51,35 @@ resource "aws_scheduler_schedule" "audit" {
     retry_policy {
       maximum_event_age_in_seconds = 3600
       maximum_retry_attempts       = 3
+    }
+  }
+}
+
+# transform and load: the same schedule also starts them, as a sweep. A run
+# with nothing to do lists the manifests and ends; a lost S3 notification
+# then delays a batch by one tick at most, and every stage has a
+# heartbeat tied to the schedule (the not-running alarms).
+resource "aws_scheduler_schedule" "sweep" {
+  for_each = toset(["transform", "load"])
+
+  name                = local.schedule_names[each.key]
+  description         = "Starts ${local.function_names[each.key]} on ${var.schedule_expression}, as a sweep after the S3 notifications."
+  schedule_expression = var.schedule_expression
+
+  flexible_time_window {
+    mode = "OFF"
+  }
+
+  target {
+    arn      = aws_lambda_function.stage[each.key].arn
+    role_arn = aws_iam_role.scheduler.arn
+    input    = <<-EOT
+      {"source": "sandstone.scheduler", "stage": "${each.key}", "schedule_arn": "<aws.scheduler.schedule-arn>", "scheduled_time": "<aws.scheduler.scheduled-time>"}
+    EOT
+
+    retry_policy {
+      maximum_event_age_in_seconds = 300
+      maximum_retry_attempts       = 2
     }
   }
 }

@@ -203,7 +203,8 @@ data "aws_iam_policy_document" "audit_warehouse" {
   }
 }
 
-# EventBridge Scheduler's own role: it may invoke ingest and nothing else.
+# EventBridge Scheduler's own role for the pipeline's ticks: it may invoke
+# ingest, transform and load (the sweeps), and nothing else.
 data "aws_iam_policy_document" "scheduler_assume" {
   statement {
     actions = ["sts:AssumeRole"]
@@ -223,15 +224,15 @@ resource "aws_iam_role" "scheduler" {
   name                 = "${var.name_prefix}-scheduler"
   path                 = local.role_path
   permissions_boundary = local.permissions_boundary_arn
-  description          = "Lets EventBridge Scheduler start ${local.function_names["ingest"]}."
+  description          = "Lets EventBridge Scheduler start ${local.function_names["ingest"]}, ${local.function_names["transform"]} and ${local.function_names["load"]}."
   assume_role_policy   = data.aws_iam_policy_document.scheduler_assume.json
 }
 
 data "aws_iam_policy_document" "scheduler" {
   statement {
-    sid       = "InvokeIngest"
+    sid       = "InvokeTheTickedStages"
     actions   = ["lambda:InvokeFunction"]
-    resources = [aws_lambda_function.stage["ingest"].arn]
+    resources = [for s in local.ticked_stages : aws_lambda_function.stage[s].arn]
   }
 }
 

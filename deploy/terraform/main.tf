@@ -1,6 +1,6 @@
 # The four functions (three stages and the audit), what each is told
-# through its environment, and the key prefixes each may write. The bucket contracts are in shared DESIGN.md; the
-# key layout is internal/lake (manifests/NNNNNN/NNNNNNNNNNNN.json written last
+# through its environment, and the key prefixes each may write. The bucket
+# contracts are in docs/design.md; the key layout is internal/lake (manifests/NNNNNN/NNNNNNNNNNNN.json written last
 # per batch, data under TABLE/YYYY/MM/DD/...).
 
 locals {
@@ -72,6 +72,28 @@ locals {
 
   function_names = { for s in keys(local.stages) : s => "${var.name_prefix}-${s}" }
 
+  # The pipeline's schedule (schedule_expression) starts ingest, and sweeps
+  # transform and load, on every tick (events.tf): each stage's heartbeat
+  # alarm (not-running) fires after three ticks without an invocation. The
+  # interval is read from a rate(), or given for a cron() by
+  # schedule_interval_minutes. CloudWatch takes periods of up to an hour
+  # here, so a longer interval is watched in hours.
+  ticked_stages             = toset(["ingest", "transform", "load"])
+  schedule_names            = { for s in local.ticked_stages : s => "${var.name_prefix}-${s}" }
+  schedule_rate             = regexall("^rate\\(([0-9]+) (minute|hour)s?\\)$", var.schedule_expression)
+  schedule_interval_seconds = length(local.schedule_rate) > 0 ? tonumber(local.schedule_rate[0][0]) * { minute = 60, hour = 3600 }[local.schedule_rate[0][1]] : (var.schedule_interval_minutes == null ? 0 : var.schedule_interval_minutes) * 60
+  stale_period_seconds      = min(3600, local.schedule_interval_seconds)
+  stale_periods             = ceil(3 * local.schedule_interval_seconds / local.stale_period_seconds)
+  stale_window_minutes      = local.stale_period_seconds * local.stale_periods / 60
+
+  # The freshness-missing alarm looks at two periods of half the freshness
+  # threshold each (whole minutes, at least one).
+  freshness_missing_period_seconds = max(60, floor(var.freshness_threshold_seconds / 120) * 60)
+
+  # The bootstrap zip, found from this directory whatever the working
+  # directory of terraform (path.module), unless lambda_zip names one.
+  lambda_zip = var.lambda_zip != null ? var.lambda_zip : "${path.module}/../../bin/lambda/bootstrap.zip"
+
   # Every role lives under /NAME_PREFIX/ and carries the permissions
   # boundary the bootstrap made: the deploy role may create no other.
   role_path                = "/${var.name_prefix}/"
@@ -119,7 +141,7 @@ locals {
 
   # Metrics: error log lines per function (metric filters, below), and the
   # stages' own Embedded Metric Format lines (Rows, Seconds, Failures,
-  # FreshnessSeconds) in namespace Sandstone with dimension Stage.
+  # BehindSourceSeconds) in namespace Sandstone with dimension Stage.
   error_metric_namespace = "Sandstone/ErrorLogs"
   emf_namespace          = "Sandstone"
 

@@ -458,6 +458,8 @@ func (m *module) context(attrs []string) *hcl.EvalContext {
 		Variables: map[string]cty.Value{
 			"var":   cty.ObjectVal(vars),
 			"local": cty.ObjectVal(locals),
+			// path.module and the others stand for themselves.
+			"path": cty.ObjectVal(map[string]cty.Value{"module": cty.StringVal("${path.module}"), "root": cty.StringVal("${path.root}"), "cwd": cty.StringVal("${path.cwd}")}),
 		},
 		Functions: functions(),
 	}
@@ -523,6 +525,13 @@ func functions() map[string]function.Function {
 			return convert.Convert(args[0], cty.Number)
 		},
 	})
+	toSet := function.New(&function.Spec{
+		Params: []function.Parameter{{Name: "v", Type: cty.List(cty.String)}},
+		Type:   function.StaticReturnType(cty.Set(cty.String)),
+		Impl: func(args []cty.Value, _ cty.Type) (cty.Value, error) {
+			return convert.Convert(args[0], cty.Set(cty.String))
+		},
+	})
 	return map[string]function.Function{
 		"can":              tryfunc.CanFunc,
 		"ceil":             stdlib.CeilFunc,
@@ -546,6 +555,7 @@ func functions() map[string]function.Function {
 		"replace":          stdlib.ReplaceFunc,
 		"setproduct":       stdlib.SetProductFunc,
 		"tonumber":         toNumber,
+		"toset":            toSet,
 		"try":              tryfunc.TryFunc,
 		"upper":            stdlib.UpperFunc,
 		"values":           stdlib.ValuesFunc,

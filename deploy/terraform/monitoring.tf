@@ -3,7 +3,10 @@
 # shows. docs/deploy.md explains each alarm and where to look next.
 
 # Not KMS-encrypted: CloudWatch alarms cannot publish to a topic encrypted
-# with the AWS-managed SNS key, and the messages hold no data.
+# with the AWS-managed key alias/aws/sns (its key policy cannot grant
+# cloudwatch.amazonaws.com kms:GenerateDataKey), and the messages hold no
+# data: an alarm's name, state and description.
+#tfsec:ignore:aws-sns-enable-topic-encryption With alias/aws/sns CloudWatch could not publish (no alarm would reach anyone); a customer managed key would work but costs a key, a key policy and kms:CreateKey on "*" for the deploy role, to protect alarm names and states.
 resource "aws_sns_topic" "alarms" {
   name = "${var.name_prefix}-alarms"
 }
@@ -101,21 +104,32 @@ resource "aws_cloudwatch_metric_alarm" "throttles" {
   ok_actions          = [aws_sns_topic.alarms.arn]
 }
 
-# The heartbeat: ingest runs on every tick, data or not.
-resource "aws_cloudwatch_metric_alarm" "ingest_not_running" {
-  alarm_name          = "${local.function_names["ingest"]}-not-running"
-  alarm_description   = "${local.function_names["ingest"]} was not invoked for 30 minutes: the schedule ${aws_scheduler_schedule.ingest.name} is disabled or failing (check its role), or the function was removed."
+# The heartbeats: the schedule starts ingest, transform and load on every
+# tick (events.tf), data or not, so a stage that is not invoked for three
+# ticks in a row has stopped: its schedule is disabled or failing, or the
+# function is gone. The period follows schedule_expression (main.tf).
+resource "aws_cloudwatch_metric_alarm" "not_running" {
+  for_each = local.ticked_stages
+
+  alarm_name          = "${local.function_names[each.key]}-not-running"
+  alarm_description   = "${local.function_names[each.key]} was not invoked for ${local.stale_window_minutes} minutes, three ticks of ${var.schedule_expression}: the schedule ${local.schedule_names[each.key]} is disabled or failing (check its role ${aws_iam_role.scheduler.name}), or the function was removed."
   namespace           = "AWS/Lambda"
   metric_name         = "Invocations"
-  dimensions          = { FunctionName = aws_lambda_function.stage["ingest"].function_name }
+  dimensions          = { FunctionName = aws_lambda_function.stage[each.key].function_name }
   statistic           = "Sum"
-  period              = 900
-  evaluation_periods  = 2
+  period              = local.stale_period_seconds
+  evaluation_periods  = local.stale_periods
+  datapoints_to_alarm = local.stale_periods
   comparison_operator = "LessThanThreshold"
   threshold           = 1
   treat_missing_data  = "breaching"
   alarm_actions       = [aws_sns_topic.alarms.arn]
   ok_actions          = [aws_sns_topic.alarms.arn]
+}
+
+moved {
+  from = aws_cloudwatch_metric_alarm.ingest_not_running
+  to   = aws_cloudwatch_metric_alarm.not_running["ingest"]
 }
 
 resource "aws_cloudwatch_metric_alarm" "dlq_depth" {
@@ -134,13 +148,17 @@ resource "aws_cloudwatch_metric_alarm" "dlq_depth" {
   ok_actions          = [aws_sns_topic.alarms.arn]
 }
 
-# Load reports, per batch, how long the newest source change in it took to
-# reach the warehouse (EMF metric FreshnessSeconds, dimension Stage = load).
+# Load reports, when it loaded batches, how far the warehouse was then
+# behind totesys: the age of the newest loaded batch's snapshot (EMF metric
+# BehindSourceSeconds, dimension Stage = load). It measures the pipeline,
+# not the source: a quiet source sends nothing, and a writer whose clock
+# runs hours off (last_updated in another time zone) does not make it lie,
+# as FreshnessSeconds (now less the newest last_updated) would.
 resource "aws_cloudwatch_metric_alarm" "freshness" {
   alarm_name          = "${local.function_names["load"]}-freshness"
-  alarm_description   = "A totesys change took more than ${var.freshness_threshold_seconds} s to reach the warehouse (${local.function_names["load"]}, metric ${local.emf_namespace}/FreshnessSeconds). Look for error alarms of ingest, transform or load, or a backlog (duration and throttle alarms)."
+  alarm_description   = "The warehouse fell more than ${var.freshness_threshold_seconds} s behind totesys (${local.function_names["load"]}, metric ${local.emf_namespace}/BehindSourceSeconds). Look for error alarms of ingest, transform or load, or a backlog (duration and throttle alarms)."
   namespace           = local.emf_namespace
-  metric_name         = "FreshnessSeconds"
+  metric_name         = "BehindSourceSeconds"
   dimensions          = { Stage = "load" }
   statistic           = "Maximum"
   period              = 300
@@ -150,6 +168,53 @@ resource "aws_cloudwatch_metric_alarm" "freshness" {
   treat_missing_data  = "notBreaching"
   alarm_actions       = [aws_sns_topic.alarms.arn]
   ok_actions          = [aws_sns_topic.alarms.arn]
+}
+
+# BehindSourceSeconds exists only when load loaded something, so the alarm
+# above keeps quiet without it (nights, quiet hours). This one fires when
+# the metric is missing although ingest keeps landing rows: in each of two
+# periods in a row, ingest landed rows (Sandstone Rows, Stage = ingest) and
+# load reported no freshness (BehindSourceSeconds, Stage = load). A change
+# that lands late in one period is loaded in the next one, which then has
+# its freshness: two periods in a row cannot both be missing by lateness
+# alone. Without any ingest data it keeps quiet: not-running fires then.
+resource "aws_cloudwatch_metric_alarm" "freshness_missing" {
+  alarm_name          = "${local.function_names["load"]}-freshness-missing"
+  alarm_description   = "Ingest landed totesys changes in each of the last two ${local.freshness_missing_period_seconds / 60}-minute periods, but ${local.function_names["load"]} reported no ${local.emf_namespace}/BehindSourceSeconds: changes are not reaching the warehouse. Look for error, not-running, duration and throttle alarms of ${local.function_names["transform"]} and ${local.function_names["load"]}, and their logs."
+  comparison_operator = "GreaterThanOrEqualToThreshold"
+  threshold           = 1
+  evaluation_periods  = 2
+  datapoints_to_alarm = 2
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = [aws_sns_topic.alarms.arn]
+  ok_actions          = [aws_sns_topic.alarms.arn]
+
+  metric_query {
+    id          = "stuck"
+    expression  = "IF(FILL(landed, 0) > 0 AND FILL(loaded, 0) == 0, 1, 0)"
+    label       = "Ingest landed rows, but load reported nothing loaded"
+    return_data = true
+  }
+  metric_query {
+    id = "landed"
+    metric {
+      namespace   = local.emf_namespace
+      metric_name = "Rows"
+      dimensions  = { Stage = "ingest" }
+      period      = local.freshness_missing_period_seconds
+      stat        = "Sum"
+    }
+  }
+  metric_query {
+    id = "loaded"
+    metric {
+      namespace   = local.emf_namespace
+      metric_name = "BehindSourceSeconds"
+      dimensions  = { Stage = "load" }
+      period      = local.freshness_missing_period_seconds
+      stat        = "SampleCount"
+    }
+  }
 }
 
 # The audit's findings (EMF, dimension Stage = audit): rows of totesys that

@@ -42,12 +42,17 @@ func TestWiring(t *testing.T) {
 	}
 	// The checks looked at what they claim to: four functions, an error
 	// alarm per function and kind, duration and throttle alarms per
-	// function, ingest's heartbeat, the queue, freshness, the audit's
-	// drift and staleness; one Glue table per star table.
+	// function, the heartbeats of ingest, transform and load, the queue,
+	// freshness (too slow, and missing), the audit's drift and staleness;
+	// one Glue table per star table; ingest's schedule, the two sweeps and
+	// the audit's.
+	if n := len(m.instances("aws_scheduler_schedule")); n != 4 {
+		t.Errorf("%d schedules, want 4", n)
+	}
 	if n := len(m.instances("aws_lambda_function")); n != 4 {
 		t.Errorf("%d functions, want 4", n)
 	}
-	if n, want := len(m.instances("aws_cloudwatch_metric_alarm")), 4*len(errkind.All)+4+4+3+2; n != want {
+	if n, want := len(m.instances("aws_cloudwatch_metric_alarm")), 4*len(errkind.All)+4+4+3+3+2; n != want {
 		t.Errorf("%d alarms, want %d", n, want)
 	}
 	if n := len(m.instances("aws_glue_catalog_table")); n != 11 {
@@ -108,11 +113,49 @@ var mutations = []mutation{
 	{"no permission for S3", "events.tf", `principal      = "s3.amazonaws.com"`, `principal      = "sns.amazonaws.com"`,
 		[]string{"no aws_lambda_permission lets aws_s3_bucket.ingestion invoke the transform function"}},
 	{"schedule starts transform", "events.tf", `arn      = aws_lambda_function.stage\["ingest"\].arn`, `arn      = aws_lambda_function.stage["transform"].arn`,
-		[]string{"only the ingest and audit functions run on a schedule", "no aws_scheduler_schedule starts the ingest function"}},
+		[]string{`aws_scheduler_schedule.ingest and aws_scheduler_schedule.sweep["transform"] both start the transform function`, "no aws_scheduler_schedule starts the ingest function"}},
+	{"schedule starts the queue", "events.tf", `arn      = aws_lambda_function.stage\["ingest"\].arn`, `arn      = aws_sqs_queue.dlq.arn`,
+		[]string{"only the ingest, transform, load and audit functions run on a schedule"}},
+	{"sweep on its own schedule", "events.tf", `(resource "aws_scheduler_schedule" "sweep" \{(?s:.*?))schedule_expression = var.schedule_expression`, `${1}schedule_expression = "rate(1 day)"`,
+		[]string{`aws_scheduler_schedule.sweep["load"]: runs on "rate(1 day)", not on the pipeline's schedule_expression "rate(10 minutes)"`}},
+	{"no heartbeat for transform and load", "monitoring.tf", `for_each = local.ticked_stages`, `for_each = toset(["ingest"])`,
+		[]string{`aws_lambda_function.stage["transform"]: no alarm when it stops being invoked`, `aws_lambda_function.stage["load"]: no alarm when it stops being invoked`}},
+	{"heartbeat content without invocations", "monitoring.tf", `(resource "aws_cloudwatch_metric_alarm" "not_running" \{(?s:.*?))treat_missing_data  = "breaching"`, `${1}treat_missing_data  = "notBreaching"`,
+		[]string{"the heartbeat must treat missing data (no invocation) as breaching"}},
+	{"heartbeat with a fixed 30 minutes", "monitoring.tf", `period              = local.stale_period_seconds`, `period              = 900`,
+		[]string{"the heartbeat looks at 2700 s; the schedule rate(10 minutes) ticks every 600 s"}},
+	{"heartbeat on one empty period", "monitoring.tf", `datapoints_to_alarm = local.stale_periods`, `datapoints_to_alarm = 1`,
+		[]string{"the heartbeat fires on 1 of 3 periods"}},
+	{"freshness missing alarm removed", "monitoring.tf", `metric_name = "BehindSourceSeconds"`, `metric_name = "Seconds"`,
+		[]string{"BehindSourceSeconds may go missing while ingest keeps landing rows, and no alarm fires"}},
+	{"freshness missing on one period", "monitoring.tf", `(resource "aws_cloudwatch_metric_alarm" "freshness_missing" \{(?s:.*?))datapoints_to_alarm = 2`, `${1}datapoints_to_alarm = 1`,
+		[]string{"must fire on 2 of 2 periods"}},
+	{"freshness missing on any landing", "monitoring.tf", `AND FILL\(loaded, 0\) == 0`, `OR FILL(loaded, 0) == 0`,
+		[]string{"want the returned expression IF(FILL(landed, 0) > 0 AND FILL(loaded, 0) == 0, 1, 0)"}},
+	{"bucket overwrites allowed", "s3.tf", `(?s)    condition \{\n      test     = "Null"\n      variable = "s3:if-none-match".*?\n    \}\n`, ``,
+		[]string{"aws_s3_bucket.ingestion: its policy does not deny s3:PutObject", "aws_s3_bucket.processed: its policy does not deny s3:PutObject"}},
+	{"multipart parts refused", "s3.tf", `(?s)    condition \{\n      test     = "Bool"\n      variable = "s3:ObjectCreationOperation".*?\n    \}\n`, ``,
+		[]string{"aws_s3_bucket.ingestion: its policy does not deny s3:PutObject"}},
+	{"a prefix exempt from write-once", "s3.tf", `resources = \["\$\{each.value.arn\}/\*"\]\n    principals \{\n      type        = "\*"\n      identifiers = \["\*"\]\n    \}\n    condition \{\n      test     = "Null"`, "resources = [\"$${each.value.arn}/manifests/*\"]\n    principals {\n      type        = \"*\"\n      identifiers = [\"*\"]\n    }\n    condition {\n      test     = \"Null\"",
+		[]string{"aws_s3_bucket.ingestion: its policy does not deny s3:PutObject"}},
+	{"versions deletable", "s3.tf", `actions   = \["s3:DeleteObject", "s3:DeleteObjectVersion"\]`, `actions   = ["s3:DeleteObject"]`,
+		[]string{"aws_s3_bucket.ingestion: its policy does not deny s3:DeleteObjectVersion", "aws_s3_bucket.processed: its policy does not deny s3:DeleteObjectVersion"}},
+	{"objects deletable", "s3.tf", `actions   = \["s3:DeleteObject", "s3:DeleteObjectVersion"\]`, `actions   = ["s3:DeleteObjectVersion"]`,
+		[]string{"aws_s3_bucket.ingestion: its policy does not deny s3:DeleteObject on"}},
+	{"no bucket policy on processed", "s3.tf", `policy = data.aws_iam_policy_document.bucket\[each.key\].json`, `policy = each.key == "processed" ? jsonencode({ Statement = [] }) : data.aws_iam_policy_document.bucket[each.key].json`,
+		[]string{"aws_s3_bucket.processed: no bucket policy"}},
+	{"processed policy without its rules", "s3.tf", `policy = data.aws_iam_policy_document.bucket\[each.key\].json`, `policy = each.key == "processed" ? jsonencode({ Statement = [{ Effect = "Deny", Principal = "*", Action = "s3:GetObject", Resource = "*" }] }) : data.aws_iam_policy_document.bucket[each.key].json`,
+		[]string{"aws_s3_bucket.processed: its policy does not deny plain HTTP", "aws_s3_bucket.processed: its policy does not deny s3:DeleteObjectVersion"}},
+	{"zip relative to the working directory", "main.tf", `"\$\{path.module\}/../../bin/lambda/bootstrap.zip"`, `"../../bin/lambda/bootstrap.zip"`,
+		[]string{`aws_lambda_function.stage["ingest"]: filename "../../bin/lambda/bootstrap.zip" is relative to the working directory`}},
 	{"schedule input not JSON", "events.tf", `"stage": "ingest",`, `"stage": ingest,`,
 		[]string{"target input", "is not JSON"}},
-	{"scheduler may invoke every function", "iam.tf", `resources = \[aws_lambda_function.stage\["ingest"\].arn\]`, `resources = ["*"]`,
-		[]string{"it needs only lambda:InvokeFunction on ingest"}},
+	{"scheduler may invoke every function", "iam.tf", `resources = \[for s in local.ticked_stages : aws_lambda_function.stage\[s\].arn\]`, `resources = ["*"]`,
+		[]string{"it needs only lambda:InvokeFunction on ingest, load, transform"}},
+	{"scheduler may invoke the audit", "iam.tf", `resources = \[for s in local.ticked_stages : aws_lambda_function.stage\[s\].arn\]`, `resources = [for s in keys(local.stages) : aws_lambda_function.stage[s].arn]`,
+		[]string{`aws_iam_role.scheduler: the schedule's role may lambda:InvokeFunction on ${aws_lambda_function.stage["audit"].arn}`}},
+	{"scheduler may not invoke load", "iam.tf", `resources = \[for s in local.ticked_stages : aws_lambda_function.stage\[s\].arn\]`, `resources = [aws_lambda_function.stage["ingest"].arn, aws_lambda_function.stage["transform"].arn]`,
+		[]string{"aws_iam_role.scheduler: the schedule's role may not invoke load"}},
 	{"ingest reads any object anywhere", "iam.tf", `resources = \["\$\{aws_s3_bucket.ingestion.arn\}/\*"\]`, `resources = ["*"]`,
 		[]string{`s3:GetObject on resource "*"`, "does not allow s3:GetObject on objects of aws_s3_bucket.ingestion"}},
 	{"ingest may delete", "iam.tf", `actions   = \["s3:PutObject", "s3:AbortMultipartUpload"\]`, `actions   = ["s3:PutObject", "s3:AbortMultipartUpload", "s3:DeleteObject"]`,
@@ -178,7 +221,7 @@ var mutations = []mutation{
 	{"audit scheduler may invoke every function", "iam.tf", `resources = \[aws_lambda_function.stage\["audit"\].arn\]`, `resources = ["*"]`,
 		[]string{"it needs only lambda:InvokeFunction on audit"}},
 	{"audit scheduler uses ingest's role", "events.tf", `role_arn = aws_iam_role.audit_scheduler\[0\].arn`, `role_arn = aws_iam_role.scheduler.arn`,
-		[]string{"aws_iam_role.scheduler: the schedule's role may lambda:InvokeFunction on ${aws_lambda_function.stage[\"ingest\"].arn}; it needs only lambda:InvokeFunction on audit"}},
+		[]string{"aws_iam_role.scheduler: the audit's schedule must have a role of its own", "aws_iam_role.scheduler: the schedule's role may not invoke audit"}},
 	{"audit writes manifests without repair", "iam.tf", `resources = \["\$\{aws_s3_bucket.ingestion.arn\}/\$\{local.audit_report_prefix\}\*"\]`,
 		`resources = ["$${aws_s3_bucket.ingestion.arn}/$${local.audit_report_prefix}*", "$${aws_s3_bucket.ingestion.arn}/manifests/*"]`,
 		[]string{"s3:PutObject on ${aws_s3_bucket.ingestion.arn}/manifests/* is not the audit function's"}},
@@ -492,8 +535,8 @@ func TestAuditVariants(t *testing.T) {
 			if got := auditPuts(t, m); !slices.Equal(got, []string{bucket + "audits/*"}) {
 				t.Errorf("the audit may put %v, want only audits/*", got)
 			}
-			if n := len(m.instances("aws_scheduler_schedule")); n != 2 {
-				t.Errorf("%d schedules, want ingest's and the audit's", n)
+			if n := len(m.instances("aws_scheduler_schedule")); n != 4 {
+				t.Errorf("%d schedules, want ingest's, the two sweeps and the audit's", n)
 			}
 		}},
 		{"repair", map[string]string{"audit_repair": "true"}, func(t *testing.T, m *module) {
@@ -523,8 +566,8 @@ func TestAuditVariants(t *testing.T) {
 		}},
 		{"repair and warehouse check", map[string]string{"audit_repair": "true", "audit_warehouse_check": "true"}, nil},
 		{"no schedule", map[string]string{"audit_schedule_expression": `""`}, func(t *testing.T, m *module) {
-			if n := len(m.instances("aws_scheduler_schedule")); n != 1 {
-				t.Errorf("%d schedules, want ingest's only", n)
+			if n := len(m.instances("aws_scheduler_schedule")); n != 3 {
+				t.Errorf("%d schedules, want ingest's and the two sweeps only", n)
 			}
 			for _, a := range alarmsOf(m) {
 				if a.metric == "AuditSucceeded" {
@@ -614,6 +657,269 @@ func TestAuditScheduleValidation(t *testing.T) {
 		}
 		if v.True() != ok {
 			t.Errorf("%q: valid %v, want %v", expr, v.True(), ok)
+		}
+	}
+}
+
+// heartbeatWindow is the window of the not-running alarm of stage, in s.
+func heartbeatWindow(t *testing.T, m *module, stage string) float64 {
+	t.Helper()
+	for _, a := range alarmsOf(m) {
+		if a.metric == "Invocations" && a.dims["FunctionName"] == `${aws_lambda_function.stage["`+stage+`"].function_name}` {
+			return a.window
+		}
+	}
+	t.Fatalf("no heartbeat of %s", stage)
+	return 0
+}
+
+// TestScheduleVariants: the heartbeats of ingest, transform and load
+// follow schedule_expression (three ticks, in periods of at most an hour),
+// a cron() takes schedule_interval_minutes, and the checks catch a
+// heartbeat whose window stays put when the schedule changes.
+func TestScheduleVariants(t *testing.T) {
+	for _, v := range []struct {
+		name     string
+		defaults map[string]string
+		window   float64
+		broken   string // an edit of main.tf that must be reported
+	}{
+		{"default", nil, 1800, ""},
+		{"every minute", map[string]string{"schedule_expression": `"rate(1 minute)"`}, 180, ""},
+		{"hourly", map[string]string{"schedule_expression": `"rate(1 hour)"`}, 3 * 3600, ""},
+		{"every 6 hours", map[string]string{"schedule_expression": `"rate(6 hours)"`}, 3 * 6 * 3600, ""},
+		{"cron", map[string]string{"schedule_expression": `"cron(0/15 * * * ? *)"`, "schedule_interval_minutes": "15"}, 3 * 900, ""},
+		{"fixed periods", map[string]string{"schedule_expression": `"rate(2 hours)"`}, 0,
+			`stale_periods             = 3`},
+	} {
+		t.Run(v.name, func(t *testing.T) {
+			files := mainFiles(t)
+			for name, value := range v.defaults {
+				withDefault(t, files, name, value)
+			}
+			if v.broken != "" {
+				re := regexp.MustCompile(`stale_periods             = ceil\(3 \* local.schedule_interval_seconds / local.stale_period_seconds\)`)
+				if !re.Match(files["main.tf"]) {
+					t.Fatal("mutation does not apply")
+				}
+				files["main.tf"] = re.ReplaceAll(files["main.tf"], []byte(v.broken))
+			}
+			m, err := parseModule(files)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ps := check(m)
+			if v.broken != "" {
+				if !problemsContain(ps, "the heartbeat looks at 10800 s; the schedule rate(2 hours) ticks every 7200 s") {
+					t.Errorf("a heartbeat that ignores the schedule is not reported:\n%s", strings.Join(ps, "\n"))
+				}
+				return
+			}
+			for _, p := range ps {
+				t.Error(p)
+			}
+			for _, stage := range []string{"ingest", "transform", "load"} {
+				if got := heartbeatWindow(t, m, stage); got != v.window {
+					t.Errorf("%s: heartbeat window %v s, want %v s", stage, got, v.window)
+				}
+			}
+		})
+	}
+}
+
+// TestBucketPolicyForTeardown: force_destroy_buckets lifts the rule that
+// refuses deletes (the teardown must empty the buckets) and nothing else.
+func TestBucketPolicyForTeardown(t *testing.T) {
+	files := mainFiles(t)
+	withDefault(t, files, "force_destroy_buckets", "true")
+	m, err := parseModule(files)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range check(m) {
+		t.Error(p)
+	}
+	// And the check catches a policy that still refuses deletes then.
+	files["s3.tf"] = regexp.MustCompile(`var.force_destroy_buckets \? \[\] : `).ReplaceAll(files["s3.tf"], nil)
+	if m, err = parseModule(files); err != nil {
+		t.Fatal(err)
+	}
+	if ps := check(m); !problemsContain(ps, "force_destroy_buckets is set, but its policy still denies deletes") {
+		t.Errorf("not reported:\n%s", strings.Join(ps, "\n"))
+	}
+}
+
+// validation is the condition of variable name's validation block in
+// variables.tf, as a function of the variables it reads (the others at
+// their defaults).
+func validation(t *testing.T, name string) func(vars map[string]cty.Value) bool {
+	t.Helper()
+	files := mainFiles(t)
+	f, diags := hclparse.NewParser().ParseHCL(files["variables.tf"], "variables.tf")
+	if diags.HasErrors() {
+		t.Fatal(diags)
+	}
+	m, err := parseModule(files)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cond hcl.Expression
+	for _, b := range f.Body.(*hclsyntax.Body).Blocks {
+		if b.Type == "variable" && b.Labels[0] == name {
+			for _, v := range b.Body.Blocks {
+				if v.Type == "validation" {
+					cond = v.Body.Attributes["condition"].Expr
+				}
+			}
+		}
+	}
+	if cond == nil {
+		t.Fatalf("variable %s has no validation", name)
+	}
+	return func(vars map[string]cty.Value) bool {
+		all := map[string]cty.Value{}
+		for n, v := range m.variables {
+			all[n] = v.value
+		}
+		for n, v := range vars {
+			all[n] = v
+		}
+		v, diags := cond.Value(&hcl.EvalContext{Variables: map[string]cty.Value{"var": cty.ObjectVal(all)}, Functions: functions()})
+		if diags.HasErrors() {
+			t.Fatalf("%s %v: %s", name, vars, diags)
+		}
+		return v.True()
+	}
+}
+
+// TestValidations evaluates each variable's validation for values AWS
+// takes and values it refuses.
+func TestValidations(t *testing.T) {
+	n := func(f float64) cty.Value { return cty.NumberFloatVal(f) }
+	str := cty.StringVal
+	null := cty.NullVal(cty.Number)
+	for name, cases := range map[string][]struct {
+		vars map[string]cty.Value
+		ok   bool
+	}{
+		"async_retry_attempts": {
+			{map[string]cty.Value{"async_retry_attempts": n(0)}, true}, {map[string]cty.Value{"async_retry_attempts": n(2)}, true},
+			{map[string]cty.Value{"async_retry_attempts": n(3)}, false}, {map[string]cty.Value{"async_retry_attempts": n(-1)}, false},
+			{map[string]cty.Value{"async_retry_attempts": n(1.5)}, false},
+		},
+		"async_max_event_age_seconds": {
+			{map[string]cty.Value{"async_max_event_age_seconds": n(60)}, true}, {map[string]cty.Value{"async_max_event_age_seconds": n(21600)}, true},
+			{map[string]cty.Value{"async_max_event_age_seconds": n(59)}, false}, {map[string]cty.Value{"async_max_event_age_seconds": n(21601)}, false},
+			{map[string]cty.Value{"async_max_event_age_seconds": n(90.5)}, false},
+		},
+		"secret_recovery_window_days": {
+			{map[string]cty.Value{"secret_recovery_window_days": n(0)}, true}, {map[string]cty.Value{"secret_recovery_window_days": n(7)}, true},
+			{map[string]cty.Value{"secret_recovery_window_days": n(30)}, true}, {map[string]cty.Value{"secret_recovery_window_days": n(3)}, false},
+			{map[string]cty.Value{"secret_recovery_window_days": n(31)}, false}, {map[string]cty.Value{"secret_recovery_window_days": n(7.5)}, false},
+		},
+		"freshness_threshold_seconds": {
+			{map[string]cty.Value{"freshness_threshold_seconds": n(1800)}, true}, {map[string]cty.Value{"freshness_threshold_seconds": n(60)}, false},
+		},
+		"schedule_interval_minutes": {
+			{map[string]cty.Value{"schedule_interval_minutes": null}, true}, {map[string]cty.Value{"schedule_interval_minutes": n(15)}, true},
+			{map[string]cty.Value{"schedule_interval_minutes": n(0)}, false}, {map[string]cty.Value{"schedule_interval_minutes": n(1441)}, false},
+		},
+		"schedule_expression": {
+			{map[string]cty.Value{"schedule_expression": str("rate(10 minutes)")}, true},
+			{map[string]cty.Value{"schedule_expression": str("rate(1 minute)")}, true},
+			{map[string]cty.Value{"schedule_expression": str("rate(1440 minutes)")}, true},
+			{map[string]cty.Value{"schedule_expression": str("rate(24 hours)")}, true},
+			{map[string]cty.Value{"schedule_expression": str("cron(0/5 * * * ? *)"), "schedule_interval_minutes": n(5)}, true},
+			{map[string]cty.Value{"schedule_expression": str("cron(0/5 * * * ? *)")}, false},
+			{map[string]cty.Value{"schedule_expression": str("rate(1441 minutes)")}, false},
+			{map[string]cty.Value{"schedule_expression": str("rate(25 hours)")}, false},
+			{map[string]cty.Value{"schedule_expression": str("rate(1 day)")}, false},
+			{map[string]cty.Value{"schedule_expression": str("rate(0 minutes)")}, false},
+			{map[string]cty.Value{"schedule_expression": str("every 10 minutes")}, false},
+		},
+	} {
+		valid := validation(t, name)
+		for _, c := range cases {
+			if got := valid(c.vars); got != c.ok {
+				t.Errorf("%s %v: valid %v, want %v", name, c.vars, got, c.ok)
+			}
+		}
+	}
+}
+
+// stateKeys is the state bucket's objects under one key prefix.
+var stateKeys = regexp.MustCompile(`^\$\{aws_s3_bucket\.state\.arn\}/[a-z0-9-]+/\*$`)
+
+// checkPlanRole: the plan role's ReadOnlyAccess is narrowed by a denial of
+// every object read outside the state, and of the data reads of logs,
+// secrets and queues.
+func checkPlanRole(m *module) problems {
+	var p problems
+	var stmts []statement
+	for _, rp := range m.instances("aws_iam_role_policy") {
+		if rp.str("role") == "${aws_iam_role.plan.id}" {
+			stmts = append(stmts, m.statements(rp.value("policy"), &p)...)
+		}
+	}
+	deniedOutsideState := false
+	denied := map[string]bool{}
+	for _, s := range stmts {
+		if s.effect != "Deny" {
+			continue
+		}
+		if slices.Contains(s.actions, "s3:GetObject") && slices.Contains(s.actions, "s3:GetObjectVersion") && len(s.resources) == 0 &&
+			len(s.notResources) == 1 && stateKeys.MatchString(s.notResources[0]) {
+			deniedOutsideState = true
+		}
+		if slices.Equal(s.resources, []string{"*"}) {
+			for _, a := range s.actions {
+				denied[a] = true
+			}
+		}
+	}
+	if !deniedOutsideState {
+		p.add("plan role: ReadOnlyAccess reads every object in the account; deny s3:GetObject and s3:GetObjectVersion outside the state")
+	}
+	for _, a := range []string{"logs:GetLogEvents", "logs:FilterLogEvents", "logs:StartQuery", "secretsmanager:GetSecretValue", "sqs:ReceiveMessage", "dynamodb:Scan", "ssm:GetParameter"} {
+		if !denied[a] {
+			p.add("plan role: %s is not denied", a)
+		}
+	}
+	return p
+}
+
+func TestPlanRoleReadsNoData(t *testing.T) {
+	files, err := loadDir("bootstrap")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := parseModule(files)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, x := range checkPlanRole(m) {
+		t.Error(x)
+	}
+	for name, c := range map[string]struct{ old, new, want string }{
+		"objects readable":    {`not_resources = \[[^\]]*\]`, `not_resources = ["${aws_s3_bucket.state.arn}/*", "arn:aws:s3:::*"]`, "reads every object in the account"},
+		"log lines readable":  {`      "logs:GetLogEvents",\n`, ``, "logs:GetLogEvents is not denied"},
+		"no narrowing at all": {`policy = data.aws_iam_policy_document.plan_no_data.json`, `policy = data.aws_iam_policy_document.state.json`, "reads every object in the account"},
+	} {
+		broken := map[string][]byte{}
+		for k, v := range files {
+			broken[k] = v
+		}
+		re := regexp.MustCompile(c.old)
+		if !re.Match(broken["main.tf"]) {
+			t.Fatalf("%s: mutation does not apply", name)
+		}
+		broken["main.tf"] = re.ReplaceAll(broken["main.tf"], []byte(strings.ReplaceAll(c.new, "$", "$$")))
+		m, err := parseModule(broken)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ps := checkPlanRole(m); !problemsContain(ps, c.want) {
+			t.Errorf("%s: no problem mentions %q; got %v", name, c.want, ps)
 		}
 	}
 }

@@ -22,9 +22,9 @@ variable "tags" {
 }
 
 variable "lambda_zip" {
-  description = "Path of the zip holding the arm64 bootstrap binary, built by `make lambda` (relative to this directory)."
+  description = "Path of the zip holding the arm64 bootstrap binary. null (the default) takes bin/lambda/bootstrap.zip of this repository, built by `make lambda`, found from this directory (path.module) whatever the working directory."
   type        = string
-  default     = "../../bin/lambda/bootstrap.zip"
+  default     = null
 }
 
 variable "lambda_memory_mb" {
@@ -60,9 +60,25 @@ variable "lambda_timeout_seconds" {
 }
 
 variable "schedule_expression" {
-  description = "EventBridge Scheduler expression that starts ingest, e.g. rate(10 minutes) or cron(0/5 * * * ? *)."
+  description = "EventBridge Scheduler expression that starts ingest, and sweeps transform and load, e.g. rate(10 minutes) (1-1440 minutes or 1-24 hours) or cron(0/5 * * * ? *) (UTC) with schedule_interval_minutes. Each stage's not-running alarm fires after three intervals without an invocation."
   type        = string
   default     = "rate(10 minutes)"
+
+  validation {
+    condition     = can(regex("^rate\\(([1-9][0-9]{0,2}|1[0-3][0-9]{2}|14[0-3][0-9]|1440) minutes?\\)$|^rate\\(([1-9]|1[0-9]|2[0-4]) hours?\\)$", var.schedule_expression)) || (can(regex("^cron\\(\\S+( \\S+){5}\\)$", var.schedule_expression)) && var.schedule_interval_minutes != null)
+    error_message = "schedule_expression must be rate(N minutes) with N 1-1440, rate(N hours) with N 1-24, or cron(six fields) with schedule_interval_minutes set."
+  }
+}
+
+variable "schedule_interval_minutes" {
+  description = "For a cron() schedule_expression only: the longest gap between two of its ticks, in minutes (1-1440), from which the not-running alarms take their period. A rate() gives its own interval; leave null."
+  type        = number
+  default     = null
+
+  validation {
+    condition     = var.schedule_interval_minutes == null || (var.schedule_interval_minutes >= 1 && var.schedule_interval_minutes <= 1440)
+    error_message = "schedule_interval_minutes must be null or 1-1440."
+  }
 }
 
 variable "audit_schedule_expression" {
@@ -122,9 +138,14 @@ variable "alarm_email" {
 }
 
 variable "freshness_threshold_seconds" {
-  description = "Alarm when the newest source change took longer than this to reach the warehouse (FreshnessSeconds, emitted by load). 1800 s is the totesys specification's 30 minutes."
+  description = "Alarm when the warehouse is further than this behind totesys (BehindSourceSeconds, emitted by load: the age of the newest loaded batch's snapshot). 1800 s is the totesys specification's 30 minutes. The freshness-missing alarm looks at two periods of half of it."
   type        = number
   default     = 1800
+
+  validation {
+    condition     = var.freshness_threshold_seconds >= 120 && var.freshness_threshold_seconds <= 86400
+    error_message = "freshness_threshold_seconds must be 120-86400."
+  }
 }
 
 variable "duration_alarm_ratio" {
@@ -142,22 +163,37 @@ variable "async_retry_attempts" {
   description = "How many times Lambda retries a failed asynchronous invocation (0-2) before sending it to the dead-letter queue."
   type        = number
   default     = 2
+
+  validation {
+    condition     = contains([0, 1, 2], var.async_retry_attempts)
+    error_message = "async_retry_attempts must be 0, 1 or 2 (what Lambda accepts)."
+  }
 }
 
 variable "async_max_event_age_seconds" {
   description = "How long Lambda keeps an unprocessed asynchronous event (60-21600 s) before sending it to the dead-letter queue. Events are only hints, so an hour is plenty."
   type        = number
   default     = 3600
+
+  validation {
+    condition     = var.async_max_event_age_seconds >= 60 && var.async_max_event_age_seconds <= 21600 && floor(var.async_max_event_age_seconds) == var.async_max_event_age_seconds
+    error_message = "async_max_event_age_seconds must be a whole number of seconds, 60-21600 (what Lambda accepts)."
+  }
 }
 
 variable "secret_recovery_window_days" {
   description = "Days a deleted secret can be restored (0 deletes at once, else 7-30). With 0, `terraform destroy` followed by a new apply can reuse the secret names at once."
   type        = number
   default     = 7
+
+  validation {
+    condition     = var.secret_recovery_window_days == 0 || (var.secret_recovery_window_days >= 7 && var.secret_recovery_window_days <= 30 && floor(var.secret_recovery_window_days) == var.secret_recovery_window_days)
+    error_message = "secret_recovery_window_days must be 0 or a whole number of days 7-30 (what Secrets Manager accepts)."
+  }
 }
 
 variable "force_destroy_buckets" {
-  description = "Let `terraform destroy` delete the buckets with every object version in them. Leave false in production; set true (and apply) only to tear down."
+  description = "Let `terraform destroy` delete the buckets with every object version in them, and lift the buckets' policy rule that refuses deletes. Leave false in production; set true (and apply) only to tear down."
   type        = bool
   default     = false
 }

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -459,5 +460,63 @@ func TestNewDefaults(t *testing.T) {
 	}
 	if _, err := New(Config{SMTPStartTLS: "sometimes"}, nil); err == nil {
 		t.Error("New accepted an invalid config")
+	}
+}
+
+// TestWarningIsOneOffAndLeavesTheStreak: a warning (rows rejected) is sent
+// at once, every time, as state "warning", and neither starts a failure
+// streak nor ends one.
+func TestWarningIsOneOffAndLeavesTheStreak(t *testing.T) {
+	hooks := &hookReceiver{}
+	hook := webhookServer(t, hooks)
+	var logs logBuffer
+	n, _ := newNotifier(t, Config{Webhook: hook.URL, Reminder: time.Hour}, &logs)
+	ctx := context.Background()
+	n.Warn(ctx, "transform", "r1", errkind.BadRowsRejected, "2 rows rejected (sales_order bad_value 2)")
+	n.Warn(ctx, "transform", "r2", errkind.BadRowsRejected, "1 rows rejected (payment bad_value 1)")
+	n.Observe(ctx, "transform", "r3", nil)
+	posts := hooks.posted()
+	if len(posts) != 2 {
+		t.Fatalf("%d posts, want the 2 warnings and no recovery: %v", len(posts), posts)
+	}
+	for i, p := range posts {
+		if p["state"] != StateWarning || p["error_kind"] != "bad_rows_rejected" || !strings.Contains(p["text"].(string), "sandstone transform warning: bad_rows_rejected: ") {
+			t.Errorf("post %d: %v", i, p)
+		}
+	}
+	if st := n.State().Stages["transform"]; st.Failing || st.Failures != 0 {
+		t.Errorf("a warning changed the stage's state: %+v", st)
+	}
+}
+
+// TestSaveAndLoad: the state file run writes is what status and the next
+// run read; a missing file is no state, a damaged one an error.
+func TestSaveAndLoad(t *testing.T) {
+	var logs logBuffer
+	n, _ := newNotifier(t, Config{}, &logs)
+	n.Observe(context.Background(), "load", "r1", warehouseDown())
+	path := filepath.Join(t.TempDir(), "state", "alerts.json")
+	if err := n.Save(path); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Save(""); err != nil {
+		t.Errorf("an empty path: %v", err)
+	}
+	s, err := ReadState(path)
+	if err != nil || s == nil || !s.Stages["load"].Failing {
+		t.Fatalf("read back: %+v, %v", s, err)
+	}
+	again, _ := newNotifier(t, Config{}, &logs)
+	if err := again.Load(path); err != nil || !again.State().Stages["load"].Failing {
+		t.Errorf("load: %v, %+v", err, again.State())
+	}
+	if s, err := ReadState(filepath.Join(t.TempDir(), "none.json")); s != nil || err != nil {
+		t.Errorf("a missing file: %+v, %v", s, err)
+	}
+	if err := os.WriteFile(path, []byte("{"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := again.Load(path); err == nil {
+		t.Error("a damaged state file was read without an error")
 	}
 }

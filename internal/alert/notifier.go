@@ -8,10 +8,12 @@ package alert
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -24,6 +26,9 @@ const (
 	StateFailing   = "failing"
 	StateReminder  = "reminder"
 	StateRecovered = "recovered"
+	// StateWarning is a one-off message about something a person should
+	// look at that did not fail the stage (rows rejected).
+	StateWarning = "warning"
 )
 
 // Alert is one message about a stage, as posted to the webhook (JSON) and
@@ -57,6 +62,8 @@ func (a Alert) Summary() string {
 	case StateReminder:
 		return fmt.Sprintf("sandstone %s still failing: %s (%d failed runs since %s)",
 			a.Stage, a.ErrorKind, a.Failures, a.FailingSince.UTC().Format(time.RFC3339))
+	case StateWarning:
+		return fmt.Sprintf("sandstone %s warning: %s", a.Stage, a.ErrorKind)
 	default:
 		return fmt.Sprintf("sandstone %s recovered after %d failed runs", a.Stage, a.Failures)
 	}
@@ -157,6 +164,17 @@ func (n *Notifier) Observe(ctx context.Context, stage, runID string, err error) 
 	}
 }
 
+// Warn sends a one-off warning about a stage run that succeeded but left
+// something for a person to look at (kind, and message saying what): no
+// streak starts, and the stage's failure state is untouched. Delivery
+// failures are logged, never returned.
+func (n *Notifier) Warn(ctx context.Context, stage, runID string, kind errkind.Kind, message string) {
+	a := Alert{State: StateWarning, Stage: stage, RunID: runID, ErrorKind: kind, Time: n.now(), Host: n.host,
+		Message: config.Redact(message)}
+	a.Text = a.Summary() + ": " + a.Message
+	_ = n.deliver(ctx, a)
+}
+
 // transition updates the stage's state and returns the alert to send.
 func (n *Notifier) transition(stage, runID string, err error) (Alert, bool) {
 	now := n.now()
@@ -245,6 +263,56 @@ func (n *Notifier) State() State {
 		s.Stages[k] = *v
 	}
 	return s
+}
+
+// Load restores the state saved at path by Save, if there is one.
+func (n *Notifier) Load(path string) error {
+	s, err := ReadState(path)
+	if err == nil && s != nil {
+		n.Restore(*s)
+	}
+	return err
+}
+
+// Save writes the alert state to path (atomically: a new file renamed over
+// the old), for the next process and for `sandstone status`. An empty path
+// saves nothing.
+func (n *Notifier) Save(path string) error {
+	if path == "" {
+		return nil
+	}
+	data, err := json.MarshalIndent(n.State(), "", "  ")
+	if err != nil {
+		return fmt.Errorf("alert state: %w", err)
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
+		return fmt.Errorf("alert state: %w", err)
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, data, 0o600); err != nil {
+		return fmt.Errorf("alert state: %w", err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("alert state: %w", err)
+	}
+	return nil
+}
+
+// ReadState reads the state Save wrote at path; nil, nil when there is no
+// such file.
+func ReadState(path string) (*State, error) {
+	data, err := os.ReadFile(path) // #nosec G304 -- the operator's own state file
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("alert state: %w", err)
+	}
+	var s State
+	if err := json.Unmarshal(data, &s); err != nil {
+		return nil, fmt.Errorf("alert state %s: %w", path, err)
+	}
+	return &s, nil
 }
 
 // Restore replaces the alert state with s (saved by an earlier process),

@@ -60,7 +60,7 @@ func runStages(t *testing.T, p *pipeline.Pipeline, names ...string) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := st.Run(context.Background()); err != nil {
+		if _, err := st.Run(context.Background(), pipeline.Run{}); err != nil {
 			t.Fatalf("%s: %v", name, err)
 		}
 	}

@@ -6,12 +6,13 @@ import (
 
 	"github.com/sandstone-data/sandstone/internal/pgtest"
 	"github.com/sandstone-data/sandstone/internal/totesys"
+	"github.com/sandstone-data/sandstone/internal/totesys/synth"
 )
 
-func seeded(t *testing.T, orders int) (string, totesys.Stats) {
+func seeded(t *testing.T, orders int) (string, synth.Stats) {
 	t.Helper()
 	src := pgtest.NewDatabase(t)
-	stats, err := totesys.Seed(context.Background(), src, totesys.SeedOptions{SalesOrders: orders, RandomSeed: 3})
+	stats, err := synth.Seed(context.Background(), src, synth.SeedOptions{SalesOrders: orders, RandomSeed: 3})
 	if err != nil {
 		t.Fatal(err)
 	}

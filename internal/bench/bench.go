@@ -22,8 +22,10 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/sandstone-data/sandstone/internal/config"
 	"github.com/sandstone-data/sandstone/internal/sandbox"
 	"github.com/sandstone-data/sandstone/internal/totesys"
+	"github.com/sandstone-data/sandstone/internal/totesys/synth"
 	"github.com/sandstone-data/sandstone/internal/warehouse"
 )
 
@@ -36,6 +38,9 @@ const (
 	DefaultFreshnessInterval = 5 * time.Second
 	DefaultFreshnessTimeout  = 5 * time.Minute
 	DefaultPoll              = 200 * time.Millisecond
+	// DefaultBoundedBatchRows is the bound of the initial load in bounded
+	// batches: the CLI's and the Lambda's default.
+	DefaultBoundedBatchRows = config.DefaultMaxBatchRows
 	// BaselineSchema is the warehouse schema the baseline copies into.
 	BaselineSchema = "baseline"
 )
@@ -62,6 +67,9 @@ type Options struct {
 	FreshnessInterval time.Duration
 	FreshnessTimeout  time.Duration
 	Poll              time.Duration
+	// BoundedBatchRows is the bound of the initial load in bounded batches
+	// (a negative number skips the phase).
+	BoundedBatchRows int64
 	// Executable is the sandstone binary the stages run as (the running
 	// one when empty).
 	Executable string
@@ -83,7 +91,7 @@ func (o *Options) defaults() error {
 		o.SalesOrders = DefaultSalesOrders
 	}
 	if o.RandomSeed == 0 {
-		o.RandomSeed = totesys.DefaultRandomSeed
+		o.RandomSeed = synth.DefaultRandomSeed
 	}
 	if o.ChangeFraction == 0 {
 		o.ChangeFraction = DefaultChangeFraction
@@ -99,6 +107,9 @@ func (o *Options) defaults() error {
 	}
 	if o.Poll == 0 {
 		o.Poll = DefaultPoll
+	}
+	if o.BoundedBatchRows == 0 {
+		o.BoundedBatchRows = DefaultBoundedBatchRows
 	}
 	if o.Progress == nil {
 		o.Progress = io.Discard
@@ -163,7 +174,7 @@ func Run(ctx context.Context, opts Options) (res Result, err error) {
 
 	say("Seeding a totesys source with %d sales orders ...", opts.SalesOrders)
 	t0 := time.Now()
-	seeded, err := totesys.Seed(ctx, cfg.SourceURL, totesys.SeedOptions{SalesOrders: opts.SalesOrders, RandomSeed: opts.RandomSeed})
+	seeded, err := synth.Seed(ctx, cfg.SourceURL, synth.SeedOptions{SalesOrders: opts.SalesOrders, RandomSeed: opts.RandomSeed})
 	if err != nil {
 		return res, fmt.Errorf("bench: %w", err)
 	}
@@ -187,8 +198,8 @@ func Run(ctx context.Context, opts Options) (res Result, err error) {
 	say("  %d rows in %.2fs", res.BaselineRows, res.BaselineSeconds)
 	checkpoint(ctx, cfg.WarehouseURL)
 
-	say("Initial pipeline: ingest, transform, load into an empty warehouse ...")
-	initial, err := cycle(ctx, c, "initial", say)
+	say("Initial pipeline: ingest, transform, load into an empty warehouse, in one batch ...")
+	initial, err := cycle(ctx, c.with(config.EnvMaxBatchRows+"=0"), "initial", say)
 	if err != nil {
 		return res, fmt.Errorf("bench: %w", err)
 	}
@@ -204,8 +215,25 @@ func Run(ctx context.Context, opts Options) (res Result, err error) {
 		return res, fmt.Errorf("bench: %w", err)
 	}
 
+	if opts.BoundedBatchRows > 0 {
+		say("Initial load in bounded batches of %d rows (schema %s) ...", opts.BoundedBatchRows, BoundedSchema)
+		bounded, err := boundedRun{c: c, dir: sb.Dir, bound: opts.BoundedBatchRows, warehouse: cfg.WarehouseURL,
+			source: res.SourceRows}.run(ctx, say)
+		if err != nil {
+			return res, fmt.Errorf("bench: %w", err)
+		}
+		res.setBounded(opts.BoundedBatchRows, bounded)
+		if !bounded.Equal {
+			say("  THE BOUNDED LOAD MADE ANOTHER WAREHOUSE (%v differ): this is a bug", bounded.Differs)
+		}
+	}
+
+	before, err := maxSerials(ctx, cfg.WarehouseURL, cfg.WarehouseSchema)
+	if err != nil {
+		return res, err
+	}
 	say("Changing %.3g%% of the sales orders and payments ...", opts.ChangeFraction*100)
-	changed, err := totesys.ChangeFraction(ctx, cfg.SourceURL, opts.ChangeFraction)
+	changed, err := synth.ChangeFraction(ctx, cfg.SourceURL, opts.ChangeFraction)
 	if err != nil {
 		return res, fmt.Errorf("bench: %w", err)
 	}
@@ -216,6 +244,13 @@ func Run(ctx context.Context, opts Options) (res Result, err error) {
 		return res, fmt.Errorf("bench: %w", err)
 	}
 	res.IncrementalSeconds, res.IncrementalStageSeconds, res.IncrementalPeakRSSMB = incr.split()
+	res.IncrementalRowsPerSecond = map[string]float64{}
+	for s, sec := range res.IncrementalStageSeconds {
+		res.IncrementalRowsPerSecond[s] = perSecond(res.IncrementalChanges, sec)
+	}
+	if res.IncrementalLoadBatchSeconds, err = loadBatchSeconds(ctx, cfg.WarehouseURL, cfg.WarehouseSchema); err != nil {
+		return res, err
+	}
 
 	say("Audit: sandstone audit --json, the source against the two ingested batches ...")
 	a, err := c.audit(ctx)
@@ -229,6 +264,15 @@ func Run(ctx context.Context, opts Options) (res Result, err error) {
 	if res.AuditDrift {
 		say("  AUDIT FOUND DRIFT IN A CLEAN PIPELINE (%s): this is a bug", res.auditDrift())
 	}
+
+	say("Floor: the incremental load's fact rows written again by COPY alone, keys and foreign keys checked by PostgreSQL ...")
+	if res.FloorSeconds, res.FloorRows, err = measureFloor(ctx, cfg.WarehouseURL, cfg.WarehouseSchema, before); err != nil {
+		return res, err
+	}
+	res.setFloor()
+	say("  %d rows in %.2fs (%.0f rows/s); load took %.2fs (%.2fs in its batch): %.2fx the floor",
+		res.FloorRows, res.FloorSeconds, res.FloorRowsPerSecond, res.IncrementalStageSeconds["load"],
+		res.IncrementalLoadBatchSeconds, res.LoadFloorRatio)
 
 	if opts.FreshnessChanges > 0 {
 		say("Freshness: sandstone run --interval %s while the simulator writes %d changes ...",

@@ -14,7 +14,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/sandstone-data/sandstone/internal/totesys"
+	"github.com/sandstone-data/sandstone/internal/totesys/synth"
 )
 
 // Freshness is what the freshness phase measured.
@@ -196,7 +196,7 @@ func simulate(ctx context.Context, plan freshnessPlan, out chan<- simulated) {
 	step := max(plan.interval/5, 10*time.Millisecond)
 	var n int64
 	for n < int64(plan.changes) {
-		st, err := totesys.Simulate(ctx, plan.sourceURL, totesys.Activity{NewSalesOrders: 1, PaymentsPaid: 1}, rnd)
+		st, err := synth.Simulate(ctx, plan.sourceURL, synth.Activity{NewSalesOrders: 1, PaymentsPaid: 1}, rnd)
 		n += st["sales_order"] + st["payment"]
 		if err != nil {
 			out <- simulated{n, err}

@@ -77,6 +77,7 @@ func TestRunTiny(t *testing.T) {
 	res, err := Run(context.Background(), Options{
 		Dir: dir, SalesOrders: 2000, FreshnessChanges: 5, FreshnessInterval: time.Second,
 		Poll: 50 * time.Millisecond, Executable: exe, ProfileDir: profiles, Progress: &progress,
+		BoundedBatchRows: 2500,
 	})
 	if err != nil {
 		t.Fatalf("%v\n%s", err, progress.String())
@@ -96,7 +97,9 @@ func TestRunTiny(t *testing.T) {
 	for _, k := range []string{"sales_orders", "source_rows", "pipeline_seconds", "baseline_seconds", "ratio",
 		"rows_per_second", "peak_rss_mb", "incremental_seconds", "freshness_p50_seconds", "freshness_p95_seconds",
 		"stage_seconds", "machine", "targets", "audit_seconds", "audit_peak_rss_mb", "audit_drift", "audit_exit_code",
-		"audit_source_rows", "audit_landed_versions", "audit_ingest_ratio", "audit_tables"} {
+		"audit_source_rows", "audit_landed_versions", "audit_ingest_ratio", "audit_tables",
+		"incremental_rows_per_second", "incremental_load_batch_seconds", "floor_seconds", "load_floor_ratio",
+		"bounded_batches", "bounded_stage_seconds", "bounded_longest_seconds", "bounded_equal"} {
 		if _, ok := obj[k]; !ok {
 			t.Errorf("JSON has no %q:\n%s", k, js.String())
 		}
@@ -179,7 +182,18 @@ func TestRunTiny(t *testing.T) {
 	if !met["audit of the clean pipeline"] || !met["audit peak RSS"] {
 		t.Errorf("audit targets: %+v", res.Targets)
 	}
-	if res.RunPeakRSSMB <= 0 || res.Machine.CPUs <= 0 || res.Machine.PostgreSQL == "" || len(res.Targets) != 7 {
+	// The floor wrote the incremental load's fact rows again; the bounded
+	// load made the same warehouse, in batches of at most 2,500 rows.
+	if res.FloorRows != res.IncrementalChanges || res.FloorSeconds <= 0 || res.LoadFloorRatio <= 0 ||
+		res.IncrementalLoadBatchSeconds <= 0 || res.IncrementalRowsPerSecond["load"] <= 0 {
+		t.Errorf("floor: %d rows in %vs (load's batch %vs, %v rows/s), want the %d changes", res.FloorRows, res.FloorSeconds,
+			res.IncrementalLoadBatchSeconds, res.IncrementalRowsPerSecond["load"], res.IncrementalChanges)
+	}
+	if !res.BoundedEqual || res.BoundedBatches < 1 || res.BoundedStageSeconds["load"] <= 0 || res.BoundedLongestSeconds["load"] <= 0 {
+		t.Errorf("bounded load: %d batches, equal %v (%v differ), seconds %v, longest %v", res.BoundedBatches,
+			res.BoundedEqual, res.BoundedDiffers, res.BoundedStageSeconds, res.BoundedLongestSeconds)
+	}
+	if res.RunPeakRSSMB <= 0 || res.Machine.CPUs <= 0 || res.Machine.PostgreSQL == "" || len(res.Targets) != 9 {
 		t.Errorf("run RSS %v, machine %+v, %d targets", res.RunPeakRSSMB, res.Machine, len(res.Targets))
 	}
 	for _, s := range Stages {
@@ -195,7 +209,7 @@ func TestRunTiny(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, want := range []string{"baseline (COPY out + COPY in)", "initial pipeline", "pipeline / baseline", "freshness", "p95", "transform", "target",
-		"audit (after incremental)", "audit peak RSS", "the initial ingest's"} {
+		"audit (after incremental)", "audit peak RSS", "the initial ingest's", "floor (COPY, checked by PG)", "bounded initial"} {
 		if !strings.Contains(table.String(), want) {
 			t.Errorf("table lacks %q:\n%s", want, table.String())
 		}

@@ -46,3 +46,22 @@ func TestFromEnv(t *testing.T) {
 		t.Fatalf("a bad lookback gave %s, %v", c.Lookback, err)
 	}
 }
+
+func TestMaxBatchRowsFromEnv(t *testing.T) {
+	t.Setenv(EnvMaxBatchRows, "")
+	if c, err := FromEnv(); err != nil || c.MaxBatchRows != DefaultMaxBatchRows {
+		t.Fatalf("default bound %d, %v", c.MaxBatchRows, err)
+	}
+	for v, want := range map[string]int64{"250000": 250_000, "1_000_000": 1_000_000, "0": 0} {
+		t.Setenv(EnvMaxBatchRows, v)
+		if c, err := FromEnv(); err != nil || c.MaxBatchRows != want {
+			t.Errorf("%s=%s gave %d, %v; want %d", EnvMaxBatchRows, v, c.MaxBatchRows, err, want)
+		}
+	}
+	for _, v := range []string{"-1", "lots", "1e6"} {
+		t.Setenv(EnvMaxBatchRows, v)
+		if c, err := FromEnv(); err == nil || !strings.Contains(err.Error(), EnvMaxBatchRows) || c.MaxBatchRows != DefaultMaxBatchRows {
+			t.Errorf("%s=%s gave %d, %v; want an error naming it and the default kept", EnvMaxBatchRows, v, c.MaxBatchRows, err)
+		}
+	}
+}

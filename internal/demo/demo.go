@@ -5,6 +5,7 @@ package demo
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -14,10 +15,11 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/sandstone-data/sandstone/internal/config"
 	"github.com/sandstone-data/sandstone/internal/pipeline"
 	"github.com/sandstone-data/sandstone/internal/sandbox"
 	"github.com/sandstone-data/sandstone/internal/star"
-	"github.com/sandstone-data/sandstone/internal/totesys"
+	"github.com/sandstone-data/sandstone/internal/totesys/synth"
 	"github.com/sandstone-data/sandstone/internal/warehouse"
 )
 
@@ -51,14 +53,71 @@ func Run(ctx context.Context, opts Options) (Summary, error) {
 	out := opts.Out
 	say := func(format string, args ...any) { _, _ = fmt.Fprintf(out, format+"\n", args...) }
 
+	self := opts.Self
+	if self == "" {
+		self = "sandstone"
+	}
 	say("Starting throwaway PostgreSQL servers for the source and the warehouse in %s ...", opts.Dir)
 	sb, err := sandbox.Start(ctx, opts.Dir)
 	if err != nil {
+		if ctx.Err() != nil {
+			say("\nInterrupted. Remove what was made with:\n  %s demo --clean --dir %s", self, opts.Dir)
+			return Summary{}, ErrInterrupted
+		}
 		return Summary{}, err
 	}
+	sum, err := run(ctx, opts, sb, say)
+	if ctx.Err() != nil {
+		stopErr := sb.Stop()
+		say("\nInterrupted: the demo's servers are stopped (%v); its files stay in %s. Remove them with:\n  %s demo --clean --dir %s",
+			errOrNone(stopErr), opts.Dir, self, opts.Dir)
+		return sum, ErrInterrupted
+	}
+	if err != nil {
+		return sum, err
+	}
+	sum.Elapsed = time.Since(start)
+	say("Demo finished in %.1fs.", sum.Elapsed.Seconds())
+	whatNext(say, sb.Config, sum.PsqlLine, self, opts.Dir)
+	return sum, nil
+}
+
+// ErrInterrupted is returned when the demo was stopped by a signal.
+var ErrInterrupted = errors.New("demo interrupted")
+
+func errOrNone(err error) string {
+	if err != nil {
+		return "with an error: " + err.Error()
+	}
+	return "cleanly"
+}
+
+// whatNext tells how to go on with the demo's servers and buckets: the
+// settings that make every other command work against them.
+func whatNext(say func(string, ...any), cfg config.Config, psql, self, dir string) {
+	say("\nThe servers are still running. Query the warehouse with:\n  %s", psql)
+	say("\nWhat next: these settings make every sandstone command work against the demo:")
+	for _, e := range []struct{ name, value string }{
+		{config.EnvSource, cfg.SourceURL},
+		{config.EnvWarehouse, cfg.WarehouseURL},
+		{config.EnvIngestBucket, cfg.IngestBucket},
+		{config.EnvProcessedBucket, cfg.ProcessedBucket},
+	} {
+		say("  export %s='%s'", e.name, e.value)
+	}
+	say("then, for example:")
+	say("  %s status        # what each stage has done, what waits, freshness, rejects", self)
+	say("  %s simulate      # the business changes a few source rows", self)
+	say("  %s run --once    # one cycle of the pipeline (without --once: every 10m until Ctrl-C)", self)
+	say("  %s audit         # prove the source, the buckets and the warehouse agree", self)
+	say("Remove everything with:\n  %s demo --clean --dir %s", self, dir)
+}
+
+// run is the demo once its servers run.
+func run(ctx context.Context, opts Options, sb *sandbox.Sandbox, say func(string, ...any)) (Summary, error) {
 	say("Seeding a synthetic totesys with %d sales orders ...", opts.SalesOrders)
 	t0 := time.Now()
-	stats, err := totesys.Seed(ctx, sb.Config.SourceURL, totesys.SeedOptions{SalesOrders: opts.SalesOrders, RandomSeed: 1})
+	stats, err := synth.Seed(ctx, sb.Config.SourceURL, synth.SeedOptions{SalesOrders: opts.SalesOrders, RandomSeed: 1})
 	if err != nil {
 		return Summary{}, fmt.Errorf("demo: seed: %w", err)
 	}
@@ -74,7 +133,7 @@ func Run(ctx context.Context, opts Options) (Summary, error) {
 		say("\n%s", title)
 		reports, err := runner.Cycle(ctx)
 		for _, r := range reports {
-			say("  %-9s %8d rows in %5.2fs  %s", r.Stage, r.Total(), r.Duration.Seconds(), tableCounts(r.Rows))
+			r.Write(opts.Out)
 		}
 		return err
 	}
@@ -83,13 +142,13 @@ func Run(ctx context.Context, opts Options) (Summary, error) {
 	}
 	rnd := rand.New(rand.NewPCG(1, 2)) // #nosec G404 -- simulated business, not security
 	for i := 1; i <= opts.Cycles; i++ {
-		a := totesys.TypicalStep(rnd)
+		a := synth.TypicalStep(rnd)
 		a.NewSalesOrders += 5
 		a.PaymentsPaid += 5
 		if i == 1 {
 			a.AddressChanges, a.DepartmentChanges = 1, 1
 		}
-		changed, err := totesys.Simulate(ctx, sb.Config.SourceURL, a, rnd)
+		changed, err := synth.Simulate(ctx, sb.Config.SourceURL, a, rnd)
 		if err != nil {
 			return Summary{}, fmt.Errorf("demo: simulate: %w", err)
 		}
@@ -111,18 +170,10 @@ func Run(ctx context.Context, opts Options) (Summary, error) {
 	for _, t := range star.Tables {
 		say("  %-20s %9d rows", t.Name, sum.Counts[t.Name])
 	}
-	if err := salesByMonth(ctx, sb.Config.WarehouseURL, out); err != nil {
+	if err := salesByMonth(ctx, sb.Config.WarehouseURL, opts.Out); err != nil {
 		return sum, err
 	}
-	sum.Elapsed = time.Since(start)
 	say("\nFreshness: the newest source change reached the warehouse %.1fs after it was made.", sum.Freshness.Seconds())
-	say("Demo finished in %.1fs.", sum.Elapsed.Seconds())
-	say("\nThe servers are still running. Query the warehouse with:\n  %s", sum.PsqlLine)
-	self := opts.Self
-	if self == "" {
-		self = "sandstone"
-	}
-	say("Remove everything with:\n  %s demo --clean --dir %s", self, opts.Dir)
 	return sum, nil
 }
 

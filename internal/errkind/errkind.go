@@ -33,6 +33,11 @@ const (
 // alarm), but the kind its alert carries.
 const DriftFound Kind = "drift_found"
 
+// BehindSource is the kind of the alert `sandstone run` sends when the
+// warehouse lags the source by more than its limit: a finding about the
+// whole pipeline, not a failure of one stage, so not in All either.
+const BehindSource Kind = "behind_source"
+
 // All lists every kind.
 var All = []Kind{SourceUnreachable, SourceSchemaMismatch, BucketReadFailed, BucketWriteFailed,
 	BadRowsRejected, WarehouseUnreachable, WarehouseSchemaMismatch, LoadFailed, ObjectMismatch, LedgerMismatch,

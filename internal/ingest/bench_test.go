@@ -8,7 +8,7 @@ import (
 
 	"github.com/sandstone-data/sandstone/internal/lake"
 	"github.com/sandstone-data/sandstone/internal/pgtest"
-	"github.com/sandstone-data/sandstone/internal/totesys"
+	"github.com/sandstone-data/sandstone/internal/totesys/synth"
 )
 
 // BenchmarkIngest lands a whole seeded source of 50,000 sales orders (about
@@ -18,7 +18,7 @@ import (
 func BenchmarkIngest(b *testing.B) {
 	ctx := context.Background()
 	url := pgtest.NewDatabase(b)
-	stats, err := totesys.Seed(ctx, url, totesys.SeedOptions{SalesOrders: 50_000, RandomSeed: 1})
+	stats, err := synth.Seed(ctx, url, synth.SeedOptions{SalesOrders: 50_000, RandomSeed: 1})
 	if err != nil {
 		b.Fatal(err)
 	}

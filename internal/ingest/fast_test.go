@@ -11,6 +11,7 @@ import (
 	"github.com/sandstone-data/sandstone/internal/lake"
 	"github.com/sandstone-data/sandstone/internal/pgtest"
 	"github.com/sandstone-data/sandstone/internal/totesys"
+	"github.com/sandstone-data/sandstone/internal/totesys/synth"
 )
 
 // binaryOf returns the binary form the source sends for the SQL value.
@@ -88,7 +89,7 @@ func TestScaledNumeric(t *testing.T) {
 func TestLandedSchemasAreTheRowTypes(t *testing.T) {
 	ctx := context.Background()
 	f := newFixture(t)
-	if _, err := totesys.Seed(ctx, f.url, totesys.SeedOptions{SalesOrders: 300, RandomSeed: 2}); err != nil {
+	if _, err := synth.Seed(ctx, f.url, synth.SeedOptions{SalesOrders: 300, RandomSeed: 2}); err != nil {
 		t.Fatal(err)
 	}
 	res := f.run()

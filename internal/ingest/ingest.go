@@ -30,6 +30,20 @@
 // What no timestamp can see (a commit later than the lookback, a delete, an
 // update that keeps last_updated) is what `sandstone audit` finds.
 //
+// # Bounded batches
+//
+// With Options.MaxBatchRows a batch lands at most that many versions, over
+// all its tables: the tables in order (referenced before referencing), each
+// in last_updated order, until the bound; the rest is the next run's, and
+// Result.More says there is some. The same rules make it exactly once:
+// the next window starts below the newest stamp landed, and skips the
+// versions of it that landed (versions that share a stamp may be split
+// between two batches, never lost or repeated); a table the batch did not
+// reach keeps its state, with the snapshot it was read in
+// (TableState.SnapshotAt). Each batch is still one snapshot, and a table
+// is read only once every table before it has landed all it had in that
+// snapshot, so a batch never holds a row whose references land later.
+//
 // A last_updated of 'infinity', or past the year 9999, lands as it is
 // (math.MaxInt64 µs; transform rejects the row) and moves no watermark.
 // When a table's newest stamps run behind the previous snapshot, or ahead of
@@ -52,12 +66,7 @@
 package ingest
 
 import (
-	"bytes"
-	"compress/gzip"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -69,6 +78,7 @@ import (
 	"github.com/sandstone-data/sandstone/internal/config"
 	"github.com/sandstone-data/sandstone/internal/errkind"
 	"github.com/sandstone-data/sandstone/internal/lake"
+	"github.com/sandstone-data/sandstone/internal/progress"
 	"github.com/sandstone-data/sandstone/internal/totesys"
 )
 
@@ -80,6 +90,15 @@ type Options struct {
 	// and be caught; config.DefaultLookback when zero.
 	Lookback time.Duration
 	Logger   *slog.Logger
+	// RunID names the run in the manifest and the log; a new id when empty.
+	RunID string
+	// Progress reports the rows read per table as they go (nil: none).
+	Progress *progress.Meter
+	// MaxBatchRows bounds the rows the batch lands, over all its tables
+	// (config.DefaultMaxBatchRows is the CLI's and the Lambda's); zero
+	// means no bound. What does not fit is left, in last_updated order,
+	// to the next run, and Result.More says so.
+	MaxBatchRows int64
 }
 
 // Result tells what a run landed.
@@ -93,6 +112,9 @@ type Result struct {
 	Sequence int64
 	Batch    string
 	RunID    string
+	// SourceNewest is the newest last_updated landed (zero when nothing
+	// landed).
+	SourceNewest time.Time
 	// Rows counts the versions landed per table.
 	Rows     map[string]int64
 	Bytes    int64
@@ -100,6 +122,9 @@ type Result struct {
 	// Conflict is set when a concurrent run committed the same batch first;
 	// this run then wrote nothing visible.
 	Conflict bool
+	// More is set when the batch stopped at Options.MaxBatchRows with
+	// versions still to land: the next run goes on from there.
+	More bool
 }
 
 // Total is the number of rows landed.
@@ -137,6 +162,19 @@ type TableState struct {
 	// (positive) or behind (negative) the source's clock beyond the
 	// lookback when rows last landed; zero when within it.
 	Skew time.Duration `json:"skew_ns,omitempty"`
+	// SnapshotAt, when set, is the source's clock at the snapshot the
+	// table was last read in, older than the state's: a batch that
+	// reached its bound before the table kept the table's state as it was.
+	// Zero means the state's SnapshotAt.
+	SnapshotAt time.Time `json:"snapshot_at,omitzero"`
+}
+
+// snapshotOf is the source's clock at the snapshot table was last read in.
+func (s State) snapshotOf(table string) time.Time {
+	if ts := s.Tables[table]; ts != nil && !ts.SnapshotAt.IsZero() {
+		return ts.SnapshotAt
+	}
+	return s.SnapshotAt
 }
 
 type version struct {
@@ -147,7 +185,10 @@ type version struct {
 // Run lands every source row version that is new since the last run.
 func Run(ctx context.Context, opts Options) (Result, error) {
 	start := time.Now()
-	res := Result{RunID: newRunID(), Rows: map[string]int64{}, Skew: map[string]time.Duration{}}
+	res := Result{RunID: opts.RunID, Rows: map[string]int64{}, Skew: map[string]time.Duration{}}
+	if res.RunID == "" {
+		res.RunID = lake.NewRunID()
+	}
 	log := opts.Logger
 	if log == nil {
 		log = slog.Default()
@@ -180,9 +221,19 @@ func Run(ctx context.Context, opts Options) (Result, error) {
 	next := State{SnapshotAt: snapshotAt, Tables: map[string]*TableState{}}
 	var objects []lake.Object
 	var newest time.Time
+	budget := batchBudget{left: opts.MaxBatchRows, bounded: opts.MaxBatchRows > 0}
 	for _, table := range totesys.Tables {
-		r := tableRun{table: table, prev: prev.Tables[table.Name], prevSnapshot: prev.SnapshotAt,
-			snapshotAt: snapshotAt, lookback: opts.Lookback, now: start, seq: seq, runID: res.RunID}
+		r := tableRun{table: table, prev: prev.Tables[table.Name], prevSnapshot: prev.snapshotOf(table.Name),
+			snapshotAt: snapshotAt, lookback: opts.Lookback, now: start, seq: seq, runID: res.RunID, limit: budget.left,
+			progress: opts.Progress}
+		if budget.spent() {
+			// Not read in this snapshot: its state stays as it was, with
+			// the snapshot it was read in.
+			next.Tables[table.Name] = r.unread()
+			res.Skew[table.Name] = next.Tables[table.Name].Skew
+			res.More = true
+			continue
+		}
 		tw, err := r.read(ctx, tx, opts.Bucket, log)
 		if err == nil && tw.rows > 0 {
 			// Committed at once, so that one table's encoder and buffers
@@ -208,6 +259,8 @@ func Run(ctx context.Context, opts Options) (Result, error) {
 			newest = maxTime(newest, tw.watermark.To)
 		}
 		next.Tables[table.Name] = ts
+		budget.take(tw.rows)
+		res.More = res.More || tw.partial
 	}
 	closeSource()
 
@@ -217,6 +270,7 @@ func Run(ctx context.Context, opts Options) (Result, error) {
 		return res, nil
 	}
 	m := lake.Manifest{SnapshotAt: snapshotAt, SourceNewest: newest, Tables: objects}
+	res.SourceNewest = newest
 	return commit(ctx, opts.Bucket, seq, m, next, res, start, log)
 }
 
@@ -297,6 +351,11 @@ type tableWriter struct {
 	// hold (years 1 to 9999); nil when the table landed none such.
 	watermark *lake.Range
 	landed    landedSet
+	// partial is set when the read stopped at the batch's bound with
+	// versions still to land.
+	partial bool
+	// count tells a person watching the rows as they are read.
+	count *progress.Counter
 }
 
 func (t *tableWriter) abort() {
@@ -337,7 +396,7 @@ type Repair struct {
 // rep.Seq, since the audit is then out of date.
 func LandRepair(ctx context.Context, tx pgx.Tx, snapshotAt time.Time, b *lake.Bucket, rep Repair, logger *slog.Logger) (Result, error) {
 	start := time.Now()
-	res := Result{RunID: newRunID(), Rows: map[string]int64{}}
+	res := Result{RunID: lake.NewRunID(), Rows: map[string]int64{}}
 	if logger == nil {
 		logger = slog.Default()
 	}
@@ -401,13 +460,18 @@ type tableRun struct {
 	// only, when set, reads these ids alone, whatever their stamps (a
 	// repair).
 	only []int32
+	// limit, when positive, is the most versions the read may land: it
+	// then reads in last_updated order and stops there (see read).
+	limit int64
+	// progress, when set, is told the rows as they are read.
+	progress *progress.Meter
 }
 
 // NextWindow is where the next run's read of table starts (exclusive),
 // given this state; ok is false when the next run reads every row. A version
 // stamped after it is still to be landed by the next run.
 func (s State) NextWindow(table string, lookback time.Duration) (start time.Time, ok bool) {
-	r := tableRun{prev: s.Tables[table], prevSnapshot: s.SnapshotAt, lookback: lookback}
+	r := tableRun{prev: s.Tables[table], prevSnapshot: s.snapshotOf(table), lookback: lookback}
 	return r.windowStart()
 }
 
@@ -457,39 +521,79 @@ func (r *tableRun) nextSince(watermark time.Time) time.Time {
 	return minTime(r.snapshotAt, watermark).Add(-r.lookback)
 }
 
-// read selects the table's candidate rows and writes the new versions.
+// read selects the table's candidate rows and writes the new versions:
+// every one (see selection), or, with a limit, the first ones in
+// last_updated order up to it. Versions that share a last_updated may then
+// be split between this batch and the next: the next run's window starts
+// below the newest stamp landed, and skips the versions of it that landed
+// (see nextState), so each lands once.
 func (r *tableRun) read(ctx context.Context, tx pgx.Tx, b *lake.Bucket, log *slog.Logger) (*tableWriter, error) {
 	src, err := describeTable(ctx, tx, r.table, log)
 	if err != nil {
 		return nil, err
 	}
 	tw := &tableWriter{table: r.table.Name, columns: src.manifestColumns()}
-	sql := "SELECT " + src.selectList() + " FROM " + pgx.Identifier{r.table.Name}.Sanitize()
-	args := []any{pgx.QueryResultFormats{pgx.BinaryFormatCode}}
-	seen := map[version]struct{}{}
-	var watermark time.Time
-	if r.only != nil {
-		sql += " WHERE " + pgx.Identifier{r.table.Key}.Sanitize() + " = ANY($1)"
-		args = append(args, r.only)
-	} else if start, ok := r.windowStart(); ok {
-		sql += " WHERE " + pgx.Identifier{totesys.LastUpdated}.Sanitize() + " > $1"
-		args = append(args, start)
-		for _, v := range r.prev.Recent {
-			if v[1] > start.UnixMicro() {
-				seen[version{int32(v[0]), v[1]}] = struct{}{} // #nosec G115 -- ids are int4
-			}
-		}
-		watermark = r.prev.Watermark
-	}
-	tw.landed.floor = r.nextSince(watermark).UnixMicro()
-	rows, err := tx.Query(ctx, sql, args...)
+	count := r.progress.Table(r.table.Name, r.expected(ctx, tx))
+	defer count.Done()
+	tw.count = count
+	sel := r.selection(src)
+	tw.landed.floor = r.nextSince(sel.watermark).UnixMicro()
+	rows, err := tx.Query(ctx, sel.sql, sel.args...)
 	if err != nil {
 		return nil, errkind.Wrap(errkind.SourceUnreachable, fmt.Errorf("read: %w", err))
 	}
 	defer rows.Close()
-	// The rows are decoded column by column into chunks of values, which a
-	// goroutine of their own encodes, compresses and writes while the next
-	// rows are read: no row is ever assembled.
+	return tw, r.stream(ctx, rows, src, sel, tw, b)
+}
+
+// selection is the query of a table's candidate rows.
+type selection struct {
+	sql  string
+	args []any
+	// seen are the versions in the window that landed already: skipped.
+	seen map[version]struct{}
+	// watermark is the newest last_updated landed before this run.
+	watermark time.Time
+}
+
+// selection builds the query of the table's candidate rows: the ids of a
+// repair, or those stamped after the window's start (every row the first
+// time), in last_updated order when the read is limited.
+func (r *tableRun) selection(src *sourceTable) selection {
+	sel := selection{
+		sql:  "SELECT " + src.selectList() + " FROM " + pgx.Identifier{r.table.Name}.Sanitize(),
+		args: []any{pgx.QueryResultFormats{pgx.BinaryFormatCode}},
+		seen: map[version]struct{}{},
+	}
+	if r.only != nil {
+		sel.sql += " WHERE " + pgx.Identifier{r.table.Key}.Sanitize() + " = ANY($1)"
+		sel.args = append(sel.args, r.only)
+		return sel
+	}
+	if start, ok := r.windowStart(); ok {
+		sel.sql += " WHERE " + pgx.Identifier{totesys.LastUpdated}.Sanitize() + " > $1"
+		sel.args = append(sel.args, start)
+		for _, v := range r.prev.Recent {
+			if v[1] > start.UnixMicro() {
+				sel.seen[version{int32(v[0]), v[1]}] = struct{}{} // #nosec G115 -- ids are int4
+			}
+		}
+		sel.watermark = r.prev.Watermark
+	}
+	if r.limit > 0 {
+		// One row past the limit, and past the versions that are skipped,
+		// tells whether the table has more.
+		sel.sql += fmt.Sprintf(" ORDER BY %s LIMIT %d", pgx.Identifier{totesys.LastUpdated}.Sanitize(),
+			r.limit+int64(len(sel.seen))+1)
+	}
+	return sel
+}
+
+// stream writes the new versions among rows to the table's object, which
+// it creates at the first one: the rows are decoded column by column into
+// chunks of values, which a goroutine of their own encodes, compresses and
+// writes while the next rows are read; no row is ever assembled.
+func (r *tableRun) stream(ctx context.Context, rows pgx.Rows, src *sourceTable, sel selection, tw *tableWriter, b *lake.Bucket) (err error) {
 	var cw *chunkWriter
 	var ch *chunk
 	defer func() {
@@ -498,24 +602,27 @@ func (r *tableRun) read(ctx context.Context, tx pgx.Tx, b *lake.Bucket, log *slo
 		}
 	}()
 	cols := src.cols
+	watermark := sel.watermark
 	fromUs, toUs := int64(math.MaxInt64), int64(math.MinInt64)
 	for rows.Next() {
 		raw := rows.RawValues()
 		id, ok1 := int32Of(raw[src.key])
 		lu, ok2 := microsOf(raw[src.lastUpdated])
 		if !ok1 || !ok2 {
-			return tw, errkind.Wrap(errkind.SourceSchemaMismatch, fmt.Errorf("row without %s or %s", r.table.Key, totesys.LastUpdated))
+			return errkind.Wrap(errkind.SourceSchemaMismatch, fmt.Errorf("row without %s or %s", r.table.Key, totesys.LastUpdated))
 		}
 		v := version{id, lu}
-		if len(seen) > 0 {
-			if _, dup := seen[v]; dup {
-				continue
-			}
+		if _, dup := sel.seen[v]; dup {
+			continue
+		}
+		if r.limit > 0 && tw.rows == r.limit {
+			tw.partial = true // a version beyond the limit: the next run's
+			break
 		}
 		if tw.w == nil {
 			key := lake.DataKey(r.table.Name, r.now, r.seq, r.runID, "parquet")
 			if tw.w, err = lake.NewParquetWriter[any](ctx, b, key, src.schema); err != nil {
-				return tw, errkind.Wrap(errkind.BucketWriteFailed, err)
+				return errkind.Wrap(errkind.BucketWriteFailed, err)
 			}
 			cw = startChunkWriter(tw.w, len(cols))
 			ch = cw.next()
@@ -524,7 +631,7 @@ func (r *tableRun) read(ctx context.Context, tx pgx.Tx, b *lake.Bucket, log *slo
 			c := &cols[i]
 			val, err := c.decode(raw[i], &ch.arena)
 			if err != nil {
-				return tw, errkind.Wrap(errkind.SourceSchemaMismatch, err)
+				return errkind.Wrap(errkind.SourceSchemaMismatch, err)
 			}
 			ch.cols[c.leaf] = append(ch.cols[c.leaf], val)
 		}
@@ -539,6 +646,7 @@ func (r *tableRun) read(ctx context.Context, tx pgx.Tx, b *lake.Bucket, log *slo
 		}
 		tw.landed.add(v)
 		if ch.rows == chunkRows {
+			tw.count.Add(chunkRows)
 			sent := cw.send(ch)
 			ch = nil // the writer's now
 			if !sent {
@@ -548,7 +656,7 @@ func (r *tableRun) read(ctx context.Context, tx pgx.Tx, b *lake.Bucket, log *slo
 		}
 	}
 	if err := rows.Err(); err != nil {
-		return tw, errkind.Wrap(errkind.SourceUnreachable, fmt.Errorf("read: %w", err))
+		return errkind.Wrap(errkind.SourceUnreachable, fmt.Errorf("read: %w", err))
 	}
 	if cw != nil {
 		if ch != nil && ch.rows > 0 {
@@ -556,13 +664,59 @@ func (r *tableRun) read(ctx context.Context, tx pgx.Tx, b *lake.Bucket, log *slo
 		}
 		err, cw = cw.close(), nil
 		if err != nil {
-			return tw, errkind.Wrap(errkind.BucketWriteFailed, err)
+			return errkind.Wrap(errkind.BucketWriteFailed, err)
 		}
 	}
 	if fromUs <= toUs {
 		tw.watermark = &lake.Range{From: time.UnixMicro(fromUs).UTC(), To: time.UnixMicro(toUs).UTC()}
 	}
-	return tw, nil
+	return nil
+}
+
+// expected is the number of rows a person may expect the read to land,
+// for its progress: on a table's first read, PostgreSQL's estimate of its
+// rows (within the limit); otherwise unknown (0), as only the changes are
+// read.
+func (r *tableRun) expected(ctx context.Context, tx pgx.Tx) int64 {
+	if r.progress == nil || r.prev != nil || r.only != nil {
+		return 0
+	}
+	var n int64
+	if tx.QueryRow(ctx, "SELECT greatest(reltuples, 0)::bigint FROM pg_catalog.pg_class WHERE oid = to_regclass($1)",
+		pgx.Identifier{r.table.Name}.Sanitize()).Scan(&n) != nil {
+		return 0
+	}
+	if r.limit > 0 {
+		n = min(n, r.limit)
+	}
+	return n
+}
+
+// unread is the state of a table the batch did not read, having reached
+// its bound before it: the previous state, with the snapshot it was read in.
+func (r *tableRun) unread() *TableState {
+	ts := &TableState{}
+	if r.prev != nil {
+		*ts = *r.prev
+	}
+	ts.SnapshotAt = r.prevSnapshot
+	return ts
+}
+
+// batchBudget is what is left of a batch's bound as its tables are read.
+type batchBudget struct {
+	left    int64
+	bounded bool
+}
+
+// spent reports whether the batch has reached its bound.
+func (b *batchBudget) spent() bool { return b.bounded && b.left <= 0 }
+
+// take counts n versions landed against the bound.
+func (b *batchBudget) take(n int64) {
+	if b.bounded {
+		b.left -= n
+	}
 }
 
 // nextState is the table's state after the run: its watermark, and the
@@ -577,7 +731,9 @@ func (r *tableRun) nextState(tw *tableWriter, batch string) *TableState {
 		ts.LandedAt, ts.Batch = r.now.UTC(), batch
 		if tw.watermark != nil {
 			ts.Watermark = maxTime(ts.Watermark, tw.watermark.To)
-			ts.Skew = r.skew(tw.watermark.To)
+			if !tw.partial { // else the newest stamp landed is not the table's newest
+				ts.Skew = r.skew(tw.watermark.To)
+			}
 		}
 	}
 	if ts.Watermark.IsZero() && tw.rows == 0 && (r.prev == nil || len(r.prev.Recent) == 0) {
@@ -696,17 +852,9 @@ func LoadState(ctx context.Context, b *lake.Bucket) (int64, State, error) {
 	if err := b.ReadManifest(ctx, seq, &m); err != nil {
 		return 0, State{}, err
 	}
-	data, err := b.Get(ctx, m.StateKey)
-	if err != nil {
-		return 0, State{}, err
-	}
-	zr, err := gzip.NewReader(bytes.NewReader(data))
-	if err != nil {
-		return 0, State{}, fmt.Errorf("state %s: %w", m.StateKey, err)
-	}
 	var st State
-	if err := json.NewDecoder(zr).Decode(&st); err != nil {
-		return 0, State{}, fmt.Errorf("state %s: %w", m.StateKey, err)
+	if err := b.ReadState(ctx, m.StateKey, &st); err != nil {
+		return 0, State{}, err
 	}
 	if st.Tables == nil {
 		st.Tables = map[string]*TableState{}
@@ -715,21 +863,11 @@ func LoadState(ctx context.Context, b *lake.Bucket) (int64, State, error) {
 }
 
 func putState(ctx context.Context, b *lake.Bucket, key string, st State) error {
-	var buf bytes.Buffer
-	zw := gzip.NewWriter(&buf)
-	if err := json.NewEncoder(zw).Encode(st); err != nil {
-		return fmt.Errorf("state: %w", err)
+	data, err := lake.EncodeState(st)
+	if err != nil {
+		return err
 	}
-	if err := zw.Close(); err != nil {
-		return fmt.Errorf("state: %w", err)
-	}
-	return b.Put(ctx, key, buf.Bytes())
-}
-
-func newRunID() string {
-	var b [4]byte
-	_, _ = rand.Read(b[:])
-	return hex.EncodeToString(b[:])
+	return b.Put(ctx, key, data)
 }
 
 func maxTime(a, b time.Time) time.Time {

@@ -12,7 +12,7 @@ import (
 	"github.com/sandstone-data/sandstone/internal/errkind"
 	"github.com/sandstone-data/sandstone/internal/lake"
 	"github.com/sandstone-data/sandstone/internal/logging"
-	"github.com/sandstone-data/sandstone/internal/metrics"
+	"github.com/sandstone-data/sandstone/internal/metrics/emf"
 )
 
 // The messages of the audit stage's one result line: INFO when the source
@@ -101,6 +101,7 @@ func (h *Handler) audit(ctx context.Context) (Response, error) {
 	saveErr := audit.Save(ctx, b, r)
 
 	attrs := []slog.Attr{
+		slog.String(logging.KeyStage, StageAudit),
 		slog.Bool("drift", r.Drift),
 		slog.Int64("missing", found.Missing),
 		slog.Int64("deleted", found.Deleted),
@@ -127,8 +128,8 @@ func (h *Handler) audit(ctx context.Context) (Response, error) {
 	return resp, nil
 }
 
-func auditRun(start time.Time, found *AuditResponse, err error) metrics.AuditRun {
-	a := metrics.AuditRun{Duration: time.Since(start), Err: err}
+func auditRun(start time.Time, found *AuditResponse, err error) emf.AuditRun {
+	a := emf.AuditRun{Duration: time.Since(start), Err: err}
 	if found != nil {
 		a.Measured, a.Missing, a.Deleted, a.Batch, a.Tables = true, found.Missing, found.Deleted, found.Batch, found.Tables
 		a.WarehouseChecked, a.Warehouse = found.Warehouse != nil, found.WarehouseDrift

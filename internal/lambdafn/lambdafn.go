@@ -29,7 +29,7 @@ import (
 	"github.com/sandstone-data/sandstone/internal/config"
 	"github.com/sandstone-data/sandstone/internal/errkind"
 	"github.com/sandstone-data/sandstone/internal/logging"
-	"github.com/sandstone-data/sandstone/internal/metrics"
+	"github.com/sandstone-data/sandstone/internal/metrics/emf"
 	"github.com/sandstone-data/sandstone/internal/pipeline"
 )
 
@@ -64,8 +64,11 @@ type Handler struct {
 	Stage  string
 	Config config.Config
 	Logger *slog.Logger
-	EMF    *metrics.EMF
-	// Margin is kept free before the function's deadline.
+	EMF    *emf.Writer
+	// Margin is kept free before the function's deadline (at most a
+	// quarter of the time an invocation has, see stageDeadline). The stages
+	// also start no batch that would not end before it, at the pace of
+	// their longest batch so far.
 	Margin time.Duration
 	// Repair is the audit stage's SANDSTONE_AUDIT_REPAIR.
 	Repair bool
@@ -90,8 +93,8 @@ func FromEnv(ctx context.Context, out io.Writer) (*Handler, error) {
 	h := &Handler{
 		Stage:  os.Getenv(EnvStage),
 		Config: cfg,
-		Logger: logging.New(out, "json", slog.LevelInfo).With("stage", os.Getenv(EnvStage)),
-		EMF:    metrics.NewEMF(out),
+		Logger: logging.New(out, "json", slog.LevelInfo),
+		EMF:    emf.New(out),
 		Margin: 15 * time.Second,
 	}
 	if h.Stage == StageAudit {
@@ -167,7 +170,7 @@ func SecretURL(ctx context.Context, sm SecretGetter, arn string) (string, error)
 
 // Handle serves one invocation.
 func (h *Handler) Handle(ctx context.Context, event json.RawMessage) (Response, error) {
-	h.Logger.Info("invoked", "event", describe(event))
+	h.Logger.Info("invoked", logging.KeyStage, h.Stage, "event", describe(event))
 	if h.Stage == StageAudit {
 		return h.audit(ctx)
 	}
@@ -178,31 +181,52 @@ func (h *Handler) Handle(ctx context.Context, event json.RawMessage) (Response, 
 	}
 	defer func() { _ = p.Close() }()
 	if dl, ok := ctx.Deadline(); ok {
-		p.Deadline = dl.Add(-h.Margin)
+		p.Deadline = stageDeadline(dl, time.Now(), h.Margin)
 	}
 	stage, err := p.Stage(h.Stage)
 	if err != nil {
 		return Response{Stage: h.Stage}, h.fail("", err)
 	}
-	rep, err := stage.Run(ctx)
+	runner := &pipeline.Runner{Logger: h.Logger, Observers: []pipeline.Observer{emfObserver{h.EMF}}}
+	rep, err := runner.Run(ctx, stage)
 	resp := Response{Stage: h.Stage, RunID: rep.RunID, Batches: rep.Batches, Rows: rep.Rows, Note: rep.Note}
 	if resp.Batches == nil {
 		resp.Batches = []string{}
 	}
 	if err != nil {
-		return resp, h.fail(rep.RunID, err)
+		return resp, failed(h.Stage, err)
 	}
-	_ = h.EMF.Record(metrics.StageRun{Stage: h.Stage, RunID: rep.RunID, Duration: rep.Duration,
-		Rows: rep.Rows, Bytes: rep.Bytes, Freshness: rep.Freshness})
 	return resp, nil
 }
 
-// fail logs the failure's one ERROR line and its metrics, and returns an
-// error whose text carries no secret.
+// fail logs the failure's one ERROR line and its metrics (for a failure
+// before the stage runs), and returns an error whose text carries no
+// secret.
 func (h *Handler) fail(runID string, err error) error {
 	logging.Failure(h.Logger, h.Stage, runID, err)
-	_ = h.EMF.Record(metrics.StageRun{Stage: h.Stage, RunID: runID, Err: err})
-	return errors.New(config.Redact(fmt.Sprintf("%s failed (%s): %v", h.Stage, errkind.Of(err), err)))
+	_ = h.EMF.Record(emf.StageRun{Stage: h.Stage, RunID: runID, Err: err})
+	return failed(h.Stage, err)
+}
+
+// failed is the error an invocation returns: its text carries no secret.
+func failed(stage string, err error) error {
+	return errors.New(config.Redact(fmt.Sprintf("%s failed (%s): %v", stage, errkind.Of(err), err)))
+}
+
+// emfObserver writes each stage run's metrics as an EMF line.
+type emfObserver struct{ w *emf.Writer }
+
+func (o emfObserver) StageDone(_ context.Context, r pipeline.Report) {
+	run := emf.StageRun{Stage: r.Stage, RunID: r.RunID, Duration: r.Duration,
+		Rows: r.Rows, Bytes: r.Bytes, Freshness: r.Freshness}
+	if r.Stage == pipeline.Load && !r.SnapshotAt.IsZero() {
+		run.BehindSource = time.Since(r.SnapshotAt)
+	}
+	_ = o.w.Record(run)
+}
+
+func (o emfObserver) StageFailed(_ context.Context, stage, runID string, err error) {
+	_ = o.w.Record(emf.StageRun{Stage: stage, RunID: runID, Err: err})
 }
 
 // describe says what an event is, for the log: the manifest keys of an S3
@@ -224,4 +248,12 @@ func describe(event json.RawMessage) any {
 		return map[string]any{"type": "eventbridge", "source": eb.Source, "detail_type": eb.DetailType}
 	}
 	return map[string]any{"type": "other", "bytes": len(event)}
+}
+
+// stageDeadline is when a stage invoked at now, with the function's
+// deadline dl, stops taking batches: margin before dl, but no more than a
+// quarter of the invocation's time, so that a short timeout (10 s) still
+// leaves time for a batch.
+func stageDeadline(dl, now time.Time, margin time.Duration) time.Time {
+	return dl.Add(-min(margin, dl.Sub(now)/4))
 }

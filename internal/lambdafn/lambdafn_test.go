@@ -17,7 +17,7 @@ import (
 	"github.com/sandstone-data/sandstone/internal/lake"
 	"github.com/sandstone-data/sandstone/internal/pgtest"
 	"github.com/sandstone-data/sandstone/internal/s3test"
-	"github.com/sandstone-data/sandstone/internal/totesys"
+	"github.com/sandstone-data/sandstone/internal/totesys/synth"
 	"github.com/sandstone-data/sandstone/internal/warehouse"
 )
 
@@ -34,7 +34,7 @@ type env struct {
 func newEnv(t *testing.T) env {
 	s3 := s3test.Start(t)
 	e := env{source: pgtest.NewDatabase(t), warehouse: pgtest.NewDatabase(t)}
-	if _, err := totesys.Seed(context.Background(), e.source, totesys.SeedOptions{SalesOrders: 300, RandomSeed: 7}); err != nil {
+	if _, err := synth.Seed(context.Background(), e.source, synth.SeedOptions{SalesOrders: 300, RandomSeed: 7}); err != nil {
 		t.Fatal(err)
 	}
 	e.vars = map[string]string{
@@ -102,7 +102,8 @@ func TestHandlers(t *testing.T) {
 		t.Fatalf("fact_sales_order %d, source %d", counts["fact_sales_order"], want)
 	}
 	out := logs.String()
-	for _, want := range []string{`"_aws"`, `"Namespace":"Sandstone"`, `"type":"s3"`, `"objects":["ingest/manifests/000000/000000000001.json"]`, `"source":"aws.scheduler"`} {
+	for _, want := range []string{`"_aws"`, `"Namespace":"Sandstone"`, `"type":"s3"`, `"objects":["ingest/manifests/000000/000000000001.json"]`,
+		`"source":"aws.scheduler"`, `"BehindSourceSeconds":`} {
 		if !strings.Contains(out, want) {
 			t.Errorf("logs lack %s", want)
 		}

@@ -73,12 +73,14 @@ type SyncBuffer struct {
 	buf bytes.Buffer
 }
 
+// Write appends p (the emulator's output), safe for concurrent use.
 func (b *SyncBuffer) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.Write(p)
 }
 
+// String is the output so far.
 func (b *SyncBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -101,17 +103,22 @@ func (f Function) Lines(match func(line map[string]any) bool) []map[string]any {
 	return found
 }
 
+// WaitTimeout is how long WaitFor waits for a line. A line is written
+// when the function's process gets to it, which on a busy machine may be
+// well after the response: only the deadline, not the check, is a guess.
+const WaitTimeout = 2 * time.Minute
+
 // WaitFor returns the JSON log lines for which match holds once there are
-// at least n, polling the output until a deadline.
+// at least n, polling the output until WaitTimeout has passed.
 func (f Function) WaitFor(t *testing.T, what string, n int, match func(line map[string]any) bool) []map[string]any {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
+	deadline := time.Now().Add(WaitTimeout)
 	for {
 		if found := f.Lines(match); len(found) >= n {
 			return found
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%s: fewer than %d lines after 30 s:\n%s", what, n, f.Logs)
+			t.Fatalf("%s: fewer than %d lines after %s:\n%s", what, n, WaitTimeout, f.Logs)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}

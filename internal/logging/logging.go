@@ -31,6 +31,8 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"reflect"
+	"sort"
 	"strings"
 	"time"
 
@@ -93,21 +95,22 @@ func New(w io.Writer, format string, level slog.Level) *slog.Logger {
 	return slog.New(NewHandler(w, format, level))
 }
 
+// Text reports whether [New] writes text (for people) rather than JSON to
+// w in the given format.
+func Text(w io.Writer, format string) bool {
+	return format == FormatText || (format == FormatAuto && IsTerminal(w))
+}
+
 // NewHandler is the handler of [New].
 func NewHandler(w io.Writer, format string, level slog.Level) slog.Handler {
-	term := isTerminal(w)
-	if format == FormatAuto {
-		format = FormatJSON
-		if term {
-			format = FormatText
-		}
-	}
+	term := IsTerminal(w)
 	var h slog.Handler
-	if format == FormatText {
+	if Text(w, format) {
 		h = tint.NewTextHandler(w, &tint.Options{
-			Level:      level,
-			TimeFormat: time.DateTime,
-			NoColor:    !term,
+			Level:       level,
+			TimeFormat:  time.DateTime,
+			NoColor:     !term,
+			ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr { return plainAttr(a) },
 		})
 	} else {
 		h = slog.NewJSONHandler(w, &slog.HandlerOptions{Level: level})
@@ -115,8 +118,8 @@ func NewHandler(w io.Writer, format string, level slog.Level) slog.Handler {
 	return NewRedactingHandler(h)
 }
 
-// isTerminal reports whether w is a character device such as a terminal.
-func isTerminal(w io.Writer) bool {
+// IsTerminal reports whether w is a character device such as a terminal.
+func IsTerminal(w io.Writer) bool {
 	f, ok := w.(*os.File)
 	if !ok {
 		return false
@@ -142,4 +145,51 @@ func Failure(logger *slog.Logger, stage, runID string, err error) {
 		slog.String(KeyErrorKind, string(errkind.Of(err))),
 		slog.String(KeyError, msg),
 	)
+}
+
+// plainAttr writes a map as "key=value key=value" (keys sorted, a nested
+// map's keys joined with a dot) and a list as "a,b,c", so that text lines
+// never show Go's map[…] or […] syntax.
+func plainAttr(a slog.Attr) slog.Attr {
+	if a.Value.Kind() != slog.KindAny {
+		return a
+	}
+	v := reflect.ValueOf(a.Value.Any())
+	switch v.Kind() {
+	case reflect.Map:
+		var parts []string
+		flatten("", v, &parts)
+		sort.Strings(parts)
+		return slog.String(a.Key, strings.Join(parts, " "))
+	case reflect.Slice, reflect.Array:
+		if v.Type().Elem().Kind() == reflect.Uint8 {
+			return a
+		}
+		parts := make([]string, v.Len())
+		for i := range parts {
+			parts[i] = fmt.Sprint(v.Index(i))
+		}
+		return slog.String(a.Key, strings.Join(parts, ","))
+	}
+	return a
+}
+
+// flatten appends a map's entries as key=value, a nested map's as
+// key.subkey=value.
+func flatten(prefix string, m reflect.Value, parts *[]string) {
+	for it := m.MapRange(); it.Next(); {
+		key := fmt.Sprint(it.Key())
+		if prefix != "" {
+			key = prefix + "." + key
+		}
+		val := it.Value()
+		if val.Kind() == reflect.Interface {
+			val = val.Elem()
+		}
+		if val.Kind() == reflect.Map {
+			flatten(key, val, parts)
+			continue
+		}
+		*parts = append(*parts, fmt.Sprintf("%s=%v", key, val))
+	}
 }

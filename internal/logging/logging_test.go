@@ -217,7 +217,7 @@ func TestIsTerminal(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() { _ = f.Close() }()
-	if isTerminal(f) || isTerminal(&bytes.Buffer{}) {
+	if IsTerminal(f) || IsTerminal(&bytes.Buffer{}) {
 		t.Error("a file or buffer is not a terminal")
 	}
 	dev, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
@@ -225,7 +225,7 @@ func TestIsTerminal(t *testing.T) {
 		t.Skip(err)
 	}
 	defer func() { _ = dev.Close() }()
-	if !isTerminal(dev) {
+	if !IsTerminal(dev) {
 		t.Error("a character device counts as a terminal")
 	}
 }
@@ -264,5 +264,30 @@ func TestRedactingHandlerWrapsOnce(t *testing.T) {
 	h := NewRedactingHandler(slog.NewJSONHandler(&bytes.Buffer{}, nil))
 	if NewRedactingHandler(h) != h {
 		t.Error("a redacting handler was wrapped again")
+	}
+}
+
+// TestTextWritesMapsAndListsPlainly: the text format shows a map as sorted
+// key=value pairs and a list as a comma list, never Go's map[…] or […].
+func TestTextWritesMapsAndListsPlainly(t *testing.T) {
+	tests := []struct {
+		name  string
+		value any
+		want  string
+	}{
+		{"map", map[string]int64{"staff": 2, "design": 10}, `tables="design=10 staff=2"`},
+		{"nested map", map[string]map[string]int{"sales_order": {"bad_value": 1}}, `tables="sales_order.bad_value=1"`},
+		{"list", []string{"000001", "000002"}, "tables=000001,000002"},
+		{"bytes", []byte("raw"), "tables=raw"},
+		{"number", 7, "tables=7"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var buf bytes.Buffer
+			New(&buf, FormatText, slog.LevelInfo).Info("batch", "tables", tt.value)
+			if got := buf.String(); !strings.Contains(got, tt.want) || strings.Contains(got, "map[") {
+				t.Errorf("got %q, want it to hold %q", got, tt.want)
+			}
+		})
 	}
 }

@@ -1,7 +1,8 @@
-// Package metrics records Sandstone's figures: Prometheus collectors on a
-// private registry served with health and readiness over HTTP (for
-// `sandstone run --metrics-addr`), and CloudWatch Embedded Metric Format log
-// lines (for the Lambda functions, no extra API calls).
+// Package metrics records Sandstone's figures as Prometheus collectors on a
+// private registry, served with health and readiness over HTTP (for
+// `sandstone run --metrics-addr`). The Lambda functions write the same
+// figures as CloudWatch Embedded Metric Format log lines instead: package
+// emf, which needs no Prometheus.
 //
 // The Prometheus metrics:
 //
@@ -11,10 +12,14 @@
 //	sandstone_stage_failures_total{stage,kind}        counter   failed stage runs by errkind
 //	sandstone_batches_pending{stage}                  gauge     batches waiting for the stage
 //	sandstone_last_success_timestamp_seconds{stage}   gauge     Unix time of the last successful run
+//	sandstone_warehouse_behind_source_seconds         gauge     how far the warehouse is behind the source: the age of the newest source snapshot whose changes have all reached it (alert on this)
+//	sandstone_warehouse_caught_up_timestamp_seconds   gauge     Unix time of that snapshot
+//	sandstone_source_last_change_timestamp_seconds    gauge     the newest last_updated ingested: when the source last changed
+//	sandstone_build_info{version,commit,go_version}   gauge     1, labelled with the build
 //	sandstone_freshness_seconds                       gauge     the latest freshness
 //	sandstone_freshness_lag_seconds                   histogram every freshness observed
 //	sandstone_source_clock_skew_seconds{table}        gauge     how far a table's last_updated runs ahead (+) or behind (-) the source's clock beyond the lookback; 0 within it
-//	sandstone_rejected_rows_total{table}              counter   source rows transform set aside (sandstone rejects lists them)
+//	sandstone_rejected_rows_total{table,kind}         counter   source rows transform set aside, by kind: bad_value, missing_reference (sandstone rejects lists them)
 //	sandstone_parked_rows                             gauge     rows waiting for a row they refer to
 //	sandstone_drift_rows{table,kind}                  gauge     rows the last audit found missing or deleted
 //	sandstone_audits_total{result}                    counter   audits: clean, drift or failed
@@ -33,6 +38,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/sandstone-data/sandstone/internal/errkind"
+	"github.com/sandstone-data/sandstone/internal/metrics/emf"
 )
 
 // DefaultFailureGrace is how long a failure streak may last before /readyz
@@ -52,27 +58,10 @@ type Options struct {
 	FailureGrace time.Duration
 }
 
-// StageRun is the outcome of one stage run, as the runner knows it.
-type StageRun struct {
-	Stage    string
-	RunID    string
-	Duration time.Duration
-	// Rows and Bytes are written per table.
-	Rows  map[string]int64
-	Bytes map[string]int64
-	// Err is nil when the run succeeded.
-	Err error
-	// Freshness is the time between the newest source change and its
-	// arrival in the warehouse, when this run measured it (else zero).
-	Freshness time.Duration
-	// Skew is, per source table, how far its last_updated runs ahead of or
-	// behind the source's clock beyond the lookback (ingest).
-	Skew map[string]time.Duration
-	// Rejected counts, per source table, the rows set aside; Parked, when
-	// set, the rows waiting for a missing reference (transform).
-	Rejected map[string]int64
-	Parked   *int64
-}
+// StageRun is the outcome of one stage run, as the runner knows it. It is
+// declared in package emf, so that the Lambda can record it without
+// linking Prometheus.
+type StageRun = emf.StageRun
 
 // Metrics holds Sandstone's Prometheus collectors and the readiness state.
 // Its methods are safe for concurrent use.
@@ -92,6 +81,9 @@ type Metrics struct {
 	parked      prometheus.Gauge
 	audits      *prometheus.CounterVec
 	lastAudit   prometheus.Gauge
+	caughtUp    prometheus.Gauge
+	lastChange  prometheus.Gauge
+	buildInfo   *prometheus.GaugeVec
 
 	grace time.Duration
 	now   func() time.Time
@@ -101,6 +93,8 @@ type Metrics struct {
 	lastOK       time.Time       // end of the last successful cycle
 	failingSince time.Time       // first failed cycle of the current streak
 	failKind     errkind.Kind    // kind of the last failed cycle
+	started      time.Time       // when New was called
+	caughtUpTo   time.Time       // the warehouse holds every change before it
 }
 
 // New returns Metrics on a fresh private registry, which also holds the Go
@@ -144,8 +138,8 @@ func New(opts Options) *Metrics {
 			Help: "How far a source table's last_updated runs ahead (+) or behind (-) the source's clock beyond the lookback; 0 within it.",
 		}, []string{"table"}),
 		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "sandstone_rejected_rows_total", Help: "Source rows transform set aside, by source table.",
-		}, []string{"table"}),
+			Name: "sandstone_rejected_rows_total", Help: "Source rows transform set aside, by source table and kind (bad_value, missing_reference).",
+		}, []string{"table", "kind"}),
 		parked: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "sandstone_parked_rows", Help: "Rows waiting for a row they refer to.",
 		}),
@@ -158,11 +152,27 @@ func New(opts Options) *Metrics {
 		lastAudit: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "sandstone_last_audit_timestamp_seconds", Help: "Unix time of the last audit that ran to the end.",
 		}),
+		caughtUp: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "sandstone_warehouse_caught_up_timestamp_seconds",
+			Help: "Unix time of the newest source snapshot whose changes have all reached the warehouse.",
+		}),
+		lastChange: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "sandstone_source_last_change_timestamp_seconds",
+			Help: "The newest last_updated ingested, as Unix time: when the source last changed.",
+		}),
+		buildInfo: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "sandstone_build_info", Help: "1, labelled with the version, commit and Go version of the build.",
+		}, []string{"version", "commit", "go_version"}),
 		grace:  opts.FailureGrace,
 		now:    time.Now,
 		stages: map[string]bool{},
 	}
-	m.reg.MustRegister(m.rows, m.bytes, m.duration, m.failures, m.pending, m.lastSuccess,
+	m.started = m.now()
+	behind := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "sandstone_warehouse_behind_source_seconds",
+		Help: "How far the warehouse is behind the source: the age of the newest source snapshot whose changes have all reached it (since start-up when none has yet).",
+	}, func() float64 { return m.BehindSource().Seconds() })
+	m.reg.MustRegister(m.rows, m.bytes, m.duration, m.failures, m.pending, m.lastSuccess, behind, m.caughtUp, m.lastChange, m.buildInfo,
 		m.freshness, m.freshHist, m.skew, m.drift, m.audits, m.lastAudit, m.rejected, m.parked,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
@@ -231,8 +241,10 @@ func (m *Metrics) Record(r StageRun) {
 	for table, d := range r.Skew {
 		m.skew.WithLabelValues(table).Set(d.Seconds())
 	}
-	for table, n := range r.Rejected {
-		m.rejected.WithLabelValues(table).Add(float64(n))
+	for table, kinds := range r.Rejected {
+		for kind, n := range kinds {
+			m.rejected.WithLabelValues(table, kind).Add(float64(n))
+		}
 	}
 	if r.Parked != nil {
 		m.parked.Set(float64(*r.Parked))

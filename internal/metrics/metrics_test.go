@@ -167,7 +167,7 @@ func TestRecord(t *testing.T) {
 	m.Record(StageRun{Stage: "ingest", Skew: map[string]time.Duration{"sales_order": -5 * time.Hour, "design": 0}})
 	m.AuditDone(map[string]map[string]int64{"payment": {"missing": 0, "deleted": 2}}, nil)
 	parked := int64(3)
-	m.Record(StageRun{Stage: "transform", Rejected: map[string]int64{"sales_order": 2}, Parked: &parked})
+	m.Record(StageRun{Stage: "transform", Rejected: map[string]map[string]int64{"sales_order": {"bad_value": 2}}, Parked: &parked})
 	m.AuditDone(nil, errors.New("source unreachable"))
 
 	checks := []struct {
@@ -187,7 +187,7 @@ func TestRecord(t *testing.T) {
 		{"audits with drift", testutil.ToFloat64(m.audits.WithLabelValues("drift")), 1},
 		{"audits failed", testutil.ToFloat64(m.audits.WithLabelValues("failed")), 1},
 		{"last audit", testutil.ToFloat64(m.lastAudit), 1_700_000_000},
-		{"rejected", testutil.ToFloat64(m.rejected.WithLabelValues("sales_order")), 2},
+		{"rejected", testutil.ToFloat64(m.rejected.WithLabelValues("sales_order", "bad_value")), 2},
 		{"parked", testutil.ToFloat64(m.parked), 3},
 	}
 	for _, c := range checks {
@@ -306,4 +306,52 @@ func TestServerGoneAfterCancel(t *testing.T) {
 	if _, err := http.Get(fmt.Sprintf("http://%s/healthz", ln.Addr())); err == nil {
 		t.Error("server still answers after its context ended")
 	}
+}
+
+// TestBehindSource: the warehouse's lag behind the source counts from
+// start-up until a cycle catches up, then from the newest snapshot caught
+// up to, which never goes back; the build is labelled.
+func TestBehindSource(t *testing.T) {
+	m := New(Options{})
+	c := &clock{t: time.Unix(1_700_000_000, 0)}
+	m.now, m.started = c.now, c.now()
+	c.add(10 * time.Minute)
+	if got := m.BehindSource(); got != 10*time.Minute {
+		t.Errorf("never caught up: %s behind, want the 10m since start", got)
+	}
+	m.CaughtUp(c.now().Add(-time.Minute))
+	m.CaughtUp(c.now().Add(-time.Hour)) // older: ignored
+	c.add(2 * time.Minute)
+	if got := m.BehindSource(); got != 3*time.Minute {
+		t.Errorf("caught up 3m ago: %s", got)
+	}
+	m.SourceChanged(time.Unix(1_600_000_000, 0))
+	m.SourceChanged(time.Time{})
+	m.SetBuildInfo("v1.2.3", "abc", "go1.26")
+	for name, want := range map[string]float64{
+		"sandstone_warehouse_behind_source_seconds":       180,
+		"sandstone_warehouse_caught_up_timestamp_seconds": 1_700_000_000 + 9*60,
+		"sandstone_source_last_change_timestamp_seconds":  1_600_000_000,
+		"sandstone_build_info":                            1,
+	} {
+		if got := gathered(t, m, name); got != want {
+			t.Errorf("%s = %v, want %v", name, got, want)
+		}
+	}
+}
+
+// gathered is the value of the one series of the named metric.
+func gathered(t *testing.T, m *Metrics, name string) float64 {
+	t.Helper()
+	families, err := m.Registry().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() == name && len(f.GetMetric()) == 1 {
+			return f.GetMetric()[0].GetGauge().GetValue()
+		}
+	}
+	t.Fatalf("no single series %s", name)
+	return 0
 }

@@ -120,10 +120,14 @@ func (s *Server) run(ctx context.Context, name string, args ...string) error {
 	cmd := exec.CommandContext(ctx, filepath.Join(s.bin, name), args...) // #nosec G204 -- binaries of the machine's PostgreSQL
 	cmd.Dir = s.Dir
 	cmd.Env = append(os.Environ(), "LC_ALL=C")
-	if s.cred != nil {
-		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: s.cred}
-	}
+	// A process group of its own: a Ctrl-C at the terminal reaches
+	// Sandstone, which stops its servers itself, and not the servers
+	// half-way through initdb.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Credential: s.cred}
 	out, err := cmd.CombinedOutput()
+	if err != nil && ctx.Err() != nil {
+		return fmt.Errorf("pgserver: %s: %w", name, ctx.Err())
+	}
 	if err != nil {
 		log, _ := os.ReadFile(filepath.Join(s.Dir, "postgres.log")) // #nosec G304 -- our own log
 		return fmt.Errorf("pgserver: %s: %w\n%s%s", name, err, out, tail(string(log), 2000))

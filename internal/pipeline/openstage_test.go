@@ -39,7 +39,7 @@ func TestOpenStageOpensOnlyWhatTheStageUses(t *testing.T) {
 			s, _ := p.Stage(other)
 			needsIngest, needsProcessed := other != Load, other != Ingest
 			if (needsIngest && !c.ingestOpen) || (needsProcessed && !c.procs) {
-				if _, err := s.Run(context.Background()); errkind.Of(err) != errkind.Internal {
+				if _, err := s.Run(context.Background(), Run{}); errkind.Of(err) != errkind.Internal {
 					t.Errorf("%s opened, %s ran: %v", c.stage, other, err)
 				}
 			}

@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"context"
+	"encoding/json"
 	"io"
 	"log/slog"
 	"os"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/sandstone-data/sandstone/internal/config"
 	"github.com/sandstone-data/sandstone/internal/pgtest"
+	"github.com/sandstone-data/sandstone/internal/progress"
 	"github.com/sandstone-data/sandstone/internal/status"
 	"github.com/sandstone-data/sandstone/internal/warehouse"
 )
@@ -126,7 +128,7 @@ func TestSnapshotEndToEnd(t *testing.T) {
 	// a fresh process resumes with transform and load.
 	pgtest.Exec(t, cfg.SourceURL, `UPDATE sales_order SET units_sold = units_sold + 1, last_updated = LOCALTIMESTAMP WHERE sales_order_id <= 10`)
 	in, _ := open(t, cfg).Stage(Ingest)
-	if rep, err := in.Run(context.Background()); err != nil || rep.Total() != 10 {
+	if rep, err := in.Run(context.Background(), Run{}); err != nil || rep.Total() != 10 {
 		t.Fatalf("ingest before the crash: %+v %v", rep, err)
 	}
 	cycle(t, cfg)
@@ -175,4 +177,85 @@ func TestUnknownStage(t *testing.T) {
 	if _, err := Open(context.Background(), config.Config{}, nil); err == nil {
 		t.Fatal("no buckets accepted")
 	}
+}
+
+// TestEveryLineCarriesStageAndRunID: through the one path, every log line
+// of every stage names its stage and its run, load's included, and the run
+// id in the lines is the report's.
+func TestEveryLineCarriesStageAndRunID(t *testing.T) {
+	every := progress.LogEvery
+	progress.LogEvery = 0 // a progress line for every chunk read
+	defer func() { progress.LogEvery = every }()
+	cfg := install(t)
+	pgtest.LoadSnapshot(t, cfg.SourceURL)
+	pgtest.Exec(t, cfg.SourceURL, "ANALYZE") // ingest's estimate of a first read is the planner's
+	var buf syncBuffer
+	log := slog.New(slog.NewJSONHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	p, err := Open(context.Background(), cfg, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = p.Close() }()
+	reports, err := (&Runner{Stages: p.Stages(), Logger: log}).Cycle(context.Background())
+	if err != nil || len(reports) != 3 {
+		t.Fatalf("cycle: %v, %d reports", err, len(reports))
+	}
+	ids := map[string]string{}
+	for _, r := range reports {
+		if r.RunID == "" {
+			t.Errorf("%s: no run id in its report", r.Stage)
+		}
+		ids[r.Stage] = r.RunID
+	}
+	lines := 0
+	progressed := map[string]bool{}
+	for line := range strings.Lines(buf.String()) {
+		var l struct {
+			Msg   string `json:"msg"`
+			Stage string `json:"stage"`
+			RunID string `json:"run_id"`
+			Table string `json:"table"`
+			Rows  any    `json:"rows"` // a number, or a map per table
+			Of    int64  `json:"of"`
+		}
+		if err := json.Unmarshal([]byte(line), &l); err != nil {
+			t.Fatalf("not a JSON line: %q", line)
+		}
+		lines++
+		if n, ok := l.Rows.(float64); l.Msg == "progress" && l.Table != "" && ok && n > 0 && float64(l.Of) >= n {
+			progressed[l.Stage] = true
+		}
+		if l.Stage == "" || l.RunID == "" || l.RunID != ids[l.Stage] {
+			t.Errorf("line %q: stage %q, run_id %q (the %s report's is %q)", l.Msg, l.Stage, l.RunID, l.Stage, ids[l.Stage])
+		}
+		if strings.Count(line, `"stage"`) != 1 || strings.Count(line, `"run_id"`) != 1 {
+			t.Errorf("stage or run_id twice in %q", line)
+		}
+	}
+	if lines < 6 {
+		t.Errorf("only %d log lines from a cycle", lines)
+	}
+	for _, s := range []string{Ingest, Transform, Load} {
+		if !progressed[s] {
+			t.Errorf("%s logged no progress (table, rows, of)", s)
+		}
+	}
+}
+
+// syncBuffer is a buffer safe for concurrent writes.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

@@ -11,45 +11,22 @@ import (
 	"time"
 
 	"github.com/sandstone-data/sandstone/internal/errkind"
+	"github.com/sandstone-data/sandstone/internal/lake"
 	"github.com/sandstone-data/sandstone/internal/logging"
 )
-
-// Report is what one run of one stage did.
-type Report struct {
-	Stage   string
-	RunID   string
-	Batches []string
-	// Rows and Bytes count what the stage wrote, per table.
-	Rows     map[string]int64
-	Bytes    map[string]int64
-	Duration time.Duration
-	// Freshness is set by load: the age of the newest source change when
-	// it arrived in the warehouse.
-	Freshness time.Duration
-	// Skew is set by ingest: per table, how far its last_updated runs
-	// ahead of or behind the source's clock beyond the lookback.
-	Skew map[string]time.Duration
-	// Rejected counts, per source table, the rows transform set aside;
-	// Parked the rows waiting for a missing reference after it (transform).
-	Rejected map[string]int64
-	Parked   int64
-	// Note is a short human remark (e.g. "nothing new").
-	Note string
-}
-
-// Total is the number of rows the stage wrote.
-func (r Report) Total() int64 {
-	var n int64
-	for _, v := range r.Rows {
-		n += v
-	}
-	return n
-}
 
 // Stage is one step of the pipeline.
 type Stage struct {
 	Name string
-	Run  func(ctx context.Context) (Report, error)
+	Run  func(ctx context.Context, run Run) (Report, error)
+}
+
+// Run is one run of a stage: the id that its manifests and log lines carry
+// (a new one when empty) and the logger for its lines (the pipeline's when
+// nil).
+type Run struct {
+	ID     string
+	Logger *slog.Logger
 }
 
 // Observer is told the outcome of every stage run.
@@ -67,6 +44,9 @@ type Runner struct {
 	Backoff   time.Duration
 	Logger    *slog.Logger
 	Observers []Observer
+	// Quiet logs each stage's start and end at Debug: for a terminal, where
+	// an observer prints the result and a log line would say it twice.
+	Quiet bool
 }
 
 func (r *Runner) logger() *slog.Logger {
@@ -89,7 +69,7 @@ func (r *Runner) Cycle(ctx context.Context) ([]Report, error) {
 			errs = append(errs, fmt.Errorf("%s: not started: %w", s.Name, ctx.Err()))
 			break
 		}
-		rep, err := r.runStage(ctx, s)
+		rep, err := r.Run(ctx, s)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", s.Name, err))
 			if ctx.Err() != nil {
@@ -102,29 +82,35 @@ func (r *Runner) Cycle(ctx context.Context) ([]Report, error) {
 	return reports, errors.Join(errs...)
 }
 
-func (r *Runner) runStage(ctx context.Context, s Stage) (Report, error) {
+// Run runs one stage, trying again up to Retries times: the one path every
+// stage run takes, from the CLI, from a cycle and from a Lambda function. It
+// logs the start, the end or the failure's one ERROR line (with stage,
+// run_id and error_kind), and tells the observers.
+func (r *Runner) Run(ctx context.Context, s Stage) (Report, error) {
 	delay := r.Backoff
 	for attempt := 0; ; attempt++ {
-		r.logger().Info("stage started", "stage", s.Name, "attempt", attempt+1)
-		rep, err := s.Run(context.WithoutCancel(ctx))
-		rep.Stage = s.Name
+		id := lake.NewRunID()
+		log := r.logger().With(logging.KeyStage, s.Name, logging.KeyRunID, id)
+		log.Log(ctx, r.level(), "stage started", "attempt", attempt+1)
+		rep, err := s.Run(context.WithoutCancel(ctx), Run{ID: id, Logger: r.logger()})
+		rep.Stage, rep.RunID = s.Name, id
 		if err == nil {
-			r.logger().Info("stage finished", "stage", s.Name, "run_id", rep.RunID, "batches", rep.Batches,
-				"rows", rep.Total(), "tables", rep.Rows, "bytes", rep.Bytes, "seconds", rep.Duration.Seconds())
+			log.Log(ctx, r.level(), "stage finished", "batches", rep.Batches, "rows", rep.Total(), "tables", rep.Rows,
+				"rejected", rep.Rejects(), "seconds", rep.Duration.Seconds())
 			for _, o := range r.Observers {
 				o.StageDone(ctx, rep)
 			}
 			return rep, nil
 		}
 		if attempt >= r.Retries || ctx.Err() != nil {
-			logging.Failure(r.logger(), s.Name, rep.RunID, err)
+			logging.Failure(r.logger(), s.Name, id, err)
 			for _, o := range r.Observers {
-				o.StageFailed(ctx, s.Name, rep.RunID, err)
+				o.StageFailed(ctx, s.Name, id, err)
 			}
 			return rep, err
 		}
-		r.logger().Warn("stage failed; retrying", "stage", s.Name, "attempt", attempt+1,
-			"retry_in", delay.String(), "error_kind", string(errkind.Of(err)), "error", err.Error())
+		log.Warn("stage failed; retrying", "attempt", attempt+1,
+			"retry_in", delay.String(), logging.KeyErrorKind, string(errkind.Of(err)), logging.KeyError, err.Error())
 		select {
 		case <-ctx.Done():
 			return rep, ctx.Err()
@@ -134,8 +120,18 @@ func (r *Runner) runStage(ctx context.Context, s Stage) (Report, error) {
 	}
 }
 
+// level is the level of the start and end lines: Debug when a printer
+// already tells each result (Quiet), Info otherwise.
+func (r *Runner) level() slog.Level {
+	if r.Quiet {
+		return slog.LevelDebug
+	}
+	return slog.LevelInfo
+}
+
 // Loop runs a cycle now and then every interval until ctx ends; it returns
-// nil when stopped by ctx. Failed cycles do not stop it.
+// nil when stopped by ctx. Failed cycles do not stop it. each, when set, is
+// told every cycle's outcome, the one ctx ended during too.
 func (r *Runner) Loop(ctx context.Context, interval time.Duration, each func([]Report, error)) error {
 	if interval <= 0 {
 		return errors.New("pipeline: interval must be positive")
@@ -144,11 +140,11 @@ func (r *Runner) Loop(ctx context.Context, interval time.Duration, each func([]R
 	defer t.Stop()
 	for {
 		reports, err := r.Cycle(ctx)
+		if each != nil {
+			each(reports, err) // the last cycle too: its outcome is kept
+		}
 		if ctx.Err() != nil {
 			return nil
-		}
-		if each != nil {
-			each(reports, err)
 		}
 		select {
 		case <-ctx.Done():

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"time"
 
@@ -11,6 +12,8 @@ import (
 	"github.com/sandstone-data/sandstone/internal/errkind"
 	"github.com/sandstone-data/sandstone/internal/ingest"
 	"github.com/sandstone-data/sandstone/internal/lake"
+	"github.com/sandstone-data/sandstone/internal/logging"
+	"github.com/sandstone-data/sandstone/internal/progress"
 	"github.com/sandstone-data/sandstone/internal/transform"
 	"github.com/sandstone-data/sandstone/internal/warehouse"
 )
@@ -31,6 +34,10 @@ type Pipeline struct {
 	// Deadline, when set, makes transform and load stop at a batch
 	// boundary once it has passed (a Lambda's time limit).
 	Deadline time.Time
+	// Progress is where a person watches long work: when it is a
+	// terminal, each stage keeps a line there with its rows, rate and time
+	// left; otherwise (nil too) a progress line is logged now and then.
+	Progress io.Writer
 }
 
 // Open opens the buckets cfg names: both, as the CLI's run, status and
@@ -64,7 +71,7 @@ func openBuckets(ctx context.Context, cfg config.Config, logger *slog.Logger, in
 		p.Ingest = in
 	}
 	if processed {
-		out, err := lake.Open(ctx, cfg.ProcessedBucket)
+		out, err := openProcessed(ctx, cfg.ProcessedBucket, !ingestion)
 		if err != nil {
 			_ = p.Close()
 			return nil, errkind.Wrap(errkind.ConfigInvalid, fmt.Errorf("processed bucket: %w", err))
@@ -72,6 +79,20 @@ func openBuckets(ctx context.Context, cfg config.Config, logger *slog.Logger, in
 		p.Processed = out
 	}
 	return p, nil
+}
+
+// openProcessed opens the processed bucket; for load alone (readOnly) a
+// directory not there yet is not created: it has no batches, and the
+// ledger check still runs.
+func openProcessed(ctx context.Context, url string, readOnly bool) (*lake.Bucket, error) {
+	if !readOnly {
+		return lake.Open(ctx, url)
+	}
+	b, err := lake.OpenExisting(ctx, url)
+	if errors.Is(err, lake.ErrNoBucket) {
+		return lake.Open(ctx, "mem://")
+	}
+	return b, err
 }
 
 // Close closes the buckets that are open.
@@ -114,60 +135,119 @@ func (p *Pipeline) Stages() []Stage {
 	return []Stage{{Ingest, p.ingest}, {Transform, p.transform}, {Load, p.load}}
 }
 
-func (p *Pipeline) ingest(ctx context.Context) (Report, error) {
+// meter is the progress meter of one stage run.
+func (p *Pipeline) meter(stage string, log *slog.Logger) *progress.Meter {
+	return progress.New(stage, p.Progress, log)
+}
+
+// logger is the logger of a run: its own, else the pipeline's.
+func (p *Pipeline) logger(run Run) *slog.Logger {
+	if run.Logger != nil {
+		return run.Logger
+	}
+	return p.Logger
+}
+
+// ingest lands batches of at most Config.MaxBatchRows rows until nothing
+// is left to land, or the next batch would not finish before the deadline.
+func (p *Pipeline) ingest(ctx context.Context, run Run) (Report, error) {
 	if err := need(Ingest, p.Ingest); err != nil {
 		return Report{}, err
 	}
-	res, err := ingest.Run(ctx, ingest.Options{SourceURL: p.Config.SourceURL, Bucket: p.Ingest,
-		Lookback: p.Config.Lookback, Logger: p.Logger})
-	rep := Report{RunID: res.RunID, Rows: res.Rows, Duration: res.Duration, Skew: res.Skew}
-	switch {
-	case res.Conflict:
-		rep.Note = "another run committed the batch first"
-	case res.Sequence == 0:
-		rep.Note = "nothing new"
-	default:
-		rep.Batches = []string{res.Batch}
-		rep.Bytes = map[string]int64{"all": res.Bytes}
+	start := time.Now()
+	rep := Report{RunID: run.ID, Rows: map[string]int64{}}
+	var longest time.Duration
+	for {
+		began := time.Now()
+		res, err := ingest.Run(ctx, ingest.Options{SourceURL: p.Config.SourceURL, Bucket: p.Ingest,
+			Lookback: p.Config.Lookback, Logger: p.logger(run), RunID: run.ID, MaxBatchRows: p.Config.MaxBatchRows,
+			Progress: p.meter(Ingest, p.logger(run).With(logging.KeyStage, Ingest, logging.KeyRunID, run.ID))})
+		rep.Duration, rep.Skew = time.Since(start), res.Skew
+		if err != nil {
+			return rep, err
+		}
+		if res.Conflict {
+			rep.Note = "another run committed the batch first; nothing written"
+			return rep, nil
+		}
+		rep.SnapshotAt = began // every change before it is in the bucket, once !res.More
+		if res.Sequence != 0 {
+			rep.Batches = append(rep.Batches, res.Batch)
+			for t, n := range res.Rows {
+				rep.Rows[t] += n
+			}
+			if rep.Bytes == nil {
+				rep.Bytes = map[string]int64{}
+			}
+			rep.Bytes["all"] += res.Bytes
+			if res.SourceNewest.After(rep.SourceNewest) {
+				rep.SourceNewest = res.SourceNewest
+			}
+		}
+		longest = max(longest, time.Since(began))
+		switch {
+		case !res.More && len(rep.Batches) == 0:
+			rep.Note = "nothing new"
+			return rep, nil
+		case !res.More:
+			return rep, nil
+		case !p.Deadline.IsZero() && time.Now().Add(longest+longest/2).After(p.Deadline):
+			rep.SnapshotAt = time.Time{} // rows are left to land
+			rep.Note = "time is up; rows left for the next run"
+			return rep, nil
+		}
 	}
-	return rep, err
 }
 
-func (p *Pipeline) transform(ctx context.Context) (Report, error) {
+func (p *Pipeline) transform(ctx context.Context, run Run) (Report, error) {
 	if err := need(Transform, p.Ingest, p.Processed); err != nil {
 		return Report{}, err
 	}
 	start := time.Now()
 	res, err := transform.Run(ctx, transform.Options{Ingest: p.Ingest, Processed: p.Processed,
-		Logger: p.Logger, Deadline: p.Deadline})
+		Logger: p.logger(run), Deadline: p.Deadline, RunID: run.ID,
+		Progress: p.meter(Transform, p.logger(run).With(logging.KeyStage, Transform, logging.KeyRunID, run.ID))})
 	rep := Report{RunID: res.RunID, Rows: map[string]int64{}, Duration: time.Since(start)}
 	for _, b := range res.Batches {
 		rep.Batches = append(rep.Batches, b.Batch)
 		for t, n := range b.Rows {
 			rep.Rows[t] += n
 		}
-		for t, n := range b.RejectedBy {
-			if rep.Rejected == nil {
-				rep.Rejected = map[string]int64{}
+		for t, kinds := range b.RejectedBy {
+			for k, n := range kinds {
+				if rep.Rejected == nil {
+					rep.Rejected = map[string]map[string]int64{}
+				}
+				if rep.Rejected[t] == nil {
+					rep.Rejected[t] = map[string]int64{}
+				}
+				rep.Rejected[t][k] += n
 			}
-			rep.Rejected[t] += n
 		}
+		rep.Released += b.Released
 		rep.Parked = b.Parked
 	}
-	if len(res.Batches) == 0 {
+	switch {
+	case res.Conflict:
+		rep.Note = "another run committed the next batch first; stopped"
+	case res.DeadlineReached:
+		rep.Note = "time is up; batches left for the next run"
+	case len(res.Batches) == 0:
 		rep.Note = "nothing new"
 	}
 	return rep, err
 }
 
-func (p *Pipeline) load(ctx context.Context) (Report, error) {
+func (p *Pipeline) load(ctx context.Context, run Run) (Report, error) {
 	if err := need(Load, p.Processed); err != nil {
 		return Report{}, err
 	}
 	start := time.Now()
+	log := p.logger(run).With(logging.KeyStage, Load, logging.KeyRunID, run.ID)
 	res, err := warehouse.Load(ctx, warehouse.Options{URL: p.Config.WarehouseURL, Schema: p.Config.WarehouseSchema,
-		Processed: p.Processed, Logger: p.Logger, Deadline: p.Deadline})
-	rep := Report{Rows: map[string]int64{}, Duration: time.Since(start)}
+		Processed: p.Processed, Logger: log, Deadline: p.Deadline, Progress: p.meter(Load, log)})
+	rep := Report{RunID: run.ID, Rows: map[string]int64{}, Duration: time.Since(start),
+		Skipped: len(res.Skipped), Pending: res.Pending}
 	for _, b := range res.Batches {
 		rep.Batches = append(rep.Batches, b.Batch)
 		for t, n := range b.Rows {
@@ -177,15 +257,42 @@ func (p *Pipeline) load(ctx context.Context) (Report, error) {
 	if err != nil {
 		return rep, err
 	}
-	if len(res.Batches) == 0 {
-		rep.Note = "nothing new"
+	switch {
+	case res.Pending > 0:
+		rep.Note = "time is up; batches left for the next run"
+	case len(res.Batches) == 0 && len(res.Skipped) == 0:
+		rep.Note = p.nothingToLoad(ctx)
 		return rep, nil
 	}
-	last, ferr := warehouse.LastLoad(ctx, p.Config.WarehouseURL, p.Config.WarehouseSchema)
-	if ferr == nil {
-		rep.Freshness = last.Lag
+	if n := len(res.Batches); n > 0 {
+		if last, ferr := warehouse.LastLoad(ctx, p.Config.WarehouseURL, p.Config.WarehouseSchema); ferr == nil {
+			rep.Freshness = last.Lag
+		}
+		var m lake.Manifest
+		if p.Processed.ReadManifest(ctx, res.Batches[n-1].Sequence, &m) == nil {
+			rep.SnapshotAt = m.SnapshotAt
+		}
 	}
 	return rep, nil
+}
+
+// nothingToLoad says why a load found nothing: a processed bucket with no
+// batches at all (a fresh setup, or the wrong bucket) is not a warehouse up
+// to date.
+func (p *Pipeline) nothingToLoad(ctx context.Context) string {
+	name := p.Config.ProcessedBucket
+	if n, err := lake.ResolveURL(name); err == nil {
+		name = n
+	}
+	seq, err := p.Processed.LatestSeq(ctx)
+	switch {
+	case err != nil:
+		return fmt.Sprintf("nothing to load (the processed bucket %s could not be listed: %s)", name, config.Redact(err.Error()))
+	case seq == 0:
+		return fmt.Sprintf("nothing to load: the processed bucket %s has no batches yet; "+
+			"run 'sandstone ingest' and 'sandstone transform' first (or 'sandstone run'), or point --processed-bucket at the bucket transform writes", name)
+	}
+	return fmt.Sprintf("nothing to load: the warehouse is up to date (batch %s of %s)", lake.BatchID(seq), name)
 }
 
 // Pending counts the batches waiting for transform (ingested, not yet

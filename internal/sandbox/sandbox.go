@@ -107,3 +107,15 @@ func Clean(dir string) error {
 	}
 	return nil
 }
+
+// Running reports whether a server of the sandbox in dir is running.
+func Running(dir string) bool {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return false
+	}
+	src, wh := serverDirs(abs)
+	_, s := pgserver.Running(src)
+	_, w := pgserver.Running(wh)
+	return s || w
+}

@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"sort"
 	"time"
 
@@ -41,6 +40,17 @@ type Report struct {
 	// FreshnessSeconds is the age now of the newest source change that has
 	// reached the warehouse.
 	FreshnessSeconds float64 `json:"freshness_seconds,omitempty"`
+	// SourceLastChange is the newest last_updated ingest has seen: when the
+	// source last changed (as its stamps say).
+	SourceLastChange time.Time `json:"source_last_change,omitzero"`
+	// CaughtUpTo is the snapshot of the newest loaded batch: the warehouse
+	// holds every source change made before it. BehindSourceSeconds is its
+	// age: how far the warehouse is behind the source. When nothing waits
+	// (BehindSourceAtMost), it is an upper bound: ingest lands no batch
+	// while the source is quiet, so a later look may have found nothing.
+	CaughtUpTo          time.Time `json:"caught_up_to,omitzero"`
+	BehindSourceSeconds float64   `json:"behind_source_seconds,omitempty"`
+	BehindSourceAtMost  bool      `json:"behind_source_at_most,omitempty"`
 	// History is the lag of the recent loads, newest first.
 	History []Lag `json:"freshness_history,omitempty"`
 	// Rejected counts the rows transform set aside, by source table and
@@ -90,17 +100,23 @@ func Gather(ctx context.Context, cfg config.Config, alertState string) Report {
 		}
 		return b
 	}
-	var out *lake.Bucket
+	var ingested, out *lake.Bucket
 	if in := open("ingestion bucket", cfg.IngestBucket); in != nil {
 		seq, st, err := ingest.LoadState(ctx, in)
 		if err != nil {
 			problem("ingestion bucket", err)
 		}
 		r.IngestedBatch, r.Tables = seq, st.Tables
+		for _, t := range st.Tables {
+			if t.Watermark.After(r.SourceLastChange) && t.Watermark.Year() < 9999 {
+				r.SourceLastChange = t.Watermark.UTC()
+			}
+		}
 		if r.LastAudit, err = audit.Latest(ctx, in); err != nil {
 			problem("audit report", err)
 		}
-		_ = in.Close()
+		defer func() { _ = in.Close() }()
+		ingested = in
 	}
 	if out = open("processed bucket", cfg.ProcessedBucket); out != nil {
 		var err error
@@ -109,6 +125,11 @@ func Gather(ctx context.Context, cfg config.Config, alertState string) Report {
 		}
 		if err := r.rejects(ctx, out); err != nil {
 			problem("rejected rows", err)
+		}
+		if ingested != nil {
+			if err := transform.CheckSource(ctx, ingested, out); err != nil {
+				problem("ingestion and processed buckets disagree", err)
+			}
 		}
 		defer func() { _ = out.Close() }()
 	}
@@ -123,17 +144,27 @@ func Gather(ctx context.Context, cfg config.Config, alertState string) Report {
 				"point --processed-bucket at the bucket this warehouse was loaded from", lake.BatchID(r.LoadedBatch), cfg.ProcessedBucket))
 		} else if err := warehouse.CheckProcessed(ctx, cfg.WarehouseURL, cfg.WarehouseSchema, out); err != nil {
 			problem("processed bucket and warehouse ledger disagree", err)
+		} else {
+			r.caughtUp(ctx, out)
 		}
 	}
-	if data, err := os.ReadFile(alertState); err == nil { // #nosec G304 -- the operator's own state file
-		var s alert.State
-		if err := json.Unmarshal(data, &s); err != nil {
-			problem("alert state", err)
-		} else {
-			r.Alerts = &s
-		}
+	var err error
+	if r.Alerts, err = alert.ReadState(alertState); err != nil {
+		problem("alert state", err)
 	}
 	return r
+}
+
+// caughtUp sets how far the warehouse is behind the source, from the
+// snapshot of the newest loaded batch.
+func (r *Report) caughtUp(ctx context.Context, out *lake.Bucket) {
+	var m lake.Manifest
+	if out.ReadManifest(ctx, r.LoadedBatch, &m) != nil || m.SnapshotAt.IsZero() {
+		return
+	}
+	r.CaughtUpTo = m.SnapshotAt.UTC()
+	r.BehindSourceSeconds = max(0, r.At.Sub(r.CaughtUpTo).Seconds())
+	r.BehindSourceAtMost = r.PendingTransform == 0 && r.PendingLoad == 0
 }
 
 // rejects counts the rows transform set aside and those still parked.
@@ -202,66 +233,49 @@ func (r Report) WriteJSON(w io.Writer) error {
 	return enc.Encode(r)
 }
 
-// WriteText writes the report for people.
+// WriteText writes the report for people: times in UTC, durations in one
+// notation (see dur), sections and lines in a fixed order.
 func (r Report) WriteText(w io.Writer) error {
 	p := func(format string, args ...any) { _, _ = fmt.Fprintf(w, format+"\n", args...) }
-	p("Source tables (ingest):")
-	p("  %-16s %-24s %-24s %s", "table", "watermark", "last landed", "batch")
-	names := make([]string, 0, len(r.Tables))
-	for t := range r.Tables {
-		names = append(names, t)
-	}
-	sort.Strings(names)
-	for _, t := range names {
+	p("Status at %s", stamp(r.At))
+	p("\nSource tables (ingest; times UTC):")
+	p("  %-16s %-23s %-23s %s", "table", "newest last_updated", "last landed", "batch")
+	for _, t := range sortedKeys(r.Tables) {
 		s := r.Tables[t]
-		p("  %-16s %-24s %-24s %s", t, stamp(s.Watermark), stamp(s.LandedAt), s.Batch)
+		p("  %-16s %-23s %-23s %s", t, clock(s.Watermark), clock(s.LandedAt), s.Batch)
 	}
-	for _, t := range names {
+	for _, t := range sortedKeys(r.Tables) {
 		if s := r.Tables[t]; s.Skew != 0 {
 			dir := "behind"
 			if s.Skew > 0 {
 				dir = "ahead of"
 			}
-			p("  clock: %s.last_updated runs %s %s the source's clock, more than the lookback", t, s.Skew.Abs().Round(time.Second), dir)
+			p("  clock: %s.last_updated runs %s %s the source's clock, more than the lookback", t, dur(s.Skew.Abs()), dir)
 		}
 	}
 	p("\nBatches: ingested %d, processed %d, loaded %d", r.IngestedBatch, r.ProcessedBatch, r.LoadedBatch)
 	p("Waiting: %d for transform, %d for load", r.PendingTransform, r.PendingLoad)
 	if r.LastLoad != nil {
-		p("Last load: batch %s at %s (%.2fs)", r.LastLoad.Batch, stamp(r.LastLoad.LoadedAt), r.LastLoad.Seconds)
+		p("Last load: batch %s at %s, took %s", r.LastLoad.Batch, stamp(r.LastLoad.LoadedAt), dur(seconds(r.LastLoad.Seconds)))
 	}
+	r.writeFreshness(p)
 	if r.Counts != nil {
 		p("\nWarehouse rows:")
 		for _, t := range star.Tables {
 			p("  %-20s %9d", t.Name, r.Counts[t.Name])
 		}
 	}
-	if r.FreshnessSeconds > 0 {
-		p("\nFreshness: the newest change in the warehouse was made %s ago", time.Duration(r.FreshnessSeconds*float64(time.Second)).Round(time.Second))
-	}
-	if len(r.History) > 0 {
-		p("Recent loads (lag from the newest source change to the warehouse):")
-		for _, h := range r.History {
-			p("  batch %s at %s: %.1fs", h.Batch, stamp(h.LoadedAt), h.LagSeconds)
-		}
-	}
 	if len(r.Rejected) > 0 || r.Parked > 0 {
 		p("\nRejected rows (sandstone rejects lists them):")
-		tables := make([]string, 0, len(r.Rejected))
-		for t := range r.Rejected {
-			tables = append(tables, t)
-		}
-		sort.Strings(tables)
-		for _, t := range tables {
+		for _, t := range sortedKeys(r.Rejected) {
 			p("  %-16s %d bad_value, %d missing_reference", t, r.Rejected[t]["bad_value"], r.Rejected[t]["missing_reference"])
 		}
 		if r.Parked > 0 {
-			p("  %d parked, waiting for a row they refer to; the oldest for %s", r.Parked,
-				time.Duration(r.OldestParkedSeconds*float64(time.Second)).Round(time.Second))
+			p("  %d parked, waiting for a row they refer to; the oldest for %s", r.Parked, dur(seconds(r.OldestParkedSeconds)))
 		}
 	}
 	if a := r.LastAudit; a != nil {
-		p("\nLast audit: %s UTC, against ingested batch %s: %s", stamp(a.At), a.Batch, a.Summary())
+		p("\nLast audit: %s, against ingested batch %s: %s", stamp(a.At), a.Batch, a.Summary())
 		if a.Repaired != nil {
 			p("  repaired in ingested batch %s", a.Repaired.Batch)
 		}
@@ -271,8 +285,8 @@ func (r Report) WriteText(w io.Writer) error {
 		if len(r.Alerts.Stages) == 0 {
 			p("  none")
 		}
-		for stage, s := range r.Alerts.Stages {
-			if s.Failing {
+		for _, stage := range sortedKeys(r.Alerts.Stages) {
+			if s := r.Alerts.Stages[stage]; s.Failing {
 				p("  %s: FAILING since %s (%s, %d failures): %s", stage, stamp(s.FailingSince), s.Kind, s.Failures, s.Error)
 			} else {
 				p("  %s: ok", stage)
@@ -288,7 +302,65 @@ func (r Report) WriteText(w io.Writer) error {
 	return nil
 }
 
+// writeFreshness writes the two sides of freshness: how far the warehouse
+// is behind the source (the pipeline's lag), and when the source last
+// changed (a quiet source is not a late pipeline).
+func (r Report) writeFreshness(p func(string, ...any)) {
+	if r.CaughtUpTo.IsZero() && r.SourceLastChange.IsZero() {
+		return
+	}
+	p("\nFreshness:")
+	if !r.CaughtUpTo.IsZero() {
+		behind := dur(seconds(r.BehindSourceSeconds))
+		if r.BehindSourceAtMost {
+			behind = "at most " + behind + " (nothing waits; while the source is quiet ingest lands no batch)"
+		}
+		p("  behind the source:   %s", behind)
+		p("  caught up to:        %s (the snapshot of loaded batch %s: every change made before it is in the warehouse)",
+			stamp(r.CaughtUpTo), lake.BatchID(r.LoadedBatch))
+	}
+	if !r.SourceLastChange.IsZero() {
+		p("  source last changed: %s (%s ago; the newest last_updated ingested)", stamp(r.SourceLastChange), dur(r.At.Sub(r.SourceLastChange)))
+	}
+	if len(r.History) > 0 {
+		p("  recent loads (newest source change of the batch -> in the warehouse):")
+		for _, h := range r.History {
+			p("    batch %s at %s: %s", h.Batch, stamp(h.LoadedAt), dur(seconds(h.LagSeconds)))
+		}
+	}
+}
+
+// dur writes every duration of the report the same way: tenths of a
+// second below a minute, whole seconds above (1.5s, 4m12s, 2h0m5s).
+func dur(d time.Duration) string {
+	if d < time.Minute {
+		return fmt.Sprintf("%.1fs", d.Seconds())
+	}
+	return d.Round(time.Second).String()
+}
+
+func seconds(s float64) time.Duration { return time.Duration(s * float64(time.Second)) }
+
+// sortedKeys returns m's keys in order.
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// stamp writes a time in UTC, labelled.
 func stamp(t time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	return clock(t) + " UTC"
+}
+
+// clock writes a time in UTC, for a column labelled UTC.
+func clock(t time.Time) string {
 	if t.IsZero() {
 		return "-"
 	}

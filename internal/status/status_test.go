@@ -46,7 +46,7 @@ func TestProblemsAndAlerts(t *testing.T) {
 		t.Fatal(err)
 	}
 	out := text.String() + js.String()
-	for _, want := range []string{"load: FAILING since 2026-01-02 03:04:05.000 (warehouse_unreachable, 3 failures)", "ingest: ok", `"problems"`} {
+	for _, want := range []string{"load: FAILING since 2026-01-02 03:04:05.000 UTC (warehouse_unreachable, 3 failures)", "ingest: ok", `"problems"`} {
 		if !strings.Contains(out, want) {
 			t.Errorf("status lacks %q:\n%s", want, out)
 		}

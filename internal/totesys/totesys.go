@@ -4,6 +4,10 @@ package totesys
 
 import (
 	_ "embed"
+	"fmt"
+	"reflect"
+	"slices"
+	"strings"
 	"time"
 )
 
@@ -17,8 +21,11 @@ type Table struct {
 	Name string
 	// Key is the single-column primary key.
 	Key string
-	// Columns are the columns the pipeline needs, in source order.
+	// Columns are the columns the pipeline needs, in source order: the
+	// parquet names of Row's fields.
 	Columns []string
+	// Row is the row type the ingestion bucket's Parquet holds the table in.
+	Row reflect.Type
 }
 
 // LastUpdated is the column every table stamps each row version with.
@@ -26,19 +33,47 @@ const LastUpdated = "last_updated"
 
 // Tables lists the eleven totesys tables in load order (referenced before
 // referencing). Any other table in the source, such as _prisma_migrations,
-// is ignored.
+// is ignored. Each table's columns are declared once, by its row type below.
 var Tables = []Table{
-	{"address", "address_id", []string{"address_id", "address_line_1", "address_line_2", "district", "city", "postal_code", "country", "phone", "created_at", "last_updated"}},
-	{"counterparty", "counterparty_id", []string{"counterparty_id", "counterparty_legal_name", "legal_address_id", "commercial_contact", "delivery_contact", "created_at", "last_updated"}},
-	{"currency", "currency_id", []string{"currency_id", "currency_code", "created_at", "last_updated"}},
-	{"department", "department_id", []string{"department_id", "department_name", "location", "manager", "created_at", "last_updated"}},
-	{"design", "design_id", []string{"design_id", "created_at", "design_name", "file_location", "file_name", "last_updated"}},
-	{"staff", "staff_id", []string{"staff_id", "first_name", "last_name", "department_id", "email_address", "created_at", "last_updated"}},
-	{"payment_type", "payment_type_id", []string{"payment_type_id", "payment_type_name", "created_at", "last_updated"}},
-	{"sales_order", "sales_order_id", []string{"sales_order_id", "created_at", "last_updated", "design_id", "staff_id", "counterparty_id", "units_sold", "unit_price", "currency_id", "agreed_delivery_date", "agreed_payment_date", "agreed_delivery_location_id"}},
-	{"purchase_order", "purchase_order_id", []string{"purchase_order_id", "created_at", "last_updated", "staff_id", "counterparty_id", "item_code", "item_quantity", "item_unit_price", "currency_id", "agreed_delivery_date", "agreed_payment_date", "agreed_delivery_location_id"}},
-	{"transaction", "transaction_id", []string{"transaction_id", "transaction_type", "sales_order_id", "purchase_order_id", "created_at", "last_updated"}},
-	{"payment", "payment_id", []string{"payment_id", "created_at", "last_updated", "transaction_id", "counterparty_id", "payment_amount", "currency_id", "payment_type_id", "paid", "payment_date", "company_ac_number", "counterparty_ac_number"}},
+	table[Address]("address", "address_id"),
+	table[Counterparty]("counterparty", "counterparty_id"),
+	table[Currency]("currency", "currency_id"),
+	table[Department]("department", "department_id"),
+	table[Design]("design", "design_id"),
+	table[Staff]("staff", "staff_id"),
+	table[PaymentType]("payment_type", "payment_type_id"),
+	table[SalesOrder]("sales_order", "sales_order_id"),
+	table[PurchaseOrder]("purchase_order", "purchase_order_id"),
+	table[Transaction]("transaction", "transaction_id"),
+	table[Payment]("payment", "payment_id"),
+}
+
+// table declares source table name, keyed by key, whose rows are of type T.
+// A row type without the key or LastUpdated is a programming error: it
+// panics at start-up, and so in every test.
+func table[T any](name, key string) Table {
+	t, err := tableOf(reflect.TypeFor[T](), name, key)
+	if err != nil {
+		panic("totesys: " + err.Error())
+	}
+	return t
+}
+
+func tableOf(row reflect.Type, name, key string) (Table, error) {
+	t := Table{Name: name, Key: key, Row: row}
+	for i := range row.NumField() {
+		col, _, _ := strings.Cut(row.Field(i).Tag.Get("parquet"), ",")
+		if col == "" {
+			return t, fmt.Errorf("%s: field %s has no parquet name", name, row.Field(i).Name)
+		}
+		t.Columns = append(t.Columns, col)
+	}
+	for _, want := range []string{key, LastUpdated} {
+		if !slices.Contains(t.Columns, want) {
+			return t, fmt.Errorf("%s: %s has no column %s", name, row, want)
+		}
+	}
+	return t, nil
 }
 
 // Lookup returns the table called name.

@@ -10,22 +10,24 @@ import (
 
 	"github.com/sandstone-data/sandstone/internal/errkind"
 	"github.com/sandstone-data/sandstone/internal/lake"
+	"github.com/sandstone-data/sandstone/internal/progress"
 	"github.com/sandstone-data/sandstone/internal/star"
 	"github.com/sandstone-data/sandstone/internal/totesys"
 )
 
 // batch turns one ingested batch into one processed batch.
 type batch struct {
-	ctx    context.Context
-	ingest *lake.Bucket
-	log    *slog.Logger
-	seq    int64
-	st     *state
-	facts  facts
-	out    *outputs
-	rej    *rejectWriter
-	res    BatchResult
-	source *lake.BatchRef // the ingested batch, recorded in the manifest
+	ctx      context.Context
+	ingest   *lake.Bucket
+	log      *slog.Logger
+	seq      int64
+	st       *state
+	facts    facts
+	out      *outputs
+	rej      *rejectWriter
+	res      BatchResult
+	source   *lake.BatchRef // the ingested batch, recorded in the manifest
+	progress *progress.Meter
 
 	// The ids of the addresses and departments that changed in the batch.
 	changedAddresses   map[int32]bool
@@ -46,7 +48,7 @@ type batch struct {
 
 func newBatch(ctx context.Context, opts Options, log *slog.Logger, runID string, seq int64, st *state) *batch {
 	o := &outputs{ctx: ctx, bucket: opts.Processed, now: time.Now().UTC(), seq: seq, runID: runID}
-	b := &batch{ctx: ctx, ingest: opts.Ingest, log: log, seq: seq, st: st, out: o,
+	b := &batch{ctx: ctx, ingest: opts.Ingest, log: log, seq: seq, st: st, out: o, progress: opts.Progress,
 		facts: facts{st: st, dates: dateSet{}},
 		res:   BatchResult{Sequence: seq, Batch: lake.BatchID(seq), Rows: map[string]int64{}}}
 	// Created in star.Tables order, so the manifest lists dimensions first.
@@ -245,7 +247,7 @@ func (b *batch) addresses(im *lake.Manifest) error {
 	}
 	var out []star.DimLocation
 	for _, a := range rows {
-		if p := firstProblem(positive("address_id", a.AddressID), stampsHeld(a.CreatedAt, a.LastUpdated)); p != nil {
+		if p := checkAddress(a); p != nil {
 			if err := b.reject("address", a, p); err != nil {
 				return err
 			}
@@ -268,7 +270,7 @@ func (b *batch) departments(im *lake.Manifest) error {
 	}
 	b.changedDepartments = map[int32]bool{}
 	for _, d := range rows {
-		if p := firstProblem(positive("department_id", d.DepartmentID), stampsHeld(d.CreatedAt, d.LastUpdated)); p != nil {
+		if p := checkDepartment(d); p != nil {
 			if err := b.reject("department", d, p); err != nil {
 				return err
 			}
@@ -304,11 +306,8 @@ func (b *batch) counterparties(im *lake.Manifest) error {
 		key: func(c *totesys.Counterparty) (int32, int32, time.Time) {
 			return c.CounterpartyID, c.LegalAddressID, c.LastUpdated
 		},
-		check: func(c *totesys.Counterparty) *problem {
-			return firstProblem(positive("counterparty_id", c.CounterpartyID), positive("legal_address_id", c.LegalAddressID),
-				stampsHeld(c.CreatedAt, c.LastUpdated))
-		},
-		held: b.st.Counterparties, parents: b.st.Addresses, changedParents: b.changedAddresses,
+		check: checkCounterparty,
+		held:  b.st.Counterparties, parents: b.st.Addresses, changedParents: b.changedAddresses,
 	}, rows, dimCounterparty)
 	if err != nil {
 		return err
@@ -329,11 +328,8 @@ func (b *batch) staff(im *lake.Manifest) error {
 		key: func(s *totesys.Staff) (int32, int32, time.Time) {
 			return s.StaffID, s.DepartmentID, s.LastUpdated
 		},
-		check: func(s *totesys.Staff) *problem {
-			return firstProblem(positive("staff_id", s.StaffID), positive("department_id", s.DepartmentID),
-				stampsHeld(s.CreatedAt, s.LastUpdated))
-		},
-		held: b.st.Staff, parents: b.st.Departments, changedParents: b.changedDepartments,
+		check: checkStaff,
+		held:  b.st.Staff, parents: b.st.Departments, changedParents: b.changedDepartments,
 	}, rows, dimStaff)
 	if err != nil {
 		return err
@@ -409,36 +405,23 @@ func joinParent[R, P, O any](b *batch, c child[R, P], rows []*R, build func(*R, 
 func (b *batch) currencies(im *lake.Manifest) error {
 	return streamDim[currencyVersion](b, im, "currency", func(c *totesys.Currency) (int32, time.Time) { return c.CurrencyID, c.LastUpdated },
 		func(c *totesys.Currency) (star.DimCurrency, *problem) {
-			if p := firstProblem(positive("currency_id", c.CurrencyID), stampsHeld(c.CreatedAt, c.LastUpdated)); p != nil {
-				return star.DimCurrency{}, p
-			}
-			row, known := dimCurrency(c)
-			if !known {
+			row, known, p := dimCurrency(c)
+			if p == nil && !known {
 				b.log.Warn("currency code is not a current ISO 4217 code; its name is the code",
 					"currency_id", c.CurrencyID, "currency_code", c.CurrencyCode, "batch", b.res.Batch)
 			}
-			return row, nil
+			return row, p
 		}, b.dimCurrency, b.st.Currencies)
 }
 
 func (b *batch) designs(im *lake.Manifest) error {
 	return streamDim[designVersion](b, im, "design", func(d *totesys.Design) (int32, time.Time) { return d.DesignID, d.LastUpdated },
-		func(d *totesys.Design) (star.DimDesign, *problem) {
-			if p := firstProblem(positive("design_id", d.DesignID), stampsHeld(d.CreatedAt, d.LastUpdated)); p != nil {
-				return star.DimDesign{}, p
-			}
-			return dimDesign(d), nil
-		}, b.dimDesign, b.st.Designs)
+		dimDesign, b.dimDesign, b.st.Designs)
 }
 
 func (b *batch) paymentTypes(im *lake.Manifest) error {
 	return streamDim[paymentTypeVersion](b, im, "payment_type", func(p *totesys.PaymentType) (int32, time.Time) { return p.PaymentTypeID, p.LastUpdated },
-		func(p *totesys.PaymentType) (star.DimPaymentType, *problem) {
-			if pr := firstProblem(positive("payment_type_id", p.PaymentTypeID), stampsHeld(p.CreatedAt, p.LastUpdated)); pr != nil {
-				return star.DimPaymentType{}, pr
-			}
-			return dimPaymentType(p), nil
-		}, b.dimPaymentType, b.st.PaymentTypes)
+		dimPaymentType, b.dimPaymentType, b.st.PaymentTypes)
 }
 
 func (b *batch) transactions(im *lake.Manifest) error {

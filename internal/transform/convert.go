@@ -17,6 +17,7 @@ import (
 
 	"github.com/sandstone-data/sandstone/internal/errkind"
 	"github.com/sandstone-data/sandstone/internal/lake"
+	"github.com/sandstone-data/sandstone/internal/progress"
 )
 
 // This file reads an ingested object into a row type T without changing a
@@ -36,6 +37,7 @@ type ingested struct {
 	obj   lake.Object
 	data  *lake.ParquetFile
 	file  *parquet.File
+	count *progress.Counter // the rows read, for a person watching
 }
 
 // openIngested opens the batch's object for table; nil when the batch has none.
@@ -45,11 +47,14 @@ func (b *batch) openIngested(im *lake.Manifest, table string) (*ingested, error)
 		return nil, err
 	}
 	obj, _ := im.Table(table)
-	return &ingested{table: table, obj: obj, data: data, file: data.File()}, nil
+	return &ingested{table: table, obj: obj, data: data, file: data.File(), count: b.progress.Table(table, obj.Rows)}, nil
 }
 
 // Close removes the object's temporary file.
-func (s *ingested) Close() { s.data.Close() }
+func (s *ingested) Close() {
+	s.count.Done()
+	s.data.Close()
+}
 
 // rejectFunc receives a row that cannot be read exactly: its source values
 // as a JSON object and why.
@@ -65,7 +70,11 @@ func readSource[T any](ctx context.Context, src *ingested, fn func([]T) error, r
 		return err
 	}
 	var fnErr error
-	keep := func(rows []T) error { fnErr = fn(rows); return fnErr }
+	keep := func(rows []T) error {
+		src.count.Add(int64(len(rows)))
+		fnErr = fn(rows)
+		return fnErr
+	}
 	if p.identical {
 		err = lake.ReadRows(ctx, src.data, chunk, keep)
 	} else {

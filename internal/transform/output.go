@@ -97,7 +97,7 @@ type rejectWriter struct {
 	up      *lake.Upload
 	bw      *bufio.Writer
 	rows    int64
-	byTable map[string]int64
+	byTable map[string]map[string]int64 // source table -> reject kind -> rows
 	first   string
 }
 
@@ -120,7 +120,7 @@ func (r *rejectWriter) add(table string, row any, p *problem) error {
 			return err
 		}
 		r.up, r.bw = up, bufio.NewWriterSize(up, 64*1024)
-		r.byTable = map[string]int64{}
+		r.byTable = map[string]map[string]int64{}
 		r.first = fmt.Sprintf("%s: %s", table, p.reason)
 	}
 	line, err := json.Marshal(rejectLine{Table: table, Kind: p.kind, Reason: p.reason, Row: sourceJSON(row)})
@@ -132,7 +132,10 @@ func (r *rejectWriter) add(table string, row any, p *problem) error {
 		return fmt.Errorf("write %s: %w", r.up.Key, err)
 	}
 	r.rows++
-	r.byTable[table]++
+	if r.byTable[table] == nil {
+		r.byTable[table] = map[string]int64{}
+	}
+	r.byTable[table][string(p.kind)]++
 	return nil
 }
 

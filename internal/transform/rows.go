@@ -232,20 +232,54 @@ func dimStaff(s *totesys.Staff, d *totesys.Department) star.DimStaff {
 
 // dimCurrency names the currency by its ISO 4217 code; known is false when
 // the code is not one, and the name is then the code.
-func dimCurrency(c *totesys.Currency) (row star.DimCurrency, known bool) {
+// The checks of the source rows the dimensions are made of: an id that is
+// positive (and so is the parent's, for rows that join one), and stamps
+// that a warehouse can hold. A row that fails one is rejected with the
+// reason.
+
+func checkAddress(a *totesys.Address) *problem {
+	return firstProblem(positive("address_id", a.AddressID), stampsHeld(a.CreatedAt, a.LastUpdated))
+}
+
+func checkDepartment(d *totesys.Department) *problem {
+	return firstProblem(positive("department_id", d.DepartmentID), stampsHeld(d.CreatedAt, d.LastUpdated))
+}
+
+func checkCounterparty(c *totesys.Counterparty) *problem {
+	return firstProblem(positive("counterparty_id", c.CounterpartyID), positive("legal_address_id", c.LegalAddressID),
+		stampsHeld(c.CreatedAt, c.LastUpdated))
+}
+
+func checkStaff(s *totesys.Staff) *problem {
+	return firstProblem(positive("staff_id", s.StaffID), positive("department_id", s.DepartmentID),
+		stampsHeld(s.CreatedAt, s.LastUpdated))
+}
+
+// dimCurrency is c's dim_currency row; known is false when its code is not
+// a current ISO 4217 code (its name is then the code).
+func dimCurrency(c *totesys.Currency) (row star.DimCurrency, known bool, p *problem) {
+	if p := firstProblem(positive("currency_id", c.CurrencyID), stampsHeld(c.CreatedAt, c.LastUpdated)); p != nil {
+		return star.DimCurrency{}, false, p
+	}
 	name, known := currencyName(c.CurrencyCode)
 	if !known {
 		name = c.CurrencyCode
 	}
-	return star.DimCurrency{CurrencyID: c.CurrencyID, CurrencyCode: c.CurrencyCode, CurrencyName: name}, known
+	return star.DimCurrency{CurrencyID: c.CurrencyID, CurrencyCode: c.CurrencyCode, CurrencyName: name}, known, nil
 }
 
-func dimDesign(d *totesys.Design) star.DimDesign {
-	return star.DimDesign{DesignID: d.DesignID, DesignName: d.DesignName, FileLocation: d.FileLocation, FileName: d.FileName}
+func dimDesign(d *totesys.Design) (star.DimDesign, *problem) {
+	if p := firstProblem(positive("design_id", d.DesignID), stampsHeld(d.CreatedAt, d.LastUpdated)); p != nil {
+		return star.DimDesign{}, p
+	}
+	return star.DimDesign{DesignID: d.DesignID, DesignName: d.DesignName, FileLocation: d.FileLocation, FileName: d.FileName}, nil
 }
 
-func dimPaymentType(p *totesys.PaymentType) star.DimPaymentType {
-	return star.DimPaymentType{PaymentTypeID: p.PaymentTypeID, PaymentTypeName: p.PaymentTypeName}
+func dimPaymentType(p *totesys.PaymentType) (star.DimPaymentType, *problem) {
+	if pr := firstProblem(positive("payment_type_id", p.PaymentTypeID), stampsHeld(p.CreatedAt, p.LastUpdated)); pr != nil {
+		return star.DimPaymentType{}, pr
+	}
+	return star.DimPaymentType{PaymentTypeID: p.PaymentTypeID, PaymentTypeName: p.PaymentTypeName}, nil
 }
 
 func dimTransaction(t *totesys.Transaction) (star.DimTransaction, *problem) {

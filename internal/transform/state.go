@@ -1,8 +1,6 @@
 package transform
 
 import (
-	"bytes"
-	"compress/gzip"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -116,15 +114,7 @@ func (s *state) staffLoaded(id int32) bool {
 
 // encode returns the state as gzip-compressed JSON.
 func (s *state) encode() ([]byte, error) {
-	var buf bytes.Buffer
-	zw := gzip.NewWriter(&buf)
-	if err := json.NewEncoder(zw).Encode(s); err != nil {
-		return nil, err
-	}
-	if err := zw.Close(); err != nil {
-		return nil, err
-	}
-	return buf.Bytes(), nil
+	return lake.EncodeState(s)
 }
 
 // loadState reads the state saved with processed batch seq; batch 0 (none)
@@ -140,17 +130,9 @@ func loadState(ctx context.Context, b *lake.Bucket, seq int64) (*state, error) {
 	if m.StateKey == "" {
 		return nil, fmt.Errorf("processed batch %s has no state", lake.BatchID(seq))
 	}
-	data, err := b.Get(ctx, m.StateKey)
-	if err != nil {
-		return nil, fmt.Errorf("state of processed batch %s: %w", lake.BatchID(seq), err)
-	}
-	zr, err := gzip.NewReader(bytes.NewReader(data))
-	if err != nil {
-		return nil, fmt.Errorf("state %s: %w", m.StateKey, err)
-	}
 	s := &state{}
-	if err := json.NewDecoder(zr).Decode(s); err != nil {
-		return nil, fmt.Errorf("state %s: %w", m.StateKey, err)
+	if err := b.ReadState(ctx, m.StateKey, s); err != nil {
+		return nil, fmt.Errorf("processed batch %s: %w", lake.BatchID(seq), err)
 	}
 	if s.Version != stateVersion {
 		return nil, fmt.Errorf("state %s: version %d, want %d", m.StateKey, s.Version, stateVersion)

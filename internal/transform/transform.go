@@ -2,8 +2,6 @@ package transform
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -11,6 +9,7 @@ import (
 
 	"github.com/sandstone-data/sandstone/internal/errkind"
 	"github.com/sandstone-data/sandstone/internal/lake"
+	"github.com/sandstone-data/sandstone/internal/progress"
 )
 
 // Options configure a run.
@@ -21,9 +20,16 @@ type Options struct {
 	Processed *lake.Bucket
 	// Logger receives the run's log; slog.Default() when nil.
 	Logger *slog.Logger
-	// Deadline, when set, stops the run at the first batch boundary past
-	// it (a Lambda's time limit); zero means none.
+	// Deadline, when set, stops the run at the first batch boundary from
+	// which the next batch, taking as long as the longest one so far and
+	// half as long again, could not finish before it (a Lambda's time
+	// limit); zero means none. The first batch always starts before it.
 	Deadline time.Time
+	// RunID names the run in the manifests and the log; a new id when
+	// empty.
+	RunID string
+	// Progress reports the rows read per table as they go (nil: none).
+	Progress *progress.Meter
 }
 
 // Result tells what a run wrote.
@@ -46,9 +52,9 @@ type BatchResult struct {
 	// Rows counts the rows written per star table.
 	Rows map[string]int64
 	// Rejected counts the source rows rejected in this batch; RejectedBy
-	// counts them per source table.
+	// counts them per source table and kind (bad_value, missing_reference).
 	Rejected   int64
-	RejectedBy map[string]int64
+	RejectedBy map[string]map[string]int64
 	// Released counts the rows rejected earlier for a missing reference
 	// that this batch let through.
 	Released int64
@@ -70,7 +76,10 @@ func (r BatchResult) Total() int64 {
 // batch N becomes processed batch N, starting from the state saved with
 // processed batch N-1.
 func Run(ctx context.Context, opts Options) (Result, error) {
-	res := Result{RunID: newRunID()}
+	res := Result{RunID: opts.RunID}
+	if res.RunID == "" {
+		res.RunID = lake.NewRunID()
+	}
 	log := opts.Logger
 	if log == nil {
 		log = slog.Default()
@@ -104,12 +113,13 @@ func Run(ctx context.Context, opts Options) (Result, error) {
 			lake.BatchID(latest), lake.BatchID(st.Sequence)))
 	}
 
+	var longest time.Duration // the longest batch so far
 	for _, seq := range pending {
 		if seq != st.Sequence+1 {
 			return res, errkind.Wrap(errkind.Internal, fmt.Errorf("transform: ingest batch %s is missing, so batch %s cannot be transformed",
 				lake.BatchID(st.Sequence+1), lake.BatchID(seq)))
 		}
-		if !opts.Deadline.IsZero() && !time.Now().Before(opts.Deadline) {
+		if !opts.Deadline.IsZero() && !time.Now().Add(longest+longest/2).Before(opts.Deadline) {
 			res.DeadlineReached = true
 			log.Info("transform stopped at its deadline", "next", lake.BatchID(seq), "pending", len(pending)-len(res.Batches))
 			return res, nil
@@ -136,10 +146,22 @@ func Run(ctx context.Context, opts Options) (Result, error) {
 			return res, nil
 		}
 		res.Batches = append(res.Batches, b.res)
+		longest = max(longest, time.Duration(b.res.Seconds*float64(time.Second)))
 		log.Info("transform wrote batch", "batch", b.res.Batch, "rows", b.res.Total(), "tables", b.res.Rows,
 			"rejected", b.res.Rejected, "released", b.res.Released, "parked", b.res.Parked, "seconds", b.res.Seconds)
 	}
 	return res, nil
+}
+
+// CheckSource reports, as an error of kind LedgerMismatch, an ingestion
+// bucket that does not hold the batches the processed bucket was made from
+// (as transform would refuse them); nil when they agree.
+func CheckSource(ctx context.Context, in, out *lake.Bucket) error {
+	latest, err := out.LatestSeq(ctx)
+	if err != nil {
+		return errkind.Wrap(errkind.BucketReadFailed, fmt.Errorf("processed bucket: %w", err))
+	}
+	return checkSource(ctx, Options{Ingest: in, Processed: out}, latest)
 }
 
 // checkSource refuses to go on from processed batch latest unless the
@@ -179,10 +201,4 @@ func checkSource(ctx context.Context, opts Options, latest int64) error {
 			"Point --ingest-bucket at the bucket the processed bucket was made from, or rebuild the processed bucket "+
 			"(and the warehouse) from this ingestion bucket into empty ones",
 		opts.Ingest.URL(), opts.Processed.URL(), found))
-}
-
-func newRunID() string {
-	var b [6]byte
-	_, _ = rand.Read(b[:])
-	return hex.EncodeToString(b[:])
 }

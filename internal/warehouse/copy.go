@@ -15,6 +15,7 @@ import (
 
 	"github.com/sandstone-data/sandstone/internal/errkind"
 	"github.com/sandstone-data/sandstone/internal/lake"
+	"github.com/sandstone-data/sandstone/internal/progress"
 )
 
 // Direct loading. A fact table with a unique version key, or an empty
@@ -133,9 +134,10 @@ func appendNumeric(buf []byte, cents int64) []byte {
 	return buf
 }
 
-// copyDirect copies the object of manifest entry obj of table t straight
-// into the table by a binary COPY, returning the rows copied.
-func (l *loader) copyDirect(ctx context.Context, tx pgx.Tx, t *table, obj lake.Object) (int64, error) {
+// copyDirect copies the object of manifest entry obj of table t by a
+// binary COPY into into (quoted: the table itself, or a table of the same
+// column types), returning the rows copied.
+func (l *loader) copyDirect(ctx context.Context, tx pgx.Tx, t *table, into string, obj lake.Object) (int64, error) {
 	cs := t.dataCols()
 	names := make([]string, len(cs))
 	for i, c := range cs {
@@ -145,13 +147,15 @@ func (l *loader) copyDirect(ctx context.Context, tx pgx.Tx, t *table, obj lake.O
 	defer cancel()
 	pr, pw := io.Pipe()
 	readErr := make(chan error, 1)
+	count := l.progress.Table(t.name, obj.Rows)
+	defer count.Done()
 	go func() {
-		err := t.feed.encode(ctx, l.bucket, obj, l.plan.types[t.name], pw)
+		err := t.feed.encode(ctx, l.bucket, obj, l.plan.types[t.name], pw, count)
 		_ = pw.CloseWithError(err) // nil: EOF for COPY
 		readErr <- err
 	}()
 	tag, err := tx.Conn().PgConn().CopyFrom(ctx, pr,
-		"COPY "+l.s.ident(t.name)+" ("+strings.Join(names, ", ")+") FROM STDIN (FORMAT binary)")
+		"COPY "+into+" ("+strings.Join(names, ", ")+") FROM STDIN (FORMAT binary)")
 	_ = pr.CloseWithError(errCopyDone) // unblocks the encoder if COPY stopped first
 	cancel()
 	rerr := <-readErr
@@ -173,11 +177,12 @@ func isUniqueViolation(err error) bool {
 }
 
 // encodeTo streams the rows of the object of manifest entry obj, verified
-// against it, in binary COPY form, to w.
-func encodeTo[T any](ctx context.Context, b *lake.Bucket, obj lake.Object, encs []encoder, w io.Writer) error {
+// against it, in binary COPY form, to w, counting them on count.
+func encodeTo[T any](ctx context.Context, b *lake.Bucket, obj lake.Object, encs []encoder, w io.Writer, count *progress.Counter) error {
 	buf := make([]byte, 0, 256*1024)
 	buf = append(buf, copyHeader...)
 	err := lake.ReadObject(ctx, b, obj, readBatch, func(rows []T) error {
+		count.Add(int64(len(rows)))
 		for i := range rows {
 			buf = appendRow(buf, reflect.ValueOf(&rows[i]).Elem(), encs)
 			if len(buf) >= 192*1024 {

@@ -8,6 +8,7 @@ import (
 	"sync"
 
 	"github.com/sandstone-data/sandstone/internal/lake"
+	"github.com/sandstone-data/sandstone/internal/progress"
 )
 
 // readBatch is how many Parquet rows the reader decodes at a time; at most
@@ -19,12 +20,13 @@ type feeder interface {
 	// bind maps the columns to the fields of the table's star struct.
 	bind(cols []column) error
 	// open starts reading the object of manifest entry obj, verified
-	// against it (lake.OpenObject); the caller must close the source.
-	open(ctx context.Context, b *lake.Bucket, obj lake.Object) rowSource
+	// against it (lake.OpenObject), counting the rows read on count; the
+	// caller must close the source.
+	open(ctx context.Context, b *lake.Bucket, obj lake.Object, count *progress.Counter) rowSource
 	// encode streams the rows of the object of obj, verified, to w in
 	// binary COPY form, for a table whose column types are typ (column name
 	// to pg_type.typname).
-	encode(ctx context.Context, b *lake.Bucket, obj lake.Object, typ map[string]string, w io.Writer) error
+	encode(ctx context.Context, b *lake.Bucket, obj lake.Object, typ map[string]string, w io.Writer, count *progress.Counter) error
 }
 
 // rowSource is a pgx.CopyFromSource over a Parquet object. Each row ends
@@ -65,7 +67,7 @@ func (f *typedFeed[T]) bind(cols []column) error {
 // goroutine and hands its batches over one at a time, so that COPY can pull
 // them: the reader waits until COPY has used a batch before it reuses the
 // buffer.
-func (f *typedFeed[T]) open(ctx context.Context, b *lake.Bucket, obj lake.Object) rowSource {
+func (f *typedFeed[T]) open(ctx context.Context, b *lake.Bucket, obj lake.Object, count *progress.Counter) rowSource {
 	ctx, cancel := context.WithCancel(ctx) // #nosec G118 -- the source keeps cancel, and close calls it
 	s := &typedSource[T]{
 		feed:    f,
@@ -80,6 +82,7 @@ func (f *typedFeed[T]) open(ctx context.Context, b *lake.Bucket, obj lake.Object
 		defer s.wg.Done()
 		defer close(s.batches)
 		s.err = lake.ReadObject(ctx, b, obj, readBatch, func(rows []T) error {
+			count.Add(int64(len(rows)))
 			select {
 			case s.batches <- rows:
 			case <-ctx.Done():
@@ -175,6 +178,6 @@ func (s *typedSource[T]) close() {
 	s.wg.Wait()
 }
 
-func (f *typedFeed[T]) encode(ctx context.Context, b *lake.Bucket, obj lake.Object, typ map[string]string, w io.Writer) error {
-	return encodeTo[T](ctx, b, obj, encodersFor(f.fields, f.cols, typ), w)
+func (f *typedFeed[T]) encode(ctx context.Context, b *lake.Bucket, obj lake.Object, typ map[string]string, w io.Writer, count *progress.Counter) error {
+	return encodeTo[T](ctx, b, obj, encodersFor(f.fields, f.cols, typ), w, count)
 }

@@ -5,11 +5,15 @@
 // in one transaction that also records it in the warehouse's load ledger
 // (sandstone_loads), so a batch takes effect exactly once whatever crashes,
 // retries or concurrent runs happen. Fact rows, and the rows of a dimension
-// still empty, travel by one binary COPY straight into their table, whose
-// unique key refuses a duplicate (see copy.go); otherwise, and whenever the
-// key refuses a row, they travel by COPY into temporary staging tables and
-// then by set-based SQL: dimensions are upserted to their latest value,
-// dim_date only grows, facts are appended (one row per source row version). The schema is created and changed by versioned migrations
+// still empty, travel by one binary COPY (copy.go): into a fact table that
+// holds rows already, through a temporary table whose rows have every
+// foreign key checked at once (loadcheck.go); into an empty one, straight,
+// with its keys built after (load_bulk.go). The table's unique key refuses
+// a duplicate version; then, and for dimensions with rows, they travel by
+// COPY into temporary staging tables and then by set-based SQL
+// (load_sql.go): dimensions are upserted to their latest value, dim_date
+// only grows, facts are appended (one row per source row version). The
+// schema is created and changed by versioned migrations
 // (sandstone_migrations); a warehouse whose tables someone else created is
 // used as it is, once its columns are checked.
 //
@@ -22,7 +26,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"slices"
 	"strings"
 	"time"
 
@@ -31,6 +34,7 @@ import (
 	"github.com/sandstone-data/sandstone/internal/config"
 	"github.com/sandstone-data/sandstone/internal/errkind"
 	"github.com/sandstone-data/sandstone/internal/lake"
+	"github.com/sandstone-data/sandstone/internal/progress"
 )
 
 // Options configure Load.
@@ -44,9 +48,13 @@ type Options struct {
 	Processed *lake.Bucket
 	// Logger gets a line per batch loaded; slog.Default() when nil.
 	Logger *slog.Logger
-	// Deadline, when set, makes Load stop at the first batch boundary past
-	// it, leaving the remaining batches to a later run.
+	// Deadline, when set, makes Load stop at the first batch boundary from
+	// which the next batch, taking as long as the longest one so far and
+	// half as long again, could not commit before it, leaving the remaining
+	// batches to a later run. The first batch always starts before it.
 	Deadline time.Time
+	// Progress reports the rows copied per table as they go (nil: none).
+	Progress *progress.Meter
 }
 
 // Result is what one Load did.
@@ -136,9 +144,10 @@ func Load(ctx context.Context, opts Options) (Result, error) {
 	if err != nil {
 		return res, err
 	}
-	l := &loader{conn: conn, s: s, plan: p, bucket: opts.Processed, log: log}
+	l := &loader{conn: conn, s: s, plan: p, bucket: opts.Processed, log: log, progress: opts.Progress}
+	var longest time.Duration // the longest batch so far
 	for i, seq := range seqs {
-		if !opts.Deadline.IsZero() && now().After(opts.Deadline) {
+		if !fitsBefore(opts.Deadline, now(), longest) {
 			res.Pending = len(seqs) - i
 			log.Info("load stopped at the deadline", "pending", res.Pending, "next", lake.BatchID(seq))
 			break
@@ -153,9 +162,17 @@ func Load(ctx context.Context, opts Options) (Result, error) {
 			continue
 		}
 		res.Batches = append(res.Batches, br)
+		longest = max(longest, time.Duration(br.Seconds*float64(time.Second)))
 		log.Info("batch loaded", "batch", br.Batch, "rows", br.Rows, "seconds", br.Seconds)
 	}
 	return res, nil
+}
+
+// fitsBefore reports whether a batch started at may still start, given
+// deadline (none when zero) and the longest batch so far: it must end,
+// taking that long and half as long again, before the deadline.
+func fitsBefore(deadline, at time.Time, longest time.Duration) bool {
+	return deadline.IsZero() || !at.Add(longest+longest/2).After(deadline)
 }
 
 // connect opens a connection to the warehouse.
@@ -181,6 +198,13 @@ type loader struct {
 	plan   *plan
 	bucket *lake.Bucket
 	log    *slog.Logger
+	// checks are the fact tables' set-based foreign-key checks, looked up
+	// once (see refCheck); noReplica is set once the role is found unable
+	// to use them.
+	checks    map[string]*refCheck
+	noReplica bool
+	// progress is told the rows as they are copied (nil: no one).
+	progress *progress.Meter
 }
 
 // batch applies batch seq in one transaction. It reports false, and
@@ -282,6 +306,9 @@ func (l *loader) table(ctx context.Context, tx pgx.Tx, t *table, obj lake.Object
 		return 0, nil
 	}
 	a := apply{t: t, s: l.s, keyed: l.plan.keyed[t.name]}
+	if n, done, err := l.setBased(ctx, tx, a, obj); err != nil || done {
+		return n, err
+	}
 	var fks []constraintDef
 	if t.role == fact {
 		var err error
@@ -297,6 +324,31 @@ func (l *loader) table(ctx context.Context, tx pgx.Tx, t *table, obj lake.Object
 		return 0, err
 	}
 	return written, nil
+}
+
+// setBased loads the rows of obj into fact table a.t with its foreign keys
+// checked set-based (see checked), unless the table has no version key,
+// cannot be checked so, or is empty while the batch is big, where building
+// the keys after the COPY is faster (see dropIndexKeysForBulk). It reports
+// whether it did.
+func (l *loader) setBased(ctx context.Context, tx pgx.Tx, a apply, obj lake.Object) (int64, bool, error) {
+	if a.t.role != fact || !a.keyed {
+		return 0, false, nil
+	}
+	rc, err := l.refCheckOf(ctx, tx, a)
+	if err != nil || rc == nil {
+		return 0, false, err
+	}
+	if obj.Rows >= bulkCheckMinRows {
+		var empty bool
+		if err := tx.QueryRow(ctx, "SELECT NOT EXISTS (SELECT 1 FROM "+a.s.ident(a.t.name)+")").Scan(&empty); err != nil {
+			return 0, false, err
+		}
+		if empty {
+			return 0, false, nil
+		}
+	}
+	return l.checked(ctx, tx, a, rc, obj)
 }
 
 // write writes the rows of obj into a.t.
@@ -317,7 +369,7 @@ func (l *loader) write(ctx context.Context, tx pgx.Tx, a apply, obj lake.Object)
 		if err != nil {
 			return 0, err
 		}
-		n, err := l.copyDirect(ctx, tx, t, obj)
+		n, err := l.copyDirect(ctx, tx, t, l.s.ident(t.name), obj)
 		copied := time.Now()
 		if err == nil && n == obj.Rows {
 			err = addConstraints(ctx, tx, a.s, t.name, keys) // builds the indexes, refusing a duplicate
@@ -362,7 +414,9 @@ func (l *loader) staged(ctx context.Context, tx pgx.Tx, a apply, obj lake.Object
 		return 0, fmt.Errorf("create staging table: %w", err)
 	}
 	start := time.Now()
-	src := t.feed.open(ctx, l.bucket, obj)
+	count := l.progress.Table(t.name, obj.Rows)
+	defer count.Done()
+	src := t.feed.open(ctx, l.bucket, obj, count)
 	n, err := tx.CopyFrom(ctx, stage, names, src)
 	src.close()
 	if rerr := src.readErr(); rerr != nil {
@@ -391,290 +445,6 @@ func (l *loader) staged(ctx context.Context, tx pgx.Tx, a apply, obj lake.Object
 	l.log.Debug("table loaded", "table", t.name, "rows", n, "written", written,
 		"copy_seconds", staged.Sub(start).Seconds(), "apply_seconds", time.Since(staged).Seconds())
 	return written, nil
-}
-
-// apply builds the set-based SQL that moves a staging table into its table.
-type apply struct {
-	t     *table
-	s     schema
-	stage string // quoted staging table
-	keyed bool   // the table has a unique key on t.key
-}
-
-// selectList is the warehouse values of the staged row alias x.
-func (a apply) selectList(x string) string {
-	var out []string
-	for _, c := range a.t.dataCols() {
-		out = append(out, c.kind.expr(x+"."+q(c.name))+" AS "+q(c.name))
-	}
-	return strings.Join(out, ", ")
-}
-
-// latest is the staged rows, the last one of each key only (as written to
-// the Parquet), with warehouse values.
-func (a apply) latest() string {
-	return "(SELECT DISTINCT ON (" + a.keyOf("x") + ") " + a.selectList("x") + " FROM " + a.stage +
-		" x ORDER BY " + a.keyOf("x") + ", x._row DESC)"
-}
-
-func (a apply) keyOf(x string) string {
-	out := make([]string, len(a.t.key))
-	for i, k := range a.t.key {
-		out[i] = x + "." + q(k)
-	}
-	return strings.Join(out, ", ")
-}
-
-// sameKey matches rows w and x (both with warehouse values) on the key.
-func (a apply) sameKey(w, x string) string {
-	out := make([]string, len(a.t.key))
-	for i, k := range a.t.key {
-		out[i] = w + "." + q(k) + " = " + x + "." + q(k)
-	}
-	return strings.Join(out, " AND ")
-}
-
-func (a apply) colList() string {
-	var out []string
-	for _, c := range a.t.dataCols() {
-		out = append(out, q(c.name))
-	}
-	return strings.Join(out, ", ")
-}
-
-// nonKey are the columns an upsert changes.
-func (a apply) nonKey() []string {
-	var out []string
-	for _, c := range a.t.dataCols() {
-		if !slices.Contains(a.t.key, c.name) {
-			out = append(out, q(c.name))
-		}
-	}
-	return out
-}
-
-func prefixed(p string, cols []string) string {
-	out := make([]string, len(cols))
-	for i, c := range cols {
-		out[i] = p + "." + c
-	}
-	return strings.Join(out, ", ")
-}
-
-// upsert writes a dimension: each key's latest value replaces the old one
-// (dim_date: only new dates are added). Unchanged rows are not touched.
-func (a apply) upsert(ctx context.Context, tx pgx.Tx) (int64, error) {
-	target := a.s.ident(a.t.name)
-	nonKey := a.nonKey()
-	if a.keyed {
-		sql := "INSERT INTO " + target + " AS w (" + a.colList() + ") SELECT * FROM " + a.latest() +
-			" x ON CONFLICT (" + quoteAll(a.t.key) + ") DO "
-		if a.t.role == calendar {
-			sql += "NOTHING"
-		} else {
-			set := make([]string, len(nonKey))
-			for i, c := range nonKey {
-				set[i] = c + " = EXCLUDED." + c
-			}
-			sql += "UPDATE SET " + strings.Join(set, ", ") +
-				" WHERE (" + prefixed("w", nonKey) + ") IS DISTINCT FROM (" + prefixed("EXCLUDED", nonKey) + ")"
-		}
-		tag, err := tx.Exec(ctx, sql)
-		if err != nil {
-			return 0, err
-		}
-		return tag.RowsAffected(), nil
-	}
-	// No unique key (a table someone else created): update, then insert the
-	// new keys. The warehouse lock keeps other Sandstone loads out meanwhile.
-	var changed int64
-	if a.t.role != calendar {
-		set := make([]string, len(nonKey))
-		for i, c := range nonKey {
-			set[i] = c + " = x." + c
-		}
-		tag, err := tx.Exec(ctx, "UPDATE "+target+" w SET "+strings.Join(set, ", ")+" FROM "+a.latest()+
-			" x WHERE "+a.sameKey("w", "x")+" AND ("+prefixed("w", nonKey)+") IS DISTINCT FROM ("+prefixed("x", nonKey)+")")
-		if err != nil {
-			return 0, err
-		}
-		changed = tag.RowsAffected()
-	}
-	tag, err := tx.Exec(ctx, "INSERT INTO "+target+" ("+a.colList()+") SELECT * FROM "+a.latest()+
-		" x WHERE NOT EXISTS (SELECT 1 FROM "+target+" w WHERE "+a.sameKey("w", "x")+")")
-	if err != nil {
-		return 0, err
-	}
-	return changed + tag.RowsAffected(), nil
-}
-
-// insertFacts appends the staged versions, skipping any version the table
-// holds already (the unique version key, or a NOT EXISTS where there is none).
-func (a apply) insertFacts(ctx context.Context, tx pgx.Tx) (int64, error) {
-	target := a.s.ident(a.t.name)
-	var sql string
-	if a.keyed {
-		sql = "INSERT INTO " + target + " (" + a.colList() + ") SELECT " + a.selectList("x") + " FROM " + a.stage +
-			" x ON CONFLICT (" + quoteAll(a.t.key) + ") DO NOTHING"
-	} else {
-		sql = "INSERT INTO " + target + " (" + a.colList() + ") SELECT * FROM " + a.latest() +
-			" x WHERE NOT EXISTS (SELECT 1 FROM " + target + " w WHERE " + a.sameKey("w", "x") + ")"
-	}
-	tag, err := tx.Exec(ctx, sql)
-	if err != nil {
-		return 0, err
-	}
-	return tag.RowsAffected(), nil
-}
-
-// Bulk foreign-key checking. PostgreSQL checks a foreign key row by row, by
-// a trigger: with fact_sales_order's nine, 1M rows took 37 s to insert here
-// instead of 6 s (2 cores; BenchmarkLoad and TestBigLoad measure it). For
-// a batch that is big beside the table, load drops the fact table's foreign
-// keys inside the batch's transaction and adds them back after the insert,
-// which checks every row in one join per key. Either way a row without its
-// dimension fails the batch. The cost: during such a batch the fact table
-// (and, briefly, its dimensions) is locked against readers. Only the table's
-// owner may do this; a role that may only write rows checks row by row.
-var (
-	bulkCheckMinRows int64 = 50_000 // smaller batches are checked row by row
-	bulkCheckRatio   int64 = 20     // ... and so are batches under 1/20 of the table
-)
-
-// dropKeysForBulk drops the foreign keys of fact table a.t when a batch of
-// rows is big enough to check them in bulk, returning them for restoreKeys.
-func (l *loader) dropKeysForBulk(ctx context.Context, tx pgx.Tx, a apply, rows int64) ([]constraintDef, error) {
-	if rows < bulkCheckMinRows {
-		return nil, nil
-	}
-	var tuples float64
-	var owner bool // only the table's owner may drop and add its keys
-	size := func() error {
-		return tx.QueryRow(ctx, `SELECT c.reltuples, pg_catalog.pg_has_role(c.relowner, 'USAGE')
-		FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-		WHERE n.nspname = $1 AND c.relname = $2`, string(a.s), a.t.name).Scan(&tuples, &owner)
-	}
-	if err := size(); err != nil {
-		return nil, err
-	}
-	if tuples < 0 && owner { // never analyzed (e.g. right after the initial load): estimate now
-		if _, err := tx.Exec(ctx, "ANALYZE "+a.s.ident(a.t.name)); err != nil {
-			return nil, err
-		}
-		if err := size(); err != nil {
-			return nil, err
-		}
-	}
-	if !owner || float64(rows*bulkCheckRatio) < tuples {
-		return nil, nil
-	}
-	return dropForeignKeys(ctx, tx, a.s, a.t.name)
-}
-
-// restoreKeys adds back the foreign keys dropKeysForBulk dropped, which
-// checks every row of the table in one join per key.
-func (l *loader) restoreKeys(ctx context.Context, tx pgx.Tx, a apply, fks []constraintDef) error {
-	start := time.Now()
-	if err := addConstraints(ctx, tx, a.s, a.t.name, fks); err != nil {
-		return err
-	}
-	if len(fks) > 0 {
-		l.log.Debug("foreign keys checked in bulk", "table", a.t.name, "keys", len(fks), "seconds", time.Since(start).Seconds())
-	}
-	return nil
-}
-
-// Bulk index building. Into an empty fact table, a big batch is copied
-// without the table's primary key and unique version key, which are added
-// back after the COPY: building an index by sorting costs about a third of
-// maintaining it row by row. All of it happens under the direct COPY's
-// savepoint, so when adding the version key back finds a version twice in
-// the batch, load rolls back to the savepoint (keys and all) and stages the
-// batch, exactly as when the COPY itself is refused.
-
-// dropIndexKeysForBulk drops the primary and unique keys of fact table a.t
-// when a batch of rows is big and the table empty, returning them for
-// addConstraints. It leaves alone a table the load role does not own, and
-// keys that another table's foreign key references or that the table is
-// clustered on or replicated by.
-func (l *loader) dropIndexKeysForBulk(ctx context.Context, tx pgx.Tx, a apply, rows int64) ([]constraintDef, error) {
-	if a.t.role != fact || rows < bulkCheckMinRows {
-		return nil, nil
-	}
-	var owner bool
-	if err := tx.QueryRow(ctx, `SELECT pg_catalog.pg_has_role(c.relowner, 'USAGE')
-		FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-		WHERE n.nspname = $1 AND c.relname = $2`, string(a.s), a.t.name).Scan(&owner); err != nil {
-		return nil, err
-	}
-	if !owner {
-		return nil, nil
-	}
-	var empty bool
-	if err := tx.QueryRow(ctx, "SELECT NOT EXISTS (SELECT 1 FROM "+a.s.ident(a.t.name)+")").Scan(&empty); err != nil {
-		return nil, err
-	}
-	if !empty {
-		return nil, nil
-	}
-	// Room to sort the keys of a big batch in memory (this transaction only).
-	if _, err := tx.Exec(ctx, "SET LOCAL maintenance_work_mem = '256MB'"); err != nil {
-		return nil, err
-	}
-	return dropConstraints(ctx, tx, a.s, a.t.name, `con.contype IN ('p', 'u')
-		AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint f WHERE f.contype = 'f' AND f.conindid = con.conindid)
-		AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_index i WHERE i.indexrelid = con.conindid
-			AND (i.indisclustered OR i.indisreplident))`)
-}
-
-// constraintDef is a constraint (a foreign key, or the primary or a unique
-// key) as the catalogue defines it.
-type constraintDef struct{ name, def string }
-
-// addConstraints adds constraints cs back to table, in one ALTER TABLE.
-func addConstraints(ctx context.Context, tx pgx.Tx, s schema, table string, cs []constraintDef) error {
-	if len(cs) == 0 {
-		return nil
-	}
-	adds := make([]string, len(cs))
-	for i, c := range cs {
-		adds[i] = "ADD CONSTRAINT " + q(c.name) + " " + c.def
-	}
-	_, err := tx.Exec(ctx, "ALTER TABLE "+s.ident(table)+" "+strings.Join(adds, ", "))
-	return err
-}
-
-// dropForeignKeys drops table's foreign keys and returns their definitions
-// (schema-qualified, since the search_path holds only pg_catalog).
-func dropForeignKeys(ctx context.Context, tx pgx.Tx, s schema, table string) ([]constraintDef, error) {
-	return dropConstraints(ctx, tx, s, table, "con.contype = 'f'")
-}
-
-// dropConstraints drops the constraints of table that match which (a
-// constant condition on pg_constraint con) and returns their definitions.
-func dropConstraints(ctx context.Context, tx pgx.Tx, s schema, table, which string) ([]constraintDef, error) {
-	rows, err := tx.Query(ctx, `SELECT con.conname::text, pg_catalog.pg_get_constraintdef(con.oid)
-		FROM pg_catalog.pg_constraint con
-		JOIN pg_catalog.pg_class c ON c.oid = con.conrelid
-		JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-		WHERE n.nspname = $1 AND c.relname = $2 AND `+which+` ORDER BY con.conname`, string(s), table)
-	if err != nil {
-		return nil, err
-	}
-	var cs []constraintDef
-	var c constraintDef
-	if _, err := pgx.ForEachRow(rows, []any{&c.name, &c.def}, func() error {
-		cs = append(cs, c)
-		return nil
-	}); err != nil {
-		return nil, err
-	}
-	for _, c := range cs {
-		if _, err := tx.Exec(ctx, "ALTER TABLE "+s.ident(table)+" DROP CONSTRAINT "+q(c.name)); err != nil {
-			return nil, err
-		}
-	}
-	return cs, nil
 }
 
 // deletions records the batch's tombstones: the source ids an audit found

@@ -230,9 +230,10 @@ func TestConcurrentLoadsApplyEachBatchOnce(t *testing.T) {
 }
 
 func TestFailedBatchLeavesNothing(t *testing.T) {
-	for _, bulk := range []bool{false, true} {
-		t.Run(fmt.Sprintf("bulk foreign key check %v", bulk), func(t *testing.T) {
-			if bulk {
+	for _, mode := range []string{"row by row", "bulk", "set-based"} {
+		t.Run(mode+" foreign key check", func(t *testing.T) {
+			setSetBased(t, mode == "set-based")
+			if mode == "bulk" {
 				setBulk(t, 1, 1)
 			}
 			e := newEnv(t)

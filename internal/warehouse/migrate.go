@@ -2,10 +2,15 @@ package warehouse
 
 import (
 	"context"
+	"embed"
+	"errors"
 	"fmt"
 	"hash/fnv"
+	"io/fs"
 	"log/slog"
+	"path"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
@@ -25,25 +30,88 @@ const (
 	deletionsTable = "sandstone_deletions"
 )
 
-// migration is one versioned change of the warehouse schema. Migrations run
-// in version order, each once, in one transaction with the row that records
-// it in sandstone_migrations and with the check of the result, so that a
-// failure leaves the warehouse as it was.
+// migration is one versioned change of the warehouse schema: fixed SQL,
+// embedded from migrations/NNNNNN_title.up.sql (golang-migrate's naming),
+// whose first line names it ("-- migration: ..."), as sandstone_migrations
+// records it. Migrations run in version order, each once, in one
+// transaction with the row that records it and with the check of the
+// result, so that a failure leaves the warehouse as it was.
 //
-// To change the schema, append a migration with the next version number;
-// never edit one that has shipped. Its up gets the schema to work in and a
-// transaction whose search_path holds only pg_catalog and pg_temp, so every
-// warehouse name must be qualified: s.ident("dim_staff").
+// To change the schema, add a file with the next version number; never edit
+// one that has shipped. Its SQL runs with a search_path of pg_catalog and
+// pg_temp only, so every warehouse name must be qualified: {{schema}} stands
+// for the schema's quoted name, and the setting sandstone.schema holds the
+// name itself (for PL/pgSQL).
 type migration struct {
 	version int
 	name    string
-	up      func(ctx context.Context, tx pgx.Tx, s schema, log *slog.Logger) error
+	sql     string
 }
 
-var migrations = []migration{
-	{1, "create the star schema and the load ledger", createStar},
-	{2, "record each loaded batch's identity in the load ledger", addLedgerIdentity},
-	{3, "record the source rows found deleted", createDeletions},
+//go:embed migrations/*.up.sql
+var migrationFiles embed.FS
+
+var migrations = mustMigrations(migrationFiles)
+
+// schemaPlaceholder is what a migration's SQL writes for the quoted schema name.
+const schemaPlaceholder = "{{schema}}"
+
+// namePrefix starts the first line of a migration file, which names it.
+const namePrefix = "-- migration: "
+
+// mustMigrations reads the migration files, numbered 1, 2, 3 ... without a
+// gap. A file that does not fit is a programming error: it panics at
+// start-up (and in every test).
+func mustMigrations(fsys fs.FS) []migration {
+	ms, err := readMigrations(fsys)
+	if err != nil {
+		panic("warehouse: " + err.Error())
+	}
+	return ms
+}
+
+func readMigrations(fsys fs.FS) ([]migration, error) {
+	paths, err := fs.Glob(fsys, "migrations/*.up.sql")
+	if err != nil {
+		return nil, err
+	}
+	slices.Sort(paths)
+	out := make([]migration, 0, len(paths))
+	for _, p := range paths {
+		base := path.Base(p)
+		num, _, ok := strings.Cut(base, "_")
+		v, err := strconv.Atoi(num)
+		if !ok || err != nil || len(num) != 6 {
+			return nil, fmt.Errorf("migration %s: want NNNNNN_title.up.sql", base)
+		}
+		if v != len(out)+1 {
+			return nil, fmt.Errorf("migration %s: want version %d", base, len(out)+1)
+		}
+		b, err := fs.ReadFile(fsys, p)
+		if err != nil {
+			return nil, fmt.Errorf("migration %d: %w", v, err)
+		}
+		first, _, _ := strings.Cut(string(b), "\n")
+		name, ok := strings.CutPrefix(first, namePrefix)
+		if !ok || name == "" {
+			return nil, fmt.Errorf("migration %s: the first line must be %q and its name", base, namePrefix)
+		}
+		out = append(out, migration{version: v, name: name, sql: string(b)})
+	}
+	if len(out) == 0 {
+		return nil, errors.New("no migrations")
+	}
+	return out, nil
+}
+
+// apply runs the migration's SQL in schema s.
+func (m migration) apply(ctx context.Context, tx pgx.Tx, s schema) error {
+	if _, err := tx.Exec(ctx, "SELECT pg_catalog.set_config('sandstone.schema', $1, true)", string(s)); err != nil {
+		return err
+	}
+	// No arguments: the simple protocol, which runs every statement of the file.
+	_, err := tx.Exec(ctx, strings.ReplaceAll(m.sql, schemaPlaceholder, q(string(s))))
+	return err
 }
 
 // schema is the warehouse's PostgreSQL schema name.
@@ -119,15 +187,25 @@ func prepare(ctx context.Context, conn *pgx.Conn, s schema, log *slog.Logger, ch
 	return p, nil
 }
 
+// migrate brings schema s up to the newest migration and inspects the result.
 func migrate(ctx context.Context, tx pgx.Tx, s schema, log *slog.Logger) (*plan, error) {
+	if err := migrateTo(ctx, tx, s, log, len(migrations)); err != nil {
+		return nil, err
+	}
+	return inspect(ctx, tx, s)
+}
+
+// migrateTo creates schema s and Sandstone's migrations table when missing,
+// and applies the migrations after the schema's version up to version to.
+func migrateTo(ctx context.Context, tx pgx.Tx, s schema, log *slog.Logger, to int) error {
 	var exists bool
 	if err := tx.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = $1)",
 		string(s)).Scan(&exists); err != nil {
-		return nil, errkind.Wrap(errkind.LoadFailed, fmt.Errorf("prepare warehouse: %w", err))
+		return errkind.Wrap(errkind.LoadFailed, fmt.Errorf("prepare warehouse: %w", err))
 	}
 	if !exists { // created only when missing: CREATE ... IF NOT EXISTS needs the privilege to create
 		if _, err := tx.Exec(ctx, "CREATE SCHEMA "+q(string(s))); err != nil {
-			return nil, errkind.Wrap(errkind.LoadFailed, fmt.Errorf("create schema %s: %w", q(string(s)), err))
+			return errkind.Wrap(errkind.LoadFailed, fmt.Errorf("create schema %s: %w", q(string(s)), err))
 		}
 		log.Info("created warehouse schema", "schema", string(s))
 	}
@@ -135,147 +213,60 @@ func migrate(ctx context.Context, tx pgx.Tx, s schema, log *slog.Logger) (*plan,
 	// can load into a warehouse its owner has migrated.
 	exists, err := tableExists(ctx, tx, s, migrationsTable)
 	if err != nil {
-		return nil, errkind.Wrap(errkind.LoadFailed, fmt.Errorf("prepare warehouse: %w", err))
+		return errkind.Wrap(errkind.LoadFailed, fmt.Errorf("prepare warehouse: %w", err))
 	}
 	if !exists {
 		if _, err := tx.Exec(ctx, "CREATE TABLE "+s.ident(migrationsTable)+` (
 			version int PRIMARY KEY,
 			name text NOT NULL,
 			applied_at timestamptz NOT NULL DEFAULT now())`); err != nil {
-			return nil, errkind.Wrap(errkind.LoadFailed, fmt.Errorf("create %s: %w", migrationsTable, err))
+			return errkind.Wrap(errkind.LoadFailed, fmt.Errorf("create %s: %w", migrationsTable, err))
 		}
 	}
 	var version int
 	if err := tx.QueryRow(ctx, "SELECT coalesce(max(version), 0) FROM "+s.ident(migrationsTable)).Scan(&version); err != nil {
-		return nil, errkind.Wrap(errkind.LoadFailed, fmt.Errorf("read %s: %w", migrationsTable, err))
+		return errkind.Wrap(errkind.LoadFailed, fmt.Errorf("read %s: %w", migrationsTable, err))
 	}
 	if version > len(migrations) {
-		return nil, errkind.Wrap(errkind.WarehouseSchemaMismatch, fmt.Errorf(
+		return errkind.Wrap(errkind.WarehouseSchemaMismatch, fmt.Errorf(
 			"warehouse schema %s is at migration %d, newer than this sandstone knows (%d): upgrade sandstone",
 			q(string(s)), version, len(migrations)))
 	}
-	for _, m := range migrations[version:] {
-		if err := m.up(ctx, tx, s, log); err != nil {
-			return nil, errkind.Wrap(errkind.LoadFailed, fmt.Errorf("migration %d (%s): %w", m.version, m.name, err))
+	for _, m := range migrations[version:max(to, version)] {
+		if err := m.apply(ctx, tx, s); err != nil {
+			return errkind.Wrap(errkind.LoadFailed, fmt.Errorf("migration %d (%s): %w", m.version, m.name, err))
 		}
 		if _, err := tx.Exec(ctx, "INSERT INTO "+s.ident(migrationsTable)+" (version, name) VALUES ($1, $2)",
 			m.version, m.name); err != nil {
-			return nil, errkind.Wrap(errkind.LoadFailed, fmt.Errorf("record migration %d: %w", m.version, err))
+			return errkind.Wrap(errkind.LoadFailed, fmt.Errorf("record migration %d: %w", m.version, err))
 		}
 		log.Info("migrated warehouse", "schema", string(s), "version", m.version, "migration", m.name)
-	}
-	return inspect(ctx, tx, s)
-}
-
-// createStar is migration 1: the warehouse tables of DESIGN.md with their
-// keys, and the load ledger. A table that already exists (a warehouse
-// prepared by someone else) is left exactly as it is; inspect then checks
-// that it has the columns load needs. Foreign keys are added from each fact
-// table this migration creates to every dimension that has a unique key on
-// the referenced column.
-func createStar(ctx context.Context, tx pgx.Tx, s schema, log *slog.Logger) error {
-	created := map[string]bool{}
-	for _, t := range tables {
-		ok, err := tableExists(ctx, tx, s, t.name)
-		if err != nil {
-			return err
+		if m.version == 1 {
+			logPrepared(ctx, tx, s, log)
 		}
-		if ok {
-			log.Info("warehouse table exists: left as it is", "table", t.name)
-			continue
-		}
-		if _, err := tx.Exec(ctx, createTableSQL(s, t)); err != nil {
-			return fmt.Errorf("create %s: %w", t.name, err)
-		}
-		created[t.name] = true
-	}
-	for _, t := range tables {
-		if !created[t.name] {
-			continue
-		}
-		for _, c := range t.cols {
-			if c.ref == "" {
-				continue
-			}
-			dim, _ := tableByName(c.ref)
-			ok, err := hasUniqueKey(ctx, tx, s, dim.name, dim.key)
-			if err != nil {
-				return err
-			}
-			if !ok {
-				log.Warn("no foreign key: the dimension has no unique key", "table", t.name, "column", c.name,
-					"dimension", dim.name)
-				continue
-			}
-			if _, err := tx.Exec(ctx, fmt.Sprintf("ALTER TABLE %s ADD CONSTRAINT %s FOREIGN KEY (%s) REFERENCES %s (%s)",
-				s.ident(t.name), q(t.name+"_"+c.name+"_fkey"), q(c.name), s.ident(dim.name), q(dim.key[0]))); err != nil {
-				return fmt.Errorf("foreign key %s.%s: %w", t.name, c.name, err)
-			}
-		}
-	}
-	_, err := tx.Exec(ctx, "CREATE TABLE IF NOT EXISTS "+s.ident(ledgerTable)+` (
-		sequence bigint PRIMARY KEY,
-		batch text NOT NULL,
-		rows jsonb NOT NULL,
-		source_newest timestamptz,
-		loaded_at timestamptz NOT NULL DEFAULT clock_timestamp(),
-		seconds double precision NOT NULL)`)
-	if err != nil {
-		return fmt.Errorf("create %s: %w", ledgerTable, err)
 	}
 	return nil
 }
 
-// addLedgerIdentity is migration 2: the ledger records which batch it
-// loaded, not only its number (the transform run that wrote it and the
-// SHA-256 of its manifest), so that load can tell the batches of another or
-// a rebuilt processed bucket from those it loaded. Rows loaded before have
-// NULL there. A fresh warehouse gets the columns here too, after
-// migration 1, so fresh and upgraded ledgers are the same.
-func addLedgerIdentity(ctx context.Context, tx pgx.Tx, s schema, _ *slog.Logger) error {
-	if _, err := tx.Exec(ctx, "ALTER TABLE "+s.ident(ledgerTable)+
-		" ADD COLUMN IF NOT EXISTS run_id text, ADD COLUMN IF NOT EXISTS manifest_sha256 text"); err != nil {
-		return fmt.Errorf("alter %s: %w", ledgerTable, err)
+// logPrepared says which tables migration 1 found there already and left as
+// they were: their columns are checked before every load, but they get no
+// foreign keys from Sandstone (the migration records them in the setting
+// sandstone.prepared).
+func logPrepared(ctx context.Context, tx pgx.Tx, s schema, log *slog.Logger) {
+	var prepared string
+	if tx.QueryRow(ctx, "SELECT coalesce(pg_catalog.current_setting('sandstone.prepared', true), '')").Scan(&prepared) != nil {
+		return
 	}
-	return nil
-}
-
-// createDeletions is migration 3: the table of source rows that an audit
-// found deleted, one row per source table and id, filled by load from the
-// tombstones of repair batches.
-func createDeletions(ctx context.Context, tx pgx.Tx, s schema, _ *slog.Logger) error {
-	if _, err := tx.Exec(ctx, "CREATE TABLE IF NOT EXISTS "+s.ident(deletionsTable)+` (
-		source_table text NOT NULL,
-		id integer NOT NULL,
-		seen_gone_at timestamptz NOT NULL,
-		batch text NOT NULL,
-		PRIMARY KEY (source_table, id))`); err != nil {
-		return fmt.Errorf("create %s: %w", deletionsTable, err)
-	}
-	return nil
-}
-
-// createTableSQL is the CREATE TABLE of t: dimensions keyed by their id,
-// facts by a serial id with a unique key on the version (source id and
-// last-updated date and time), so that no version can land twice.
-func createTableSQL(s schema, t *table) string {
-	var b strings.Builder
-	b.WriteString("CREATE TABLE " + s.ident(t.name) + " (\n")
-	for _, c := range t.cols {
-		b.WriteString("\t" + q(c.name) + " " + c.kind.ddl())
-		if !c.nullable && c.kind != kSerial {
-			b.WriteString(" NOT NULL")
+	var tables []string
+	for _, t := range strings.Split(prepared, ",") {
+		if t != "" && t != migrationsTable {
+			tables = append(tables, t)
 		}
-		b.WriteString(",\n")
 	}
-	if t.role == fact {
-		b.WriteString("\tCONSTRAINT " + q(t.name+"_pkey") + " PRIMARY KEY (" + q(t.serial) + "),\n")
-		b.WriteString("\tCONSTRAINT " + q(t.name+"_version_key") + " UNIQUE (" + quoteAll(t.key) + ")\n")
-	} else {
-		b.WriteString("\tCONSTRAINT " + q(t.name+"_pkey") + " PRIMARY KEY (" + quoteAll(t.key) + ")\n")
+	if len(tables) > 0 {
+		log.Warn("warehouse tables existed before the first migration: left as they are, without Sandstone's foreign keys",
+			"schema", string(s), "tables", tables)
 	}
-	b.WriteString(")")
-	return b.String()
 }
 
 func quoteAll(names []string) string {

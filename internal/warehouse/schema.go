@@ -8,7 +8,7 @@ import (
 	"github.com/sandstone-data/sandstone/internal/star"
 )
 
-// kind is the type of a warehouse column, as DESIGN.md names it.
+// kind is the type of a warehouse column.
 type kind int
 
 const (
@@ -21,7 +21,7 @@ const (
 	kSerial             // serial primary key of a fact, assigned by the warehouse
 )
 
-// ddl is the column type migration 1 creates.
+// ddl is the column type the migrations create for the kind.
 func (k kind) ddl() string {
 	return [...]string{"int", "varchar", "date", "time", "numeric(10,2)", "bool", "serial"}[k]
 }
@@ -83,8 +83,8 @@ const (
 	fact                  // every version appended
 )
 
-// table is one warehouse table: its columns as DESIGN.md defines them and
-// how load feeds it from the processed bucket.
+// table is one warehouse table: its columns, derived from its star table,
+// and how load feeds it from the processed bucket.
 type table struct {
 	name string
 	role role
@@ -115,72 +115,89 @@ func (t *table) col(name string) (column, bool) {
 	return column{}, false
 }
 
-// Column constructors, to keep the table list below close to DESIGN.md.
-func integer(n string) column     { return column{name: n, kind: kInt} }
-func nullInt(n string) column     { return column{name: n, kind: kInt, nullable: true} }
-func intRef(n, dim string) column { return column{name: n, kind: kInt, ref: dim} }
-func text(n string) column        { return column{name: n, kind: kText} }
-func nullText(n string) column    { return column{name: n, kind: kText, nullable: true} }
-func plainDate(n string) column   { return column{name: n, kind: kDate} }
-func dateRef(n string) column     { return column{name: n, kind: kDate, ref: "dim_date"} }
-func timeOfDay(n string) column   { return column{name: n, kind: kTime} }
-func money(n string) column       { return column{name: n, kind: kMoney} }
-func boolean(n string) column     { return column{name: n, kind: kBool} }
-func serial(n string) column      { return column{name: n, kind: kSerial} }
-func texts(ns ...string) []column {
-	out := make([]column, len(ns))
-	for i, n := range ns {
-		out[i] = text(n)
+// kindOf is the warehouse kind of a star column kind.
+func kindOf(k star.Kind) (kind, error) {
+	switch k {
+	case star.KindInt:
+		return kInt, nil
+	case star.KindText:
+		return kText, nil
+	case star.KindDate:
+		return kDate, nil
+	case star.KindTime:
+		return kTime, nil
+	case star.KindMoney:
+		return kMoney, nil
+	case star.KindBool:
+		return kBool, nil
+	}
+	return 0, fmt.Errorf("no warehouse type for star kind %s", k)
+}
+
+// rowFeed is the feeder of one star row type. Go generics need each type
+// named once: rowFeeds does it, and nothing else about the tables is said
+// here.
+type rowFeed struct {
+	row  reflect.Type
+	feed func() feeder
+}
+
+func feedFor[T any]() rowFeed { return rowFeed{reflect.TypeFor[T](), feedOf[T]} }
+
+var rowFeeds = []rowFeed{
+	feedFor[star.DimDate](), feedFor[star.DimStaff](), feedFor[star.DimLocation](), feedFor[star.DimCurrency](),
+	feedFor[star.DimDesign](), feedFor[star.DimCounterparty](), feedFor[star.DimPaymentType](),
+	feedFor[star.DimTransaction](), feedFor[star.FactSalesOrder](), feedFor[star.FactPurchaseOrder](),
+	feedFor[star.FactPayment](),
+}
+
+// tables is the warehouse, in load order (dimensions before facts, as
+// star.Tables lists them): each star table with its columns as star
+// declares them, and a fact's serial id first. Every column is NOT NULL
+// unless nullable.
+var tables = bindTables(fromStar(star.Tables))
+
+// fromStar makes the warehouse tables of the star tables. A star table it
+// cannot make is a programming error: it panics at start-up (and in every
+// test).
+func fromStar(sts []star.Table) []*table {
+	out := make([]*table, 0, len(sts))
+	for _, st := range sts {
+		t, err := tableOf(st)
+		if err != nil {
+			panic(fmt.Sprintf("warehouse: %s: %v", st.Name, err))
+		}
+		out = append(out, t)
 	}
 	return out
 }
 
-// tables is the warehouse: DESIGN.md's "Warehouse tables", in load order
-// (dimensions before facts, as star.Tables lists them). Every column is NOT
-// NULL unless nullable.
-var tables = bindTables([]*table{
-	{name: "dim_date", role: calendar, feed: feedOf[star.DimDate](), cols: []column{
-		plainDate("date_id"), integer("year"), integer("month"), integer("day"), integer("day_of_week"),
-		text("day_name"), text("month_name"), integer("quarter")}},
-	{name: "dim_staff", role: dimension, feed: feedOf[star.DimStaff](), cols: append([]column{
-		integer("staff_id")}, texts("first_name", "last_name", "department_name", "location", "email_address")...)},
-	{name: "dim_location", role: dimension, feed: feedOf[star.DimLocation](), cols: []column{
-		integer("location_id"), text("address_line_1"), nullText("address_line_2"), nullText("district"),
-		text("city"), text("postal_code"), text("country"), text("phone")}},
-	{name: "dim_currency", role: dimension, feed: feedOf[star.DimCurrency](), cols: []column{
-		integer("currency_id"), text("currency_code"), text("currency_name")}},
-	{name: "dim_design", role: dimension, feed: feedOf[star.DimDesign](), cols: []column{
-		integer("design_id"), text("design_name"), text("file_location"), text("file_name")}},
-	{name: "dim_counterparty", role: dimension, feed: feedOf[star.DimCounterparty](), cols: []column{
-		integer("counterparty_id"), text("counterparty_legal_name"), text("counterparty_legal_address_line_1"),
-		nullText("counterparty_legal_address_line_2"), nullText("counterparty_legal_district"),
-		text("counterparty_legal_city"), text("counterparty_legal_postal_code"), text("counterparty_legal_country"),
-		text("counterparty_legal_phone_number")}},
-	{name: "dim_payment_type", role: dimension, feed: feedOf[star.DimPaymentType](), cols: []column{
-		integer("payment_type_id"), text("payment_type_name")}},
-	{name: "dim_transaction", role: dimension, feed: feedOf[star.DimTransaction](), cols: []column{
-		integer("transaction_id"), text("transaction_type"), nullInt("sales_order_id"), nullInt("purchase_order_id")}},
-	{name: "fact_sales_order", role: fact, serial: "sales_record_id", feed: feedOf[star.FactSalesOrder](), cols: []column{
-		serial("sales_record_id"), integer("sales_order_id"),
-		dateRef("created_date"), timeOfDay("created_time"), dateRef("last_updated_date"), timeOfDay("last_updated_time"),
-		intRef("sales_staff_id", "dim_staff"), intRef("counterparty_id", "dim_counterparty"),
-		integer("units_sold"), money("unit_price"), intRef("currency_id", "dim_currency"),
-		intRef("design_id", "dim_design"), dateRef("agreed_payment_date"), dateRef("agreed_delivery_date"),
-		intRef("agreed_delivery_location_id", "dim_location")}},
-	{name: "fact_purchase_order", role: fact, serial: "purchase_record_id", feed: feedOf[star.FactPurchaseOrder](), cols: []column{
-		serial("purchase_record_id"), integer("purchase_order_id"),
-		dateRef("created_date"), timeOfDay("created_time"), dateRef("last_updated_date"), timeOfDay("last_updated_time"),
-		intRef("staff_id", "dim_staff"), intRef("counterparty_id", "dim_counterparty"),
-		text("item_code"), integer("item_quantity"), money("item_unit_price"), intRef("currency_id", "dim_currency"),
-		dateRef("agreed_delivery_date"), dateRef("agreed_payment_date"),
-		intRef("agreed_delivery_location_id", "dim_location")}},
-	{name: "fact_payment", role: fact, serial: "payment_record_id", feed: feedOf[star.FactPayment](), cols: []column{
-		serial("payment_record_id"), integer("payment_id"),
-		dateRef("created_date"), timeOfDay("created_time"), dateRef("last_updated_date"), timeOfDay("last_updated"),
-		intRef("transaction_id", "dim_transaction"), intRef("counterparty_id", "dim_counterparty"),
-		money("payment_amount"), intRef("currency_id", "dim_currency"), intRef("payment_type_id", "dim_payment_type"),
-		boolean("paid"), dateRef("payment_date")}},
-})
+func tableOf(st star.Table) (*table, error) {
+	t := &table{name: st.Name, role: dimension, serial: st.Serial}
+	switch {
+	case !st.Dimension:
+		t.role = fact
+		t.cols = append(t.cols, column{name: st.Serial, kind: kSerial})
+	case st.Calendar:
+		t.role = calendar
+	}
+	for _, sc := range st.Columns {
+		k, err := kindOf(sc.Kind)
+		if err != nil {
+			return nil, err
+		}
+		t.cols = append(t.cols, column{name: sc.Name, kind: k, nullable: sc.Nullable, ref: sc.Ref})
+	}
+	for _, rf := range rowFeeds {
+		if rf.row == st.Row {
+			t.feed = rf.feed()
+		}
+	}
+	if t.feed == nil {
+		return nil, fmt.Errorf("no feeder of %s in rowFeeds", st.Row)
+	}
+	return t, nil
+}
 
 // bindTables orders the tables as star.Tables does, takes each table's key
 // from there and binds every data column to its star struct field. A

@@ -3,6 +3,7 @@ package warehouse
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"reflect"
 	"strings"
 	"testing"
@@ -12,7 +13,7 @@ import (
 	"github.com/sandstone-data/sandstone/internal/star"
 )
 
-// designSchema is DESIGN.md's warehouse, column by column, as
+// designSchema is the warehouse of docs/design.md, column by column, as
 // information_schema reports it.
 const designSchema = `dim_counterparty: counterparty_id integer not null, counterparty_legal_name character varying not null, counterparty_legal_address_line_1 character varying not null, counterparty_legal_address_line_2 character varying null, counterparty_legal_district character varying null, counterparty_legal_city character varying not null, counterparty_legal_postal_code character varying not null, counterparty_legal_country character varying not null, counterparty_legal_phone_number character varying not null
 dim_currency: currency_id integer not null, currency_code character varying not null, currency_name character varying not null
@@ -29,7 +30,7 @@ sandstone_deletions: source_table text not null, id integer not null, seen_gone_
 sandstone_loads: sequence bigint not null, batch text not null, rows jsonb not null, source_newest timestamp with time zone null, loaded_at timestamp with time zone not null, seconds double precision not null, run_id text null, manifest_sha256 text null
 sandstone_migrations: version integer not null, name text not null, applied_at timestamp with time zone not null`
 
-// designKeys are the primary, unique and foreign keys DESIGN.md asks for.
+// designKeys are the primary, unique and foreign keys docs/design.md asks for.
 const designKeys = `dim_counterparty p (counterparty_id)
 dim_currency p (currency_id)
 dim_date p (date_id)
@@ -120,13 +121,16 @@ func TestTablesMatchStar(t *testing.T) {
 	if _, err := fieldsFor(typeOf[star.DimStaff](), []column{text("nope")}); err == nil {
 		t.Error("a column without a field was bound")
 	}
-	if _, err := fieldsFor(typeOf[star.DimStaff](), []column{nullText("first_name")}); err == nil {
+	if _, err := fieldsFor(typeOf[star.DimStaff](), []column{{name: "first_name", kind: kText, nullable: true}}); err == nil {
 		t.Error("a nullable column was bound to a non-pointer field")
 	}
-	if _, err := fieldsFor(typeOf[star.DimStaff](), []column{integer("first_name")}); err == nil {
+	if _, err := fieldsFor(typeOf[star.DimStaff](), []column{{name: "first_name", kind: kInt}}); err == nil {
 		t.Error("an int column was bound to a string field")
 	}
 }
+
+// text is a text column, for tests that add one to a table.
+func text(name string) column { return column{name: name, kind: kText} }
 
 // northcodersDDL is a warehouse as a totesys team might be given it: the
 // ERD's tables with looser types (bigint, text, varchar(n), unconstrained
@@ -168,9 +172,15 @@ func TestPreparedWarehouseWithoutKeysWorks(t *testing.T) {
 		sales: []star.FactSalesOrder{sale(1, "2024-01-02", "10:11:12.345", 50, 1234),
 			sale(1, "2024-01-03", "10:00:00.000", 51, 1234), sale(1, "2024-01-03", "10:00:00.000", 51, 1234)}}
 	put(t, e.bucket, b2)
-	res := e.load(t)
-	if len(res.Batches) != 2 {
-		t.Fatalf("%+v", res)
+	var logs strings.Builder
+	opts := e.opts()
+	opts.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+	res, err := Load(context.Background(), opts)
+	if err != nil || len(res.Batches) != 2 {
+		t.Fatalf("%+v, %v", res, err)
+	}
+	if !strings.Contains(logs.String(), "left as they are, without Sandstone's foreign keys") || !strings.Contains(logs.String(), "fact_sales_order") {
+		t.Errorf("the tables left without foreign keys are not logged:\n%s", logs.String())
 	}
 	if got := res.Batches[1].Rows; got["dim_staff"] != 2 || got["dim_date"] != 2 || got["fact_sales_order"] != 1 {
 		t.Errorf("batch 2 wrote %v: want 2 staff (one changed, one new), 2 new dates, 1 new version", got)

@@ -15,7 +15,7 @@ import (
 	"github.com/sandstone-data/sandstone/internal/errkind"
 	"github.com/sandstone-data/sandstone/internal/pgtest"
 	"github.com/sandstone-data/sandstone/internal/pipeline"
-	"github.com/sandstone-data/sandstone/internal/totesys"
+	"github.com/sandstone-data/sandstone/internal/totesys/synth"
 	"github.com/sandstone-data/sandstone/internal/warehouse"
 )
 
@@ -52,7 +52,7 @@ func TestWipedBucketsAreRefused(t *testing.T) {
 		cfg := config.Config{SourceURL: pgtest.NewDatabase(t), WarehouseURL: pgtest.NewDatabase(t),
 			IngestBucket: filepath.Join(dir, "ingested"), ProcessedBucket: filepath.Join(dir, "processed"),
 			WarehouseSchema: "public", Lookback: 5 * time.Minute}
-		if _, err := totesys.Seed(context.Background(), cfg.SourceURL, totesys.SeedOptions{SalesOrders: 50, RandomSeed: 7}); err != nil {
+		if _, err := synth.Seed(context.Background(), cfg.SourceURL, synth.SeedOptions{SalesOrders: 50, RandomSeed: 7}); err != nil {
 			t.Fatal(err)
 		}
 		if lines, err := cycleLog(t, cfg); err != nil || len(lines) != 0 {

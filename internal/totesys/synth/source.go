@@ -1,4 +1,4 @@
-package totesys
+package synth
 
 import (
 	"context"
@@ -9,6 +9,7 @@ import (
 
 	"github.com/sandstone-data/sandstone/internal/config"
 	"github.com/sandstone-data/sandstone/internal/errkind"
+	"github.com/sandstone-data/sandstone/internal/totesys"
 )
 
 // connect opens a connection to the source whose session runs in UTC, so
@@ -33,8 +34,8 @@ var enumTypes = []string{"PaymentTypeName", "TransactionType"}
 // existing returns the totesys tables and types already in the source's
 // current schema.
 func existing(ctx context.Context, conn *pgx.Conn) ([]string, error) {
-	names := make([]string, 0, len(Tables)+len(enumTypes))
-	for _, t := range Tables {
+	names := make([]string, 0, len(totesys.Tables)+len(enumTypes))
+	for _, t := range totesys.Tables {
 		names = append(names, t.Name)
 	}
 	names = append(names, enumTypes...)
@@ -63,7 +64,7 @@ func requireSchema(ctx context.Context, conn *pgx.Conn) error {
 		return err
 	}
 	var missing []string
-	for _, t := range Tables {
+	for _, t := range totesys.Tables {
 		if !contains(found, t.Name) {
 			missing = append(missing, t.Name)
 		}

@@ -1,4 +1,9 @@
-package metrics
+// Package emf writes CloudWatch Embedded Metric Format lines: the metrics
+// of the Lambda functions, which CloudWatch Logs extracts from their log
+// output without an API call. It needs nothing but the standard library and
+// errkind, so that the Lambda links no Prometheus (package metrics serves
+// the same figures to Prometheus for `sandstone run`).
+package emf
 
 import (
 	"encoding/json"
@@ -12,11 +17,11 @@ import (
 
 // The CloudWatch namespace and dimension of the EMF lines.
 const (
-	EMFNamespace = "Sandstone"
-	EMFDimension = "Stage"
+	Namespace = "Sandstone"
+	Dimension = "Stage"
 )
 
-// EMF writes CloudWatch Embedded Metric Format lines: one JSON object per
+// Writer writes CloudWatch Embedded Metric Format lines: one JSON object per
 // stage run, which CloudWatch Logs turns into metrics in namespace
 // "Sandstone" with dimension "Stage":
 //
@@ -25,15 +30,44 @@ const (
 //
 // A line also carries run_id and, for a failure, error_kind, for Logs
 // Insights. Its methods are safe for concurrent use.
-type EMF struct {
+type Writer struct {
 	mu  sync.Mutex
 	w   io.Writer
 	now func() time.Time
 }
 
-// NewEMF returns an EMF emitter writing to w (a Lambda's stdout).
-func NewEMF(w io.Writer) *EMF {
-	return &EMF{w: w, now: time.Now}
+// New returns a Writer writing to w (a Lambda's stdout).
+func New(w io.Writer) *Writer {
+	return &Writer{w: w, now: time.Now}
+}
+
+// StageRun is the outcome of one stage run, as the runner knows it. Writer
+// records part of it; package metrics, which aliases it, all of it.
+type StageRun struct {
+	Stage    string
+	RunID    string
+	Duration time.Duration
+	// Rows and Bytes are written per table.
+	Rows  map[string]int64
+	Bytes map[string]int64
+	// Err is nil when the run succeeded.
+	Err error
+	// Freshness is the time between the newest source change and its
+	// arrival in the warehouse, when this run measured it (else zero).
+	Freshness time.Duration
+	// BehindSource is set by a load that loaded batches: how far the
+	// warehouse was then behind the source (the age of the newest loaded
+	// batch's snapshot). Unlike Freshness, a quiet source or a writer's
+	// skewed clock does not change it.
+	BehindSource time.Duration
+	// Skew is, per source table, how far its last_updated runs ahead of or
+	// behind the source's clock beyond the lookback (ingest).
+	Skew map[string]time.Duration
+	// Rejected counts, per source table and kind, the rows set aside;
+	// Parked, when set, the rows waiting for a missing reference
+	// (transform).
+	Rejected map[string]map[string]int64
+	Parked   *int64
 }
 
 type emfMetric struct {
@@ -53,7 +87,7 @@ type emfMeta struct {
 }
 
 // Record writes the EMF line of one stage run.
-func (e *EMF) Record(r StageRun) error {
+func (e *Writer) Record(r StageRun) error {
 	var rows, bytes int64
 	for _, n := range r.Rows {
 		rows += n
@@ -66,17 +100,21 @@ func (e *EMF) Record(r StageRun) error {
 		failures = 1
 	}
 	line := map[string]any{
-		EMFDimension: r.Stage,
-		"Rows":       rows,
-		"Bytes":      bytes,
-		"Seconds":    r.Duration.Seconds(),
-		"Failures":   failures,
-		"run_id":     r.RunID,
+		Dimension:  r.Stage,
+		"Rows":     rows,
+		"Bytes":    bytes,
+		"Seconds":  r.Duration.Seconds(),
+		"Failures": failures,
+		"run_id":   r.RunID,
 	}
 	metrics := []emfMetric{{"Rows", "Count"}, {"Bytes", "Bytes"}, {"Seconds", "Seconds"}, {"Failures", "Count"}}
 	if r.Freshness > 0 {
 		line["FreshnessSeconds"] = r.Freshness.Seconds()
 		metrics = append(metrics, emfMetric{"FreshnessSeconds", "Seconds"})
+	}
+	if r.BehindSource > 0 {
+		line["BehindSourceSeconds"] = r.BehindSource.Seconds()
+		metrics = append(metrics, emfMetric{"BehindSourceSeconds", "Seconds"})
 	}
 	if r.Err != nil {
 		line["error_kind"] = string(errkind.Of(r.Err))
@@ -86,14 +124,14 @@ func (e *EMF) Record(r StageRun) error {
 }
 
 // write adds the metric directive to line and writes it.
-func (e *EMF) write(stage string, line map[string]any, metrics []emfMetric) error {
+func (e *Writer) write(stage string, line map[string]any, metrics []emfMetric) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	line["_aws"] = emfMeta{
 		Timestamp: e.now().UnixMilli(),
 		CloudWatchMetrics: []emfDirective{{
-			Namespace:  EMFNamespace,
-			Dimensions: [][]string{{EMFDimension}},
+			Namespace:  Namespace,
+			Dimensions: [][]string{{Dimension}},
 			Metrics:    metrics,
 		}},
 	}
@@ -145,13 +183,13 @@ type AuditRun struct {
 // An alarm on DriftMissing + DriftDeleted > 0 fires on drift; one on the
 // sum of AuditSucceeded over the schedule's interval < 1 on audits that no
 // longer happen or no longer succeed.
-func (e *EMF) RecordAudit(a AuditRun) error {
+func (e *Writer) RecordAudit(a AuditRun) error {
 	succeeded, failures := 1, 0
 	if a.Err != nil {
 		succeeded, failures = 0, 1
 	}
 	line := map[string]any{
-		EMFDimension:     AuditStage,
+		Dimension:        AuditStage,
 		"AuditSucceeded": succeeded,
 		"Failures":       failures,
 		"Seconds":        a.Duration.Seconds(),

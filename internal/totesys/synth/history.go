@@ -1,4 +1,4 @@
-package totesys
+package synth
 
 import (
 	"fmt"

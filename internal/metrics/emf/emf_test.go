@@ -1,4 +1,4 @@
-package metrics
+package emf
 
 import (
 	"bufio"
@@ -49,7 +49,7 @@ var baseMetrics = [][2]string{{"Rows", "Count"}, {"Bytes", "Bytes"}, {"Seconds",
 
 func TestEMFLines(t *testing.T) {
 	var buf bytes.Buffer
-	e := NewEMF(&buf)
+	e := New(&buf)
 	at := time.Date(2024, 11, 15, 10, 0, 0, 123_000_000, time.UTC)
 	e.now = func() time.Time { return at }
 
@@ -57,7 +57,7 @@ func TestEMFLines(t *testing.T) {
 		{Stage: "ingest", RunID: "r1", Duration: 2500 * time.Millisecond,
 			Rows: map[string]int64{"sales_order": 20, "payment": 5}, Bytes: map[string]int64{"sales_order": 1000, "payment": 24}},
 		{Stage: "load", RunID: "r1", Duration: 4 * time.Second,
-			Rows: map[string]int64{"fact_sales_order": 20}, Freshness: 95 * time.Second},
+			Rows: map[string]int64{"fact_sales_order": 20}, Freshness: 95 * time.Second, BehindSource: 40 * time.Second},
 		{Stage: "transform", RunID: "r2", Duration: time.Second,
 			Err: fmt.Errorf("transform: %w", errkind.Wrap(errkind.BadRowsRejected, errors.New("2 rows")))},
 	}
@@ -77,8 +77,9 @@ func TestEMFLines(t *testing.T) {
 			"Stage": "ingest", "Rows": 25.0, "Bytes": 1024.0, "Seconds": 2.5, "Failures": 0.0, "run_id": "r1",
 		},
 		{
-			"_aws":  wantAWS(ms, append(baseMetrics, [2]string{"FreshnessSeconds", "Seconds"})...),
-			"Stage": "load", "Rows": 20.0, "Bytes": 0.0, "Seconds": 4.0, "Failures": 0.0, "FreshnessSeconds": 95.0, "run_id": "r1",
+			"_aws":  wantAWS(ms, append(baseMetrics, [2]string{"FreshnessSeconds", "Seconds"}, [2]string{"BehindSourceSeconds", "Seconds"})...),
+			"Stage": "load", "Rows": 20.0, "Bytes": 0.0, "Seconds": 4.0, "Failures": 0.0, "FreshnessSeconds": 95.0,
+			"BehindSourceSeconds": 40.0, "run_id": "r1",
 		},
 		{
 			"_aws":  wantAWS(ms, baseMetrics...),
@@ -98,7 +99,7 @@ func TestEMFLines(t *testing.T) {
 // Every metric an EMF directive names must be a top-level number.
 func TestEMFMetricsPresent(t *testing.T) {
 	var buf bytes.Buffer
-	e := NewEMF(&buf)
+	e := New(&buf)
 	if err := e.Record(StageRun{Stage: "load", Freshness: time.Minute}); err != nil {
 		t.Fatal(err)
 	}
@@ -122,7 +123,7 @@ type failingWriter struct{}
 func (failingWriter) Write([]byte) (int, error) { return 0, errors.New("stdout closed") }
 
 func TestEMFWriteError(t *testing.T) {
-	err := NewEMF(failingWriter{}).Record(StageRun{Stage: "ingest"})
+	err := New(failingWriter{}).Record(StageRun{Stage: "ingest"})
 	if err == nil || !strings.Contains(err.Error(), "stdout closed") {
 		t.Fatalf("Record to a failing writer: %v", err)
 	}
@@ -132,7 +133,7 @@ func TestEMFWriteError(t *testing.T) {
 // audit measured them, and AuditSucceeded / Failures either way.
 func TestEMFAudit(t *testing.T) {
 	var buf bytes.Buffer
-	e := NewEMF(&buf)
+	e := New(&buf)
 	at := time.Date(2024, 11, 15, 10, 0, 0, 0, time.UTC)
 	e.now = func() time.Time { return at }
 	runs := []AuditRun{
@@ -175,7 +176,7 @@ func TestEMFAudit(t *testing.T) {
 			t.Errorf("line %d:\n got %s\nwant %s", i, got, exp)
 		}
 	}
-	if err := NewEMF(failingWriter{}).RecordAudit(AuditRun{}); err == nil || !strings.Contains(err.Error(), "emf audit") {
+	if err := New(failingWriter{}).RecordAudit(AuditRun{}); err == nil || !strings.Contains(err.Error(), "emf audit") {
 		t.Fatalf("RecordAudit to a failing writer: %v", err)
 	}
 }

@@ -1,4 +1,4 @@
-package totesys_test
+package synth_test
 
 import (
 	"context"
@@ -12,11 +12,12 @@ import (
 	"github.com/sandstone-data/sandstone/internal/errkind"
 	"github.com/sandstone-data/sandstone/internal/pgtest"
 	"github.com/sandstone-data/sandstone/internal/totesys"
+	"github.com/sandstone-data/sandstone/internal/totesys/synth"
 )
 
-func counts(t *testing.T, url string) totesys.Stats {
+func counts(t *testing.T, url string) synth.Stats {
 	t.Helper()
-	s := totesys.Stats{}
+	s := synth.Stats{}
 	for _, tbl := range totesys.Tables {
 		s[tbl.Name] = pgtest.QueryInt(t, url, "SELECT count(*) FROM "+pgx.Identifier{tbl.Name}.Sanitize())
 	}
@@ -49,9 +50,9 @@ func TestSimulateAppliesWhatItSays(t *testing.T) {
 	began := sourceNow(t, url)
 	time.Sleep(2 * time.Millisecond) // the seeded rows are stamped strictly before began
 
-	a := totesys.Activity{NewSalesOrders: 4, NewPurchaseOrders: 3, PaymentsPaid: 5, OrderChanges: 6,
+	a := synth.Activity{NewSalesOrders: 4, NewPurchaseOrders: 3, PaymentsPaid: 5, OrderChanges: 6,
 		AddressChanges: 2, DepartmentChanges: 3, NewDesigns: 2}
-	stats, err := totesys.Simulate(ctx, url, a, rand.New(rand.NewPCG(1, 2)))
+	stats, err := synth.Simulate(ctx, url, a, rand.New(rand.NewPCG(1, 2)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -92,7 +93,7 @@ func TestSimulateAppliesWhatItSays(t *testing.T) {
 			t.Errorf("%s: %d rows changed, want %d", table, updated, n)
 		}
 	}
-	want := totesys.Stats{"sales_order": 4 + so, "purchase_order": 3 + po, "transaction": 7, "payment": 7 + 5,
+	want := synth.Stats{"sales_order": 4 + so, "purchase_order": 3 + po, "transaction": 7, "payment": 7 + 5,
 		"design": 2, "address": 2, "department": 3}
 	for table, n := range want {
 		if stats[table] != n {
@@ -158,14 +159,14 @@ func TestSimulateChangesValues(t *testing.T) {
 	}
 	for _, tc := range []struct {
 		table, key string
-		a          totesys.Activity
+		a          synth.Activity
 	}{
-		{"sales_order", "sales_order_id", totesys.Activity{OrderChanges: 40}},
-		{"address", "address_id", totesys.Activity{AddressChanges: 10}},
-		{"department", "department_id", totesys.Activity{DepartmentChanges: 8}},
+		{"sales_order", "sales_order_id", synth.Activity{OrderChanges: 40}},
+		{"address", "address_id", synth.Activity{AddressChanges: 10}},
+		{"department", "department_id", synth.Activity{DepartmentChanges: 8}},
 	} {
 		before := snapshot(tc.table, tc.key)
-		if _, err := totesys.Simulate(ctx, url, tc.a, rand.New(rand.NewPCG(3, 4))); err != nil {
+		if _, err := synth.Simulate(ctx, url, tc.a, rand.New(rand.NewPCG(3, 4))); err != nil {
 			t.Fatal(err)
 		}
 		changed := 0
@@ -194,7 +195,7 @@ func TestSimulateDoesFewerOnlyWhenThereIsNothingLeft(t *testing.T) {
 	ctx := context.Background()
 	url := seeded(t, 50)
 	pgtest.Exec(t, url, "UPDATE payment SET paid = true")
-	stats, err := totesys.Simulate(ctx, url, totesys.Activity{PaymentsPaid: 3, AddressChanges: 50, DepartmentChanges: 50},
+	stats, err := synth.Simulate(ctx, url, synth.Activity{PaymentsPaid: 3, AddressChanges: 50, DepartmentChanges: 50},
 		rand.New(rand.NewPCG(5, 6)))
 	if err != nil {
 		t.Fatal(err)
@@ -204,7 +205,7 @@ func TestSimulateDoesFewerOnlyWhenThereIsNothingLeft(t *testing.T) {
 	}
 	// Orders to change come from whichever table has them.
 	pgtest.Exec(t, url, "TRUNCATE sales_order CASCADE")
-	stats, err = totesys.Simulate(ctx, url, totesys.Activity{OrderChanges: 5}, rand.New(rand.NewPCG(5, 6)))
+	stats, err = synth.Simulate(ctx, url, synth.Activity{OrderChanges: 5}, rand.New(rand.NewPCG(5, 6)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -222,7 +223,7 @@ func TestSimulatePaysDuePaymentsFirst(t *testing.T) {
 	if n < 2 {
 		t.Skipf("only %d payments due today", n)
 	}
-	if _, err := totesys.Simulate(ctx, url, totesys.Activity{PaymentsPaid: 2}, rand.New(rand.NewPCG(1, 1))); err != nil {
+	if _, err := synth.Simulate(ctx, url, synth.Activity{PaymentsPaid: 2}, rand.New(rand.NewPCG(1, 1))); err != nil {
 		t.Fatal(err)
 	}
 	if got := pgtest.QueryInt(t, url, due); got != n-2 {
@@ -234,9 +235,9 @@ func TestSimulateOnTheRealSnapshot(t *testing.T) {
 	url := pgtest.NewDatabase(t)
 	pgtest.LoadSnapshot(t, url)
 	rnd := rand.New(rand.NewPCG(9, 9))
-	total := totesys.Stats{}
+	total := synth.Stats{}
 	for range 5 {
-		stats, err := totesys.Simulate(context.Background(), url, totesys.Activity{NewSalesOrders: 2, NewPurchaseOrders: 1,
+		stats, err := synth.Simulate(context.Background(), url, synth.Activity{NewSalesOrders: 2, NewPurchaseOrders: 1,
 			PaymentsPaid: 2, OrderChanges: 1, AddressChanges: 1, DepartmentChanges: 1, NewDesigns: 1}, rnd)
 		if err != nil {
 			t.Fatal(err)
@@ -260,16 +261,16 @@ func TestSimulateErrors(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		url  string
-		a    totesys.Activity
+		a    synth.Activity
 		kind errkind.Kind
 		want string
 	}{
-		{"negative", empty, totesys.Activity{NewSalesOrders: -1}, errkind.ConfigInvalid, "negative activity"},
-		{"no schema", empty, totesys.Activity{NewSalesOrders: 1}, errkind.SourceSchemaMismatch, "sandstone seed"},
-		{"unreachable", "postgres://u:s3cret@127.0.0.1:1/x?connect_timeout=5", totesys.Activity{}, errkind.SourceUnreachable, "connect to source"},
+		{"negative", empty, synth.Activity{NewSalesOrders: -1}, errkind.ConfigInvalid, "negative activity"},
+		{"no schema", empty, synth.Activity{NewSalesOrders: 1}, errkind.SourceSchemaMismatch, "sandstone seed"},
+		{"unreachable", "postgres://u:s3cret@127.0.0.1:1/x?connect_timeout=5", synth.Activity{}, errkind.SourceUnreachable, "connect to source"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := totesys.Simulate(ctx, tc.url, tc.a, rnd)
+			_, err := synth.Simulate(ctx, tc.url, tc.a, rnd)
 			if err == nil || !strings.Contains(err.Error(), tc.want) || errkind.Of(err) != tc.kind {
 				t.Fatalf("err = %v (kind %s), want %q of kind %s", err, errkind.Of(err), tc.want, tc.kind)
 			}
@@ -280,7 +281,7 @@ func TestSimulateErrors(t *testing.T) {
 	}
 	// A source whose reference tables are empty cannot take orders.
 	pgtest.Exec(t, empty, totesys.Schema)
-	if _, err := totesys.Simulate(ctx, empty, totesys.Activity{NewPurchaseOrders: 1}, rnd); err == nil ||
+	if _, err := synth.Simulate(ctx, empty, synth.Activity{NewPurchaseOrders: 1}, rnd); err == nil ||
 		!strings.Contains(err.Error(), "staff is empty") {
 		t.Fatalf("err = %v", err)
 	}
@@ -288,9 +289,9 @@ func TestSimulateErrors(t *testing.T) {
 
 func TestTypicalStep(t *testing.T) {
 	rnd := rand.New(rand.NewPCG(1, 1))
-	var sum totesys.Activity
+	var sum synth.Activity
 	for range 1000 {
-		a := totesys.TypicalStep(rnd)
+		a := synth.TypicalStep(rnd)
 		if a.NewSalesOrders < 0 || a.NewSalesOrders > 3 || a.AddressChanges > 1 || a.NewDesigns > 1 {
 			t.Fatalf("step %+v", a)
 		}
@@ -310,7 +311,7 @@ func TestChangeFraction(t *testing.T) {
 	began := sourceNow(t, url)
 	time.Sleep(2 * time.Millisecond)
 	unitsBefore := pgtest.QueryInt(t, url, "SELECT sum(units_sold) FROM sales_order")
-	stats, err := totesys.ChangeFraction(ctx, url, 0.25)
+	stats, err := synth.ChangeFraction(ctx, url, 0.25)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -330,14 +331,14 @@ func TestChangeFraction(t *testing.T) {
 	}
 
 	for _, f := range []float64{-0.1, 1.5} {
-		if _, err := totesys.ChangeFraction(ctx, url, f); err == nil || errkind.Of(err) != errkind.ConfigInvalid {
+		if _, err := synth.ChangeFraction(ctx, url, f); err == nil || errkind.Of(err) != errkind.ConfigInvalid {
 			t.Errorf("fraction %v: err = %v", f, err)
 		}
 	}
-	if _, err := totesys.ChangeFraction(ctx, pgtest.NewDatabase(t), 0.1); err == nil || !strings.Contains(err.Error(), "sandstone seed") {
+	if _, err := synth.ChangeFraction(ctx, pgtest.NewDatabase(t), 0.1); err == nil || !strings.Contains(err.Error(), "sandstone seed") {
 		t.Errorf("no schema: err = %v", err)
 	}
-	if _, err := totesys.ChangeFraction(ctx, "postgres://127.0.0.1:1/x?connect_timeout=5", 0.1); errkind.Of(err) != errkind.SourceUnreachable {
+	if _, err := synth.ChangeFraction(ctx, "postgres://127.0.0.1:1/x?connect_timeout=5", 0.1); errkind.Of(err) != errkind.SourceUnreachable {
 		t.Errorf("unreachable: err = %v", err)
 	}
 }

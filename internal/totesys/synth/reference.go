@@ -1,4 +1,4 @@
-package totesys
+package synth
 
 import (
 	"fmt"
@@ -49,7 +49,7 @@ const (
 )
 
 // referenceRows makes the rows of the small tables, in the column order of
-// Tables: everything but design and the order tables. Rows are stamped at
+// totesys.Tables: everything but design and the order tables. Rows are stamped at
 // start, counterparty and staff a moment later (as in the snapshot).
 func referenceRows(seed uint64, start, later time.Time) map[string][][]any {
 	f := gofakeit.New(seed)

@@ -1,4 +1,4 @@
-package totesys
+package synth
 
 import (
 	"context"
@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/sandstone-data/sandstone/internal/errkind"
+	"github.com/sandstone-data/sandstone/internal/totesys"
 )
 
 // Defaults of `sandstone seed`.
@@ -54,10 +55,10 @@ func (s Stats) Total() int64 {
 	return n
 }
 
-// String lists the non-zero counts in Tables order: "sales_order 3, payment 4".
+// String lists the non-zero counts in totesys.Tables order: "sales_order 3, payment 4".
 func (s Stats) String() string {
 	var parts []string
-	for _, t := range Tables {
+	for _, t := range totesys.Tables {
 		if n := s[t.Name]; n != 0 {
 			parts = append(parts, fmt.Sprintf("%s %d", t.Name, n))
 		}
@@ -130,8 +131,8 @@ func Seed(ctx context.Context, url string, opts SeedOptions) (Stats, error) {
 }
 
 func tableList() string {
-	names := make([]string, len(Tables))
-	for i, t := range Tables {
+	names := make([]string, len(totesys.Tables))
+	for i, t := range totesys.Tables {
 		names[i] = pgx.Identifier{t.Name}.Sanitize()
 	}
 	return strings.Join(names, ", ")
@@ -144,7 +145,7 @@ func seed(ctx context.Context, conn *pgx.Conn, p plan) (Stats, error) {
 		return nil, err
 	}
 	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
-	if _, err := tx.Exec(ctx, Schema); err != nil {
+	if _, err := tx.Exec(ctx, totesys.Schema); err != nil {
 		return nil, fmt.Errorf("create schema: %w", err)
 	}
 	types, err := tx.Conn().LoadTypes(ctx, enumTypes)
@@ -161,7 +162,7 @@ func seed(ctx context.Context, conn *pgx.Conn, p plan) (Stats, error) {
 	start := time.UnixMilli(p.start).UTC()
 	later := time.UnixMilli(min(p.start+refLaterSkew.Milliseconds(), p.end)).UTC()
 	ref := referenceRows(p.seed, start, later)
-	for _, t := range Tables {
+	for _, t := range totesys.Tables {
 		rows, ok := ref[t.Name]
 		if !ok {
 			continue
@@ -173,7 +174,7 @@ func seed(ctx context.Context, conn *pgx.Conn, p plan) (Stats, error) {
 		stats[t.Name] = n
 	}
 	for _, name := range streamed {
-		t, _ := Lookup(name)
+		t, _ := totesys.Lookup(name)
 		n, err := tx.CopyFrom(ctx, pgx.Identifier{name}, t.Columns, newStream(p, name))
 		if err != nil {
 			return nil, fmt.Errorf("copy %s: %w", name, err)
@@ -184,7 +185,7 @@ func seed(ctx context.Context, conn *pgx.Conn, p plan) (Stats, error) {
 	if err := addForeignKeys(ctx, tx, fks); err != nil {
 		return nil, err
 	}
-	for _, t := range Tables {
+	for _, t := range totesys.Tables {
 		ident := pgx.Identifier{t.Name}.Sanitize()
 		if _, err := tx.Exec(ctx, "SELECT setval(pg_get_serial_sequence($1, $2), COALESCE(max("+
 			pgx.Identifier{t.Key}.Sanitize()+"), 0) + 1, false) FROM "+ident, ident, t.Key); err != nil {

@@ -1,4 +1,4 @@
-package totesys
+package synth
 
 import (
 	"math/rand/v2"

@@ -1,4 +1,4 @@
-package totesys_test
+package synth_test
 
 import (
 	"context"
@@ -13,13 +13,14 @@ import (
 	"github.com/sandstone-data/sandstone/internal/errkind"
 	"github.com/sandstone-data/sandstone/internal/pgtest"
 	"github.com/sandstone-data/sandstone/internal/totesys"
+	"github.com/sandstone-data/sandstone/internal/totesys/synth"
 )
 
 // seeded returns a database seeded with n sales orders up to now.
 func seeded(t testing.TB, n int) string {
 	t.Helper()
 	url := pgtest.NewDatabase(t)
-	if _, err := totesys.Seed(context.Background(), url, totesys.SeedOptions{SalesOrders: n, RandomSeed: 42}); err != nil {
+	if _, err := synth.Seed(context.Background(), url, synth.SeedOptions{SalesOrders: n, RandomSeed: 42}); err != nil {
 		t.Fatal(err)
 	}
 	return url
@@ -27,7 +28,7 @@ func seeded(t testing.TB, n int) string {
 
 func TestSeedMakesATotesysShapedLikeTheSnapshot(t *testing.T) {
 	url := pgtest.NewDatabase(t)
-	stats, err := totesys.Seed(context.Background(), url, totesys.SeedOptions{SalesOrders: 3000, RandomSeed: 42})
+	stats, err := synth.Seed(context.Background(), url, synth.SeedOptions{SalesOrders: 3000, RandomSeed: 42})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -170,13 +171,13 @@ func digest(t *testing.T, url string) string {
 
 func TestSeedIsDeterministic(t *testing.T) {
 	ctx := context.Background()
-	opts := totesys.SeedOptions{SalesOrders: 500, RandomSeed: 7, End: time.Date(2024, 11, 15, 14, 40, 10, 188_000_000, time.UTC)}
+	opts := synth.SeedOptions{SalesOrders: 500, RandomSeed: 7, End: time.Date(2024, 11, 15, 14, 40, 10, 188_000_000, time.UTC)}
 	var digests []string
 	for _, seed := range []int64{7, 7, 8} {
 		url := pgtest.NewDatabase(t)
 		o := opts
 		o.RandomSeed = seed
-		if _, err := totesys.Seed(ctx, url, o); err != nil {
+		if _, err := synth.Seed(ctx, url, o); err != nil {
 			t.Fatal(err)
 		}
 		digests = append(digests, digest(t, url))
@@ -191,7 +192,7 @@ func TestSeedIsDeterministic(t *testing.T) {
 
 func TestSeedWithoutOrdersMakesReferenceDataOnly(t *testing.T) {
 	url := pgtest.NewDatabase(t)
-	stats, err := totesys.Seed(context.Background(), url, totesys.SeedOptions{})
+	stats, err := synth.Seed(context.Background(), url, synth.SeedOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -207,7 +208,7 @@ func TestSeedRefusesADatabaseWithTotesys(t *testing.T) {
 	ctx := context.Background()
 	url := seeded(t, 100)
 	before := digest(t, url)
-	_, err := totesys.Seed(ctx, url, totesys.SeedOptions{SalesOrders: 100})
+	_, err := synth.Seed(ctx, url, synth.SeedOptions{SalesOrders: 100})
 	if err == nil || !strings.Contains(err.Error(), "already has totesys objects (address, counterparty,") ||
 		errkind.Of(err) != errkind.SourceSchemaMismatch {
 		t.Fatalf("seeding a seeded database: err = %v", err)
@@ -219,12 +220,12 @@ func TestSeedRefusesADatabaseWithTotesys(t *testing.T) {
 	// A lone totesys type is enough to refuse; other tables are no bar.
 	url = pgtest.NewDatabase(t)
 	pgtest.Exec(t, url, `CREATE TYPE "TransactionType" AS ENUM ('SALE'); CREATE TABLE _prisma_migrations (id int)`)
-	if _, err := totesys.Seed(ctx, url, totesys.SeedOptions{}); err == nil || !strings.Contains(err.Error(), "(TransactionType)") {
+	if _, err := synth.Seed(ctx, url, synth.SeedOptions{}); err == nil || !strings.Contains(err.Error(), "(TransactionType)") {
 		t.Fatalf("err = %v", err)
 	}
 	url = pgtest.NewDatabase(t)
 	pgtest.Exec(t, url, `CREATE TABLE _prisma_migrations (id int)`)
-	if _, err := totesys.Seed(ctx, url, totesys.SeedOptions{}); err != nil {
+	if _, err := synth.Seed(ctx, url, synth.SeedOptions{}); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -235,20 +236,20 @@ func TestSeedErrors(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		url  string
-		opts totesys.SeedOptions
+		opts synth.SeedOptions
 		kind errkind.Kind
 		want string
 	}{
-		{"negative size", url, totesys.SeedOptions{SalesOrders: -5}, errkind.ConfigInvalid, "0 or more"},
-		{"end before start", url, totesys.SeedOptions{SalesOrders: 5, Start: time.Date(2024, 1, 2, 0, 0, 0, 0, time.UTC),
+		{"negative size", url, synth.SeedOptions{SalesOrders: -5}, errkind.ConfigInvalid, "0 or more"},
+		{"end before start", url, synth.SeedOptions{SalesOrders: 5, Start: time.Date(2024, 1, 2, 0, 0, 0, 0, time.UTC),
 			End: time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)}, errkind.ConfigInvalid, "must end after it starts"},
-		{"unreachable", "postgres://sandstone:s3cret@127.0.0.1:1/totesys?connect_timeout=5", totesys.SeedOptions{},
+		{"unreachable", "postgres://sandstone:s3cret@127.0.0.1:1/totesys?connect_timeout=5", synth.SeedOptions{},
 			errkind.SourceUnreachable, "connect to source"},
-		{"bad URL", "postgres://sandstone:s3cret@127.0.0.1:notaport/totesys", totesys.SeedOptions{},
+		{"bad URL", "postgres://sandstone:s3cret@127.0.0.1:notaport/totesys", synth.SeedOptions{},
 			errkind.ConfigInvalid, "source URL"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := totesys.Seed(ctx, tc.url, tc.opts)
+			_, err := synth.Seed(ctx, tc.url, tc.opts)
 			if err == nil || !strings.Contains(err.Error(), tc.want) || errkind.Of(err) != tc.kind {
 				t.Fatalf("err = %v (kind %s), want %q of kind %s", err, errkind.Of(err), tc.want, tc.kind)
 			}
@@ -266,17 +267,17 @@ func TestSeedStopsWhenCancelled(t *testing.T) {
 	url := pgtest.NewDatabase(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if _, err := totesys.Seed(ctx, url, totesys.SeedOptions{SalesOrders: 10}); !errors.Is(err, context.Canceled) {
+	if _, err := synth.Seed(ctx, url, synth.SeedOptions{SalesOrders: 10}); !errors.Is(err, context.Canceled) {
 		t.Fatalf("err = %v, want context.Canceled", err)
 	}
 }
 
 func TestStats(t *testing.T) {
-	s := totesys.Stats{"payment": 4, "sales_order": 3, "design": 0}
+	s := synth.Stats{"payment": 4, "sales_order": 3, "design": 0}
 	if s.Total() != 7 || s.String() != "sales_order 3, payment 4" {
 		t.Errorf("Total %d, String %q", s.Total(), s.String())
 	}
-	if (totesys.Stats{}).String() != "no rows" {
+	if (synth.Stats{}).String() != "no rows" {
 		t.Error("empty stats")
 	}
 }
@@ -289,7 +290,7 @@ func BenchmarkSeed(b *testing.B) {
 		b.StopTimer()
 		url := pgtest.NewDatabase(b)
 		b.StartTimer()
-		stats, err := totesys.Seed(context.Background(), url, totesys.SeedOptions{SalesOrders: orders, RandomSeed: 1})
+		stats, err := synth.Seed(context.Background(), url, synth.SeedOptions{SalesOrders: orders, RandomSeed: 1})
 		if err != nil {
 			b.Fatal(err)
 		}

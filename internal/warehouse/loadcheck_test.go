@@ -1,0 +1,209 @@
+package warehouse
+
+import (
+	"context"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/sandstone-data/sandstone/internal/pgtest"
+	"github.com/sandstone-data/sandstone/internal/star"
+)
+
+// setSetBased turns the set-based foreign-key check on or off for one test.
+func setSetBased(t *testing.T, on bool) {
+	old := setBasedChecks
+	setBasedChecks = on
+	t.Cleanup(func() { setBasedChecks = old })
+}
+
+// laterSales is batch seq: n new sales versions, on top of world(1).
+func laterSales(seq int64, n int) batch {
+	b := batch{seq: seq}
+	for i := range n {
+		b.sales = append(b.sales, sale(int32(100*seq)+int32(i), "2024-01-03", "08:00:00.000", int32(i+1), 100)) // #nosec G115 -- small
+	}
+	return b
+}
+
+// loadLogged loads with a recorder for a logger, failing the test on an error.
+func loadLogged(t *testing.T, e *env) *recorder {
+	t.Helper()
+	rec := &recorder{}
+	opts := e.opts()
+	opts.Logger = slog.New(rec)
+	if _, err := Load(context.Background(), opts); err != nil {
+		t.Fatalf("load: %v", err)
+	}
+	return rec
+}
+
+// loggedPath is what the "table loaded" line of table says of how its rows
+// went in: "checked=true table_locks=…", or "" when not set-based.
+func loggedPath(rec *recorder, table string) string {
+	for _, l := range rec.lines {
+		if strings.HasPrefix(l, "table loaded") && strings.Contains(l, "table="+table+" ") && strings.Contains(l, "checked=true") {
+			_, locks, _ := strings.Cut(l, "table_locks=")
+			locks, _, _ = strings.Cut(locks, " ")
+			return "checked=true table_locks=" + locks
+		}
+	}
+	return ""
+}
+
+func validForeignKeys(t *testing.T, url string) string {
+	t.Helper()
+	return joined(query(t, url, `SELECT count(*)::text, bool_and(convalidated)::text FROM pg_constraint
+		WHERE contype = 'f' AND conrelid::regclass::text LIKE 'fact\_%'`))
+}
+
+func TestSetBasedCheckKeepsTheKeysValid(t *testing.T) {
+	e := newEnv(t)
+	put(t, e.bucket, world(1))
+	e.load(t)
+	put(t, e.bucket, laterSales(2, 5))
+	rec := loadLogged(t, e)
+	if got := loggedPath(rec, "fact_sales_order"); got != "checked=true table_locks=true" {
+		t.Errorf("fact_sales_order went in by %q, want checked with the tables locked:\n%s", got, strings.Join(rec.lines, "\n"))
+	}
+	if got := joined(query(t, e.url, "SELECT count(*)::text FROM fact_sales_order")); got != "6" {
+		t.Errorf("fact_sales_order has %s rows, want 6", got)
+	}
+	if got := validForeignKeys(t, e.url); got != "24|true" {
+		t.Errorf("fact table foreign keys (count|validated): %s, want 24|true", got)
+	}
+}
+
+func TestSetBasedCheckLocksRowsWhenATableIsBusy(t *testing.T) {
+	e := newEnv(t)
+	put(t, e.bucket, world(1))
+	e.load(t)
+	// Another session writes dim_date meanwhile: its lock conflicts with
+	// SHARE, so the check locks the referenced rows instead of waiting.
+	ctx := context.Background()
+	other, err := pgx.Connect(ctx, e.url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = other.Close(ctx) }()
+	tx, err := other.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = tx.Rollback(ctx) }()
+	if _, err := tx.Exec(ctx, "LOCK TABLE dim_date IN ROW EXCLUSIVE MODE"); err != nil {
+		t.Fatal(err)
+	}
+	put(t, e.bucket, laterSales(2, 3))
+	rec := loadLogged(t, e)
+	if got := loggedPath(rec, "fact_sales_order"); got != "checked=true table_locks=false" {
+		t.Errorf("fact_sales_order went in by %q, want checked with row locks:\n%s", got, strings.Join(rec.lines, "\n"))
+	}
+	// The referenced rows are locked, not the tables: the other session
+	// could still write dim_date, and the batch's rows are all there.
+	if got := joined(query(t, e.url, "SELECT count(*)::text FROM fact_sales_order")); got != "4" {
+		t.Errorf("fact_sales_order has %s rows, want 4", got)
+	}
+}
+
+func TestSetBasedCheckRefusesAMissingDimension(t *testing.T) {
+	for _, busy := range []bool{false, true} {
+		t.Run(map[bool]string{false: "tables locked", true: "rows locked"}[busy], func(t *testing.T) {
+			e := newEnv(t)
+			put(t, e.bucket, world(1))
+			e.load(t)
+			if busy {
+				ctx := context.Background()
+				other, err := pgx.Connect(ctx, e.url)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer func() { _ = other.Close(ctx) }()
+				tx, err := other.Begin(ctx)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer func() { _ = tx.Rollback(ctx) }()
+				if _, err := tx.Exec(ctx, "LOCK TABLE dim_location IN ROW EXCLUSIVE MODE"); err != nil {
+					t.Fatal(err)
+				}
+			}
+			b := laterSales(2, 3)
+			b.sales[1].AgreedDeliveryLocationID = 77
+			put(t, e.bucket, b)
+			_, err := Load(context.Background(), e.opts())
+			if err == nil || !strings.Contains(err.Error(), "fact_sales_order_agreed_delivery_location_id_fkey") ||
+				!strings.Contains(err.Error(), "(agreed_delivery_location_id)=(77)") || !strings.Contains(err.Error(), "SQLSTATE 23503") {
+				t.Fatalf("load of a fact without its location: %v", err)
+			}
+			if got := joined(query(t, e.url, "SELECT count(*)::text FROM fact_sales_order")); got != "1" {
+				t.Errorf("fact_sales_order has %s rows after the failed batch, want 1", got)
+			}
+		})
+	}
+}
+
+func TestSetBasedCheckSkipsATableWithItsOwnTrigger(t *testing.T) {
+	e := newEnv(t)
+	put(t, e.bucket, world(1))
+	e.load(t)
+	// Replica mode would silence this trigger too: the table is checked
+	// row by row, and the trigger fires.
+	pgtest.Exec(t, e.url, `CREATE TABLE sale_audit (sales_order_id int);
+		CREATE FUNCTION note_sale() RETURNS trigger LANGUAGE plpgsql AS
+			$$ BEGIN INSERT INTO public.sale_audit VALUES (NEW.sales_order_id); RETURN NEW; END $$;
+		CREATE TRIGGER note_sale AFTER INSERT ON fact_sales_order FOR EACH ROW EXECUTE FUNCTION note_sale()`)
+	put(t, e.bucket, laterSales(2, 2))
+	rec := loadLogged(t, e)
+	if got := loggedPath(rec, "fact_sales_order"); got != "" {
+		t.Errorf("fact_sales_order went in by %q, want row by row", got)
+	}
+	if got := joined(query(t, e.url, "SELECT count(*)::text FROM sale_audit")); got != "2" {
+		t.Errorf("the table's own trigger fired %s times, want 2", got)
+	}
+}
+
+func TestSetBasedCheckNeedsThePrivilege(t *testing.T) {
+	e := newEnv(t)
+	owner := e.url
+	put(t, e.bucket, world(1))
+	e.load(t) // the owner migrates and loads
+	e.url = asRole(t, owner, "sandstone_writer")
+	pgtest.Exec(t, owner, `GRANT USAGE ON SCHEMA public TO sandstone_writer;
+		GRANT SELECT, INSERT, UPDATE ON ALL TABLES IN SCHEMA public TO sandstone_writer;
+		GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO sandstone_writer`)
+	b := laterSales(2, 2)
+	b.payments = []star.FactPayment{payment(1, "2024-01-04", "10:00:00.000", 3, true)}
+	put(t, e.bucket, b)
+	rec := loadLogged(t, e)
+	if got := loggedPath(rec, "fact_sales_order"); got != "" {
+		t.Errorf("fact_sales_order went in by %q, want row by row", got)
+	}
+	if got := joined(query(t, owner, "SELECT count(*)::text FROM fact_sales_order UNION ALL SELECT count(*)::text FROM fact_payment")); got != "3\n2" {
+		t.Errorf("fact row counts:\n%s", got)
+	}
+}
+
+func TestFitsBefore(t *testing.T) {
+	at := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		deadline time.Time
+		longest  time.Duration
+		want     bool
+	}{
+		{time.Time{}, time.Hour, true},                    // no deadline
+		{at.Add(time.Second), 0, true},                    // the first batch starts before the deadline
+		{at, 0, true},                                     // ... or at it
+		{at.Add(-time.Second), 0, false},                  // not after it
+		{at.Add(90 * time.Second), time.Minute, true},     // a minute, and half again, fits
+		{at.Add(89 * time.Second), time.Minute, false},    // ... with no second to spare
+		{at.Add(10 * time.Minute), 5 * time.Minute, true}, // 7.5 minutes of 10
+	} {
+		if got := fitsBefore(tc.deadline, at, tc.longest); got != tc.want {
+			t.Errorf("fitsBefore(%v, longest %s) = %v, want %v", tc.deadline.Sub(at), tc.longest, got, tc.want)
+		}
+	}
+}
