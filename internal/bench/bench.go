@@ -164,45 +164,75 @@ func Run(ctx context.Context, opts Options) (res Result, err error) {
 		}
 		err = errors.Join(err, sb.Stop(), sandbox.Clean(sb.Dir))
 	}()
-	cfg := sb.Config
 	var sourceDir string
 	if sb.Source != nil {
 		sourceDir = sb.Source.Dir
 	}
-	c := newChildren(opts.Executable, cfg, opts.ProfileDir, sourceDir)
-	res = Result{SalesOrders: opts.SalesOrders, Machine: describeMachine(ctx, cfg.SourceURL)}
+	r := &run{opts: opts, cfg: sb.Config, dir: sb.Dir, say: say, c: newChildren(opts.Executable, sb.Config, opts.ProfileDir, sourceDir),
+		res: Result{SalesOrders: opts.SalesOrders, Machine: describeMachine(ctx, sb.Config.SourceURL)}}
+	for _, phase := range []func(context.Context) error{r.seed, r.baseline, r.initial, r.bounded, r.incremental, r.audit, r.floor, r.freshness} {
+		if err := phase(ctx); err != nil {
+			return r.res, err
+		}
+	}
+	r.res.TotalSeconds = time.Since(began).Seconds()
+	r.res.Targets = evaluate(r.res)
+	return r.res, nil
+}
 
-	say("Seeding a totesys source with %d sales orders ...", opts.SalesOrders)
+// run is one benchmark under way: its settings, its servers and what it
+// has measured so far. Its phases run in order.
+type run struct {
+	opts Options
+	cfg  config.Config
+	dir  string
+	say  func(format string, args ...any)
+	c    children
+	res  Result
+	// serials are the fact tables' serial ids before the incremental load,
+	// for the floor.
+	serials map[string]int64
+}
+
+func (r *run) seed(ctx context.Context) error {
+	r.say("Seeding a totesys source with %d sales orders ...", r.opts.SalesOrders)
 	t0 := time.Now()
-	seeded, err := synth.Seed(ctx, cfg.SourceURL, synth.SeedOptions{SalesOrders: opts.SalesOrders, RandomSeed: opts.RandomSeed})
+	seeded, err := synth.Seed(ctx, r.cfg.SourceURL, synth.SeedOptions{SalesOrders: r.opts.SalesOrders, RandomSeed: r.opts.RandomSeed})
 	if err != nil {
-		return res, fmt.Errorf("bench: %w", err)
+		return fmt.Errorf("bench: %w", err)
 	}
-	res.SourceTables, res.SourceRows = seeded, seeded.Total()
-	if err := vacuum(ctx, cfg.SourceURL); err != nil {
-		return res, err
+	r.res.SourceTables, r.res.SourceRows = seeded, seeded.Total()
+	if err := vacuum(ctx, r.cfg.SourceURL); err != nil {
+		return err
 	}
-	res.SeedSeconds = time.Since(t0).Seconds()
-	say("  %d source rows in %.1fs (seeded and vacuumed)", res.SourceRows, res.SeedSeconds)
+	r.res.SeedSeconds = time.Since(t0).Seconds()
+	r.say("  %d source rows in %.1fs (seeded and vacuumed)", r.res.SourceRows, r.res.SeedSeconds)
+	return nil
+}
 
-	say("Baseline: COPY every source table out and into the warehouse (schema %s) ...", BaselineSchema)
+func (r *run) baseline(ctx context.Context) error {
+	r.say("Baseline: COPY every source table out and into the warehouse (schema %s) ...", BaselineSchema)
 	names := make([]string, len(totesys.Tables))
 	for i, t := range totesys.Tables {
 		names[i] = t.Name
 	}
-	copied, err := Baseline(ctx, cfg.SourceURL, cfg.WarehouseURL, BaselineSchema, names)
+	copied, err := Baseline(ctx, r.cfg.SourceURL, r.cfg.WarehouseURL, BaselineSchema, names)
 	if err != nil {
-		return res, fmt.Errorf("bench: %w", err)
+		return fmt.Errorf("bench: %w", err)
 	}
-	res.BaselineRows, res.BaselineSeconds = copied.Total(), copied.Duration.Seconds()
-	say("  %d rows in %.2fs", res.BaselineRows, res.BaselineSeconds)
-	checkpoint(ctx, cfg.WarehouseURL)
+	r.res.BaselineRows, r.res.BaselineSeconds = copied.Total(), copied.Duration.Seconds()
+	r.say("  %d rows in %.2fs", r.res.BaselineRows, r.res.BaselineSeconds)
+	checkpoint(ctx, r.cfg.WarehouseURL)
+	return nil
+}
 
-	say("Initial pipeline: ingest, transform, load into an empty warehouse, in one batch ...")
-	initial, err := cycle(ctx, c.with(config.EnvMaxBatchRows+"=0"), "initial", say)
+func (r *run) initial(ctx context.Context) error {
+	r.say("Initial pipeline: ingest, transform, load into an empty warehouse, in one batch ...")
+	initial, err := cycle(ctx, r.c.with(config.EnvMaxBatchRows+"=0"), "initial", r.say)
 	if err != nil {
-		return res, fmt.Errorf("bench: %w", err)
+		return fmt.Errorf("bench: %w", err)
 	}
+	res := &r.res
 	res.PipelineSeconds, res.StageSeconds, res.PeakRSSMB = initial.split()
 	res.IngestSourceCPUSeconds = initial[0].SourceCPU.Seconds()
 	if res.PipelineSeconds > 0 {
@@ -211,87 +241,104 @@ func Run(ctx context.Context, opts Options) (res Result, err error) {
 	if res.BaselineSeconds > 0 {
 		res.Ratio = res.PipelineSeconds / res.BaselineSeconds
 	}
-	if res.WarehouseRows, err = warehouse.Counts(ctx, cfg.WarehouseURL, cfg.WarehouseSchema); err != nil {
-		return res, fmt.Errorf("bench: %w", err)
+	if res.WarehouseRows, err = warehouse.Counts(ctx, r.cfg.WarehouseURL, r.cfg.WarehouseSchema); err != nil {
+		return fmt.Errorf("bench: %w", err)
 	}
+	return nil
+}
 
-	if opts.BoundedBatchRows > 0 {
-		say("Initial load in bounded batches of %d rows (schema %s) ...", opts.BoundedBatchRows, BoundedSchema)
-		bounded, err := boundedRun{c: c, dir: sb.Dir, bound: opts.BoundedBatchRows, warehouse: cfg.WarehouseURL,
-			source: res.SourceRows}.run(ctx, say)
-		if err != nil {
-			return res, fmt.Errorf("bench: %w", err)
-		}
-		res.setBounded(opts.BoundedBatchRows, bounded)
-		if !bounded.Equal {
-			say("  THE BOUNDED LOAD MADE ANOTHER WAREHOUSE (%v differ): this is a bug", bounded.Differs)
-		}
+func (r *run) bounded(ctx context.Context) error {
+	if r.opts.BoundedBatchRows <= 0 {
+		return nil
 	}
+	r.say("Initial load in bounded batches of %d rows (schema %s) ...", r.opts.BoundedBatchRows, BoundedSchema)
+	bounded, err := boundedRun{c: r.c, dir: r.dir, bound: r.opts.BoundedBatchRows, warehouse: r.cfg.WarehouseURL,
+		source: r.res.SourceRows}.run(ctx, r.say)
+	if err != nil {
+		return fmt.Errorf("bench: %w", err)
+	}
+	r.res.setBounded(r.opts.BoundedBatchRows, bounded)
+	if !bounded.Equal {
+		r.say("  THE BOUNDED LOAD MADE ANOTHER WAREHOUSE (%v differ): this is a bug", bounded.Differs)
+	}
+	return nil
+}
 
-	before, err := maxSerials(ctx, cfg.WarehouseURL, cfg.WarehouseSchema)
-	if err != nil {
-		return res, err
+func (r *run) incremental(ctx context.Context) error {
+	var err error
+	if r.serials, err = maxSerials(ctx, r.cfg.WarehouseURL, r.cfg.WarehouseSchema); err != nil {
+		return err
 	}
-	say("Changing %.3g%% of the sales orders and payments ...", opts.ChangeFraction*100)
-	changed, err := synth.ChangeFraction(ctx, cfg.SourceURL, opts.ChangeFraction)
+	r.say("Changing %.3g%% of the sales orders and payments ...", r.opts.ChangeFraction*100)
+	changed, err := synth.ChangeFraction(ctx, r.cfg.SourceURL, r.opts.ChangeFraction)
 	if err != nil {
-		return res, fmt.Errorf("bench: %w", err)
+		return fmt.Errorf("bench: %w", err)
 	}
+	res := &r.res
 	res.IncrementalChanges = changed.Total()
-	say("  %d rows changed; incremental cycle ...", res.IncrementalChanges)
-	incr, err := cycle(ctx, c, "incremental", say)
+	r.say("  %d rows changed; incremental cycle ...", res.IncrementalChanges)
+	incr, err := cycle(ctx, r.c, "incremental", r.say)
 	if err != nil {
-		return res, fmt.Errorf("bench: %w", err)
+		return fmt.Errorf("bench: %w", err)
 	}
 	res.IncrementalSeconds, res.IncrementalStageSeconds, res.IncrementalPeakRSSMB = incr.split()
 	res.IncrementalRowsPerSecond = map[string]float64{}
 	for s, sec := range res.IncrementalStageSeconds {
 		res.IncrementalRowsPerSecond[s] = perSecond(res.IncrementalChanges, sec)
 	}
-	if res.IncrementalLoadBatchSeconds, err = loadBatchSeconds(ctx, cfg.WarehouseURL, cfg.WarehouseSchema); err != nil {
-		return res, err
-	}
+	res.IncrementalLoadBatchSeconds, err = loadBatchSeconds(ctx, r.cfg.WarehouseURL, r.cfg.WarehouseSchema)
+	return err
+}
 
-	say("Audit: sandstone audit --json, the source against the two ingested batches ...")
-	a, err := c.audit(ctx)
+func (r *run) audit(ctx context.Context) error {
+	r.say("Audit: sandstone audit --json, the source against the two ingested batches ...")
+	a, err := r.c.audit(ctx)
 	if err != nil {
-		return res, fmt.Errorf("bench: %w", err)
+		return fmt.Errorf("bench: %w", err)
 	}
+	res := &r.res
 	res.setAudit(a)
-	say("  %-9s %7.2fs  peak RSS %6.1f MB: %d source rows and %d landed versions read, %d pending; %.2fx the initial ingest's %.2fs",
+	r.say("  %-9s %7.2fs  peak RSS %6.1f MB: %d source rows and %d landed versions read, %d pending; %.2fx the initial ingest's %.2fs",
 		"audit", res.AuditSeconds, res.AuditPeakRSSMB, res.AuditSourceRows, res.AuditLandedVersions, res.AuditPending,
 		res.AuditIngestRatio, res.StageSeconds["ingest"])
 	if res.AuditDrift {
-		say("  AUDIT FOUND DRIFT IN A CLEAN PIPELINE (%s): this is a bug", res.auditDrift())
+		r.say("  AUDIT FOUND DRIFT IN A CLEAN PIPELINE (%s): this is a bug", res.auditDrift())
 	}
+	return nil
+}
 
-	say("Floor: the incremental load's fact rows written again by COPY alone, keys and foreign keys checked by PostgreSQL ...")
-	if res.FloorSeconds, res.FloorRows, err = measureFloor(ctx, cfg.WarehouseURL, cfg.WarehouseSchema, before); err != nil {
-		return res, err
+func (r *run) floor(ctx context.Context) error {
+	r.say("Floor: the incremental load's fact rows written again by COPY alone, keys and foreign keys checked by PostgreSQL ...")
+	res := &r.res
+	var err error
+	if res.FloorSeconds, res.FloorRows, err = measureFloor(ctx, r.cfg.WarehouseURL, r.cfg.WarehouseSchema, r.serials); err != nil {
+		return err
 	}
 	res.setFloor()
-	say("  %d rows in %.2fs (%.0f rows/s); load took %.2fs (%.2fs in its batch): %.2fx the floor",
+	r.say("  %d rows in %.2fs (%.0f rows/s); load took %.2fs (%.2fs in its batch): %.2fx the floor",
 		res.FloorRows, res.FloorSeconds, res.FloorRowsPerSecond, res.IncrementalStageSeconds["load"],
 		res.IncrementalLoadBatchSeconds, res.LoadFloorRatio)
+	return nil
+}
 
-	if opts.FreshnessChanges > 0 {
-		say("Freshness: sandstone run --interval %s while the simulator writes %d changes ...",
-			opts.FreshnessInterval, opts.FreshnessChanges)
-		f, err := measureFreshness(ctx, c, freshnessPlan{
-			sourceURL: cfg.SourceURL, warehouseURL: cfg.WarehouseURL, schema: cfg.WarehouseSchema,
-			changes: opts.FreshnessChanges, interval: opts.FreshnessInterval, poll: opts.Poll,
-			timeout: opts.FreshnessTimeout, logPath: filepath.Join(sb.Dir, "run.log"),
-		})
-		if err != nil {
-			return res, fmt.Errorf("bench: %w", err)
-		}
-		res.setFreshness(f, opts.FreshnessInterval)
-		say("  %d changes, %d seen in the warehouse: p50 %.2fs, p95 %.2fs", f.Changes, len(f.Delays),
-			res.FreshnessP50Seconds, res.FreshnessP95Seconds)
+func (r *run) freshness(ctx context.Context) error {
+	if r.opts.FreshnessChanges <= 0 {
+		return nil
 	}
-	res.TotalSeconds = time.Since(began).Seconds()
-	res.Targets = evaluate(res)
-	return res, nil
+	r.say("Freshness: sandstone run --interval %s while the simulator writes %d changes ...",
+		r.opts.FreshnessInterval, r.opts.FreshnessChanges)
+	f, err := measureFreshness(ctx, r.c, freshnessPlan{
+		sourceURL: r.cfg.SourceURL, warehouseURL: r.cfg.WarehouseURL, schema: r.cfg.WarehouseSchema,
+		changes: r.opts.FreshnessChanges, interval: r.opts.FreshnessInterval, poll: r.opts.Poll,
+		timeout: r.opts.FreshnessTimeout, logPath: filepath.Join(r.dir, "run.log"),
+	})
+	if err != nil {
+		return fmt.Errorf("bench: %w", err)
+	}
+	r.res.setFreshness(f, r.opts.FreshnessInterval)
+	r.say("  %d changes, %d seen in the warehouse: p50 %.2fs, p95 %.2fs", f.Changes, len(f.Delays),
+		r.res.FreshnessP50Seconds, r.res.FreshnessP95Seconds)
+	return nil
 }
 
 // cycleRuns are the stage runs of one cycle.

@@ -31,7 +31,6 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/sandstone-data/sandstone/internal/config"
 	"github.com/sandstone-data/sandstone/internal/errkind"
 	"github.com/sandstone-data/sandstone/internal/lake"
 	"github.com/sandstone-data/sandstone/internal/progress"
@@ -173,22 +172,6 @@ func Load(ctx context.Context, opts Options) (Result, error) {
 // taking that long and half as long again, before the deadline.
 func fitsBefore(deadline, at time.Time, longest time.Duration) bool {
 	return deadline.IsZero() || !at.Add(longest+longest/2).After(deadline)
-}
-
-// connect opens a connection to the warehouse.
-func connect(ctx context.Context, url string) (*pgx.Conn, error) {
-	cfg, err := config.ParsePG(url)
-	if err != nil {
-		return nil, errkind.Wrap(errkind.ConfigInvalid, config.RedactError(fmt.Errorf("warehouse URL %s: %w", url, err)))
-	}
-	if _, ok := cfg.RuntimeParams["application_name"]; !ok {
-		cfg.RuntimeParams["application_name"] = "sandstone"
-	}
-	conn, err := pgx.ConnectConfig(ctx, cfg)
-	if err != nil {
-		return nil, errkind.Wrap(errkind.WarehouseUnreachable, config.RedactError(fmt.Errorf("connect to warehouse %s: %w", url, config.ConnectHint(cfg, err))))
-	}
-	return conn, nil
 }
 
 // loader loads batches over one connection.

@@ -5,7 +5,6 @@ import (
 	"embed"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"io/fs"
 	"log/slog"
 	"path"
@@ -112,47 +111,6 @@ func (m migration) apply(ctx context.Context, tx pgx.Tx, s schema) error {
 	// No arguments: the simple protocol, which runs every statement of the file.
 	_, err := tx.Exec(ctx, strings.ReplaceAll(m.sql, schemaPlaceholder, q(string(s))))
 	return err
-}
-
-// schema is the warehouse's PostgreSQL schema name.
-type schema string
-
-// ident is the quoted, qualified name of table in the schema.
-func (s schema) ident(table string) string { return pgx.Identifier{string(s), table}.Sanitize() }
-
-// q quotes one identifier.
-func q(name string) string { return pgx.Identifier{name}.Sanitize() }
-
-// lockKey is the advisory lock that serialises everything Sandstone writes
-// to one warehouse schema: migrations and each batch's transaction.
-func (s schema) lockKey() int64 {
-	h := fnv.New64a()
-	_, _ = h.Write([]byte("sandstone warehouse " + string(s)))
-	return int64(h.Sum64()) // #nosec G115 -- any 64 bits make a lock key
-}
-
-// begin starts a transaction that holds the schema's lock until it ends,
-// with a search_path that no table of the warehouse can shadow.
-func begin(ctx context.Context, conn *pgx.Conn, s schema) (pgx.Tx, error) {
-	tx, err := conn.Begin(ctx)
-	if err != nil {
-		return nil, err
-	}
-	if _, err := tx.Exec(ctx, "SET LOCAL search_path TO pg_catalog, pg_temp"); err != nil {
-		_ = tx.Rollback(ctx)
-		return nil, err
-	}
-	if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", s.lockKey()); err != nil {
-		_ = tx.Rollback(ctx)
-		return nil, fmt.Errorf("wait for the warehouse lock: %w", err)
-	}
-	return tx, nil
-}
-
-// querier is what the catalogue look-ups need: a connection or a transaction.
-type querier interface {
-	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
-	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
 }
 
 // tableExists reports whether schema s has a table called name.

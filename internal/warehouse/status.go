@@ -9,7 +9,6 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/sandstone-data/sandstone/internal/config"
 	"github.com/sandstone-data/sandstone/internal/errkind"
 	"github.com/sandstone-data/sandstone/internal/lake"
 )
@@ -170,20 +169,4 @@ func loadedSeq(ctx context.Context, db querier, s schema) (int64, error) {
 		return 0, fmt.Errorf("read the load ledger: %w", err)
 	}
 	return seq, nil
-}
-
-func schemaOf(name string) schema {
-	if name == "" {
-		return schema(config.DefaultSchema)
-	}
-	return schema(name)
-}
-
-func withConn(ctx context.Context, url string, fn func(*pgx.Conn) error) error {
-	conn, err := connect(ctx, url)
-	if err != nil {
-		return err
-	}
-	defer func() { _ = conn.Close(context.WithoutCancel(ctx)) }()
-	return fn(conn)
 }
