@@ -135,9 +135,16 @@ func (p *Pipeline) Stages() []Stage {
 	return []Stage{{Ingest, p.ingest}, {Transform, p.transform}, {Load, p.load}}
 }
 
-// meter is the progress meter of one stage run.
-func (p *Pipeline) meter(stage string, log *slog.Logger) *progress.Meter {
-	return progress.New(stage, p.Progress, log)
+// meter is the progress meter of one stage run; its log lines carry the
+// stage and the run.
+func (p *Pipeline) meter(stage string, run Run) *progress.Meter {
+	return progress.New(stage, p.Progress, p.stageLog(stage, run))
+}
+
+// stageLog is the run's logger with the stage and the run id on its lines,
+// for the packages that do not add them themselves (load, progress).
+func (p *Pipeline) stageLog(stage string, run Run) *slog.Logger {
+	return p.logger(run).With(logging.KeyStage, stage, logging.KeyRunID, run.ID)
 }
 
 // logger is the logger of a run: its own, else the pipeline's.
@@ -161,7 +168,7 @@ func (p *Pipeline) ingest(ctx context.Context, run Run) (Report, error) {
 		began := time.Now()
 		res, err := ingest.Run(ctx, ingest.Options{SourceURL: p.Config.SourceURL, Bucket: p.Ingest,
 			Lookback: p.Config.Lookback, Logger: p.logger(run), RunID: run.ID, MaxBatchRows: p.Config.MaxBatchRows,
-			Progress: p.meter(Ingest, p.logger(run).With(logging.KeyStage, Ingest, logging.KeyRunID, run.ID))})
+			Progress: p.meter(Ingest, run)})
 		rep.Duration, rep.Skew = time.Since(start), res.Skew
 		if err != nil {
 			return rep, err
@@ -206,7 +213,7 @@ func (p *Pipeline) transform(ctx context.Context, run Run) (Report, error) {
 	start := time.Now()
 	res, err := transform.Run(ctx, transform.Options{Ingest: p.Ingest, Processed: p.Processed,
 		Logger: p.logger(run), Deadline: p.Deadline, RunID: run.ID,
-		Progress: p.meter(Transform, p.logger(run).With(logging.KeyStage, Transform, logging.KeyRunID, run.ID))})
+		Progress: p.meter(Transform, run)})
 	rep := Report{RunID: res.RunID, Rows: map[string]int64{}, Duration: time.Since(start)}
 	for _, b := range res.Batches {
 		rep.Batches = append(rep.Batches, b.Batch)
@@ -243,9 +250,8 @@ func (p *Pipeline) load(ctx context.Context, run Run) (Report, error) {
 		return Report{}, err
 	}
 	start := time.Now()
-	log := p.logger(run).With(logging.KeyStage, Load, logging.KeyRunID, run.ID)
 	res, err := warehouse.Load(ctx, warehouse.Options{URL: p.Config.WarehouseURL, Schema: p.Config.WarehouseSchema,
-		Processed: p.Processed, Logger: log, Deadline: p.Deadline, Progress: p.meter(Load, log)})
+		Processed: p.Processed, Logger: p.stageLog(Load, run), Deadline: p.Deadline, Progress: p.meter(Load, run)})
 	rep := Report{RunID: run.ID, Rows: map[string]int64{}, Duration: time.Since(start),
 		Skipped: len(res.Skipped), Pending: res.Pending}
 	for _, b := range res.Batches {
