@@ -17,6 +17,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/sandstone-data/sandstone/internal/config"
+	"github.com/sandstone-data/sandstone/internal/lambdatest"
 )
 
 // runCode runs the command line as main does and returns stdout and
@@ -260,25 +261,6 @@ func TestFreshSetup(t *testing.T) {
 	}
 }
 
-// syncBuffer is a strings.Builder safe for a command writing to it while
-// the test reads it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // TestTwoRuns: a second `sandstone run` against the installation a first
 // one runs refuses, naming the first; once the first stops, it runs.
 func TestTwoRuns(t *testing.T) {
@@ -292,7 +274,7 @@ func TestTwoRuns(t *testing.T) {
 		"--alert-state", filepath.Join(t.TempDir(), "alerts.json"), "--audit-every", "0"}
 
 	first, stop := context.WithCancel(ctx)
-	var out1 syncBuffer
+	var out1 lambdatest.SyncBuffer
 	done := make(chan int)
 	go func() {
 		root := newRoot()

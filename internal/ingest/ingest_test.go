@@ -17,6 +17,7 @@ import (
 
 	"github.com/sandstone-data/sandstone/internal/errkind"
 	"github.com/sandstone-data/sandstone/internal/lake"
+	"github.com/sandstone-data/sandstone/internal/lambdatest"
 	"github.com/sandstone-data/sandstone/internal/pgtest"
 	"github.com/sandstone-data/sandstone/internal/s3test"
 	"github.com/sandstone-data/sandstone/internal/totesys"
@@ -30,12 +31,12 @@ type fixture struct {
 	url    string
 	dir    string
 	bucket *lake.Bucket
-	logs   *bytes.Buffer
+	logs   *lambdatest.SyncBuffer
 }
 
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
-	f := &fixture{t: t, url: pgtest.NewDatabase(t), dir: t.TempDir(), logs: &bytes.Buffer{}}
+	f := &fixture{t: t, url: pgtest.NewDatabase(t), dir: t.TempDir(), logs: &lambdatest.SyncBuffer{}}
 	f.bucket = f.open()
 	return f
 }

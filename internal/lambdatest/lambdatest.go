@@ -65,9 +65,10 @@ type Function struct {
 	Logs *SyncBuffer
 }
 
-// SyncBuffer holds the emulator's output. exec's goroutine copies it in
-// while the test reads it, and the function's lines may arrive after its
-// response: read it only through String, and wait for a line with WaitFor.
+// SyncBuffer is a buffer that a writer in another goroutine (the
+// emulator's exec, a command, concurrent loggers) may fill while the test
+// reads it through String. The emulator's lines may arrive after its
+// response: wait for one with WaitFor.
 type SyncBuffer struct {
 	mu  sync.Mutex
 	buf bytes.Buffer

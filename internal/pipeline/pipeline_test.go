@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/sandstone-data/sandstone/internal/config"
+	"github.com/sandstone-data/sandstone/internal/lambdatest"
 	"github.com/sandstone-data/sandstone/internal/pgtest"
 	"github.com/sandstone-data/sandstone/internal/progress"
 	"github.com/sandstone-data/sandstone/internal/status"
@@ -189,7 +190,7 @@ func TestEveryLineCarriesStageAndRunID(t *testing.T) {
 	cfg := install(t)
 	pgtest.LoadSnapshot(t, cfg.SourceURL)
 	pgtest.Exec(t, cfg.SourceURL, "ANALYZE") // ingest's estimate of a first read is the planner's
-	var buf syncBuffer
+	var buf lambdatest.SyncBuffer
 	log := slog.New(slog.NewJSONHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	p, err := Open(context.Background(), cfg, log)
 	if err != nil {
@@ -240,22 +241,4 @@ func TestEveryLineCarriesStageAndRunID(t *testing.T) {
 			t.Errorf("%s logged no progress (table, rows, of)", s)
 		}
 	}
-}
-
-// syncBuffer is a buffer safe for concurrent writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
