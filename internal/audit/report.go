@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -48,7 +50,7 @@ func (r *Report) Summary() string {
 		return "the source and the ingestion bucket agree"
 	}
 	var parts []string
-	for _, name := range sortedNames(r.Tables) {
+	for _, name := range slices.Sorted(maps.Keys(r.Tables)) {
 		t := r.Tables[name]
 		if t.Missing > 0 {
 			parts = append(parts, fmt.Sprintf("%s %d missing (ids %s)", name, t.Missing, JoinIDs(t.MissingExamples)))
@@ -57,7 +59,7 @@ func (r *Report) Summary() string {
 			parts = append(parts, fmt.Sprintf("%s %d deleted (ids %s)", name, t.Deleted, JoinIDs(t.DeletedExamples)))
 		}
 	}
-	for _, name := range sortedNames(r.Warehouse) {
+	for _, name := range slices.Sorted(maps.Keys(r.Warehouse)) {
 		t := r.Warehouse[name]
 		if t.drift() {
 			parts = append(parts, fmt.Sprintf("warehouse %s %d missing, %d duplicated, %d stale (ids %s)",
@@ -65,15 +67,6 @@ func (r *Report) Summary() string {
 		}
 	}
 	return "drift: " + strings.Join(parts, "; ")
-}
-
-func sortedNames[V any](m map[string]V) []string {
-	names := make([]string, 0, len(m))
-	for name := range m {
-		names = append(names, name)
-	}
-	sort.Strings(names)
-	return names
 }
 
 // JoinIDs writes ids as "1, 2, 3".

@@ -19,6 +19,7 @@ import (
 	"github.com/sandstone-data/sandstone/internal/errkind"
 	"github.com/sandstone-data/sandstone/internal/lake"
 	"github.com/sandstone-data/sandstone/internal/star"
+	"github.com/sandstone-data/sandstone/internal/warehouse"
 )
 
 // ledgerTable is the warehouse's load ledger, one row per batch loaded (see
@@ -86,16 +87,9 @@ func CheckWarehouse(ctx context.Context, processed *lake.Bucket, warehouseURL, s
 	if schema == "" {
 		schema = config.DefaultSchema
 	}
-	cfg, err := config.ParsePG(warehouseURL)
+	conn, err := warehouse.Connect(ctx, warehouseURL, "sandstone audit")
 	if err != nil {
-		return nil, errkind.Wrap(errkind.ConfigInvalid, config.RedactError(fmt.Errorf("warehouse URL %s: %w", warehouseURL, err)))
-	}
-	if _, ok := cfg.RuntimeParams["application_name"]; !ok {
-		cfg.RuntimeParams["application_name"] = "sandstone audit"
-	}
-	conn, err := pgx.ConnectConfig(ctx, cfg)
-	if err != nil {
-		return nil, errkind.Wrap(errkind.WarehouseUnreachable, config.RedactError(fmt.Errorf("connect to warehouse %s: %w", warehouseURL, config.ConnectHint(cfg, err))))
+		return nil, err
 	}
 	defer func() { _ = conn.Close(context.WithoutCancel(ctx)) }()
 	tx, err := conn.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})

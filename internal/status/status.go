@@ -9,7 +9,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"sort"
+	"maps"
+	"slices"
 	"time"
 
 	"github.com/sandstone-data/sandstone/internal/alert"
@@ -240,11 +241,11 @@ func (r Report) WriteText(w io.Writer) error {
 	p("Status at %s", stamp(r.At))
 	p("\nSource tables (ingest; times UTC):")
 	p("  %-16s %-23s %-23s %s", "table", "newest last_updated", "last landed", "batch")
-	for _, t := range sortedKeys(r.Tables) {
+	for _, t := range slices.Sorted(maps.Keys(r.Tables)) {
 		s := r.Tables[t]
 		p("  %-16s %-23s %-23s %s", t, clock(s.Watermark), clock(s.LandedAt), s.Batch)
 	}
-	for _, t := range sortedKeys(r.Tables) {
+	for _, t := range slices.Sorted(maps.Keys(r.Tables)) {
 		if s := r.Tables[t]; s.Skew != 0 {
 			dir := "behind"
 			if s.Skew > 0 {
@@ -267,7 +268,7 @@ func (r Report) WriteText(w io.Writer) error {
 	}
 	if len(r.Rejected) > 0 || r.Parked > 0 {
 		p("\nRejected rows (sandstone rejects lists them):")
-		for _, t := range sortedKeys(r.Rejected) {
+		for _, t := range slices.Sorted(maps.Keys(r.Rejected)) {
 			p("  %-16s %d bad_value, %d missing_reference", t, r.Rejected[t]["bad_value"], r.Rejected[t]["missing_reference"])
 		}
 		if r.Parked > 0 {
@@ -285,7 +286,7 @@ func (r Report) WriteText(w io.Writer) error {
 		if len(r.Alerts.Stages) == 0 {
 			p("  none")
 		}
-		for _, stage := range sortedKeys(r.Alerts.Stages) {
+		for _, stage := range slices.Sorted(maps.Keys(r.Alerts.Stages)) {
 			if s := r.Alerts.Stages[stage]; s.Failing {
 				p("  %s: FAILING since %s (%s, %d failures): %s", stage, stamp(s.FailingSince), s.Kind, s.Failures, s.Error)
 			} else {
@@ -340,16 +341,6 @@ func dur(d time.Duration) string {
 }
 
 func seconds(s float64) time.Duration { return time.Duration(s * float64(time.Second)) }
-
-// sortedKeys returns m's keys in order.
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
-}
 
 // stamp writes a time in UTC, labelled.
 func stamp(t time.Time) string {

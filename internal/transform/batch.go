@@ -5,7 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
-	"sort"
+	"maps"
+	"slices"
 	"time"
 
 	"github.com/sandstone-data/sandstone/internal/errkind"
@@ -221,21 +222,12 @@ func readAll[T any](b *batch, im *lake.Manifest, table string, version func(*T) 
 	if err != nil {
 		return nil, err
 	}
-	ids := sortedKeys(newest)
+	ids := slices.Sorted(maps.Keys(newest))
 	out := make([]*T, len(ids))
 	for i, id := range ids {
 		out[i] = newest[id]
 	}
 	return out, nil
-}
-
-func sortedKeys[V any](m map[int32]V) []int32 {
-	ids := make([]int32, 0, len(m))
-	for id := range m {
-		ids = append(ids, id)
-	}
-	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
-	return ids
 }
 
 // The small dimensions: their current rows live in the state.
@@ -374,7 +366,7 @@ func joinParent[R, P, O any](b *batch, c child[R, P], rows []*R, build func(*R, 
 		changed[id] = true
 	}
 	var out []O
-	for _, id := range sortedKeys(c.held) {
+	for _, id := range slices.Sorted(maps.Keys(c.held)) {
 		h := c.held[id]
 		_, parentID, _ := c.key(&h.Row)
 		if !changed[id] && !h.Pending && !c.changedParents[parentID] {

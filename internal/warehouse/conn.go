@@ -65,7 +65,7 @@ func schemaOf(name string) schema {
 
 // withConn runs fn on a new connection to url, closed afterwards.
 func withConn(ctx context.Context, url string, fn func(*pgx.Conn) error) error {
-	conn, err := connect(ctx, url)
+	conn, err := Connect(ctx, url, "sandstone")
 	if err != nil {
 		return err
 	}
@@ -73,14 +73,16 @@ func withConn(ctx context.Context, url string, fn func(*pgx.Conn) error) error {
 	return fn(conn)
 }
 
-// connect opens a connection to the warehouse.
-func connect(ctx context.Context, url string) (*pgx.Conn, error) {
+// Connect opens a connection to the warehouse at url, named app (its
+// application_name) unless the URL names it; its errors are
+// config_invalid or warehouse_unreachable, without the password.
+func Connect(ctx context.Context, url, app string) (*pgx.Conn, error) {
 	cfg, err := config.ParsePG(url)
 	if err != nil {
 		return nil, errkind.Wrap(errkind.ConfigInvalid, config.RedactError(fmt.Errorf("warehouse URL %s: %w", url, err)))
 	}
 	if _, ok := cfg.RuntimeParams["application_name"]; !ok {
-		cfg.RuntimeParams["application_name"] = "sandstone"
+		cfg.RuntimeParams["application_name"] = app
 	}
 	conn, err := pgx.ConnectConfig(ctx, cfg)
 	if err != nil {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/sandstone-data/sandstone/internal/errkind"
 	"github.com/sandstone-data/sandstone/internal/lake"
 	"github.com/sandstone-data/sandstone/internal/pgtest"
 	"github.com/sandstone-data/sandstone/internal/star"
@@ -279,4 +280,22 @@ func (e *env) counts(t testing.TB) map[string]int64 {
 		t.Fatal(err)
 	}
 	return c
+}
+
+// loadRefused loads and wants the load refused as warehouse_schema_mismatch
+// before anything is loaded, the error saying each of want.
+func loadRefused(t *testing.T, e *env, want []string) {
+	t.Helper()
+	res, err := Load(context.Background(), e.opts())
+	if err == nil || errkind.Of(err) != errkind.WarehouseSchemaMismatch {
+		t.Fatalf("load: %v (kind %s), want %s", err, errkind.Of(err), errkind.WarehouseSchemaMismatch)
+	}
+	for _, w := range want {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("error %q does not say %q", err, w)
+		}
+	}
+	if len(res.Batches) != 0 {
+		t.Errorf("batches loaded: %+v", res)
+	}
 }

@@ -251,18 +251,7 @@ func TestPreparedColumnTooShort(t *testing.T) {
 			pgtest.Exec(t, e.url, tc.alter)
 			put(t, e.bucket, world(1))
 			put(t, e.bucket, batch{seq: 2, staff: staffNamed("Renée-Éloïse", 1)}) // 12 characters, 15 bytes
-			res, err := Load(context.Background(), e.opts())
-			if errkind.Of(err) != errkind.WarehouseSchemaMismatch {
-				t.Fatalf("load: %v (kind %s), want %s", err, errkind.Of(err), errkind.WarehouseSchemaMismatch)
-			}
-			for _, w := range tc.want {
-				if !strings.Contains(err.Error(), w) {
-					t.Errorf("error %q does not say %q", err, w)
-				}
-			}
-			if len(res.Batches) != 0 {
-				t.Errorf("batches loaded: %+v", res)
-			}
+			loadRefused(t, e, tc.want)
 			if got := joined(query(t, e.url, `SELECT coalesce(string_agg(tablename, ','), 'none') FROM pg_tables
 				WHERE schemaname = 'public' AND tablename LIKE 'sandstone%'`)); got != "none" {
 				t.Errorf("tables written by a refused load: %s", got)

@@ -118,7 +118,7 @@ func Load(ctx context.Context, opts Options) (Result, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	conn, err := connect(ctx, opts.URL)
+	conn, err := Connect(ctx, opts.URL, "sandstone")
 	if err != nil {
 		return res, err
 	}

@@ -147,7 +147,7 @@ func TestReplayChangesNothing(t *testing.T) {
 	})
 	t.Run("a batch present in the ledger is skipped", func(t *testing.T) {
 		// As a load that listed the batches before another load applied them.
-		conn, err := connect(context.Background(), e.url)
+		conn, err := Connect(context.Background(), e.url, "sandstone")
 		if err != nil {
 			t.Fatal(err)
 		}

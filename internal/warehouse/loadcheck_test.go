@@ -83,20 +83,7 @@ func TestSetBasedCheckLocksRowsWhenATableIsBusy(t *testing.T) {
 	e.load(t)
 	// Another session writes dim_date meanwhile: its lock conflicts with
 	// SHARE, so the check locks the referenced rows instead of waiting.
-	ctx := context.Background()
-	other, err := pgx.Connect(ctx, e.url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = other.Close(ctx) }()
-	tx, err := other.Begin(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = tx.Rollback(ctx) }()
-	if _, err := tx.Exec(ctx, "LOCK TABLE dim_date IN ROW EXCLUSIVE MODE"); err != nil {
-		t.Fatal(err)
-	}
+	holdLock(t, e.url, "LOCK TABLE dim_date IN ROW EXCLUSIVE MODE")
 	put(t, e.bucket, laterSales(2, 3))
 	rec := loadLogged(t, e)
 	if got := loggedPath(rec, "fact_sales_order"); got != "checked=true table_locks=false" {
@@ -116,20 +103,7 @@ func TestSetBasedCheckRefusesAMissingDimension(t *testing.T) {
 			put(t, e.bucket, world(1))
 			e.load(t)
 			if busy {
-				ctx := context.Background()
-				other, err := pgx.Connect(ctx, e.url)
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer func() { _ = other.Close(ctx) }()
-				tx, err := other.Begin(ctx)
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer func() { _ = tx.Rollback(ctx) }()
-				if _, err := tx.Exec(ctx, "LOCK TABLE dim_location IN ROW EXCLUSIVE MODE"); err != nil {
-					t.Fatal(err)
-				}
+				holdLock(t, e.url, "LOCK TABLE dim_location IN ROW EXCLUSIVE MODE")
 			}
 			b := laterSales(2, 3)
 			b.sales[1].AgreedDeliveryLocationID = 77
@@ -205,5 +179,25 @@ func TestFitsBefore(t *testing.T) {
 		if got := fitsBefore(tc.deadline, at, tc.longest); got != tc.want {
 			t.Errorf("fitsBefore(%v, longest %s) = %v, want %v", tc.deadline.Sub(at), tc.longest, got, tc.want)
 		}
+	}
+}
+
+// holdLock runs lock in a transaction of another session, which holds it
+// until the test ends.
+func holdLock(t *testing.T, url, lock string) {
+	t.Helper()
+	ctx := context.Background()
+	other, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = other.Close(ctx) })
+	tx, err := other.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = tx.Rollback(ctx) })
+	if _, err := tx.Exec(ctx, lock); err != nil {
+		t.Fatal(err)
 	}
 }
