@@ -77,7 +77,7 @@ func TestRunTiny(t *testing.T) {
 	res, err := Run(context.Background(), Options{
 		Dir: dir, SalesOrders: 2000, FreshnessChanges: 5, FreshnessInterval: time.Second,
 		Poll: 50 * time.Millisecond, Executable: exe, ProfileDir: profiles, Progress: &progress,
-		BoundedBatchRows: 2500,
+		BoundedBatchRows: 2500, IndexedCycle: true,
 	})
 	if err != nil {
 		t.Fatalf("%v\n%s", err, progress.String())
@@ -193,7 +193,12 @@ func TestRunTiny(t *testing.T) {
 		t.Errorf("bounded load: %d batches, equal %v (%v differ), seconds %v, longest %v", res.BoundedBatches,
 			res.BoundedEqual, res.BoundedDiffers, res.BoundedStageSeconds, res.BoundedLongestSeconds)
 	}
-	if res.RunPeakRSSMB <= 0 || res.Machine.CPUs <= 0 || res.Machine.PostgreSQL == "" || len(res.Targets) != 9 {
+	// The second cycle, after the source's indexes on last_updated.
+	if c := res.Indexed; c == nil || c.Changes <= 0 || c.Seconds <= 0 || c.LoadBatchSeconds <= 0 || c.PeakRSSMB["ingest"] <= 0 ||
+		res.SourceIndexSeconds <= 0 || obj["indexed"] == nil {
+		t.Errorf("indexed cycle: %+v, indexes built in %vs", c, res.SourceIndexSeconds)
+	}
+	if res.RunPeakRSSMB <= 0 || res.Machine.CPUs <= 0 || res.Machine.PostgreSQL == "" || len(res.Targets) != 10 {
 		t.Errorf("run RSS %v, machine %+v, %d targets", res.RunPeakRSSMB, res.Machine, len(res.Targets))
 	}
 	for _, s := range Stages {

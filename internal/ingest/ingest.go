@@ -166,6 +166,9 @@ type TableState struct {
 	// reached its bound before the table kept the table's state as it was.
 	// Zero means the state's SnapshotAt.
 	SnapshotAt time.Time `json:"snapshot_at,omitzero"`
+	// Unindexed, when set, is the table's size (the planner's estimate):
+	// it has no index on last_updated, so every run reads all of it.
+	Unindexed int64 `json:"unindexed_rows,omitempty"`
 }
 
 // snapshotOf is the source's clock at the snapshot table was last read in.
@@ -221,6 +224,7 @@ func Run(ctx context.Context, opts Options) (Result, error) {
 	var objects []lake.Object
 	var newest time.Time
 	budget := batchBudget{left: opts.MaxBatchRows, bounded: opts.MaxBatchRows > 0}
+	whole := unindexed(ctx, tx, log)
 	for _, table := range totesys.Tables {
 		r := tableRun{table: table, prev: prev.Tables[table.Name], prevSnapshot: prev.snapshotOf(table.Name),
 			snapshotAt: snapshotAt, lookback: opts.Lookback, now: start, seq: seq, runID: res.RunID, limit: budget.left,
@@ -253,6 +257,7 @@ func Run(ctx context.Context, opts Options) (Result, error) {
 		}
 		ts := r.nextState(tw, lake.BatchID(seq))
 		r.reportSkew(ts, log)
+		r.adviseIndex(ts, whole[table.Name], log)
 		res.Skew[table.Name] = ts.Skew
 		if tw.rows > 0 && tw.watermark != nil {
 			newest = maxTime(newest, tw.watermark.To)

@@ -253,6 +253,10 @@ func (r Report) WriteText(w io.Writer) error {
 			}
 			p("  clock: %s.last_updated runs %s %s the source's clock, more than the lookback", t, dur(s.Skew.Abs()), dir)
 		}
+		if s := r.Tables[t]; s.Unindexed > 0 {
+			p("  cost: %s has no index on last_updated, so every ingest reads all of its %d rows; this makes it read only the changes: %s",
+				t, s.Unindexed, ingest.IndexAdvice(t))
+		}
 	}
 	p("\nBatches: ingested %d, processed %d, loaded %d", r.IngestedBatch, r.ProcessedBatch, r.LoadedBatch)
 	p("Waiting: %d for transform, %d for load", r.PendingTransform, r.PendingLoad)

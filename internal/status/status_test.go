@@ -13,6 +13,7 @@ import (
 	"github.com/sandstone-data/sandstone/internal/alert"
 	"github.com/sandstone-data/sandstone/internal/config"
 	"github.com/sandstone-data/sandstone/internal/errkind"
+	"github.com/sandstone-data/sandstone/internal/ingest"
 )
 
 // TestProblemsAndAlerts: what cannot be read is reported, not fatal, and
@@ -62,5 +63,32 @@ func TestProblemsAndAlerts(t *testing.T) {
 	r = Gather(context.Background(), cfg, alerts)
 	if got := strings.Join(r.Problems, "; "); !strings.Contains(got, "no URL configured") || !strings.Contains(got, "alert state") {
 		t.Fatalf("problems %q", got)
+	}
+}
+
+// The text names the tables whose stamps run off the source's clock, and
+// those every ingest reads whole, with the index that would end it.
+func TestTableNotes(t *testing.T) {
+	r := Report{Tables: map[string]*ingest.TableState{
+		"sales_order": {Unindexed: 4_000_000},
+		"staff":       {Skew: -2 * time.Hour},
+		"payment":     {},
+	}}
+	var text bytes.Buffer
+	if err := r.WriteText(&text); err != nil {
+		t.Fatal(err)
+	}
+	out := text.String()
+	for _, want := range []string{
+		`cost: sales_order has no index on last_updated, so every ingest reads all of its 4000000 rows; ` +
+			`this makes it read only the changes: CREATE INDEX CONCURRENTLY ON "sales_order" ("last_updated")`,
+		"clock: staff.last_updated runs 2h0m0s behind the source's clock",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("status lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Count(out, "cost:")+strings.Count(out, "clock:") != 2 {
+		t.Errorf("a note for a table that needs none:\n%s", out)
 	}
 }

@@ -176,18 +176,24 @@ func equalCounts(a, b map[string]int64) bool {
 	return true
 }
 
-// TestMigration2UpgradesALoadedWarehouse: a warehouse at migration 1 with
+// TestMigrationsUpgradeALoadedWarehouse: a warehouse at migration 1 with
 // batches loaded gains the ledger's identity columns, NULL for the batches
-// loaded before, which are not compared, and the deletions table; it ends
-// identical to a fresh one.
-func TestMigration2UpgradesALoadedWarehouse(t *testing.T) {
+// loaded before, which are not compared, the deletions table and the
+// version keys led by the time; it ends identical to a fresh one.
+func TestMigrationsUpgradeALoadedWarehouse(t *testing.T) {
 	e := newEnv(t)
 	put(t, e.bucket, world(1))
 	e.load(t)
 	// Back to what migration 1 left: its ledger, without migration 2's columns.
 	pgtest.Exec(t, e.url, `ALTER TABLE sandstone_loads DROP COLUMN run_id, DROP COLUMN manifest_sha256;
 		DROP TABLE sandstone_deletions;
-		DELETE FROM sandstone_migrations WHERE version IN (2, 3)`)
+		ALTER TABLE fact_sales_order DROP CONSTRAINT fact_sales_order_version_key,
+			ADD CONSTRAINT fact_sales_order_version_key UNIQUE (sales_order_id, last_updated_date, last_updated_time);
+		ALTER TABLE fact_purchase_order DROP CONSTRAINT fact_purchase_order_version_key,
+			ADD CONSTRAINT fact_purchase_order_version_key UNIQUE (purchase_order_id, last_updated_date, last_updated_time);
+		ALTER TABLE fact_payment DROP CONSTRAINT fact_payment_version_key,
+			ADD CONSTRAINT fact_payment_version_key UNIQUE (payment_id, last_updated_date, last_updated);
+		DELETE FROM sandstone_migrations WHERE version > 1`)
 	cols, _ := schemaOfDB(t, e.url, "public")
 	want := strings.Replace(designSchema, ", run_id text null, manifest_sha256 text null", "", 1)
 	want = strings.Replace(want, "sandstone_deletions: source_table text not null, id integer not null, seen_gone_at timestamp with time zone not null, batch text not null\n", "", 1)
@@ -203,7 +209,7 @@ func TestMigration2UpgradesALoadedWarehouse(t *testing.T) {
 		"1|NULL|NULL\n2|test|"+sumOf(t, e.bucket, 2) {
 		t.Errorf("ledger:\n%s", got)
 	}
-	if got := joined(query(t, e.url, "SELECT version::text FROM sandstone_migrations ORDER BY 1")); got != "1\n2\n3" {
+	if got := joined(query(t, e.url, "SELECT version::text FROM sandstone_migrations ORDER BY 1")); got != "1\n2\n3\n4" {
 		t.Errorf("migrations: %s", got)
 	}
 	cols, keys := schemaOfDB(t, e.url, "public")

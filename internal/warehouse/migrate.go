@@ -132,7 +132,11 @@ func prepare(ctx context.Context, conn *pgx.Conn, s schema, log *slog.Logger, ch
 		return nil, errkind.Wrap(errkind.WarehouseUnreachable, fmt.Errorf("prepare warehouse: %w", err))
 	}
 	defer func() { _ = tx.Rollback(ctx) }()
-	p, err := migrate(ctx, tx, s, log)
+	created, applied, err := migrateTo(ctx, tx, s, log, len(migrations))
+	if err != nil {
+		return nil, err
+	}
+	p, err := inspect(ctx, tx, s)
 	if err != nil {
 		return nil, err
 	}
@@ -142,68 +146,67 @@ func prepare(ctx context.Context, conn *pgx.Conn, s schema, log *slog.Logger, ch
 	if err := tx.Commit(ctx); err != nil {
 		return nil, errkind.Wrap(errkind.LoadFailed, fmt.Errorf("prepare warehouse: %w", err))
 	}
+	// Told once they took effect: a check that fails undoes them.
+	if created {
+		log.Info("created warehouse schema", "schema", string(s))
+	}
+	for _, m := range applied {
+		log.Info("migrated warehouse", "schema", string(s), "version", m.version, "migration", m.name)
+	}
 	return p, nil
 }
 
-// migrate brings schema s up to the newest migration and inspects the result.
-func migrate(ctx context.Context, tx pgx.Tx, s schema, log *slog.Logger) (*plan, error) {
-	if err := migrateTo(ctx, tx, s, log, len(migrations)); err != nil {
-		return nil, err
-	}
-	return inspect(ctx, tx, s)
-}
-
 // migrateTo creates schema s and Sandstone's migrations table when missing,
-// and applies the migrations after the schema's version up to version to.
-func migrateTo(ctx context.Context, tx pgx.Tx, s schema, log *slog.Logger, to int) error {
-	var exists bool
+// and applies the migrations after the schema's version up to version to,
+// reporting whether it created the schema and which migrations it applied.
+func migrateTo(ctx context.Context, tx pgx.Tx, s schema, log *slog.Logger, to int) (created bool, applied []migration, err error) {
+	var schemaExists bool
 	if err := tx.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = $1)",
-		string(s)).Scan(&exists); err != nil {
-		return errkind.Wrap(errkind.LoadFailed, fmt.Errorf("prepare warehouse: %w", err))
+		string(s)).Scan(&schemaExists); err != nil {
+		return false, nil, errkind.Wrap(errkind.LoadFailed, fmt.Errorf("prepare warehouse: %w", err))
 	}
-	if !exists { // created only when missing: CREATE ... IF NOT EXISTS needs the privilege to create
+	if !schemaExists { // created only when missing: CREATE ... IF NOT EXISTS needs the privilege to create
 		if _, err := tx.Exec(ctx, "CREATE SCHEMA "+q(string(s))); err != nil {
-			return errkind.Wrap(errkind.LoadFailed, fmt.Errorf("create schema %s: %w", q(string(s)), err))
+			return false, nil, errkind.Wrap(errkind.LoadFailed, fmt.Errorf("create schema %s: %w", q(string(s)), err))
 		}
-		log.Info("created warehouse schema", "schema", string(s))
 	}
 	// Created only when missing, too: a role that may only write rows
 	// can load into a warehouse its owner has migrated.
 	exists, err := tableExists(ctx, tx, s, migrationsTable)
 	if err != nil {
-		return errkind.Wrap(errkind.LoadFailed, fmt.Errorf("prepare warehouse: %w", err))
+		return false, nil, errkind.Wrap(errkind.LoadFailed, fmt.Errorf("prepare warehouse: %w", err))
 	}
 	if !exists {
 		if _, err := tx.Exec(ctx, "CREATE TABLE "+s.ident(migrationsTable)+` (
 			version int PRIMARY KEY,
 			name text NOT NULL,
 			applied_at timestamptz NOT NULL DEFAULT now())`); err != nil {
-			return errkind.Wrap(errkind.LoadFailed, fmt.Errorf("create %s: %w", migrationsTable, err))
+			return false, nil, errkind.Wrap(errkind.LoadFailed, fmt.Errorf("create %s: %w", migrationsTable, err))
 		}
 	}
 	var version int
 	if err := tx.QueryRow(ctx, "SELECT coalesce(max(version), 0) FROM "+s.ident(migrationsTable)).Scan(&version); err != nil {
-		return errkind.Wrap(errkind.LoadFailed, fmt.Errorf("read %s: %w", migrationsTable, err))
+		return false, nil, errkind.Wrap(errkind.LoadFailed, fmt.Errorf("read %s: %w", migrationsTable, err))
 	}
 	if version > len(migrations) {
-		return errkind.Wrap(errkind.WarehouseSchemaMismatch, fmt.Errorf(
+		return false, nil, errkind.Wrap(errkind.WarehouseSchemaMismatch, fmt.Errorf(
 			"warehouse schema %s is at migration %d, newer than this sandstone knows (%d): upgrade sandstone",
 			q(string(s)), version, len(migrations)))
 	}
 	for _, m := range migrations[version:max(to, version)] {
 		if err := m.apply(ctx, tx, s); err != nil {
-			return errkind.Wrap(errkind.LoadFailed, fmt.Errorf("migration %d (%s): %w", m.version, m.name, err))
+			return false, nil, errkind.Wrap(errkind.LoadFailed, fmt.Errorf("migration %d (%s): %w", m.version, m.name, err))
 		}
 		if _, err := tx.Exec(ctx, "INSERT INTO "+s.ident(migrationsTable)+" (version, name) VALUES ($1, $2)",
 			m.version, m.name); err != nil {
-			return errkind.Wrap(errkind.LoadFailed, fmt.Errorf("record migration %d: %w", m.version, err))
+			return false, nil, errkind.Wrap(errkind.LoadFailed, fmt.Errorf("record migration %d: %w", m.version, err))
 		}
-		log.Info("migrated warehouse", "schema", string(s), "version", m.version, "migration", m.name)
+		applied = append(applied, m)
 		if m.version == 1 {
 			logPrepared(ctx, tx, s, log)
 		}
 	}
-	return nil
+	return !schemaExists, applied, nil
 }
 
 // logPrepared says which tables migration 1 found there already and left as

@@ -1,10 +1,12 @@
 package warehouse
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strings"
 	"testing"
@@ -12,6 +14,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/sandstone-data/sandstone/internal/errkind"
 	"github.com/sandstone-data/sandstone/internal/pgtest"
 )
 
@@ -41,7 +44,11 @@ func declaredSchema() (cols, keys []string) {
 		}
 		cols = append(cols, t.name+": "+strings.Join(cs, ", "))
 		if t.role == fact {
-			keys = append(keys, fmt.Sprintf("%s p (%s)", t.name, t.serial), fmt.Sprintf("%s u (%s)", t.name, strings.Join(t.key, ", ")))
+			// The version key leads with the time (migration 4): the
+			// source id, then the last-updated date and time, become
+			// date, time, id.
+			timeFirst := append(slices.Clone(t.key[1:]), t.key[0])
+			keys = append(keys, fmt.Sprintf("%s p (%s)", t.name, t.serial), fmt.Sprintf("%s u (%s)", t.name, strings.Join(timeFirst, ", ")))
 		} else {
 			keys = append(keys, fmt.Sprintf("%s p (%s)", t.name, strings.Join(t.key, ", ")))
 		}
@@ -100,7 +107,7 @@ func migrateOnly(t *testing.T, url string, s schema, to int) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := migrateTo(ctx, tx, s, quiet, to); err != nil {
+	if _, _, err := migrateTo(ctx, tx, s, quiet, to); err != nil {
 		t.Fatal(err)
 	}
 	if err := tx.Commit(ctx); err != nil {
@@ -147,7 +154,7 @@ func TestUpgradeFromMigration1(t *testing.T) {
 	if got := joined(query(t, e.url, "SELECT run_id, manifest_sha256 FROM sandstone_loads")); got != "NULL|NULL" {
 		t.Errorf("the ledger row loaded before migration 2 has identity %s", got)
 	}
-	if got := joined(query(t, e.url, "SELECT string_agg(version::text, ',' ORDER BY version) FROM sandstone_migrations")); got != "1,2,3" {
+	if got := joined(query(t, e.url, "SELECT string_agg(version::text, ',' ORDER BY version) FROM sandstone_migrations")); got != "1,2,3,4" {
 		t.Errorf("migrations recorded: %s", got)
 	}
 	cols, keys := schemaOfDB(t, e.url, "public")
@@ -187,6 +194,7 @@ var shipped = map[int]string{
 	1: "a9c27563a6f9711c9474e27150b720def2f71755a1e51a4a49b67131aa370073",
 	2: "8875503904b48b2c8e0d7305bf78b518dd426e8dd6e163d6db78d592892c00d6",
 	3: "498f7780259742caf111488acfa203d3ccee378b6bc2966d2895d292b7946c40",
+	4: "e70391088d23b695f2746dda6b5865659698edd4025be7f2276dc8c8683bd6ef",
 }
 
 func TestShippedMigrationsAreFrozen(t *testing.T) {
@@ -236,4 +244,31 @@ func TestReadMigrations(t *testing.T) {
 		}
 	}()
 	mustMigrations(fstest.MapFS{})
+}
+
+// A migration is told only once it took effect: when the check that shares
+// its transaction refuses the load (here, a processed bucket without the
+// batches the ledger records), the warehouse stays at its version and the
+// log says nothing of migrating it.
+func TestMigrationToldOnlyOnceCommitted(t *testing.T) {
+	e := newEnv(t)
+	migrateOnly(t, e.url, "public", 3)
+	pgtest.Exec(t, e.url, `INSERT INTO sandstone_loads (sequence, batch, rows, seconds) VALUES (1, '000000000001', '{}', 0.1)`)
+	var logs bytes.Buffer
+	opts := e.opts()
+	opts.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+	if _, err := Load(t.Context(), opts); errkind.Of(err) != errkind.LedgerMismatch {
+		t.Fatalf("load into a warehouse whose batches the bucket lacks: %v", err)
+	}
+	if v := pgtest.QueryInt(t, e.url, "SELECT max(version) FROM sandstone_migrations"); v != 3 || strings.Contains(logs.String(), "migrated") {
+		t.Fatalf("after the refused load: version %d, log:\n%s", v, logs.String())
+	}
+
+	pgtest.Exec(t, e.url, `DELETE FROM sandstone_loads`)
+	if _, err := Load(t.Context(), opts); err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(logs.String(), "migrated warehouse"); n != len(migrations)-3 {
+		t.Errorf("%d migrations told, want %d:\n%s", n, len(migrations)-3, logs.String())
+	}
 }

@@ -1,0 +1,50 @@
+package ingest
+
+import (
+	"strings"
+	"testing"
+)
+
+// A table read whole on every run is named once, with the index that
+// would make a run read only its changes, and recorded in the state for
+// status; an index that leads with last_updated (B-tree or BRIN) ends it,
+// one that does not lead with it, or covers part of the table, does not.
+func TestAdvisesAnIndexOnLastUpdated(t *testing.T) {
+	defer func(n int64) { scanAdviceRows = n }(scanAdviceRows)
+	scanAdviceRows = 1
+	f := newFixture(t)
+	smallSource(f)
+	f.exec(`ANALYZE`)
+	f.exec(`CREATE INDEX ON payment (last_updated)`)
+	f.exec(`CREATE INDEX ON transaction USING brin (last_updated)`)
+	f.exec(`CREATE INDEX ON sales_order (sales_order_id, last_updated)`)
+	f.exec(`CREATE INDEX ON sales_order (last_updated) WHERE sales_order_id > 100`)
+	f.run()
+	_, st, err := LoadState(t.Context(), f.bucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for table, want := range map[string]bool{"sales_order": true, "currency": true, "payment": false, "transaction": false} {
+		if got := st.Tables[table].Unindexed > 0; got != want {
+			t.Errorf("%s: unindexed %d, want read whole %v", table, st.Tables[table].Unindexed, want)
+		}
+	}
+	advice := `"advice":"CREATE INDEX CONCURRENTLY ON \"sales_order\" (\"last_updated\")"`
+	if n := strings.Count(f.logs.String(), advice); n != 1 {
+		t.Errorf("advice for sales_order logged %d times, want once:\n%s", n, f.logs.String())
+	}
+
+	// Said once: the next batch keeps the record and says nothing again.
+	f.exec(`UPDATE sales_order SET units_sold = units_sold + 1, last_updated = now()`)
+	f.run()
+	if n := strings.Count(f.logs.String(), advice); n != 1 {
+		t.Errorf("advice for sales_order logged %d times over two runs, want once", n)
+	}
+	f.exec(`CREATE INDEX ON sales_order (last_updated)`)
+	f.exec(`UPDATE sales_order SET units_sold = units_sold + 1, last_updated = now()`)
+	f.run()
+	_, st, _ = LoadState(t.Context(), f.bucket)
+	if st.Tables["sales_order"].Unindexed != 0 || st.Tables["currency"].Unindexed == 0 {
+		t.Errorf("after the index: sales_order %d, currency %d", st.Tables["sales_order"].Unindexed, st.Tables["currency"].Unindexed)
+	}
+}
