@@ -273,9 +273,7 @@ func (r *run) incremental(ctx context.Context) error {
 		return err
 	}
 	c, err := r.changeAndCycle(ctx, "incremental")
-	res := &r.res
-	res.IncrementalChanges, res.IncrementalSeconds, res.IncrementalStageSeconds = c.Changes, c.Seconds, c.StageSeconds
-	res.IncrementalPeakRSSMB, res.IncrementalRowsPerSecond, res.IncrementalLoadBatchSeconds = c.PeakRSSMB, c.RowsPerSecond, c.LoadBatchSeconds
+	r.res.setIncremental(c)
 	return err
 }
 

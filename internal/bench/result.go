@@ -310,20 +310,10 @@ func (r Result) WriteTable(w io.Writer) error {
 	for _, s := range Stages {
 		p("  %-28s %10.2f %14.0f %12.1f", s, r.StageSeconds[s], perSecond(r.SourceRows, r.StageSeconds[s]), r.PeakRSSMB[s])
 	}
-	p("%-30s %10.2f %14.0f %12s", fmt.Sprintf("incremental (%d changes)", r.IncrementalChanges), r.IncrementalSeconds,
-		perSecond(r.IncrementalChanges, r.IncrementalSeconds), "")
-	for _, s := range Stages {
-		p("  %-28s %10.2f %14.0f %12.1f", s, r.IncrementalStageSeconds[s], r.IncrementalRowsPerSecond[s], r.IncrementalPeakRSSMB[s])
-	}
-	p("  %-28s %10.2f %14.0f %12s", "load's batch (its ledger)", r.IncrementalLoadBatchSeconds,
-		perSecond(r.IncrementalChanges, r.IncrementalLoadBatchSeconds), "")
+	writeCycle(p, "incremental", r.incremental())
 	p("  %-28s %10.2f %14.0f %12s", "floor (COPY, checked by PG)", r.FloorSeconds, r.FloorRowsPerSecond, "")
 	if c := r.Indexed; c != nil {
-		p("%-30s %10.2f %14.0f %12s", fmt.Sprintf("indexed source (%d changes)", c.Changes), c.Seconds, perSecond(c.Changes, c.Seconds), "")
-		for _, s := range Stages {
-			p("  %-28s %10.2f %14.0f %12.1f", s, c.StageSeconds[s], c.RowsPerSecond[s], c.PeakRSSMB[s])
-		}
-		p("  %-28s %10.2f %14.0f %12s", "load's batch (its ledger)", c.LoadBatchSeconds, perSecond(c.Changes, c.LoadBatchSeconds), "")
+		writeCycle(p, "indexed source", *c)
 		p("  %-28s %10.2f %14s %12s", "building the source indexes", r.SourceIndexSeconds, "", "")
 	}
 	if r.BoundedBatchRows > 0 {
@@ -363,6 +353,27 @@ func (r Result) WriteTable(w io.Writer) error {
 	p("total %.1fs", r.TotalSeconds)
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// incremental is the first incremental cycle, as a Cycle.
+func (r Result) incremental() Cycle {
+	return Cycle{Changes: r.IncrementalChanges, Seconds: r.IncrementalSeconds, StageSeconds: r.IncrementalStageSeconds,
+		PeakRSSMB: r.IncrementalPeakRSSMB, RowsPerSecond: r.IncrementalRowsPerSecond, LoadBatchSeconds: r.IncrementalLoadBatchSeconds}
+}
+
+// setIncremental records c as the first incremental cycle.
+func (r *Result) setIncremental(c Cycle) {
+	r.IncrementalChanges, r.IncrementalSeconds, r.IncrementalStageSeconds = c.Changes, c.Seconds, c.StageSeconds
+	r.IncrementalPeakRSSMB, r.IncrementalRowsPerSecond, r.IncrementalLoadBatchSeconds = c.PeakRSSMB, c.RowsPerSecond, c.LoadBatchSeconds
+}
+
+// writeCycle writes an incremental cycle's lines of the table.
+func writeCycle(p func(string, ...any), name string, c Cycle) {
+	p("%-30s %10.2f %14.0f %12s", fmt.Sprintf("%s (%d changes)", name, c.Changes), c.Seconds, perSecond(c.Changes, c.Seconds), "")
+	for _, s := range Stages {
+		p("  %-28s %10.2f %14.0f %12.1f", s, c.StageSeconds[s], c.RowsPerSecond[s], c.PeakRSSMB[s])
+	}
+	p("  %-28s %10.2f %14.0f %12s", "load's batch (its ledger)", c.LoadBatchSeconds, perSecond(c.Changes, c.LoadBatchSeconds), "")
 }
 
 func perSecond(rows int64, seconds float64) float64 {
