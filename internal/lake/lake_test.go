@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -100,7 +103,7 @@ func TestParquetRoundTrip(t *testing.T) {
 	}
 	var want []row
 	for i := 0; i < 1000; i++ {
-		want = append(want, row{ID: int32(i), Name: "n", Price: int64(i) * 101})
+		want = append(want, row{ID: int32(i), Name: strconv.Itoa(i), Price: int64(i) * 101})
 	}
 	if err := w.Write(want); err != nil {
 		t.Fatal(err)
@@ -113,8 +116,36 @@ func TestParquetRoundTrip(t *testing.T) {
 	if err := ReadParquet(ctx, b, "t/x.parquet", 100, func(rs []row) error { got = append(got, rs...); return nil }); err != nil {
 		t.Fatal(err)
 	}
-	if len(got) != 1000 || got[999] != want[999] {
+	// Every row, in order, though the next rows are read while fn holds
+	// the last ones.
+	if !slices.Equal(got, want) {
 		t.Fatalf("round trip: %d rows, last %+v", len(got), got[len(got)-1])
+	}
+
+	// fn's error, or a cancelled context, stops the read at once, and the
+	// reading goroutine with it.
+	stop := errors.New("enough")
+	before := runtime.NumGoroutine()
+	cctx, cancel := context.WithCancel(ctx)
+	for name, tc := range map[string]struct {
+		ctx  context.Context
+		fn   func(n int) error
+		want error
+	}{
+		"fn fails":          {ctx, func(n int) error { return map[bool]error{true: stop}[n == 2] }, stop},
+		"context cancelled": {cctx, func(n int) error { cancel(); return nil }, context.Canceled},
+	} {
+		calls := 0
+		err := ReadParquet(tc.ctx, b, "t/x.parquet", 100, func([]row) error { calls++; return tc.fn(calls) })
+		if !errors.Is(err, tc.want) || calls > 2 {
+			t.Errorf("%s: %v after %d chunks", name, err, calls)
+		}
+	}
+	for i := 0; runtime.NumGoroutine() > before && i < 100; i++ {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := runtime.NumGoroutine(); n > before {
+		t.Errorf("%d goroutines after the stopped reads, %d before", n, before)
 	}
 }
 
