@@ -20,7 +20,8 @@ func newBenchCmd() *cobra.Command {
 about 4.3 million rows), then measures, on the same servers:
 
   baseline      every source table copied with COPY ... TO STDOUT piped into
-                COPY ... FROM STDIN (warehouse schema "baseline"), nothing else
+                COPY ... FROM STDIN (warehouse schema "baseline", dropped once
+                measured), nothing else
   initial       ingest, transform and load into the empty warehouse: seconds,
                 source rows/s and the peak RSS of each stage
   bounded       the initial load again, into schema "bounded" through buckets
