@@ -16,13 +16,15 @@ var scanAdviceRows int64 = 100_000
 
 // unindexed returns the source tables that every run reads whole: those of
 // at least scanAdviceRows rows (the planner's estimate, the value) with no
-// valid index that leads with last_updated. totesys ships none; with a
-// B-tree (or BRIN) index there, a run reads the changed rows alone, and
-// the incremental cycle costs what the change costs (docs/benchmarks.md).
+// valid index that leads with last_updated; nil when it cannot tell. totesys
+// ships none; with a B-tree (or BRIN) index there, a run reads the changed
+// rows alone, and the incremental cycle costs what the change costs
+// (docs/benchmarks.md).
 func unindexed(ctx context.Context, tx pgx.Tx, log *slog.Logger) map[string]int64 {
 	out, err := lookupUnindexed(ctx, tx)
 	if err != nil { // only advice: the run goes on without it
 		log.Debug("could not look for indexes on last_updated", "error", err)
+		return nil
 	}
 	return out
 }
@@ -68,13 +70,27 @@ func IndexAdvice(table string) string {
 	return "CREATE INDEX CONCURRENTLY ON " + pgx.Identifier{table}.Sanitize() + " (" + pgx.Identifier{totesys.LastUpdated}.Sanitize() + ")"
 }
 
-// adviseIndex records in ts that the table is read whole on every run
-// (rows > 0: its size), and says so once, when it starts to be.
-func (r *tableRun) adviseIndex(ts *TableState, rows int64, log *slog.Logger) {
-	ts.Unindexed = rows
-	if rows == 0 || (r.prev != nil && r.prev.Unindexed > 0) {
-		return
+// adviseIndex records in ts whether the table is read whole on every run
+// (whole as unindexed returns it; when it is nil, what was known stays),
+// and reports whether that is new.
+func (r *tableRun) adviseIndex(ts *TableState, whole map[string]int64) (news bool) {
+	var was int64
+	if r.prev != nil {
+		was = r.prev.Unindexed
 	}
-	log.Info(r.table.Name+" has no index on last_updated: every run reads all of it; an index makes a run read only the changed rows",
-		"table", r.table.Name, "rows", rows, "advice", IndexAdvice(r.table.Name))
+	if whole == nil {
+		ts.Unindexed = was
+		return false
+	}
+	ts.Unindexed = whole[r.table.Name]
+	return ts.Unindexed > 0 && was == 0
+}
+
+// adviseIndexes says, once the batch that records it has committed, which
+// tables every run now reads whole, with the statement that would end it.
+func adviseIndexes(log *slog.Logger, tables []string, st State) {
+	for _, t := range tables {
+		log.Info(t+" has no index on last_updated: every run reads all of it; an index makes a run read only the changed rows",
+			"table", t, "rows", st.Tables[t].Unindexed, "advice", IndexAdvice(t))
+	}
 }

@@ -225,6 +225,7 @@ func Run(ctx context.Context, opts Options) (Result, error) {
 	var newest time.Time
 	budget := batchBudget{left: opts.MaxBatchRows, bounded: opts.MaxBatchRows > 0}
 	whole := unindexed(ctx, tx, log)
+	var advise []string // tables newly read whole
 	for _, table := range totesys.Tables {
 		r := tableRun{table: table, prev: prev.Tables[table.Name], prevSnapshot: prev.snapshotOf(table.Name),
 			snapshotAt: snapshotAt, lookback: opts.Lookback, now: start, seq: seq, runID: res.RunID, limit: budget.left,
@@ -257,7 +258,9 @@ func Run(ctx context.Context, opts Options) (Result, error) {
 		}
 		ts := r.nextState(tw, lake.BatchID(seq))
 		r.reportSkew(ts, log)
-		r.adviseIndex(ts, whole[table.Name], log)
+		if r.adviseIndex(ts, whole) {
+			advise = append(advise, table.Name)
+		}
 		res.Skew[table.Name] = ts.Skew
 		if tw.rows > 0 && tw.watermark != nil {
 			newest = maxTime(newest, tw.watermark.To)
@@ -275,7 +278,11 @@ func Run(ctx context.Context, opts Options) (Result, error) {
 	}
 	m := lake.Manifest{SnapshotAt: snapshotAt, SourceNewest: newest, Tables: objects}
 	res.SourceNewest = newest
-	return commit(ctx, opts.Bucket, seq, m, next, res, start, log)
+	res, err = commit(ctx, opts.Bucket, seq, m, next, res, start, log)
+	if err == nil && !res.Conflict {
+		adviseIndexes(log, advise, next)
+	}
+	return res, err
 }
 
 // commit saves the batch's state and creates its manifest, last. A

@@ -290,6 +290,11 @@ func ReadRows[T any](ctx context.Context, p *ParquetFile, batch int, fn func([]T
 		for {
 			var buf []T
 			select {
+			case <-stop: // before a free buffer, which may be there too
+				return
+			default:
+			}
+			select {
 			case buf = <-free:
 			case <-stop:
 				return

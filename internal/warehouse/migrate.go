@@ -132,7 +132,7 @@ func prepare(ctx context.Context, conn *pgx.Conn, s schema, log *slog.Logger, ch
 		return nil, errkind.Wrap(errkind.WarehouseUnreachable, fmt.Errorf("prepare warehouse: %w", err))
 	}
 	defer func() { _ = tx.Rollback(ctx) }()
-	created, applied, err := migrateTo(ctx, tx, s, log, len(migrations))
+	done, err := migrateTo(ctx, tx, s, len(migrations))
 	if err != nil {
 		return nil, err
 	}
@@ -146,77 +146,93 @@ func prepare(ctx context.Context, conn *pgx.Conn, s schema, log *slog.Logger, ch
 	if err := tx.Commit(ctx); err != nil {
 		return nil, errkind.Wrap(errkind.LoadFailed, fmt.Errorf("prepare warehouse: %w", err))
 	}
-	// Told once they took effect: a check that fails undoes them.
-	if created {
+	done.tell(log, s) // once it took effect: a check that fails undoes it
+	return p, nil
+}
+
+// migrated is what migrateTo did.
+type migrated struct {
+	created  bool // the schema
+	applied  []migration
+	prepared []string // the tables migration 1 found there and left as they were
+}
+
+// tell logs what was done to schema s.
+func (d migrated) tell(log *slog.Logger, s schema) {
+	if d.created {
 		log.Info("created warehouse schema", "schema", string(s))
 	}
-	for _, m := range applied {
+	for _, m := range d.applied {
 		log.Info("migrated warehouse", "schema", string(s), "version", m.version, "migration", m.name)
 	}
-	return p, nil
+	if len(d.prepared) > 0 {
+		log.Warn("warehouse tables existed before the first migration: left as they are, without Sandstone's foreign keys",
+			"schema", string(s), "tables", d.prepared)
+	}
 }
 
 // migrateTo creates schema s and Sandstone's migrations table when missing,
 // and applies the migrations after the schema's version up to version to,
-// reporting whether it created the schema and which migrations it applied.
-func migrateTo(ctx context.Context, tx pgx.Tx, s schema, log *slog.Logger, to int) (created bool, applied []migration, err error) {
+// reporting what it did.
+func migrateTo(ctx context.Context, tx pgx.Tx, s schema, to int) (done migrated, err error) {
 	var schemaExists bool
 	if err := tx.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = $1)",
 		string(s)).Scan(&schemaExists); err != nil {
-		return false, nil, errkind.Wrap(errkind.LoadFailed, fmt.Errorf("prepare warehouse: %w", err))
+		return done, errkind.Wrap(errkind.LoadFailed, fmt.Errorf("prepare warehouse: %w", err))
 	}
 	if !schemaExists { // created only when missing: CREATE ... IF NOT EXISTS needs the privilege to create
 		if _, err := tx.Exec(ctx, "CREATE SCHEMA "+q(string(s))); err != nil {
-			return false, nil, errkind.Wrap(errkind.LoadFailed, fmt.Errorf("create schema %s: %w", q(string(s)), err))
+			return done, errkind.Wrap(errkind.LoadFailed, fmt.Errorf("create schema %s: %w", q(string(s)), err))
 		}
 	}
 	// Created only when missing, too: a role that may only write rows
 	// can load into a warehouse its owner has migrated.
 	exists, err := tableExists(ctx, tx, s, migrationsTable)
 	if err != nil {
-		return false, nil, errkind.Wrap(errkind.LoadFailed, fmt.Errorf("prepare warehouse: %w", err))
+		return done, errkind.Wrap(errkind.LoadFailed, fmt.Errorf("prepare warehouse: %w", err))
 	}
 	if !exists {
 		if _, err := tx.Exec(ctx, "CREATE TABLE "+s.ident(migrationsTable)+` (
 			version int PRIMARY KEY,
 			name text NOT NULL,
 			applied_at timestamptz NOT NULL DEFAULT now())`); err != nil {
-			return false, nil, errkind.Wrap(errkind.LoadFailed, fmt.Errorf("create %s: %w", migrationsTable, err))
+			return done, errkind.Wrap(errkind.LoadFailed, fmt.Errorf("create %s: %w", migrationsTable, err))
 		}
 	}
 	var version int
 	if err := tx.QueryRow(ctx, "SELECT coalesce(max(version), 0) FROM "+s.ident(migrationsTable)).Scan(&version); err != nil {
-		return false, nil, errkind.Wrap(errkind.LoadFailed, fmt.Errorf("read %s: %w", migrationsTable, err))
+		return done, errkind.Wrap(errkind.LoadFailed, fmt.Errorf("read %s: %w", migrationsTable, err))
 	}
 	if version > len(migrations) {
-		return false, nil, errkind.Wrap(errkind.WarehouseSchemaMismatch, fmt.Errorf(
+		return done, errkind.Wrap(errkind.WarehouseSchemaMismatch, fmt.Errorf(
 			"warehouse schema %s is at migration %d, newer than this sandstone knows (%d): upgrade sandstone",
 			q(string(s)), version, len(migrations)))
 	}
 	for _, m := range migrations[version:max(to, version)] {
 		if err := m.apply(ctx, tx, s); err != nil {
-			return false, nil, errkind.Wrap(errkind.LoadFailed, fmt.Errorf("migration %d (%s): %w", m.version, m.name, err))
+			return done, errkind.Wrap(errkind.LoadFailed, fmt.Errorf("migration %d (%s): %w", m.version, m.name, err))
 		}
 		if _, err := tx.Exec(ctx, "INSERT INTO "+s.ident(migrationsTable)+" (version, name) VALUES ($1, $2)",
 			m.version, m.name); err != nil {
-			return false, nil, errkind.Wrap(errkind.LoadFailed, fmt.Errorf("record migration %d: %w", m.version, err))
+			return done, errkind.Wrap(errkind.LoadFailed, fmt.Errorf("record migration %d: %w", m.version, err))
 		}
-		applied = append(applied, m)
+		done.applied = append(done.applied, m)
 		if m.version == 1 {
-			logPrepared(ctx, tx, s, log)
+			done.prepared = preparedTables(ctx, tx)
 		}
 	}
-	return !schemaExists, applied, nil
+	done.created = !schemaExists
+	return done, nil
 }
 
-// logPrepared says which tables migration 1 found there already and left as
-// they were: their columns are checked before every load, but they get no
-// foreign keys from Sandstone (the migration records them in the setting
-// sandstone.prepared).
-func logPrepared(ctx context.Context, tx pgx.Tx, s schema, log *slog.Logger) {
+// preparedTables are the tables migration 1 found there already and left
+// as they were (it records them in the setting sandstone.prepared): their
+// columns are checked before every load, but they get no foreign keys from
+// Sandstone.
+func preparedTables(ctx context.Context, tx pgx.Tx) []string {
 	var prepared string
 	if tx.QueryRow(ctx, "SELECT coalesce(pg_catalog.current_setting('sandstone.prepared', true), '')").Scan(&prepared) != nil {
-		return
+		return nil
 	}
 	var tables []string
 	for _, t := range strings.Split(prepared, ",") {
@@ -224,10 +240,7 @@ func logPrepared(ctx context.Context, tx pgx.Tx, s schema, log *slog.Logger) {
 			tables = append(tables, t)
 		}
 	}
-	if len(tables) > 0 {
-		log.Warn("warehouse tables existed before the first migration: left as they are, without Sandstone's foreign keys",
-			"schema", string(s), "tables", tables)
-	}
+	return tables
 }
 
 func quoteAll(names []string) string {
