@@ -205,7 +205,12 @@ type idHashes struct {
 	n      int
 }
 
-func newIDHashes(base int64) *idHashes { return &idHashes{base: base, sparse: map[int32]uint64{}} }
+// newIDHashes holds ids from base, with room for the first n of them: a
+// slice grown later is copied, and for a moment held twice.
+func newIDHashes(base int64, n int) *idHashes {
+	n = min(n, maxDense)
+	return &idHashes{base: base, dense: make([]uint64, n), seen: make([]uint64, (n+63)/64), sparse: map[int32]uint64{}}
+}
 
 // slot is id's index in the slices, or -1 for the map.
 func (m *idHashes) slot(id int32) int32 {

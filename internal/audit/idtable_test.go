@@ -9,7 +9,7 @@ import (
 // TestIDHashes: serial, negative and far ids are held alike; take forgets
 // an id once; ids lists what is left, smallest first.
 func TestIDHashes(t *testing.T) {
-	m := newIDHashes(0)
+	m := newIDHashes(0, 1000) // 2000 and up grow it
 	for _, id := range []int32{5, -3, maxDense + 7, 0, 5, 2000} {
 		m.set(id, uint64(id)+1)
 	}
@@ -55,5 +55,51 @@ func TestIDTableSparse(t *testing.T) {
 	if tr.Missing != 1 || tr.Deleted != 1 || tr.DeletedRecorded != 1 ||
 		!slices.Equal(ids.missing, []int32{1001}) || !slices.Equal(ids.deleted, []int32{1002}) {
 		t.Fatalf("findings %+v, missing %v, deleted %v", *tr, ids.missing, ids.deleted)
+	}
+}
+
+// TestLowerIDs: a full pass over a fact keeps about three quarters of its
+// versions, its lower ids whole, and ends at the first id it drops; one id
+// holding most of them is kept whole, and one id alone cannot be split.
+func TestLowerIDs(t *testing.T) {
+	defer func(n int) { factVersions = n }(factVersions)
+	factVersions = 8
+	vs := func(ids ...int32) []version {
+		out := make([]version, len(ids))
+		for i, id := range ids {
+			out[i] = version{id, int64(i)}
+		}
+		return out
+	}
+	tests := []struct {
+		name    string
+		in      []version
+		keep    int
+		wantEnd int64
+	}{
+		{"ids in any order", vs(8, 1, 7, 2, 6, 3, 5, 4), 6, 7},
+		{"an id's versions stay together", vs(1, 2, 3, 4, 4, 4, 4, 5), 3, 4},
+		{"the first id holds most", vs(1, 1, 1, 1, 1, 1, 1, 2), 7, 2},
+		{"one id alone", vs(4, 4, 4, 4, 4, 4, 4, 4), 8, math.MaxInt64},
+		{"duplicates freed room", append(vs(1, 2, 3, 4), vs(1, 2, 3, 4)...), 4, math.MaxInt64},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			in := slices.Clone(tc.in)
+			got, end := lowerIDs(in, math.MaxInt64)
+			if len(got) != tc.keep || end != tc.wantEnd {
+				t.Fatalf("kept %d versions, ending at %d; want %d, ending at %d", len(got), end, tc.keep, tc.wantEnd)
+			}
+			// Every distinct version of the input below end, in order.
+			var want []version
+			for _, v := range slices.SortedFunc(slices.Values(tc.in), version.compare) {
+				if int64(v.id) < end && (len(want) == 0 || want[len(want)-1] != v) {
+					want = append(want, v)
+				}
+			}
+			if !slices.Equal(got, want) {
+				t.Fatalf("kept %v, want %v", got, want)
+			}
+		})
 	}
 }

@@ -435,34 +435,50 @@ func (v version) compare(w version) int {
 
 const usPerDay = 86_400_000_000
 
-// checkFact merges the sorted versions of objs with the fact table's rows,
-// streamed in the same order.
-// check compares the table a range of ids at a time: a fact's versions (16
-// bytes each) for half as many ids a pass as the source audit holds, a
-// dimension's hashes (8 bytes and a bit an id) for as many. Each pass reads
-// the table's processed objects again, and its range of the warehouse.
+// check compares the table a range of ids at a time: a dimension's hashes
+// (8 bytes and a bit an id) for as many ids a pass as the source audit
+// holds, a fact's versions (16 bytes each) for half as many, and never more
+// than factVersions of them (see checkFact). Each pass reads the table's
+// processed objects again, and its range of the warehouse.
 func (t *checkedTable) check(ctx context.Context, tx pgx.Tx, b *lake.Bucket, schema string, objs []lake.Object, wt *WarehouseTable) error {
 	var maxID int64
 	key := pgx.Identifier{t.cols[t.key[0]].name}.Sanitize()
 	if err := tx.QueryRow(ctx, "SELECT coalesce(max("+key+"), 0)::int8 FROM "+pgx.Identifier{schema, t.name}.Sanitize()).Scan(&maxID); err != nil {
 		return warehouseErr(err)
 	}
-	size := passIDs
-	if !t.dimension {
-		size = max(1, passIDs/2)
-	}
-	for p := range passesOf(maxID, size) {
-		var err error
-		if t.dimension {
-			err = t.checkDimension(ctx, tx, b, schema, objs, wt, p)
-		} else {
-			err = t.checkFact(ctx, tx, b, schema, objs, wt, p)
+	if t.dimension {
+		for p := range passesOf(maxID, passIDs) {
+			if err := t.checkDimension(ctx, tx, b, schema, objs, wt, p); err != nil {
+				return err
+			}
 		}
-		if err != nil {
-			return err
+		return nil
+	}
+	rows := rowsOf(objs)
+	for p := range passesOf(maxID, max(1, passIDs/2)) {
+		// Room for the pass's share of the versions, and an eighth more.
+		room := min(int64(factVersions), rows*int64(p.dense)/(maxID+1)*9/8+1024)
+		for sub := p; ; {
+			end, err := t.checkFact(ctx, tx, b, schema, objs, wt, sub, room)
+			if err != nil {
+				return err
+			}
+			if end == p.to {
+				break
+			}
+			sub.from = end
 		}
 	}
 	return nil
+}
+
+// rowsOf is the number of rows objs hold.
+func rowsOf(objs []lake.Object) int64 {
+	var n int64
+	for _, obj := range objs {
+		n += obj.Rows
+	}
+	return n
 }
 
 // rangeSQL restricts a query of t to the ids of pass p.
@@ -471,23 +487,66 @@ func (t *checkedTable) rangeSQL() string {
 	return " WHERE " + key + " >= $1::int8 AND " + key + " < $2::int8"
 }
 
-func (t *checkedTable) checkFact(ctx context.Context, tx pgx.Tx, b *lake.Bucket, schema string, objs []lake.Object, wt *WarehouseTable, p pass) error {
-	var vs []version
+// factVersions bounds the versions a pass over a fact table holds (16
+// bytes each: 64 MB). A fact keeps every version of an id, so its ids alone
+// do not bound a pass as its history grows. A variable, so that a test can
+// make passes of a few versions.
+var factVersions = 1 << 22
+
+// checkFact merges the sorted versions of objs whose ids lie in p with the
+// fact table's rows, streamed in the same order. Should the pass's
+// versions reach factVersions, it keeps its lower ids only and ends below
+// the others: it returns where it ended, p.to when it covered all of p.
+// room is the versions it makes room for at first.
+func (t *checkedTable) checkFact(ctx context.Context, tx pgx.Tx, b *lake.Bucket, schema string, objs []lake.Object, wt *WarehouseTable, p pass, room int64) (int64, error) {
+	vs := make([]version, 0, room)
 	id, day, ms := t.cols[t.key[0]], t.cols[t.key[1]], t.cols[t.key[2]]
+	limit := factVersions
 	err := t.forEachRow(ctx, b, objs, func(r reflect.Value) {
 		v := version{int32(r.Field(id.field).Int()), // #nosec G115 -- an int32 field
 			r.Field(day.field).Int()*usPerDay + r.Field(ms.field).Int()*1000}
 		if int64(v.id) >= p.from && int64(v.id) < p.to {
-			vs = append(vs, v)
+			if vs = append(vs, v); len(vs) >= limit {
+				if vs, p.to = lowerIDs(vs, p.to); len(vs) >= limit {
+					limit *= 2 // one id's versions: they cannot be split
+				}
+			}
 		}
 	})
 	if err != nil {
-		return err
+		return 0, err
 	}
 	slices.SortFunc(vs, version.compare)
 	vs = slices.Compact(vs)
 	wt.Processed += int64(len(vs))
+	return p.to, t.mergeFact(ctx, tx, schema, vs, wt, p)
+}
 
+// lowerIDs sorts and dedupes vs and, unless that freed a quarter of it,
+// keeps the versions of its lower ids only, about three quarters, returning
+// the new end of the pass (the first id dropped); one id's versions are
+// never split.
+func lowerIDs(vs []version, end int64) ([]version, int64) {
+	slices.SortFunc(vs, version.compare)
+	vs = slices.Compact(vs)
+	if len(vs) < factVersions/4*3 {
+		return vs, end
+	}
+	cut := vs[len(vs)/4*3].id
+	i, _ := slices.BinarySearchFunc(vs, cut, func(v version, id int32) int { return cmp.Compare(v.id, id) })
+	if i == 0 { // the first id holds most of them: end after it
+		if i = slices.IndexFunc(vs, func(v version) bool { return v.id != cut }); i < 0 {
+			return vs, end // one id only: it cannot be split
+		}
+	}
+	return vs[:i], int64(vs[i].id)
+}
+
+// mergeFact merges vs, sorted, with the rows of the fact table's range p,
+// streamed in the same order: a version not in the table is missing, one
+// there twice duplicated.
+func (t *checkedTable) mergeFact(ctx context.Context, tx pgx.Tx, schema string, vs []version, wt *WarehouseTable, p pass) error {
+	id, day, ms := t.cols[t.key[0]], t.cols[t.key[1]], t.cols[t.key[2]]
 	qi, qd, qt := pgx.Identifier{id.name}.Sanitize(), pgx.Identifier{day.name}.Sanitize(), pgx.Identifier{ms.name}.Sanitize()
 	rows, err := tx.Query(ctx, "SELECT "+qi+", ("+qd+" - DATE '1970-01-01')::int8 * "+strconv.Itoa(usPerDay)+
 		" + (EXTRACT(EPOCH FROM "+qt+") * 1000000)::int8 FROM "+pgx.Identifier{schema, t.name}.Sanitize()+t.rangeSQL()+
@@ -582,7 +641,8 @@ func rawHash(h *hasher, vals [][]byte) uint64 {
 // checkDimension hashes the latest processed row of each id and compares
 // each warehouse row's hash with it.
 func (t *checkedTable) checkDimension(ctx context.Context, tx pgx.Tx, b *lake.Bucket, schema string, objs []lake.Object, wt *WarehouseTable, p pass) error {
-	latest := newIDHashes(p.base)
+	// Room for the pass's ids, or as many as the objects hold, if fewer.
+	latest := newIDHashes(p.base, int(min(int64(p.dense), rowsOf(objs))))
 	key := t.cols[t.key[0]]
 	var h hasher
 	err := t.forEachRow(ctx, b, objs, func(r reflect.Value) {

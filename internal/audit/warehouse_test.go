@@ -168,10 +168,14 @@ func TestCheckWarehouse(t *testing.T) {
 				pgtest.Exec(t, cfg.SourceURL, tc.source)
 				runStages(t, p, tc.stages...)
 			}
-			// In one pass, and in passes of two ids (one for facts).
-			for _, size := range []int64{passIDs, 2} {
-				defer func(n int64) { passIDs = n }(passIDs)
-				passIDs = size
+			// In one pass, in passes of two ids (one for facts), and in
+			// passes of at most four fact versions.
+			defer func(n int64, v int) { passIDs, factVersions = n, v }(passIDs, factVersions)
+			for _, size := range []struct {
+				ids      int64
+				versions int
+			}{{passIDs, factVersions}, {2, factVersions}, {passIDs, 4}} {
+				passIDs, factVersions = size.ids, size.versions
 				got := checkWarehouse(t, cfg, p)
 				for name, g := range got {
 					want, ok := tc.want[name]
@@ -179,7 +183,7 @@ func TestCheckWarehouse(t *testing.T) {
 						want = WarehouseTable{Rows: smallCounts[name], Processed: smallCounts[name]}
 					}
 					if !reflect.DeepEqual(*g, want) {
-						t.Errorf("passes of %d ids: %s:\n got %+v\nwant %+v", size, name, *g, want)
+						t.Errorf("passes of %d ids, %d fact versions: %s:\n got %+v\nwant %+v", size.ids, size.versions, name, *g, want)
 					}
 				}
 			}
