@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -93,6 +94,19 @@ func (r *recorder) Handle(_ context.Context, rec slog.Record) error {
 	r.mu.Unlock()
 	return nil
 }
+
+// has reports whether a line so far contains s.
+func (r *recorder) has(s string) bool {
+	return slices.ContainsFunc(r.snapshot(), func(l string) bool { return strings.Contains(l, s) })
+}
+
+// snapshot is a copy of the lines so far.
+func (r *recorder) snapshot() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.lines)
+}
+
 func (r *recorder) WithAttrs([]slog.Attr) slog.Handler { return r }
 func (r *recorder) WithGroup(string) slog.Handler      { return r }
 

@@ -40,15 +40,17 @@ type encoder struct {
 	field    int  // the star struct's field
 	nullable bool // the field is a pointer
 	kind     kind
-	wide     bool // an integer column of type int8
+	wide     bool      // an integer column of type int8
+	seen     *valueSet // when set, collects the column's values (an int or date column)
 }
 
 // encodersFor are the encoders of columns cs of a table whose database
-// column types are typ (column name to pg_type.typname).
-func encodersFor(fields []int, cs []column, typ map[string]string) []encoder {
+// column types are typ (column name to pg_type.typname), collecting the
+// values of the columns in seen.
+func encodersFor(fields []int, cs []column, typ map[string]string, seen map[string]*valueSet) []encoder {
 	out := make([]encoder, len(cs))
 	for i, c := range cs {
-		out[i] = encoder{field: fields[i], nullable: c.nullable, kind: c.kind, wide: typ[c.name] == "int8"}
+		out[i] = encoder{field: fields[i], nullable: c.nullable, kind: c.kind, wide: typ[c.name] == "int8", seen: seen[c.name]}
 	}
 	return out
 }
@@ -71,6 +73,9 @@ func appendRow(buf []byte, v reflect.Value, encs []encoder) []byte {
 			buf = binary.BigEndian.AppendUint32(buf, uint32(len(s))) // #nosec G115 -- Parquet strings are < 2 GiB
 			buf = append(buf, s...)
 		case kDate:
+			if e.seen != nil {
+				e.seen.add(f.Int())
+			}
 			buf = binary.BigEndian.AppendUint32(buf, 4)
 			buf = binary.BigEndian.AppendUint32(buf, uint32(int32(f.Int())-pgEpochDays)) // #nosec G115 -- int32 days
 		case kTime:
@@ -86,6 +91,9 @@ func appendRow(buf []byte, v reflect.Value, encs []encoder) []byte {
 				buf = append(buf, 0)
 			}
 		default: // kInt
+			if e.seen != nil {
+				e.seen.add(f.Int())
+			}
 			if e.wide {
 				buf = binary.BigEndian.AppendUint32(buf, 8)
 				buf = binary.BigEndian.AppendUint64(buf, uint64(f.Int())) // #nosec G115 -- two's complement, as int8 wants
@@ -136,8 +144,9 @@ func appendNumeric(buf []byte, cents int64) []byte {
 
 // copyDirect copies the object of manifest entry obj of table t by a
 // binary COPY into into (quoted: the table itself, or a table of the same
-// column types), returning the rows copied.
-func (l *loader) copyDirect(ctx context.Context, tx pgx.Tx, t *table, into string, obj lake.Object) (int64, error) {
+// column types), returning the rows copied. When keys is not nil, it
+// collects the values of the foreign-key columns on the way.
+func (l *loader) copyDirect(ctx context.Context, tx pgx.Tx, t *table, into string, obj lake.Object, keys *keyValues) (int64, error) {
 	cs := t.dataCols()
 	names := make([]string, len(cs))
 	for i, c := range cs {
@@ -150,7 +159,7 @@ func (l *loader) copyDirect(ctx context.Context, tx pgx.Tx, t *table, into strin
 	count := l.progress.Table(t.name, obj.Rows)
 	defer count.Done()
 	go func() {
-		err := t.feed.encode(ctx, l.bucket, obj, l.plan.types[t.name], pw, count)
+		err := t.feed.encode(ctx, l.bucket, obj, l.plan.types[t.name], keys.sets(), pw, count)
 		_ = pw.CloseWithError(err) // nil: EOF for COPY
 		readErr <- err
 	}()

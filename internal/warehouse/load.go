@@ -310,10 +310,10 @@ func (l *loader) table(ctx context.Context, tx pgx.Tx, t *table, obj lake.Object
 }
 
 // setBased loads the rows of obj into fact table a.t with its foreign keys
-// checked set-based (see checked), unless the table has no version key,
-// cannot be checked so, or is empty while the batch is big, where building
-// the keys after the COPY is faster (see dropIndexKeysForBulk). It reports
-// whether it did.
+// checked set-based: through a table of new rows (see checked), or, into
+// an empty table a big batch, straight in with the whole table checked
+// after (see bulkChecked). It does not when the table has no version key
+// or cannot be checked so, and reports whether it did.
 func (l *loader) setBased(ctx context.Context, tx pgx.Tx, a apply, obj lake.Object) (int64, bool, error) {
 	if a.t.role != fact || !a.keyed {
 		return 0, false, nil
@@ -328,7 +328,7 @@ func (l *loader) setBased(ctx context.Context, tx pgx.Tx, a apply, obj lake.Obje
 			return 0, false, err
 		}
 		if empty {
-			return 0, false, nil
+			return l.bulkChecked(ctx, tx, a, rc, obj)
 		}
 	}
 	return l.checked(ctx, tx, a, rc, obj)
@@ -352,7 +352,7 @@ func (l *loader) write(ctx context.Context, tx pgx.Tx, a apply, obj lake.Object)
 		if err != nil {
 			return 0, err
 		}
-		n, err := l.copyDirect(ctx, tx, t, l.s.ident(t.name), obj)
+		n, err := l.copyDirect(ctx, tx, t, l.s.ident(t.name), obj, a.keys)
 		copied := time.Now()
 		if err == nil && n == obj.Rows {
 			err = addConstraints(ctx, tx, a.s, t.name, keys) // builds the indexes, refusing a duplicate
@@ -363,6 +363,9 @@ func (l *loader) write(ctx context.Context, tx pgx.Tx, a apply, obj lake.Object)
 		case err == nil:
 			if _, err := tx.Exec(ctx, "RELEASE SAVEPOINT sandstone_direct"); err != nil {
 				return 0, err
+			}
+			if a.keys != nil {
+				a.keys.complete = true
 			}
 			l.log.Debug("table loaded", "table", t.name, "rows", n, "written", n, "direct", true,
 				"copy_seconds", copied.Sub(start).Seconds(), "index_keys", len(keys),

@@ -14,6 +14,9 @@ type apply struct {
 	s     schema
 	stage string // quoted staging table
 	keyed bool   // the table has a unique key on t.key
+	// keys, when set, collects the values of the foreign-key columns as
+	// the rows are copied straight into the table (see keyValues).
+	keys *keyValues
 }
 
 // selectList is the warehouse values of the staged row alias x.

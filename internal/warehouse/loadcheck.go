@@ -122,14 +122,10 @@ func (l *loader) checked(ctx context.Context, tx pgx.Tx, a apply, rc *refCheck, 
 		_, err := tx.Exec(ctx, "ROLLBACK TO SAVEPOINT sandstone_checked")
 		return err
 	}
-	// The setting is this transaction's (is_local), and a rollback to the
-	// savepoint restores it.
-	if _, err := tx.Exec(ctx, "SELECT pg_catalog.set_config('session_replication_role', 'replica', true)"); err != nil {
-		if !isInsufficientPrivilege(err) {
+	if ok, err := l.replica(ctx, tx); !ok {
+		if err != nil {
 			return 0, false, err
 		}
-		l.noReplica = true
-		l.log.Debug("the load role may not set session_replication_role: foreign keys are checked row by row", "reason", err)
 		return 0, false, rollback()
 	}
 	t := a.t
@@ -138,7 +134,7 @@ func (l *loader) checked(ctx context.Context, tx pgx.Tx, a apply, rc *refCheck, 
 	if _, err := tx.Exec(ctx, "CREATE TEMP TABLE "+newRows+" ON COMMIT DROP AS SELECT "+cols+" FROM "+a.s.ident(t.name)+" WITH NO DATA"); err != nil {
 		return 0, false, fmt.Errorf("create the table of new rows: %w", err)
 	}
-	n, err := l.copyDirect(ctx, tx, t, newRows, obj)
+	n, err := l.copyDirect(ctx, tx, t, newRows, obj, nil)
 	if err != nil {
 		return 0, false, err
 	}
@@ -162,16 +158,88 @@ func (l *loader) checked(ctx context.Context, tx pgx.Tx, a apply, rc *refCheck, 
 	if _, err := tx.Exec(ctx, "DROP TABLE "+newRows); err != nil {
 		return 0, false, err
 	}
-	if _, err := tx.Exec(ctx, "SELECT pg_catalog.set_config('session_replication_role', 'origin', true)"); err != nil {
-		return 0, false, err
-	}
-	if _, err := tx.Exec(ctx, "RELEASE SAVEPOINT sandstone_checked"); err != nil {
+	if err := release(ctx, tx, "sandstone_checked"); err != nil {
 		return 0, false, err
 	}
 	l.log.Debug("table loaded", "table", t.name, "rows", n, "written", tag.RowsAffected(), "checked", true, "table_locks", locked,
 		"copy_seconds", copied.Sub(start).Seconds(), "check_seconds", checkedAt.Sub(copied).Seconds(),
 		"insert_seconds", time.Since(checkedAt).Seconds())
 	return tag.RowsAffected(), true, nil
+}
+
+// bulkChecked loads a big batch into empty fact table a.t with the
+// foreign-key triggers off, as write does without them, and then checks
+// every row of the table (see checkTable): the distinct values of most
+// keys, collected as the rows were copied, and the rest in one scan of the
+// table, where adding dropped keys back (see dropKeysForBulk) scans it
+// once per key; the constraints stay validated throughout. The referenced tables must be locked in SHARE mode
+// at once, so that no row the check finds goes before the commit. It
+// reports false, having changed nothing, when the role may not set
+// session_replication_role or the tables cannot be locked.
+func (l *loader) bulkChecked(ctx context.Context, tx pgx.Tx, a apply, rc *refCheck, obj lake.Object) (int64, bool, error) {
+	if _, err := tx.Exec(ctx, "SAVEPOINT sandstone_bulk"); err != nil {
+		return 0, false, err
+	}
+	rollback := func() error {
+		_, err := tx.Exec(ctx, "ROLLBACK TO SAVEPOINT sandstone_bulk")
+		return err
+	}
+	if ok, err := l.replica(ctx, tx); !ok {
+		if err != nil {
+			return 0, false, err
+		}
+		return 0, false, rollback()
+	}
+	if locked, err := rc.lockTables(ctx, tx); err != nil || !locked {
+		if err != nil {
+			return 0, false, err
+		}
+		l.log.Debug("a table the foreign keys reference is busy: they are dropped and added back", "table", a.t.name)
+		return 0, false, rollback()
+	}
+	a.keys = newKeyValues(a.t, rc.keys)
+	n, err := l.write(ctx, tx, a, obj)
+	if err != nil {
+		return 0, false, err
+	}
+	start := time.Now()
+	byValues, err := rc.checkTable(ctx, tx, a.s.ident(a.t.name), a.keys)
+	if err != nil {
+		return 0, false, err
+	}
+	if err := release(ctx, tx, "sandstone_bulk"); err != nil {
+		return 0, false, err
+	}
+	l.log.Debug("foreign keys checked set-based", "table", a.t.name, "keys", len(rc.keys), "by_values", byValues,
+		"seconds", time.Since(start).Seconds())
+	return n, true, nil
+}
+
+// replica turns the foreign-key triggers off (session_replication_role =
+// replica) for the rest of the transaction or until a rollback to the
+// savepoint taken before. It reports false when the role may not, which
+// leaves the transaction to be rolled back to that savepoint, and load
+// stops trying.
+func (l *loader) replica(ctx context.Context, tx pgx.Tx) (bool, error) {
+	_, err := tx.Exec(ctx, "SELECT pg_catalog.set_config('session_replication_role', 'replica', true)")
+	switch {
+	case err == nil:
+		return true, nil
+	case !isInsufficientPrivilege(err):
+		return false, err
+	}
+	l.noReplica = true
+	l.log.Debug("the load role may not set session_replication_role: foreign keys are checked by PostgreSQL", "reason", err)
+	return false, nil
+}
+
+// release turns the foreign-key triggers back on and releases savepoint.
+func release(ctx context.Context, tx pgx.Tx, savepoint string) error {
+	if _, err := tx.Exec(ctx, "SELECT pg_catalog.set_config('session_replication_role', 'origin', true)"); err != nil {
+		return err
+	}
+	_, err := tx.Exec(ctx, "RELEASE SAVEPOINT "+savepoint)
+	return err
 }
 
 // check checks every foreign key of the rows of newRows (a table of rows
@@ -220,6 +288,167 @@ func (rc *refCheck) check(ctx context.Context, tx pgx.Tx, table, newRows string)
 		}
 	}
 	return locked, nil
+}
+
+// checkTable checks every foreign key of every row of table (quoted,
+// qualified), which has been filled since it was empty: the keys whose
+// distinct values kv holds by looking those up in the referenced key, in
+// one statement, and the others in one scan of the table, left-joined to
+// each referenced table (hash joins), counting per key the rows with a
+// value and no referenced row. A key that finds a value missing fails,
+// naming it. It returns how many keys were looked up by their values.
+func (rc *refCheck) checkTable(ctx context.Context, tx pgx.Tx, table string, kv *keyValues) (int, error) {
+	var lookups, joins, counts []string
+	var looked, joined []foreignKey
+	var args []any
+	var want []int64
+	for _, k := range rc.keys {
+		vs := kv.all(k.column)
+		if vs == nil {
+			r := fmt.Sprintf("r%d", len(joined))
+			joins = append(joins, "LEFT JOIN ONLY "+k.ref+" "+r+" ON "+r+"."+q(k.refCol)+" = f."+q(k.column))
+			counts = append(counts, "count(*) FILTER (WHERE f."+q(k.column)+" IS NOT NULL AND "+r+"."+q(k.refCol)+" IS NULL)")
+			joined = append(joined, k)
+			continue
+		}
+		args = append(args, vs.list())
+		values := fmt.Sprintf("$%d::int8[]", len(args))
+		if vs.date {
+			values = "ARRAY(SELECT DATE '1970-01-01' + x::int4 FROM pg_catalog.unnest(" + values + ") x)"
+		}
+		lookups = append(lookups, "(SELECT count(*) FROM ONLY "+k.ref+" r WHERE r."+q(k.refCol)+" = ANY ("+values+"))")
+		looked = append(looked, k)
+		want = append(want, int64(len(vs.m)))
+	}
+	if len(looked) > 0 {
+		if k, err := missing(ctx, tx, looked, want, "SELECT "+strings.Join(lookups, ", "), args...); err != nil || k != nil {
+			return 0, rc.failed(ctx, tx, table, k, err)
+		}
+	}
+	if len(joined) > 0 {
+		// A table just filled has no statistics: without them the planner
+		// would probe the keys row by row.
+		if _, err := tx.Exec(ctx, "ANALYZE "+table); err != nil {
+			return 0, fmt.Errorf("analyze %s: %w", table, err)
+		}
+		none := make([]int64, len(joined))
+		if k, err := missing(ctx, tx, joined, none, "SELECT "+strings.Join(counts, ", ")+" FROM ONLY "+table+" f "+
+			strings.Join(joins, " ")); err != nil || k != nil {
+			return 0, rc.failed(ctx, tx, table, k, err)
+		}
+	}
+	return len(looked), nil
+}
+
+// missing runs query, which counts one number per key of keys, and
+// returns the first key whose count is not what want says.
+func missing(ctx context.Context, tx pgx.Tx, keys []foreignKey, want []int64, query string, args ...any) (*foreignKey, error) {
+	got := make([]int64, len(keys))
+	dst := make([]any, len(keys))
+	for i := range got {
+		dst[i] = &got[i]
+	}
+	if err := tx.QueryRow(ctx, query, args...).Scan(dst...); err != nil {
+		return nil, err
+	}
+	for i := range keys {
+		if got[i] != want[i] {
+			return &keys[i], nil
+		}
+	}
+	return nil, nil
+}
+
+// failed is the error of a check of table that failed with err or found
+// key k broken.
+func (rc *refCheck) failed(ctx context.Context, tx pgx.Tx, table string, k *foreignKey, err error) error {
+	if err != nil {
+		return fmt.Errorf("check the foreign keys of %s: %w", table, err)
+	}
+	return k.violation(ctx, tx, table, table)
+}
+
+// Values collected on the way. Most foreign keys of a fact table reference
+// small dimensions (dates, currencies, staff), whose keys take few
+// distinct values in a batch. While a big batch is copied straight into an
+// empty table, the encoder collects each such column's distinct values,
+// and the check looks up those few instead of joining every row. A column
+// with more than maxKeyValues distinct values (transactions) is left to
+// the join.
+
+// maxKeyValues bounds the distinct values collected of one column: 2^18
+// take about 10 MB.
+var maxKeyValues = 1 << 18
+
+// valueSet is the distinct values of one int or date column, as the
+// encoder has them (a date as days since 1970-01-01); full once there were
+// more than maxKeyValues, when it keeps none.
+type valueSet struct {
+	m    map[int64]struct{}
+	date bool
+	full bool
+}
+
+// add adds v to the set.
+func (s *valueSet) add(v int64) {
+	if s.full {
+		return
+	}
+	if _, ok := s.m[v]; ok {
+		return
+	}
+	if len(s.m) == maxKeyValues {
+		s.m, s.full = nil, true
+		return
+	}
+	s.m[v] = struct{}{}
+}
+
+// list is the set's values.
+func (s *valueSet) list() []int64 {
+	out := make([]int64, 0, len(s.m))
+	for v := range s.m {
+		out = append(out, v)
+	}
+	return out
+}
+
+// keyValues is the values of a fact table's foreign-key columns, collected
+// as a batch is copied; complete once the copy went through, when those
+// rows are the table's.
+type keyValues struct {
+	by       map[string]*valueSet // column name to its values
+	complete bool
+}
+
+// newKeyValues collects the values of the int and date columns of table t
+// that keys use.
+func newKeyValues(t *table, keys []foreignKey) *keyValues {
+	kv := &keyValues{by: map[string]*valueSet{}}
+	for _, c := range t.dataCols() {
+		used := slices.ContainsFunc(keys, func(k foreignKey) bool { return k.column == c.name })
+		if used && (c.kind == kInt || c.kind == kDate) {
+			kv.by[c.name] = &valueSet{m: map[int64]struct{}{}, date: c.kind == kDate}
+		}
+	}
+	return kv
+}
+
+// sets is the sets to fill, by column; none for a nil kv.
+func (kv *keyValues) sets() map[string]*valueSet {
+	if kv == nil {
+		return nil
+	}
+	return kv.by
+}
+
+// all is every value of column in the table, or nil when they were not
+// all collected.
+func (kv *keyValues) all(column string) *valueSet {
+	if kv == nil || !kv.complete || kv.by[column] == nil || kv.by[column].full {
+		return nil
+	}
+	return kv.by[column]
 }
 
 // lockTables takes the tables the foreign keys reference in SHARE mode if

@@ -2,12 +2,15 @@ package warehouse
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"log/slog"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/sandstone-data/sandstone/internal/pgtest"
 	"github.com/sandstone-data/sandstone/internal/star"
@@ -83,7 +86,7 @@ func TestSetBasedCheckLocksRowsWhenATableIsBusy(t *testing.T) {
 	e.load(t)
 	// Another session writes dim_date meanwhile: its lock conflicts with
 	// SHARE, so the check locks the referenced rows instead of waiting.
-	holdLock(t, e.url, "LOCK TABLE dim_date IN ROW EXCLUSIVE MODE")
+	lockedTx(t, e.url, "LOCK TABLE dim_date IN ROW EXCLUSIVE MODE")
 	put(t, e.bucket, laterSales(2, 3))
 	rec := loadLogged(t, e)
 	if got := loggedPath(rec, "fact_sales_order"); got != "checked=true table_locks=false" {
@@ -103,7 +106,7 @@ func TestSetBasedCheckRefusesAMissingDimension(t *testing.T) {
 			put(t, e.bucket, world(1))
 			e.load(t)
 			if busy {
-				holdLock(t, e.url, "LOCK TABLE dim_location IN ROW EXCLUSIVE MODE")
+				lockedTx(t, e.url, "LOCK TABLE dim_location IN ROW EXCLUSIVE MODE")
 			}
 			b := laterSales(2, 3)
 			b.sales[1].AgreedDeliveryLocationID = 77
@@ -182,9 +185,107 @@ func TestFitsBefore(t *testing.T) {
 	}
 }
 
-// holdLock runs lock in a transaction of another session, which holds it
-// until the test ends.
-func holdLock(t *testing.T, url, lock string) {
+func TestBulkCheckedInitialLoad(t *testing.T) {
+	type breaks struct{ key, detail string }
+	design := &breaks{"fact_sales_order_design_id_fkey", "(design_id)=(99)"}
+	date := &breaks{"fact_sales_order_agreed_delivery_date_fkey", "(agreed_delivery_date)=(2031-06-01)"}
+	for _, tc := range []struct {
+		name   string
+		busy   bool
+		values int // maxKeyValues: 0 leaves every key to the join
+		broken *breaks
+	}{
+		{"values looked up", false, 1 << 18, nil},
+		{"values looked up, a design missing", false, 1 << 18, design},
+		{"values looked up, a date missing", false, 1 << 18, date},
+		{"joined", false, 0, nil},
+		{"joined, a design missing", false, 0, design},
+		{"joined, a date missing", false, 0, date},
+		{"a referenced table busy", true, 1 << 18, nil},
+		{"a referenced table busy, a design missing", true, 1 << 18, design},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			setBulk(t, 1, 1) // every batch is big
+			old := maxKeyValues
+			maxKeyValues = tc.values
+			t.Cleanup(func() { maxKeyValues = old })
+			e := newEnv(t)
+			e.load(t) // migrates: empty tables
+			b := world(1)
+			b.sales = append(b.sales, sale(2, "2024-01-02", "11:00:00.000", 3, 300), sale(3, "2024-01-02", "12:00:00.000", 4, 400))
+			switch tc.broken {
+			case design:
+				b.sales[1].DesignID = 99
+			case date:
+				b.sales[2].AgreedDeliveryDate = day("2031-06-01")
+			}
+			put(t, e.bucket, b)
+			rec := &recorder{}
+			opts := e.opts()
+			opts.Logger = slog.New(rec)
+			var other pgx.Tx
+			if tc.busy {
+				// Another session writes dim_date: the tables cannot be
+				// locked at once, and load drops the keys and adds them
+				// back instead, which waits for that session to end.
+				other = lockedTx(t, e.url, "LOCK TABLE dim_date IN ROW EXCLUSIVE MODE")
+			}
+			done := make(chan error, 1)
+			go func() {
+				_, err := Load(context.Background(), opts)
+				done <- err
+			}()
+			if tc.busy {
+				waitFor(t, rec, "is busy: they are dropped and added back")
+				if err := other.Rollback(context.Background()); err != nil {
+					t.Fatal(err)
+				}
+			}
+			err := <-done
+
+			wantRows := "3"
+			if tc.broken != nil {
+				wantRows = "0"
+				var pgErr *pgconn.PgError
+				if !errors.As(err, &pgErr) || pgErr.Code != "23503" || pgErr.ConstraintName != tc.broken.key ||
+					!strings.Contains(pgErr.Detail, tc.broken.detail) {
+					t.Fatalf("load of a fact with a key missing: %v; want %s %s", err, tc.broken.key, tc.broken.detail)
+				}
+			} else if err != nil {
+				t.Fatal(err)
+			}
+			if got := joined(query(t, e.url, "SELECT count(*)::text FROM fact_sales_order")); got != wantRows {
+				t.Errorf("fact_sales_order has %s rows, want %s", got, wantRows)
+			}
+			if got := validForeignKeys(t, e.url); got != "24|true" {
+				t.Errorf("fact table foreign keys (count|validated): %s, want 24|true", got)
+			}
+			if keys := factKeys(t, e.url); len(keys) != 6 {
+				t.Errorf("fact table keys: %v", keys)
+			}
+			if tc.broken != nil {
+				return
+			}
+			// Sales orders go first: when busy, only they wait.
+			for table, keys := range map[string]int{"fact_sales_order": 9, "fact_purchase_order": 8, "fact_payment": 7} {
+				byValues := keys
+				if tc.values == 0 {
+					byValues = 0
+				}
+				setBased := rec.has(fmt.Sprintf("foreign keys checked set-based table=%s keys=%d by_values=%d ", table, keys, byValues))
+				dropped := rec.has("foreign keys checked in bulk table=" + table + " ")
+				if wantDropped := tc.busy && table == "fact_sales_order"; setBased == wantDropped || dropped != wantDropped {
+					t.Errorf("%s: checked set-based %v (%d keys by their values), keys dropped and added back %v; want the second only when busy:\n%s",
+						table, setBased, byValues, dropped, strings.Join(rec.snapshot(), "\n"))
+				}
+			}
+		})
+	}
+}
+
+// lockedTx runs lock in a transaction of another session, which holds it
+// until the test ends unless rolled back before.
+func lockedTx(t *testing.T, url, lock string) pgx.Tx {
 	t.Helper()
 	ctx := context.Background()
 	other, err := pgx.Connect(ctx, url)
@@ -199,5 +300,18 @@ func holdLock(t *testing.T, url, lock string) {
 	t.Cleanup(func() { _ = tx.Rollback(ctx) })
 	if _, err := tx.Exec(ctx, lock); err != nil {
 		t.Fatal(err)
+	}
+	return tx
+}
+
+// waitFor waits until rec has a line containing s.
+func waitFor(t *testing.T, rec *recorder, s string) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for !rec.has(s) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no log line %q:\n%s", s, strings.Join(rec.snapshot(), "\n"))
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
