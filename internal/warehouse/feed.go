@@ -25,8 +25,7 @@ type feeder interface {
 	open(ctx context.Context, b *lake.Bucket, obj lake.Object, count *progress.Counter) rowSource
 	// encode streams the rows of the object of obj, verified, to w in
 	// binary COPY form, for a table whose column types are typ (column name
-	// to pg_type.typname).
-	// encode also collects the values of the columns in seen.
+	// to pg_type.typname), collecting the values of the columns in seen.
 	encode(ctx context.Context, b *lake.Bucket, obj lake.Object, typ map[string]string, seen map[string]*valueSet, w io.Writer, count *progress.Counter) error
 }
 

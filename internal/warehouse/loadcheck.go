@@ -115,18 +115,9 @@ func lookupRefCheck(ctx context.Context, tx pgx.Tx, table string) (*refCheck, er
 // twice in the batch (the staged path then skips it).
 func (l *loader) checked(ctx context.Context, tx pgx.Tx, a apply, rc *refCheck, obj lake.Object) (int64, bool, error) {
 	start := time.Now()
-	if _, err := tx.Exec(ctx, "SAVEPOINT sandstone_checked"); err != nil {
+	rollback, ok, err := l.replicaAfter(ctx, tx, "sandstone_checked")
+	if err != nil || !ok {
 		return 0, false, err
-	}
-	rollback := func() error {
-		_, err := tx.Exec(ctx, "ROLLBACK TO SAVEPOINT sandstone_checked")
-		return err
-	}
-	if ok, err := l.replica(ctx, tx); !ok {
-		if err != nil {
-			return 0, false, err
-		}
-		return 0, false, rollback()
 	}
 	t := a.t
 	newRows := pgx.Identifier{"pg_temp", "sandstone_new_" + t.name}.Sanitize()
@@ -172,23 +163,15 @@ func (l *loader) checked(ctx context.Context, tx pgx.Tx, a apply, rc *refCheck, 
 // every row of the table (see checkTable): the distinct values of most
 // keys, collected as the rows were copied, and the rest in one scan of the
 // table, where adding dropped keys back (see dropKeysForBulk) scans it
-// once per key; the constraints stay validated throughout. The referenced tables must be locked in SHARE mode
-// at once, so that no row the check finds goes before the commit. It
-// reports false, having changed nothing, when the role may not set
-// session_replication_role or the tables cannot be locked.
+// once per key; the constraints stay validated throughout. The referenced
+// tables must be locked in SHARE mode at once, so that no row the check
+// finds goes before the commit. It reports false, having changed nothing,
+// when the role may not set session_replication_role or the tables cannot
+// be locked.
 func (l *loader) bulkChecked(ctx context.Context, tx pgx.Tx, a apply, rc *refCheck, obj lake.Object) (int64, bool, error) {
-	if _, err := tx.Exec(ctx, "SAVEPOINT sandstone_bulk"); err != nil {
+	rollback, ok, err := l.replicaAfter(ctx, tx, "sandstone_bulk")
+	if err != nil || !ok {
 		return 0, false, err
-	}
-	rollback := func() error {
-		_, err := tx.Exec(ctx, "ROLLBACK TO SAVEPOINT sandstone_bulk")
-		return err
-	}
-	if ok, err := l.replica(ctx, tx); !ok {
-		if err != nil {
-			return 0, false, err
-		}
-		return 0, false, rollback()
 	}
 	if locked, err := rc.lockTables(ctx, tx); err != nil || !locked {
 		if err != nil {
@@ -215,22 +198,28 @@ func (l *loader) bulkChecked(ctx context.Context, tx pgx.Tx, a apply, rc *refChe
 	return n, true, nil
 }
 
-// replica turns the foreign-key triggers off (session_replication_role =
-// replica) for the rest of the transaction or until a rollback to the
-// savepoint taken before. It reports false when the role may not, which
-// leaves the transaction to be rolled back to that savepoint, and load
-// stops trying.
-func (l *loader) replica(ctx context.Context, tx pgx.Tx) (bool, error) {
-	_, err := tx.Exec(ctx, "SELECT pg_catalog.set_config('session_replication_role', 'replica', true)")
+// replicaAfter takes savepoint and then turns the foreign-key triggers off
+// (session_replication_role = replica) for the rest of the transaction or
+// until a rollback to the savepoint, which it returns. It reports false,
+// back at the savepoint, when the role may not, and load stops trying.
+func (l *loader) replicaAfter(ctx context.Context, tx pgx.Tx, savepoint string) (rollback func() error, ok bool, err error) {
+	if _, err := tx.Exec(ctx, "SAVEPOINT "+savepoint); err != nil {
+		return nil, false, err
+	}
+	rollback = func() error {
+		_, err := tx.Exec(ctx, "ROLLBACK TO SAVEPOINT "+savepoint)
+		return err
+	}
+	_, err = tx.Exec(ctx, "SELECT pg_catalog.set_config('session_replication_role', 'replica', true)")
 	switch {
 	case err == nil:
-		return true, nil
+		return rollback, true, nil
 	case !isInsufficientPrivilege(err):
-		return false, err
+		return nil, false, err
 	}
 	l.noReplica = true
 	l.log.Debug("the load role may not set session_replication_role: foreign keys are checked by PostgreSQL", "reason", err)
-	return false, nil
+	return rollback, false, rollback()
 }
 
 // release turns the foreign-key triggers back on and releases savepoint.
@@ -322,7 +311,7 @@ func (rc *refCheck) checkTable(ctx context.Context, tx pgx.Tx, table string, kv 
 	}
 	if len(looked) > 0 {
 		if k, err := missing(ctx, tx, looked, want, "SELECT "+strings.Join(lookups, ", "), args...); err != nil || k != nil {
-			return 0, rc.failed(ctx, tx, table, k, err)
+			return 0, checkFailed(ctx, tx, table, k, err)
 		}
 	}
 	if len(joined) > 0 {
@@ -334,7 +323,7 @@ func (rc *refCheck) checkTable(ctx context.Context, tx pgx.Tx, table string, kv 
 		none := make([]int64, len(joined))
 		if k, err := missing(ctx, tx, joined, none, "SELECT "+strings.Join(counts, ", ")+" FROM ONLY "+table+" f "+
 			strings.Join(joins, " ")); err != nil || k != nil {
-			return 0, rc.failed(ctx, tx, table, k, err)
+			return 0, checkFailed(ctx, tx, table, k, err)
 		}
 	}
 	return len(looked), nil
@@ -359,9 +348,9 @@ func missing(ctx context.Context, tx pgx.Tx, keys []foreignKey, want []int64, qu
 	return nil, nil
 }
 
-// failed is the error of a check of table that failed with err or found
-// key k broken.
-func (rc *refCheck) failed(ctx context.Context, tx pgx.Tx, table string, k *foreignKey, err error) error {
+// checkFailed is the error of a check of table that failed with err or
+// found key k broken.
+func checkFailed(ctx context.Context, tx pgx.Tx, table string, k *foreignKey, err error) error {
 	if err != nil {
 		return fmt.Errorf("check the foreign keys of %s: %w", table, err)
 	}
@@ -377,7 +366,7 @@ func (rc *refCheck) failed(ctx context.Context, tx pgx.Tx, table string, k *fore
 // the join.
 
 // maxKeyValues bounds the distinct values collected of one column: 2^18
-// take about 10 MB.
+// take about 5 MB.
 var maxKeyValues = 1 << 18
 
 // valueSet is the distinct values of one int or date column, as the
