@@ -18,8 +18,8 @@ import (
 // (and, briefly, its dimensions) is locked against readers. Only the table's
 // owner may do this; a role that may only write rows checks row by row.
 // Where the load role may turn the triggers off, a big batch into an empty
-// table is checked set-based instead, in one scan (see bulkChecked), and
-// this is the way left when that cannot be used.
+// table is checked set-based instead, with the keys kept (see
+// bulkChecked), and this is the way left when that cannot be used.
 var (
 	bulkCheckMinRows int64 = 50_000 // smaller batches are checked row by row
 	bulkCheckRatio   int64 = 20     // ... and so are batches under 1/20 of the table
