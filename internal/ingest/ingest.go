@@ -156,7 +156,7 @@ type TableState struct {
 	Since time.Time `json:"since,omitzero"`
 	// Recent are the versions landed whose last_updated lies after Since,
 	// as [id, last_updated in µs] pairs.
-	Recent [][2]int64 `json:"recent"`
+	Recent Versions `json:"recent"`
 	// Skew is how far the table's newest last_updated ran ahead of
 	// (positive) or behind (negative) the source's clock beyond the
 	// lookback when rows last landed; zero when within it.

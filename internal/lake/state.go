@@ -22,7 +22,7 @@ func NewRunID() string {
 // object.
 func EncodeState(v any) ([]byte, error) {
 	var buf bytes.Buffer
-	zw := gzip.NewWriter(&buf)
+	zw, _ := gzip.NewWriterLevel(&buf, gzip.BestSpeed) // a valid level: no error
 	if err := json.NewEncoder(zw).Encode(v); err != nil {
 		return nil, fmt.Errorf("encode state: %w", err)
 	}

@@ -5,10 +5,10 @@
 // in one transaction that also records it in the warehouse's load ledger
 // (sandstone_loads), so a batch takes effect exactly once whatever crashes,
 // retries or concurrent runs happen. Fact rows, and the rows of a dimension
-// still empty, travel by one binary COPY (copy.go): into a fact table that
-// holds rows already, through a temporary table whose rows have every
-// foreign key checked at once (loadcheck.go); into an empty one, straight,
-// with its keys built after (load_bulk.go). The table's unique key refuses
+// still empty, travel by one binary COPY straight into the table
+// (copy.go), the new fact rows' foreign keys checked at once after it
+// (loadcheck.go); into an empty fact table a big batch goes with its keys
+// built after (load_bulk.go). The table's unique key refuses
 // a duplicate version; then, and for dimensions with rows, they travel by
 // COPY into temporary staging tables and then by set-based SQL
 // (load_sql.go): dimensions are upserted to their latest value, dim_date
@@ -310,9 +310,9 @@ func (l *loader) table(ctx context.Context, tx pgx.Tx, t *table, obj lake.Object
 }
 
 // setBased loads the rows of obj into fact table a.t with its foreign keys
-// checked set-based: through a table of new rows (see checked), or, into
-// an empty table a big batch, straight in with the whole table checked
-// after (see bulkChecked). It does not when the table has no version key
+// checked set-based: the new rows' keys by the values collected as they
+// were copied (see checked), or, into an empty table a big batch, with
+// the whole table checked after (see bulkChecked). It does not when the table has no version key
 // or cannot be checked so, and reports whether it did.
 func (l *loader) setBased(ctx context.Context, tx pgx.Tx, a apply, obj lake.Object) (int64, bool, error) {
 	if a.t.role != fact || !a.keyed {

@@ -137,7 +137,7 @@ func TestReplayChangesNothing(t *testing.T) {
 	put(t, e.bucket, batch{seq: 2, sales: []star.FactSalesOrder{sale(1, "2024-01-03", "08:00:00.000", 1, 1)}})
 	e.load(t)
 	before := e.counts(t)
-	snapshot := joined(query(t, e.url, "SELECT s::text FROM fact_sales_order s ORDER BY 1"))
+	snapshot := joined(query(t, e.url, "SELECT s::text FROM fact_sales_order s ORDER BY sales_record_id"))
 
 	t.Run("a second load finds nothing to do", func(t *testing.T) {
 		res := e.load(t)
@@ -177,7 +177,7 @@ func TestReplayChangesNothing(t *testing.T) {
 	if got := e.counts(t); !maps.Equal(got, before) {
 		t.Fatalf("counts after replays %v, want %v", got, before)
 	}
-	if got := joined(query(t, e.url, "SELECT s::text FROM fact_sales_order s ORDER BY 1 LIMIT 2")); got != snapshot {
+	if got := joined(query(t, e.url, "SELECT s::text FROM fact_sales_order s ORDER BY sales_record_id LIMIT 2")); got != snapshot {
 		t.Fatalf("fact rows changed:\n%s\nwant\n%s", got, snapshot)
 	}
 }

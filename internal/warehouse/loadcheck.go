@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -19,12 +20,16 @@ import (
 // FOR KEY SHARE-locks its 7–9 dimension rows, one statement each (about
 // 6–7 µs a probe here, so 60 µs a sales order: 16k rows/s, whatever else
 // load does). Into a fact table that holds rows already, load instead
-// copies the batch into a temporary table, checks every foreign key of
-// the table against it in one statement (each referenced row locked
-// FOR KEY SHARE once, as PostgreSQL's own check locks it), and inserts
-// the rows with the foreign-key triggers off (session_replication_role
-// = replica, for that one INSERT). The constraints are never dropped and
-// stay validated, and a row without its dimension still fails the batch.
+// copies the batch straight in with the foreign-key triggers off
+// (session_replication_role = replica, under a savepoint), collecting the
+// distinct values of the key columns on the way, and then checks every
+// foreign key of the new rows in one statement (each referenced row
+// locked FOR KEY SHARE once, as PostgreSQL's own check locks it, unless
+// the referenced tables could be locked whole). The constraints are never
+// dropped and stay validated, and a row without its dimension still fails
+// the batch. Against a temporary table of the rows, an INSERT … SELECT
+// from it and a scan of it per key, this took a 4M-order warehouse's
+// 97k-row batch from 0.86–0.94 s to 0.59–0.70 s.
 //
 // It is used only where it checks exactly what the triggers would: every
 // foreign key of the table has one column, the table has no trigger of its
@@ -108,37 +113,27 @@ func lookupRefCheck(ctx context.Context, tx pgx.Tx, table string) (*refCheck, er
 	return rc, nil
 }
 
-// checked loads the rows of obj into fact table a.t through a temporary
-// table, checking its foreign keys set-based (see refCheck). It reports
-// false, having changed nothing, when it cannot be used: the role may not
-// set session_replication_role, or a version is in the table already or
-// twice in the batch (the staged path then skips it).
+// checked loads the rows of obj straight into fact table a.t with the
+// foreign-key triggers off, collecting the distinct values of its key
+// columns as they are copied, and then checks every foreign key of the new
+// rows at once (see check). It reports false, having changed nothing, when
+// it cannot be used: the role may not set session_replication_role, or a
+// version is in the table already or twice in the batch (the staged path
+// then skips it).
 func (l *loader) checked(ctx context.Context, tx pgx.Tx, a apply, rc *refCheck, obj lake.Object) (int64, bool, error) {
 	start := time.Now()
 	rollback, ok, err := l.replicaAfter(ctx, tx, "sandstone_checked")
 	if err != nil || !ok {
 		return 0, false, err
 	}
-	t := a.t
-	newRows := pgx.Identifier{"pg_temp", "sandstone_new_" + t.name}.Sanitize()
-	cols := a.colList()
-	if _, err := tx.Exec(ctx, "CREATE TEMP TABLE "+newRows+" ON COMMIT DROP AS SELECT "+cols+" FROM "+a.s.ident(t.name)+" WITH NO DATA"); err != nil {
-		return 0, false, fmt.Errorf("create the table of new rows: %w", err)
+	t, table := a.t, a.s.ident(a.t.name)
+	// The new rows are those past the serial ids already there.
+	var before int64
+	if err := tx.QueryRow(ctx, "SELECT coalesce(max("+q(t.serial)+"), 0) FROM ONLY "+table).Scan(&before); err != nil {
+		return 0, false, fmt.Errorf("read the last id of %s: %w", table, err)
 	}
-	n, err := l.copyDirect(ctx, tx, t, newRows, obj, nil)
-	if err != nil {
-		return 0, false, err
-	}
-	if n != obj.Rows {
-		return 0, false, fmt.Errorf("%s has %d rows, the manifest says %d", obj.Key, n, obj.Rows)
-	}
-	copied := time.Now()
-	locked, err := rc.check(ctx, tx, a.s.ident(t.name), newRows)
-	if err != nil {
-		return 0, false, err
-	}
-	checkedAt := time.Now()
-	tag, err := tx.Exec(ctx, "INSERT INTO "+a.s.ident(t.name)+" ("+cols+") SELECT "+cols+" FROM "+newRows)
+	kv := newKeyValues(t, rc.keys)
+	n, err := l.copyDirect(ctx, tx, t, table, obj, kv)
 	if isUniqueViolation(err) {
 		l.log.Debug("rows already in the table or twice in the batch: staging them", "table", t.name, "reason", err)
 		return 0, false, rollback()
@@ -146,16 +141,22 @@ func (l *loader) checked(ctx context.Context, tx pgx.Tx, a apply, rc *refCheck, 
 	if err != nil {
 		return 0, false, err
 	}
-	if _, err := tx.Exec(ctx, "DROP TABLE "+newRows); err != nil {
+	if n != obj.Rows {
+		return 0, false, fmt.Errorf("%s has %d rows, the manifest says %d", obj.Key, n, obj.Rows)
+	}
+	kv.complete = true
+	copied := time.Now()
+	newRows := "(SELECT * FROM ONLY " + table + " WHERE " + q(t.serial) + " > " + strconv.FormatInt(before, 10) + ")"
+	locked, err := rc.check(ctx, tx, table, newRows, kv)
+	if err != nil {
 		return 0, false, err
 	}
 	if err := release(ctx, tx, "sandstone_checked"); err != nil {
 		return 0, false, err
 	}
-	l.log.Debug("table loaded", "table", t.name, "rows", n, "written", tag.RowsAffected(), "checked", true, "table_locks", locked,
-		"copy_seconds", copied.Sub(start).Seconds(), "check_seconds", checkedAt.Sub(copied).Seconds(),
-		"insert_seconds", time.Since(checkedAt).Seconds())
-	return tag.RowsAffected(), true, nil
+	l.log.Debug("table loaded", "table", t.name, "rows", n, "written", n, "checked", true, "table_locks", locked,
+		"copy_seconds", copied.Sub(start).Seconds(), "check_seconds", time.Since(copied).Seconds())
+	return n, true, nil
 }
 
 // bulkChecked loads a big batch into empty fact table a.t with the
@@ -231,13 +232,14 @@ func release(ctx context.Context, tx pgx.Tx, savepoint string) error {
 	return err
 }
 
-// check checks every foreign key of the rows of newRows (a table of rows
-// about to go into table) in one statement: for each key, the number of
-// distinct non-null values and the number of referenced rows it finds for
-// them. A key that finds fewer fails, naming a missing value. The values
-// go to the referenced key's index as one array, which the index scan
-// sorts and dedupes and then walks in order: twice as fast as a probe per
-// value in hash order (a semi-join) at 57k values into a 5.7M-row table.
+// check checks every foreign key of newRows (the rows just put into
+// table, as a subquery) in one statement: for each key, whether the
+// referenced table holds every distinct value the rows have. The values kv
+// collected go as one array parameter; the others are read from newRows.
+// Either way the referenced key's index scan sorts and dedupes the array
+// and then walks it in order: twice as fast as a probe per value in hash
+// order (a semi-join) at 57k values into a 5.7M-row table. A key that finds
+// a value missing fails, naming it.
 //
 // The referenced rows must stay until the batch commits. The check takes
 // the referenced tables in SHARE mode, which lets readers in and keeps
@@ -245,7 +247,7 @@ func release(ctx context.Context, tx pgx.Tx, savepoint string) error {
 // referenced row FOR KEY SHARE, as PostgreSQL's own check does (once per
 // row rather than once per fact row, but each lock still writes its row's
 // page).
-func (rc *refCheck) check(ctx context.Context, tx pgx.Tx, table, newRows string) (locked bool, err error) {
+func (rc *refCheck) check(ctx context.Context, tx pgx.Tx, table, newRows string, kv *keyValues) (locked bool, err error) {
 	if len(rc.keys) == 0 {
 		return false, nil
 	}
@@ -256,27 +258,30 @@ func (rc *refCheck) check(ctx context.Context, tx pgx.Tx, table, newRows string)
 	if !locked {
 		rowLock = " FOR KEY SHARE OF r"
 	}
-	parts := make([]string, 0, 2*len(rc.keys))
-	for _, k := range rc.keys {
-		parts = append(parts,
-			"(SELECT count(DISTINCT "+q(k.column)+") FROM "+newRows+")",
-			"(SELECT count(*) FROM (SELECT 1 FROM ONLY "+k.ref+" r WHERE r."+q(k.refCol)+
-				" = ANY (ARRAY(SELECT "+q(k.column)+" FROM "+newRows+"))"+rowLock+") x)")
-	}
-	counts := make([]int64, len(parts))
-	dst := make([]any, len(parts))
-	for i := range counts {
-		dst[i] = &counts[i]
-	}
-	if err := tx.QueryRow(ctx, "SELECT "+strings.Join(parts, ", ")).Scan(dst...); err != nil {
-		return locked, fmt.Errorf("check the foreign keys: %w", err)
-	}
+	parts := make([]string, len(rc.keys))
+	want := make([]int64, len(rc.keys))
+	var args []any
 	for i, k := range rc.keys {
-		if counts[2*i+1] < counts[2*i] {
-			return locked, k.violation(ctx, tx, table, newRows)
+		if vs := kv.all(k.column); vs != nil {
+			args = append(args, vs.list())
+			parts[i], want[i] = k.lookup(vs.param(len(args)), rowLock), int64(len(vs.m))
+			continue
 		}
+		// The distinct values less the rows found for them: none missing is 0.
+		parts[i] = "(SELECT count(DISTINCT " + q(k.column) + ") FROM " + newRows + " n) - " +
+			k.lookup("ARRAY(SELECT "+q(k.column)+" FROM "+newRows+" n)", rowLock)
+	}
+	if k, err := missing(ctx, tx, rc.keys, want, "SELECT "+strings.Join(parts, ", "), args...); err != nil || k != nil {
+		return locked, checkFailed(ctx, tx, table, newRows, k, err)
 	}
 	return locked, nil
+}
+
+// lookup counts the rows of k's referenced table whose key is among values
+// (an array), locking them as rowLock says.
+func (k foreignKey) lookup(values, rowLock string) string {
+	return "(SELECT count(*) FROM (SELECT 1 FROM ONLY " + k.ref + " r WHERE r." + q(k.refCol) +
+		" = ANY (" + values + ")" + rowLock + ") x)"
 }
 
 // checkTable checks every foreign key of every row of table (quoted,
@@ -301,17 +306,13 @@ func (rc *refCheck) checkTable(ctx context.Context, tx pgx.Tx, table string, kv 
 			continue
 		}
 		args = append(args, vs.list())
-		values := fmt.Sprintf("$%d::int8[]", len(args))
-		if vs.date {
-			values = "ARRAY(SELECT DATE '1970-01-01' + x::int4 FROM pg_catalog.unnest(" + values + ") x)"
-		}
-		lookups = append(lookups, "(SELECT count(*) FROM ONLY "+k.ref+" r WHERE r."+q(k.refCol)+" = ANY ("+values+"))")
+		lookups = append(lookups, k.lookup(vs.param(len(args)), ""))
 		looked = append(looked, k)
 		want = append(want, int64(len(vs.m)))
 	}
 	if len(looked) > 0 {
 		if k, err := missing(ctx, tx, looked, want, "SELECT "+strings.Join(lookups, ", "), args...); err != nil || k != nil {
-			return 0, checkFailed(ctx, tx, table, k, err)
+			return 0, checkFailed(ctx, tx, table, table, k, err)
 		}
 	}
 	if len(joined) > 0 {
@@ -323,7 +324,7 @@ func (rc *refCheck) checkTable(ctx context.Context, tx pgx.Tx, table string, kv 
 		none := make([]int64, len(joined))
 		if k, err := missing(ctx, tx, joined, none, "SELECT "+strings.Join(counts, ", ")+" FROM ONLY "+table+" f "+
 			strings.Join(joins, " ")); err != nil || k != nil {
-			return 0, checkFailed(ctx, tx, table, k, err)
+			return 0, checkFailed(ctx, tx, table, table, k, err)
 		}
 	}
 	return len(looked), nil
@@ -348,13 +349,13 @@ func missing(ctx context.Context, tx pgx.Tx, keys []foreignKey, want []int64, qu
 	return nil, nil
 }
 
-// checkFailed is the error of a check of table that failed with err or
-// found key k broken.
-func checkFailed(ctx context.Context, tx pgx.Tx, table string, k *foreignKey, err error) error {
+// checkFailed is the error of a check of the rows newRows of table that
+// failed with err or found key k broken.
+func checkFailed(ctx context.Context, tx pgx.Tx, table, newRows string, k *foreignKey, err error) error {
 	if err != nil {
 		return fmt.Errorf("check the foreign keys of %s: %w", table, err)
 	}
-	return k.violation(ctx, tx, table, table)
+	return k.violation(ctx, tx, table, newRows)
 }
 
 // Values collected on the way. Most foreign keys of a fact table reference
@@ -391,6 +392,16 @@ func (s *valueSet) add(v int64) {
 		return
 	}
 	s.m[v] = struct{}{}
+}
+
+// param is the SQL of the set's values as parameter $n (see list): an
+// int8 array, or a date array.
+func (s *valueSet) param(n int) string {
+	values := fmt.Sprintf("$%d::int8[]", n)
+	if s.date {
+		values = "ARRAY(SELECT DATE '1970-01-01' + x::int4 FROM pg_catalog.unnest(" + values + ") x)"
+	}
+	return values
 }
 
 // list is the set's values.

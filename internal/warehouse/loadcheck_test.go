@@ -100,24 +100,51 @@ func TestSetBasedCheckLocksRowsWhenATableIsBusy(t *testing.T) {
 }
 
 func TestSetBasedCheckRefusesAMissingDimension(t *testing.T) {
-	for _, busy := range []bool{false, true} {
-		t.Run(map[bool]string{false: "tables locked", true: "rows locked"}[busy], func(t *testing.T) {
+	cases := []struct {
+		name   string
+		busy   bool // another session writes the referenced table: rows are locked
+		values int  // maxKeyValues: 0 reads every key from the new rows
+		break_ func(*star.FactSalesOrder)
+		fkey   string
+		detail string
+	}{
+		{"tables locked, by values", false, 1 << 18, func(s *star.FactSalesOrder) { s.AgreedDeliveryLocationID = 77 },
+			"fact_sales_order_agreed_delivery_location_id_fkey", "(agreed_delivery_location_id)=(77)"},
+		{"rows locked, by values", true, 1 << 18, func(s *star.FactSalesOrder) { s.AgreedDeliveryLocationID = 77 },
+			"fact_sales_order_agreed_delivery_location_id_fkey", "(agreed_delivery_location_id)=(77)"},
+		{"tables locked, from the rows", false, 0, func(s *star.FactSalesOrder) { s.AgreedDeliveryLocationID = 77 },
+			"fact_sales_order_agreed_delivery_location_id_fkey", "(agreed_delivery_location_id)=(77)"},
+		{"rows locked, from the rows", true, 0, func(s *star.FactSalesOrder) { s.AgreedDeliveryLocationID = 77 },
+			"fact_sales_order_agreed_delivery_location_id_fkey", "(agreed_delivery_location_id)=(77)"},
+		{"a date before 1970, by values", false, 1 << 18, func(s *star.FactSalesOrder) { s.AgreedPaymentDate = day("1969-12-31") },
+			"fact_sales_order_agreed_payment_date_fkey", "(agreed_payment_date)=(1969-12-31)"},
+		{"a date past the dimension, from the rows", true, 0, func(s *star.FactSalesOrder) { s.AgreedDeliveryDate = day("2031-06-01") },
+			"fact_sales_order_agreed_delivery_date_fkey", "(agreed_delivery_date)=(2031-06-01)"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			old := maxKeyValues
+			maxKeyValues = tc.values
+			t.Cleanup(func() { maxKeyValues = old })
 			e := newEnv(t)
 			put(t, e.bucket, world(1))
 			e.load(t)
-			if busy {
-				lockedTx(t, e.url, "LOCK TABLE dim_location IN ROW EXCLUSIVE MODE")
+			if tc.busy {
+				lockedTx(t, e.url, "LOCK TABLE dim_location, dim_date IN ROW EXCLUSIVE MODE")
 			}
 			b := laterSales(2, 3)
-			b.sales[1].AgreedDeliveryLocationID = 77
+			tc.break_(&b.sales[1])
 			put(t, e.bucket, b)
 			_, err := Load(context.Background(), e.opts())
-			if err == nil || !strings.Contains(err.Error(), "fact_sales_order_agreed_delivery_location_id_fkey") ||
-				!strings.Contains(err.Error(), "(agreed_delivery_location_id)=(77)") || !strings.Contains(err.Error(), "SQLSTATE 23503") {
-				t.Fatalf("load of a fact without its location: %v", err)
+			if err == nil || !strings.Contains(err.Error(), tc.fkey) || !strings.Contains(err.Error(), tc.detail) ||
+				!strings.Contains(err.Error(), "SQLSTATE 23503") {
+				t.Fatalf("load of a fact without its dimension row: %v", err)
 			}
 			if got := joined(query(t, e.url, "SELECT count(*)::text FROM fact_sales_order")); got != "1" {
 				t.Errorf("fact_sales_order has %s rows after the failed batch, want 1", got)
+			}
+			if got := validForeignKeys(t, e.url); got != "24|true" {
+				t.Errorf("fact table foreign keys (count|validated): %s, want 24|true", got)
 			}
 		})
 	}

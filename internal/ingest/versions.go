@@ -1,0 +1,81 @@
+package ingest
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+)
+
+// Versions are landed versions as [id, last_updated in µs] pairs, in no
+// order. A table's state holds every one within the lookback, which at 4M
+// sales orders is some 200k–300k pairs a run: as JSON arrays of pairs
+// they took 0.13–0.15 s to decode and 0.1 s to encode, on every run. In
+// the state they are one base64 string instead (0.02–0.03 s to decode,
+// 0.01 s to encode): a format byte, then per pair the time since the pair
+// before and the id, as varints. The pairs come about in last_updated
+// order, so most deltas take a byte. States written as arrays are read too.
+type Versions [][2]int64
+
+// versionsFormat is the first byte of the packed form.
+const versionsFormat = 1
+
+// MarshalText packs vs (see Versions), base64-encoded: JSON writes it as
+// a string.
+func (vs Versions) MarshalText() ([]byte, error) {
+	buf := make([]byte, 1, 1+4*len(vs))
+	buf[0] = versionsFormat
+	var prev uint64
+	for _, v := range vs {
+		us := uint64(v[1])                             // #nosec G115 -- two's complement; the deltas wrap and unwrap alike
+		buf = binary.AppendVarint(buf, int64(us-prev)) // #nosec G115 -- wraps, as decoding unwraps
+		buf = binary.AppendVarint(buf, v[0])
+		prev = us
+	}
+	return base64.StdEncoding.AppendEncode(nil, buf), nil
+}
+
+// UnmarshalJSON reads vs packed (see MarshalText), or as an array of pairs,
+// as states written before the packed form hold them.
+func (vs *Versions) UnmarshalJSON(data []byte) error {
+	data = bytes.TrimSpace(data)
+	if len(data) == 0 || data[0] != '"' {
+		var pairs [][2]int64
+		if err := json.Unmarshal(data, &pairs); err != nil {
+			return fmt.Errorf("recent versions: %w", err)
+		}
+		*vs = pairs
+		return nil
+	}
+	var s string
+	if err := json.Unmarshal(data, &s); err != nil {
+		return fmt.Errorf("recent versions: %w", err)
+	}
+	buf, err := base64.StdEncoding.DecodeString(s)
+	if err != nil {
+		return fmt.Errorf("recent versions: %w", err)
+	}
+	if len(buf) == 0 || buf[0] != versionsFormat {
+		return errors.New("recent versions: not in a format this version of sandstone reads")
+	}
+	out := make(Versions, 0, len(buf)/4)
+	var us uint64
+	for rest := buf[1:]; len(rest) > 0; {
+		delta, n := binary.Varint(rest)
+		if n <= 0 {
+			return errors.New("recent versions: truncated")
+		}
+		rest = rest[n:]
+		id, m := binary.Varint(rest)
+		if m <= 0 {
+			return errors.New("recent versions: truncated")
+		}
+		rest = rest[m:]
+		us += uint64(delta)                        // #nosec G115 -- unwraps MarshalText's conversion
+		out = append(out, [2]int64{id, int64(us)}) // #nosec G115 -- unwraps MarshalJSON's conversion
+	}
+	*vs = out
+	return nil
+}

@@ -1,0 +1,71 @@
+package ingest
+
+import (
+	"encoding/json"
+	"math"
+	"slices"
+	"strings"
+	"testing"
+)
+
+func TestVersionsRoundTrip(t *testing.T) {
+	cases := map[string]Versions{
+		"none":          {},
+		"one":           {{7, 1_700_000_000_000_000}},
+		"shared stamps": {{3, 5}, {1, 5}, {2, 5}},
+		"out of order":  {{1, 9}, {2, 3}, {3, 12}, {4, -2}},
+		"edges of the types": {{math.MinInt32, math.MinInt64}, {math.MaxInt32, math.MaxInt64}, {0, 0},
+			{-1, math.MinInt64}, {5, math.MaxInt64}},
+		"twice": {{1, 2}, {1, 2}},
+	}
+	for name, vs := range cases {
+		t.Run(name, func(t *testing.T) {
+			data, err := json.Marshal(TableState{Recent: vs})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !strings.Contains(string(data), `"recent":"`) {
+				t.Errorf("recent versions not packed: %s", data)
+			}
+			var got TableState
+			if err := json.Unmarshal(data, &got); err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(got.Recent, vs) {
+				t.Errorf("round trip: %v, want %v", got.Recent, vs)
+			}
+		})
+	}
+}
+
+func TestVersionsReadsEveryForm(t *testing.T) {
+	cases := []struct {
+		json    string
+		want    Versions
+		wantErr string
+	}{
+		{`{"recent": [[1, 1700000000000000], [2, -5]]}`, Versions{{1, 1_700_000_000_000_000}, {2, -5}}, ""}, // as states were written before
+		{`{"recent": null}`, nil, ""},
+		{`{}`, nil, ""},
+		{`{"recent": "AQ=="}`, Versions{}, ""},
+		{`{"recent": "AgI="}`, nil, "not in a format this version of sandstone reads"},
+		{`{"recent": "AYA="}`, nil, "truncated"},
+		{`{"recent": "AQI="}`, nil, "truncated"},
+		{`{"recent": "not base64!"}`, nil, "illegal base64"},
+		{`{"recent": [[1, "x"]]}`, nil, "cannot unmarshal"},
+	}
+	for _, tc := range cases {
+		var ts TableState
+		err := json.Unmarshal([]byte(tc.json), &ts)
+		switch {
+		case tc.wantErr != "":
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Errorf("%s: error %v, want one saying %q", tc.json, err, tc.wantErr)
+			}
+		case err != nil:
+			t.Errorf("%s: %v", tc.json, err)
+		case !slices.Equal(ts.Recent, tc.want) || (ts.Recent == nil) != (tc.want == nil):
+			t.Errorf("%s: %v, want %v", tc.json, ts.Recent, tc.want)
+		}
+	}
+}
