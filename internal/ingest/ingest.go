@@ -155,7 +155,7 @@ type TableState struct {
 	// then covers SnapshotAt less the lookback).
 	Since time.Time `json:"since,omitzero"`
 	// Recent are the versions landed whose last_updated lies after Since,
-	// as [id, last_updated in µs] pairs.
+	// as [id, last_updated in µs] pairs (packed in the JSON: see Versions).
 	Recent Versions `json:"recent"`
 	// Skew is how far the table's newest last_updated ran ahead of
 	// (positive) or behind (negative) the source's clock beyond the

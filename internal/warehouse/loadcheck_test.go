@@ -104,22 +104,25 @@ func TestSetBasedCheckRefusesAMissingDimension(t *testing.T) {
 		name   string
 		busy   bool // another session writes the referenced table: rows are locked
 		values int  // maxKeyValues: 0 reads every key from the new rows
+		alter  string
 		break_ func(*star.FactSalesOrder)
 		fkey   string
 		detail string
 	}{
-		{"tables locked, by values", false, 1 << 18, func(s *star.FactSalesOrder) { s.AgreedDeliveryLocationID = 77 },
+		{"tables locked, by values", false, 1 << 18, "", func(s *star.FactSalesOrder) { s.AgreedDeliveryLocationID = 77 },
 			"fact_sales_order_agreed_delivery_location_id_fkey", "(agreed_delivery_location_id)=(77)"},
-		{"rows locked, by values", true, 1 << 18, func(s *star.FactSalesOrder) { s.AgreedDeliveryLocationID = 77 },
+		{"rows locked, by values", true, 1 << 18, "", func(s *star.FactSalesOrder) { s.AgreedDeliveryLocationID = 77 },
 			"fact_sales_order_agreed_delivery_location_id_fkey", "(agreed_delivery_location_id)=(77)"},
-		{"tables locked, from the rows", false, 0, func(s *star.FactSalesOrder) { s.AgreedDeliveryLocationID = 77 },
+		{"tables locked, from the rows", false, 0, "", func(s *star.FactSalesOrder) { s.AgreedDeliveryLocationID = 77 },
 			"fact_sales_order_agreed_delivery_location_id_fkey", "(agreed_delivery_location_id)=(77)"},
-		{"rows locked, from the rows", true, 0, func(s *star.FactSalesOrder) { s.AgreedDeliveryLocationID = 77 },
+		{"rows locked, from the rows", true, 0, "", func(s *star.FactSalesOrder) { s.AgreedDeliveryLocationID = 77 },
 			"fact_sales_order_agreed_delivery_location_id_fkey", "(agreed_delivery_location_id)=(77)"},
-		{"a date before 1970, by values", false, 1 << 18, func(s *star.FactSalesOrder) { s.AgreedPaymentDate = day("1969-12-31") },
+		{"a date before 1970, by values", false, 1 << 18, "", func(s *star.FactSalesOrder) { s.AgreedPaymentDate = day("1969-12-31") },
 			"fact_sales_order_agreed_payment_date_fkey", "(agreed_payment_date)=(1969-12-31)"},
-		{"a date past the dimension, from the rows", true, 0, func(s *star.FactSalesOrder) { s.AgreedDeliveryDate = day("2031-06-01") },
+		{"a date past the dimension, from the rows", true, 0, "", func(s *star.FactSalesOrder) { s.AgreedDeliveryDate = day("2031-06-01") },
 			"fact_sales_order_agreed_delivery_date_fkey", "(agreed_delivery_date)=(2031-06-01)"},
+		{"an int8 key, by values", false, 1 << 18, "ALTER TABLE fact_sales_order ALTER COLUMN design_id TYPE bigint",
+			func(s *star.FactSalesOrder) { s.DesignID = 99 }, "fact_sales_order_design_id_fkey", "(design_id)=(99)"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -129,6 +132,9 @@ func TestSetBasedCheckRefusesAMissingDimension(t *testing.T) {
 			e := newEnv(t)
 			put(t, e.bucket, world(1))
 			e.load(t)
+			if tc.alter != "" {
+				pgtest.Exec(t, e.url, tc.alter)
+			}
 			if tc.busy {
 				lockedTx(t, e.url, "LOCK TABLE dim_location, dim_date IN ROW EXCLUSIVE MODE")
 			}
