@@ -147,6 +147,18 @@ func (l *loader) checked(ctx context.Context, tx pgx.Tx, a apply, rc *refCheck, 
 	kv.complete = true
 	copied := time.Now()
 	newRows := "(SELECT * FROM ONLY " + table + " WHERE " + q(t.serial) + " > " + strconv.FormatInt(before, 10) + ")"
+	if !kv.allOf(rc.keys) {
+		// The keys read back from the rows find them by their ids, which
+		// must all lie past those before (a sequence set back would not).
+		var found int64
+		if err := tx.QueryRow(ctx, "SELECT count(*) FROM "+newRows+" n").Scan(&found); err != nil {
+			return 0, false, fmt.Errorf("count the new rows of %s: %w", table, err)
+		}
+		if found < n {
+			l.log.Debug("the new rows' ids are not all past the table's: checked by PostgreSQL", "table", t.name, "rows", n, "found", found)
+			return 0, false, rollback()
+		}
+	}
 	locked, err := rc.check(ctx, tx, table, newRows, kv)
 	if err != nil {
 		return 0, false, err
@@ -451,6 +463,11 @@ func (kv *keyValues) all(column string) *valueSet {
 	return kv.by[column]
 }
 
+// allOf reports whether kv holds every value of each key's column.
+func (kv *keyValues) allOf(keys []foreignKey) bool {
+	return !slices.ContainsFunc(keys, func(k foreignKey) bool { return kv.all(k.column) == nil })
+}
+
 // lockTables takes the tables the foreign keys reference in SHARE mode if
 // no one holds a lock that conflicts (another writer, a vacuum), reporting
 // whether it did.
@@ -486,6 +503,9 @@ func (k foreignKey) violation(ctx context.Context, tx pgx.Tx, table, newRows str
 		return fmt.Errorf("check foreign key %s: %w", k.name, err)
 	}
 	detail := fmt.Sprintf("Key (%s)=(%s) is not present in table %s.", k.column, missing, k.ref)
+	if errors.Is(err, pgx.ErrNoRows) { // a row the check found by its values, not by its id
+		detail = fmt.Sprintf("Key (%s) has a value not present in table %s.", k.column, k.ref)
+	}
 	return fmt.Errorf("%w: %s", &pgconn.PgError{Severity: "ERROR", Code: "23503", ConstraintName: k.name, Detail: detail,
 		Message: fmt.Sprintf("insert or update on table %s violates foreign key constraint %s", table, q(k.name))}, detail)
 }

@@ -156,6 +156,52 @@ func TestSetBasedCheckRefusesAMissingDimension(t *testing.T) {
 	}
 }
 
+func TestSetBasedCheckFindsRowsBelowTheLastID(t *testing.T) {
+	// Someone deleted fact rows and set the sequence back, so the batch's
+	// ids lie below the table's highest: the keys checked by their values
+	// do not care; those read back from the new rows, which are found by
+	// their ids, are left to PostgreSQL.
+	cases := []struct {
+		name   string
+		values int // maxKeyValues
+		logged string
+		detail string
+	}{
+		{"by values", 1 << 18, "", "Key (design_id) has a value not present in table public.dim_design."},
+		{"from the rows", 0, "the new rows' ids are not all past the table's", "violates foreign key constraint"}, // PostgreSQL's own
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			old := maxKeyValues
+			maxKeyValues = tc.values
+			t.Cleanup(func() { maxKeyValues = old })
+			e := newEnv(t)
+			put(t, e.bucket, world(1))
+			put(t, e.bucket, laterSales(2, 3))
+			e.load(t)
+			pgtest.Exec(t, e.url, `DELETE FROM fact_sales_order WHERE sales_record_id IN (2, 3);
+				SELECT setval(pg_get_serial_sequence('fact_sales_order', 'sales_record_id'), 1)`)
+			b := laterSales(3, 2)
+			b.sales[1].DesignID = 99
+			put(t, e.bucket, b)
+			rec := &recorder{}
+			opts := e.opts()
+			opts.Logger = slog.New(rec)
+			_, err := Load(context.Background(), opts)
+			if err == nil || !strings.Contains(err.Error(), "fact_sales_order_design_id_fkey") ||
+				!strings.Contains(err.Error(), tc.detail) || !strings.Contains(err.Error(), "SQLSTATE 23503") {
+				t.Fatalf("load of a fact without its design, below the last id: %v", err)
+			}
+			if tc.logged != "" && !rec.has(tc.logged) {
+				t.Errorf("the load did not notice the ids below the table's:\n%s", strings.Join(rec.snapshot(), "\n"))
+			}
+			if got := joined(query(t, e.url, "SELECT string_agg(sales_record_id::text, ',' ORDER BY 1) FROM fact_sales_order")); got != "1,4" {
+				t.Errorf("fact_sales_order ids after the failed batch: %s, want 1,4", got)
+			}
+		})
+	}
+}
+
 func TestSetBasedCheckSkipsATableWithItsOwnTrigger(t *testing.T) {
 	e := newEnv(t)
 	put(t, e.bucket, world(1))
