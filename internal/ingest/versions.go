@@ -73,8 +73,8 @@ func (vs *Versions) UnmarshalJSON(data []byte) error {
 			return errors.New("recent versions: truncated")
 		}
 		rest = rest[m:]
-		us += uint64(delta)                        // #nosec G115 -- unwraps MarshalText's conversion
-		out = append(out, [2]int64{id, int64(us)}) // #nosec G115 -- unwraps MarshalJSON's conversion
+		us += uint64(delta)                        // #nosec G115 -- the delta wraps back, as MarshalText wrapped it
+		out = append(out, [2]int64{id, int64(us)}) // #nosec G115 -- back to the µs MarshalText packed
 	}
 	*vs = out
 	return nil

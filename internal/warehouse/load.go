@@ -312,8 +312,9 @@ func (l *loader) table(ctx context.Context, tx pgx.Tx, t *table, obj lake.Object
 // setBased loads the rows of obj into fact table a.t with its foreign keys
 // checked set-based: the new rows' keys by the values collected as they
 // were copied (see checked), or, into an empty table a big batch, with
-// the whole table checked after (see bulkChecked). It does not when the table has no version key
-// or cannot be checked so, and reports whether it did.
+// the whole table checked after (see bulkChecked). It does not when the
+// table has no version key or cannot be checked so, and reports whether
+// it did.
 func (l *loader) setBased(ctx context.Context, tx pgx.Tx, a apply, obj lake.Object) (int64, bool, error) {
 	if a.t.role != fact || !a.keyed {
 		return 0, false, nil

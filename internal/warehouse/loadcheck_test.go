@@ -126,9 +126,7 @@ func TestSetBasedCheckRefusesAMissingDimension(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			old := maxKeyValues
-			maxKeyValues = tc.values
-			t.Cleanup(func() { maxKeyValues = old })
+			setMaxKeyValues(t, tc.values)
 			e := newEnv(t)
 			put(t, e.bucket, world(1))
 			e.load(t)
@@ -172,9 +170,7 @@ func TestSetBasedCheckFindsRowsBelowTheLastID(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			old := maxKeyValues
-			maxKeyValues = tc.values
-			t.Cleanup(func() { maxKeyValues = old })
+			setMaxKeyValues(t, tc.values)
 			e := newEnv(t)
 			put(t, e.bucket, world(1))
 			put(t, e.bucket, laterSales(2, 3))
@@ -285,9 +281,7 @@ func TestBulkCheckedInitialLoad(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			setBulk(t, 1, 1) // every batch is big
-			old := maxKeyValues
-			maxKeyValues = tc.values
-			t.Cleanup(func() { maxKeyValues = old })
+			setMaxKeyValues(t, tc.values)
 			e := newEnv(t)
 			e.load(t) // migrates: empty tables
 			b := world(1)
@@ -393,4 +387,11 @@ func waitFor(t *testing.T, rec *recorder, s string) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// setMaxKeyValues sets maxKeyValues for the test, restoring it after.
+func setMaxKeyValues(t *testing.T, n int) {
+	old := maxKeyValues
+	maxKeyValues = n
+	t.Cleanup(func() { maxKeyValues = old })
 }
