@@ -34,7 +34,8 @@ func lookupUnindexed(ctx context.Context, tx pgx.Tx) (map[string]int64, error) {
 	for i, t := range totesys.Tables {
 		names[i] = pgx.Identifier{t.Name}.Sanitize()
 	}
-	// Under a savepoint, so that should the lookup fail the snapshot goes on.
+	// Under a savepoint, so that should the lookup fail the snapshot goes on;
+	// released once done, so that the snapshot may then be exported.
 	sp, err := tx.Begin(ctx)
 	if err != nil {
 		return nil, err
@@ -57,11 +58,13 @@ func lookupUnindexed(ctx context.Context, tx pgx.Tx) (map[string]int64, error) {
 	out := map[string]int64{}
 	var name string
 	var n int64
-	_, err = pgx.ForEachRow(rows, []any{&name, &n}, func() error {
+	if _, err = pgx.ForEachRow(rows, []any{&name, &n}, func() error {
 		out[name] = n
 		return nil
-	})
-	return out, err
+	}); err != nil {
+		return nil, err
+	}
+	return out, sp.Commit(ctx)
 }
 
 // IndexAdvice is the statement that gives a source table the index on

@@ -6,8 +6,9 @@
 // # Exactly once
 //
 // Each run reads all eleven tables in one read-only REPEATABLE READ
-// transaction, so a batch is one consistent snapshot of the source. The
-// session's time zone is UTC, so timestamptz columns read as UTC.
+// snapshot, so a batch is one consistent snapshot of the source, even when
+// it is read over several connections (see readAhead). The sessions' time
+// zone is UTC, so timestamptz columns read as UTC.
 //
 // A table's window starts at the earlier of the previous snapshot's time and
 // the newest last_updated already landed for the table, less the lookback
@@ -62,7 +63,8 @@
 // straight into Parquet values, column by column, in chunks that another
 // goroutine encodes, compresses and writes while the next chunk is read;
 // each table's object is committed as soon as the table is read, so memory
-// holds one table's buffers at a time whatever the size of the source.
+// holds one table's buffers at a time whatever the size of the source (a
+// caught-up run, reading ahead, a few tables' at once).
 package ingest
 
 import (
@@ -141,6 +143,9 @@ type State struct {
 	SnapshotAt time.Time `json:"snapshot_at"`
 	// Tables holds each table's progress.
 	Tables map[string]*TableState `json:"tables"`
+	// More is set when the batch stopped at its bound with versions still
+	// to land.
+	More bool `json:"more,omitempty"`
 }
 
 // TableState is one table's progress.
@@ -225,50 +230,63 @@ func Run(ctx context.Context, opts Options) (Result, error) {
 	var newest time.Time
 	budget := batchBudget{left: opts.MaxBatchRows, bounded: opts.MaxBatchRows > 0}
 	whole := unindexed(ctx, tx, log)
-	var advise []string // tables newly read whole
-	for _, table := range totesys.Tables {
-		r := tableRun{table: table, prev: prev.Tables[table.Name], prevSnapshot: prev.snapshotOf(table.Name),
+	runs := make([]*tableRun, len(totesys.Tables))
+	for i, table := range totesys.Tables {
+		runs[i] = &tableRun{table: table, prev: prev.Tables[table.Name], prevSnapshot: prev.snapshotOf(table.Name),
 			snapshotAt: snapshotAt, lookback: opts.Lookback, now: start, seq: seq, runID: res.RunID, limit: budget.left,
 			progress: opts.Progress}
+	}
+	var ahead []landing
+	if prevSeq > 0 && !prev.More && whole != nil && len(whole) == 0 {
+		// Caught up, every big table indexed: see readAhead.
+		if ahead, err = readAhead(ctx, tx, opts.SourceURL, runs, budget, opts.Bucket, log); err != nil {
+			return res, err
+		}
+	}
+	var advise []string // tables newly read whole
+	for i, r := range runs {
+		var l landing
+		if i < len(ahead) && ahead[i].tw != nil {
+			if ahead[i].stands(budget) {
+				l = ahead[i]
+			} else {
+				// Read whole ahead, it is more than the bound has left:
+				// the next batch's, as is every table after it.
+				budget.left = 0
+			}
+		}
+		r.limit = budget.left
 		if budget.spent() {
 			// Not read in this snapshot: its state stays as it was, with
 			// the snapshot it was read in.
-			next.Tables[table.Name] = r.unread()
-			res.Skew[table.Name] = next.Tables[table.Name].Skew
+			next.Tables[r.table.Name] = r.unread()
+			res.Skew[r.table.Name] = next.Tables[r.table.Name].Skew
 			res.More = true
 			continue
 		}
-		tw, err := r.read(ctx, tx, opts.Bucket, log)
-		if err == nil && tw.rows > 0 {
-			// Committed at once, so that one table's encoder and buffers
-			// are held at a time. Should the run fail later, the object
-			// stays unreferenced, as those of a run that loses the race
-			// for its batch do.
-			obj, cerr := tw.commit()
-			if cerr != nil {
-				err = errkind.Wrap(errkind.BucketWriteFailed, cerr)
+		if l.tw == nil {
+			if l, err = r.land(ctx, tx, opts.Bucket, log); err != nil {
+				return res, err
 			}
-			objects = append(objects, obj)
 		}
-		if err != nil {
-			if tw != nil {
-				tw.abort()
-			}
-			return res, fmt.Errorf("ingest %s: %w", table.Name, err)
+		tw := l.tw
+		if tw.rows > 0 {
+			objects = append(objects, l.obj)
 		}
 		ts := r.nextState(tw, lake.BatchID(seq))
 		r.reportSkew(ts, log)
 		if r.adviseIndex(ts, whole) {
-			advise = append(advise, table.Name)
+			advise = append(advise, r.table.Name)
 		}
-		res.Skew[table.Name] = ts.Skew
+		res.Skew[r.table.Name] = ts.Skew
 		if tw.rows > 0 && tw.watermark != nil {
 			newest = maxTime(newest, tw.watermark.To)
 		}
-		next.Tables[table.Name] = ts
+		next.Tables[r.table.Name] = ts
 		budget.take(tw.rows)
 		res.More = res.More || tw.partial
 	}
+	next.More = res.More
 	closeSource()
 
 	if len(objects) == 0 {
@@ -321,19 +339,34 @@ func commit(ctx context.Context, b *lake.Bucket, seq int64, m lake.Manifest, nex
 // REPEATABLE READ transaction, returning it with the source's clock at its
 // start. close ends both and may be called more than once.
 func OpenSnapshot(ctx context.Context, url string) (tx pgx.Tx, at time.Time, close func(), err error) {
+	if tx, close, err = openTx(ctx, url, ""); err != nil {
+		return nil, at, nil, err
+	}
+	if err = tx.QueryRow(ctx, "SELECT now()").Scan(&at); err != nil {
+		close()
+		return nil, at, nil, errkind.Wrap(errkind.SourceUnreachable, fmt.Errorf("ingest: begin snapshot: %w", err))
+	}
+	return tx, at.UTC(), close, nil
+}
+
+// openTx connects to the source in UTC and begins a read-only REPEATABLE
+// READ transaction: in the snapshot another one exported, when snapshot
+// names it. close ends both and may be called more than once.
+func openTx(ctx context.Context, url, snapshot string) (tx pgx.Tx, close func(), err error) {
 	cfg, err := config.ParsePG(url)
 	if err != nil {
-		return nil, at, nil, errkind.Wrap(errkind.ConfigInvalid, fmt.Errorf("ingest: source URL: %s", config.Redact(err.Error())))
+		return nil, nil, errkind.Wrap(errkind.ConfigInvalid, fmt.Errorf("ingest: source URL: %s", config.Redact(err.Error())))
 	}
 	// timestamptz columns are then read, and now() is taken, in UTC.
 	cfg.RuntimeParams["timezone"] = "UTC"
 	conn, err := pgx.ConnectConfig(ctx, cfg)
 	if err != nil {
-		return nil, at, nil, errkind.Wrap(errkind.SourceUnreachable, fmt.Errorf("ingest: connect to source: %s", config.Redact(config.ConnectHint(cfg, err).Error())))
+		return nil, nil, errkind.Wrap(errkind.SourceUnreachable, fmt.Errorf("ingest: connect to source: %s", config.Redact(config.ConnectHint(cfg, err).Error())))
 	}
 	tx, err = conn.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
-	if err == nil {
-		err = tx.QueryRow(ctx, "SELECT now()").Scan(&at)
+	if err == nil && snapshot != "" {
+		// The simple protocol has the driver quote the name as a literal.
+		_, err = tx.Exec(ctx, "SET TRANSACTION SNAPSHOT $1", pgx.QueryExecModeSimpleProtocol, snapshot)
 	}
 	closed := false
 	close = func() {
@@ -347,9 +380,9 @@ func OpenSnapshot(ctx context.Context, url string) (tx pgx.Tx, at time.Time, clo
 	}
 	if err != nil {
 		close()
-		return nil, at, nil, errkind.Wrap(errkind.SourceUnreachable, fmt.Errorf("ingest: begin snapshot: %w", err))
+		return nil, nil, errkind.Wrap(errkind.SourceUnreachable, fmt.Errorf("ingest: begin snapshot: %w", err))
 	}
-	return tx, at.UTC(), close, nil
+	return tx, close, nil
 }
 
 // Repair is what an audit found that the watermark cannot land.

@@ -358,6 +358,12 @@ func TestFaults(t *testing.T) {
 			f.exec(`ALTER TABLE sales_order DROP COLUMN units_sold`)
 			return f.opts()
 		}, errkind.SourceSchemaMismatch, "column sales_order.units_sold not found"},
+		{"column missing, read ahead", func(f *fixture) Options {
+			smallSource(f)
+			f.run()
+			f.exec(`ALTER TABLE payment DROP COLUMN paid`)
+			return f.opts()
+		}, errkind.SourceSchemaMismatch, "column payment.paid not found"},
 		{"bucket not writable", func(f *fixture) Options {
 			smallSource(f)
 			b, err := lake.Open(context.Background(), s3.URL("no-such-bucket"))
@@ -382,7 +388,9 @@ func TestFaults(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newFixture(t)
-			_, err := Run(context.Background(), tc.setup(f))
+			opts := tc.setup(f)
+			before, _ := f.bucket.LatestSeq(context.Background())
+			_, err := Run(context.Background(), opts)
 			if err == nil {
 				t.Fatal("no error")
 			}
@@ -392,7 +400,7 @@ func TestFaults(t *testing.T) {
 			if strings.Contains(err.Error(), "s3cret-pw") || strings.Contains(f.logs.String(), "s3cret-pw") {
 				t.Fatal("the password leaked")
 			}
-			if n, _ := f.bucket.LatestSeq(context.Background()); n != 0 {
+			if n, _ := f.bucket.LatestSeq(context.Background()); n != before {
 				t.Fatalf("a failed run left batch %d", n)
 			}
 		})

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -50,6 +51,40 @@ func (t *tableWriter) commit() (lake.Object, error) {
 		Watermark: t.watermark, Columns: t.columns}, nil
 }
 
+// landing is one table's read: its writer, and the object committed when
+// it landed rows.
+type landing struct {
+	tw  *tableWriter
+	obj lake.Object
+}
+
+// land reads the table's new versions from tx and commits their object at
+// once, so that its encoder and buffers go as soon as the table is read.
+// Should the run fail later, the object stays unreferenced, as those of a
+// run that loses the race for its batch do.
+func (r *tableRun) land(ctx context.Context, tx pgx.Tx, b *lake.Bucket, log *slog.Logger) (landing, error) {
+	tw, err := r.read(ctx, tx, b, log)
+	if err == nil && tw.partial && r.shared != nil {
+		// Stopped at the bound it shared with the tables read alongside:
+		// dropped, to be read again in turn (see readAhead).
+		tw.abort()
+		return landing{}, nil
+	}
+	var obj lake.Object
+	if err == nil && tw.rows > 0 {
+		if obj, err = tw.commit(); err != nil {
+			err = errkind.Wrap(errkind.BucketWriteFailed, err)
+		}
+	}
+	if err != nil {
+		if tw != nil {
+			tw.abort()
+		}
+		return landing{}, fmt.Errorf("ingest %s: %w", r.table.Name, err)
+	}
+	return landing{tw: tw, obj: obj}, nil
+}
+
 // tableRun is one table's part of a run: where its window starts and
 // which versions it has landed already.
 type tableRun struct {
@@ -69,6 +104,9 @@ type tableRun struct {
 	limit int64
 	// progress, when set, is told the rows as they are read.
 	progress *progress.Meter
+	// shared, when set, is what is left of the batch's bound for the
+	// tables read alongside this one: each version landed takes one.
+	shared *atomic.Int64
 }
 
 // windowStart is where the table's read starts (exclusive); ok is false
@@ -143,6 +181,7 @@ func (r *tableRun) selection(src *sourceTable) selection {
 	if start, ok := r.windowStart(); ok {
 		sel.sql += " WHERE " + pgx.Identifier{totesys.LastUpdated}.Sanitize() + " > $1"
 		sel.args = append(sel.args, start)
+		sel.seen = make(map[version]struct{}, len(r.prev.Recent))
 		for _, v := range r.prev.Recent {
 			if v[1] > start.UnixMicro() {
 				sel.seen[version{int32(v[0]), v[1]}] = struct{}{} // #nosec G115 -- ids are int4
@@ -185,7 +224,7 @@ func (r *tableRun) stream(ctx context.Context, rows pgx.Rows, src *sourceTable, 
 		if _, dup := sel.seen[v]; dup {
 			continue
 		}
-		if r.limit > 0 && tw.rows == r.limit {
+		if r.limit > 0 && tw.rows == r.limit || r.shared != nil && r.shared.Add(-1) < 0 {
 			tw.partial = true // a version beyond the limit: the next run's
 			break
 		}
