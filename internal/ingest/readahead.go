@@ -32,7 +32,7 @@ import (
 // start, as the first run does.
 
 // readers is how many connections a run that reads ahead uses.
-var readers = 3
+const readers = 3
 
 // readAhead reads every table of runs over readers connections: tx's, and
 // others in tx's snapshot (which cannot be exported from within a
@@ -40,9 +40,6 @@ var readers = 3
 // connection that cannot be opened leaves its share of the tables to the
 // others.
 func readAhead(ctx context.Context, tx pgx.Tx, url string, runs []*tableRun, budget batchBudget, b *lake.Bucket, log *slog.Logger) ([]landing, error) {
-	if readers < 2 {
-		return nil, nil
-	}
 	var snapshot string
 	if err := tx.QueryRow(ctx, "SELECT pg_catalog.pg_export_snapshot()").Scan(&snapshot); err != nil {
 		return nil, errkind.Wrap(errkind.SourceUnreachable, fmt.Errorf("ingest: export the snapshot: %w", err))

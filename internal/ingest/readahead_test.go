@@ -27,19 +27,15 @@ func changeAcrossTables(f *fixture) {
 		FROM generate_series(1, 4) g`)
 }
 
-// runReading runs ingest over the given number of source connections,
-// logging at debug level.
-func runReading(t *testing.T, f *fixture, bound int64, connections int) Result {
+// runDebug runs ingest with a bound, logging at debug level.
+func runDebug(t *testing.T, f *fixture, bound int64) Result {
 	t.Helper()
-	was := readers
-	readers = connections
-	defer func() { readers = was }()
 	opts := f.opts()
 	opts.MaxBatchRows = bound
 	opts.Logger = slog.New(slog.NewJSONHandler(f.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	res, err := Run(context.Background(), opts)
 	if err != nil {
-		t.Fatalf("ingest over %d connections: %v", connections, err)
+		t.Fatalf("ingest: %v", err)
 	}
 	return res
 }
@@ -64,7 +60,7 @@ func TestReadAheadLandsEachVersionOnceInOrder(t *testing.T) {
 				if run > 20 {
 					t.Fatal("the changes never drained")
 				}
-				res := runReading(t, f, bound, 3)
+				res := runDebug(t, f, bound)
 				if bound > 0 && res.Total() > bound {
 					t.Fatalf("run %d landed %d rows, more than the bound %d", run, res.Total(), bound)
 				}
@@ -171,7 +167,7 @@ func TestReadAheadWithOneConnectionAllowed(t *testing.T) {
 	}
 	u.User = url.User(role)
 	f.url = u.String()
-	res := runReading(t, f, 0, 3)
+	res := runDebug(t, f, 0)
 	if want := (map[string]int64{"design": 5, "sales_order": 6, "transaction": 4, "payment": 4}); fmt.Sprint(res.Rows) != fmt.Sprint(want) {
 		t.Errorf("landed %v, want %v", res.Rows, want)
 	}
@@ -190,7 +186,7 @@ func TestReadsInTurnWhereATableIsReadWhole(t *testing.T) {
 	changeAcrossTables(f)
 	// The source scans a table without the index in parallel already: one
 	// connection.
-	if res := runReading(t, f, 0, 3); res.Total() != 19 {
+	if res := runDebug(t, f, 0); res.Total() != 19 {
 		t.Fatalf("landed %v, want the 19 changes", res.Rows)
 	}
 	if strings.Contains(f.logs.String(), "read the tables ahead") {
@@ -201,7 +197,7 @@ func TestReadsInTurnWhereATableIsReadWhole(t *testing.T) {
 		f.exec("CREATE INDEX ON " + pgx.Identifier{table.Name}.Sanitize() + " (last_updated)")
 	}
 	f.exec(`ANALYZE; UPDATE staff SET last_updated = now()`)
-	if res := runReading(t, f, 0, 3); res.Total() != 1 {
+	if res := runDebug(t, f, 0); res.Total() != 1 {
 		t.Fatalf("landed %v, want the one staff change", res.Rows)
 	}
 	if !strings.Contains(f.logs.String(), `"connections":3`) {
