@@ -44,14 +44,15 @@ func readAhead(ctx context.Context, tx pgx.Tx, url string, runs []*tableRun, bud
 	if err := tx.QueryRow(ctx, "SELECT pg_catalog.pg_export_snapshot()").Scan(&snapshot); err != nil {
 		return nil, errkind.Wrap(errkind.SourceUnreachable, fmt.Errorf("ingest: export the snapshot: %w", err))
 	}
-	left := new(atomic.Int64)
-	left.Store(budget.left)
+	var shared *atomic.Int64
+	if budget.bounded {
+		shared = new(atomic.Int64)
+		shared.Store(budget.left)
+	}
 	ahead := make([]*tableRun, len(runs))
 	for i, r := range runs {
 		a := *r
-		if budget.bounded {
-			a.shared = left
-		}
+		a.shared = shared
 		ahead[i] = &a
 	}
 	next := make(chan int, len(runs))

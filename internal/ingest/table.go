@@ -158,7 +158,8 @@ func (r *tableRun) read(ctx context.Context, tx pgx.Tx, b *lake.Bucket, log *slo
 type selection struct {
 	sql  string
 	args []any
-	// seen are the versions in the window that landed already: skipped.
+	// seen are the versions in the window that landed already: skipped
+	// (nil when every row is read).
 	seen map[version]struct{}
 	// watermark is the newest last_updated landed before this run.
 	watermark time.Time
@@ -171,7 +172,6 @@ func (r *tableRun) selection(src *sourceTable) selection {
 	sel := selection{
 		sql:  "SELECT " + src.selectList() + " FROM " + pgx.Identifier{r.table.Name}.Sanitize(),
 		args: []any{pgx.QueryResultFormats{pgx.BinaryFormatCode}},
-		seen: map[version]struct{}{},
 	}
 	if r.only != nil {
 		sel.sql += " WHERE " + pgx.Identifier{r.table.Key}.Sanitize() + " = ANY($1)"
