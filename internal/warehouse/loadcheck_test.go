@@ -218,24 +218,54 @@ func TestSetBasedCheckSkipsATableWithItsOwnTrigger(t *testing.T) {
 	}
 }
 
+// TestSetBasedCheckNeedsThePrivilege loads as a role that owns nothing
+// and may only write rows: without the right to set
+// session_replication_role PostgreSQL checks the keys row by row; with it
+// (GRANT SET ON PARAMETER, PostgreSQL 15, the way a managed server's admin
+// grants it) the set-based check runs, keeps the keys valid, and still
+// refuses a row whose dimension is missing.
 func TestSetBasedCheckNeedsThePrivilege(t *testing.T) {
-	e := newEnv(t)
-	owner := e.url
-	put(t, e.bucket, world(1))
-	e.load(t) // the owner migrates and loads
-	e.url = asRole(t, owner, "sandstone_writer")
-	pgtest.Exec(t, owner, `GRANT USAGE ON SCHEMA public TO sandstone_writer;
-		GRANT SELECT, INSERT, UPDATE ON ALL TABLES IN SCHEMA public TO sandstone_writer;
-		GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO sandstone_writer`)
-	b := laterSales(2, 2)
-	b.payments = []star.FactPayment{payment(1, "2024-01-04", "10:00:00.000", 3, true)}
-	put(t, e.bucket, b)
-	rec := loadLogged(t, e)
-	if got := loggedPath(rec, "fact_sales_order"); got != "" {
-		t.Errorf("fact_sales_order went in by %q, want row by row", got)
-	}
-	if got := joined(query(t, owner, "SELECT count(*)::text FROM fact_sales_order UNION ALL SELECT count(*)::text FROM fact_payment")); got != "3\n2" {
-		t.Errorf("fact row counts:\n%s", got)
+	for _, tc := range []struct {
+		role, grant, path string
+	}{
+		{"sandstone_writer", "", ""},
+		{"sandstone_setter", "GRANT SET ON PARAMETER session_replication_role TO sandstone_setter", "checked=true table_locks=true"},
+	} {
+		t.Run(tc.role, func(t *testing.T) {
+			e := newEnv(t)
+			owner := e.url
+			put(t, e.bucket, world(1))
+			e.load(t) // the owner migrates and loads
+			e.url = asRole(t, owner, tc.role)
+			pgtest.Exec(t, owner, `GRANT USAGE ON SCHEMA public TO `+tc.role+`;
+				GRANT SELECT, INSERT, UPDATE ON ALL TABLES IN SCHEMA public TO `+tc.role+`;
+				GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO `+tc.role)
+			if tc.grant != "" {
+				pgtest.Exec(t, owner, tc.grant)
+			}
+			b := laterSales(2, 2)
+			b.payments = []star.FactPayment{payment(1, "2024-01-04", "10:00:00.000", 3, true)}
+			put(t, e.bucket, b)
+			rec := loadLogged(t, e)
+			if got := loggedPath(rec, "fact_sales_order"); got != tc.path {
+				t.Errorf("fact_sales_order went in by %q, want %q:\n%s", got, tc.path, strings.Join(rec.lines, "\n"))
+			}
+			if got := joined(query(t, owner, "SELECT count(*)::text FROM fact_sales_order UNION ALL SELECT count(*)::text FROM fact_payment")); got != "3\n2" {
+				t.Errorf("fact row counts:\n%s", got)
+			}
+			if got := validForeignKeys(t, owner); got != "24|true" {
+				t.Errorf("fact table foreign keys (count|validated): %s, want 24|true", got)
+			}
+			bad := laterSales(3, 1)
+			bad.sales[0].DesignID = 999 // no such design
+			put(t, e.bucket, bad)
+			if _, err := Load(context.Background(), e.opts()); err == nil || !strings.Contains(err.Error(), "fact_sales_order_design_id_fkey") {
+				t.Errorf("a sale of a missing design loaded: %v", err)
+			}
+			if got := joined(query(t, owner, "SELECT count(*)::text FROM fact_sales_order")); got != "3" {
+				t.Errorf("fact_sales_order has %s rows after the refused batch, want 3", got)
+			}
+		})
 	}
 }
 
