@@ -159,3 +159,76 @@ func TestDuplicateVersionInABatchIsStaged(t *testing.T) {
 		})
 	}
 }
+
+// TestBulkLoadNumbersTheIDs loads three sales into an empty fact table in
+// bulk, on sequences as a warehouse's owner may have left them: where the
+// serial column's sequence counts up by one, load numbers the rows itself
+// from where it stood, and the next batch's ids (PostgreSQL's) follow on;
+// otherwise PostgreSQL numbers them. An id past the column's type fails
+// the batch, as PostgreSQL's own nextval would, and writes nothing.
+func TestBulkLoadNumbersTheIDs(t *testing.T) {
+	const seq = "fact_sales_order_sales_record_id_seq"
+	for _, tc := range []struct {
+		name, setup string
+		numbered    bool
+		want        string // the ids of batches 1 and 2, or the error
+	}{
+		{"a new sequence", "", true, "1,2,3|4"},
+		{"a sequence set forward", "SELECT setval('" + seq + "', 1000)", true, "1001,1002,1003|1004"},
+		{"a bigint column past int4", "ALTER TABLE fact_sales_order ALTER COLUMN sales_record_id TYPE bigint;" +
+			"ALTER SEQUENCE " + seq + " AS bigint; SELECT setval('" + seq + "', 3000000000)", true,
+			"3000000001,3000000002,3000000003|3000000004"},
+		{"an identity column", "ALTER TABLE fact_sales_order ALTER COLUMN sales_record_id DROP DEFAULT; DROP SEQUENCE " + seq + ";" +
+			"ALTER TABLE fact_sales_order ALTER COLUMN sales_record_id ADD GENERATED ALWAYS AS IDENTITY (START 7)", true, "7,8,9|10"},
+		{"a sequence counting by two", "ALTER SEQUENCE " + seq + " INCREMENT BY 2", false, "1,3,5|7"},
+		{"an integer column, its sequence past int4", "ALTER SEQUENCE " + seq + " AS bigint; SELECT setval('" + seq + "', 2147483646)",
+			true, "sales_record_id reaches 2147483649, past an integer column's range"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			setBulk(t, 1, 1) // every batch into an empty table is big
+			e := newEnv(t)
+			e.load(t) // migrates
+			if tc.setup != "" {
+				pgtest.Exec(t, e.url, tc.setup)
+			}
+			b := world(1)
+			b.sales = append(b.sales, sale(2, "2024-01-02", "11:00:00.000", 3, 300), sale(3, "2024-01-02", "12:00:00.000", 4, 400))
+			put(t, e.bucket, b)
+			rec := &recorder{}
+			opts := e.opts()
+			opts.Logger = slog.New(rec)
+			_, err := Load(context.Background(), opts)
+			if strings.HasPrefix(tc.want, "sales_record_id") {
+				if err == nil || !strings.Contains(err.Error(), tc.want) {
+					t.Fatalf("load: %v, want %q", err, tc.want)
+				}
+				if got := joined(query(t, e.url, "SELECT count(*)::text FROM fact_sales_order")); got != "0" {
+					t.Errorf("the failed batch left %s sales", got)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.ContainsFunc(rec.lines, func(l string) bool {
+				return strings.Contains(l, "table=fact_sales_order rows=3 written=3 direct=true") &&
+					strings.Contains(l, fmt.Sprintf("index_keys=2 ids_numbered=%v", tc.numbered))
+			}) {
+				t.Errorf("no log of fact_sales_order loaded with ids_numbered=%v:\n%s", tc.numbered, strings.Join(rec.lines, "\n"))
+			}
+			put(t, e.bucket, laterSales(2, 1))
+			e.load(t)
+			ids := func(where string) string {
+				return joined(query(t, e.url, "SELECT string_agg(sales_record_id::text, ',' ORDER BY sales_order_id) FROM fact_sales_order WHERE "+where))
+			}
+			got := ids("last_updated_date = '2024-01-02'") + "|" + ids("last_updated_date = '2024-01-03'")
+			if got != tc.want {
+				t.Errorf("ids %s, want %s", got, tc.want)
+			}
+			if got := joined(query(t, e.url, `SELECT sales_order_id::text, units_sold::text FROM fact_sales_order
+				WHERE last_updated_date = '2024-01-02' ORDER BY 1`)); got != "1|50\n2|3\n3|4" {
+				t.Errorf("fact_sales_order:\n%s", got)
+			}
+		})
+	}
+}

@@ -27,7 +27,8 @@ import (
 // savepoint, and on that refusal load rolls back to it and takes the staged
 // path, which skips such rows as it always did. (A big batch into an empty
 // fact table is copied without the table's keys, which are built after it,
-// under the same savepoint: see dropIndexKeysForBulk.)
+// under the same savepoint, and with ids numbered by load: see
+// dropIndexKeysForBulk and reserveIDs.)
 
 // copyHeader starts a binary COPY stream: signature, flags, extension length.
 var copyHeader = []byte("PGCOPY\n\xff\r\n\x00\x00\x00\x00\x00\x00\x00\x00\x00")
@@ -55,9 +56,25 @@ func encodersFor(fields []int, cs []column, typ map[string]string, seen map[stri
 	return out
 }
 
-// appendRow appends the binary COPY form of struct value v.
-func appendRow(buf []byte, v reflect.Value, encs []encoder) []byte {
-	buf = binary.BigEndian.AppendUint16(buf, uint16(len(encs))) // #nosec G115 -- a few columns
+// serialIDs numbers the rows of a COPY, from next on, for a fact table
+// whose serial column is int8 when wide (see reserveIDs).
+type serialIDs struct {
+	next int64
+	wide bool
+}
+
+// appendRow appends the binary COPY form of struct value v, led by its id
+// when ids is not nil.
+func appendRow(buf []byte, v reflect.Value, encs []encoder, ids *serialIDs) []byte {
+	cols := len(encs)
+	if ids != nil {
+		cols++
+	}
+	buf = binary.BigEndian.AppendUint16(buf, uint16(cols)) // #nosec G115 -- a few columns
+	if ids != nil {
+		buf = appendInt(buf, ids.next, ids.wide)
+		ids.next++
+	}
 	for _, e := range encs {
 		f := v.Field(e.field)
 		if e.nullable {
@@ -94,16 +111,20 @@ func appendRow(buf []byte, v reflect.Value, encs []encoder) []byte {
 			if e.seen != nil {
 				e.seen.add(f.Int())
 			}
-			if e.wide {
-				buf = binary.BigEndian.AppendUint32(buf, 8)
-				buf = binary.BigEndian.AppendUint64(buf, uint64(f.Int())) // #nosec G115 -- two's complement, as int8 wants
-			} else {
-				buf = binary.BigEndian.AppendUint32(buf, 4)
-				buf = binary.BigEndian.AppendUint32(buf, uint32(int32(f.Int()))) // #nosec G115 -- an int32 field
-			}
+			buf = appendInt(buf, f.Int(), e.wide)
 		}
 	}
 	return buf
+}
+
+// appendInt appends v as an int8 when wide, else as an int4 (v fits one).
+func appendInt(buf []byte, v int64, wide bool) []byte {
+	if wide {
+		buf = binary.BigEndian.AppendUint32(buf, 8)
+		return binary.BigEndian.AppendUint64(buf, uint64(v)) // #nosec G115 -- two's complement, as int8 wants
+	}
+	buf = binary.BigEndian.AppendUint32(buf, 4)
+	return binary.BigEndian.AppendUint32(buf, uint32(int32(v))) // #nosec G115 -- an int4 value
 }
 
 // appendNumeric appends cents/100 as a binary numeric with two decimals:
@@ -145,12 +166,16 @@ func appendNumeric(buf []byte, cents int64) []byte {
 // copyDirect copies the object of manifest entry obj of table t by a
 // binary COPY into into (quoted: the table itself, or a table of the same
 // column types), returning the rows copied. When keys is not nil, it
-// collects the values of the foreign-key columns on the way.
-func (l *loader) copyDirect(ctx context.Context, tx pgx.Tx, t *table, into string, obj lake.Object, keys *keyValues) (int64, error) {
+// collects the values of the foreign-key columns on the way; when ids is
+// not nil, it numbers the rows' serial column itself.
+func (l *loader) copyDirect(ctx context.Context, tx pgx.Tx, t *table, into string, obj lake.Object, keys *keyValues, ids *serialIDs) (int64, error) {
 	cs := t.dataCols()
-	names := make([]string, len(cs))
-	for i, c := range cs {
-		names[i] = q(c.name)
+	names := make([]string, 0, len(cs)+1)
+	if ids != nil {
+		names = append(names, q(t.serial))
+	}
+	for _, c := range cs {
+		names = append(names, q(c.name))
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -159,7 +184,7 @@ func (l *loader) copyDirect(ctx context.Context, tx pgx.Tx, t *table, into strin
 	count := l.progress.Table(t.name, obj.Rows)
 	defer count.Done()
 	go func() {
-		err := t.feed.encode(ctx, l.bucket, obj, l.plan.types[t.name], keys.sets(), pw, count)
+		err := t.feed.encode(ctx, l.bucket, obj, l.plan.types[t.name], keys.sets(), ids, pw, count)
 		_ = pw.CloseWithError(err) // nil: EOF for COPY
 		readErr <- err
 	}()
@@ -186,14 +211,15 @@ func isUniqueViolation(err error) bool {
 }
 
 // encodeTo streams the rows of the object of manifest entry obj, verified
-// against it, in binary COPY form, to w, counting them on count.
-func encodeTo[T any](ctx context.Context, b *lake.Bucket, obj lake.Object, encs []encoder, w io.Writer, count *progress.Counter) error {
+// against it, in binary COPY form (numbered by ids, when not nil), to w,
+// counting them on count.
+func encodeTo[T any](ctx context.Context, b *lake.Bucket, obj lake.Object, encs []encoder, ids *serialIDs, w io.Writer, count *progress.Counter) error {
 	buf := make([]byte, 0, 256*1024)
 	buf = append(buf, copyHeader...)
 	err := lake.ReadObject(ctx, b, obj, readBatch, func(rows []T) error {
 		count.Add(int64(len(rows)))
 		for i := range rows {
-			buf = appendRow(buf, reflect.ValueOf(&rows[i]).Elem(), encs)
+			buf = appendRow(buf, reflect.ValueOf(&rows[i]).Elem(), encs, ids)
 			if len(buf) >= 192*1024 {
 				if _, err := w.Write(buf); err != nil {
 					return err

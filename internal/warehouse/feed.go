@@ -25,8 +25,9 @@ type feeder interface {
 	open(ctx context.Context, b *lake.Bucket, obj lake.Object, count *progress.Counter) rowSource
 	// encode streams the rows of the object of obj, verified, to w in
 	// binary COPY form, for a table whose column types are typ (column name
-	// to pg_type.typname), collecting the values of the columns in seen.
-	encode(ctx context.Context, b *lake.Bucket, obj lake.Object, typ map[string]string, seen map[string]*valueSet, w io.Writer, count *progress.Counter) error
+	// to pg_type.typname), collecting the values of the columns in seen
+	// and numbering the rows by ids when it is not nil.
+	encode(ctx context.Context, b *lake.Bucket, obj lake.Object, typ map[string]string, seen map[string]*valueSet, ids *serialIDs, w io.Writer, count *progress.Counter) error
 }
 
 // rowSource is a pgx.CopyFromSource over a Parquet object. Each row ends
@@ -178,6 +179,6 @@ func (s *typedSource[T]) close() {
 	s.wg.Wait()
 }
 
-func (f *typedFeed[T]) encode(ctx context.Context, b *lake.Bucket, obj lake.Object, typ map[string]string, seen map[string]*valueSet, w io.Writer, count *progress.Counter) error {
-	return encodeTo[T](ctx, b, obj, encodersFor(f.fields, f.cols, typ, seen), w, count)
+func (f *typedFeed[T]) encode(ctx context.Context, b *lake.Bucket, obj lake.Object, typ map[string]string, seen map[string]*valueSet, ids *serialIDs, w io.Writer, count *progress.Counter) error {
+	return encodeTo[T](ctx, b, obj, encodersFor(f.fields, f.cols, typ, seen), ids, w, count)
 }

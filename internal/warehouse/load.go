@@ -353,7 +353,13 @@ func (l *loader) write(ctx context.Context, tx pgx.Tx, a apply, obj lake.Object)
 		if err != nil {
 			return 0, err
 		}
-		n, err := l.copyDirect(ctx, tx, t, l.s.ident(t.name), obj, a.keys)
+		var ids *serialIDs
+		if len(keys) > 0 {
+			if ids, err = l.reserveIDs(ctx, tx, a, obj.Rows); err != nil {
+				return 0, err
+			}
+		}
+		n, err := l.copyDirect(ctx, tx, t, l.s.ident(t.name), obj, a.keys, ids)
 		copied := time.Now()
 		if err == nil && n == obj.Rows {
 			err = addConstraints(ctx, tx, a.s, t.name, keys) // builds the indexes, refusing a duplicate
@@ -369,7 +375,7 @@ func (l *loader) write(ctx context.Context, tx pgx.Tx, a apply, obj lake.Object)
 				a.keys.complete = true
 			}
 			l.log.Debug("table loaded", "table", t.name, "rows", n, "written", n, "direct", true,
-				"copy_seconds", copied.Sub(start).Seconds(), "index_keys", len(keys),
+				"copy_seconds", copied.Sub(start).Seconds(), "index_keys", len(keys), "ids_numbered", ids != nil,
 				"index_seconds", time.Since(copied).Seconds())
 			return n, nil
 		case isUniqueViolation(err):

@@ -2,6 +2,9 @@ package warehouse
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"math"
 	"strings"
 	"time"
 
@@ -109,6 +112,40 @@ func (l *loader) dropIndexKeysForBulk(ctx context.Context, tx pgx.Tx, a apply, r
 		AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint f WHERE f.contype = 'f' AND f.conindid = con.conindid)
 		AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_index i WHERE i.indexrelid = con.conindid
 			AND (i.indisclustered OR i.indisreplident))`)
+}
+
+// Serial ids numbered by load. Into an empty fact table copied without its
+// keys, load numbers the rows itself rather than have PostgreSQL call
+// nextval for each (5.8 s against 7.8–8.6 s to COPY 5.7M payments here):
+// it takes the batch's ids from the column's sequence in one step, and the
+// sequence goes on after them. The ALTER TABLE that dropped the keys holds
+// the table against every other writer until the commit, and a key left in
+// place, or built after the COPY, still refuses an id twice. A sequence
+// does not roll back: a batch that fails or is staged after this leaves a
+// gap in the ids, as a failed INSERT does.
+
+// reserveIDs takes rows ids for fact table a.t from its serial column's
+// sequence and returns them to number the COPY by; nil, to leave it to
+// PostgreSQL, when the column has no sequence that counts up by one or the
+// load role may not advance it.
+func (l *loader) reserveIDs(ctx context.Context, tx pgx.Tx, a apply, rows int64) (*serialIDs, error) {
+	var last int64
+	err := tx.QueryRow(ctx, `SELECT pg_catalog.setval(s.seqrelid, pg_catalog.nextval(s.seqrelid) + $3 - 1)
+		FROM pg_catalog.pg_sequence s
+		WHERE s.seqrelid = pg_catalog.pg_get_serial_sequence($1, $2)::regclass AND s.seqincrement = 1
+		AND pg_catalog.has_sequence_privilege(s.seqrelid, 'USAGE, UPDATE')`,
+		a.s.ident(a.t.name), a.t.serial, rows).Scan(&last)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return nil, nil
+	case err != nil:
+		return nil, fmt.Errorf("take %d ids for %s: %w", rows, a.t.name, err)
+	}
+	wide := l.plan.types[a.t.name][a.t.serial] == "int8"
+	if !wide && last > math.MaxInt32 {
+		return nil, fmt.Errorf("take %d ids for %s: %s reaches %d, past an integer column's range", rows, a.t.name, a.t.serial, last)
+	}
+	return &serialIDs{next: last - rows + 1, wide: wide}, nil
 }
 
 // constraintDef is a constraint (a foreign key, or the primary or a unique

@@ -133,7 +133,7 @@ func (l *loader) checked(ctx context.Context, tx pgx.Tx, a apply, rc *refCheck, 
 		return 0, false, fmt.Errorf("read the last id of %s: %w", table, err)
 	}
 	kv := newKeyValues(t, rc.keys)
-	n, err := l.copyDirect(ctx, tx, t, table, obj, kv)
+	n, err := l.copyDirect(ctx, tx, t, table, obj, kv, nil)
 	if isUniqueViolation(err) {
 		l.log.Debug("rows already in the table or twice in the batch: staging them", "table", t.name, "reason", err)
 		return 0, false, rollback()
