@@ -232,3 +232,94 @@ func TestBulkLoadNumbersTheIDs(t *testing.T) {
 		})
 	}
 }
+
+// keysOf are the primary and unique keys of the tables whose names match
+// like: name to "definition|index oid".
+func keysOf(t *testing.T, url, like string) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	for _, r := range query(t, url, `SELECT conname::text, pg_get_constraintdef(oid), conindid::text FROM pg_constraint
+		WHERE contype IN ('p', 'u') AND conrelid::regclass::text LIKE $1`, like) {
+		out[r[0]] = r[1] + "|" + r[2]
+	}
+	return out
+}
+
+// TestBulkIndexBuildOfAnEmptyDimension loads the first batch into empty
+// dimensions as a big one: each is copied without its primary key, which
+// is built after, and the facts' foreign keys that reference it are
+// dropped and added back, all of them as they were and validated. A
+// dimension that a table holding rows references keeps its key, as does
+// dim_date, whose rows are always staged; and a
+// batch with an id twice is refused by the key's build and staged, its
+// latest value kept.
+func TestBulkIndexBuildOfAnEmptyDimension(t *testing.T) {
+	for _, tc := range []struct {
+		name, setup string
+		kept        string // the dimension key not rebuilt
+		twice       bool   // staff 1 twice in the batch
+	}{
+		{"every referencing table empty", "", "", false},
+		{"a table with a row references dim_staff", "CREATE TABLE staff_note (staff_id int REFERENCES dim_staff (staff_id));" +
+			"INSERT INTO staff_note VALUES (NULL)", "dim_staff_pkey", false},
+		{"an id twice in the batch", "", "", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			setBulk(t, 1, 1) // every batch into an empty table is big
+			e := newEnv(t)
+			e.load(t) // migrates
+			if tc.setup != "" {
+				pgtest.Exec(t, e.url, tc.setup)
+			}
+			fks := `SELECT string_agg(conrelid::regclass::text || ' ' || conname || ' ' || pg_get_constraintdef(oid) || ' ' ||
+				convalidated::text, E'\n' ORDER BY conrelid::regclass::text, conname) FROM pg_constraint WHERE contype = 'f'`
+			fksBefore := joined(query(t, e.url, fks))
+			before := keysOf(t, e.url, `dim\_%`)
+			if len(before) != 8 {
+				t.Fatalf("dimension keys before the load: %v", before)
+			}
+			b := world(1)
+			if tc.twice {
+				renamed := b.staff[0]
+				renamed.LastName = "Renamed"
+				b.staff = append(b.staff, renamed)
+			}
+			put(t, e.bucket, b)
+			rec := &recorder{}
+			opts := e.opts()
+			opts.Logger = slog.New(rec)
+			if _, err := Load(context.Background(), opts); err != nil {
+				t.Fatal(err)
+			}
+			after := keysOf(t, e.url, `dim\_%`)
+			for name, was := range before {
+				is, ok := after[name]
+				def, _, _ := strings.Cut(was, "|")
+				gotDef, _, _ := strings.Cut(is, "|")
+				// dim_date only gains dates: its rows are always staged.
+				want := name != tc.kept && name != "dim_date_pkey" && (!tc.twice || name != "dim_staff_pkey")
+				switch rebuilt := is != was; {
+				case !ok || gotDef != def:
+					t.Errorf("%s is %q after the load, was %q", name, is, was)
+				case rebuilt != want:
+					t.Errorf("%s rebuilt %v, want %v (index %s, was %s)", name, rebuilt, want, is, was)
+				}
+			}
+			if got := joined(query(t, e.url, fks)); got != fksBefore {
+				t.Errorf("foreign keys after the load:\n%s\nbefore:\n%s", got, fksBefore)
+			}
+			if got := joined(query(t, e.url, `SELECT string_agg(staff_id || ' ' || last_name, ',' ORDER BY staff_id)
+				FROM dim_staff`)); got != map[bool]string{false: "1 Franey,2 Beier", true: "1 Renamed,2 Beier"}[tc.twice] {
+				t.Errorf("dim_staff: %s", got)
+			}
+			if got := joined(query(t, e.url, `SELECT (SELECT count(*) FROM dim_transaction) || ' ' ||
+				(SELECT count(*) FROM fact_payment)`)); got != "2 1" {
+				t.Errorf("dim_transaction and fact_payment rows: %s, want 2 1", got)
+			}
+			if staged := rec.has("could not create unique index \"dim_staff_pkey\""); staged != tc.twice {
+				t.Errorf("dim_staff staged after its key's build refused a duplicate: %v, want %v:\n%s",
+					staged, tc.twice, strings.Join(rec.snapshot(), "\n"))
+			}
+		})
+	}
+}

@@ -7,7 +7,7 @@
 // retries or concurrent runs happen. Fact rows, and the rows of a dimension
 // still empty, travel by one binary COPY straight into the table
 // (copy.go), the new fact rows' foreign keys checked at once after it
-// (loadcheck.go); into an empty fact table a big batch goes with its keys
+// (loadcheck.go); into an empty table a big batch goes with its keys
 // built after (load_bulk.go). The table's unique key refuses
 // a duplicate version; then, and for dimensions with rows, they travel by
 // COPY into temporary staging tables and then by set-based SQL
@@ -354,7 +354,7 @@ func (l *loader) write(ctx context.Context, tx pgx.Tx, a apply, obj lake.Object)
 			return 0, err
 		}
 		var ids *serialIDs
-		if len(keys) > 0 {
+		if len(keys) > 0 && t.role == fact {
 			if ids, err = l.reserveIDs(ctx, tx, a, obj.Rows); err != nil {
 				return 0, err
 			}
@@ -362,7 +362,7 @@ func (l *loader) write(ctx context.Context, tx pgx.Tx, a apply, obj lake.Object)
 		n, err := l.copyDirect(ctx, tx, t, l.s.ident(t.name), obj, a.keys, ids)
 		copied := time.Now()
 		if err == nil && n == obj.Rows {
-			err = addConstraints(ctx, tx, a.s, t.name, keys) // builds the indexes, refusing a duplicate
+			err = addConstraints(ctx, tx, keys) // builds the indexes, refusing a duplicate
 		}
 		switch {
 		case err == nil && n != obj.Rows:
