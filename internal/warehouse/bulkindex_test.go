@@ -13,32 +13,42 @@ import (
 	"github.com/sandstone-data/sandstone/internal/star"
 )
 
-// factKeys are the primary and unique keys of the fact tables: name to
-// "definition|index oid".
-func factKeys(t *testing.T, url string) map[string]string {
+// keysOf are the primary and unique keys of the tables whose names match
+// like: name to "definition|index oid".
+func keysOf(t *testing.T, url, like string) map[string]string {
 	t.Helper()
 	out := map[string]string{}
 	for _, r := range query(t, url, `SELECT conname::text, pg_get_constraintdef(oid), conindid::text FROM pg_constraint
-		WHERE contype IN ('p', 'u') AND conrelid::regclass::text LIKE 'fact\_%'`) {
+		WHERE contype IN ('p', 'u') AND conrelid::regclass::text LIKE $1`, like) {
 		out[r[0]] = r[1] + "|" + r[2]
 	}
 	return out
 }
 
-func TestBulkIndexBuildKeepsTheKeys(t *testing.T) {
-	setBulk(t, 1, 1) // every batch is big
+// bulkEnv is a migrated warehouse where every batch into an empty table is
+// big, with setup (SQL) run in it when not empty.
+func bulkEnv(t *testing.T, setup string) *env {
+	t.Helper()
+	setBulk(t, 1, 1)
 	e := newEnv(t)
-	e.load(t) // migrates: empty fact tables with their keys
+	e.load(t) // migrates
+	if setup != "" {
+		pgtest.Exec(t, e.url, setup)
+	}
+	return e
+}
+
+func TestBulkIndexBuildKeepsTheKeys(t *testing.T) {
 	// Another table's foreign key needs fact_payment's primary key: that
 	// one stays, and is maintained row by row.
-	pgtest.Exec(t, e.url, "CREATE TABLE payment_note (payment_record_id int REFERENCES fact_payment (payment_record_id))")
-	before := factKeys(t, e.url)
+	e := bulkEnv(t, "CREATE TABLE payment_note (payment_record_id int REFERENCES fact_payment (payment_record_id))")
+	before := keysOf(t, e.url, `fact\_%`)
 	if len(before) != 6 {
 		t.Fatalf("fact table keys before the load: %v", before)
 	}
 	put(t, e.bucket, world(1))
 	e.load(t)
-	after := factKeys(t, e.url)
+	after := keysOf(t, e.url, `fact\_%`)
 	for name, b := range before {
 		a, ok := after[name]
 		if !ok {
@@ -71,7 +81,7 @@ func TestBulkIndexBuildKeepsTheKeys(t *testing.T) {
 	if got := res.Batches[0].Rows["fact_sales_order"]; got != 1 {
 		t.Errorf("batch 2 wrote %d sales versions, want the new one only", got)
 	}
-	if again := factKeys(t, e.url); fmt.Sprint(again) != fmt.Sprint(after) {
+	if again := keysOf(t, e.url, `fact\_%`); fmt.Sprint(again) != fmt.Sprint(after) {
 		t.Errorf("keys of a table with rows changed:\n%v\nwas\n%v", again, after)
 	}
 }
@@ -149,7 +159,7 @@ func TestDuplicateVersionInABatchIsStaged(t *testing.T) {
 			if !staged {
 				t.Errorf("no log of the batch staged after %q:\n%s", want, strings.Join(rec.lines, "\n"))
 			}
-			if keys := factKeys(t, e.url); len(keys) != 6 {
+			if keys := keysOf(t, e.url, `fact\_%`); len(keys) != 6 {
 				t.Errorf("fact table keys after the fallback: %v", keys)
 			}
 			if got := joined(query(t, e.url, `SELECT count(*)::text FROM pg_constraint
@@ -185,12 +195,7 @@ func TestBulkLoadNumbersTheIDs(t *testing.T) {
 			true, "sales_record_id reaches 2147483649, past an integer column's range"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			setBulk(t, 1, 1) // every batch into an empty table is big
-			e := newEnv(t)
-			e.load(t) // migrates
-			if tc.setup != "" {
-				pgtest.Exec(t, e.url, tc.setup)
-			}
+			e := bulkEnv(t, tc.setup)
 			b := world(1)
 			b.sales = append(b.sales, sale(2, "2024-01-02", "11:00:00.000", 3, 300), sale(3, "2024-01-02", "12:00:00.000", 4, 400))
 			put(t, e.bucket, b)
@@ -233,18 +238,6 @@ func TestBulkLoadNumbersTheIDs(t *testing.T) {
 	}
 }
 
-// keysOf are the primary and unique keys of the tables whose names match
-// like: name to "definition|index oid".
-func keysOf(t *testing.T, url, like string) map[string]string {
-	t.Helper()
-	out := map[string]string{}
-	for _, r := range query(t, url, `SELECT conname::text, pg_get_constraintdef(oid), conindid::text FROM pg_constraint
-		WHERE contype IN ('p', 'u') AND conrelid::regclass::text LIKE $1`, like) {
-		out[r[0]] = r[1] + "|" + r[2]
-	}
-	return out
-}
-
 // TestBulkIndexBuildOfAnEmptyDimension loads the first batch into empty
 // dimensions as a big one: each is copied without its primary key, which
 // is built after, and the facts' foreign keys that reference it are
@@ -265,12 +258,7 @@ func TestBulkIndexBuildOfAnEmptyDimension(t *testing.T) {
 		{"an id twice in the batch", "", "", true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			setBulk(t, 1, 1) // every batch into an empty table is big
-			e := newEnv(t)
-			e.load(t) // migrates
-			if tc.setup != "" {
-				pgtest.Exec(t, e.url, tc.setup)
-			}
+			e := bulkEnv(t, tc.setup)
 			fks := `SELECT string_agg(conrelid::regclass::text || ' ' || conname || ' ' || pg_get_constraintdef(oid) || ' ' ||
 				convalidated::text, E'\n' ORDER BY conrelid::regclass::text, conname) FROM pg_constraint WHERE contype = 'f'`
 			fksBefore := joined(query(t, e.url, fks))
