@@ -242,23 +242,42 @@ func TestBulkLoadNumbersTheIDs(t *testing.T) {
 // dimensions as a big one: each is copied without its primary key, which
 // is built after, and the facts' foreign keys that reference it are
 // dropped and added back, all of them as they were and validated. A
-// dimension that a table holding rows references keeps its key, as does
-// dim_date, whose rows are always staged; and a
-// batch with an id twice is refused by the key's build and staged, its
-// latest value kept.
+// dimension that a table holding rows, or another role's table, references
+// keeps its key, as does dim_date, whose rows are always staged; an owner
+// without CREATE on the schema, which building an index needs, keeps every
+// key; and a batch with an id twice is refused by the key's build and
+// staged, its latest value kept.
 func TestBulkIndexBuildOfAnEmptyDimension(t *testing.T) {
+	const ownedBy = `DO $$ DECLARE r record; BEGIN
+			FOR r IN SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename <> 'staff_note' LOOP
+				EXECUTE format('ALTER TABLE %I OWNER TO sandstone_star_owner', r.tablename);
+			END LOOP; END $$`
 	for _, tc := range []struct {
 		name, setup string
-		kept        string // the dimension key not rebuilt
-		twice       bool   // staff 1 twice in the batch
+		kept        []string // the dimension keys not rebuilt ("all": none is)
+		twice       bool     // staff 1 twice in the batch
+		owner       string   // when set, the role that owns the star tables and loads
 	}{
-		{"every referencing table empty", "", "", false},
+		{"every referencing table empty", "", nil, false, ""},
 		{"a table with a row references dim_staff", "CREATE TABLE staff_note (staff_id int REFERENCES dim_staff (staff_id));" +
-			"INSERT INTO staff_note VALUES (NULL)", "dim_staff_pkey", false},
-		{"an id twice in the batch", "", "", true},
+			"INSERT INTO staff_note VALUES (NULL)", []string{"dim_staff_pkey"}, false, ""},
+		{"another role's empty table references dim_staff", `GRANT CREATE ON SCHEMA public TO sandstone_star_owner;
+			CREATE TABLE staff_note (staff_id int REFERENCES dim_staff (staff_id));` + ownedBy,
+			[]string{"dim_staff_pkey"}, false, "sandstone_star_owner"},
+		// Building an index takes CREATE on the schema, even for the owner.
+		{"the owner may not create in the schema", ownedBy, []string{"all"}, false, "sandstone_star_owner"},
+		{"an id twice in the batch", "", nil, true, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			e := bulkEnv(t, tc.setup)
+			e := bulkEnv(t, "")
+			loader := e.url
+			if tc.owner != "" {
+				loader = asRole(t, e.url, tc.owner)
+			}
+			if tc.setup != "" {
+				pgtest.Exec(t, e.url, tc.setup)
+			}
+			e.url = loader
 			fks := `SELECT string_agg(conrelid::regclass::text || ' ' || conname || ' ' || pg_get_constraintdef(oid) || ' ' ||
 				convalidated::text, E'\n' ORDER BY conrelid::regclass::text, conname) FROM pg_constraint WHERE contype = 'f'`
 			fksBefore := joined(query(t, e.url, fks))
@@ -285,7 +304,7 @@ func TestBulkIndexBuildOfAnEmptyDimension(t *testing.T) {
 				def, _, _ := strings.Cut(was, "|")
 				gotDef, _, _ := strings.Cut(is, "|")
 				// dim_date only gains dates: its rows are always staged.
-				want := name != tc.kept && name != "dim_date_pkey" && (!tc.twice || name != "dim_staff_pkey")
+				want := !slices.Contains(tc.kept, name) && !slices.Contains(tc.kept, "all") && name != "dim_date_pkey" && (!tc.twice || name != "dim_staff_pkey")
 				switch rebuilt := is != was; {
 				case !ok || gotDef != def:
 					t.Errorf("%s is %q after the load, was %q", name, is, was)

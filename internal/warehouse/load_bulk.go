@@ -87,7 +87,8 @@ func (l *loader) restoreKeys(ctx context.Context, tx pgx.Tx, a apply, fks []cons
 // dropIndexKeysForBulk drops the primary and unique keys of table a.t when
 // a batch of rows is big and the table empty, returning them, and any
 // foreign keys dropped with them, for addConstraints in that order. It
-// leaves alone a table the load role does not own, keys that the table is
+// leaves alone a table the load role does not own or may not build an
+// index of (no CREATE on its schema), keys that the table is
 // clustered on or replicated by, and keys that a fact table's foreign key
 // references, or, for a dimension, that a table holding rows or owned by
 // another role references.
@@ -97,7 +98,10 @@ func (l *loader) dropIndexKeysForBulk(ctx context.Context, tx pgx.Tx, a apply, r
 	}
 	table := a.s.ident(a.t.name)
 	var owner, empty bool
+	// Only the table's owner may drop its keys, and building an index takes
+	// the right to create in the schema too.
 	if err := tx.QueryRow(ctx, `SELECT pg_catalog.pg_has_role(c.relowner, 'USAGE')
+			AND pg_catalog.has_schema_privilege(n.oid, 'CREATE')
 		FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
 		WHERE n.nspname = $1 AND c.relname = $2`, string(a.s), a.t.name).Scan(&owner); err != nil || !owner {
 		return nil, err
