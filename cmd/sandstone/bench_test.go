@@ -37,6 +37,16 @@ func TestBenchCleanAndProfiles(t *testing.T) {
 	if _, err := runCLI(ctx, "--memprofile", filepath.Join(profiles, "no", "such", "dir"), "bench", "--clean", "--dir", dir); err == nil {
 		t.Error("a memory profile that cannot be created was accepted")
 	}
+	rss := filepath.Join(profiles, "rss")
+	if _, err := runCLI(ctx, "--peak-rss-file", rss, "version"); err != nil {
+		t.Fatal(err)
+	}
+	if data, err := os.ReadFile(rss); err != nil || len(data) < 7 || strings.Trim(string(data), "0123456789") != "" {
+		t.Errorf("peak RSS file: %q, %v; want a count of bytes, at least a megabyte", data, err)
+	}
+	if _, err := runCLI(ctx, "--peak-rss-file", filepath.Join(profiles, "no", "such", "dir"), "version"); err == nil {
+		t.Error("a peak RSS file that cannot be written was accepted")
+	}
 	if _, err := runCLI(ctx, "bench", "--sales-orders", "-5", "--dir", dir); err == nil {
 		t.Error("a negative scale was accepted")
 	}

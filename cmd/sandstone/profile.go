@@ -6,21 +6,25 @@ import (
 	"os"
 	"runtime"
 	"runtime/pprof"
+	"strconv"
+	"strings"
 
 	"github.com/spf13/cobra"
 )
 
-// addProfileFlags gives root the hidden persistent --cpuprofile and
-// --memprofile flags, which write pprof profiles of the command (the
-// benchmark passes them to the stages it runs). It wraps the persistent
-// hooks already set (the log flags'), so call it after addLogFlags. The
-// profiles are written when the command succeeds.
+// addProfileFlags gives root the hidden persistent --cpuprofile,
+// --memprofile and --peak-rss-file flags, which write pprof profiles of
+// the command and its peak RSS (the benchmark passes them to the stages it
+// runs). It wraps the persistent hooks already set (the log flags'), so
+// call it after addLogFlags. The files are written when the command
+// succeeds.
 func addProfileFlags(root *cobra.Command) {
-	var cpuPath, memPath string
+	var cpuPath, memPath, rssPath string
 	pf := root.PersistentFlags()
 	pf.StringVar(&cpuPath, "cpuprofile", "", "write a CPU profile (pprof) of the command to this file")
 	pf.StringVar(&memPath, "memprofile", "", "write an allocation profile (pprof) at the end of the command to this file")
-	for _, name := range []string{"cpuprofile", "memprofile"} {
+	pf.StringVar(&rssPath, "peak-rss-file", "", "write the command's peak RSS in bytes at its end to this file")
+	for _, name := range []string{"cpuprofile", "memprofile", "peak-rss-file"} {
 		if err := pf.MarkHidden(name); err != nil {
 			panic(err)
 		}
@@ -59,6 +63,9 @@ func addProfileFlags(root *cobra.Command) {
 		if memPath != "" {
 			errs = append(errs, writeHeapProfile(memPath))
 		}
+		if rssPath != "" {
+			errs = append(errs, writePeakRSS(rssPath))
+		}
 		if post != nil {
 			errs = append(errs, post(cmd, args))
 		}
@@ -82,4 +89,35 @@ func writeHeapProfile(path string) error {
 		return fmt.Errorf("heap profile: %w", err)
 	}
 	return nil
+}
+
+// writePeakRSS writes to path the peak resident set size of this program,
+// in bytes: Linux's high-water mark of the memory it was exec'd into
+// (VmHWM), which, unlike the peak wait4 reports to a parent, leaves out
+// what the parent held when it started it. Where /proc has no such line
+// it writes nothing.
+func writePeakRSS(path string) error {
+	kb, err := strconv.ParseInt(strings.TrimSuffix(procStatus("VmHWM"), " kB"), 10, 64)
+	if err != nil {
+		return nil
+	}
+	if err := os.WriteFile(path, []byte(strconv.FormatInt(kb*1024, 10)), 0o600); err != nil {
+		return fmt.Errorf("peak RSS: %w", err)
+	}
+	return nil
+}
+
+// procStatus is the value of field in /proc/self/status ("" when there
+// is none).
+func procStatus(field string) string {
+	data, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return ""
+	}
+	for line := range strings.Lines(string(data)) {
+		if k, v, ok := strings.Cut(line, ":"); ok && k == field {
+			return strings.TrimSpace(v)
+		}
+	}
+	return ""
 }

@@ -12,6 +12,7 @@
 package bench
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -276,35 +277,53 @@ func (r *run) bounded(ctx context.Context) error {
 }
 
 func (r *run) incremental(ctx context.Context) error {
-	var err error
-	if r.serials, err = maxSerials(ctx, r.cfg.WarehouseURL, r.cfg.WarehouseSchema); err != nil {
-		return err
-	}
-	c, err := r.changeAndCycle(ctx, "incremental")
+	c, serials, err := r.changeAndCycle(ctx, "incremental")
 	r.res.setIncremental(c)
+	r.serials = serials
 	return err
 }
 
 // changeAndCycle changes ChangeFraction of the sales orders and payments,
-// then runs the three stages as children.
-func (r *run) changeAndCycle(ctx context.Context, phase string) (Cycle, error) {
+// then runs the three stages as children, and then measures the cycle's
+// floor. It returns the cycle and the fact tables' serial ids before it.
+func (r *run) changeAndCycle(ctx context.Context, phase string) (Cycle, map[string]int64, error) {
+	w, err := windowsOf(ctx, r.cfg.IngestBucket, cmp.Or(r.cfg.Lookback, config.DefaultLookback))
+	if err != nil {
+		return Cycle{}, nil, err
+	}
+	serials, err := maxSerials(ctx, r.cfg.WarehouseURL, r.cfg.WarehouseSchema)
+	if err != nil {
+		return Cycle{}, nil, err
+	}
 	r.say("Changing %.3g%% of the sales orders and payments ...", r.opts.ChangeFraction*100)
 	changed, err := synth.ChangeFraction(ctx, r.cfg.SourceURL, r.opts.ChangeFraction)
 	if err != nil {
-		return Cycle{}, fmt.Errorf("bench: %w", err)
+		return Cycle{}, nil, fmt.Errorf("bench: %w", err)
 	}
 	c := Cycle{Changes: changed.Total(), RowsPerSecond: map[string]float64{}}
 	r.say("  %d rows changed; %s cycle ...", c.Changes, phase)
 	runs, err := cycle(ctx, r.c, phase, r.say)
 	if err != nil {
-		return c, fmt.Errorf("bench: %w", err)
+		return c, nil, fmt.Errorf("bench: %w", err)
 	}
 	c.Seconds, c.StageSeconds, c.PeakRSSMB = runs.split()
 	for s, sec := range c.StageSeconds {
 		c.RowsPerSecond[s] = perSecond(c.Changes, sec)
 	}
-	c.LoadBatchSeconds, err = loadBatchSeconds(ctx, r.cfg.WarehouseURL, r.cfg.WarehouseSchema)
-	return c, err
+	if c.LoadBatchSeconds, err = loadBatchSeconds(ctx, r.cfg.WarehouseURL, r.cfg.WarehouseSchema); err != nil {
+		return c, nil, err
+	}
+	f := &c.Floor
+	if f.ReadSeconds, f.ReadRows, err = measureReadFloor(ctx, r.cfg.SourceURL, w); err != nil {
+		return c, nil, err
+	}
+	if f.WriteSeconds, err = measureWriteFloor(ctx, r.cfg.WarehouseURL, r.cfg.WarehouseSchema, serials); err != nil {
+		return c, nil, err
+	}
+	f.Ratio = c.Seconds / (f.ReadSeconds + f.WriteSeconds)
+	r.say("  floor: PostgreSQL alone reads the window (%d rows) in %.2fs and writes the fact rows in %.2fs: the cycle is %.2fx that",
+		f.ReadRows, f.ReadSeconds, f.WriteSeconds, f.Ratio)
+	return c, serials, nil
 }
 
 // indexed gives every source table the index on last_updated that ingest
@@ -329,7 +348,7 @@ func (r *run) indexed(ctx context.Context) error {
 	}
 	r.res.SourceIndexSeconds = time.Since(t0).Seconds()
 	r.say("  built in %.1fs", r.res.SourceIndexSeconds)
-	c, err := r.changeAndCycle(ctx, "indexed")
+	c, _, err := r.changeAndCycle(ctx, "indexed")
 	r.res.Indexed = &c
 	return err
 }

@@ -5,9 +5,11 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -63,13 +65,35 @@ func newChildren(exe string, cfg config.Config, profileDir, sourceDir string) ch
 	return children{exe: exe, env: env, profileDir: profileDir, source: localServer(sourceDir)}
 }
 
+// child is a sandstone child process, and the file it writes its peak
+// RSS to when it ends (see peakRSS).
+type child struct {
+	*exec.Cmd
+	rssFile string
+}
+
 // command makes the child running sandstone with args.
-func (c children) command(ctx context.Context, args ...string) *exec.Cmd {
-	cmd := exec.CommandContext(ctx, c.exe, args...) // #nosec G204 -- our own binary, with our own arguments
+func (c children) command(ctx context.Context, args ...string) child {
+	rssFile := filepath.Join(os.TempDir(), "sandstone-bench-rss-"+strconv.FormatUint(rand.Uint64(), 36)) // #nosec G404 -- a file name
+	cmd := exec.CommandContext(ctx, c.exe, append(args, "--peak-rss-file", rssFile)...)                  // #nosec G204 -- our own binary, with our own arguments
 	cmd.Env = c.env
 	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
 	cmd.WaitDelay = 10 * time.Second
-	return cmd
+	return child{Cmd: cmd, rssFile: rssFile}
+}
+
+// peakRSS is the ended child's peak resident set size, in bytes: as it
+// wrote it itself, else (it did not end cleanly, or has no /proc) as
+// wait4 reported it, which on Linux also counts the bench's own peak
+// before the child started (a Go parent starts a child in its own memory,
+// whose high-water mark the exec hands down).
+func (ch child) peakRSS() int64 {
+	data, err := os.ReadFile(ch.rssFile)
+	_ = os.Remove(ch.rssFile)
+	if n, perr := strconv.ParseInt(strings.TrimSpace(string(data)), 10, 64); err == nil && perr == nil && n > 0 {
+		return n
+	}
+	return peakRSS(ch.ProcessState)
 }
 
 // stage runs one stage (ingest, transform or load) to completion; phase
@@ -102,7 +126,7 @@ func (c children) run(ctx context.Context, profile string, stdout io.Writer, arg
 	cpu0, cpuOK := c.source.cpu()
 	start := time.Now()
 	err := cmd.Run()
-	run := StageRun{Stage: args[0], Duration: time.Since(start), PeakRSS: peakRSS(cmd.ProcessState), ExitCode: -1}
+	run := StageRun{Stage: args[0], Duration: time.Since(start), PeakRSS: cmd.peakRSS(), ExitCode: -1}
 	if cmd.ProcessState != nil {
 		run.ExitCode = cmd.ProcessState.ExitCode()
 	}

@@ -4,9 +4,14 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/sandstone-data/sandstone/internal/ingest"
+	"github.com/sandstone-data/sandstone/internal/lake"
+	"github.com/sandstone-data/sandstone/internal/totesys"
 )
 
 // factSerials are the fact tables and their warehouse-assigned ids.
@@ -105,4 +110,130 @@ func loadBatchSeconds(ctx context.Context, url, schema string) (float64, error) 
 		return 0, fmt.Errorf("bench: the load ledger: %w", err)
 	}
 	return s, nil
+}
+
+// Windows are where an incremental ingest's read of each source table
+// starts (exclusive): the rows it must read, as the ingestion bucket's
+// newest state says. A table without one is read whole.
+type windows map[string]time.Time
+
+// windowsOf reads the windows of the next ingest from the ingestion
+// bucket at bucketURL.
+func windowsOf(ctx context.Context, bucketURL string, lookback time.Duration) (windows, error) {
+	b, err := lake.Open(ctx, bucketURL)
+	if err != nil {
+		return nil, fmt.Errorf("bench: the ingestion bucket: %w", err)
+	}
+	_, st, err := ingest.LoadState(ctx, b)
+	if err != nil {
+		return nil, fmt.Errorf("bench: the ingest state: %w", err)
+	}
+	w := windows{}
+	for _, t := range totesys.Tables {
+		if start, ok := st.NextWindow(t.Name, lookback); ok {
+			w[t.Name] = start
+		}
+	}
+	return w, nil
+}
+
+// measureReadFloor times the floor of an incremental ingest: PostgreSQL
+// alone sending the rows ingest must read, every source table's rows
+// stamped after its window's start (w), in one read-only snapshot over one
+// connection in UTC, as ingest reads them, each row received and dropped
+// undecoded. It returns the seconds, from the snapshot's start, and the
+// rows.
+func measureReadFloor(ctx context.Context, url string, w windows) (float64, int64, error) {
+	var rows int64
+	var seconds float64
+	err := withConn(ctx, url, func(conn *pgx.Conn) error {
+		if _, err := conn.Exec(ctx, "SET TIME ZONE 'UTC'"); err != nil {
+			return err
+		}
+		start := time.Now()
+		return pgx.BeginTxFunc(ctx, conn, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
+			for _, t := range totesys.Tables {
+				sql := "SELECT * FROM " + pgx.Identifier{t.Name}.Sanitize()
+				args := []any{pgx.QueryResultFormats{pgx.BinaryFormatCode}}
+				if from, ok := w[t.Name]; ok {
+					sql += " WHERE " + pgx.Identifier{totesys.LastUpdated}.Sanitize() + " > $1"
+					args = append(args, from)
+				}
+				rs, err := tx.Query(ctx, sql, args...)
+				if err != nil {
+					return err
+				}
+				for rs.Next() {
+					rows++
+				}
+				if err := rs.Err(); err != nil {
+					return fmt.Errorf("read %s: %w", t.Name, err)
+				}
+			}
+			seconds = time.Since(start).Seconds()
+			return nil
+		})
+	})
+	if err != nil {
+		return 0, 0, fmt.Errorf("bench: the read floor: %w", err)
+	}
+	return seconds, rows, nil
+}
+
+// measureWriteFloor times the floor of writing an incremental load's fact
+// rows (those past the serial ids before it): PostgreSQL alone taking them
+// again by binary COPY into the same tables, every index maintained and
+// every unique key checked, the foreign keys not (their triggers off, as
+// session_replication_role = replica has them), in one transaction that is
+// rolled back. So that no version meets itself, each row goes in as its
+// version a day later: still the newest, at the end of the version key, as
+// the load's rows were. It returns the seconds of the COPYs.
+func measureWriteFloor(ctx context.Context, url, schema string, before map[string]int64) (float64, error) {
+	var seconds float64
+	err := withConn(ctx, url, func(conn *pgx.Conn) error {
+		data := map[string]*bytes.Buffer{}
+		cols := map[string]string{}
+		for table, id := range factSerials {
+			var names []string
+			if err := conn.QueryRow(ctx, `SELECT array_agg(column_name::text ORDER BY ordinal_position)
+				FROM information_schema.columns WHERE table_schema = $1 AND table_name = $2 AND column_name <> $3`,
+				schema, table, id).Scan(&names); err != nil {
+				return err
+			}
+			exprs := make([]string, len(names))
+			for i, n := range names {
+				exprs[i] = pgx.Identifier{n}.Sanitize()
+				if n == "last_updated_date" {
+					exprs[i] += " + 1"
+				}
+				names[i] = pgx.Identifier{n}.Sanitize()
+			}
+			cols[table], data[table] = strings.Join(names, ", "), &bytes.Buffer{}
+			if _, err := conn.PgConn().CopyTo(ctx, data[table], fmt.Sprintf("COPY (SELECT %s FROM %s WHERE %s > %d) TO STDOUT (FORMAT binary)",
+				strings.Join(exprs, ", "), pgx.Identifier{schema, table}.Sanitize(), pgx.Identifier{id}.Sanitize(), before[table])); err != nil {
+				return err
+			}
+		}
+		tx, err := conn.Begin(ctx)
+		if err != nil {
+			return err
+		}
+		defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+		if _, err := tx.Exec(ctx, "SET LOCAL session_replication_role = replica"); err != nil {
+			return err
+		}
+		for table := range factSerials {
+			start := time.Now()
+			if _, err := tx.Conn().PgConn().CopyFrom(ctx, data[table], "COPY "+pgx.Identifier{schema, table}.Sanitize()+
+				" ("+cols[table]+") FROM STDIN (FORMAT binary)"); err != nil {
+				return err
+			}
+			seconds += time.Since(start).Seconds()
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("bench: the write floor: %w", err)
+	}
+	return seconds, nil
 }

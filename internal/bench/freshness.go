@@ -119,7 +119,7 @@ func measureFreshness(ctx context.Context, c children, plan freshnessPlan) (Fres
 			_ = run.Process.Kill()
 			err = errors.Join(errors.New("sandstone run did not stop within a minute of SIGTERM"), <-done)
 		}
-		res.RunPeakRSS = peakRSS(run.ProcessState)
+		res.RunPeakRSS = run.peakRSS()
 		if err != nil {
 			return fmt.Errorf("freshness: sandstone run (output in %s): %w", plan.logPath, err)
 		}

@@ -198,6 +198,18 @@ func TestRunTiny(t *testing.T) {
 		res.SourceIndexSeconds <= 0 || obj["indexed"] == nil {
 		t.Errorf("indexed cycle: %+v, indexes built in %vs", c, res.SourceIndexSeconds)
 	}
+	// Each cycle's floor read at least the rows it changed (the window
+	// holds them and what the lookback reaches back to) and wrote its
+	// fact rows again.
+	for _, c := range []Cycle{res.incremental(), *res.Indexed} {
+		if f := c.Floor; f.ReadRows < c.Changes || f.ReadSeconds <= 0 || f.WriteSeconds <= 0 ||
+			f.Ratio != c.Seconds/(f.ReadSeconds+f.WriteSeconds) {
+			t.Errorf("cycle of %d changes in %vs: floor %+v", c.Changes, c.Seconds, f)
+		}
+	}
+	if f, _ := obj["incremental_floor"].(map[string]any); f["read_rows"] == nil || f["write_seconds"] == nil {
+		t.Errorf("JSON incremental_floor: %v", obj["incremental_floor"])
+	}
 	if res.RunPeakRSSMB <= 0 || res.Machine.CPUs <= 0 || res.Machine.PostgreSQL == "" || len(res.Targets) != 10 {
 		t.Errorf("run RSS %v, machine %+v, %d targets", res.RunPeakRSSMB, res.Machine, len(res.Targets))
 	}
@@ -214,7 +226,8 @@ func TestRunTiny(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, want := range []string{"baseline (COPY out + COPY in)", "initial pipeline", "pipeline / baseline", "freshness", "p95", "transform", "target",
-		"audit (after incremental)", "audit peak RSS", "the initial ingest's", "floor (COPY, checked by PG)", "bounded initial"} {
+		"audit (after incremental)", "audit peak RSS", "the initial ingest's", "floor (COPY, checked by PG)", "bounded initial",
+		"PG reads the window", "PG writes the fact rows", "its floor"} {
 		if !strings.Contains(table.String(), want) {
 			t.Errorf("table lacks %q:\n%s", want, table.String())
 		}
@@ -327,4 +340,24 @@ func TestOptionsAreChecked(t *testing.T) {
 			t.Errorf("options %+v accepted", o)
 		}
 	}
+}
+
+// TestChildPeakRSSIsItsOwn: on Linux a child's peak RSS as wait4 reports
+// it counts the parent's peak before the child started; the bench reports
+// the child's own.
+func TestChildPeakRSSIsItsOwn(t *testing.T) {
+	exe := sandstoneBinary(t)
+	held := make([]byte, 300<<20)
+	for i := range held {
+		held[i] = 1
+	}
+	c := children{exe: exe, env: os.Environ()}
+	run, err := c.run(context.Background(), "rss", nil, "version")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if run.PeakRSS <= 1<<20 || run.PeakRSS >= 200<<20 {
+		t.Errorf("sandstone version's peak RSS: %d bytes, want its own (a few MB), not this test's 300 MB", run.PeakRSS)
+	}
+	held[len(held)-1] = 2 // held until the child ended
 }
