@@ -320,7 +320,7 @@ func (r *run) changeAndCycle(ctx context.Context, phase string) (Cycle, map[stri
 	if f.WriteSeconds, err = measureWriteFloor(ctx, r.cfg.WarehouseURL, r.cfg.WarehouseSchema, serials); err != nil {
 		return c, nil, err
 	}
-	f.Ratio = c.Seconds / (f.ReadSeconds + f.WriteSeconds)
+	f.Ratio = c.Seconds / f.seconds()
 	r.say("  floor: PostgreSQL alone reads the window (%d rows) in %.2fs and writes the fact rows in %.2fs: the cycle is %.2fx that",
 		f.ReadRows, f.ReadSeconds, f.WriteSeconds, f.Ratio)
 	return c, serials, nil

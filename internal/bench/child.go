@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -75,7 +76,7 @@ type child struct {
 // command makes the child running sandstone with args.
 func (c children) command(ctx context.Context, args ...string) child {
 	rssFile := filepath.Join(os.TempDir(), "sandstone-bench-rss-"+strconv.FormatUint(rand.Uint64(), 36)) // #nosec G404 -- a file name
-	cmd := exec.CommandContext(ctx, c.exe, append(args, "--peak-rss-file", rssFile)...)                  // #nosec G204 -- our own binary, with our own arguments
+	cmd := exec.CommandContext(ctx, c.exe, append(slices.Clip(args), "--peak-rss-file", rssFile)...)     // #nosec G204 -- our own binary, with our own arguments
 	cmd.Env = c.env
 	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
 	cmd.WaitDelay = 10 * time.Second

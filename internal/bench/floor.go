@@ -3,6 +3,7 @@ package bench
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -52,47 +53,83 @@ func measureFloor(ctx context.Context, url, schema string, before map[string]int
 	var seconds float64
 	var rows int64
 	err := withConn(ctx, url, func(conn *pgx.Conn) error {
-		data := map[string]*bytes.Buffer{}
-		cols := map[string]string{}
-		for table, id := range factSerials {
-			var list string
-			if err := conn.QueryRow(ctx, `SELECT string_agg(quote_ident(column_name), ', ' ORDER BY ordinal_position)
-				FROM information_schema.columns WHERE table_schema = $1 AND table_name = $2 AND column_name <> $3`,
-				schema, table, id).Scan(&list); err != nil {
-				return err
-			}
-			cols[table] = list
-			data[table] = &bytes.Buffer{}
-			if _, err := conn.PgConn().CopyTo(ctx, data[table], fmt.Sprintf("COPY (SELECT %s FROM %s WHERE %s > %d) TO STDOUT",
-				cols[table], pgx.Identifier{schema, table}.Sanitize(), pgx.Identifier{id}.Sanitize(), before[table])); err != nil {
-				return err
-			}
-		}
-		tx, err := conn.Begin(ctx)
+		fr, err := readFactRows(ctx, conn, schema, before, "text", "")
 		if err != nil {
 			return err
 		}
-		defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
-		for table, id := range factSerials {
-			if _, err := tx.Exec(ctx, fmt.Sprintf("DELETE FROM %s WHERE %s > %d",
-				pgx.Identifier{schema, table}.Sanitize(), pgx.Identifier{id}.Sanitize(), before[table])); err != nil {
+		return pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+			for table, id := range factSerials {
+				if _, err := tx.Exec(ctx, fmt.Sprintf("DELETE FROM %s WHERE %s > %d",
+					pgx.Identifier{schema, table}.Sanitize(), pgx.Identifier{id}.Sanitize(), before[table])); err != nil {
+					return err
+				}
+			}
+			if seconds, rows, err = fr.copyIn(ctx, tx, schema); err != nil {
 				return err
 			}
-		}
-		for table := range factSerials {
-			start := time.Now()
-			tag, err := tx.Conn().PgConn().CopyFrom(ctx, data[table], "COPY "+pgx.Identifier{schema, table}.Sanitize()+
-				" ("+cols[table]+") FROM STDIN")
-			if err != nil {
-				return err
-			}
-			seconds += time.Since(start).Seconds()
-			rows += tag.RowsAffected()
-		}
-		return nil
+			return errRollback
+		})
 	})
-	if err != nil {
+	if err != nil && !errors.Is(err, errRollback) {
 		return 0, 0, fmt.Errorf("bench: the floor: %w", err)
+	}
+	return seconds, rows, nil
+}
+
+// errRollback ends a transaction that only measured.
+var errRollback = errors.New("rolled back")
+
+// factRows are an incremental load's fact rows, read back per fact table
+// as COPY data in format ("text" or "binary"), with the columns they fill.
+type factRows struct {
+	format string
+	data   map[string]*bytes.Buffer
+	cols   map[string]string
+}
+
+// readFactRows reads back, per fact table of schema, the rows past the
+// serial ids before: every column but the serial, and shift, when not "",
+// a date column whose value is read a day later.
+func readFactRows(ctx context.Context, conn *pgx.Conn, schema string, before map[string]int64, format, shift string) (factRows, error) {
+	fr := factRows{format: format, data: map[string]*bytes.Buffer{}, cols: map[string]string{}}
+	for table, id := range factSerials {
+		var names []string
+		if err := conn.QueryRow(ctx, `SELECT array_agg(column_name::text ORDER BY ordinal_position)
+			FROM information_schema.columns WHERE table_schema = $1 AND table_name = $2 AND column_name <> $3`,
+			schema, table, id).Scan(&names); err != nil {
+			return fr, err
+		}
+		exprs := make([]string, len(names))
+		for i, n := range names {
+			names[i] = pgx.Identifier{n}.Sanitize()
+			exprs[i] = names[i]
+			if n == shift {
+				exprs[i] += " + 1"
+			}
+		}
+		fr.cols[table], fr.data[table] = strings.Join(names, ", "), &bytes.Buffer{}
+		if _, err := conn.PgConn().CopyTo(ctx, fr.data[table], fmt.Sprintf("COPY (SELECT %s FROM %s WHERE %s > %d) TO STDOUT (FORMAT %s)",
+			strings.Join(exprs, ", "), pgx.Identifier{schema, table}.Sanitize(), pgx.Identifier{id}.Sanitize(), before[table], format)); err != nil {
+			return fr, err
+		}
+	}
+	return fr, nil
+}
+
+// copyIn writes the rows into the fact tables of schema in tx, returning
+// the seconds of the COPYs and the rows they wrote.
+func (fr factRows) copyIn(ctx context.Context, tx pgx.Tx, schema string) (float64, int64, error) {
+	var seconds float64
+	var rows int64
+	for table := range factSerials {
+		start := time.Now()
+		tag, err := tx.Conn().PgConn().CopyFrom(ctx, fr.data[table], "COPY "+pgx.Identifier{schema, table}.Sanitize()+
+			" ("+fr.cols[table]+") FROM STDIN (FORMAT "+fr.format+")")
+		if err != nil {
+			return 0, 0, err
+		}
+		seconds += time.Since(start).Seconds()
+		rows += tag.RowsAffected()
 	}
 	return seconds, rows, nil
 }
@@ -191,48 +228,21 @@ func measureReadFloor(ctx context.Context, url string, w windows) (float64, int6
 func measureWriteFloor(ctx context.Context, url, schema string, before map[string]int64) (float64, error) {
 	var seconds float64
 	err := withConn(ctx, url, func(conn *pgx.Conn) error {
-		data := map[string]*bytes.Buffer{}
-		cols := map[string]string{}
-		for table, id := range factSerials {
-			var names []string
-			if err := conn.QueryRow(ctx, `SELECT array_agg(column_name::text ORDER BY ordinal_position)
-				FROM information_schema.columns WHERE table_schema = $1 AND table_name = $2 AND column_name <> $3`,
-				schema, table, id).Scan(&names); err != nil {
-				return err
-			}
-			exprs := make([]string, len(names))
-			for i, n := range names {
-				exprs[i] = pgx.Identifier{n}.Sanitize()
-				if n == "last_updated_date" {
-					exprs[i] += " + 1"
-				}
-				names[i] = pgx.Identifier{n}.Sanitize()
-			}
-			cols[table], data[table] = strings.Join(names, ", "), &bytes.Buffer{}
-			if _, err := conn.PgConn().CopyTo(ctx, data[table], fmt.Sprintf("COPY (SELECT %s FROM %s WHERE %s > %d) TO STDOUT (FORMAT binary)",
-				strings.Join(exprs, ", "), pgx.Identifier{schema, table}.Sanitize(), pgx.Identifier{id}.Sanitize(), before[table])); err != nil {
-				return err
-			}
-		}
-		tx, err := conn.Begin(ctx)
+		fr, err := readFactRows(ctx, conn, schema, before, "binary", "last_updated_date")
 		if err != nil {
 			return err
 		}
-		defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
-		if _, err := tx.Exec(ctx, "SET LOCAL session_replication_role = replica"); err != nil {
-			return err
-		}
-		for table := range factSerials {
-			start := time.Now()
-			if _, err := tx.Conn().PgConn().CopyFrom(ctx, data[table], "COPY "+pgx.Identifier{schema, table}.Sanitize()+
-				" ("+cols[table]+") FROM STDIN (FORMAT binary)"); err != nil {
+		return pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+			if _, err := tx.Exec(ctx, "SET LOCAL session_replication_role = replica"); err != nil {
 				return err
 			}
-			seconds += time.Since(start).Seconds()
-		}
-		return nil
+			if seconds, _, err = fr.copyIn(ctx, tx, schema); err != nil {
+				return err
+			}
+			return errRollback
+		})
 	})
-	if err != nil {
+	if err != nil && !errors.Is(err, errRollback) {
 		return 0, fmt.Errorf("bench: the write floor: %w", err)
 	}
 	return seconds, nil

@@ -42,6 +42,9 @@ type CycleFloor struct {
 	Ratio        float64 `json:"ratio"`
 }
 
+// seconds is the floor: the read and the write added.
+func (f CycleFloor) seconds() float64 { return f.ReadSeconds + f.WriteSeconds }
+
 // Result is what a benchmark measured. Seconds are wall-clock; peak RSS is
 // in MiB (2^20 bytes).
 type Result struct {
@@ -266,11 +269,11 @@ func evaluate(r Result) []Target {
 		{"peak RSS of every stage", fmt.Sprintf("< %.0f MB", TargetPeakRSSMB),
 			fmt.Sprintf("%.1f MB (%s)", peak, peakStage), peak > 0 && peak < TargetPeakRSSMB},
 		{fmt.Sprintf("incremental cycle (%d changed rows)", r.IncrementalChanges), fmt.Sprintf("< %.1fs", TargetIncremental.Seconds()),
-			fmt.Sprintf("%.2fs (%.2fx its floor)", r.IncrementalSeconds, r.IncrementalFloor.Ratio), r.IncrementalSeconds > 0 && r.IncrementalSeconds < TargetIncremental.Seconds()},
+			fmt.Sprintf("%.2fs (floor %.2fs)", r.IncrementalSeconds, r.IncrementalFloor.seconds()), r.IncrementalSeconds > 0 && r.IncrementalSeconds < TargetIncremental.Seconds()},
 	}
 	if c := r.Indexed; c != nil {
 		ts = append(ts, Target{fmt.Sprintf("the same, source indexed (%d changed rows)", c.Changes), fmt.Sprintf("< %.1fs", TargetIncremental.Seconds()),
-			fmt.Sprintf("%.2fs (%.2fx its floor)", c.Seconds, c.Floor.Ratio), c.Seconds > 0 && c.Seconds < TargetIncremental.Seconds()})
+			fmt.Sprintf("%.2fs (floor %.2fs)", c.Seconds, c.Floor.seconds()), c.Seconds > 0 && c.Seconds < TargetIncremental.Seconds()})
 	}
 	ts = append(ts,
 		Target{"incremental load", fmt.Sprintf("> %d rows/s or <= %.1fx the floor", TargetIncrementalLoadRate, TargetLoadFloorRatio),
@@ -393,7 +396,7 @@ func writeCycle(p func(string, ...any), name string, c Cycle) {
 	f := c.Floor
 	p("  %-28s %10.2f %14.0f %12s", fmt.Sprintf("PG reads the window (%d)", f.ReadRows), f.ReadSeconds, perSecond(f.ReadRows, f.ReadSeconds), "")
 	p("  %-28s %10.2f %14.0f %12s", "PG writes the fact rows", f.WriteSeconds, perSecond(c.Changes, f.WriteSeconds), "")
-	p("  %-28s %10.2f %14s %12s", fmt.Sprintf("cycle / those two: %.2fx", f.Ratio), f.ReadSeconds+f.WriteSeconds, "", "")
+	p("  %-28s %10.2f %14s %12s", fmt.Sprintf("floor: the two (%.2fx)", f.Ratio), f.seconds(), "", "")
 }
 
 func perSecond(rows int64, seconds float64) float64 {
