@@ -149,7 +149,7 @@ func loadBatchSeconds(ctx context.Context, url, schema string) (float64, error) 
 	return s, nil
 }
 
-// Windows are where an incremental ingest's read of each source table
+// windows are where an incremental ingest's read of each source table
 // starts (exclusive): the rows it must read, as the ingestion bucket's
 // newest state says. A table without one is read whole.
 type windows map[string]time.Time

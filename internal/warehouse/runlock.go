@@ -25,7 +25,10 @@ func (s schema) runLockKey() int64 {
 
 // RunLock is the hold one `sandstone run` has on an installation (a
 // warehouse schema and the buckets loaded into it).
-type RunLock struct{ conn *pgx.Conn }
+type RunLock struct {
+	conn *pgx.Conn
+	key  int64
+}
 
 // LockRun takes the installation's run lock on a dedicated connection to
 // the warehouse, whose application_name names this process and host. When
@@ -54,7 +57,7 @@ func LockRun(ctx context.Context, url, schemaName string) (*RunLock, error) {
 		return nil, errkind.Wrap(errkind.WarehouseUnreachable, fmt.Errorf("take the run lock: %w", err))
 	}
 	if ok {
-		return &RunLock{conn: conn}, nil
+		return &RunLock{conn: conn, key: s.runLockKey()}, nil
 	}
 	defer func() { _ = conn.Close(context.WithoutCancel(ctx)) }()
 	holder := "a session whose details this role cannot see"
@@ -78,10 +81,14 @@ func LockRun(ctx context.Context, url, schemaName string) (*RunLock, error) {
 		q(string(s)), holder))
 }
 
-// Release gives the run lock up.
+// Release gives the run lock up: unlocked before the connection closes,
+// so that a run started the moment Release returns finds it free (a
+// closed connection's server process lets its locks go only once it has
+// ended, a little later).
 func (l *RunLock) Release(ctx context.Context) error {
 	if l == nil || l.conn == nil {
 		return nil
 	}
-	return l.conn.Close(ctx)
+	_, err := l.conn.Exec(ctx, "SELECT pg_advisory_unlock($1)", l.key)
+	return errors.Join(err, l.conn.Close(ctx))
 }
