@@ -93,9 +93,9 @@ func writeHeapProfile(path string) error {
 
 // writePeakRSS writes to path the peak resident set size of this program,
 // in bytes: Linux's high-water mark of the memory it was exec'd into
-// (VmHWM), which, unlike the peak wait4 reports to a parent, leaves out
-// what the parent held when it started it. Where /proc has no such line
-// it writes nothing.
+// (VmHWM). The peak wait4 reports to a parent also counts the parent's own
+// peak before it started this program; this one does not. Where /proc has
+// no such line it writes nothing.
 func writePeakRSS(path string) error {
 	kb, err := strconv.ParseInt(strings.TrimSuffix(procStatus("VmHWM"), " kB"), 10, 64)
 	if err != nil {

@@ -396,7 +396,7 @@ func writeCycle(p func(string, ...any), name string, c Cycle) {
 	f := c.Floor
 	p("  %-28s %10.2f %14.0f %12s", fmt.Sprintf("PG reads the window (%d)", f.ReadRows), f.ReadSeconds, perSecond(f.ReadRows, f.ReadSeconds), "")
 	p("  %-28s %10.2f %14.0f %12s", "PG writes the fact rows", f.WriteSeconds, perSecond(c.Changes, f.WriteSeconds), "")
-	p("  %-28s %10.2f %14s %12s", fmt.Sprintf("floor: the two (%.2fx)", f.Ratio), f.seconds(), "", "")
+	p("  %-28s %10.2f %14s %12s", fmt.Sprintf("floor (the cycle %.2fx it)", f.Ratio), f.seconds(), "", "")
 }
 
 func perSecond(rows int64, seconds float64) float64 {

@@ -227,7 +227,7 @@ func TestRunTiny(t *testing.T) {
 	}
 	for _, want := range []string{"baseline (COPY out + COPY in)", "initial pipeline", "pipeline / baseline", "freshness", "p95", "transform", "target",
 		"audit (after incremental)", "audit peak RSS", "the initial ingest's", "floor (COPY, checked by PG)", "bounded initial",
-		"PG reads the window", "PG writes the fact rows", "floor: the two"} {
+		"PG reads the window", "PG writes the fact rows", "floor (the cycle"} {
 		if !strings.Contains(table.String(), want) {
 			t.Errorf("table lacks %q:\n%s", want, table.String())
 		}
