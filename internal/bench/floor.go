@@ -176,45 +176,37 @@ func windowsOf(ctx context.Context, bucketURL string, lookback time.Duration) (w
 
 // measureReadFloor times the floor of an incremental ingest: PostgreSQL
 // alone sending the rows ingest must read, every source table's rows
-// stamped after its window's start (w), in one read-only snapshot over one
-// connection in UTC, as ingest reads them, each row received and dropped
-// undecoded. It returns the seconds, from the snapshot's start, and the
-// rows.
+// stamped after its window's start (w), in one snapshot opened as ingest
+// opens it (ingest.OpenSnapshot: read-only, in UTC) over one connection,
+// each row received and dropped undecoded. It returns the seconds, from
+// the snapshot's start, and the rows.
 func measureReadFloor(ctx context.Context, url string, w windows) (float64, int64, error) {
-	var rows int64
-	var seconds float64
-	err := withConn(ctx, url, func(conn *pgx.Conn) error {
-		if _, err := conn.Exec(ctx, "SET TIME ZONE 'UTC'"); err != nil {
-			return err
-		}
-		start := time.Now()
-		return pgx.BeginTxFunc(ctx, conn, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
-			for _, t := range totesys.Tables {
-				sql := "SELECT * FROM " + pgx.Identifier{t.Name}.Sanitize()
-				args := []any{pgx.QueryResultFormats{pgx.BinaryFormatCode}}
-				if from, ok := w[t.Name]; ok {
-					sql += " WHERE " + pgx.Identifier{totesys.LastUpdated}.Sanitize() + " > $1"
-					args = append(args, from)
-				}
-				rs, err := tx.Query(ctx, sql, args...)
-				if err != nil {
-					return err
-				}
-				for rs.Next() {
-					rows++
-				}
-				if err := rs.Err(); err != nil {
-					return fmt.Errorf("read %s: %w", t.Name, err)
-				}
-			}
-			seconds = time.Since(start).Seconds()
-			return nil
-		})
-	})
+	tx, _, closeTx, err := ingest.OpenSnapshot(ctx, url)
 	if err != nil {
 		return 0, 0, fmt.Errorf("bench: the read floor: %w", err)
 	}
-	return seconds, rows, nil
+	defer closeTx()
+	var rows int64
+	start := time.Now()
+	for _, t := range totesys.Tables {
+		sql := "SELECT * FROM " + pgx.Identifier{t.Name}.Sanitize()
+		args := []any{pgx.QueryResultFormats{pgx.BinaryFormatCode}}
+		if from, ok := w[t.Name]; ok {
+			sql += " WHERE " + pgx.Identifier{totesys.LastUpdated}.Sanitize() + " > $1"
+			args = append(args, from)
+		}
+		rs, err := tx.Query(ctx, sql, args...)
+		if err != nil {
+			return 0, 0, fmt.Errorf("bench: the read floor: %s: %w", t.Name, err)
+		}
+		for rs.Next() {
+			rows++
+		}
+		if err := rs.Err(); err != nil {
+			return 0, 0, fmt.Errorf("bench: the read floor: %s: %w", t.Name, err)
+		}
+	}
+	return time.Since(start).Seconds(), rows, nil
 }
 
 // measureWriteFloor times the floor of writing an incremental load's fact
