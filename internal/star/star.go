@@ -9,9 +9,12 @@
 // internal/warehouse derives its tables, their DDL checks and COPY feeds
 // from Tables in turn.
 //
-// Dates are days since 1970-01-01 (Parquet DATE), times of day are
-// milliseconds since midnight (Parquet TIME(MILLIS)), money is DECIMAL(10,2)
-// held as an integer count of cents.
+// The field's Go type and the tag's logical type name the column's Type,
+// registered once in Types with all the type decides: its warehouse
+// column, COPY form, text form and Glue type. Dates are days since
+// 1970-01-01 (Parquet DATE), times of day are milliseconds since midnight
+// (Parquet TIME(MILLIS)), money is DECIMAL(10,2) held as an integer count
+// of cents.
 package star
 
 import (
@@ -43,28 +46,12 @@ type Table struct {
 	Columns []Column
 }
 
-// Kind is the type of a column's values.
-type Kind int
-
-// The kinds of column, with the Go and Parquet types that hold them.
-const (
-	KindInt   Kind = iota // int32
-	KindText              // string
-	KindDate              // Date, parquet "date"
-	KindTime              // TimeOfDay, parquet "time(millisecond)"
-	KindMoney             // int64 cents, parquet "decimal(2:10)"
-	KindBool              // bool
-)
-
-// String names the kind.
-func (k Kind) String() string {
-	return [...]string{"int", "text", "date", "time", "money", "bool"}[k]
-}
-
 // Column is one column of a star table, as its row type's field declares it.
 type Column struct {
 	Name string
-	Kind Kind
+	// Type is the column's type, looked up in Types by its field's Go
+	// type and its parquet tag's logical type.
+	Type *Type
 	// Nullable columns have a pointer field (and the parquet tag "optional").
 	Nullable bool
 	// Ref is the dimension whose key the column refers to ("" for none).
@@ -121,19 +108,32 @@ func mustTables(ts ...Table) []Table {
 		names[t.Name] = true
 	}
 	for i := range ts {
-		if err := derive(&ts[i], names); err != nil {
+		if err := derive(&ts[i], names, Types); err != nil {
 			panic(fmt.Sprintf("star: %s: %v", ts[i].Name, err))
 		}
 	}
 	return ts
 }
 
-// derive fills t's Columns and Key from t.Row; every ref must be one of
-// the tables named.
-func derive(t *Table, tables map[string]bool) error {
+// Derive fills the Columns and Key of t from t.Row as Tables does, with
+// the column types of r; a column may refer to t itself or to one of
+// tables. (Tables is derived with Types; a test derives a table of its own
+// types with this.)
+func (r Registry) Derive(t Table, tables ...string) (Table, error) {
+	names := map[string]bool{t.Name: true}
+	for _, n := range tables {
+		names[n] = true
+	}
+	err := derive(&t, names, r)
+	return t, err
+}
+
+// derive fills t's Columns and Key from t.Row, with the types of r; every
+// ref must be one of the tables named.
+func derive(t *Table, tables map[string]bool, r Registry) error {
 	t.Columns, t.Key = nil, nil
 	for i := range t.Row.NumField() {
-		c, key, err := columnOf(t.Row.Field(i))
+		c, key, err := columnOf(t.Row.Field(i), r)
 		if err != nil {
 			return err
 		}
@@ -155,8 +155,9 @@ func derive(t *Table, tables map[string]bool) error {
 	return nil
 }
 
-// columnOf reads the column of field f, and whether it is part of the key.
-func columnOf(f reflect.StructField) (Column, bool, error) {
+// columnOf reads the column of field f, of one of the types of r, and
+// whether it is part of the key.
+func columnOf(f reflect.StructField, r Registry) (Column, bool, error) {
 	name, opts, _ := strings.Cut(f.Tag.Get("parquet"), ",")
 	if name == "" {
 		return Column{}, false, fmt.Errorf("field %s has no parquet name", f.Name)
@@ -180,20 +181,8 @@ func columnOf(f reflect.StructField) (Column, bool, error) {
 	if c.Nullable != optional {
 		return c, false, fmt.Errorf("column %s: a pointer field is a nullable column, tagged optional, and only that", name)
 	}
-	switch {
-	case typ.Kind() == reflect.String && logical == "":
-		c.Kind = KindText
-	case typ.Kind() == reflect.Bool && logical == "":
-		c.Kind = KindBool
-	case typ.Kind() == reflect.Int32 && logical == "":
-		c.Kind = KindInt
-	case typ.Kind() == reflect.Int32 && logical == "date":
-		c.Kind = KindDate
-	case typ.Kind() == reflect.Int32 && logical == "time(millisecond)":
-		c.Kind = KindTime
-	case typ.Kind() == reflect.Int64 && logical == "decimal(2:10)":
-		c.Kind = KindMoney
-	default:
+	var ok bool
+	if c.Type, ok = r.lookup(typ, logical); !ok {
 		return c, false, fmt.Errorf("column %s: no star column is a %s tagged %q", name, f.Type, opts)
 	}
 	key := false
@@ -360,4 +349,25 @@ type FactPayment struct {
 	PaymentTypeID   int32     `parquet:"payment_type_id" star:"ref=dim_payment_type"`
 	Paid            bool      `parquet:"paid"`
 	PaymentDate     Date      `parquet:"payment_date,date" star:"ref=dim_date"`
+}
+
+// Lookup returns the table called name.
+func Lookup(name string) (Table, bool) {
+	for _, t := range Tables {
+		if t.Name == name {
+			return t, true
+		}
+	}
+	return Table{}, false
+}
+
+// TableOf is the table whose row type is T. A T of no table is a
+// programming error: it panics.
+func TableOf[T any]() Table {
+	for _, t := range Tables {
+		if t.Row == reflect.TypeFor[T]() {
+			return t
+		}
+	}
+	panic(fmt.Sprintf("star: no table of %s", reflect.TypeFor[T]()))
 }

@@ -55,8 +55,8 @@ func TestTables(t *testing.T) {
 				t.Errorf("%s.%s refers to %s, which is no dimension with a single-column key", tb.Name, c.Name, c.Ref)
 				continue
 			}
-			if k, _ := dim.Column(dim.Key[0]); k.Kind != c.Kind {
-				t.Errorf("%s.%s is %s, the key of %s it refers to %s", tb.Name, c.Name, c.Kind, c.Ref, k.Kind)
+			if k, _ := dim.Column(dim.Key[0]); k.Type != c.Type {
+				t.Errorf("%s.%s is %s, the key of %s it refers to %s", tb.Name, c.Name, c.Type.Name, c.Ref, k.Type.Name)
 			}
 		}
 	}
@@ -73,10 +73,10 @@ func TestTables(t *testing.T) {
 		"payment_type_id>dim_payment_type payment_date>dim_date" {
 		t.Errorf("fact_payment refers: %s", got)
 	}
-	if c, _ := byName["dim_location"].Column("district"); !c.Nullable || c.Kind != KindText {
+	if c, _ := byName["dim_location"].Column("district"); !c.Nullable || c.Type != Text {
 		t.Errorf("dim_location.district: %+v", c)
 	}
-	if c, _ := byName["fact_sales_order"].Column("unit_price"); c.Kind != KindMoney {
+	if c, _ := byName["fact_sales_order"].Column("unit_price"); c.Type != Money {
 		t.Errorf("fact_sales_order.unit_price: %+v", c)
 	}
 	if _, ok := byName["fact_sales_order"].Column("sales_record_id"); ok {
@@ -126,7 +126,7 @@ func TestDeriveRefusesBadRowTypes(t *testing.T) {
 		{dimension[wrongLogical]("x"), "no star column is a int32"},
 		{fact[noKeyFact]("x", ""), "only a fact, has a serial"},
 	} {
-		if err := derive(&tc.t, map[string]bool{"x": true}); err == nil || !strings.Contains(err.Error(), tc.want) {
+		if err := derive(&tc.t, map[string]bool{"x": true}, Types); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: %v, want an error saying %q", tc.t.Row, err, tc.want)
 		}
 	}

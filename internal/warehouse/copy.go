@@ -16,6 +16,7 @@ import (
 	"github.com/sandstone-data/sandstone/internal/errkind"
 	"github.com/sandstone-data/sandstone/internal/lake"
 	"github.com/sandstone-data/sandstone/internal/progress"
+	"github.com/sandstone-data/sandstone/internal/star"
 )
 
 // Direct loading. A fact table with a unique version key, or an empty
@@ -33,16 +34,13 @@ import (
 // copyHeader starts a binary COPY stream: signature, flags, extension length.
 var copyHeader = []byte("PGCOPY\n\xff\r\n\x00\x00\x00\x00\x00\x00\x00\x00\x00")
 
-// pgEpochDays is 2000-01-01, PostgreSQL's date epoch, in days since 1970-01-01.
-const pgEpochDays = 10957
-
 // encoder writes one column of a row, in binary COPY form.
 type encoder struct {
 	field    int  // the star struct's field
 	nullable bool // the field is a pointer
-	kind     kind
-	wide     bool      // an integer column of type int8
-	seen     *valueSet // when set, collects the column's values (an int or date column)
+	typ      *star.Type
+	dbType   string    // the database column's type (pg_type.typname)
+	seen     *valueSet // when set, collects the column's values (a type with a KeyArray)
 }
 
 // encodersFor are the encoders of columns cs of a table whose database
@@ -51,7 +49,7 @@ type encoder struct {
 func encodersFor(fields []int, cs []column, typ map[string]string, seen map[string]*valueSet) []encoder {
 	out := make([]encoder, len(cs))
 	for i, c := range cs {
-		out[i] = encoder{field: fields[i], nullable: c.nullable, kind: c.kind, wide: typ[c.name] == "int8", seen: seen[c.name]}
+		out[i] = encoder{field: fields[i], nullable: c.nullable, typ: c.typ, dbType: typ[c.name], seen: seen[c.name]}
 	}
 	return out
 }
@@ -72,7 +70,7 @@ func appendRow(buf []byte, v reflect.Value, encs []encoder, ids *serialIDs) []by
 	}
 	buf = binary.BigEndian.AppendUint16(buf, uint16(cols)) // #nosec G115 -- a few columns
 	if ids != nil {
-		buf = appendInt(buf, ids.next, ids.wide)
+		buf = star.AppendCopyInt(buf, ids.next, ids.wide)
 		ids.next++
 	}
 	for _, e := range encs {
@@ -84,81 +82,10 @@ func appendRow(buf []byte, v reflect.Value, encs []encoder, ids *serialIDs) []by
 			}
 			f = f.Elem()
 		}
-		switch e.kind {
-		case kText:
-			s := f.String()
-			buf = binary.BigEndian.AppendUint32(buf, uint32(len(s))) // #nosec G115 -- Parquet strings are < 2 GiB
-			buf = append(buf, s...)
-		case kDate:
-			if e.seen != nil {
-				e.seen.add(f.Int())
-			}
-			buf = binary.BigEndian.AppendUint32(buf, 4)
-			buf = binary.BigEndian.AppendUint32(buf, uint32(int32(f.Int())-pgEpochDays)) // #nosec G115 -- int32 days
-		case kTime:
-			buf = binary.BigEndian.AppendUint32(buf, 8)
-			buf = binary.BigEndian.AppendUint64(buf, uint64(f.Int()*1000)) // #nosec G115 -- microseconds since midnight
-		case kMoney:
-			buf = appendNumeric(buf, f.Int())
-		case kBool:
-			buf = binary.BigEndian.AppendUint32(buf, 1)
-			if f.Bool() {
-				buf = append(buf, 1)
-			} else {
-				buf = append(buf, 0)
-			}
-		default: // kInt
-			if e.seen != nil {
-				e.seen.add(f.Int())
-			}
-			buf = appendInt(buf, f.Int(), e.wide)
+		if e.seen != nil {
+			e.seen.add(f.Int())
 		}
-	}
-	return buf
-}
-
-// appendInt appends v as an int8 when wide, else as an int4 (v fits one).
-func appendInt(buf []byte, v int64, wide bool) []byte {
-	if wide {
-		buf = binary.BigEndian.AppendUint32(buf, 8)
-		return binary.BigEndian.AppendUint64(buf, uint64(v)) // #nosec G115 -- two's complement, as int8 wants
-	}
-	buf = binary.BigEndian.AppendUint32(buf, 4)
-	return binary.BigEndian.AppendUint32(buf, uint32(int32(v))) // #nosec G115 -- an int4 value
-}
-
-// appendNumeric appends cents/100 as a binary numeric with two decimals:
-// base-10000 digits, the weight of the first, the sign and the scale.
-func appendNumeric(buf []byte, cents int64) []byte {
-	var sign uint16
-	u := uint64(cents) // #nosec G115 -- negated below when negative
-	if cents < 0 {
-		sign, u = 0x4000, uint64(-cents) // #nosec G115 -- |cents| of a DECIMAL(10,2) fits
-	}
-	whole, frac := u/100, u%100
-	var digits [6]uint16 // an int64 / 100 has at most 5 base-10000 digits, and one more for the cents
-	n := 0
-	for w := whole; w > 0; w /= 10000 {
-		n++
-	}
-	weight := n - 1
-	for i, w := n-1, whole; i >= 0; i, w = i-1, w/10000 {
-		digits[i] = uint16(w % 10000) // #nosec G115 -- < 10000
-	}
-	if frac != 0 {
-		digits[n] = uint16(frac * 100) // #nosec G115 -- < 10000
-		n++
-	}
-	if n == 0 {
-		weight = 0
-	}
-	buf = binary.BigEndian.AppendUint32(buf, uint32(8+2*n))         // #nosec G115 -- small
-	buf = binary.BigEndian.AppendUint16(buf, uint16(n))             // #nosec G115 -- small
-	buf = binary.BigEndian.AppendUint16(buf, uint16(int16(weight))) // #nosec G115 -- small
-	buf = binary.BigEndian.AppendUint16(buf, sign)
-	buf = binary.BigEndian.AppendUint16(buf, 2)
-	for _, d := range digits[:n] {
-		buf = binary.BigEndian.AppendUint16(buf, d)
+		buf = e.typ.AppendCopy(buf, f, e.dbType)
 	}
 	return buf
 }

@@ -399,7 +399,7 @@ func (l *loader) staged(ctx context.Context, tx pgx.Tx, a apply, obj lake.Object
 	defs := make([]string, 0, len(cs)+1)
 	for _, c := range cs {
 		names = append(names, c.name)
-		defs = append(defs, q(c.name)+" "+c.kind.stage())
+		defs = append(defs, q(c.name)+" "+c.typ.Stage)
 	}
 	names = append(names, "_row")
 	defs = append(defs, "_row bigint NOT NULL")

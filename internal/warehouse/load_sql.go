@@ -23,7 +23,7 @@ type apply struct {
 func (a apply) selectList(x string) string {
 	var out []string
 	for _, c := range a.t.dataCols() {
-		out = append(out, c.kind.expr(x+"."+q(c.name))+" AS "+q(c.name))
+		out = append(out, c.typ.FromStage(x+"."+q(c.name))+" AS "+q(c.name))
 	}
 	return strings.Join(out, ", ")
 }

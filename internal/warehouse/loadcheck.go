@@ -382,13 +382,14 @@ func checkFailed(ctx context.Context, tx pgx.Tx, table, newRows string, k *forei
 // take about 5 MB.
 var maxKeyValues = 1 << 18
 
-// valueSet is the distinct values of one int or date column, as the
-// encoder has them (a date as days since 1970-01-01); full once there were
-// more than maxKeyValues, when it keeps none.
+// valueSet is the distinct values of one column of a type with a
+// KeyArray (an int or date column), as the encoder has them (a date as
+// days since 1970-01-01); full once there were more than maxKeyValues,
+// when it keeps none.
 type valueSet struct {
-	m    map[int64]struct{}
-	date bool
-	full bool
+	m     map[int64]struct{}
+	array func(int8s string) string // the column type's KeyArray
+	full  bool
 }
 
 // add adds v to the set.
@@ -406,14 +407,10 @@ func (s *valueSet) add(v int64) {
 	s.m[v] = struct{}{}
 }
 
-// param is the SQL of the set's values as parameter $n (see list): an
-// int8 array, or a date array.
+// param is the SQL of the set's values as parameter $n (see list), an
+// array of the column's warehouse values: an int8 array, or a date array.
 func (s *valueSet) param(n int) string {
-	values := fmt.Sprintf("$%d::int8[]", n)
-	if s.date {
-		values = "ARRAY(SELECT DATE '1970-01-01' + x::int4 FROM pg_catalog.unnest(" + values + ") x)"
-	}
-	return values
+	return s.array(fmt.Sprintf("$%d::int8[]", n))
 }
 
 // list is the set's values.
@@ -433,14 +430,14 @@ type keyValues struct {
 	complete bool
 }
 
-// newKeyValues collects the values of the int and date columns of table t
-// that keys use.
+// newKeyValues collects the values of the columns of table t that keys
+// use, of a type with a KeyArray (int and date).
 func newKeyValues(t *table, keys []foreignKey) *keyValues {
 	kv := &keyValues{by: map[string]*valueSet{}}
 	for _, c := range t.dataCols() {
 		used := slices.ContainsFunc(keys, func(k foreignKey) bool { return k.column == c.name })
-		if used && (c.kind == kInt || c.kind == kDate) {
-			kv.by[c.name] = &valueSet{m: map[int64]struct{}{}, date: c.kind == kDate}
+		if used && c.typ.KeyArray != nil {
+			kv.by[c.name] = &valueSet{m: map[int64]struct{}{}, array: c.typ.KeyArray}
 		}
 	}
 	return kv

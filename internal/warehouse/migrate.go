@@ -1,6 +1,7 @@
 package warehouse
 
 import (
+	"cmp"
 	"context"
 	"embed"
 	"errors"
@@ -15,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/sandstone-data/sandstone/internal/errkind"
+	"github.com/sandstone-data/sandstone/internal/star"
 )
 
 // Sandstone's own tables, beside the warehouse tables in the same schema.
@@ -331,7 +333,7 @@ func inspect(ctx context.Context, db querier, s schema) (*plan, error) {
 		for _, c := range t.cols {
 			d, ok := have[c.name]
 			if !ok {
-				problems = append(problems, fmt.Sprintf("%s.%s is missing (want %s)", t.name, c.name, c.kind.ddl()))
+				problems = append(problems, fmt.Sprintf("%s.%s is missing (want %s)", t.name, c.name, c.typ.DDL))
 				continue
 			}
 			delete(have, c.name)
@@ -393,33 +395,12 @@ func dbColumns(ctx context.Context, db querier, s schema, table string) (map[str
 
 // fits says why the database column d cannot take column c's values, or "".
 func fits(c column, d dbColumn) string {
-	want := c.kind.ddl()
-	if d.generated {
-		return "is a generated column"
-	}
-	ok := false
-	switch c.kind {
-	case kInt, kSerial:
-		ok = d.typ == "int4" || d.typ == "int8"
-	case kText:
-		ok = d.typ == "varchar" || d.typ == "text"
-	case kDate:
-		ok = d.typ == "date"
-	case kTime: // time(0)..time(2) would round the milliseconds away
-		ok = d.typ == "time" && (d.mod < 0 || d.mod >= 3)
-		want = "time (with at least millisecond precision)"
-	case kMoney: // exact, with cents and at least 8 digits before the point
-		if d.typ == "numeric" {
-			precision, scale := (d.mod-4)>>16&0xffff, (d.mod-4)&0xffff
-			ok = d.mod < 0 || (scale >= 2 && precision-scale >= 8)
-		}
-	case kBool:
-		ok = d.typ == "bool"
-	}
 	switch {
-	case !ok:
-		return fmt.Sprintf("is %s, want %s", d.format, want)
-	case c.kind == kSerial && !d.hasDefault:
+	case d.generated:
+		return "is a generated column"
+	case !c.typ.Fits(d.typ, d.mod):
+		return fmt.Sprintf("is %s, want %s", d.format, cmp.Or(c.typ.Want, c.typ.DDL))
+	case c.typ == star.Serial && !d.hasDefault:
 		return "has no default: the warehouse must assign fact ids (serial)"
 	case c.nullable && d.notNull:
 		return "is NOT NULL, but its values may be NULL"

@@ -16,24 +16,61 @@ import (
 
 	"github.com/sandstone-data/sandstone/internal/errkind"
 	"github.com/sandstone-data/sandstone/internal/pgtest"
+	"github.com/sandstone-data/sandstone/internal/star"
 )
+
+// infoTypes are the types of the warehouse columns as information_schema
+// reports them (in schemaOfDB's form) for a column created of each type's
+// DDL, as PostgreSQL makes it.
+func infoTypes(t *testing.T, url string) map[*star.Type]string {
+	t.Helper()
+	var types []*star.Type
+	var defs []string
+	for _, tb := range tables {
+		for _, c := range tb.cols {
+			if !slices.Contains(types, c.typ) {
+				defs = append(defs, fmt.Sprintf("c%d %s", len(types), c.typ.DDL))
+				types = append(types, c.typ)
+			}
+		}
+	}
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = conn.Close(ctx) }()
+	if _, err := conn.Exec(ctx, "CREATE TEMP TABLE ddl_types ("+strings.Join(defs, ", ")+")"); err != nil {
+		t.Fatal(err)
+	}
+	out := map[*star.Type]string{}
+	var forms []string
+	err = conn.QueryRow(ctx, `SELECT array_agg(CASE WHEN data_type = 'numeric' THEN format('numeric(%s,%s)', numeric_precision, numeric_scale)
+			ELSE data_type END ORDER BY ordinal_position)
+		FROM information_schema.columns WHERE table_schema = pg_my_temp_schema()::regnamespace::text AND table_name = 'ddl_types'`).Scan(&forms)
+	if err != nil || len(forms) != len(types) {
+		t.Fatalf("types %v of %v: %v", forms, defs, err)
+	}
+	for i, typ := range types {
+		out[typ] = forms[i]
+	}
+	return out
+}
 
 // declaredSchema is the warehouse the code expects, as star declares it
 // and tables derives it: the columns of each table and its keys, in the
 // forms schemaOfDB reads from information_schema, one line each, sorted.
-func declaredSchema() (cols, keys []string) {
-	infoType := map[kind]string{kInt: "integer", kText: "character varying", kDate: "date",
-		kTime: "time without time zone", kMoney: "numeric(10,2)", kBool: "boolean", kSerial: "integer"}
+func declaredSchema(infoType map[*star.Type]string) (cols, keys []string) {
 	for _, t := range tables {
 		var cs []string
 		for _, c := range t.cols {
-			d := c.name + " " + infoType[c.kind]
+			d := c.name + " " + infoType[c.typ]
 			if c.nullable {
 				d += " null"
 			} else {
 				d += " not null"
 			}
-			if c.kind == kSerial {
+			if c.typ == star.Serial {
 				d += " serial"
 			}
 			cs = append(cs, d)
@@ -82,7 +119,7 @@ func TestMigrationsMakeTheDeclaredSchema(t *testing.T) {
 	e.schema = `it's a "warehouse"`
 	e.load(t)
 	cols, keys := schemaOfDB(t, e.url, e.schema)
-	wantCols, wantKeys := declaredSchema()
+	wantCols, wantKeys := declaredSchema(infoTypes(t, e.url))
 	if got := starLines(cols, e.schema); !slices.Equal(got, wantCols) {
 		t.Errorf("columns:\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(wantCols, "\n"))
 	}

@@ -8,66 +8,12 @@ import (
 	"github.com/sandstone-data/sandstone/internal/star"
 )
 
-// kind is the type of a warehouse column.
-type kind int
-
-const (
-	kInt    kind = iota // int
-	kText               // varchar
-	kDate               // date; days since 1970-01-01 in the Parquet
-	kTime               // time with milliseconds; ms since midnight in the Parquet
-	kMoney              // numeric(10,2); cents in the Parquet
-	kBool               // bool
-	kSerial             // serial primary key of a fact, assigned by the warehouse
-)
-
-// ddl is the column type the migrations create for the kind.
-func (k kind) ddl() string {
-	return [...]string{"int", "varchar", "date", "time", "numeric(10,2)", "bool", "serial"}[k]
-}
-
-// stage is the type of the column in the staging table, which holds the
-// Parquet's values as they are: dates, times and money stay integers until
-// the set-based INSERT turns them into warehouse values (see expr).
-func (k kind) stage() string {
-	return [...]string{"int", "text", "int", "int", "bigint", "bool", ""}[k]
-}
-
-// goType is the type of the star struct field that feeds the column.
-func (k kind) goType() reflect.Type {
-	switch k {
-	case kText:
-		return reflect.TypeFor[string]()
-	case kMoney:
-		return reflect.TypeFor[int64]()
-	case kBool:
-		return reflect.TypeFor[bool]()
-	default:
-		return reflect.TypeFor[int32]()
-	}
-}
-
-// expr turns the staged value src (an already quoted column reference)
-// into the warehouse value, exactly: integer days, milliseconds and cents
-// never pass through a float or a text form.
-func (k kind) expr(src string) string {
-	switch k {
-	case kDate:
-		return "(DATE '1970-01-01' + " + src + ")"
-	case kTime:
-		// interval '1 ms' * n multiplies whole microseconds, exact below 2^53.
-		return "(TIME '00:00' + " + src + " * INTERVAL '1 millisecond')"
-	case kMoney:
-		return "(" + src + " * 0.01)"
-	default:
-		return src
-	}
-}
-
 // column is one warehouse column.
 type column struct {
-	name     string
-	kind     kind
+	name string
+	// typ is the column's star type: its DDL, staging type, COPY form and
+	// what warehouse column fits it (star.Serial for a fact's id).
+	typ      *star.Type
 	nullable bool
 	// ref is the dimension table the column refers to ("" for none); the
 	// referenced column is that dimension's key.
@@ -115,25 +61,6 @@ func (t *table) col(name string) (column, bool) {
 	return column{}, false
 }
 
-// kindOf is the warehouse kind of a star column kind.
-func kindOf(k star.Kind) (kind, error) {
-	switch k {
-	case star.KindInt:
-		return kInt, nil
-	case star.KindText:
-		return kText, nil
-	case star.KindDate:
-		return kDate, nil
-	case star.KindTime:
-		return kTime, nil
-	case star.KindMoney:
-		return kMoney, nil
-	case star.KindBool:
-		return kBool, nil
-	}
-	return 0, fmt.Errorf("no warehouse type for star kind %s", k)
-}
-
 // rowFeed is the feeder of one star row type. Go generics need each type
 // named once: rowFeeds does it, and nothing else about the tables is said
 // here.
@@ -177,16 +104,12 @@ func tableOf(st star.Table) (*table, error) {
 	switch {
 	case !st.Dimension:
 		t.role = fact
-		t.cols = append(t.cols, column{name: st.Serial, kind: kSerial})
+		t.cols = append(t.cols, column{name: st.Serial, typ: star.Serial})
 	case st.Calendar:
 		t.role = calendar
 	}
 	for _, sc := range st.Columns {
-		k, err := kindOf(sc.Kind)
-		if err != nil {
-			return nil, err
-		}
-		t.cols = append(t.cols, column{name: sc.Name, kind: k, nullable: sc.Nullable, ref: sc.Ref})
+		t.cols = append(t.cols, column{name: sc.Name, typ: sc.Type, nullable: sc.Nullable, ref: sc.Ref})
 	}
 	for _, rf := range rowFeeds {
 		if rf.row == st.Row {
@@ -274,8 +197,8 @@ func fieldsFor(typ reflect.Type, cs []column) ([]int, error) {
 			}
 			ft = ft.Elem()
 		}
-		if ft != c.kind.goType() {
-			return nil, fmt.Errorf("column %s (%s) is fed by a field of type %s", c.name, c.kind.ddl(), ft)
+		if ft != c.typ.Go {
+			return nil, fmt.Errorf("column %s (%s) is fed by a field of type %s", c.name, c.typ.DDL, ft)
 		}
 		out[j] = i
 	}

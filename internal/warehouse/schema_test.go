@@ -122,16 +122,16 @@ func TestTablesMatchStar(t *testing.T) {
 	if _, err := fieldsFor(typeOf[star.DimStaff](), []column{text("nope")}); err == nil {
 		t.Error("a column without a field was bound")
 	}
-	if _, err := fieldsFor(typeOf[star.DimStaff](), []column{{name: "first_name", kind: kText, nullable: true}}); err == nil {
+	if _, err := fieldsFor(typeOf[star.DimStaff](), []column{{name: "first_name", typ: star.Text, nullable: true}}); err == nil {
 		t.Error("a nullable column was bound to a non-pointer field")
 	}
-	if _, err := fieldsFor(typeOf[star.DimStaff](), []column{{name: "first_name", kind: kInt}}); err == nil {
+	if _, err := fieldsFor(typeOf[star.DimStaff](), []column{{name: "first_name", typ: star.Int}}); err == nil {
 		t.Error("an int column was bound to a string field")
 	}
 }
 
 // text is a text column, for tests that add one to a table.
-func text(name string) column { return column{name: name, kind: kText} }
+func text(name string) column { return column{name: name, typ: star.Text} }
 
 // northcodersDDL is a warehouse as a totesys team might be given it: the
 // ERD's tables with looser types (bigint, text, varchar(n), unconstrained
