@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
-	"reflect"
 	"regexp"
 	"slices"
 	"sort"
@@ -1303,52 +1302,16 @@ func checkSecrets(m *module, p *problems) {
 	}
 }
 
-// starColumns are the Glue columns the internal/star row types stand for.
+// starColumns are the Glue columns of the star tables: each column's name
+// and its star type's Glue type.
 func starColumns() (map[string][][2]string, error) {
-	rows := map[string]any{
-		"dim_date": star.DimDate{}, "dim_staff": star.DimStaff{}, "dim_location": star.DimLocation{},
-		"dim_currency": star.DimCurrency{}, "dim_design": star.DimDesign{}, "dim_counterparty": star.DimCounterparty{},
-		"dim_payment_type": star.DimPaymentType{}, "dim_transaction": star.DimTransaction{},
-		"fact_sales_order": star.FactSalesOrder{}, "fact_purchase_order": star.FactPurchaseOrder{}, "fact_payment": star.FactPayment{},
-	}
 	out := map[string][][2]string{}
 	for _, t := range star.Tables {
-		row, ok := rows[t.Name]
-		if !ok {
-			return nil, fmt.Errorf("star table %s has no row type in this test", t.Name)
-		}
-		rt := reflect.TypeOf(row)
-		for i := range rt.NumField() {
-			tag := strings.Split(rt.Field(i).Tag.Get("parquet"), ",")
-			opts := strings.Join(tag[1:], ",")
-			ft := rt.Field(i).Type
-			if ft.Kind() == reflect.Pointer {
-				ft = ft.Elem()
+		for _, c := range t.Columns {
+			if c.Type.Glue == "" {
+				return nil, fmt.Errorf("%s.%s: star type %s has no Glue type", t.Name, c.Name, c.Type.Name)
 			}
-			var typ string
-			switch {
-			case strings.HasPrefix(opts, "date"):
-				typ = "date"
-			case strings.HasPrefix(opts, "time("):
-				typ = "int" // milliseconds since midnight
-			case strings.HasPrefix(opts, "decimal("):
-				var scale, precision int
-				if _, err := fmt.Sscanf(opts, "decimal(%d:%d)", &scale, &precision); err != nil {
-					return nil, fmt.Errorf("%s.%s: %s: %w", t.Name, tag[0], opts, err)
-				}
-				typ = fmt.Sprintf("decimal(%d,%d)", precision, scale)
-			case ft.Kind() == reflect.Int32:
-				typ = "int"
-			case ft.Kind() == reflect.Int64:
-				typ = "bigint"
-			case ft.Kind() == reflect.String:
-				typ = "string"
-			case ft.Kind() == reflect.Bool:
-				typ = "boolean"
-			default:
-				return nil, fmt.Errorf("%s.%s: no Glue type for %s", t.Name, tag[0], ft)
-			}
-			out[t.Name] = append(out[t.Name], [2]string{tag[0], typ})
+			out[t.Name] = append(out[t.Name], [2]string{c.Name, c.Type.Glue})
 		}
 	}
 	return out, nil

@@ -189,86 +189,21 @@ func warehouseErr(err error) error {
 	return errkind.Default(errkind.WarehouseUnreachable, err)
 }
 
-// form is how a star column's value is written as text for the hash.
-type form int
-
-const (
-	fInt   form = iota // int32: decimal
-	fText              // string: as it is
-	fBool              // bool: true or false
-	fMoney             // int64 DECIMAL(p, s): the number, trailing zeros trimmed
-	fDate              // days since 1970-01-01: decimal
-	fTime              // ms since midnight: decimal
-)
-
-// column is one star field that is also a warehouse column.
+// column is one star column, as the check reads it from a row and from
+// the warehouse.
 type column struct {
 	name  string
 	field int
-	form  form
+	typ   *star.Type
 	null  bool // a pointer field: the column may be NULL
-	scale int  // fMoney
 }
 
 // sql is the column's text form in the warehouse, the same as appendText
-// gives the Parquet value: never DateStyle or a numeric's declared scale.
-func (c column) sql() string {
-	q := pgx.Identifier{c.name}.Sanitize()
-	switch c.form {
-	case fMoney:
-		return "trim_scale(" + q + ")::text"
-	case fDate:
-		return "(" + q + " - DATE '1970-01-01')::text"
-	case fTime:
-		return "trim_scale((EXTRACT(EPOCH FROM " + q + ") * 1000)::numeric)::text"
-	default:
-		return q + "::text"
-	}
-}
+// gives the Parquet value (the star type's TextSQL).
+func (c column) sql() string { return c.typ.TextSQL(pgx.Identifier{c.name}.Sanitize()) }
 
 // appendText appends the text form of v, a non-nil value of the column.
-func (c column) appendText(b []byte, v reflect.Value) []byte {
-	switch c.form {
-	case fText:
-		return append(b, v.String()...)
-	case fBool:
-		return strconv.AppendBool(b, v.Bool())
-	case fMoney:
-		return appendDecimal(b, v.Int(), c.scale)
-	default:
-		return strconv.AppendInt(b, v.Int(), 10)
-	}
-}
-
-// appendDecimal appends n·10^-scale as PostgreSQL's trim_scale(numeric)::text
-// writes it: "3.94", "-0.5", "12", "0".
-func appendDecimal(b []byte, n int64, scale int) []byte {
-	u := uint64(n) // #nosec G115 -- two's complement: negated below
-	if n < 0 {
-		u = -u
-		b = append(b, '-')
-	}
-	p := uint64(1)
-	for range scale {
-		p *= 10
-	}
-	b = strconv.AppendUint(b, u/p, 10)
-	frac := u % p
-	if frac == 0 {
-		return b
-	}
-	digits := scale
-	for frac%10 == 0 {
-		frac /= 10
-		digits--
-	}
-	s := strconv.FormatUint(frac, 10)
-	b = append(b, '.')
-	for range digits - len(s) {
-		b = append(b, '0')
-	}
-	return append(b, s...)
-}
+func (c column) appendText(b []byte, v reflect.Value) []byte { return c.typ.AppendText(b, v) }
 
 // hasher hashes a row's column values, each NULL or length-prefixed text,
 // so that no two rows of different values share an encoding.
@@ -306,83 +241,67 @@ type checkedTable struct {
 }
 
 // checked are the tables CheckWarehouse compares: star.Tables but dim_date.
-var checked = []checkedTable{
-	tableOf[star.DimStaff]("dim_staff"),
-	tableOf[star.DimLocation]("dim_location"),
-	tableOf[star.DimCurrency]("dim_currency"),
-	tableOf[star.DimDesign]("dim_design"),
-	tableOf[star.DimCounterparty]("dim_counterparty"),
-	tableOf[star.DimPaymentType]("dim_payment_type"),
-	tableOf[star.DimTransaction]("dim_transaction"),
-	tableOf[star.FactSalesOrder]("fact_sales_order"),
-	tableOf[star.FactPurchaseOrder]("fact_purchase_order"),
-	tableOf[star.FactPayment]("fact_payment"),
+var checked = checkedTables(star.Tables)
+
+// rowReader reads the rows of a verified object of one star row type,
+// each as a struct value. Go generics need each row type named once:
+// rowReaders does it, and nothing else about the tables is said here.
+type rowReader struct {
+	row  reflect.Type
+	read func(ctx context.Context, p *lake.ParquetFile, fn func(reflect.Value)) error
 }
 
-// tableOf describes table, whose Parquet rows are of type T. A star type
-// it cannot read is a programming error: it panics at start-up.
-func tableOf[T any](name string) checkedTable {
-	i := slices.IndexFunc(star.Tables, func(t star.Table) bool { return t.Name == name })
-	if i < 0 {
-		panic("audit: no star table " + name)
-	}
-	t, err := describe(reflect.TypeFor[T](), star.Tables[i])
-	if err != nil {
-		panic(fmt.Sprintf("audit: %s: %v", name, err))
-	}
-	t.read = func(ctx context.Context, p *lake.ParquetFile, fn func(reflect.Value)) error {
+func readerFor[T any]() rowReader {
+	return rowReader{reflect.TypeFor[T](), func(ctx context.Context, p *lake.ParquetFile, fn func(reflect.Value)) error {
 		return lake.ReadRows(ctx, p, 1024, func(rows []T) error {
 			for i := range rows {
 				fn(reflect.ValueOf(&rows[i]).Elem())
 			}
 			return nil
 		})
-	}
-	return t
+	}}
 }
 
-// describe maps the fields of star type typ to columns.
-func describe(typ reflect.Type, st star.Table) (checkedTable, error) {
+var rowReaders = []rowReader{
+	readerFor[star.DimStaff](), readerFor[star.DimLocation](), readerFor[star.DimCurrency](), readerFor[star.DimDesign](),
+	readerFor[star.DimCounterparty](), readerFor[star.DimPaymentType](), readerFor[star.DimTransaction](),
+	readerFor[star.FactSalesOrder](), readerFor[star.FactPurchaseOrder](), readerFor[star.FactPayment](),
+}
+
+// checkedTables describes the tables of sts but the calendar. A table it
+// cannot check is a programming error: it panics at start-up.
+func checkedTables(sts []star.Table) []checkedTable {
+	var out []checkedTable
+	for _, st := range sts {
+		if st.Calendar {
+			continue
+		}
+		t, err := describe(st)
+		if err == nil {
+			i := slices.IndexFunc(rowReaders, func(r rowReader) bool { return r.row == st.Row })
+			if i < 0 {
+				err = fmt.Errorf("no reader of %s in rowReaders", st.Row)
+			} else {
+				t.read = rowReaders[i].read
+			}
+		}
+		if err != nil {
+			panic(fmt.Sprintf("audit: %s: %v", st.Name, err))
+		}
+		out = append(out, t)
+	}
+	return out
+}
+
+// factKey is the types of a fact's key: the source id and the last-updated
+// date and time, which checkFact and mergeFact read as a version.
+var factKey = []*star.Type{star.Int, star.DateType, star.TimeType}
+
+// describe maps the columns of star table st to the check's columns.
+func describe(st star.Table) (checkedTable, error) {
 	t := checkedTable{name: st.Name, dimension: st.Dimension}
-	for i := range typ.NumField() {
-		f := typ.Field(i)
-		name, opts, _ := strings.Cut(f.Tag.Get("parquet"), ",")
-		c := column{name: name, field: i}
-		ft := f.Type
-		if ft.Kind() == reflect.Pointer {
-			c.null, ft = true, ft.Elem()
-		}
-		var opt string // the logical type, if any
-		for o := range strings.SplitSeq(opts, ",") {
-			if o != "optional" && o != "" {
-				opt = o
-			}
-		}
-		switch {
-		case ft.Kind() == reflect.String:
-			c.form = fText
-		case ft.Kind() == reflect.Bool:
-			c.form = fBool
-		case ft.Kind() == reflect.Int64 && strings.HasPrefix(opt, "decimal("):
-			s, _, _ := strings.Cut(strings.TrimPrefix(opt, "decimal("), ":")
-			n, err := strconv.Atoi(s)
-			if err != nil || n < 0 || n > 18 {
-				return t, fmt.Errorf("field %s: decimal tag %q", f.Name, opt)
-			}
-			c.form, c.scale = fMoney, n
-		case ft.Kind() == reflect.Int32 && opt == "date":
-			c.form = fDate
-		case ft.Kind() == reflect.Int32 && strings.HasPrefix(opt, "time("):
-			if opt != "time(millisecond)" {
-				return t, fmt.Errorf("field %s: time tag %q", f.Name, opt)
-			}
-			c.form = fTime
-		case ft.Kind() == reflect.Int32 && opt == "":
-			c.form = fInt
-		default:
-			return t, fmt.Errorf("field %s: type %s, tag %q", f.Name, f.Type, opts)
-		}
-		t.cols = append(t.cols, c)
+	for _, sc := range st.Columns {
+		t.cols = append(t.cols, column{name: sc.Name, field: sc.Field, typ: sc.Type, null: sc.Nullable})
 	}
 	for _, k := range st.Key {
 		i := slices.IndexFunc(t.cols, func(c column) bool { return c.name == k })
@@ -391,17 +310,28 @@ func describe(typ reflect.Type, st star.Table) (checkedTable, error) {
 		}
 		t.key = append(t.key, i)
 	}
-	if want := map[bool][]form{true: {fInt}, false: {fInt, fDate, fTime}}[t.dimension]; len(t.key) != len(want) ||
-		!slices.Equal(t.keyForms(), want) {
-		return t, fmt.Errorf("key %v of forms %v", st.Key, t.keyForms())
+	want := factKey
+	if t.dimension {
+		want = factKey[:1]
+	}
+	if keyTypes := t.keyTypes(); !slices.Equal(keyTypes, want) {
+		return t, fmt.Errorf("key %v of types %v", st.Key, typeNames(keyTypes))
 	}
 	return t, nil
 }
 
-func (t *checkedTable) keyForms() []form {
-	out := make([]form, len(t.key))
+func typeNames(ts []*star.Type) []string {
+	out := make([]string, len(ts))
+	for i, t := range ts {
+		out[i] = t.Name
+	}
+	return out
+}
+
+func (t *checkedTable) keyTypes() []*star.Type {
+	out := make([]*star.Type, len(t.key))
 	for i, k := range t.key {
-		out[i] = t.cols[k].form
+		out[i] = t.cols[k].typ
 	}
 	return out
 }

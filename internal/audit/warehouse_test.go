@@ -322,9 +322,10 @@ func TestNothingLoadedYet(t *testing.T) {
 	}
 }
 
-// allForms has a field of every form a star type may use.
+// allForms has a field of every star column type, and of a decimal type
+// of another scale, which the test registers.
 type allForms struct {
-	ID  int32   `parquet:"id"`
+	ID  int32   `parquet:"id" star:"key"`
 	N   *int32  `parquet:"n,optional"`
 	S   string  `parquet:"s"`
 	NS  *string `parquet:"ns,optional"`
@@ -341,7 +342,12 @@ type allForms struct {
 // converts it), with a table created as migration 1 would create it; a
 // NULL differs from an empty text.
 func TestTextFormsAgree(t *testing.T) {
-	tbl, err := describe(reflect.TypeFor[allForms](), star.Table{Name: "forms", Dimension: true, Key: []string{"id"}})
+	types := append(star.Registry{star.Decimal(4, 12)}, star.Types...)
+	st, err := types.Derive(star.Table{Name: "forms", Dimension: true, Row: reflect.TypeFor[allForms]()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tbl, err := describe(st)
 	if err != nil {
 		t.Fatal(err)
 	}

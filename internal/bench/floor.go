@@ -12,14 +12,23 @@ import (
 
 	"github.com/sandstone-data/sandstone/internal/ingest"
 	"github.com/sandstone-data/sandstone/internal/lake"
+	"github.com/sandstone-data/sandstone/internal/star"
 	"github.com/sandstone-data/sandstone/internal/totesys"
 )
 
-// factSerials are the fact tables and their warehouse-assigned ids.
-var factSerials = map[string]string{
-	"fact_sales_order":    "sales_record_id",
-	"fact_purchase_order": "purchase_record_id",
-	"fact_payment":        "payment_record_id",
+// factSerials are the fact tables and their warehouse-assigned ids, as
+// star.Tables declares them.
+var factSerials = serialsOf(star.Tables)
+
+// serialsOf maps each fact table of ts to its serial id column.
+func serialsOf(ts []star.Table) map[string]string {
+	out := map[string]string{}
+	for _, t := range ts {
+		if t.Serial != "" {
+			out[t.Name] = t.Serial
+		}
+	}
+	return out
 }
 
 // maxSerials reads the newest serial id of every fact table of schema.

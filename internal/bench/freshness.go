@@ -14,6 +14,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/sandstone-data/sandstone/internal/star"
 	"github.com/sandstone-data/sandstone/internal/totesys/synth"
 )
 
@@ -62,12 +63,27 @@ type freshnessPlan struct {
 	logPath string
 }
 
-// factVersions are the warehouse fact tables whose rows the simulator's
-// changes become, with their serial id and the columns of their version's
-// last_updated.
-var factVersions = []struct{ table, serial, date, time string }{
-	{"fact_sales_order", "sales_record_id", "last_updated_date", "last_updated_time"},
-	{"fact_payment", "payment_record_id", "last_updated_date", "last_updated"},
+// factVersion is a warehouse fact table with its serial id and the columns
+// of its version's last_updated.
+type factVersion struct{ table, serial, date, time string }
+
+// factVersions are the fact tables whose rows the simulator's changes (sales
+// orders and payments) become, as star.Tables declares them.
+var factVersions = versionsOf("fact_sales_order", "fact_payment")
+
+// versionsOf are the fact tables called names: their serial id, and the
+// last-updated date and time of their version key (source id, date, time).
+// A name of no fact table is a programming error: it panics at start-up.
+func versionsOf(names ...string) []factVersion {
+	out := make([]factVersion, len(names))
+	for i, name := range names {
+		t, ok := star.Lookup(name)
+		if !ok || t.Serial == "" || len(t.Key) != 3 {
+			panic("bench: " + name + " is no fact table with a version key")
+		}
+		out[i] = factVersion{t.Name, t.Serial, t.Key[1], t.Key[2]}
+	}
+	return out
 }
 
 // measureFreshness starts `sandstone run --interval` as a child, has the
@@ -87,87 +103,26 @@ func measureFreshness(ctx context.Context, c children, plan freshnessPlan) (Fres
 		return res, fmt.Errorf("freshness: connect to warehouse: %w", err)
 	}
 	defer func() { _ = wh.Close(context.WithoutCancel(ctx)) }()
-	last := make([]int64, len(factVersions))
-	for i, f := range factVersions {
-		if err := wh.QueryRow(ctx, "SELECT coalesce(max("+ident(f.serial)+"), 0) FROM "+ident(plan.schema, f.table)).Scan(&last[i]); err != nil {
-			return res, fmt.Errorf("freshness: %s: %w", f.table, err)
-		}
+	last, err := lastSerials(ctx, wh, plan.schema)
+	if err != nil {
+		return res, err
 	}
 	// Rows stamped before the phase (a parked row released late, say) are
 	// not the simulator's.
 	since := time.Now().Add(-time.Second)
 
-	logFile, err := os.Create(filepath.Clean(plan.logPath))
+	run, err := startRun(ctx, c, plan)
 	if err != nil {
-		return res, fmt.Errorf("freshness: %w", err)
+		return res, err
 	}
-	defer func() { _ = logFile.Close() }()
-	run := c.command(context.WithoutCancel(ctx), "run", "--interval", plan.interval.String(),
-		"--alert-state", filepath.Join(filepath.Dir(plan.logPath), "alerts.json"), "--retries", "3", "--backoff", "1s")
-	run.Stdout, run.Stderr = logFile, logFile
-	if err := run.Start(); err != nil {
-		return res, fmt.Errorf("freshness: start sandstone run: %w", err)
-	}
-	stopRun := func() error {
-		_ = run.Process.Signal(syscall.SIGTERM)
-		done := make(chan error, 1)
-		go func() { done <- run.Wait() }()
-		var err error
-		select {
-		case err = <-done:
-		case <-time.After(time.Minute):
-			_ = run.Process.Kill()
-			err = errors.Join(errors.New("sandstone run did not stop within a minute of SIGTERM"), <-done)
-		}
-		res.RunPeakRSS = run.peakRSS()
-		if err != nil {
-			return fmt.Errorf("freshness: sandstone run (output in %s): %w", plan.logPath, err)
-		}
-		return nil
-	}
-
+	defer run.closeLog()
 	pctx, cancel := context.WithTimeout(ctx, plan.timeout)
 	defer cancel()
-	sim := make(chan simulated, 1)
-	go simulate(pctx, plan, sim)
-
-	var (
-		simDone    bool
-		lastChange time.Time // when the simulator stopped, or a row last arrived after that
-		simErr     error
-	)
-	tick := time.NewTicker(plan.poll)
-	defer tick.Stop()
-	for {
-		select {
-		case s := <-sim:
-			res.Changes, simErr, simDone = s.changes, s.err, true
-			lastChange = time.Now()
-			sim = nil
-		case <-tick.C:
-		case <-pctx.Done():
-		}
-		if pctx.Err() != nil || simErr != nil {
-			break
-		}
-		n, err := pollFacts(pctx, wh, plan.schema, last, since, &res.Delays)
-		if err != nil {
-			if pctx.Err() != nil {
-				break
-			}
-			return res, errors.Join(err, stopRun())
-		}
-		if !simDone {
-			continue
-		}
-		if n > 0 {
-			lastChange = time.Now()
-		}
-		if int64(len(res.Delays)) >= res.Changes || time.Since(lastChange) > 3*plan.interval {
-			break
-		}
+	simDone, simErr, err := watch(pctx, wh, plan, last, since, &res)
+	if err != nil {
+		return res, errors.Join(err, run.stop(&res))
 	}
-	runErr := stopRun()
+	runErr := run.stop(&res)
 	res.Missing = max(res.Changes-int64(len(res.Delays)), 0)
 	switch {
 	case simErr != nil:
@@ -180,6 +135,105 @@ func measureFreshness(ctx context.Context, c children, plan freshnessPlan) (Fres
 		return res, fmt.Errorf("freshness: the simulator had not written %d changes within %s", plan.changes, plan.timeout)
 	}
 	return res, nil
+}
+
+// lastSerials reads the newest serial id of each of factVersions.
+func lastSerials(ctx context.Context, wh *pgx.Conn, schema string) ([]int64, error) {
+	last := make([]int64, len(factVersions))
+	for i, f := range factVersions {
+		if err := wh.QueryRow(ctx, "SELECT coalesce(max("+ident(f.serial)+"), 0) FROM "+ident(schema, f.table)).Scan(&last[i]); err != nil {
+			return nil, fmt.Errorf("freshness: %s: %w", f.table, err)
+		}
+	}
+	return last, nil
+}
+
+// backgroundRun is `sandstone run` started as a child, its output in a
+// log file.
+type backgroundRun struct {
+	child
+	log     *os.File
+	logPath string
+}
+
+// startRun starts `sandstone run --interval`, its output to plan.logPath.
+func startRun(ctx context.Context, c children, plan freshnessPlan) (*backgroundRun, error) {
+	logFile, err := os.Create(filepath.Clean(plan.logPath))
+	if err != nil {
+		return nil, fmt.Errorf("freshness: %w", err)
+	}
+	run := c.command(context.WithoutCancel(ctx), "run", "--interval", plan.interval.String(),
+		"--alert-state", filepath.Join(filepath.Dir(plan.logPath), "alerts.json"), "--retries", "3", "--backoff", "1s")
+	run.Stdout, run.Stderr = logFile, logFile
+	if err := run.Start(); err != nil {
+		_ = logFile.Close()
+		return nil, fmt.Errorf("freshness: start sandstone run: %w", err)
+	}
+	return &backgroundRun{child: run, log: logFile, logPath: plan.logPath}, nil
+}
+
+func (r *backgroundRun) closeLog() { _ = r.log.Close() }
+
+// stop stops the run by SIGTERM (killing it if it has not stopped within a
+// minute) and records its peak RSS in res.
+func (r *backgroundRun) stop(res *Freshness) error {
+	_ = r.Process.Signal(syscall.SIGTERM)
+	done := make(chan error, 1)
+	go func() { done <- r.Wait() }()
+	var err error
+	select {
+	case err = <-done:
+	case <-time.After(time.Minute):
+		_ = r.Process.Kill()
+		err = errors.Join(errors.New("sandstone run did not stop within a minute of SIGTERM"), <-done)
+	}
+	res.RunPeakRSS = r.peakRSS()
+	if err != nil {
+		return fmt.Errorf("freshness: sandstone run (output in %s): %w", r.logPath, err)
+	}
+	return nil
+}
+
+// watch runs the simulator and polls the warehouse's fact tables (from the
+// serial ids in last) into res until every change it wrote has been seen,
+// none has arrived for three intervals after it stopped, it failed, or
+// ctx ends. It reports whether the simulator finished and its error; err
+// is a poll's failure before ctx ended.
+func watch(ctx context.Context, wh *pgx.Conn, plan freshnessPlan, last []int64, since time.Time, res *Freshness) (simDone bool, simErr, err error) {
+	sim := make(chan simulated, 1)
+	go simulate(ctx, plan, sim)
+	var lastChange time.Time // when the simulator stopped, or a row last arrived after that
+	tick := time.NewTicker(plan.poll)
+	defer tick.Stop()
+	for {
+		select {
+		case s := <-sim:
+			res.Changes, simErr, simDone = s.changes, s.err, true
+			lastChange = time.Now()
+			sim = nil
+		case <-tick.C:
+		case <-ctx.Done():
+		}
+		if ctx.Err() != nil || simErr != nil {
+			return simDone, simErr, nil
+		}
+		n, perr := pollFacts(ctx, wh, plan.schema, last, since, &res.Delays)
+		if perr != nil {
+			if ctx.Err() != nil {
+				return simDone, simErr, nil
+			}
+			return simDone, simErr, perr
+		}
+		if !simDone {
+			continue
+		}
+		if n > 0 {
+			lastChange = time.Now()
+		}
+		if int64(len(res.Delays)) >= res.Changes || time.Since(lastChange) > 3*plan.interval {
+			return simDone, simErr, nil
+		}
+	}
 }
 
 // simulated is the simulator's outcome.

@@ -53,17 +53,17 @@ func newBatch(ctx context.Context, opts Options, log *slog.Logger, runID string,
 		facts: facts{st: st, dates: dateSet{}},
 		res:   BatchResult{Sequence: seq, Batch: lake.BatchID(seq), Rows: map[string]int64{}}}
 	// Created in star.Tables order, so the manifest lists dimensions first.
-	b.dimDate = newOutput[star.DimDate](o, "dim_date")
-	b.dimStaff = newOutput[star.DimStaff](o, "dim_staff")
-	b.dimLocation = newOutput[star.DimLocation](o, "dim_location")
-	b.dimCurrency = newOutput[star.DimCurrency](o, "dim_currency")
-	b.dimDesign = newOutput[star.DimDesign](o, "dim_design")
-	b.dimCounterparty = newOutput[star.DimCounterparty](o, "dim_counterparty")
-	b.dimPaymentType = newOutput[star.DimPaymentType](o, "dim_payment_type")
-	b.dimTransaction = newOutput[star.DimTransaction](o, "dim_transaction")
-	b.factSalesOrder = newOutput[star.FactSalesOrder](o, "fact_sales_order")
-	b.factPurchase = newOutput[star.FactPurchaseOrder](o, "fact_purchase_order")
-	b.factPayment = newOutput[star.FactPayment](o, "fact_payment")
+	b.dimDate = newOutput[star.DimDate](o)
+	b.dimStaff = newOutput[star.DimStaff](o)
+	b.dimLocation = newOutput[star.DimLocation](o)
+	b.dimCurrency = newOutput[star.DimCurrency](o)
+	b.dimDesign = newOutput[star.DimDesign](o)
+	b.dimCounterparty = newOutput[star.DimCounterparty](o)
+	b.dimPaymentType = newOutput[star.DimPaymentType](o)
+	b.dimTransaction = newOutput[star.DimTransaction](o)
+	b.factSalesOrder = newOutput[star.FactSalesOrder](o)
+	b.factPurchase = newOutput[star.FactPurchaseOrder](o)
+	b.factPayment = newOutput[star.FactPayment](o)
 	b.rej = &rejectWriter{out: o}
 	o.all = append(o.all, b.rej)
 	return b

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/sandstone-data/sandstone/internal/lake"
+	"github.com/sandstone-data/sandstone/internal/star"
 )
 
 // chunk is how many rows are read, transformed and written at a time.
@@ -32,8 +33,9 @@ type output[T any] struct {
 	w     *lake.ParquetWriter[T]
 }
 
-func newOutput[T any](o *outputs, table string) *output[T] {
-	w := &output[T]{table: table, out: o}
+// newOutput is the output of the star table of row type T.
+func newOutput[T any](o *outputs) *output[T] {
+	w := &output[T]{table: star.TableOf[T]().Name, out: o}
 	o.all = append(o.all, w)
 	return w
 }
