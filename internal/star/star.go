@@ -70,6 +70,27 @@ func (t Table) Column(name string) (Column, bool) {
 	return Column{}, false
 }
 
+// Lookup returns the table called name.
+func Lookup(name string) (Table, bool) {
+	for _, t := range Tables {
+		if t.Name == name {
+			return t, true
+		}
+	}
+	return Table{}, false
+}
+
+// TableOf is the table whose row type is T. A T of no table is a
+// programming error: it panics.
+func TableOf[T any]() Table {
+	for _, t := range Tables {
+		if t.Row == reflect.TypeFor[T]() {
+			return t
+		}
+	}
+	panic(fmt.Sprintf("star: no table of %s", reflect.TypeFor[T]()))
+}
+
 // Tables lists the warehouse tables, dimensions first (load order).
 var Tables = mustTables(
 	calendar[DimDate]("dim_date"),
@@ -349,25 +370,4 @@ type FactPayment struct {
 	PaymentTypeID   int32     `parquet:"payment_type_id" star:"ref=dim_payment_type"`
 	Paid            bool      `parquet:"paid"`
 	PaymentDate     Date      `parquet:"payment_date,date" star:"ref=dim_date"`
-}
-
-// Lookup returns the table called name.
-func Lookup(name string) (Table, bool) {
-	for _, t := range Tables {
-		if t.Name == name {
-			return t, true
-		}
-	}
-	return Table{}, false
-}
-
-// TableOf is the table whose row type is T. A T of no table is a
-// programming error: it panics.
-func TableOf[T any]() Table {
-	for _, t := range Tables {
-		if t.Row == reflect.TypeFor[T]() {
-			return t
-		}
-	}
-	panic(fmt.Sprintf("star: no table of %s", reflect.TypeFor[T]()))
 }

@@ -90,7 +90,7 @@ var tables = bindTables(fromStar(star.Tables))
 func fromStar(sts []star.Table) []*table {
 	out := make([]*table, 0, len(sts))
 	for _, st := range sts {
-		t, err := tableOf(st)
+		t, err := tableOf(st, rowFeeds)
 		if err != nil {
 			panic(fmt.Sprintf("warehouse: %s: %v", st.Name, err))
 		}
@@ -99,7 +99,10 @@ func fromStar(sts []star.Table) []*table {
 	return out
 }
 
-func tableOf(st star.Table) (*table, error) {
+// tableOf is the warehouse table of st, fed by the feeder of its row type
+// in feeds. Its columns' types come with st: a new column type needs
+// nothing here.
+func tableOf(st star.Table, feeds []rowFeed) (*table, error) {
 	t := &table{name: st.Name, role: dimension, serial: st.Serial}
 	switch {
 	case !st.Dimension:
@@ -111,13 +114,13 @@ func tableOf(st star.Table) (*table, error) {
 	for _, sc := range st.Columns {
 		t.cols = append(t.cols, column{name: sc.Name, typ: sc.Type, nullable: sc.Nullable, ref: sc.Ref})
 	}
-	for _, rf := range rowFeeds {
+	for _, rf := range feeds {
 		if rf.row == st.Row {
 			t.feed = rf.feed()
 		}
 	}
 	if t.feed == nil {
-		return nil, fmt.Errorf("no feeder of %s in rowFeeds", st.Row)
+		return nil, fmt.Errorf("no feeder of %s", st.Row)
 	}
 	return t, nil
 }
