@@ -337,7 +337,8 @@ type allForms struct {
 	NSE *string `parquet:"nse,optional"`
 }
 
-// TestTextFormsAgree: every value of every form hashes the same from the
+// TestTextFormsAgree: every value of every star type (and of a decimal
+// of another scale, registered here) hashes the same from the
 // Parquet's value as from the warehouse column it is loaded into (as load
 // converts it), with a table created as migration 1 would create it; a
 // NULL differs from an empty text.
