@@ -32,6 +32,8 @@ type fixture struct {
 	dir    string
 	bucket *lake.Bucket
 	logs   *lambdatest.SyncBuffer
+	// scanAdvice is Options.ScanAdviceRows.
+	scanAdvice int64
 }
 
 func newFixture(t *testing.T) *fixture {
@@ -53,7 +55,7 @@ func (f *fixture) open() *lake.Bucket {
 
 func (f *fixture) opts() Options {
 	return Options{SourceURL: f.url, Bucket: f.bucket, Lookback: 5 * time.Minute,
-		Logger: slog.New(slog.NewJSONHandler(f.logs, nil))}
+		Logger: slog.New(slog.NewJSONHandler(f.logs, nil)), ScanAdviceRows: f.scanAdvice}
 }
 
 func (f *fixture) run() Result {
@@ -438,7 +440,7 @@ func TestBrokenState(t *testing.T) {
 			if err := f.bucket.Put(ctx, "state/broken.json.gz", state); err != nil {
 				t.Fatal(err)
 			}
-			if err := f.bucket.PutManifest(ctx, 1, lake.Manifest{Stage: "ingest", Sequence: 1, StateKey: "state/broken.json.gz"}); err != nil {
+			if err := f.bucket.PutManifest(ctx, 1, &lake.Manifest{Stage: "ingest", Sequence: 1, StateKey: "state/broken.json.gz"}); err != nil {
 				t.Fatal(err)
 			}
 			_, err := Run(ctx, f.opts())

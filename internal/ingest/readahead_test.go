@@ -177,9 +177,8 @@ func TestReadAheadWithOneConnectionAllowed(t *testing.T) {
 }
 
 func TestReadsInTurnWhereATableIsReadWhole(t *testing.T) {
-	defer func(n int64) { scanAdviceRows = n }(scanAdviceRows)
-	scanAdviceRows = 1 // every table big enough to need its index
 	f := newFixture(t)
+	f.scanAdvice = 1 // every table big enough to need its index
 	smallSource(f)
 	f.exec(`CREATE INDEX ON address (last_updated); CREATE INDEX ON design (last_updated); ANALYZE`)
 	f.run()

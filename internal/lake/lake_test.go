@@ -34,7 +34,7 @@ func TestPutIsExclusive(t *testing.T) {
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
-					if err := b.PutManifest(ctx, 7, map[string]int{"writer": i}); err == nil {
+					if err := b.PutManifest(ctx, 7, &Manifest{Sequence: 7, RunID: strconv.Itoa(i)}); err == nil {
 						mu.Lock()
 						wins++
 						mu.Unlock()
@@ -71,7 +71,7 @@ func TestSequence(t *testing.T) {
 		t.Fatalf("empty bucket: latest %d, %v", n, err)
 	}
 	for _, s := range []int64{1, 2, 999, 1000, 1001, 2500} {
-		if err := b.PutManifest(ctx, s, Manifest{Sequence: s}); err != nil {
+		if err := b.PutManifest(ctx, s, &Manifest{Sequence: s}); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -109,7 +109,7 @@ func TestReadManifestSum(t *testing.T) {
 	}
 	defer func() { _ = b.Close() }()
 	m := Manifest{Stage: "transform", Sequence: 4, RunID: "r", Source: &BatchRef{Sequence: 4, RunID: "i", ManifestSHA256: "abc"}}
-	if err := b.PutManifest(ctx, 4, m); err != nil {
+	if err := b.PutManifest(ctx, 4, &m); err != nil {
 		t.Fatal(err)
 	}
 	data, err := b.Get(ctx, ManifestKey(4))
