@@ -10,6 +10,7 @@ import (
 // status; an index that leads with last_updated (B-tree or BRIN) ends it,
 // one that does not lead with it, or covers part of the table, does not.
 func TestAdvisesAnIndexOnLastUpdated(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	f.scanAdvice = 1
 	smallSource(f)

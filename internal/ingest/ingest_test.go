@@ -105,6 +105,7 @@ func smallSource(f *fixture) {
 }
 
 func TestSnapshotLandsWhole(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	pgtest.LoadSnapshot(t, f.url)
 	res := f.run()
@@ -151,6 +152,7 @@ func TestSnapshotLandsWhole(t *testing.T) {
 }
 
 func TestInsertsAndUpdatesLandOnce(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	smallSource(f)
 	if res := f.run(); res.Total() != 10 {
@@ -174,6 +176,7 @@ func TestInsertsAndUpdatesLandOnce(t *testing.T) {
 }
 
 func TestTieOnLastUpdated(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	smallSource(f)
 	f.exec(`INSERT INTO design VALUES (2, '2026-01-01 10:00:00.123', 'A', '/a', 'a', LOCALTIMESTAMP - interval '1 minute')`)
@@ -189,6 +192,7 @@ func TestTieOnLastUpdated(t *testing.T) {
 }
 
 func TestLateCommit(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	smallSource(f)
 	ctx := context.Background()
@@ -225,6 +229,7 @@ func TestLateCommit(t *testing.T) {
 }
 
 func TestConcurrentRuns(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	pgtest.LoadSnapshot(t, f.url)
 	var wg sync.WaitGroup
@@ -271,6 +276,7 @@ func TestConcurrentRuns(t *testing.T) {
 }
 
 func TestRestartFromBucketState(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	smallSource(f)
 	f.run()
@@ -288,6 +294,7 @@ func TestRestartFromBucketState(t *testing.T) {
 
 // TestObjectsAreImmutable fails if any run rewrites or removes an object.
 func TestObjectsAreImmutable(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	smallSource(f)
 	snapshot := func() map[string][32]byte {
@@ -319,6 +326,7 @@ func TestObjectsAreImmutable(t *testing.T) {
 }
 
 func TestNewColumnIsCarriedAlong(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	smallSource(f)
 	f.exec(`ALTER TABLE currency ADD COLUMN symbol text DEFAULT '£'`)
@@ -432,6 +440,7 @@ func TestS3Bucket(t *testing.T) {
 // TestBrokenState: a state that cannot be read stops ingest before it reads
 // the source, rather than landing everything again.
 func TestBrokenState(t *testing.T) {
+	t.Parallel()
 	for name, state := range map[string][]byte{"not gzip": []byte("plain"), "not JSON": gzipped(t, "{")} {
 		t.Run(name, func(t *testing.T) {
 			f := newFixture(t)
