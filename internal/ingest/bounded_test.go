@@ -65,6 +65,7 @@ func sourceVersions(t *testing.T, url string) map[string]map[version]bool {
 }
 
 func TestBoundedBatchesLandEveryVersionOnce(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	smallSource(f)
 	// 40 sales orders and 25 designs share one last_updated, more than a
@@ -163,6 +164,7 @@ func landedID(vs map[version]int, id int32) bool {
 }
 
 func TestUnreadTableKeepsItsSnapshot(t *testing.T) {
+	t.Parallel()
 	read := time.Date(2024, 3, 1, 12, 0, 0, 0, time.UTC)
 	ahead := read.Add(time.Hour) // the table's clock runs ahead
 	prev := &TableState{Watermark: ahead, Since: read.Add(-time.Hour)}

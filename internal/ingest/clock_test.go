@@ -52,6 +52,7 @@ const insertOrder = `INSERT INTO sales_order VALUES ($1, %[1]s, %[1]s,1,1,1,5,1.
 // TestWindowFollowsTheTablesClock: whatever clock stamps last_updated, each
 // new version lands, once, and a skew beyond the lookback is reported once.
 func TestWindowFollowsTheTablesClock(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name string
 		tz   string
@@ -95,6 +96,7 @@ func TestWindowFollowsTheTablesClock(t *testing.T) {
 // TestRaisedLookbackLandsNothingTwice: a wider lookback never reaches
 // below the versions ingest remembers.
 func TestRaisedLookbackLandsNothingTwice(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	smallSource(f) // stamped a day and an hour back
 	if res := f.run(); res.Total() != 10 {
@@ -122,6 +124,7 @@ func TestRaisedLookbackLandsNothingTwice(t *testing.T) {
 // TestTimestamptzIsReadInUTC: a last_updated altered to timestamptz lands
 // as the same instant whatever the database's time zone, and once.
 func TestTimestamptzIsReadInUTC(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	smallSource(f)
 	db := pgtestDatabaseName(t, f)
@@ -153,6 +156,7 @@ func pgtestDatabaseName(t *testing.T, f *fixture) string {
 // TestStampsBeyondTime: 'infinity' and a year past 9999 land as they are,
 // once, without moving the watermark or stopping other tables.
 func TestStampsBeyondTime(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	smallSource(f)
 	f.exec(`INSERT INTO design VALUES (2, LOCALTIMESTAMP, 'Forever', '/f', 'f', 'infinity');
@@ -197,6 +201,7 @@ func TestStampsBeyondTime(t *testing.T) {
 // apart are those within the lookback of the newest stamp, however many
 // rows an initial load reads.
 func TestLandedSetStaysSmall(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	smallSource(f)
 	f.exec(`INSERT INTO design SELECT g, t, 'D', '/d', 'd', t

@@ -29,6 +29,7 @@ func binaryOf(t *testing.T, conn *pgx.Conn, sql string) []byte {
 }
 
 func TestScaledNumeric(t *testing.T) {
+	t.Parallel()
 	conn, err := pgx.Connect(context.Background(), pgtest.NewDatabase(t))
 	if err != nil {
 		t.Fatal(err)
@@ -87,6 +88,7 @@ func TestScaledNumeric(t *testing.T) {
 // The known tables land with exactly the schema of their totesys row type,
 // so that transform reads them as they are, without a conversion.
 func TestLandedSchemasAreTheRowTypes(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	f := newFixture(t)
 	if _, err := synth.Seed(ctx, f.url, synth.SeedOptions{SalesOrders: 300, RandomSeed: 2}); err != nil {
@@ -136,6 +138,7 @@ func TestLandedSchemasAreTheRowTypes(t *testing.T) {
 
 // A writer that fails stops the table's reading and says why.
 func TestChunkWriterFailure(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	b, err := lake.Open(ctx, "mem://")
 	if err != nil {
@@ -163,6 +166,7 @@ func TestChunkWriterFailure(t *testing.T) {
 }
 
 func TestDecodeEveryKind(t *testing.T) {
+	t.Parallel()
 	conn, err := pgx.Connect(context.Background(), pgtest.NewDatabase(t))
 	if err != nil {
 		t.Fatal(err)

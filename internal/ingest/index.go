@@ -11,17 +11,17 @@ import (
 
 // scanAdviceRows is the size from which a source table read whole on every
 // run is worth an index on last_updated: below it, the whole table takes a
-// few milliseconds to read. A variable for the tests.
-var scanAdviceRows int64 = 100_000
+// few milliseconds to read (Options.ScanAdviceRows).
+const scanAdviceRows = 100_000
 
 // unindexed returns the source tables that every run reads whole: those of
-// at least scanAdviceRows rows (the planner's estimate, the value) with no
+// at least minRows rows (the planner's estimate, the value) with no
 // valid index that leads with last_updated; nil when it cannot tell. totesys
 // ships none; with a B-tree (or BRIN) index there, a run reads the changed
 // rows alone, and the incremental cycle costs what the change costs
 // (docs/benchmarks.md).
-func unindexed(ctx context.Context, tx pgx.Tx, log *slog.Logger) map[string]int64 {
-	out, err := lookupUnindexed(ctx, tx)
+func unindexed(ctx context.Context, tx pgx.Tx, minRows int64, log *slog.Logger) map[string]int64 {
+	out, err := lookupUnindexed(ctx, tx, minRows)
 	if err != nil { // only advice: the run goes on without it
 		log.Debug("could not look for indexes on last_updated", "error", err)
 		return nil
@@ -29,7 +29,7 @@ func unindexed(ctx context.Context, tx pgx.Tx, log *slog.Logger) map[string]int6
 	return out
 }
 
-func lookupUnindexed(ctx context.Context, tx pgx.Tx) (map[string]int64, error) {
+func lookupUnindexed(ctx context.Context, tx pgx.Tx, minRows int64) (map[string]int64, error) {
 	names := make([]string, len(totesys.Tables))
 	for i, t := range totesys.Tables {
 		names[i] = pgx.Identifier{t.Name}.Sanitize()
@@ -51,7 +51,7 @@ func lookupUnindexed(ctx context.Context, tx pgx.Tx) (map[string]int64, error) {
 			JOIN pg_catalog.pg_am am ON am.oid = ic.relam
 			WHERE i.indrelid = c.oid AND i.indisvalid AND i.indpred IS NULL
 			  AND a.attname = $3 AND am.amname IN ('btree', 'brin'))`,
-		names, scanAdviceRows, totesys.LastUpdated)
+		names, minRows, totesys.LastUpdated)
 	if err != nil {
 		return nil, err
 	}

@@ -10,9 +10,9 @@ import (
 // status; an index that leads with last_updated (B-tree or BRIN) ends it,
 // one that does not lead with it, or covers part of the table, does not.
 func TestAdvisesAnIndexOnLastUpdated(t *testing.T) {
-	defer func(n int64) { scanAdviceRows = n }(scanAdviceRows)
-	scanAdviceRows = 1
+	t.Parallel()
 	f := newFixture(t)
+	f.scanAdvice = 1
 	smallSource(f)
 	f.exec(`ANALYZE`)
 	f.exec(`CREATE INDEX ON payment (last_updated)`)

@@ -100,6 +100,38 @@ type Options struct {
 	// means no bound. What does not fit is left, in last_updated order,
 	// to the next run, and Result.More says so.
 	MaxBatchRows int64
+	// ScanAdviceRows is the size from which a table every run reads whole
+	// is worth an index on last_updated, and said so; 100,000 when zero.
+	ScanAdviceRows int64
+}
+
+// check fills in the defaults and refuses options that cannot work.
+func (o Options) check() (Options, error) {
+	if o.RunID == "" {
+		o.RunID = lake.NewRunID()
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.Lookback == 0 {
+		o.Lookback = config.DefaultLookback
+	}
+	switch {
+	case o.Lookback < 0:
+		return o, errkind.Wrap(errkind.ConfigInvalid, fmt.Errorf("ingest: lookback %s: want a positive duration such as 10m", o.Lookback))
+	case o.SourceURL == "":
+		return o, errkind.Wrap(errkind.ConfigInvalid, errors.New("ingest: no source URL"))
+	case o.Bucket == nil:
+		return o, errkind.Wrap(errkind.ConfigInvalid, errors.New("ingest: no ingestion bucket"))
+	}
+	return o, nil
+}
+
+func (o Options) scanAdviceRows() int64 {
+	if o.ScanAdviceRows > 0 {
+		return o.ScanAdviceRows
+	}
+	return scanAdviceRows
 }
 
 // Result tells what a run landed.
@@ -184,155 +216,34 @@ func (s State) snapshotOf(table string) time.Time {
 	return s.SnapshotAt
 }
 
+// version is one landed version of a row: its key and its last_updated,
+// in µs.
 type version struct {
 	id int32
 	us int64
 }
 
-// Run lands every source row version that is new since the last run.
+// Run lands every source row version that is new since the last run: the
+// poll reads them (poll.go) and the landing writes the batch (landing.go).
 func Run(ctx context.Context, opts Options) (Result, error) {
 	start := time.Now()
+	opts, err := opts.check()
 	res := Result{RunID: opts.RunID, Rows: map[string]int64{}, Skew: map[string]time.Duration{}}
-	if res.RunID == "" {
-		res.RunID = lake.NewRunID()
+	if err != nil {
+		return res, err
 	}
-	log := opts.Logger
-	if log == nil {
-		log = slog.Default()
-	}
-	log = log.With("stage", "ingest", "run_id", res.RunID)
-	if opts.Lookback == 0 {
-		opts.Lookback = config.DefaultLookback
-	}
-	switch {
-	case opts.Lookback < 0:
-		return res, errkind.Wrap(errkind.ConfigInvalid, fmt.Errorf("ingest: lookback %s: want a positive duration such as 10m", opts.Lookback))
-	case opts.SourceURL == "":
-		return res, errkind.Wrap(errkind.ConfigInvalid, errors.New("ingest: no source URL"))
-	case opts.Bucket == nil:
-		return res, errkind.Wrap(errkind.ConfigInvalid, errors.New("ingest: no ingestion bucket"))
-	}
-
+	log := opts.Logger.With("stage", "ingest", "run_id", res.RunID)
 	prevSeq, prev, err := LoadState(ctx, opts.Bucket)
 	if err != nil {
 		return res, errkind.Wrap(errkind.BucketReadFailed, fmt.Errorf("ingest: %w", err))
 	}
-
-	tx, snapshotAt, closeSource, err := OpenSnapshot(ctx, opts.SourceURL)
+	p, err := openPoll(ctx, opts, prevSeq, prev, log)
 	if err != nil {
 		return res, err
 	}
-	defer closeSource()
-
-	seq := prevSeq + 1
-	next := State{SnapshotAt: snapshotAt, Tables: map[string]*TableState{}}
-	var objects []lake.Object
-	var newest time.Time
-	budget := batchBudget{left: opts.MaxBatchRows, bounded: opts.MaxBatchRows > 0}
-	whole := unindexed(ctx, tx, log)
-	runs := make([]*tableRun, len(totesys.Tables))
-	for i, table := range totesys.Tables {
-		runs[i] = &tableRun{table: table, prev: prev.Tables[table.Name], prevSnapshot: prev.snapshotOf(table.Name),
-			snapshotAt: snapshotAt, lookback: opts.Lookback, now: start, seq: seq, runID: res.RunID, limit: budget.left,
-			progress: opts.Progress}
-	}
-	var ahead []landing
-	if prevSeq > 0 && !prev.More && whole != nil && len(whole) == 0 {
-		// Caught up, every big table indexed: see readAhead.
-		if ahead, err = readAhead(ctx, tx, opts.SourceURL, runs, budget, opts.Bucket, log); err != nil {
-			return res, err
-		}
-	}
-	var advise []string // tables newly read whole
-	for i, r := range runs {
-		var l landing
-		if i < len(ahead) && ahead[i].tw != nil {
-			if ahead[i].stands(budget) {
-				l = ahead[i]
-			} else {
-				// Read whole ahead, it is more than the bound has left:
-				// the next batch's, as is every table after it.
-				budget.left = 0
-			}
-		}
-		r.limit = budget.left
-		if budget.spent() {
-			// Not read in this snapshot: its state stays as it was, with
-			// the snapshot it was read in.
-			next.Tables[r.table.Name] = r.unread()
-			res.Skew[r.table.Name] = next.Tables[r.table.Name].Skew
-			res.More = true
-			continue
-		}
-		if l.tw == nil {
-			if l, err = r.land(ctx, tx, opts.Bucket, log); err != nil {
-				return res, err
-			}
-		}
-		tw := l.tw
-		if tw.rows > 0 {
-			objects = append(objects, l.obj)
-		}
-		ts := r.nextState(tw, lake.BatchID(seq))
-		r.reportSkew(ts, log)
-		if r.adviseIndex(ts, whole) {
-			advise = append(advise, r.table.Name)
-		}
-		res.Skew[r.table.Name] = ts.Skew
-		if tw.rows > 0 && tw.watermark != nil {
-			newest = maxTime(newest, tw.watermark.To)
-		}
-		next.Tables[r.table.Name] = ts
-		budget.take(tw.rows)
-		res.More = res.More || tw.partial
-	}
-	next.More = res.More
-	closeSource()
-
-	if len(objects) == 0 {
-		res.Duration = time.Since(start)
-		log.Info("ingest found nothing new", "seconds", res.Duration.Seconds())
-		return res, nil
-	}
-	m := lake.Manifest{SnapshotAt: snapshotAt, SourceNewest: newest, Tables: objects}
-	res.SourceNewest = newest
-	res, err = commit(ctx, opts.Bucket, seq, m, next, res, start, log)
-	if err == nil && !res.Conflict {
-		adviseIndexes(log, advise, next)
-	}
-	return res, err
-}
-
-// commit saves the batch's state and creates its manifest, last. A
-// manifest created first by another run leaves this run's objects
-// unreferenced, and the result says so (Conflict).
-func commit(ctx context.Context, b *lake.Bucket, seq int64, m lake.Manifest, next State, res Result, start time.Time, log *slog.Logger) (Result, error) {
-	for _, obj := range m.Tables {
-		res.Rows[obj.Table] = obj.Rows
-		res.Bytes += obj.Bytes
-	}
-	m.Version, m.Stage, m.Batch, m.Sequence, m.RunID = 1, "ingest", lake.BatchID(seq), seq, res.RunID
-	m.StateKey = lake.StateKey(seq, res.RunID)
-	if err := putState(ctx, b, m.StateKey, next); err != nil {
-		return res, errkind.Wrap(errkind.BucketWriteFailed, fmt.Errorf("ingest: %w", err))
-	}
-	m.CreatedAt = time.Now().UTC()
-	if err := b.PutManifest(ctx, seq, m); err != nil {
-		if lake.IsExists(err) {
-			res.Conflict = true
-			res.Rows = map[string]int64{}
-			res.Duration = time.Since(start)
-			log.Warn("another ingest run committed this batch first; this run's objects stay unreferenced",
-				"batch", lake.BatchID(seq))
-			return res, nil
-		}
-		return res, errkind.Wrap(errkind.BucketWriteFailed, fmt.Errorf("ingest: %w", err))
-	}
-	res.Sequence, res.Batch = seq, lake.BatchID(seq)
-	res.Duration = time.Since(start)
-	log.Info("ingest landed batch", "batch", res.Batch, "rows", res.Total(), "tables", res.Rows,
-		"bytes", res.Bytes, "repair", m.Repair, "seconds", res.Duration.Seconds())
-	return res, nil
+	defer p.close()
+	l := &landing{bucket: opts.Bucket, seq: prevSeq + 1, runID: res.RunID, now: start, log: log, progress: opts.Progress}
+	return l.land(ctx, p, res)
 }
 
 // OpenSnapshot connects to the source in UTC and begins a read-only
@@ -418,41 +329,44 @@ func LandRepair(ctx context.Context, tx pgx.Tx, snapshotAt time.Time, b *lake.Bu
 		return res, errkind.Wrap(errkind.Internal, fmt.Errorf("repair: batch %s landed after the audit of batch %s: audit again",
 			lake.BatchID(seq), lake.BatchID(rep.Seq)))
 	}
-	m := lake.Manifest{Repair: true, SnapshotAt: snapshotAt}
+	l := &landing{bucket: b, seq: seq + 1, runID: res.RunID, now: start, log: log}
+	return l.land(ctx, repairRead{tx: tx, snapshotAt: snapshotAt, rep: rep, state: prev}, res)
+}
+
+// repairRead is LandRepair's reader: the current version of each missing
+// row, by id, and the tombstones.
+type repairRead struct {
+	tx         pgx.Tx
+	snapshotAt time.Time
+	rep        Repair
+	state      State // carried over
+}
+
+func (p repairRead) read(ctx context.Context, l *landing) (batchRead, error) {
+	b := batchRead{manifest: lake.Manifest{Repair: true, SnapshotAt: p.snapshotAt}, state: p.state}
 	for _, table := range totesys.Tables {
-		ids := rep.Missing[table.Name]
+		ids := p.rep.Missing[table.Name]
 		if len(ids) == 0 {
 			continue
 		}
-		r := tableRun{table: table, only: ids, now: start, seq: seq + 1, runID: res.RunID}
-		tw, err := r.read(ctx, tx, b, log)
-		if err == nil && tw.rows > 0 {
-			var obj lake.Object
-			if obj, err = tw.commit(); err != nil {
-				err = errkind.Wrap(errkind.BucketWriteFailed, err)
-			}
-			m.Tables = append(m.Tables, obj)
-		}
+		r := tableRun{table: table, only: ids, now: l.now}
+		rd, err := r.land(ctx, p.tx, l, l.log)
 		if err != nil {
-			if tw != nil {
-				tw.abort()
-			}
-			return res, fmt.Errorf("repair %s: %w", table.Name, err)
+			return b, fmt.Errorf("repair: %w", err)
+		}
+		if rd.tw.rows > 0 {
+			b.manifest.Tables = append(b.manifest.Tables, rd.obj)
 		}
 	}
-	for table, ids := range rep.Deleted {
+	for table, ids := range p.rep.Deleted {
 		if len(ids) > 0 {
-			if m.Deleted == nil {
-				m.Deleted = map[string][]int32{}
+			if b.manifest.Deleted == nil {
+				b.manifest.Deleted = map[string][]int32{}
 			}
-			m.Deleted[table] = ids
+			b.manifest.Deleted[table] = ids
 		}
 	}
-	if len(m.Tables) == 0 && len(m.Deleted) == 0 {
-		res.Duration = time.Since(start)
-		return res, nil
-	}
-	return commit(ctx, b, seq+1, m, prev, res, start, log)
+	return b, nil
 }
 
 // NextWindow is where the next run's read of table starts (exclusive),
@@ -508,14 +422,6 @@ func LoadState(ctx context.Context, b *lake.Bucket) (int64, State, error) {
 		st.Tables = map[string]*TableState{}
 	}
 	return seq, st, nil
-}
-
-func putState(ctx context.Context, b *lake.Bucket, key string, st State) error {
-	data, err := lake.EncodeState(st)
-	if err != nil {
-		return err
-	}
-	return b.Put(ctx, key, data)
 }
 
 func maxTime(a, b time.Time) time.Time {

@@ -32,6 +32,8 @@ type fixture struct {
 	dir    string
 	bucket *lake.Bucket
 	logs   *lambdatest.SyncBuffer
+	// scanAdvice is Options.ScanAdviceRows.
+	scanAdvice int64
 }
 
 func newFixture(t *testing.T) *fixture {
@@ -53,7 +55,7 @@ func (f *fixture) open() *lake.Bucket {
 
 func (f *fixture) opts() Options {
 	return Options{SourceURL: f.url, Bucket: f.bucket, Lookback: 5 * time.Minute,
-		Logger: slog.New(slog.NewJSONHandler(f.logs, nil))}
+		Logger: slog.New(slog.NewJSONHandler(f.logs, nil)), ScanAdviceRows: f.scanAdvice}
 }
 
 func (f *fixture) run() Result {
@@ -103,6 +105,7 @@ func smallSource(f *fixture) {
 }
 
 func TestSnapshotLandsWhole(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	pgtest.LoadSnapshot(t, f.url)
 	res := f.run()
@@ -149,6 +152,7 @@ func TestSnapshotLandsWhole(t *testing.T) {
 }
 
 func TestInsertsAndUpdatesLandOnce(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	smallSource(f)
 	if res := f.run(); res.Total() != 10 {
@@ -172,6 +176,7 @@ func TestInsertsAndUpdatesLandOnce(t *testing.T) {
 }
 
 func TestTieOnLastUpdated(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	smallSource(f)
 	f.exec(`INSERT INTO design VALUES (2, '2026-01-01 10:00:00.123', 'A', '/a', 'a', LOCALTIMESTAMP - interval '1 minute')`)
@@ -187,6 +192,7 @@ func TestTieOnLastUpdated(t *testing.T) {
 }
 
 func TestLateCommit(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	smallSource(f)
 	ctx := context.Background()
@@ -223,6 +229,7 @@ func TestLateCommit(t *testing.T) {
 }
 
 func TestConcurrentRuns(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	pgtest.LoadSnapshot(t, f.url)
 	var wg sync.WaitGroup
@@ -269,6 +276,7 @@ func TestConcurrentRuns(t *testing.T) {
 }
 
 func TestRestartFromBucketState(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	smallSource(f)
 	f.run()
@@ -286,6 +294,7 @@ func TestRestartFromBucketState(t *testing.T) {
 
 // TestObjectsAreImmutable fails if any run rewrites or removes an object.
 func TestObjectsAreImmutable(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	smallSource(f)
 	snapshot := func() map[string][32]byte {
@@ -317,6 +326,7 @@ func TestObjectsAreImmutable(t *testing.T) {
 }
 
 func TestNewColumnIsCarriedAlong(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	smallSource(f)
 	f.exec(`ALTER TABLE currency ADD COLUMN symbol text DEFAULT '£'`)
@@ -430,6 +440,7 @@ func TestS3Bucket(t *testing.T) {
 // TestBrokenState: a state that cannot be read stops ingest before it reads
 // the source, rather than landing everything again.
 func TestBrokenState(t *testing.T) {
+	t.Parallel()
 	for name, state := range map[string][]byte{"not gzip": []byte("plain"), "not JSON": gzipped(t, "{")} {
 		t.Run(name, func(t *testing.T) {
 			f := newFixture(t)
@@ -438,7 +449,7 @@ func TestBrokenState(t *testing.T) {
 			if err := f.bucket.Put(ctx, "state/broken.json.gz", state); err != nil {
 				t.Fatal(err)
 			}
-			if err := f.bucket.PutManifest(ctx, 1, lake.Manifest{Stage: "ingest", Sequence: 1, StateKey: "state/broken.json.gz"}); err != nil {
+			if err := f.bucket.PutManifest(ctx, 1, &lake.Manifest{Stage: "ingest", Sequence: 1, StateKey: "state/broken.json.gz"}); err != nil {
 				t.Fatal(err)
 			}
 			_, err := Run(ctx, f.opts())

@@ -10,7 +10,6 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/sandstone-data/sandstone/internal/errkind"
-	"github.com/sandstone-data/sandstone/internal/lake"
 )
 
 // Reading ahead. A run that has caught up lands a few thousand versions a
@@ -39,7 +38,7 @@ const readers = 3
 // savepoint), sharing what is left of the batch's bound between them. A
 // connection that cannot be opened leaves its share of the tables to the
 // others.
-func readAhead(ctx context.Context, tx pgx.Tx, url string, runs []*tableRun, budget batchBudget, b *lake.Bucket, log *slog.Logger) ([]landing, error) {
+func readAhead(ctx context.Context, tx pgx.Tx, url string, runs []*tableRun, budget batchBudget, l *landing, log *slog.Logger) ([]tableRead, error) {
 	var snapshot string
 	if err := tx.QueryRow(ctx, "SELECT pg_catalog.pg_export_snapshot()").Scan(&snapshot); err != nil {
 		return nil, errkind.Wrap(errkind.SourceUnreachable, fmt.Errorf("ingest: export the snapshot: %w", err))
@@ -60,7 +59,7 @@ func readAhead(ctx context.Context, tx pgx.Tx, url string, runs []*tableRun, bud
 		next <- i
 	}
 	close(next)
-	out := make([]landing, len(runs))
+	out := make([]tableRead, len(runs))
 	var opened atomic.Int64
 	g, gctx := errgroup.WithContext(ctx)
 	for n := range readers {
@@ -77,11 +76,11 @@ func readAhead(ctx context.Context, tx pgx.Tx, url string, runs []*tableRun, bud
 			}
 			opened.Add(1)
 			for i := range next {
-				l, err := ahead[i].land(gctx, rtx, b, log)
+				rd, err := ahead[i].land(gctx, rtx, l, log)
 				if err != nil {
 					return err
 				}
-				out[i] = l
+				out[i] = rd
 			}
 			return nil
 		})
@@ -95,6 +94,6 @@ func readAhead(ctx context.Context, tx pgx.Tx, url string, runs []*tableRun, bud
 
 // stands reports whether a table read whole ahead fits in what is left of
 // the bound.
-func (l landing) stands(b batchBudget) bool {
-	return !b.bounded || l.tw.rows <= b.left
+func (rd tableRead) stands(b batchBudget) bool {
+	return !b.bounded || rd.tw.rows <= b.left
 }

@@ -41,6 +41,7 @@ func runDebug(t *testing.T, f *fixture, bound int64) Result {
 }
 
 func TestReadAheadLandsEachVersionOnceInOrder(t *testing.T) {
+	t.Parallel()
 	for _, bound := range []int64{0, 30, 9, 3} {
 		t.Run(fmt.Sprintf("bound %d", bound), func(t *testing.T) {
 			f := newFixture(t)
@@ -112,6 +113,7 @@ func sumPending(p map[string]map[version]bool) (n int) {
 }
 
 func TestReadAheadSharesTheSnapshot(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	f := newFixture(t)
 	smallSource(f)
@@ -148,6 +150,7 @@ func TestReadAheadSharesTheSnapshot(t *testing.T) {
 }
 
 func TestReadAheadWithOneConnectionAllowed(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	smallSource(f)
 	f.run()
@@ -177,9 +180,9 @@ func TestReadAheadWithOneConnectionAllowed(t *testing.T) {
 }
 
 func TestReadsInTurnWhereATableIsReadWhole(t *testing.T) {
-	defer func(n int64) { scanAdviceRows = n }(scanAdviceRows)
-	scanAdviceRows = 1 // every table big enough to need its index
+	t.Parallel()
 	f := newFixture(t)
+	f.scanAdvice = 1 // every table big enough to need its index
 	smallSource(f)
 	f.exec(`CREATE INDEX ON address (last_updated); CREATE INDEX ON design (last_updated); ANALYZE`)
 	f.run()

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"math"
 	"sync/atomic"
 	"time"
 
@@ -12,77 +11,43 @@ import (
 
 	"github.com/sandstone-data/sandstone/internal/errkind"
 	"github.com/sandstone-data/sandstone/internal/lake"
-	"github.com/sandstone-data/sandstone/internal/progress"
 	"github.com/sandstone-data/sandstone/internal/totesys"
 )
 
-// tableWriter streams one table's new versions into its object.
-type tableWriter struct {
-	table   string
-	w       *lake.ParquetWriter[any]
-	columns []lake.Column
-	rows    int64
-	// watermark is the range of the rows' last_updated that a time can
-	// hold (years 1 to 9999); nil when the table landed none such.
-	watermark *lake.Range
-	landed    landedSet
+// tableRead is one table's read: its object, committed when it landed
+// rows, and what the next window needs to know of it.
+type tableRead struct {
+	tw  *tableWriter
+	obj lake.Object
+	// landed are the versions landed that the next window tells apart.
+	landed landedSet
 	// partial is set when the read stopped at the batch's bound with
 	// versions still to land.
 	partial bool
-	// count tells a person watching the rows as they are read.
-	count *progress.Counter
-}
-
-func (t *tableWriter) abort() {
-	if t.w != nil {
-		t.w.Abort()
-		t.w = nil
-	}
-}
-
-func (t *tableWriter) commit() (lake.Object, error) {
-	key := t.w.Key()
-	size, sum, err := t.w.Close()
-	t.w = nil // nothing left to abort; the encoder can go
-	if err != nil {
-		return lake.Object{}, err
-	}
-	return lake.Object{Table: t.table, Key: key, Rows: t.rows, Bytes: size, SHA256: sum,
-		Watermark: t.watermark, Columns: t.columns}, nil
-}
-
-// landing is one table's read: its writer, and the object committed when
-// it landed rows.
-type landing struct {
-	tw  *tableWriter
-	obj lake.Object
 }
 
 // land reads the table's new versions from tx and commits their object at
 // once, so that its encoder and buffers go as soon as the table is read.
 // Should the run fail later, the object stays unreferenced, as those of a
 // run that loses the race for its batch do.
-func (r *tableRun) land(ctx context.Context, tx pgx.Tx, b *lake.Bucket, log *slog.Logger) (landing, error) {
-	tw, err := r.read(ctx, tx, b, log)
-	if err == nil && tw.partial && r.shared != nil {
+func (r *tableRun) land(ctx context.Context, tx pgx.Tx, l *landing, log *slog.Logger) (tableRead, error) {
+	rd, err := r.read(ctx, tx, l, log)
+	if err == nil && rd.partial && r.shared != nil {
 		// Stopped at the bound it shared with the tables read alongside:
 		// dropped, to be read again in turn (see readAhead).
-		tw.abort()
-		return landing{}, nil
+		rd.tw.abort()
+		return tableRead{}, nil
 	}
-	var obj lake.Object
-	if err == nil && tw.rows > 0 {
-		if obj, err = tw.commit(); err != nil {
-			err = errkind.Wrap(errkind.BucketWriteFailed, err)
-		}
+	if err == nil && rd.tw.rows > 0 {
+		rd.obj, err = rd.tw.commit()
 	}
 	if err != nil {
-		if tw != nil {
-			tw.abort()
+		if rd.tw != nil {
+			rd.tw.abort()
 		}
-		return landing{}, fmt.Errorf("ingest %s: %w", r.table.Name, err)
+		return tableRead{}, fmt.Errorf("ingest %s: %w", r.table.Name, err)
 	}
-	return landing{tw: tw, obj: obj}, nil
+	return rd, nil
 }
 
 // tableRun is one table's part of a run: where its window starts and
@@ -93,17 +58,13 @@ type tableRun struct {
 	prevSnapshot time.Time   // zero on the first run
 	snapshotAt   time.Time
 	lookback     time.Duration
-	now          time.Time
-	seq          int64
-	runID        string
+	now          time.Time // the run's start: when its rows landed
 	// only, when set, reads these ids alone, whatever their stamps (a
 	// repair).
 	only []int32
 	// limit, when positive, is the most versions the read may land: it
 	// then reads in last_updated order and stops there (see read).
 	limit int64
-	// progress, when set, is told the rows as they are read.
-	progress *progress.Meter
 	// shared, when set, is what is left of the batch's bound for the
 	// tables read alongside this one: each version landed takes one.
 	shared *atomic.Int64
@@ -129,29 +90,31 @@ func (r *tableRun) nextSince(watermark time.Time) time.Time {
 	return minTime(r.snapshotAt, watermark).Add(-r.lookback)
 }
 
-// read selects the table's candidate rows and writes the new versions:
-// every one (see selection), or, with a limit, the first ones in
+// read selects the table's candidate rows and lands the new versions
+// through l: every one (see selection), or, with a limit, the first ones in
 // last_updated order up to it. Versions that share a last_updated may then
 // be split between this batch and the next: the next run's window starts
 // below the newest stamp landed, and skips the versions of it that landed
 // (see nextState), so each lands once.
-func (r *tableRun) read(ctx context.Context, tx pgx.Tx, b *lake.Bucket, log *slog.Logger) (*tableWriter, error) {
+func (r *tableRun) read(ctx context.Context, tx pgx.Tx, l *landing, log *slog.Logger) (tableRead, error) {
 	src, err := describeTable(ctx, tx, r.table, log)
 	if err != nil {
-		return nil, err
+		return tableRead{}, err
 	}
-	tw := &tableWriter{table: r.table.Name, columns: src.manifestColumns()}
-	count := r.progress.Table(r.table.Name, r.expected(ctx, tx))
-	defer count.Done()
-	tw.count = count
+	var expected int64
+	if l.progress != nil {
+		expected = r.expected(ctx, tx)
+	}
 	sel := r.selection(src)
-	tw.landed.floor = r.nextSince(sel.watermark).UnixMicro()
 	rows, err := tx.Query(ctx, sel.sql, sel.args...)
 	if err != nil {
-		return nil, errkind.Wrap(errkind.SourceUnreachable, fmt.Errorf("read: %w", err))
+		return tableRead{}, errkind.Wrap(errkind.SourceUnreachable, fmt.Errorf("read: %w", err))
 	}
 	defer rows.Close()
-	return tw, r.stream(ctx, rows, src, sel, tw, b)
+	pr := &pollRows{Rows: rows, r: r, src: src, seen: sel.seen, watermark: sel.watermark}
+	pr.landed.floor = r.nextSince(sel.watermark).UnixMicro()
+	tw, err := l.write(ctx, r.table.Name, src, pr, expected)
+	return tableRead{tw: tw, landed: pr.landed, partial: pr.partial}, err
 }
 
 // selection is the query of a table's candidate rows.
@@ -198,88 +161,60 @@ func (r *tableRun) selection(src *sourceTable) selection {
 	return sel
 }
 
-// stream writes the new versions among rows to the table's object, which
-// it creates at the first one: the rows are decoded column by column into
-// chunks of values, which a goroutine of their own encodes, compresses and
-// writes while the next rows are read; no row is ever assembled.
-func (r *tableRun) stream(ctx context.Context, rows pgx.Rows, src *sourceTable, sel selection, tw *tableWriter, b *lake.Bucket) (err error) {
-	var cw *chunkWriter
-	var ch *chunk
-	defer func() {
-		if cw != nil {
-			_ = cw.close()
-		}
-	}()
-	cols := src.cols
-	watermark := sel.watermark
-	fromUs, toUs := int64(math.MaxInt64), int64(math.MinInt64)
-	for rows.Next() {
-		raw := rows.RawValues()
-		id, ok1 := int32Of(raw[src.key])
-		lu, ok2 := microsOf(raw[src.lastUpdated])
+// pollRows are the new versions among a table's candidate rows, as the
+// landing takes them: the versions landed already are skipped, the read
+// stops at its limit, and the versions that pass are recorded for the next
+// window (see nextState).
+type pollRows struct {
+	pgx.Rows
+	r    *tableRun
+	src  *sourceTable
+	seen map[version]struct{}
+	// watermark is the newest last_updated landed; it raises landed's
+	// floor.
+	watermark time.Time
+	landed    landedSet
+	n         int64 // the versions passed on
+	partial   bool
+	err       error
+}
+
+// Next moves to the next new version within the limit.
+func (p *pollRows) Next() bool {
+	for p.Rows.Next() {
+		raw := p.RawValues()
+		id, ok1 := int32Of(raw[p.src.key])
+		lu, ok2 := microsOf(raw[p.src.lastUpdated])
 		if !ok1 || !ok2 {
-			return errkind.Wrap(errkind.SourceSchemaMismatch, fmt.Errorf("row without %s or %s", r.table.Key, totesys.LastUpdated))
+			p.err = errkind.Wrap(errkind.SourceSchemaMismatch, fmt.Errorf("row without %s or %s", p.r.table.Key, totesys.LastUpdated))
+			return false
 		}
 		v := version{id, lu}
-		if _, dup := sel.seen[v]; dup {
+		if _, dup := p.seen[v]; dup {
 			continue
 		}
-		if r.limit > 0 && tw.rows == r.limit || r.shared != nil && r.shared.Add(-1) < 0 {
-			tw.partial = true // a version beyond the limit: the next run's
-			break
+		if p.r.limit > 0 && p.n == p.r.limit || p.r.shared != nil && p.r.shared.Add(-1) < 0 {
+			p.partial = true // a version beyond the limit: the next run's
+			return false
 		}
-		if tw.w == nil {
-			key := lake.DataKey(r.table.Name, r.now, r.seq, r.runID, "parquet")
-			if tw.w, err = lake.NewParquetWriter[any](ctx, b, key, src.schema); err != nil {
-				return errkind.Wrap(errkind.BucketWriteFailed, err)
-			}
-			cw = startChunkWriter(tw.w, len(cols))
-			ch = cw.next()
+		p.n++
+		if representable(lu) && (lu > p.watermark.UnixMicro() || p.watermark.IsZero()) {
+			p.watermark = time.UnixMicro(lu).UTC()
+			p.landed.raise(p.r.nextSince(p.watermark).UnixMicro())
 		}
-		for i := range cols {
-			c := &cols[i]
-			val, err := c.decode(raw[i], &ch.arena)
-			if err != nil {
-				return errkind.Wrap(errkind.SourceSchemaMismatch, err)
-			}
-			ch.cols[c.leaf] = append(ch.cols[c.leaf], val)
-		}
-		ch.rows++
-		tw.rows++
-		if representable(lu) {
-			fromUs, toUs = min(fromUs, lu), max(toUs, lu)
-			if lu > watermark.UnixMicro() || watermark.IsZero() {
-				watermark = time.UnixMicro(lu).UTC()
-				tw.landed.raise(r.nextSince(watermark).UnixMicro())
-			}
-		}
-		tw.landed.add(v)
-		if ch.rows == chunkRows {
-			tw.count.Add(chunkRows)
-			sent := cw.send(ch)
-			ch = nil // the writer's now
-			if !sent {
-				break // the writer failed: close says why
-			}
-			ch = cw.next()
-		}
+		p.landed.add(v)
+		return true
 	}
-	if err := rows.Err(); err != nil {
-		return errkind.Wrap(errkind.SourceUnreachable, fmt.Errorf("read: %w", err))
+	return false
+}
+
+// Err is why Next stopped early: a row without its key or stamp, or the
+// source's error.
+func (p *pollRows) Err() error {
+	if p.err != nil {
+		return p.err
 	}
-	if cw != nil {
-		if ch != nil && ch.rows > 0 {
-			cw.send(ch)
-		}
-		err, cw = cw.close(), nil
-		if err != nil {
-			return errkind.Wrap(errkind.BucketWriteFailed, err)
-		}
-	}
-	if fromUs <= toUs {
-		tw.watermark = &lake.Range{From: time.UnixMicro(fromUs).UTC(), To: time.UnixMicro(toUs).UTC()}
-	}
-	return nil
+	return p.Rows.Err()
 }
 
 // expected is the number of rows a person may expect the read to land,
@@ -287,7 +222,7 @@ func (r *tableRun) stream(ctx context.Context, rows pgx.Rows, src *sourceTable, 
 // rows (within the limit); otherwise unknown (0), as only the changes are
 // read.
 func (r *tableRun) expected(ctx context.Context, tx pgx.Tx) int64 {
-	if r.progress == nil || r.prev != nil || r.only != nil {
+	if r.prev != nil || r.only != nil {
 		return 0
 	}
 	var n int64
@@ -330,7 +265,8 @@ func (b *batchBudget) take(n int64) {
 
 // nextState is the table's state after the run: its watermark, and the
 // landed versions the next window needs to tell apart.
-func (r *tableRun) nextState(tw *tableWriter, batch string) *TableState {
+func (r *tableRun) nextState(rd tableRead, batch string) *TableState {
+	tw := rd.tw
 	ts := &TableState{}
 	start, windowed := r.windowStart()
 	if r.prev != nil {
@@ -340,7 +276,7 @@ func (r *tableRun) nextState(tw *tableWriter, batch string) *TableState {
 		ts.LandedAt, ts.Batch = r.now.UTC(), batch
 		if tw.watermark != nil {
 			ts.Watermark = maxTime(ts.Watermark, tw.watermark.To)
-			if !tw.partial { // else the newest stamp landed is not the table's newest
+			if !rd.partial { // else the newest stamp landed is not the table's newest
 				ts.Skew = r.skew(tw.watermark.To)
 			}
 		}
@@ -362,7 +298,7 @@ func (r *tableRun) nextState(tw *tableWriter, batch string) *TableState {
 			}
 		}
 	}
-	for _, v := range tw.landed.versions {
+	for _, v := range rd.landed.versions {
 		if v.us > floor {
 			ts.Recent = append(ts.Recent, [2]int64{int64(v.id), v.us})
 		}

@@ -9,6 +9,7 @@ import (
 )
 
 func TestVersionsRoundTrip(t *testing.T) {
+	t.Parallel()
 	cases := map[string]Versions{
 		"none":          {},
 		"one":           {{7, 1_700_000_000_000_000}},
@@ -39,6 +40,7 @@ func TestVersionsRoundTrip(t *testing.T) {
 }
 
 func TestVersionsReadsEveryForm(t *testing.T) {
+	t.Parallel()
 	cases := []struct {
 		json    string
 		want    Versions

@@ -47,8 +47,8 @@ func DataKey(table string, t time.Time, seq int64, run, ext string) string {
 }
 
 // PutManifest creates batch seq's manifest, exclusively: ErrExists means
-// another run committed that batch first.
-func (b *Bucket) PutManifest(ctx context.Context, seq int64, m any) error {
+// another run committed that batch first. A stage commits with Commit.
+func (b *Bucket) PutManifest(ctx context.Context, seq int64, m *Manifest) error {
 	data, err := json.MarshalIndent(m, "", "  ")
 	if err != nil {
 		return fmt.Errorf("manifest %s: %w", BatchID(seq), err)
@@ -57,7 +57,7 @@ func (b *Bucket) PutManifest(ctx context.Context, seq int64, m any) error {
 }
 
 // ReadManifest decodes batch seq's manifest into m.
-func (b *Bucket) ReadManifest(ctx context.Context, seq int64, m any) error {
+func (b *Bucket) ReadManifest(ctx context.Context, seq int64, m *Manifest) error {
 	_, err := b.ReadManifestSum(ctx, seq, m)
 	return err
 }
@@ -65,7 +65,7 @@ func (b *Bucket) ReadManifest(ctx context.Context, seq int64, m any) error {
 // ReadManifestSum decodes batch seq's manifest into m and returns the hex
 // SHA-256 of its bytes, which identifies the batch (see BatchRef). A
 // missing manifest is ErrNotFound.
-func (b *Bucket) ReadManifestSum(ctx context.Context, seq int64, m any) (string, error) {
+func (b *Bucket) ReadManifestSum(ctx context.Context, seq int64, m *Manifest) (string, error) {
 	data, err := b.Get(ctx, ManifestKey(seq))
 	if err != nil {
 		return "", err

@@ -14,6 +14,7 @@ type nullableRow struct {
 }
 
 func TestWriteColumns(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	b, err := Open(ctx, "file://"+t.TempDir())
 	if err != nil {
@@ -79,6 +80,7 @@ func TestWriteColumns(t *testing.T) {
 }
 
 func TestWriteColumnsRejectsMisshapenColumns(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	b, err := Open(ctx, "mem://")
 	if err != nil {

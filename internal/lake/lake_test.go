@@ -19,6 +19,7 @@ type row struct {
 }
 
 func TestPutIsExclusive(t *testing.T) {
+	t.Parallel()
 	for _, url := range []string{"file://" + t.TempDir(), "mem://"} {
 		t.Run(url[:4], func(t *testing.T) {
 			ctx := context.Background()
@@ -34,7 +35,7 @@ func TestPutIsExclusive(t *testing.T) {
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
-					if err := b.PutManifest(ctx, 7, map[string]int{"writer": i}); err == nil {
+					if err := b.PutManifest(ctx, 7, &Manifest{Sequence: 7, RunID: strconv.Itoa(i)}); err == nil {
 						mu.Lock()
 						wins++
 						mu.Unlock()
@@ -62,6 +63,7 @@ func TestPutIsExclusive(t *testing.T) {
 }
 
 func TestSequence(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	b, err := Open(ctx, filepath.Join(t.TempDir(), "bucket"))
 	if err != nil {
@@ -71,7 +73,7 @@ func TestSequence(t *testing.T) {
 		t.Fatalf("empty bucket: latest %d, %v", n, err)
 	}
 	for _, s := range []int64{1, 2, 999, 1000, 1001, 2500} {
-		if err := b.PutManifest(ctx, s, Manifest{Sequence: s}); err != nil {
+		if err := b.PutManifest(ctx, s, &Manifest{Sequence: s}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -95,6 +97,7 @@ func TestSequence(t *testing.T) {
 }
 
 func TestParquetRoundTrip(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	b, _ := Open(ctx, "mem://")
 	w, err := NewParquetWriter[row](ctx, b, "t/x.parquet", nil)
@@ -150,6 +153,7 @@ func TestParquetRoundTrip(t *testing.T) {
 }
 
 func TestReadErrors(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	b, _ := Open(ctx, "mem://")
 	if _, err := b.Get(ctx, "nope"); !errors.Is(err, ErrNotFound) {

@@ -114,10 +114,10 @@ func TestS3ParquetAndManifestUnderPolicy(t *testing.T) {
 	if err := b.Put(ctx, StateKey(1, "run"), []byte("state")); err != nil {
 		t.Fatal(err)
 	}
-	if err := b.PutManifest(ctx, 1, map[string]int{"batch": 1}); err != nil {
+	if err := b.PutManifest(ctx, 1, &Manifest{Sequence: 1, RunID: "1"}); err != nil {
 		t.Fatal(err)
 	}
-	if err := b.PutManifest(ctx, 1, map[string]int{"batch": 2}); !IsExists(err) {
+	if err := b.PutManifest(ctx, 1, &Manifest{Sequence: 1, RunID: "2"}); !IsExists(err) {
 		t.Fatalf("second manifest of batch 1: %v, want ErrExists", err)
 	}
 	if r := srv.Refusals(); len(r) != 0 {

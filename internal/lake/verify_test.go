@@ -34,6 +34,7 @@ func writeVerifyRows(t *testing.T, b *Bucket, key string, rows []verifyRow) (Obj
 }
 
 func TestOpenObjectVerifies(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	b, err := Open(ctx, "file://"+t.TempDir())
 	if err != nil {
@@ -102,6 +103,7 @@ func TestOpenObjectVerifies(t *testing.T) {
 }
 
 func TestReadManifestSum(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	b, err := Open(ctx, "mem://")
 	if err != nil {
@@ -109,7 +111,7 @@ func TestReadManifestSum(t *testing.T) {
 	}
 	defer func() { _ = b.Close() }()
 	m := Manifest{Stage: "transform", Sequence: 4, RunID: "r", Source: &BatchRef{Sequence: 4, RunID: "i", ManifestSHA256: "abc"}}
-	if err := b.PutManifest(ctx, 4, m); err != nil {
+	if err := b.PutManifest(ctx, 4, &m); err != nil {
 		t.Fatal(err)
 	}
 	data, err := b.Get(ctx, ManifestKey(4))
@@ -130,6 +132,7 @@ func TestReadManifestSum(t *testing.T) {
 // TestGetObjectVerifies: a small object read whole is checked as a Parquet
 // one is: its own bytes pass, other bytes under its key do not.
 func TestGetObjectVerifies(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	b, err := Open(ctx, "file://"+t.TempDir())
 	if err != nil {

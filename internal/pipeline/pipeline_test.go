@@ -15,7 +15,6 @@ import (
 	"github.com/sandstone-data/sandstone/internal/config"
 	"github.com/sandstone-data/sandstone/internal/lambdatest"
 	"github.com/sandstone-data/sandstone/internal/pgtest"
-	"github.com/sandstone-data/sandstone/internal/progress"
 	"github.com/sandstone-data/sandstone/internal/status"
 	"github.com/sandstone-data/sandstone/internal/warehouse"
 )
@@ -184,9 +183,6 @@ func TestUnknownStage(t *testing.T) {
 // of every stage names its stage and its run, load's included, and the run
 // id in the lines is the report's.
 func TestEveryLineCarriesStageAndRunID(t *testing.T) {
-	every := progress.LogEvery
-	progress.LogEvery = 0 // a progress line for every chunk read
-	defer func() { progress.LogEvery = every }()
 	cfg := install(t)
 	pgtest.LoadSnapshot(t, cfg.SourceURL)
 	pgtest.Exec(t, cfg.SourceURL, "ANALYZE") // ingest's estimate of a first read is the planner's
@@ -197,6 +193,7 @@ func TestEveryLineCarriesStageAndRunID(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() { _ = p.Close() }()
+	p.ProgressEvery = time.Nanosecond // a progress line for every chunk read
 	reports, err := (&Runner{Stages: p.Stages(), Logger: log}).Cycle(context.Background())
 	if err != nil || len(reports) != 3 {
 		t.Fatalf("cycle: %v, %d reports", err, len(reports))

@@ -7,47 +7,65 @@ import (
 	"time"
 )
 
-// Report is what one run of one stage did.
+// Report is what one run of one stage did: what every stage reports, then
+// each stage's own detail, left zero by the others.
 type Report struct {
 	Stage   string
 	RunID   string
 	Batches []string
-	// Rows and Bytes count what the stage wrote, per table.
+	// Rows counts what the stage wrote, per table.
 	Rows     map[string]int64
-	Bytes    map[string]int64
 	Duration time.Duration
-	// Freshness is set by load: the age of the newest source change when
-	// it arrived in the warehouse.
-	Freshness time.Duration
 	// SnapshotAt is, for ingest, when it began reading its snapshot (this
 	// machine's clock; set on success, whether or not anything was new);
 	// for load, when the snapshot of the newest batch it loaded was taken.
 	// The warehouse then holds every source change made before it.
 	SnapshotAt time.Time
-	// SourceNewest is set by ingest: the newest last_updated it landed.
+	// Note is a short human remark (e.g. "nothing new").
+	Note string
+
+	IngestReport
+	TransformReport
+	LoadReport
+}
+
+// IngestReport is what ingest alone reports.
+type IngestReport struct {
+	// Bytes counts the bytes landed, over every table ("all").
+	Bytes map[string]int64
+	// SourceNewest is the newest last_updated landed.
 	SourceNewest time.Time
-	// Skew is set by ingest: per table, how far its last_updated runs
-	// ahead of or behind the source's clock beyond the lookback.
+	// Skew is, per table, how far its last_updated runs ahead of or behind
+	// the source's clock beyond the lookback.
 	Skew map[string]time.Duration
+}
+
+// TransformReport is what transform alone reports.
+type TransformReport struct {
 	// Rejected counts, per source table and kind (bad_value,
-	// missing_reference), the rows transform set aside; Parked the rows
-	// waiting for a missing reference after it (transform).
+	// missing_reference), the rows set aside; Parked the rows waiting for
+	// a missing reference after the run.
 	Rejected map[string]map[string]int64
 	Parked   int64
 	// Released counts the rows rejected earlier for a missing reference
-	// that this run let through (transform).
+	// that this run let through.
 	Released int64
-	// Skipped counts the batches another, concurrent, run applied first
-	// (load); Pending the batches left for the next run because the
-	// deadline passed (transform, load).
+}
+
+// LoadReport is what load alone reports.
+type LoadReport struct {
+	// Freshness is the age of the newest source change when it arrived in
+	// the warehouse.
+	Freshness time.Duration
+	// Skipped counts the batches another, concurrent, run applied first;
+	// Pending the batches left for the next run because the deadline
+	// passed.
 	Skipped int
 	Pending int
-	// Note is a short human remark (e.g. "nothing new").
-	Note string
 }
 
 // Rejects is the number of rows rejected, over every table.
-func (r Report) Rejects() int64 {
+func (r TransformReport) Rejects() int64 {
 	var n int64
 	for _, kinds := range r.Rejected {
 		for _, v := range kinds {
@@ -55,6 +73,17 @@ func (r Report) Rejects() int64 {
 		}
 	}
 	return n
+}
+
+// reject counts n more rows of table rejected for kind.
+func (r *TransformReport) reject(table, kind string, n int64) {
+	if r.Rejected == nil {
+		r.Rejected = map[string]map[string]int64{}
+	}
+	if r.Rejected[table] == nil {
+		r.Rejected[table] = map[string]int64{}
+	}
+	r.Rejected[table][kind] += n
 }
 
 // Total is the number of rows the stage wrote.

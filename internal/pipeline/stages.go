@@ -31,13 +31,17 @@ type Pipeline struct {
 	Ingest    *lake.Bucket
 	Processed *lake.Bucket
 	Logger    *slog.Logger
-	// Deadline, when set, makes transform and load stop at a batch
-	// boundary once it has passed (a Lambda's time limit).
+	// Deadline, when set, makes each stage stop at the batch boundary from
+	// which the next batch would end after it (lake.Fits; a Lambda's time
+	// limit).
 	Deadline time.Time
 	// Progress is where a person watches long work: when it is a
 	// terminal, each stage keeps a line there with its rows, rate and time
 	// left; otherwise (nil too) a progress line is logged now and then.
 	Progress io.Writer
+	// ProgressEvery is how often that progress line is logged;
+	// progress.LogEvery when zero.
+	ProgressEvery time.Duration
 }
 
 // Open opens the buckets cfg names: both, as the CLI's run, status and
@@ -138,7 +142,7 @@ func (p *Pipeline) Stages() []Stage {
 // meter is the progress meter of one stage run; its log lines carry the
 // stage and the run.
 func (p *Pipeline) meter(stage string, run Run) *progress.Meter {
-	return progress.New(stage, p.Progress, p.stageLog(stage, run))
+	return progress.New(stage, p.Progress, p.stageLog(stage, run), p.ProgressEvery)
 }
 
 // stageLog is the run's logger with the stage and the run id on its lines,
@@ -198,7 +202,7 @@ func (p *Pipeline) ingest(ctx context.Context, run Run) (Report, error) {
 			return rep, nil
 		case !res.More:
 			return rep, nil
-		case !p.Deadline.IsZero() && time.Now().Add(longest+longest/2).After(p.Deadline):
+		case !lake.Fits(p.Deadline, time.Now(), longest):
 			rep.SnapshotAt = time.Time{} // rows are left to land
 			rep.Note = "time is up; rows left for the next run"
 			return rep, nil
@@ -222,13 +226,7 @@ func (p *Pipeline) transform(ctx context.Context, run Run) (Report, error) {
 		}
 		for t, kinds := range b.RejectedBy {
 			for k, n := range kinds {
-				if rep.Rejected == nil {
-					rep.Rejected = map[string]map[string]int64{}
-				}
-				if rep.Rejected[t] == nil {
-					rep.Rejected[t] = map[string]int64{}
-				}
-				rep.Rejected[t][k] += n
+				rep.reject(t, k, n)
 			}
 		}
 		rep.Released += b.Released
@@ -253,7 +251,7 @@ func (p *Pipeline) load(ctx context.Context, run Run) (Report, error) {
 	res, err := warehouse.Load(ctx, warehouse.Options{URL: p.Config.WarehouseURL, Schema: p.Config.WarehouseSchema,
 		Processed: p.Processed, Logger: p.stageLog(Load, run), Deadline: p.Deadline, Progress: p.meter(Load, run)})
 	rep := Report{RunID: run.ID, Rows: map[string]int64{}, Duration: time.Since(start),
-		Skipped: len(res.Skipped), Pending: res.Pending}
+		LoadReport: LoadReport{Skipped: len(res.Skipped), Pending: res.Pending}}
 	for _, b := range res.Batches {
 		rep.Batches = append(rep.Batches, b.Batch)
 		for t, n := range b.Rows {

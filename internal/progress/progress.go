@@ -19,9 +19,9 @@ import (
 // TerminalEvery is how often the terminal line is rewritten.
 const TerminalEvery = 250 * time.Millisecond
 
-// LogEvery is how often a log line is written when not on a terminal (a
-// variable, so that tests can see every line).
-var LogEvery = 30 * time.Second
+// LogEvery is how often a log line is written when not on a terminal,
+// unless New is told otherwise.
+const LogEvery = 30 * time.Second
 
 // Meter reports the progress of one stage's tables. Its methods are safe
 // for concurrent use.
@@ -38,10 +38,13 @@ type Meter struct {
 }
 
 // New returns a Meter for stage that writes to w when w is a terminal, and
-// otherwise logs to log every LogEvery (nothing when log is nil; the
-// logger's lines carry the stage and run).
-func New(stage string, w io.Writer, log *slog.Logger) *Meter {
-	m := &Meter{stage: stage, log: log, every: LogEvery, now: time.Now}
+// otherwise logs to log every logEvery, LogEvery when zero (nothing when
+// log is nil; the logger's lines carry the stage and run).
+func New(stage string, w io.Writer, log *slog.Logger, logEvery time.Duration) *Meter {
+	if logEvery <= 0 {
+		logEvery = LogEvery
+	}
+	m := &Meter{stage: stage, log: log, every: logEvery, now: time.Now}
 	if logging.IsTerminal(w) {
 		m.term, m.every = w, TerminalEvery
 	}

@@ -19,7 +19,7 @@ func (c *clock) now() time.Time { return c.t }
 func TestLogLines(t *testing.T) {
 	var buf bytes.Buffer
 	c := &clock{t: time.Unix(1_700_000_000, 0)}
-	m := New("load", &buf, slog.New(slog.NewJSONHandler(&buf, nil)).With("stage", "load"))
+	m := New("load", &buf, slog.New(slog.NewJSONHandler(&buf, nil)).With("stage", "load"), 0)
 	m.now, m.last = c.now, c.t
 	ctr := m.Table("fact_sales_order", 4000)
 	for i := 0; i < 6; i++ {
@@ -86,7 +86,7 @@ func TestNilIsQuiet(t *testing.T) {
 		t.Fatal("a nil meter made a counter")
 	}
 	var buf bytes.Buffer
-	n := New("transform", &buf, nil) // not a terminal, no logger
+	n := New("transform", &buf, nil, 0) // not a terminal, no logger
 	ctr := n.Table("address", 3)
 	n.now = func() time.Time { return time.Now().Add(time.Hour) }
 	ctr.Add(3)

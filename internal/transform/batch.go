@@ -112,20 +112,8 @@ func (b *batch) process(im *lake.Manifest, runID string) (committed bool, err er
 		}
 	}
 	b.st.Sequence = b.seq
-	data, err := b.st.encode()
-	if err != nil {
-		return false, errkind.Wrap(errkind.Internal, fmt.Errorf("encode state: %w", err))
-	}
-	m.StateKey = lake.StateKey(b.seq, runID)
-	if err := b.out.bucket.Put(b.ctx, m.StateKey, data); err != nil {
-		return false, errkind.Wrap(errkind.BucketWriteFailed, fmt.Errorf("save state: %w", err))
-	}
-	m.CreatedAt = time.Now().UTC()
-	if err := b.out.bucket.PutManifest(b.ctx, b.seq, m); err != nil {
-		if lake.IsExists(err) {
-			return false, nil
-		}
-		return false, errkind.Wrap(errkind.BucketWriteFailed, fmt.Errorf("commit batch %s: %w", b.res.Batch, err))
+	if committed, err := b.out.bucket.Commit(b.ctx, &m, b.st); !committed || err != nil {
+		return false, err
 	}
 	b.res.Parked, b.res.RejectedBy = b.parked(), b.rej.byTable
 	if b.res.Rejected > 0 {

@@ -114,7 +114,7 @@ func writeSynthetic(tb testing.TB, b *lake.Bucket, orders int) int64 {
 		}),
 	)
 	m.Version, m.Stage, m.Batch, m.Sequence, m.RunID, m.CreatedAt = 1, "ingest", lake.BatchID(1), 1, "bench", time.Now().UTC()
-	if err := b.PutManifest(context.Background(), 1, m); err != nil {
+	if err := b.PutManifest(context.Background(), 1, &m); err != nil {
 		tb.Fatal(err)
 	}
 	return m.Rows()

@@ -66,7 +66,7 @@ func putBatch(t testing.TB, b *lake.Bucket, seq int64, rows sourceRows, extra ..
 	add(putTable(t, b, "transaction", seq, rows.Transaction, func(r totesys.Transaction) time.Time { return r.LastUpdated }))
 	add(putTable(t, b, "payment", seq, rows.Payment, func(r totesys.Payment) time.Time { return r.LastUpdated }))
 	m.Tables = append(m.Tables, extra...)
-	if err := b.PutManifest(ctx, seq, m); err != nil {
+	if err := b.PutManifest(ctx, seq, &m); err != nil {
 		t.Fatal(err)
 	}
 }

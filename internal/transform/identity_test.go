@@ -85,7 +85,7 @@ func TestTransformRefusesAMismatchedObject(t *testing.T) {
 		if err := os.Remove(fileOf(ingest, lake.ManifestKey(2))); err != nil {
 			t.Fatal(err)
 		}
-		if err := ingest.PutManifest(ctx, 2, m2); err != nil {
+		if err := ingest.PutManifest(ctx, 2, &m2); err != nil {
 			t.Fatal(err)
 		}
 		check(t, ingest, proc, "the manifest says 5 rows, the bucket holds 2 rows")

@@ -22,8 +22,8 @@ type Options struct {
 	Logger *slog.Logger
 	// Deadline, when set, stops the run at the first batch boundary from
 	// which the next batch, taking as long as the longest one so far and
-	// half as long again, could not finish before it (a Lambda's time
-	// limit); zero means none. The first batch always starts before it.
+	// half as long again, would end after it (lake.Fits; a Lambda's time
+	// limit); zero means none. The first batch starts unless it has passed.
 	Deadline time.Time
 	// RunID names the run in the manifests and the log; a new id when
 	// empty.
@@ -119,7 +119,7 @@ func Run(ctx context.Context, opts Options) (Result, error) {
 			return res, errkind.Wrap(errkind.Internal, fmt.Errorf("transform: ingest batch %s is missing, so batch %s cannot be transformed",
 				lake.BatchID(st.Sequence+1), lake.BatchID(seq)))
 		}
-		if !opts.Deadline.IsZero() && !time.Now().Add(longest+longest/2).Before(opts.Deadline) {
+		if !lake.Fits(opts.Deadline, time.Now(), longest) {
 			res.DeadlineReached = true
 			log.Info("transform stopped at its deadline", "next", lake.BatchID(seq), "pending", len(pending)-len(res.Batches))
 			return res, nil

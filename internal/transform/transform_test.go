@@ -642,7 +642,7 @@ func TestRunErrors(t *testing.T) {
 	})
 	t.Run("not an ingest manifest", func(t *testing.T) {
 		ingest, proc := buckets(t)
-		if err := ingest.PutManifest(ctx, 1, lake.Manifest{Stage: "transform", Sequence: 1}); err != nil {
+		if err := ingest.PutManifest(ctx, 1, &lake.Manifest{Stage: "transform", Sequence: 1}); err != nil {
 			t.Fatal(err)
 		}
 		_, err := Run(ctx, Options{Ingest: ingest, Processed: proc})
@@ -655,7 +655,7 @@ func TestRunErrors(t *testing.T) {
 		if err := ingest.Put(ctx, "design/x.parquet", []byte("not parquet")); err != nil {
 			t.Fatal(err)
 		}
-		if err := ingest.PutManifest(ctx, 1, lake.Manifest{Stage: "ingest", Sequence: 1, Tables: []lake.Object{{Table: "design", Key: "design/x.parquet"}}}); err != nil {
+		if err := ingest.PutManifest(ctx, 1, &lake.Manifest{Stage: "ingest", Sequence: 1, Tables: []lake.Object{{Table: "design", Key: "design/x.parquet"}}}); err != nil {
 			t.Fatal(err)
 		}
 		_, err := Run(ctx, Options{Ingest: ingest, Processed: proc})
@@ -668,7 +668,7 @@ func TestRunErrors(t *testing.T) {
 	})
 	t.Run("object missing", func(t *testing.T) {
 		ingest, proc := buckets(t)
-		if err := ingest.PutManifest(ctx, 1, lake.Manifest{Stage: "ingest", Sequence: 1, Tables: []lake.Object{{Table: "sales_order", Key: "sales_order/gone.parquet"}}}); err != nil {
+		if err := ingest.PutManifest(ctx, 1, &lake.Manifest{Stage: "ingest", Sequence: 1, Tables: []lake.Object{{Table: "sales_order", Key: "sales_order/gone.parquet"}}}); err != nil {
 			t.Fatal(err)
 		}
 		_, err := Run(ctx, Options{Ingest: ingest, Processed: proc})
@@ -680,7 +680,7 @@ func TestRunErrors(t *testing.T) {
 		ingest, proc := buckets(t)
 		putBatch(t, ingest, 1, world())
 		putBatch(t, ingest, 2, world())
-		if err := proc.PutManifest(ctx, 1, lake.Manifest{Stage: "transform", Sequence: 1, StateKey: "state/none.json.gz"}); err != nil {
+		if err := proc.PutManifest(ctx, 1, &lake.Manifest{Stage: "transform", Sequence: 1, StateKey: "state/none.json.gz"}); err != nil {
 			t.Fatal(err)
 		}
 		_, err := Run(ctx, Options{Ingest: ingest, Processed: proc})
@@ -720,7 +720,7 @@ func TestStateRoundTrip(t *testing.T) {
 	if err := b.Put(ctx, "state/x", data); err != nil {
 		t.Fatal(err)
 	}
-	if err := b.PutManifest(ctx, 7, lake.Manifest{Sequence: 7, StateKey: "state/x"}); err != nil {
+	if err := b.PutManifest(ctx, 7, &lake.Manifest{Sequence: 7, StateKey: "state/x"}); err != nil {
 		t.Fatal(err)
 	}
 	got, err := loadState(ctx, b, 7)
@@ -762,7 +762,7 @@ func TestLoadStateErrors(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			if err := b.PutManifest(ctx, 1, m); err != nil {
+			if err := b.PutManifest(ctx, 1, &m); err != nil {
 				t.Fatal(err)
 			}
 			if _, err := loadState(ctx, b, 1); err == nil {

@@ -60,7 +60,7 @@ func put(t testing.TB, b *lake.Bucket, bt batch) lake.Manifest {
 
 func putManifest(t testing.TB, b *lake.Bucket, m lake.Manifest) {
 	t.Helper()
-	if err := b.PutManifest(context.Background(), m.Sequence, m); err != nil {
+	if err := b.PutManifest(context.Background(), m.Sequence, &m); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -146,7 +146,7 @@ func Load(ctx context.Context, opts Options) (Result, error) {
 	l := &loader{conn: conn, s: s, plan: p, bucket: opts.Processed, log: log, progress: opts.Progress}
 	var longest time.Duration // the longest batch so far
 	for i, seq := range seqs {
-		if !fitsBefore(opts.Deadline, now(), longest) {
+		if !lake.Fits(opts.Deadline, now(), longest) {
 			res.Pending = len(seqs) - i
 			log.Info("load stopped at the deadline", "pending", res.Pending, "next", lake.BatchID(seq))
 			break
@@ -165,13 +165,6 @@ func Load(ctx context.Context, opts Options) (Result, error) {
 		log.Info("batch loaded", "batch", br.Batch, "rows", br.Rows, "seconds", br.Seconds)
 	}
 	return res, nil
-}
-
-// fitsBefore reports whether a batch started at may still start, given
-// deadline (none when zero) and the longest batch so far: it must end,
-// taking that long and half as long again, before the deadline.
-func fitsBefore(deadline, at time.Time, longest time.Duration) bool {
-	return deadline.IsZero() || !at.Add(longest+longest/2).After(deadline)
 }
 
 // loader loads batches over one connection.

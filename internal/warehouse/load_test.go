@@ -478,7 +478,7 @@ func TestRefusesBadBatches(t *testing.T) {
 			e := newEnv(t)
 			m1 := writeObjects(t, e.bucket, good)
 			tc.mutate(e.bucket, &m1)
-			if err := e.bucket.PutManifest(context.Background(), 1, m1); err != nil {
+			if err := e.bucket.PutManifest(context.Background(), 1, &m1); err != nil {
 				t.Fatal(err)
 			}
 			_, err := Load(context.Background(), e.opts())

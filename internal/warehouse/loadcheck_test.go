@@ -269,27 +269,6 @@ func TestSetBasedCheckNeedsThePrivilege(t *testing.T) {
 	}
 }
 
-func TestFitsBefore(t *testing.T) {
-	at := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
-	for _, tc := range []struct {
-		deadline time.Time
-		longest  time.Duration
-		want     bool
-	}{
-		{time.Time{}, time.Hour, true},                    // no deadline
-		{at.Add(time.Second), 0, true},                    // the first batch starts before the deadline
-		{at, 0, true},                                     // ... or at it
-		{at.Add(-time.Second), 0, false},                  // not after it
-		{at.Add(90 * time.Second), time.Minute, true},     // a minute, and half again, fits
-		{at.Add(89 * time.Second), time.Minute, false},    // ... with no second to spare
-		{at.Add(10 * time.Minute), 5 * time.Minute, true}, // 7.5 minutes of 10
-	} {
-		if got := fitsBefore(tc.deadline, at, tc.longest); got != tc.want {
-			t.Errorf("fitsBefore(%v, longest %s) = %v, want %v", tc.deadline.Sub(at), tc.longest, got, tc.want)
-		}
-	}
-}
-
 func TestBulkCheckedInitialLoad(t *testing.T) {
 	type breaks struct{ key, detail string }
 	design := &breaks{"fact_sales_order_design_id_fkey", "(design_id)=(99)"}
