@@ -38,7 +38,8 @@ const DriftFound Kind = "drift_found"
 // whole pipeline, not a failure of one stage, so not in All either.
 const BehindSource Kind = "behind_source"
 
-// All lists every kind.
+// All lists every kind of failure: the findings DriftFound and
+// BehindSource are not failures and are not in it.
 var All = []Kind{SourceUnreachable, SourceSchemaMismatch, BucketReadFailed, BucketWriteFailed,
 	BadRowsRejected, WarehouseUnreachable, WarehouseSchemaMismatch, LoadFailed, ObjectMismatch, LedgerMismatch,
 	ConfigInvalid, Internal}

@@ -10,12 +10,11 @@ import (
 )
 
 // Versions are landed versions as [id, last_updated in µs] pairs, in no
-// order. A table's state holds every one within the lookback, which at 4M
-// sales orders is some 200k–300k pairs a run: as JSON arrays of pairs
-// they took 0.13–0.15 s to decode and 0.1 s to encode, on every run. In
-// the state they are one base64 string instead (0.02–0.03 s to decode,
-// 0.01 s to encode): a format byte, then per pair the time since the pair
-// before and the id, as varints. The pairs come about in last_updated
+// order. A table's state holds every one within the lookback, hundreds of
+// thousands of pairs a run on a big source, decoded and encoded on every
+// run, so the state packs them into one base64 string (docs/benchmarks.md
+// has what that saves): a format byte, then per pair the time since the
+// pair before and the id, as varints. The pairs come about in last_updated
 // order, so most deltas take a byte. States written as arrays are read too.
 type Versions [][2]int64
 

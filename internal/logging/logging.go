@@ -10,9 +10,9 @@
 //
 //	time        RFC 3339 timestamp with nanoseconds, in the local zone
 //	level       DEBUG, INFO, WARN or ERROR
-//	msg         what happened, a fixed text per event (e.g. "stage failed")
-//	stage       ingest, transform or load
-//	run_id      the id of one run of the pipeline (one cycle of all stages)
+//	msg         what happened (e.g. "stage failed")
+//	stage       ingest, transform, load or audit (freshness for behind_source)
+//	run_id      the id of one stage run
 //	batch       a batch id (ingest/transform manifests)
 //	table       a source or warehouse table name
 //	rows        rows written for the table (or in total)
