@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,25 +12,15 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/sandstone-data/sandstone/internal/audit"
-	"github.com/sandstone-data/sandstone/internal/errkind"
-	"github.com/sandstone-data/sandstone/internal/lake"
-	"github.com/sandstone-data/sandstone/internal/logging"
+	"github.com/sandstone-data/sandstone/internal/config"
 	"github.com/sandstone-data/sandstone/internal/star"
 )
 
 // errDrift is audit's finding of drift: exit code 1, not a failure.
 var errDrift = errors.New("drift found")
 
-func newAuditCmd() *cobra.Command {
-	var (
-		c      configFlags
-		asJSON bool
-		repair bool
-	)
-	cmd := &cobra.Command{
-		Use:   "audit",
-		Short: "Compare the source with what has landed: missing and deleted rows",
-		Long: `Audit reads every source table's (id, last_updated) in one read-only snapshot
+// auditLong is audit's help.
+const auditLong = `Audit reads every source table's (id, last_updated) in one read-only snapshot
 and every version landed in the ingestion bucket, and reports per table: the
 rows in the source; the rows whose current version never landed and that the
 next ingest will not pick up (missing: committed later than the lookback, or
@@ -48,57 +37,23 @@ sandstone_deletions. The report is kept in the ingestion bucket (audits/),
 where 'sandstone status' shows the last one.
 
 Exit status: 0 when everything agrees, 1 when it found drift, 2 when it
-could not audit.`,
-		Args: cobra.NoArgs,
+could not audit.`
+
+func newAuditCmd() *cobra.Command {
+	var (
+		c      configFlags
+		asJSON bool
+	)
+	cmd := &cobra.Command{
+		Use:   "audit",
+		Short: "Compare the source with what has landed: missing and deleted rows",
+		Long:  auditLong,
+		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := require("--source", c.SourceURL); err != nil {
-				return exitCode(2, configFailure("audit", err))
-			}
-			ctx := cmd.Context()
-			b, saved, err := openForAudit(ctx, c.IngestBucket, repair)
-			if err != nil {
-				err = errkind.Wrap(errkind.ConfigInvalid, err)
-				logging.Failure(slog.Default(), "audit", "", err)
-				return exitCode(2, err)
-			}
-			defer func() { _ = b.Close() }()
-			opts := audit.Options{SourceURL: c.SourceURL, Bucket: b, Lookback: c.Lookback, Repair: repair, Logger: slog.Default()}
-			if c.WarehouseURL != "" {
-				out, _, err := openForAudit(ctx, c.ProcessedBucket, repair)
-				if err != nil {
-					err = errkind.Wrap(errkind.ConfigInvalid, err)
-					logging.Failure(slog.Default(), "audit", "", err)
-					return exitCode(2, err)
-				}
-				defer func() { _ = out.Close() }()
-				opts.Processed, opts.WarehouseURL, opts.WarehouseSchema = out, c.WarehouseURL, c.WarehouseSchema
-			}
-			r, err := audit.Run(ctx, opts)
-			if err != nil {
-				logging.Failure(slog.Default(), "audit", "", err)
-				return exitCode(2, err)
-			}
-			if !saved {
-				slog.Default().Info("the ingestion bucket has no batches yet; the audit report is not kept", "stage", "audit", "bucket", c.IngestBucket)
-			} else if err := audit.Save(ctx, b, r); err != nil {
-				slog.Default().Warn("the audit report could not be saved", "stage", "audit", "error", err.Error())
-			}
-			if asJSON {
-				enc := json.NewEncoder(cmd.OutOrStdout())
-				enc.SetIndent("", "  ")
-				if err := enc.Encode(r); err != nil {
-					return exitCode(2, err)
-				}
-			} else {
-				printAudit(cmd.OutOrStdout(), r)
-			}
-			if r.Drift {
-				return exitCode(1, errDrift)
-			}
-			return nil
+			return runAudit(cmd, c.Config, asJSON)
 		},
 	}
-	c.bind(cmd, true, true, true, true)
+	c.bind(cmd, needPipeline)
 	pre := cmd.PreRunE
 	cmd.PreRunE = func(cmd *cobra.Command, args []string) error {
 		if err := pre(cmd, args); err != nil {
@@ -107,25 +62,38 @@ could not audit.`,
 		return nil
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print one JSON object")
-	cmd.Flags().BoolVar(&repair, "repair", false, "land what is missing and tombstones for what is deleted, as a repair batch")
+	// Not bound to $SANDSTONE_AUDIT_REPAIR: an audit on demand repairs
+	// only when asked to.
+	cmd.Flags().BoolVar(&c.AuditRepair, "repair", false, "land what is missing and tombstones for what is deleted, as a repair batch")
 	return cmd
 }
 
-// openForAudit opens a bucket for audit: for reading only (never creating
-// a file bucket's directory) unless repair will write to it. A directory
-// that does not exist yet holds no batches: audit then reads an empty
-// bucket, and keep is false (there is nowhere to keep the report).
-func openForAudit(ctx context.Context, url string, repair bool) (b *lake.Bucket, keep bool, err error) {
-	if repair {
-		b, err = lake.Open(ctx, url)
-		return b, err == nil, err
+// runAudit audits through the one audit driver (which logs, saves the
+// report and repairs, as run and the Lambda do), prints the report and
+// exits 1 on drift, 2 on failure. The warehouse is checked when cfg names
+// it.
+func runAudit(cmd *cobra.Command, cfg config.Config, asJSON bool) error {
+	if err := require("--source", cfg.SourceURL); err != nil {
+		return exitCode(2, configFailure(audit.Stage, err))
 	}
-	b, err = lake.OpenExisting(ctx, url)
-	if errors.Is(err, lake.ErrNoBucket) {
-		b, err = lake.Open(ctx, "mem://")
-		return b, false, err
+	d := &audit.Driver{Logger: slog.Default(), Quiet: humanLog}
+	r, err := d.Audit(cmd.Context(), cfg)
+	if err != nil {
+		return exitCode(2, err)
 	}
-	return b, err == nil, err
+	if asJSON {
+		enc := json.NewEncoder(cmd.OutOrStdout())
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(r); err != nil {
+			return exitCode(2, err)
+		}
+	} else {
+		printAudit(cmd.OutOrStdout(), r)
+	}
+	if r.Drift {
+		return exitCode(1, errDrift)
+	}
+	return nil
 }
 
 func printAudit(w io.Writer, r audit.Report) {

@@ -6,16 +6,8 @@ import (
 	"github.com/sandstone-data/sandstone/internal/bench"
 )
 
-func newBenchCmd() *cobra.Command {
-	var (
-		opts   bench.Options
-		asJSON bool
-		clean  bool
-	)
-	cmd := &cobra.Command{
-		Use:   "bench",
-		Short: "Measure throughput, memory and freshness against a plain COPY baseline",
-		Long: `Bench starts throwaway PostgreSQL servers for a source and a warehouse under
+// benchLong is bench's help.
+const benchLong = `Bench starts throwaway PostgreSQL servers for a source and a warehouse under
 --dir, seeds a totesys source of --sales-orders sales orders (1,000,000 make
 about 4.3 million rows), then measures, on the same servers:
 
@@ -49,8 +41,19 @@ prints a table, with the targets met or missed; --json prints one JSON object
 instead.
 Everything under --dir is removed at the end unless --keep.
 
-Needs the PostgreSQL server binaries (Debian: apt-get install postgresql).`,
-		Args: cobra.NoArgs,
+Needs the PostgreSQL server binaries (Debian: apt-get install postgresql).`
+
+func newBenchCmd() *cobra.Command {
+	var (
+		opts   bench.Options
+		asJSON bool
+		clean  bool
+	)
+	cmd := &cobra.Command{
+		Use:   "bench",
+		Short: "Measure throughput, memory and freshness against a plain COPY baseline",
+		Long:  benchLong,
+		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if clean {
 				return cleanSandbox(cmd, opts.Dir)

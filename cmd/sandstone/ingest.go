@@ -29,7 +29,6 @@ Example:
 			return runStage(cmd, c.Config, pipeline.Ingest, time.Time{})
 		},
 	}
-	c.bind(cmd, true, false, true, false)
-	c.bindBatch(cmd)
+	c.bind(cmd, needSource|needIngestBucket|needBatch)
 	return cmd
 }

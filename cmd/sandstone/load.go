@@ -32,7 +32,7 @@ created: a missing or mistyped column stops it before anything is written).`,
 			return runStage(cmd, cf.Config, pipeline.Load, deadline)
 		},
 	}
-	cf.bind(cmd, false, true, false, true)
+	cf.bind(cmd, needWarehouse|needProcessedBucket)
 	cmd.Flags().DurationVar(&maxDuration, "max-duration", 0,
 		"stop at the first batch boundary after this long, leaving the rest for the next run (0: no limit)")
 	return cmd

@@ -93,11 +93,29 @@ SANDSTONE_LOOKBACK.`,
 // the environment as defaults.
 type configFlags struct{ config.Config }
 
-func (c *configFlags) bind(cmd *cobra.Command, source, warehouse, ingestBucket, processedBucket bool) {
+// need is a set of the settings a command declares it uses: bind gives it
+// their flags and no others.
+type need uint8
+
+// The settings a command may need.
+const (
+	needSource          need = 1 << iota // --source, --lookback
+	needWarehouse                        // --warehouse, --warehouse-schema
+	needIngestBucket                     // --ingest-bucket
+	needProcessedBucket                  // --processed-bucket
+	needBatch                            // --max-batch-rows: a command that lands batches
+
+	// needPipeline is every setting of the three stages.
+	needPipeline = needSource | needWarehouse | needIngestBucket | needProcessedBucket
+)
+
+// bind gives cmd the flags of the settings it needs, each defaulting to its
+// environment variable, and a PreRunE refusing a value that cannot be used.
+func (c *configFlags) bind(cmd *cobra.Command, needs need) {
 	env, err := config.FromEnv()
 	c.Config = env
 	cmd.PreRunE = func(*cobra.Command, []string) error {
-		if err == nil && source && c.Lookback <= 0 {
+		if err == nil && needs&needSource != 0 && c.Lookback <= 0 {
 			err = fmt.Errorf("--lookback %s: want a positive duration such as 10m", c.Lookback)
 		}
 		if err == nil && c.MaxBatchRows < 0 {
@@ -106,26 +124,24 @@ func (c *configFlags) bind(cmd *cobra.Command, source, warehouse, ingestBucket, 
 		return configFailure(cmd.Name(), err)
 	}
 	f := cmd.Flags()
-	if source {
+	if needs&needSource != 0 {
 		f.StringVar(&c.SourceURL, "source", env.SourceURL, "totesys PostgreSQL URL ($"+config.EnvSource+")")
 		f.DurationVar(&c.Lookback, "lookback", env.Lookback, "how long after its last_updated a row may still commit and be caught ($"+config.EnvLookback+")")
 	}
-	if warehouse {
+	if needs&needWarehouse != 0 {
 		f.StringVar(&c.WarehouseURL, "warehouse", env.WarehouseURL, "warehouse PostgreSQL URL ($"+config.EnvWarehouse+")")
 		f.StringVar(&c.WarehouseSchema, "warehouse-schema", env.WarehouseSchema, "warehouse PostgreSQL schema ($"+config.EnvWarehouseSchema+")")
 	}
-	if ingestBucket {
+	if needs&needIngestBucket != 0 {
 		f.StringVar(&c.IngestBucket, "ingest-bucket", env.IngestBucket, "ingestion bucket: file:///dir, a directory, s3://name?region=..., mem:// ($"+config.EnvIngestBucket+")")
 	}
-	if processedBucket {
+	if needs&needProcessedBucket != 0 {
 		f.StringVar(&c.ProcessedBucket, "processed-bucket", env.ProcessedBucket, "processed bucket, as --ingest-bucket ($"+config.EnvProcessedBucket+")")
 	}
-}
-
-// bindBatch gives a command that lands batches the --max-batch-rows flag.
-func (c *configFlags) bindBatch(cmd *cobra.Command) {
-	cmd.Flags().Int64Var(&c.MaxBatchRows, "max-batch-rows", c.MaxBatchRows,
-		"most rows one ingest batch lands; more land in further batches, in the same run; 0 for no bound ($"+config.EnvMaxBatchRows+")")
+	if needs&needBatch != 0 {
+		f.Int64Var(&c.MaxBatchRows, "max-batch-rows", env.MaxBatchRows,
+			"most rows one ingest batch lands; more land in further batches, in the same run; 0 for no bound ($"+config.EnvMaxBatchRows+")")
+	}
 }
 
 // configFailure marks err (when it carries no kind) as config_invalid and

@@ -63,7 +63,7 @@ it). --json prints one object: {"rejects": [...], "parked": [...]}.`,
 			return nil
 		},
 	}
-	c.bind(cmd, false, false, false, true)
+	c.bind(cmd, needProcessedBucket)
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print one JSON object")
 	return cmd
 }

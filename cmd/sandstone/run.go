@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -17,8 +18,6 @@ import (
 	"github.com/sandstone-data/sandstone/internal/audit"
 	"github.com/sandstone-data/sandstone/internal/config"
 	"github.com/sandstone-data/sandstone/internal/errkind"
-	"github.com/sandstone-data/sandstone/internal/lake"
-	"github.com/sandstone-data/sandstone/internal/logging"
 	"github.com/sandstone-data/sandstone/internal/metrics"
 	"github.com/sandstone-data/sandstone/internal/pipeline"
 	"github.com/sandstone-data/sandstone/internal/warehouse"
@@ -37,7 +36,6 @@ type runFlags struct {
 	metricsAddr string
 	alertState  string
 	auditEvery  time.Duration
-	autoRepair  bool
 	behindLimit time.Duration
 	alerts      alert.Config
 }
@@ -47,6 +45,7 @@ func newRunCmd() *cobra.Command {
 	alerts, alertErr := alert.ConfigFromEnv()
 	rf.alerts = alerts
 	var ev envErrors
+	var deprecated bool // $SANDSTONE_AUTO_REPAIR is set
 	cmd := &cobra.Command{
 		Use:   "run",
 		Short: "Run ingest, transform and load every --interval until stopped",
@@ -58,15 +57,19 @@ reminder every --alert-reminder while it lasts, and one "recovered" message.
 --metrics-addr serves Prometheus metrics (/metrics) and health (/healthz,
 /readyz). --once runs one cycle and exits non-zero if a stage failed.
 
-Between cycles, every --audit-every (0 turns it off), it audits the source
-against the ingestion bucket (as 'sandstone audit' does); drift alerts as a
-failing "audit" stage and, with --auto-repair, is mended at once through the
-ordinary pipeline (the next cycle transforms and loads the repair batch).
+Beside the cycles, every --audit-every (0 turns it off), it audits the source
+against the ingestion bucket (as 'sandstone audit' does), without holding
+them up; drift alerts as a failing "audit" stage and, with --auto-repair, is
+mended at once through the ordinary pipeline (the next cycle transforms and
+loads the repair batch).
 
 Example:
   sandstone run --source postgres://... --warehouse postgres://... --interval 10m`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if deprecated {
+				slog.Default().Warn(envAutoRepair+" is deprecated: set "+config.EnvAuditRepair+" instead", "variable", envAutoRepair)
+			}
 			if err := errors.Join(alertErr, ev.err()); err != nil {
 				return configFailure("run", err)
 			}
@@ -76,8 +79,12 @@ Example:
 			return rf.run(cmd)
 		},
 	}
-	rf.bind(cmd, true, true, true, true)
-	rf.bindBatch(cmd)
+	rf.bind(cmd, needPipeline|needBatch)
+	// The old name of the setting, read as the new one is, which wins.
+	deprecated = os.Getenv(envAutoRepair) != ""
+	if deprecated && os.Getenv(config.EnvAuditRepair) == "" {
+		rf.AuditRepair = ev.bool(envAutoRepair)
+	}
 	f := cmd.Flags()
 	f.DurationVar(&rf.interval, "interval", ev.duration(envInterval, 10*time.Minute), "time between cycles ($"+envInterval+")")
 	f.BoolVar(&rf.once, "once", false, "run one cycle and exit (non-zero if a stage failed)")
@@ -85,8 +92,8 @@ Example:
 	f.DurationVar(&rf.backoff, "backoff", ev.duration(envBackoff, 2*time.Second), "wait before the first retry (doubles each time) ($"+envBackoff+")")
 	f.StringVar(&rf.metricsAddr, "metrics-addr", os.Getenv(envMetricsAddr), "serve /metrics, /healthz and /readyz on this address (e.g. 127.0.0.1:9464) ($"+envMetricsAddr+")")
 	f.StringVar(&rf.alertState, "alert-state", envOr(envAlertState, defaultAlertState), "file keeping the alert state across restarts (shown by status) ($"+envAlertState+")")
-	f.DurationVar(&rf.auditEvery, "audit-every", ev.duration(envAuditEvery, time.Hour), "audit the source against the ingestion bucket this often, between cycles; 0 turns it off ($"+envAuditEvery+")")
-	f.BoolVar(&rf.autoRepair, "auto-repair", os.Getenv(envAutoRepair) == "true", "mend what an audit finds at once ($"+envAutoRepair+"=true)")
+	f.DurationVar(&rf.auditEvery, "audit-every", ev.duration(envAuditEvery, time.Hour), "audit the source against the ingestion bucket this often, beside the cycles; 0 turns it off ($"+envAuditEvery+")")
+	f.BoolVar(&rf.AuditRepair, "auto-repair", rf.AuditRepair, "mend what an audit finds at once ($"+config.EnvAuditRepair+")")
 	f.DurationVar(&rf.behindLimit, "behind-limit", ev.duration(envBehindLimit, 30*time.Minute),
 		"alert when the warehouse is this far behind the source (a quiet source is not behind) ($"+envBehindLimit+")")
 	alert.BindFlags(f, &rf.alerts)
@@ -127,19 +134,17 @@ func (rf *runFlags) run(cmd *cobra.Command) error {
 			}
 		}()
 	}
-	s := &session{rf: rf, p: p, m: m, n: notifier, log: log,
-		aud: &auditor{every: rf.auditEvery, log: log, m: m, n: notifier, bucket: p.Ingest,
-			opts: audit.Options{SourceURL: rf.SourceURL, Bucket: p.Ingest, Lookback: rf.Lookback, Repair: rf.autoRepair, Logger: log,
-				Processed: p.Processed, WarehouseURL: rf.WarehouseURL, WarehouseSchema: rf.WarehouseSchema}}}
-	each := func(reports []pipeline.Report, err error) { s.cycleDone(ctx, reports, err) }
-	if rf.once {
-		s.aud.every = 0 // one cycle; 'sandstone audit' audits on demand
+	s := &session{rf: rf, p: p, m: m, n: notifier, log: log}
+	if rf.once { // one cycle; 'sandstone audit' audits on demand
 		reports, err := runner.Cycle(ctx)
-		each(reports, err)
+		s.cycleDone(ctx, reports, err)
 		return err
 	}
+	s.aud = newAudits(&audit.Driver{Logger: log, Observers: []audit.Observer{observer{m, notifier}}},
+		audit.Options{SourceURL: rf.SourceURL, Bucket: p.Ingest, Lookback: rf.Lookback, Repair: rf.AuditRepair,
+			Processed: p.Processed, WarehouseURL: rf.WarehouseURL, WarehouseSchema: rf.WarehouseSchema}, rf.auditEvery)
 	log.Info("sandstone run: a cycle now and every "+rf.interval.String()+"; Ctrl-C or SIGTERM stops it", "interval", rf.interval.String())
-	err = runner.Loop(ctx, rf.interval, each)
+	err = s.loop(ctx, runner)
 	log.Info("sandstone run stopped", "reason", stopReason(ctx, err))
 	return err
 }
@@ -150,16 +155,29 @@ type session struct {
 	p   *pipeline.Pipeline
 	m   *metrics.Metrics
 	n   *alert.Notifier
-	aud *auditor
+	aud *audits // nil with --once
 	log *slog.Logger
 }
 
+// loop runs a cycle every --interval and the audits beside the cycles
+// until ctx ends, and returns once both have stopped.
+func (s *session) loop(ctx context.Context, runner *pipeline.Runner) error {
+	actx, stop := context.WithCancel(ctx)
+	go s.aud.run(actx)
+	err := runner.Loop(ctx, s.rf.interval, func(reports []pipeline.Report, err error) {
+		s.cycleDone(ctx, reports, err)
+		s.aud.cycleDone()
+	})
+	stop()
+	<-s.aud.done
+	s.saveAlerts() // with what the last audit told them
+	return err
+}
+
 // cycleDone records a cycle's outcome (pending batches, how far the
-// warehouse is behind the source and its alert), saves the alert state,
-// and audits when it is time to. What the cycle found is kept and told even
-// when a signal ended it.
+// warehouse is behind the source and its alert) and saves the alert state.
+// What the cycle found is kept and told even when a signal ended it.
 func (s *session) cycleDone(ctx context.Context, reports []pipeline.Report, err error) {
-	defer s.aud.maybe(ctx)
 	ctx = context.WithoutCancel(ctx)
 	s.m.CycleDone(err)
 	tr, ld, perr := s.p.Pending(ctx)
@@ -174,6 +192,12 @@ func (s *session) cycleDone(ctx context.Context, reports []pipeline.Report, err 
 			behind.Round(time.Second), s.rf.behindLimit, time.Now().Add(-behind).UTC().Format(time.DateTime+" UTC")))
 	}
 	s.n.Observe(ctx, freshnessAlert, "", lag)
+	s.saveAlerts()
+}
+
+// saveAlerts saves the alert state, for the next run and for status; only
+// the loop's goroutine calls it, never two at once.
+func (s *session) saveAlerts() {
 	if err := s.n.Save(s.rf.alertState); err != nil {
 		s.log.Warn("could not save the alert state", "path", s.rf.alertState, "error", err.Error())
 	}
@@ -188,7 +212,7 @@ const (
 	envMetricsAddr = "SANDSTONE_METRICS_ADDR"
 	envAlertState  = "SANDSTONE_ALERT_STATE"
 	envAuditEvery  = "SANDSTONE_AUDIT_EVERY"
-	envAutoRepair  = "SANDSTONE_AUTO_REPAIR"
+	envAutoRepair  = "SANDSTONE_AUTO_REPAIR" // deprecated: config.EnvAuditRepair
 	envBehindLimit = "SANDSTONE_BEHIND_LIMIT"
 )
 
@@ -197,22 +221,17 @@ const (
 const freshnessAlert = "freshness"
 
 // caughtUp tells the metrics how far the warehouse has caught up after a
-// cycle: to the snapshot ingest read when nothing is left waiting (a quiet
-// source is no lag), else to the snapshot of the newest batch loaded. It
-// also records when the source last changed.
+// cycle (pipeline.CaughtUp: to the newest batch loaded or, when nothing is
+// left waiting, to the snapshot ingest read) and when the source last
+// changed.
 func caughtUp(m *metrics.Metrics, reports []pipeline.Report, drained bool) {
 	for _, r := range reports {
-		switch r.Stage {
-		case pipeline.Ingest:
+		if r.Stage == pipeline.Ingest {
 			m.SourceChanged(r.SourceNewest)
-			if drained && !r.SnapshotAt.IsZero() {
-				m.CaughtUp(r.SnapshotAt)
-			}
-		case pipeline.Load:
-			if !r.SnapshotAt.IsZero() {
-				m.CaughtUp(r.SnapshotAt)
-			}
 		}
+	}
+	if to := pipeline.CaughtUp(reports, drained); !to.IsZero() {
+		m.CaughtUp(to)
 	}
 }
 
@@ -250,6 +269,20 @@ func (e *envErrors) int(name string, def int) int {
 	return n
 }
 
+// bool is the true or false (strconv.ParseBool's) in the environment
+// variable name, else false.
+func (e *envErrors) bool(name string) bool {
+	v := os.Getenv(name)
+	if v == "" {
+		return false
+	}
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		*e = append(*e, fmt.Errorf("%s=%q: want true or false", name, v))
+	}
+	return b
+}
+
 func (e envErrors) err() error { return errors.Join(e...) }
 
 // envOr is the environment variable name, or def when it is unset.
@@ -260,45 +293,51 @@ func envOr(name, def string) string {
 	return def
 }
 
-// auditor audits between cycles, every so often, and reports what it
-// finds to the log, the metrics, the alerts and the ingestion bucket.
-type auditor struct {
-	every  time.Duration
-	last   time.Time
-	opts   audit.Options
-	bucket *lake.Bucket
-	log    *slog.Logger
-	m      *metrics.Metrics
-	n      *alert.Notifier
+// audits runs sandstone run's audits beside its cycles, never in line
+// with them: the first once the first cycle has ended (it then compares
+// with what that cycle landed), then every `every`, one at a time (a tick
+// that comes while an audit runs waits for it and never starts a second),
+// until its context ends. The cycles go on while an audit runs; a repair
+// refuses when a cycle landed a batch during its audit (the next audit
+// finds the drift again).
+type audits struct {
+	d     *audit.Driver
+	opts  audit.Options
+	every time.Duration
+	first chan struct{} // closed when the first cycle has ended
+	once  sync.Once
+	done  chan struct{} // closed when run has returned
 }
 
-// maybe audits when every has passed since the last audit.
-func (a *auditor) maybe(ctx context.Context) {
-	if a.every <= 0 || ctx.Err() != nil || (!a.last.IsZero() && time.Since(a.last) < a.every) {
+// newAudits audits with d and opts every `every`; never when it is not
+// positive.
+func newAudits(d *audit.Driver, opts audit.Options, every time.Duration) *audits {
+	return &audits{d: d, opts: opts, every: every, first: make(chan struct{}), done: make(chan struct{})}
+}
+
+// cycleDone tells the audits that a cycle has ended.
+func (a *audits) cycleDone() { a.once.Do(func() { close(a.first) }) }
+
+// run audits until ctx ends.
+func (a *audits) run(ctx context.Context) {
+	defer close(a.done)
+	if a.every <= 0 {
 		return
 	}
-	a.last = time.Now()
-	r, err := audit.Run(ctx, a.opts)
-	a.m.AuditDone(r.DriftRows(), err)
-	if err != nil {
-		logging.Failure(a.log, "audit", "", err)
-		a.n.Observe(ctx, "audit", "", err)
+	select {
+	case <-ctx.Done():
 		return
+	case <-a.first:
 	}
-	if err := audit.Save(ctx, a.bucket, r); err != nil {
-		a.log.Warn("the audit report could not be saved", "stage", "audit", "error", err.Error())
+	t := time.NewTicker(a.every)
+	defer t.Stop()
+	for ctx.Err() == nil {
+		_, _ = a.d.Run(ctx, a.opts) // the driver logs, measures and alerts
+		select {
+		case <-ctx.Done():
+		case <-t.C:
+		}
 	}
-	if !r.Drift {
-		a.log.Info("audit: "+r.Summary(), "stage", "audit", "seconds", r.Seconds)
-		a.n.Observe(ctx, "audit", "", nil)
-		return
-	}
-	msg := r.Summary()
-	if r.Repaired != nil {
-		msg += "; repaired in ingested batch " + r.Repaired.Batch
-	}
-	a.log.Warn("audit: "+msg, "stage", "audit", "drift", true, "seconds", r.Seconds)
-	a.n.Observe(ctx, "audit", "", errkind.Wrap(errkind.DriftFound, errors.New(msg)))
 }
 
 func requireAll(c configFlags) error {
@@ -343,6 +382,26 @@ func rejectSummary(rejected map[string]map[string]int64) string {
 func (o observer) StageFailed(ctx context.Context, stage, runID string, err error) {
 	o.m.Record(metrics.StageRun{Stage: stage, RunID: runID, Err: err})
 	o.n.Observe(ctx, stage, runID, err)
+}
+
+// AuditDone counts the audit's drift and alerts on it, as a failing
+// "audit" stage, until an audit finds none.
+func (o observer) AuditDone(ctx context.Context, r audit.Report) {
+	o.m.AuditDone(r.DriftRows(), nil)
+	var drift error
+	if r.Drift {
+		msg := r.Summary()
+		if r.Repaired != nil {
+			msg += "; repaired in ingested batch " + r.Repaired.Batch
+		}
+		drift = errkind.Wrap(errkind.DriftFound, errors.New(msg))
+	}
+	o.n.Observe(ctx, audit.Stage, "", drift)
+}
+
+func (o observer) AuditFailed(ctx context.Context, err error) {
+	o.m.AuditDone(nil, err)
+	o.n.Observe(ctx, audit.Stage, "", err)
 }
 
 // stopReason says why the loop ended.

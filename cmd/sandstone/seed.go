@@ -48,7 +48,7 @@ rows) take well under a minute.`,
 			return nil
 		},
 	}
-	cf.bind(cmd, true, false, false, false)
+	cf.bind(cmd, needSource)
 	f := cmd.Flags()
 	if err := f.MarkHidden("lookback"); err != nil {
 		panic(errors.Join(errors.New("seed: the lookback flag is gone"), err))

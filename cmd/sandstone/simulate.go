@@ -43,7 +43,7 @@ It runs until --steps are done (0: until interrupted with Ctrl-C).`,
 			return simulate(cmd, cf.SourceURL, interval, steps, seed)
 		},
 	}
-	cf.bind(cmd, true, false, false, false)
+	cf.bind(cmd, needSource)
 	f := cmd.Flags()
 	if err := f.MarkHidden("lookback"); err != nil {
 		panic(errors.Join(errors.New("simulate: the lookback flag is gone"), err))

@@ -29,7 +29,7 @@ warehouse) and the lag of recent loads; and the alert state that
 			return r.WriteText(cmd.OutOrStdout())
 		},
 	}
-	c.bind(cmd, false, true, true, true)
+	c.bind(cmd, needWarehouse|needIngestBucket|needProcessedBucket)
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print one JSON object")
 	cmd.Flags().StringVar(&alertState, "alert-state", envOr(envAlertState, defaultAlertState), "the alert state file 'sandstone run' keeps ($"+envAlertState+")")
 	return cmd

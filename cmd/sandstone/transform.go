@@ -27,6 +27,6 @@ Example:
 			return runStage(cmd, c.Config, pipeline.Transform, time.Time{})
 		},
 	}
-	c.bind(cmd, false, false, true, true)
+	c.bind(cmd, needIngestBucket|needProcessedBucket)
 	return cmd
 }

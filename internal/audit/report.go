@@ -41,6 +41,26 @@ func (r *Report) DriftRows() map[string]map[string]int64 {
 	return out
 }
 
+// SourceDrift is the source's drift in total, over every table: rows
+// missing from the lake and ids deleted from the source.
+func (r *Report) SourceDrift() (missing, deleted int64) {
+	for _, t := range r.Tables {
+		missing += t.Missing
+		deleted += t.Deleted
+	}
+	return missing, deleted
+}
+
+// WarehouseDrift is the warehouse's drift in total, over every table: rows
+// missing, duplicated and stale against the processed bucket.
+func (r *Report) WarehouseDrift() int64 {
+	var n int64
+	for _, t := range r.Warehouse {
+		n += t.Missing + t.Duplicated + t.Stale
+	}
+	return n
+}
+
 // Summary is a one-line account of the drift, for logs and alerts.
 func (r *Report) Summary() string {
 	if !r.Drift {

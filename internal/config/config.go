@@ -28,6 +28,10 @@ type Config struct {
 	// MaxBatchRows bounds the rows one ingest batch lands (so also the
 	// rows one transform or load batch takes); 0 means no bound.
 	MaxBatchRows int64
+	// AuditRepair has an audit land what it finds missing, and tombstones
+	// for what it finds deleted, as a repair batch (sandstone run's
+	// --auto-repair, the audit function's setting).
+	AuditRepair bool
 }
 
 // The environment variables Config reads.
@@ -39,6 +43,7 @@ const (
 	EnvWarehouseSchema = "SANDSTONE_WAREHOUSE_SCHEMA"
 	EnvLookback        = "SANDSTONE_LOOKBACK"
 	EnvMaxBatchRows    = "SANDSTONE_MAX_BATCH_ROWS"
+	EnvAuditRepair     = "SANDSTONE_AUDIT_REPAIR"
 )
 
 // Defaults.
@@ -78,6 +83,13 @@ func FromEnv() (Config, error) {
 			return c, fmt.Errorf("%s=%q: %w", EnvMaxBatchRows, v, err)
 		}
 		c.MaxBatchRows = n
+	}
+	if v := os.Getenv(EnvAuditRepair); v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return c, fmt.Errorf("%s=%q: want true or false", EnvAuditRepair, v)
+		}
+		c.AuditRepair = b
 	}
 	return c, nil
 }

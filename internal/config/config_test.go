@@ -65,3 +65,18 @@ func TestMaxBatchRowsFromEnv(t *testing.T) {
 		}
 	}
 }
+
+func TestAuditRepairFromEnv(t *testing.T) {
+	for v, want := range map[string]bool{"": false, "true": true, "1": true, "false": false, "FALSE": false} {
+		t.Setenv(EnvAuditRepair, v)
+		if c, err := FromEnv(); err != nil || c.AuditRepair != want {
+			t.Errorf("%s=%q gave %v, %v; want %v", EnvAuditRepair, v, c.AuditRepair, err, want)
+		}
+	}
+	for _, v := range []string{"yes", "sometimes"} {
+		t.Setenv(EnvAuditRepair, v)
+		if c, err := FromEnv(); err == nil || !strings.Contains(err.Error(), EnvAuditRepair) || c.AuditRepair {
+			t.Errorf("%s=%q gave %v, %v; want an error naming it and no repair", EnvAuditRepair, v, c.AuditRepair, err)
+		}
+	}
+}

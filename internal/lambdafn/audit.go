@@ -2,25 +2,20 @@ package lambdafn
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"log/slog"
 	"time"
 
 	"github.com/sandstone-data/sandstone/internal/audit"
-	"github.com/sandstone-data/sandstone/internal/config"
-	"github.com/sandstone-data/sandstone/internal/errkind"
-	"github.com/sandstone-data/sandstone/internal/lake"
-	"github.com/sandstone-data/sandstone/internal/logging"
 	"github.com/sandstone-data/sandstone/internal/metrics/emf"
 )
 
-// The messages of the audit stage's one result line: INFO when the source
-// and the ingestion bucket agree, WARN (with drift=true) when they do not.
-// Drift is a finding, not a failure: only a failure logs an ERROR line.
+// The messages of the audit stage's one result line (audit.Driver's): INFO
+// when the source and the ingestion bucket agree, WARN (with drift=true)
+// when they do not. Drift is a finding, not a failure: only a failure logs
+// an ERROR line.
 const (
-	MsgAuditClean = "audit found no drift"
-	MsgAuditDrift = "audit found drift"
+	MsgAuditClean = audit.MsgClean
+	MsgAuditDrift = audit.MsgDrift
 )
 
 // AuditResponse is what the audit stage found.
@@ -45,51 +40,35 @@ type AuditResponse struct {
 	Repaired *audit.Repaired `json:"repaired,omitempty"`
 }
 
-// audit runs sandstone audit against the ingestion bucket, saves its report
-// under audits/ there, and logs and measures what it found.
+// audit runs sandstone audit through audit.Driver, the one audit path: its
+// result line, its report saved under audits/ in the ingestion bucket, and
+// an EMF line of what it found.
 func (h *Handler) audit(ctx context.Context) (Response, error) {
-	start := time.Now()
 	resp := Response{Stage: StageAudit, Batches: []string{}, Rows: map[string]int64{}}
 	if dl, ok := ctx.Deadline(); ok {
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithDeadline(ctx, dl.Add(-h.Margin))
+		ctx, cancel = context.WithDeadlineCause(ctx, dl.Add(-h.Margin),
+			fmt.Errorf("audit stopped %s before the function's timeout (raise its timeout)", h.Margin))
 		defer cancel()
 	}
-	b, err := lake.Open(ctx, h.Config.IngestBucket)
+	cfg := h.Config
+	if !h.Warehouse {
+		cfg.WarehouseURL = "" // the audit checks the warehouse only when given it
+	}
+	d := &audit.Driver{Logger: h.Logger, Observers: []audit.Observer{emfAudit{h.EMF, time.Now()}}}
+	r, err := d.Audit(ctx, cfg)
 	if err != nil {
-		return resp, h.failAudit(start, nil, errkind.Wrap(errkind.ConfigInvalid, fmt.Errorf("ingestion bucket: %w", err)))
+		return resp, failed(StageAudit, err)
 	}
-	defer func() { _ = b.Close() }()
-	opts := audit.Options{SourceURL: h.Config.SourceURL, Bucket: b, Lookback: h.Config.Lookback,
-		Repair: h.Repair, Logger: h.Logger}
-	if h.Warehouse {
-		processed, err := lake.Open(ctx, h.Config.ProcessedBucket)
-		if err != nil {
-			return resp, h.failAudit(start, nil, errkind.Wrap(errkind.ConfigInvalid, fmt.Errorf("processed bucket: %w", err)))
-		}
-		defer func() { _ = processed.Close() }()
-		opts.Processed, opts.WarehouseURL, opts.WarehouseSchema = processed, h.Config.WarehouseURL, h.Config.WarehouseSchema
-	}
-	r, err := audit.Run(ctx, opts)
-	if err != nil {
-		if ctx.Err() != nil {
-			err = fmt.Errorf("audit stopped %s before the function's timeout (raise its timeout): %w", h.Margin, err)
-		}
-		return resp, h.failAudit(start, nil, err)
-	}
-
 	found := &AuditResponse{Drift: r.Drift, Batch: r.Batch, Tables: r.DriftRows(), Summary: r.Summary(),
-		Repair: h.Repair, Repaired: r.Repaired}
-	for _, t := range r.Tables {
-		found.Missing += t.Missing
-		found.Deleted += t.Deleted
-	}
+		Repair: cfg.AuditRepair, Repaired: r.Repaired}
+	found.Missing, found.Deleted = r.SourceDrift()
 	if r.Warehouse != nil {
 		found.Warehouse = map[string]map[string]int64{}
 		for name, t := range r.Warehouse {
 			found.Warehouse[name] = map[string]int64{"missing": t.Missing, "duplicated": t.Duplicated, "stale": t.Stale}
-			found.WarehouseDrift += t.Missing + t.Duplicated + t.Stale
 		}
+		found.WarehouseDrift = r.WarehouseDrift()
 	}
 	resp.Audit, resp.Note = found, found.Summary
 	if r.Repaired != nil {
@@ -98,53 +77,34 @@ func (h *Handler) audit(ctx context.Context) (Response, error) {
 			resp.Rows[t] = n
 		}
 	}
-	saveErr := audit.Save(ctx, b, r)
-
-	attrs := []slog.Attr{
-		slog.String(logging.KeyStage, StageAudit),
-		slog.Bool("drift", r.Drift),
-		slog.Int64("missing", found.Missing),
-		slog.Int64("deleted", found.Deleted),
-		slog.String(logging.KeyBatch, r.Batch),
-		slog.String("summary", found.Summary),
-		slog.Bool("repair", h.Repair),
-		slog.Float64(logging.KeySeconds, time.Since(start).Seconds()),
-	}
-	if r.Warehouse != nil {
-		attrs = append(attrs, slog.Int64("warehouse_drift", found.WarehouseDrift))
-	}
-	if r.Repaired != nil {
-		attrs = append(attrs, slog.String("repaired_batch", r.Repaired.Batch))
-	}
-	if r.Drift {
-		h.Logger.LogAttrs(ctx, slog.LevelWarn, MsgAuditDrift, attrs...)
-	} else {
-		h.Logger.LogAttrs(ctx, slog.LevelInfo, MsgAuditClean, attrs...)
-	}
-	if saveErr != nil {
-		return resp, h.failAudit(start, found, errkind.Default(errkind.BucketWriteFailed, saveErr))
-	}
-	_ = h.EMF.RecordAudit(auditRun(start, found, nil))
 	return resp, nil
 }
 
-func auditRun(start time.Time, found *AuditResponse, err error) emf.AuditRun {
+// emfAudit writes the EMF line of an audit that began at start.
+type emfAudit struct {
+	w     *emf.Writer
+	start time.Time
+}
+
+func (o emfAudit) AuditDone(_ context.Context, r audit.Report) {
+	_ = o.w.RecordAudit(auditRun(o.start, &r, nil))
+}
+
+func (o emfAudit) AuditFailed(_ context.Context, err error) {
+	_ = o.w.RecordAudit(auditRun(o.start, nil, err))
+}
+
+// auditRun is the EMF record of an audit: with its findings when it ran to
+// its end (r not nil).
+func auditRun(start time.Time, r *audit.Report, err error) emf.AuditRun {
 	a := emf.AuditRun{Duration: time.Since(start), Err: err}
-	if found != nil {
-		a.Measured, a.Missing, a.Deleted, a.Batch, a.Tables = true, found.Missing, found.Deleted, found.Batch, found.Tables
-		a.WarehouseChecked, a.Warehouse = found.Warehouse != nil, found.WarehouseDrift
-		if found.Repaired != nil {
-			a.Repaired = found.Repaired.Batch
+	if r != nil {
+		a.Measured, a.Batch, a.Tables = true, r.Batch, r.DriftRows()
+		a.Missing, a.Deleted = r.SourceDrift()
+		a.WarehouseChecked, a.Warehouse = r.Warehouse != nil, r.WarehouseDrift()
+		if r.Repaired != nil {
+			a.Repaired = r.Repaired.Batch
 		}
 	}
 	return a
-}
-
-// failAudit logs the audit's one ERROR line and its metrics (with the
-// drift, when the audit got as far as finding it), and returns an error
-// whose text carries no secret.
-func (h *Handler) failAudit(start time.Time, found *AuditResponse, err error) error {
-	logging.Failure(h.Logger, StageAudit, "", err)
-	_ = h.EMF.RecordAudit(auditRun(start, found, err))
-	return errors.New(config.Redact(fmt.Sprintf("%s failed (%s): %v", StageAudit, errkind.Of(err), err)))
 }

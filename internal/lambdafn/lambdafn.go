@@ -31,6 +31,7 @@ import (
 	"github.com/sandstone-data/sandstone/internal/logging"
 	"github.com/sandstone-data/sandstone/internal/metrics/emf"
 	"github.com/sandstone-data/sandstone/internal/pipeline"
+	"github.com/sandstone-data/sandstone/internal/warehouse"
 )
 
 // The environment variables a function reads besides config's.
@@ -40,8 +41,9 @@ const (
 	EnvWarehouseSecretARN = "SANDSTONE_WAREHOUSE_SECRET_ARN"
 	// EnvAuditRepair, "true" on the audit function, makes it land what it
 	// finds missing and record what it finds deleted (sandstone audit
-	// --repair). Default false: the audit only reports.
-	EnvAuditRepair = "SANDSTONE_AUDIT_REPAIR"
+	// --repair). Default false: the audit only reports. It is read with
+	// the rest of the configuration (config.Config.AuditRepair).
+	EnvAuditRepair = config.EnvAuditRepair
 )
 
 // StageAudit is the stage of the audit function.
@@ -70,8 +72,6 @@ type Handler struct {
 	// also start no batch that would not end before it, at the pace of
 	// their longest batch so far.
 	Margin time.Duration
-	// Repair is the audit stage's SANDSTONE_AUDIT_REPAIR.
-	Repair bool
 	// Warehouse is true when the audit function's environment names the
 	// processed bucket and the warehouse as well.
 	Warehouse bool
@@ -98,11 +98,6 @@ func FromEnv(ctx context.Context, out io.Writer) (*Handler, error) {
 		Margin: 15 * time.Second,
 	}
 	if h.Stage == StageAudit {
-		if v := os.Getenv(EnvAuditRepair); v != "" {
-			if h.Repair, err = strconv.ParseBool(v); err != nil {
-				return nil, errkind.Wrap(errkind.ConfigInvalid, fmt.Errorf("%s=%q: want true or false", EnvAuditRepair, v))
-			}
-		}
 		h.Warehouse = os.Getenv(config.EnvProcessedBucket) != "" &&
 			(os.Getenv(config.EnvWarehouse) != "" || os.Getenv(EnvWarehouseSecretARN) != "")
 	} else if _, err := (&pipeline.Pipeline{}).Stage(h.Stage); err != nil {
@@ -219,9 +214,7 @@ type emfObserver struct{ w *emf.Writer }
 func (o emfObserver) StageDone(_ context.Context, r pipeline.Report) {
 	run := emf.StageRun{Stage: r.Stage, RunID: r.RunID, Duration: r.Duration,
 		Rows: r.Rows, Bytes: r.Bytes, Freshness: r.Freshness}
-	if r.Stage == pipeline.Load && !r.SnapshotAt.IsZero() {
-		run.BehindSource = time.Since(r.SnapshotAt)
-	}
+	run.BehindSource = warehouse.BehindSource(pipeline.CaughtUp([]pipeline.Report{r}, false), time.Now()) // set by load
 	_ = o.w.Record(run)
 }
 

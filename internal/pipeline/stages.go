@@ -47,7 +47,7 @@ type Pipeline struct {
 // Open opens the buckets cfg names: both, as the CLI's run, status and
 // audit need.
 func Open(ctx context.Context, cfg config.Config, logger *slog.Logger) (*Pipeline, error) {
-	return openBuckets(ctx, cfg, logger, true, true)
+	return openBuckets(ctx, cfg, logger, ingestion|processed)
 }
 
 // OpenStage opens only the buckets stage name uses: the ingestion bucket
@@ -59,23 +59,44 @@ func OpenStage(ctx context.Context, cfg config.Config, logger *slog.Logger, name
 	if _, err := (&Pipeline{}).Stage(name); err != nil {
 		return nil, err
 	}
-	return openBuckets(ctx, cfg, logger, name != Load, name != Ingest)
+	return openBuckets(ctx, cfg, logger, uses(name))
 }
 
-func openBuckets(ctx context.Context, cfg config.Config, logger *slog.Logger, ingestion, processed bool) (*Pipeline, error) {
+// buckets is a set of the pipeline's buckets.
+type buckets uint8
+
+// The pipeline's buckets.
+const (
+	ingestion buckets = 1 << iota
+	processed
+)
+
+// uses is the buckets stage name reads or writes.
+func uses(name string) buckets {
+	switch name {
+	case Ingest:
+		return ingestion
+	case Load:
+		return processed
+	}
+	return ingestion | processed
+}
+
+// openBuckets opens the buckets in which.
+func openBuckets(ctx context.Context, cfg config.Config, logger *slog.Logger, which buckets) (*Pipeline, error) {
 	if logger == nil {
 		logger = slog.Default()
 	}
 	p := &Pipeline{Config: cfg, Logger: logger}
-	if ingestion {
+	if which&ingestion != 0 {
 		in, err := lake.Open(ctx, cfg.IngestBucket)
 		if err != nil {
 			return nil, errkind.Wrap(errkind.ConfigInvalid, fmt.Errorf("ingestion bucket: %w", err))
 		}
 		p.Ingest = in
 	}
-	if processed {
-		out, err := openProcessed(ctx, cfg.ProcessedBucket, !ingestion)
+	if which&processed != 0 {
+		out, err := openProcessed(ctx, cfg.ProcessedBucket, which&ingestion == 0)
 		if err != nil {
 			_ = p.Close()
 			return nil, errkind.Wrap(errkind.ConfigInvalid, fmt.Errorf("processed bucket: %w", err))

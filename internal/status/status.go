@@ -164,7 +164,7 @@ func (r *Report) caughtUp(ctx context.Context, out *lake.Bucket) {
 		return
 	}
 	r.CaughtUpTo = m.SnapshotAt.UTC()
-	r.BehindSourceSeconds = max(0, r.At.Sub(r.CaughtUpTo).Seconds())
+	r.BehindSourceSeconds = warehouse.BehindSource(r.CaughtUpTo, r.At).Seconds()
 	r.BehindSourceAtMost = r.PendingTransform == 0 && r.PendingLoad == 0
 }
 
