@@ -62,8 +62,6 @@ func TestIDTableSparse(t *testing.T) {
 // versions, its lower ids whole, and ends at the first id it drops; one id
 // holding most of them is kept whole, and one id alone cannot be split.
 func TestLowerIDs(t *testing.T) {
-	defer func(n int) { factVersions = n }(factVersions)
-	factVersions = 8
 	vs := func(ids ...int32) []version {
 		out := make([]version, len(ids))
 		for i, id := range ids {
@@ -86,7 +84,7 @@ func TestLowerIDs(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			in := slices.Clone(tc.in)
-			got, end := lowerIDs(in, math.MaxInt64)
+			got, end := lowerIDs(in, math.MaxInt64, 8)
 			if len(got) != tc.keep || end != tc.wantEnd {
 				t.Fatalf("kept %d versions, ending at %d; want %d, ending at %d", len(got), end, tc.keep, tc.wantEnd)
 			}

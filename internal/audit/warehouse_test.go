@@ -98,7 +98,13 @@ var smallCounts = map[string]int64{
 
 func checkWarehouse(t *testing.T, cfg config.Config, p *pipeline.Pipeline) map[string]*WarehouseTable {
 	t.Helper()
-	got, err := CheckWarehouse(context.Background(), p.Processed, cfg.WarehouseURL, cfg.WarehouseSchema)
+	return checkInPasses(t, cfg, p, passSizes{})
+}
+
+// checkInPasses checks the warehouse in passes of sizes.
+func checkInPasses(t *testing.T, cfg config.Config, p *pipeline.Pipeline, sizes passSizes) map[string]*WarehouseTable {
+	t.Helper()
+	got, err := checkWarehousePasses(context.Background(), p.Processed, cfg.WarehouseURL, cfg.WarehouseSchema, sizes)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -170,13 +176,8 @@ func TestCheckWarehouse(t *testing.T) {
 			}
 			// In one pass, in passes of two ids (one for facts), and in
 			// passes of at most four fact versions.
-			defer func(n int64, v int) { passIDs, factVersions = n, v }(passIDs, factVersions)
-			for _, size := range []struct {
-				ids      int64
-				versions int
-			}{{passIDs, factVersions}, {2, factVersions}, {passIDs, 4}} {
-				passIDs, factVersions = size.ids, size.versions
-				got := checkWarehouse(t, cfg, p)
+			for _, size := range []passSizes{{passIDs, factVersions}, {2, factVersions}, {passIDs, 4}} {
+				got := checkInPasses(t, cfg, p, size)
 				for name, g := range got {
 					want, ok := tc.want[name]
 					if !ok {
@@ -248,7 +249,12 @@ func TestNoFalseWarehouseDriftWhileThePipelineRuns(t *testing.T) {
 		}
 	}()
 	loaded := func() int64 {
-		n, err := warehouse.LoadedSeq(context.Background(), cfg.WarehouseURL, cfg.WarehouseSchema)
+		w, err := warehouse.Open(context.Background(), cfg.WarehouseURL, cfg.WarehouseSchema)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer func() { _ = w.Close(context.Background()) }()
+		n, err := w.LoadedSeq(context.Background())
 		if err != nil {
 			t.Fatal(err)
 		}

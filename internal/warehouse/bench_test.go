@@ -88,7 +88,7 @@ func BenchmarkLoad(b *testing.B) {
 		b.StopTimer()
 		url := pgtest.NewDatabase(b)
 		b.StartTimer()
-		res, err := Load(context.Background(), Options{URL: url, Processed: bucket, Logger: quiet})
+		res, err := loadInto(context.Background(), url, "", defaultSettings(), Options{Processed: bucket, Logger: quiet})
 		if err != nil || len(res.Batches) != 1 || res.Batches[0].Rows["fact_sales_order"] != rows {
 			b.Fatalf("%+v %v", res, err)
 		}
@@ -118,7 +118,7 @@ func TestBigLoad(t *testing.T) {
 	}
 	url := pgtest.NewDatabase(t)
 	start := time.Now()
-	res, err := Load(ctx, Options{URL: url, Processed: bucket, Logger: quiet})
+	res, err := loadInto(ctx, url, "", defaultSettings(), Options{Processed: bucket, Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -29,8 +29,8 @@ func keysOf(t *testing.T, url, like string) map[string]string {
 // big, with setup (SQL) run in it when not empty.
 func bulkEnv(t *testing.T, setup string) *env {
 	t.Helper()
-	setBulk(t, 1, 1)
 	e := newEnv(t)
+	e.set.bulkCheckMinRows, e.set.bulkCheckRatio = 1, 1
 	e.load(t) // migrates
 	if setup != "" {
 		pgtest.Exec(t, e.url, setup)
@@ -123,10 +123,10 @@ func (r *recorder) WithGroup(string) slog.Handler      { return r }
 func TestDuplicateVersionInABatchIsStaged(t *testing.T) {
 	for _, bulk := range []bool{false, true} {
 		t.Run(fmt.Sprintf("bulk %v", bulk), func(t *testing.T) {
-			if bulk {
-				setBulk(t, 1, 1)
-			}
 			e := newEnv(t)
+			if bulk {
+				e.set.bulkCheckMinRows, e.set.bulkCheckRatio = 1, 1
+			}
 			b := world(1)
 			v := sale(1, "2024-01-02", "10:11:12.345", 50, 1234)
 			b.sales = []star.FactSalesOrder{v, sale(2, "2024-01-02", "11:00:00.000", 3, 300), v} // version 1 twice
@@ -134,7 +134,7 @@ func TestDuplicateVersionInABatchIsStaged(t *testing.T) {
 			rec := &recorder{}
 			opts := e.opts()
 			opts.Logger = slog.New(rec)
-			res, err := Load(context.Background(), opts)
+			res, err := e.loadWith(context.Background(), opts)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -202,7 +202,7 @@ func TestBulkLoadNumbersTheIDs(t *testing.T) {
 			rec := &recorder{}
 			opts := e.opts()
 			opts.Logger = slog.New(rec)
-			_, err := Load(context.Background(), opts)
+			_, err := e.loadWith(context.Background(), opts)
 			if strings.HasPrefix(tc.want, "sales_record_id") {
 				if err == nil || !strings.Contains(err.Error(), tc.want) {
 					t.Fatalf("load: %v, want %q", err, tc.want)
@@ -295,7 +295,7 @@ func TestBulkIndexBuildOfAnEmptyDimension(t *testing.T) {
 			rec := &recorder{}
 			opts := e.opts()
 			opts.Logger = slog.New(rec)
-			if _, err := Load(context.Background(), opts); err != nil {
+			if _, err := e.loadWith(context.Background(), opts); err != nil {
 				t.Fatal(err)
 			}
 			after := keysOf(t, e.url, `dim\_%`)

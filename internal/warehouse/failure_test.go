@@ -36,7 +36,7 @@ func TestWarehouseRoleWithoutPrivileges(t *testing.T) {
 		e.url = asRole(t, e.url, "sandstone_nobody")
 		e.schema = "mart"
 		put(t, e.bucket, world(1))
-		_, err := Load(ctx, e.opts())
+		_, err := e.loadWith(ctx, e.opts())
 		if errkind.Of(err) != errkind.LoadFailed || !strings.Contains(err.Error(), `create schema "mart"`) ||
 			!strings.Contains(err.Error(), "permission denied") {
 			t.Fatalf("load: %v", err)
@@ -47,18 +47,18 @@ func TestWarehouseRoleWithoutPrivileges(t *testing.T) {
 		pgtest.Exec(t, e.url, "REVOKE CREATE ON SCHEMA public FROM PUBLIC")
 		e.url = asRole(t, e.url, "sandstone_nobody")
 		put(t, e.bucket, world(1))
-		_, err := Load(ctx, e.opts())
+		_, err := e.loadWith(ctx, e.opts())
 		if errkind.Of(err) != errkind.LoadFailed || !strings.Contains(err.Error(), migrationsTable) {
 			t.Fatalf("load: %v", err)
 		}
 		// The status helpers report an empty warehouse, not an error.
-		if c, err := Counts(ctx, e.url, ""); err != nil || len(c) != 0 {
+		if c, err := opened(ctx, e.url, "", (*Warehouse).Counts); err != nil || len(c) != 0 {
 			t.Fatalf("counts: %v %v", c, err)
 		}
 	})
 	t.Run("may only write rows", func(t *testing.T) {
-		setBulk(t, 1, 1) // a big batch, which the owner would check in bulk
 		e := newEnv(t)
+		e.set.bulkCheckMinRows, e.set.bulkCheckRatio = 1, 1 // a big batch, which the owner would check in bulk
 		owner := e.url
 		e.load(t) // the owner migrates
 		e.url = asRole(t, owner, "sandstone_writer")
@@ -83,7 +83,7 @@ func TestWarehouseRoleWithoutPrivileges(t *testing.T) {
 		pgtest.Exec(t, owner, `GRANT USAGE ON SCHEMA public TO sandstone_loader;
 			GRANT SELECT, INSERT, UPDATE ON ALL TABLES IN SCHEMA public TO sandstone_loader;
 			REVOKE INSERT ON fact_sales_order FROM sandstone_loader`)
-		_, err := Load(ctx, e.opts())
+		_, err := e.loadWith(ctx, e.opts())
 		if errkind.Of(err) != errkind.LoadFailed || !strings.Contains(err.Error(), "fact_sales_order") ||
 			!strings.Contains(err.Error(), "permission denied") {
 			t.Fatalf("load: %v", err)
@@ -94,13 +94,13 @@ func TestWarehouseRoleWithoutPrivileges(t *testing.T) {
 		// A role that may not read the warehouse gets errors from the
 		// status helpers, not wrong answers.
 		pgtest.Exec(t, owner, "REVOKE SELECT ON ALL TABLES IN SCHEMA public FROM sandstone_loader")
-		if _, err := Counts(ctx, e.url, ""); err == nil || !strings.Contains(err.Error(), "permission denied") {
+		if _, err := opened(ctx, e.url, "", (*Warehouse).Counts); err == nil || !strings.Contains(err.Error(), "permission denied") {
 			t.Errorf("counts: %v", err)
 		}
-		if _, err := LoadedSeq(ctx, e.url, ""); err == nil {
+		if _, err := opened(ctx, e.url, "", (*Warehouse).LoadedSeq); err == nil {
 			t.Error("loaded seq: no error")
 		}
-		if _, err := Freshness(ctx, e.url, "", 5); err == nil {
+		if _, err := opened(ctx, e.url, "", func(w *Warehouse, ctx context.Context) ([]LedgerEntry, error) { return w.Freshness(ctx, 5) }); err == nil {
 			t.Error("freshness: no error")
 		}
 	})
@@ -119,7 +119,7 @@ func TestRowsPostgreSQLRejectsFailTheBatch(t *testing.T) {
 	}
 	m.designs[n/3].DesignName = "bad\x00name"
 	put(t, e.bucket, m)
-	res, err := Load(context.Background(), e.opts())
+	res, err := e.loadWith(context.Background(), e.opts())
 	if errkind.Of(err) != errkind.LoadFailed || !strings.Contains(err.Error(), "dim_design") ||
 		!strings.Contains(err.Error(), "000000000002") {
 		t.Fatalf("load: %v", err)
@@ -141,11 +141,11 @@ func TestCancelledMidBatch(t *testing.T) {
 	log := &cancelOn{cancel: cancel, msg: "table loaded"}
 	opts := e.opts()
 	opts.Logger = log.logger()
-	_, err := Load(ctx, opts)
+	_, err := e.loadWith(ctx, opts)
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("load: %v", err)
 	}
-	if seq, err := LoadedSeq(context.Background(), e.url, ""); err != nil || seq != 0 {
+	if seq, err := opened(context.Background(), e.url, "", (*Warehouse).LoadedSeq); err != nil || seq != 0 {
 		t.Fatalf("loaded seq %d, %v", seq, err)
 	}
 	if c := e.counts(t); c["dim_date"] != 0 || c["fact_sales_order"] != 0 {

@@ -53,7 +53,7 @@ func TestLoadRefusesASwappedObject(t *testing.T) {
 			o3, _ := m3.Table(table)
 			replaceObject(t, e.bucket, o3.Key, o2.Key)
 
-			res, err := Load(context.Background(), e.opts())
+			res, err := e.loadWith(context.Background(), e.opts())
 			if errkind.Of(err) != errkind.ObjectMismatch {
 				t.Fatalf("load: %v (kind %s), want %s", err, errkind.Of(err), errkind.ObjectMismatch)
 			}
@@ -101,7 +101,7 @@ func TestLoadRefusesAnotherBucket(t *testing.T) {
 		t.Helper()
 		opts := e.opts()
 		opts.Processed = other
-		res, err := Load(ctx, opts)
+		res, err := e.loadWith(ctx, opts)
 		if errkind.Of(err) != errkind.LedgerMismatch {
 			t.Fatalf("load: %v (kind %s), want %s", err, errkind.Of(err), errkind.LedgerMismatch)
 		}

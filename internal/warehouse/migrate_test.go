@@ -257,7 +257,7 @@ func TestMigrationToldOnlyOnceCommitted(t *testing.T) {
 	var logs bytes.Buffer
 	opts := e.opts()
 	opts.Logger = slog.New(slog.NewTextHandler(&logs, nil))
-	if _, err := Load(t.Context(), opts); errkind.Of(err) != errkind.LedgerMismatch {
+	if _, err := e.loadWith(t.Context(), opts); errkind.Of(err) != errkind.LedgerMismatch {
 		t.Fatalf("load into a warehouse whose batches the bucket lacks: %v", err)
 	}
 	if v := pgtest.QueryInt(t, e.url, "SELECT max(version) FROM sandstone_migrations"); v != 3 || strings.Contains(logs.String(), "migrated") {
@@ -265,7 +265,7 @@ func TestMigrationToldOnlyOnceCommitted(t *testing.T) {
 	}
 
 	pgtest.Exec(t, e.url, `DELETE FROM sandstone_loads`)
-	if _, err := Load(t.Context(), opts); err != nil {
+	if _, err := e.loadWith(t.Context(), opts); err != nil {
 		t.Fatal(err)
 	}
 	if n := strings.Count(logs.String(), "migrated warehouse"); n != len(migrations)-3 {

@@ -176,7 +176,7 @@ func TestPreparedWarehouseWithoutKeysWorks(t *testing.T) {
 	var logs strings.Builder
 	opts := e.opts()
 	opts.Logger = slog.New(slog.NewTextHandler(&logs, nil))
-	res, err := Load(context.Background(), opts)
+	res, err := e.loadWith(context.Background(), opts)
 	if err != nil || len(res.Batches) != 2 {
 		t.Fatalf("%+v, %v", res, err)
 	}
@@ -281,7 +281,7 @@ func TestNewerSchemaIsRefused(t *testing.T) {
 	e := newEnv(t)
 	e.load(t)
 	pgtest.Exec(t, e.url, "INSERT INTO sandstone_migrations (version, name) VALUES ($1, 'from the future')", len(migrations)+1)
-	_, err := Load(context.Background(), e.opts())
+	_, err := e.loadWith(context.Background(), e.opts())
 	if errkind.Of(err) != errkind.WarehouseSchemaMismatch || !strings.Contains(err.Error(), fmt.Sprintf("migration %d", len(migrations)+1)) {
 		t.Fatalf("load on a newer schema: %v", err)
 	}

@@ -62,7 +62,12 @@ func TestWipedBucketsAreRefused(t *testing.T) {
 	}
 	refused := func(t *testing.T, cfg config.Config, stage string, wants ...string) {
 		t.Helper()
-		before, err := warehouse.Counts(context.Background(), cfg.WarehouseURL, cfg.WarehouseSchema)
+		wh, err := warehouse.Open(context.Background(), cfg.WarehouseURL, cfg.WarehouseSchema)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer func() { _ = wh.Close(context.Background()) }()
+		before, err := wh.Counts(context.Background())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -78,7 +83,7 @@ func TestWipedBucketsAreRefused(t *testing.T) {
 				t.Errorf("error %q does not say %q", err, w)
 			}
 		}
-		after, err := warehouse.Counts(context.Background(), cfg.WarehouseURL, cfg.WarehouseSchema)
+		after, err := wh.Counts(context.Background())
 		if err != nil {
 			t.Fatal(err)
 		}
