@@ -66,6 +66,7 @@ func auditPasses(t *testing.T, url string, b *lake.Bucket, sizes passSizes) Repo
 // TestFindings: each kind of drift a timestamp cannot see is found, named
 // by id, in its table only; what the next ingest will land is pending.
 func TestFindings(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name string
 		// landed runs, and is ingested, before sql.
@@ -122,6 +123,7 @@ func TestFindings(t *testing.T) {
 // TestPassesAgree: an audit in passes of a few ids finds what one pass
 // finds, and every id of each finding.
 func TestPassesAgree(t *testing.T) {
+	t.Parallel()
 	url, b := source(t)
 	pgtest.Exec(t, url, `DELETE FROM sales_order WHERE sales_order_id IN (3, 17, 50);
 		INSERT INTO sales_order VALUES (-4, '2023-01-01', '2023-01-01',1,1,1,5,1.00,1,'2024-01-02','2024-01-03',1);
@@ -142,6 +144,7 @@ func TestPassesAgree(t *testing.T) {
 // TestNoFalseDriftWhileThePipelineRuns: audits taken while a writer adds
 // orders and ingest lands them find nothing missing.
 func TestNoFalseDriftWhileThePipelineRuns(t *testing.T) {
+	t.Parallel()
 	url, b := source(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
@@ -168,6 +171,7 @@ func TestNoFalseDriftWhileThePipelineRuns(t *testing.T) {
 }
 
 func TestCannotAudit(t *testing.T) {
+	t.Parallel()
 	url, b := source(t)
 	for name, o := range map[string]Options{
 		"no source":   {Bucket: b},

@@ -124,6 +124,7 @@ func checkInPasses(t *testing.T, cfg config.Config, p *pipeline.Pipeline, sizes 
 // TestCheckWarehouse: each kind of warehouse drift is found, named by id,
 // in its table only; a batch processed and not yet loaded is no drift.
 func TestCheckWarehouse(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name string
 		// sql runs in the warehouse; stages, if any, run after it.
@@ -196,6 +197,7 @@ func TestCheckWarehouse(t *testing.T) {
 // its drift, and a repair, with nothing missing from the ingestion bucket,
 // lands nothing.
 func TestAuditChecksTheWarehouse(t *testing.T) {
+	t.Parallel()
 	cfg, p := smallPipeline(t)
 	run := func(repair bool) Report {
 		t.Helper()
@@ -231,6 +233,7 @@ func TestAuditChecksTheWarehouse(t *testing.T) {
 // writer adds orders and renames a design, and the pipeline moves them
 // into the warehouse, find no drift.
 func TestNoFalseWarehouseDriftWhileThePipelineRuns(t *testing.T) {
+	t.Parallel()
 	cfg, p := smallPipeline(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
@@ -277,6 +280,7 @@ func TestNoFalseWarehouseDriftWhileThePipelineRuns(t *testing.T) {
 }
 
 func TestCannotCheckWarehouse(t *testing.T) {
+	t.Parallel()
 	cfg, p := smallPipeline(t)
 	other, err := lake.Open(context.Background(), t.TempDir())
 	if err != nil {
@@ -317,6 +321,7 @@ func TestCannotCheckWarehouse(t *testing.T) {
 // TestNothingLoadedYet: a warehouse without a ledger has nothing to
 // compare, and a processed bucket whose batches wait is no drift.
 func TestNothingLoadedYet(t *testing.T) {
+	t.Parallel()
 	cfg, p := installPipeline(t)
 	pgtest.Exec(t, cfg.SourceURL, totesys.Schema)
 	pgtest.Exec(t, cfg.SourceURL, `INSERT INTO currency VALUES (1,'GBP', now() - interval '1 day', now() - interval '1 day')`)
@@ -347,6 +352,7 @@ type allForms struct {
 // converts it), with a table created as migration 1 would create it; a
 // NULL differs from an empty text.
 func TestTextFormsAgree(t *testing.T) {
+	t.Parallel()
 	tbl, err := describe(reflect.TypeFor[allForms](), star.Table{Name: "forms", Dimension: true, Key: []string{"id"}})
 	if err != nil {
 		t.Fatal(err)
@@ -419,6 +425,7 @@ func TestTextFormsAgree(t *testing.T) {
 // TestCheckedTables: CheckWarehouse covers star.Tables but dim_date, with
 // their keys.
 func TestCheckedTables(t *testing.T) {
+	t.Parallel()
 	var names []string
 	for _, st := range star.Tables {
 		if st.Name == "dim_date" {
@@ -447,6 +454,7 @@ func TestCheckedTables(t *testing.T) {
 // TestCheckWarehouseSnapshot: the real snapshot, moved through the
 // pipeline, checks clean, and the check's time is logged.
 func TestCheckWarehouseSnapshot(t *testing.T) {
+	t.Parallel()
 	cfg, p := installPipeline(t)
 	pgtest.LoadSnapshot(t, cfg.SourceURL)
 	runStages(t, p)

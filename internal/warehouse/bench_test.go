@@ -101,6 +101,7 @@ func BenchmarkLoad(b *testing.B) {
 // SANDSTONE_BIG_LOAD names a directory; the batch is generated there once
 // (run again to measure the load alone, with its peak RSS).
 func TestBigLoad(t *testing.T) {
+	t.Parallel()
 	dir := os.Getenv("SANDSTONE_BIG_LOAD")
 	if dir == "" {
 		t.Skip("SANDSTONE_BIG_LOAD is not set")

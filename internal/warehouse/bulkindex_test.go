@@ -39,6 +39,7 @@ func bulkEnv(t *testing.T, setup string) *env {
 }
 
 func TestBulkIndexBuildKeepsTheKeys(t *testing.T) {
+	t.Parallel()
 	// Another table's foreign key needs fact_payment's primary key: that
 	// one stays, and is maintained row by row.
 	e := bulkEnv(t, "CREATE TABLE payment_note (payment_record_id int REFERENCES fact_payment (payment_record_id))")
@@ -121,6 +122,7 @@ func (r *recorder) WithAttrs([]slog.Attr) slog.Handler { return r }
 func (r *recorder) WithGroup(string) slog.Handler      { return r }
 
 func TestDuplicateVersionInABatchIsStaged(t *testing.T) {
+	t.Parallel()
 	for _, bulk := range []bool{false, true} {
 		t.Run(fmt.Sprintf("bulk %v", bulk), func(t *testing.T) {
 			e := newEnv(t)
@@ -177,6 +179,7 @@ func TestDuplicateVersionInABatchIsStaged(t *testing.T) {
 // otherwise PostgreSQL numbers them. An id past the column's type fails
 // the batch, as PostgreSQL's own nextval would, and writes nothing.
 func TestBulkLoadNumbersTheIDs(t *testing.T) {
+	t.Parallel()
 	const seq = "fact_sales_order_sales_record_id_seq"
 	for _, tc := range []struct {
 		name, setup string
@@ -248,6 +251,7 @@ func TestBulkLoadNumbersTheIDs(t *testing.T) {
 // key; and a batch with an id twice is refused by the key's build and
 // staged, its latest value kept.
 func TestBulkIndexBuildOfAnEmptyDimension(t *testing.T) {
+	t.Parallel()
 	const ownedBy = `DO $$ DECLARE r record; BEGIN
 			FOR r IN SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename <> 'staff_note' LOOP
 				EXECUTE format('ALTER TABLE %I OWNER TO sandstone_star_owner', r.tablename);

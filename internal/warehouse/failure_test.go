@@ -15,11 +15,13 @@ import (
 )
 
 // asRole returns the test database's URL for logging in as role, created
-// with LOGIN and nothing else.
+// with LOGIN and nothing else. Roles are the server's, not the database's:
+// a test running beside this one may be creating the same role.
 func asRole(t *testing.T, dbURL, role string) string {
 	t.Helper()
 	pgtest.Exec(t, dbURL, fmt.Sprintf(`DO $$ BEGIN
-		IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '%[1]s') THEN CREATE ROLE %[1]s LOGIN; END IF; END $$`, role))
+		IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '%[1]s') THEN CREATE ROLE %[1]s LOGIN; END IF;
+		EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $$`, role))
 	u, err := url.Parse(dbURL)
 	if err != nil {
 		t.Fatal(err)
@@ -29,6 +31,7 @@ func asRole(t *testing.T, dbURL, role string) string {
 }
 
 func TestWarehouseRoleWithoutPrivileges(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	t.Run("may not create the schema", func(t *testing.T) {
 		e := newEnv(t)
@@ -107,6 +110,7 @@ func TestWarehouseRoleWithoutPrivileges(t *testing.T) {
 }
 
 func TestRowsPostgreSQLRejectsFailTheBatch(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	put(t, e.bucket, world(1))
 	// A text with a NUL byte, which PostgreSQL cannot store, far into a big
@@ -133,6 +137,7 @@ func TestRowsPostgreSQLRejectsFailTheBatch(t *testing.T) {
 }
 
 func TestCancelledMidBatch(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	bucket := e.bucket
 	putSynthetic(t, bucket, 1, synthetic{sales: 100_000})
@@ -154,6 +159,7 @@ func TestCancelledMidBatch(t *testing.T) {
 }
 
 func TestBindTablesRefusesAMismatch(t *testing.T) {
+	t.Parallel()
 	mustPanic := func(name string, f func()) {
 		t.Helper()
 		defer func() {

@@ -19,8 +19,8 @@
 //
 // Every caller works through a Warehouse, the handle that Open returns
 // (warehouse.go): Load, and Counts, LastLoad, LoadedSeq and Freshness,
-// which report on a warehouse for the status command and the demo. It is
-// the only code that names the ledger.
+// which report on a warehouse for the status command and the demo. No
+// other package names the ledger table.
 package warehouse
 
 import (
@@ -78,8 +78,8 @@ type BatchResult struct {
 }
 
 // Load applies every batch of the processed bucket that the warehouse has
-// not loaded yet, in sequence order, creating or migrating the warehouse
-// schema (the handle's) first. Each batch is one transaction: dimensions, then dim_date,
+// not loaded yet, in sequence order, creating or migrating the handle's
+// schema first. Each batch is one transaction: dimensions, then dim_date,
 // then facts, then its ledger row; a failure leaves nothing of the batch and
 // stops the run. Two loads at once take turns batch by batch under an
 // advisory lock, and each batch is applied by exactly one of them.

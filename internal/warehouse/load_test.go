@@ -20,6 +20,7 @@ import (
 )
 
 func TestLoadWritesExactValues(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	put(t, e.bucket, world(1))
 	res := e.load(t)
@@ -83,6 +84,7 @@ func TestLoadWritesExactValues(t *testing.T) {
 }
 
 func TestDimensionsTakeTheLatestValueFactsKeepHistory(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	put(t, e.bucket, world(1))
 	// Batch 2: staff 2 moves department, location 1 gains a second line,
@@ -132,6 +134,7 @@ func TestDimensionsTakeTheLatestValueFactsKeepHistory(t *testing.T) {
 }
 
 func TestReplayChangesNothing(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	put(t, e.bucket, world(1))
 	put(t, e.bucket, batch{seq: 2, sales: []star.FactSalesOrder{sale(1, "2024-01-03", "08:00:00.000", 1, 1)}})
@@ -183,6 +186,7 @@ func TestReplayChangesNothing(t *testing.T) {
 }
 
 func TestConcurrentLoadsApplyEachBatchOnce(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	put(t, e.bucket, world(1))
 	for seq := int64(2); seq <= 6; seq++ {
@@ -230,6 +234,7 @@ func TestConcurrentLoadsApplyEachBatchOnce(t *testing.T) {
 }
 
 func TestFailedBatchLeavesNothing(t *testing.T) {
+	t.Parallel()
 	for _, mode := range []string{"row by row", "bulk", "set-based"} {
 		t.Run(mode+" foreign key check", func(t *testing.T) {
 			e := newEnv(t)
@@ -275,6 +280,7 @@ func TestFailedBatchLeavesNothing(t *testing.T) {
 }
 
 func TestBulkForeignKeyCheckKeepsTheKeys(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.set.bulkCheckMinRows, e.set.bulkCheckRatio = 1, 1
 	put(t, e.bucket, world(1))
@@ -290,6 +296,7 @@ func TestBulkForeignKeyCheckKeepsTheKeys(t *testing.T) {
 }
 
 func TestNonDefaultSchema(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.schema = `Sales "Mart"`
 	put(t, e.bucket, world(1))
@@ -309,6 +316,7 @@ func TestNonDefaultSchema(t *testing.T) {
 }
 
 func TestDeadlineStopsAtABatchBoundary(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	put(t, e.bucket, world(1))
 	put(t, e.bucket, batch{seq: 2, sales: []star.FactSalesOrder{sale(2, "2024-01-03", "08:00:00.000", 1, 1)}})
@@ -339,6 +347,7 @@ func TestDeadlineStopsAtABatchBoundary(t *testing.T) {
 }
 
 func TestStatusHelpers(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	ctx := context.Background()
 	t.Run("before any load", func(t *testing.T) {
@@ -393,6 +402,7 @@ func TestStatusHelpers(t *testing.T) {
 }
 
 func TestRefusesBadInput(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	e := newEnv(t)
 	cases := []struct {
@@ -446,6 +456,7 @@ func TestRefusesBadInput(t *testing.T) {
 }
 
 func TestRefusesBadBatches(t *testing.T) {
+	t.Parallel()
 	good := world(1)
 	cases := []struct {
 		name   string
@@ -517,6 +528,7 @@ func writeObjects(t *testing.T, b *lake.Bucket, bt batch) lake.Manifest {
 }
 
 func TestCancelledLoadStops(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	put(t, e.bucket, world(1))
 	ctx, cancel := context.WithCancel(context.Background())

@@ -67,6 +67,7 @@ func schemaRows(t *testing.T, url, schema string) map[string]string {
 }
 
 func TestBoundedInitialLoadMakesTheSameWarehouse(t *testing.T) {
+	t.Parallel()
 	source := pgtest.NewDatabase(t)
 	pgtest.LoadSnapshot(t, source)
 	url := pgtest.NewDatabase(t)

@@ -57,6 +57,7 @@ func validForeignKeys(t *testing.T, url string) string {
 }
 
 func TestSetBasedCheckKeepsTheKeysValid(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	put(t, e.bucket, world(1))
 	e.load(t)
@@ -74,6 +75,7 @@ func TestSetBasedCheckKeepsTheKeysValid(t *testing.T) {
 }
 
 func TestSetBasedCheckLocksRowsWhenATableIsBusy(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	put(t, e.bucket, world(1))
 	e.load(t)
@@ -93,6 +95,7 @@ func TestSetBasedCheckLocksRowsWhenATableIsBusy(t *testing.T) {
 }
 
 func TestSetBasedCheckRefusesAMissingDimension(t *testing.T) {
+	t.Parallel()
 	cases := []struct {
 		name   string
 		busy   bool // another session writes the referenced table: rows are locked
@@ -148,6 +151,7 @@ func TestSetBasedCheckRefusesAMissingDimension(t *testing.T) {
 }
 
 func TestSetBasedCheckFindsRowsBelowTheLastID(t *testing.T) {
+	t.Parallel()
 	// Someone deleted fact rows and set the sequence back, so the batch's
 	// ids lie below the table's highest: the keys checked by their values
 	// do not care; those read back from the new rows, which are found by
@@ -192,6 +196,7 @@ func TestSetBasedCheckFindsRowsBelowTheLastID(t *testing.T) {
 }
 
 func TestSetBasedCheckSkipsATableWithItsOwnTrigger(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	put(t, e.bucket, world(1))
 	e.load(t)
@@ -218,6 +223,7 @@ func TestSetBasedCheckSkipsATableWithItsOwnTrigger(t *testing.T) {
 // grants it) the set-based check runs, keeps the keys valid, and still
 // refuses a row whose dimension is missing.
 func TestSetBasedCheckNeedsThePrivilege(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		role, grant, path string
 	}{
@@ -263,6 +269,7 @@ func TestSetBasedCheckNeedsThePrivilege(t *testing.T) {
 }
 
 func TestFitsBefore(t *testing.T) {
+	t.Parallel()
 	at := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
 	for _, tc := range []struct {
 		deadline time.Time
@@ -284,6 +291,7 @@ func TestFitsBefore(t *testing.T) {
 }
 
 func TestBulkCheckedInitialLoad(t *testing.T) {
+	t.Parallel()
 	type breaks struct{ key, detail string }
 	design := &breaks{"fact_sales_order_design_id_fkey", "(design_id)=(99)"}
 	date := &breaks{"fact_sales_order_agreed_delivery_date_fkey", "(agreed_delivery_date)=(2031-06-01)"}

@@ -13,6 +13,7 @@ import (
 // the holder, and the lock free for the next run the moment Release
 // returns, however soon that run starts.
 func TestRunLock(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	url := pgtest.NewDatabase(t)
 	// lockRun opens the warehouse at url in schema and takes its run lock;

@@ -47,6 +47,7 @@ func cycleLog(t *testing.T, cfg config.Config) ([]map[string]any, error) {
 // refuses with ledger_mismatch, in one ERROR line, rather than take the new
 // batches 1, 2, ... for those it has.
 func TestWipedBucketsAreRefused(t *testing.T) {
+	t.Parallel()
 	install := func(t *testing.T) config.Config {
 		dir := t.TempDir()
 		cfg := config.Config{SourceURL: pgtest.NewDatabase(t), WarehouseURL: pgtest.NewDatabase(t),
