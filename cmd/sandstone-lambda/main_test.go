@@ -71,7 +71,12 @@ func TestBootstrapUnderEmulator(t *testing.T) {
 			t.Fatalf("%s repeated: %s", s.stage, body)
 		}
 	}
-	counts, err := warehouse.Counts(context.Background(), wh, "public")
+	w, err := warehouse.Open(context.Background(), wh, "public")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = w.Close(context.Background()) }()
+	counts, err := w.Counts(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -105,7 +105,14 @@ func (rf *runFlags) run(cmd *cobra.Command) error {
 	ctx := cmd.Context()
 	log := slog.Default()
 	log.Info("sandstone run starting", "version", buildInfo())
-	lock, err := warehouse.LockRun(ctx, rf.WarehouseURL, rf.WarehouseSchema)
+	// The run lock holds a connection of its own for the run's life; each
+	// load opens another.
+	wh, err := warehouse.Open(ctx, rf.WarehouseURL, rf.WarehouseSchema)
+	if err != nil {
+		return configFailure("run", err)
+	}
+	defer func() { _ = wh.Close(context.WithoutCancel(ctx)) }()
+	lock, err := wh.LockRun(ctx)
 	if err != nil {
 		return configFailure("run", err)
 	}

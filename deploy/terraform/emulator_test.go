@@ -177,7 +177,12 @@ func TestFunctionsWithTerraformsEnvironment(t *testing.T) {
 	if r := s3.Refusals(); len(r) != 0 {
 		t.Fatalf("the buckets' policy refused writes of the stages: %v", r)
 	}
-	counts, err := warehouse.Counts(context.Background(), wh, "public")
+	w, err := warehouse.Open(context.Background(), wh, "public")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = w.Close(context.Background()) }()
+	counts, err := w.Counts(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}

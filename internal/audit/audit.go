@@ -47,6 +47,8 @@ type Options struct {
 	Processed       *lake.Bucket
 	WarehouseURL    string
 	WarehouseSchema string
+	// sizes bound the passes over each table; tests make them small.
+	sizes passSizes
 }
 
 // Report is what an audit found.
@@ -139,7 +141,7 @@ func Run(ctx context.Context, opts Options) (Report, error) {
 	// its to mend.
 	sourceDrift := r.Drift
 	if opts.Processed != nil && opts.WarehouseURL != "" {
-		wh, err := CheckWarehouse(ctx, opts.Processed, opts.WarehouseURL, opts.WarehouseSchema)
+		wh, err := checkWarehousePasses(ctx, opts.Processed, opts.WarehouseURL, opts.WarehouseSchema, opts.sizes)
 		if err != nil {
 			return r, fmt.Errorf("audit: %w", err)
 		}
@@ -179,7 +181,7 @@ func auditTable(ctx context.Context, tx pgx.Tx, opts Options, manifests []lake.M
 	window, windowed := st.NextWindow(table.Name, opts.Lookback)
 	pending := func(us int64) bool { return !windowed || us > window.UnixMicro() }
 	tr = &TableReport{}
-	for p := range passes(maxID) {
+	for p := range passesOf(maxID, opts.sizes.orDefaults().ids) {
 		ids := newIDTable(p)
 		ids.keepAll = opts.Repair
 		if err := ingest.ReadVersions(ctx, tx, table, p.from, p.to, ids.setSource); err != nil {

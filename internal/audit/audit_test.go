@@ -47,7 +47,13 @@ func ingestOnce(t *testing.T, url string, b *lake.Bucket) {
 
 func audit(t *testing.T, url string, b *lake.Bucket) Report {
 	t.Helper()
-	r, err := Run(context.Background(), Options{SourceURL: url, Bucket: b, Lookback: lookback})
+	return auditPasses(t, url, b, passSizes{})
+}
+
+// auditPasses audits in passes of sizes.
+func auditPasses(t *testing.T, url string, b *lake.Bucket, sizes passSizes) Report {
+	t.Helper()
+	r, err := Run(context.Background(), Options{SourceURL: url, Bucket: b, Lookback: lookback, sizes: sizes})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,6 +66,7 @@ func audit(t *testing.T, url string, b *lake.Bucket) Report {
 // TestFindings: each kind of drift a timestamp cannot see is found, named
 // by id, in its table only; what the next ingest will land is pending.
 func TestFindings(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name string
 		// landed runs, and is ingested, before sql.
@@ -116,15 +123,14 @@ func TestFindings(t *testing.T) {
 // TestPassesAgree: an audit in passes of a few ids finds what one pass
 // finds, and every id of each finding.
 func TestPassesAgree(t *testing.T) {
+	t.Parallel()
 	url, b := source(t)
 	pgtest.Exec(t, url, `DELETE FROM sales_order WHERE sales_order_id IN (3, 17, 50);
 		INSERT INTO sales_order VALUES (-4, '2023-01-01', '2023-01-01',1,1,1,5,1.00,1,'2024-01-02','2024-01-03',1);
 		INSERT INTO sales_order VALUES (333, '2023-01-01', '2023-01-01',1,1,1,5,1.00,1,'2024-01-02','2024-01-03',1);
 		UPDATE sales_order SET last_updated = last_updated - interval '2 hours' WHERE sales_order_id IN (8, 9, 40)`)
 	whole := audit(t, url, b).Tables["sales_order"]
-	defer func(n int64) { passIDs = n }(passIDs)
-	passIDs = 7
-	parts := audit(t, url, b).Tables["sales_order"]
+	parts := auditPasses(t, url, b, passSizes{ids: 7}).Tables["sales_order"]
 	if whole.Missing != parts.Missing || whole.Deleted != parts.Deleted || whole.SourceRows != parts.SourceRows ||
 		whole.Landed != parts.Landed || !slices.Equal(slices.Sorted(slices.Values(whole.MissingExamples)), slices.Sorted(slices.Values(parts.MissingExamples))) {
 		t.Errorf("one pass %+v, passes of 7 ids %+v", *whole, *parts)
@@ -138,6 +144,7 @@ func TestPassesAgree(t *testing.T) {
 // TestNoFalseDriftWhileThePipelineRuns: audits taken while a writer adds
 // orders and ingest lands them find nothing missing.
 func TestNoFalseDriftWhileThePipelineRuns(t *testing.T) {
+	t.Parallel()
 	url, b := source(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
@@ -164,6 +171,7 @@ func TestNoFalseDriftWhileThePipelineRuns(t *testing.T) {
 }
 
 func TestCannotAudit(t *testing.T) {
+	t.Parallel()
 	url, b := source(t)
 	for name, o := range map[string]Options{
 		"no source":   {Bucket: b},

@@ -22,10 +22,29 @@ const maxDense = 1 << 26
 
 // passIDs bounds the ids one pass over a table holds in slices (8 bytes and
 // a quarter each: 35 MB), so that the audit's memory stays the same
-// however large the tables grow. A table with more ids takes more passes,
-// each reading its range of the source and the table's landed versions. A
-// variable, so that a test can make passes of a few ids.
-var passIDs int64 = 1 << 22
+// however large the tables grow, unless a test makes passes of a few
+// (passSizes). A table with more ids takes more passes, each reading its
+// range of the source and the table's landed versions.
+const passIDs int64 = 1 << 22
+
+// passSizes bound a pass over a table: ids, its ids (passIDs), and
+// versions, a fact's versions (factVersions). Zero takes those; tests set
+// smaller ones (Options.sizes), to make many passes.
+type passSizes struct {
+	ids      int64
+	versions int
+}
+
+// orDefaults is s with passIDs and factVersions for its zero fields.
+func (s passSizes) orDefaults() passSizes {
+	if s.ids == 0 {
+		s.ids = passIDs
+	}
+	if s.versions == 0 {
+		s.versions = factVersions
+	}
+	return s
+}
 
 // pass is one range of a table's ids, [from, to): the first reaches down to
 // every negative id, the last up to every id past the largest. Ids from base
@@ -35,10 +54,6 @@ type pass struct {
 	base     int64
 	dense    int
 }
-
-// passes are the ranges of passIDs ids that together cover every id, for a
-// table whose largest id is maxID.
-func passes(maxID int64) iter.Seq[pass] { return passesOf(maxID, passIDs) }
 
 // passesOf are the ranges of size ids that together cover every id.
 func passesOf(maxID, size int64) iter.Seq[pass] {

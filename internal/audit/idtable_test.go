@@ -9,6 +9,7 @@ import (
 // TestIDHashes: serial, negative and far ids are held alike; take forgets
 // an id once; ids lists what is left, smallest first.
 func TestIDHashes(t *testing.T) {
+	t.Parallel()
 	m := newIDHashes(0, 1000) // 2000 and up grow it
 	for _, id := range []int32{5, -3, maxDense + 7, 0, 5, 2000} {
 		m.set(id, uint64(id)+1)
@@ -40,6 +41,7 @@ func TestIDHashes(t *testing.T) {
 
 // TestIDTableSparse: ids past the dense slots are audited as the others.
 func TestIDTableSparse(t *testing.T) {
+	t.Parallel()
 	ids := newIDTable(pass{from: math.MinInt64, to: math.MaxInt64, dense: 4})
 	ids.keepAll = true
 	ids.setSource(2, 100)    // dense, landed as is
@@ -62,8 +64,7 @@ func TestIDTableSparse(t *testing.T) {
 // versions, its lower ids whole, and ends at the first id it drops; one id
 // holding most of them is kept whole, and one id alone cannot be split.
 func TestLowerIDs(t *testing.T) {
-	defer func(n int) { factVersions = n }(factVersions)
-	factVersions = 8
+	t.Parallel()
 	vs := func(ids ...int32) []version {
 		out := make([]version, len(ids))
 		for i, id := range ids {
@@ -86,7 +87,7 @@ func TestLowerIDs(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			in := slices.Clone(tc.in)
-			got, end := lowerIDs(in, math.MaxInt64)
+			got, end := lowerIDs(in, math.MaxInt64, 8)
 			if len(got) != tc.keep || end != tc.wantEnd {
 				t.Fatalf("kept %d versions, ending at %d; want %d, ending at %d", len(got), end, tc.keep, tc.wantEnd)
 			}

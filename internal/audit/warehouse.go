@@ -22,10 +22,6 @@ import (
 	"github.com/sandstone-data/sandstone/internal/warehouse"
 )
 
-// ledgerTable is the warehouse's load ledger, one row per batch loaded (see
-// internal/warehouse).
-const ledgerTable = "sandstone_loads"
-
 // WarehouseTable is one warehouse table's findings against the processed
 // bucket's loaded batches.
 type WarehouseTable struct {
@@ -78,6 +74,12 @@ func (t *WarehouseTable) example(id int32) {
 // table or column missing), LedgerMismatch, ObjectMismatch or
 // BucketReadFailed.
 func CheckWarehouse(ctx context.Context, processed *lake.Bucket, warehouseURL, schema string) (map[string]*WarehouseTable, error) {
+	return checkWarehousePasses(ctx, processed, warehouseURL, schema, passSizes{})
+}
+
+// checkWarehousePasses is CheckWarehouse in passes of sizes.
+func checkWarehousePasses(ctx context.Context, processed *lake.Bucket, warehouseURL, schema string, sizes passSizes) (map[string]*WarehouseTable, error) {
+	sizes = sizes.orDefaults()
 	switch {
 	case processed == nil:
 		return nil, errkind.Wrap(errkind.ConfigInvalid, errors.New("check the warehouse: no processed bucket"))
@@ -87,20 +89,18 @@ func CheckWarehouse(ctx context.Context, processed *lake.Bucket, warehouseURL, s
 	if schema == "" {
 		schema = config.DefaultSchema
 	}
-	conn, err := warehouse.Connect(ctx, warehouseURL, "sandstone audit")
+	wh, err := warehouse.Open(ctx, warehouseURL, schema, warehouse.App("sandstone audit"))
 	if err != nil {
 		return nil, err
 	}
-	defer func() { _ = conn.Close(context.WithoutCancel(ctx)) }()
-	tx, err := conn.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+	defer func() { _ = wh.Close(context.WithoutCancel(ctx)) }()
+	snap, err := wh.Snapshot(ctx)
 	if err != nil {
 		return nil, warehouseErr(fmt.Errorf("check the warehouse: %w", err))
 	}
-	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
-	if _, err := tx.Exec(ctx, "SET LOCAL search_path TO pg_catalog, pg_temp"); err != nil {
-		return nil, warehouseErr(fmt.Errorf("check the warehouse: %w", err))
-	}
-	batches, err := loadedBatches(ctx, tx, processed, schema)
+	defer snap.End(context.WithoutCancel(ctx))
+	tx := snap.Tx()
+	batches, err := loadedBatches(ctx, snap, processed)
 	if err != nil {
 		return nil, err
 	}
@@ -116,7 +116,7 @@ func CheckWarehouse(ctx context.Context, processed *lake.Bucket, warehouseURL, s
 		}
 		wt := &WarehouseTable{}
 		if batches != nil { // else nothing was loaded, and the tables may not exist
-			if err := t.check(ctx, tx, processed, schema, objs, wt); err != nil {
+			if err := t.check(ctx, tx, processed, schema, objs, wt, sizes); err != nil {
 				return nil, fmt.Errorf("check %s: %w", t.name, err)
 			}
 		}
@@ -125,50 +125,31 @@ func CheckWarehouse(ctx context.Context, processed *lake.Bucket, warehouseURL, s
 	return out, nil
 }
 
-// loadedBatches reads the ledger and returns the tables of each batch it
-// records, in sequence order; nil when there is no ledger (nothing was
-// ever loaded).
-func loadedBatches(ctx context.Context, tx pgx.Tx, b *lake.Bucket, schema string) ([][]lake.Object, error) {
-	ledger := pgx.Identifier{schema, ledgerTable}.Sanitize()
-	var exists bool
-	if err := tx.QueryRow(ctx, "SELECT to_regclass($1) IS NOT NULL", ledger).Scan(&exists); err != nil {
-		return nil, warehouseErr(fmt.Errorf("check the load ledger: %w", err))
-	}
-	if !exists {
-		return nil, nil
-	}
-	type entry struct {
-		seq int64
-		sum *string
-	}
-	var loaded []entry
-	var e entry
-	// Through to_jsonb, a ledger not yet migrated (no manifest_sha256: no
-	// load ran since the upgrade) reads as rows without an identity.
-	rows, err := tx.Query(ctx, "SELECT sequence, to_jsonb(l)->>'manifest_sha256' FROM "+ledger+" l ORDER BY sequence")
-	if err == nil {
-		_, err = pgx.ForEachRow(rows, []any{&e.seq, &e.sum}, func() error {
-			loaded = append(loaded, e)
-			return nil
-		})
-	}
+// loadedBatches reads the ledger in snap and returns the tables of each
+// batch it records, in sequence order; nil when there is no ledger
+// (nothing was ever loaded).
+func loadedBatches(ctx context.Context, snap *warehouse.Snapshot, b *lake.Bucket) ([][]lake.Object, error) {
+	loaded, err := snap.Loaded(ctx)
 	if err != nil {
-		return nil, warehouseErr(fmt.Errorf("read the load ledger: %w", err))
+		return nil, warehouseErr(err)
+	}
+	if loaded == nil {
+		return nil, nil
 	}
 	out := make([][]lake.Object, 0, len(loaded))
 	for _, e := range loaded {
 		var m lake.Manifest
-		sum, err := b.ReadManifestSum(ctx, e.seq, &m)
+		sum, err := b.ReadManifestSum(ctx, e.Sequence, &m)
 		switch {
 		case errors.Is(err, lake.ErrNotFound):
 			return nil, errkind.Wrap(errkind.LedgerMismatch, fmt.Errorf(
-				"check the warehouse: its ledger records batch %s, and the processed bucket %s has none", lake.BatchID(e.seq), b.URL()))
+				"check the warehouse: its ledger records batch %s, and the processed bucket %s has none", lake.BatchID(e.Sequence), b.URL()))
 		case err != nil:
-			return nil, errkind.Default(errkind.BucketReadFailed, fmt.Errorf("check the warehouse: batch %s: %w", lake.BatchID(e.seq), err))
-		case e.sum != nil && *e.sum != sum:
+			return nil, errkind.Default(errkind.BucketReadFailed, fmt.Errorf("check the warehouse: batch %s: %w", lake.BatchID(e.Sequence), err))
+		case e.ManifestSHA256 != "" && e.ManifestSHA256 != sum:
 			return nil, errkind.Wrap(errkind.LedgerMismatch, fmt.Errorf(
 				"check the warehouse: batch %s in its ledger has manifest sha256 %s, the processed bucket %s's has %s",
-				lake.BatchID(e.seq), *e.sum, b.URL(), sum))
+				lake.BatchID(e.Sequence), e.ManifestSHA256, b.URL(), sum))
 		}
 		out = append(out, m.Tables)
 	}
@@ -367,17 +348,18 @@ const usPerDay = 86_400_000_000
 
 // check compares the table a range of ids at a time: a dimension's hashes
 // (8 bytes and a bit an id) for as many ids a pass as the source audit
-// holds, a fact's versions (16 bytes each) for half as many, and never more
-// than factVersions of them (see checkFact). Each pass reads the table's
-// processed objects again, and its range of the warehouse.
-func (t *checkedTable) check(ctx context.Context, tx pgx.Tx, b *lake.Bucket, schema string, objs []lake.Object, wt *WarehouseTable) error {
+// holds (sizes.ids), a fact's versions (16 bytes each) for half as many,
+// and never more than sizes.versions of them (see checkFact). Each pass
+// reads the table's processed objects again, and its range of the
+// warehouse.
+func (t *checkedTable) check(ctx context.Context, tx pgx.Tx, b *lake.Bucket, schema string, objs []lake.Object, wt *WarehouseTable, sizes passSizes) error {
 	var maxID int64
 	key := pgx.Identifier{t.cols[t.key[0]].name}.Sanitize()
 	if err := tx.QueryRow(ctx, "SELECT coalesce(max("+key+"), 0)::int8 FROM "+pgx.Identifier{schema, t.name}.Sanitize()).Scan(&maxID); err != nil {
 		return warehouseErr(err)
 	}
 	if t.dimension {
-		for p := range passesOf(maxID, passIDs) {
+		for p := range passesOf(maxID, sizes.ids) {
 			if err := t.checkDimension(ctx, tx, b, schema, objs, wt, p); err != nil {
 				return err
 			}
@@ -385,11 +367,11 @@ func (t *checkedTable) check(ctx context.Context, tx pgx.Tx, b *lake.Bucket, sch
 		return nil
 	}
 	rows := rowsOf(objs)
-	for p := range passesOf(maxID, max(1, passIDs/2)) {
+	for p := range passesOf(maxID, max(1, sizes.ids/2)) {
 		// Room for the pass's share of the versions, and an eighth more.
-		room := min(int64(factVersions), rows*int64(p.dense)/(maxID+1)*9/8+1024)
+		room := min(int64(sizes.versions), rows*int64(p.dense)/(maxID+1)*9/8+1024)
 		for sub := p; ; {
-			end, err := t.checkFact(ctx, tx, b, schema, objs, wt, sub, room)
+			end, err := t.checkFact(ctx, tx, b, schema, objs, wt, sub, room, sizes.versions)
 			if err != nil {
 				return err
 			}
@@ -418,26 +400,26 @@ func (t *checkedTable) rangeSQL() string {
 }
 
 // factVersions bounds the versions a pass over a fact table holds (16
-// bytes each: 64 MB). A fact keeps every version of an id, so its ids alone
-// do not bound a pass as its history grows. A variable, so that a test can
-// make passes of a few versions.
-var factVersions = 1 << 22
+// bytes each: 64 MB), unless a test makes passes of a few (passSizes). A
+// fact keeps every version of an id, so its ids alone do not bound a pass
+// as its history grows.
+const factVersions = 1 << 22
 
 // checkFact merges the sorted versions of objs whose ids lie in p with the
 // fact table's rows, streamed in the same order. Should the pass's
-// versions reach factVersions, it keeps its lower ids only and ends below
-// the others: it returns where it ended, p.to when it covered all of p.
-// room is the versions it makes room for at first.
-func (t *checkedTable) checkFact(ctx context.Context, tx pgx.Tx, b *lake.Bucket, schema string, objs []lake.Object, wt *WarehouseTable, p pass, room int64) (int64, error) {
+// versions reach most, it keeps its lower ids only and ends below the
+// others: it returns where it ended, p.to when it covered all of p. room
+// is the versions it makes room for at first.
+func (t *checkedTable) checkFact(ctx context.Context, tx pgx.Tx, b *lake.Bucket, schema string, objs []lake.Object, wt *WarehouseTable, p pass, room int64, most int) (int64, error) {
 	vs := make([]version, 0, room)
 	id, day, ms := t.cols[t.key[0]], t.cols[t.key[1]], t.cols[t.key[2]]
-	limit := factVersions
+	limit := most
 	err := t.forEachRow(ctx, b, objs, func(r reflect.Value) {
 		v := version{int32(r.Field(id.field).Int()), // #nosec G115 -- an int32 field
 			r.Field(day.field).Int()*usPerDay + r.Field(ms.field).Int()*1000}
 		if int64(v.id) >= p.from && int64(v.id) < p.to {
 			if vs = append(vs, v); len(vs) >= limit {
-				if vs, p.to = lowerIDs(vs, p.to); len(vs) >= limit {
+				if vs, p.to = lowerIDs(vs, p.to, most); len(vs) >= limit {
 					limit *= 2 // one id's versions: they cannot be split
 				}
 			}
@@ -452,14 +434,14 @@ func (t *checkedTable) checkFact(ctx context.Context, tx pgx.Tx, b *lake.Bucket,
 	return p.to, t.mergeFact(ctx, tx, schema, vs, wt, p)
 }
 
-// lowerIDs sorts and dedupes vs and, unless that freed a quarter of it,
-// keeps the versions of its lower ids only, about three quarters, returning
-// the new end of the pass (the first id dropped); one id's versions are
-// never split.
-func lowerIDs(vs []version, end int64) ([]version, int64) {
+// lowerIDs sorts and dedupes vs, a pass's versions, at most most of them,
+// and, unless that freed a quarter of it, keeps the versions of its lower
+// ids only, about three quarters, returning the new end of the pass (the
+// first id dropped); one id's versions are never split.
+func lowerIDs(vs []version, end int64, most int) ([]version, int64) {
 	slices.SortFunc(vs, version.compare)
 	vs = slices.Compact(vs)
-	if len(vs) < factVersions/4*3 {
+	if len(vs) < most/4*3 {
 		return vs, end
 	}
 	cut := vs[len(vs)/4*3].id

@@ -98,7 +98,13 @@ var smallCounts = map[string]int64{
 
 func checkWarehouse(t *testing.T, cfg config.Config, p *pipeline.Pipeline) map[string]*WarehouseTable {
 	t.Helper()
-	got, err := CheckWarehouse(context.Background(), p.Processed, cfg.WarehouseURL, cfg.WarehouseSchema)
+	return checkInPasses(t, cfg, p, passSizes{})
+}
+
+// checkInPasses checks the warehouse in passes of sizes.
+func checkInPasses(t *testing.T, cfg config.Config, p *pipeline.Pipeline, sizes passSizes) map[string]*WarehouseTable {
+	t.Helper()
+	got, err := checkWarehousePasses(context.Background(), p.Processed, cfg.WarehouseURL, cfg.WarehouseSchema, sizes)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -118,6 +124,7 @@ func checkWarehouse(t *testing.T, cfg config.Config, p *pipeline.Pipeline) map[s
 // TestCheckWarehouse: each kind of warehouse drift is found, named by id,
 // in its table only; a batch processed and not yet loaded is no drift.
 func TestCheckWarehouse(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name string
 		// sql runs in the warehouse; stages, if any, run after it.
@@ -170,13 +177,8 @@ func TestCheckWarehouse(t *testing.T) {
 			}
 			// In one pass, in passes of two ids (one for facts), and in
 			// passes of at most four fact versions.
-			defer func(n int64, v int) { passIDs, factVersions = n, v }(passIDs, factVersions)
-			for _, size := range []struct {
-				ids      int64
-				versions int
-			}{{passIDs, factVersions}, {2, factVersions}, {passIDs, 4}} {
-				passIDs, factVersions = size.ids, size.versions
-				got := checkWarehouse(t, cfg, p)
+			for _, size := range []passSizes{{passIDs, factVersions}, {2, factVersions}, {passIDs, 4}} {
+				got := checkInPasses(t, cfg, p, size)
 				for name, g := range got {
 					want, ok := tc.want[name]
 					if !ok {
@@ -195,6 +197,7 @@ func TestCheckWarehouse(t *testing.T) {
 // its drift, and a repair, with nothing missing from the ingestion bucket,
 // lands nothing.
 func TestAuditChecksTheWarehouse(t *testing.T) {
+	t.Parallel()
 	cfg, p := smallPipeline(t)
 	run := func(repair bool) Report {
 		t.Helper()
@@ -230,6 +233,7 @@ func TestAuditChecksTheWarehouse(t *testing.T) {
 // writer adds orders and renames a design, and the pipeline moves them
 // into the warehouse, find no drift.
 func TestNoFalseWarehouseDriftWhileThePipelineRuns(t *testing.T) {
+	t.Parallel()
 	cfg, p := smallPipeline(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
@@ -248,7 +252,12 @@ func TestNoFalseWarehouseDriftWhileThePipelineRuns(t *testing.T) {
 		}
 	}()
 	loaded := func() int64 {
-		n, err := warehouse.LoadedSeq(context.Background(), cfg.WarehouseURL, cfg.WarehouseSchema)
+		w, err := warehouse.Open(context.Background(), cfg.WarehouseURL, cfg.WarehouseSchema)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer func() { _ = w.Close(context.Background()) }()
+		n, err := w.LoadedSeq(context.Background())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -271,6 +280,7 @@ func TestNoFalseWarehouseDriftWhileThePipelineRuns(t *testing.T) {
 }
 
 func TestCannotCheckWarehouse(t *testing.T) {
+	t.Parallel()
 	cfg, p := smallPipeline(t)
 	other, err := lake.Open(context.Background(), t.TempDir())
 	if err != nil {
@@ -311,6 +321,7 @@ func TestCannotCheckWarehouse(t *testing.T) {
 // TestNothingLoadedYet: a warehouse without a ledger has nothing to
 // compare, and a processed bucket whose batches wait is no drift.
 func TestNothingLoadedYet(t *testing.T) {
+	t.Parallel()
 	cfg, p := installPipeline(t)
 	pgtest.Exec(t, cfg.SourceURL, totesys.Schema)
 	pgtest.Exec(t, cfg.SourceURL, `INSERT INTO currency VALUES (1,'GBP', now() - interval '1 day', now() - interval '1 day')`)
@@ -343,6 +354,7 @@ type allForms struct {
 // converts it), with a table created as migration 1 would create it; a
 // NULL differs from an empty text.
 func TestTextFormsAgree(t *testing.T) {
+	t.Parallel()
 	types := append(star.Registry{star.Decimal(4, 12)}, star.Types...)
 	st, err := types.Derive(star.Table{Name: "forms", Dimension: true, Row: reflect.TypeFor[allForms]()})
 	if err != nil {
@@ -420,6 +432,7 @@ func TestTextFormsAgree(t *testing.T) {
 // TestCheckedTables: CheckWarehouse covers star.Tables but dim_date, with
 // their keys.
 func TestCheckedTables(t *testing.T) {
+	t.Parallel()
 	var names []string
 	for _, st := range star.Tables {
 		if st.Name == "dim_date" {
@@ -448,6 +461,7 @@ func TestCheckedTables(t *testing.T) {
 // TestCheckWarehouseSnapshot: the real snapshot, moved through the
 // pipeline, checks clean, and the check's time is logged.
 func TestCheckWarehouseSnapshot(t *testing.T) {
+	t.Parallel()
 	cfg, p := installPipeline(t)
 	pgtest.LoadSnapshot(t, cfg.SourceURL)
 	runStages(t, p)

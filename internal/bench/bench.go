@@ -253,7 +253,11 @@ func (r *run) initial(ctx context.Context) error {
 	if res.BaselineSeconds > 0 {
 		res.Ratio = res.PipelineSeconds / res.BaselineSeconds
 	}
-	if res.WarehouseRows, err = warehouse.Counts(ctx, r.cfg.WarehouseURL, r.cfg.WarehouseSchema); err != nil {
+	err = withWarehouse(ctx, r.cfg.WarehouseURL, r.cfg.WarehouseSchema, func(wh *warehouse.Warehouse) (err error) {
+		res.WarehouseRows, err = wh.Counts(ctx)
+		return err
+	})
+	if err != nil {
 		return fmt.Errorf("bench: %w", err)
 	}
 	return nil

@@ -12,6 +12,7 @@ import (
 
 	"github.com/sandstone-data/sandstone/internal/config"
 	"github.com/sandstone-data/sandstone/internal/lake"
+	"github.com/sandstone-data/sandstone/internal/warehouse"
 )
 
 // BoundedSchema is the warehouse schema the bounded initial load fills.
@@ -131,9 +132,9 @@ func (b boundedRun) clear(ctx context.Context) error {
 func (b boundedRun) longestBatch(ctx context.Context, stage, bucketURL string, started time.Time) (float64, error) {
 	if stage == "load" {
 		var s float64
-		err := withConn(ctx, b.warehouse, func(conn *pgx.Conn) error {
-			return conn.QueryRow(ctx, "SELECT coalesce(max(seconds), 0) FROM "+
-				pgx.Identifier{BoundedSchema, "sandstone_loads"}.Sanitize()).Scan(&s)
+		err := withWarehouse(ctx, b.warehouse, BoundedSchema, func(wh *warehouse.Warehouse) (err error) {
+			s, err = wh.LongestLoad(ctx)
+			return err
 		})
 		return s, err
 	}
@@ -228,6 +229,16 @@ func withConn(ctx context.Context, url string, fn func(*pgx.Conn) error) error {
 	}
 	defer func() { _ = conn.Close(context.WithoutCancel(ctx)) }()
 	return fn(conn)
+}
+
+// withWarehouse runs fn on the warehouse at url in schema, opened for it.
+func withWarehouse(ctx context.Context, url, schema string, fn func(*warehouse.Warehouse) error) error {
+	wh, err := warehouse.Open(ctx, url, schema)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = wh.Close(context.WithoutCancel(ctx)) }()
+	return fn(wh)
 }
 
 // with returns c with the environment variables kvs ("NAME=value") set,

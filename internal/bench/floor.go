@@ -14,6 +14,7 @@ import (
 	"github.com/sandstone-data/sandstone/internal/lake"
 	"github.com/sandstone-data/sandstone/internal/star"
 	"github.com/sandstone-data/sandstone/internal/totesys"
+	"github.com/sandstone-data/sandstone/internal/warehouse"
 )
 
 // factSerials are the fact tables and their warehouse-assigned ids, as
@@ -148,9 +149,10 @@ func (fr factRows) copyIn(ctx context.Context, tx pgx.Tx, schema string) (float6
 // commit, without the process's start.
 func loadBatchSeconds(ctx context.Context, url, schema string) (float64, error) {
 	var s float64
-	err := withConn(ctx, url, func(conn *pgx.Conn) error {
-		return conn.QueryRow(ctx, "SELECT coalesce((SELECT seconds FROM "+pgx.Identifier{schema, "sandstone_loads"}.Sanitize()+
-			" ORDER BY sequence DESC LIMIT 1), 0)").Scan(&s)
+	err := withWarehouse(ctx, url, schema, func(wh *warehouse.Warehouse) error {
+		last, err := wh.LastLoad(ctx)
+		s = last.Seconds
+		return err
 	})
 	if err != nil {
 		return 0, fmt.Errorf("bench: the load ledger: %w", err)

@@ -158,10 +158,15 @@ func run(ctx context.Context, opts Options, sb *sandbox.Sandbox, say func(string
 	}
 
 	sum := Summary{PsqlLine: fmt.Sprintf("psql %q", sb.Config.WarehouseURL)}
-	if sum.Counts, err = warehouse.Counts(ctx, sb.Config.WarehouseURL, sb.Config.WarehouseSchema); err != nil {
+	wh, err := warehouse.Open(ctx, sb.Config.WarehouseURL, sb.Config.WarehouseSchema)
+	if err != nil {
 		return sum, err
 	}
-	last, err := warehouse.LastLoad(ctx, sb.Config.WarehouseURL, sb.Config.WarehouseSchema)
+	defer func() { _ = wh.Close(context.WithoutCancel(ctx)) }()
+	if sum.Counts, err = wh.Counts(ctx); err != nil {
+		return sum, err
+	}
+	last, err := wh.LastLoad(ctx)
 	if err != nil {
 		return sum, err
 	}

@@ -94,7 +94,12 @@ func TestHandlers(t *testing.T) {
 			t.Fatalf("repeated events did work again: %+v %+v %+v", in, tr, ld)
 		}
 	}
-	counts, err := warehouse.Counts(context.Background(), e.warehouse, "public")
+	w, err := warehouse.Open(context.Background(), e.warehouse, "public")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = w.Close(context.Background()) }()
+	counts, err := w.Counts(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}

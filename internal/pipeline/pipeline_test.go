@@ -55,7 +55,12 @@ func cycle(t *testing.T, cfg config.Config) []Report {
 
 func counts(t *testing.T, cfg config.Config) map[string]int64 {
 	t.Helper()
-	c, err := warehouse.Counts(context.Background(), cfg.WarehouseURL, cfg.WarehouseSchema)
+	w, err := warehouse.Open(context.Background(), cfg.WarehouseURL, cfg.WarehouseSchema)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = w.Close(context.Background()) }()
+	c, err := w.Counts(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}

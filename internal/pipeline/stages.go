@@ -269,8 +269,13 @@ func (p *Pipeline) load(ctx context.Context, run Run) (Report, error) {
 		return Report{}, err
 	}
 	start := time.Now()
-	res, err := warehouse.Load(ctx, warehouse.Options{URL: p.Config.WarehouseURL, Schema: p.Config.WarehouseSchema,
-		Processed: p.Processed, Logger: p.stageLog(Load, run), Deadline: p.Deadline, Progress: p.meter(Load, run)})
+	wh, err := warehouse.Open(ctx, p.Config.WarehouseURL, p.Config.WarehouseSchema)
+	if err != nil {
+		return Report{RunID: run.ID, Rows: map[string]int64{}, Duration: time.Since(start)}, err
+	}
+	defer func() { _ = wh.Close(context.WithoutCancel(ctx)) }()
+	res, err := wh.Load(ctx, warehouse.Options{Processed: p.Processed, Logger: p.stageLog(Load, run),
+		Deadline: p.Deadline, Progress: p.meter(Load, run)})
 	rep := Report{RunID: run.ID, Rows: map[string]int64{}, Duration: time.Since(start),
 		LoadReport: LoadReport{Skipped: len(res.Skipped), Pending: res.Pending}}
 	for _, b := range res.Batches {
@@ -290,7 +295,7 @@ func (p *Pipeline) load(ctx context.Context, run Run) (Report, error) {
 		return rep, nil
 	}
 	if n := len(res.Batches); n > 0 {
-		if last, ferr := warehouse.LastLoad(ctx, p.Config.WarehouseURL, p.Config.WarehouseSchema); ferr == nil {
+		if last, ferr := wh.LastLoad(ctx); ferr == nil {
 			rep.Freshness = last.Lag
 		}
 		var m lake.Manifest
@@ -334,7 +339,12 @@ func (p *Pipeline) Pending(ctx context.Context) (transform, load int64, err erro
 	if err != nil {
 		return 0, 0, err
 	}
-	loaded, err := warehouse.LoadedSeq(ctx, p.Config.WarehouseURL, p.Config.WarehouseSchema)
+	wh, err := warehouse.Open(ctx, p.Config.WarehouseURL, p.Config.WarehouseSchema)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer func() { _ = wh.Close(context.WithoutCancel(ctx)) }()
+	loaded, err := wh.LoadedSeq(ctx)
 	if err != nil {
 		return 0, 0, err
 	}

@@ -135,15 +135,24 @@ func Gather(ctx context.Context, cfg config.Config, alertState string) Report {
 		defer func() { _ = out.Close() }()
 	}
 	r.PendingTransform = max(0, r.IngestedBatch-r.ProcessedBatch)
+	var wh *warehouse.Warehouse
+	var whErr error
+	if cfg.WarehouseURL != "" {
+		if wh, whErr = warehouse.Open(ctx, cfg.WarehouseURL, cfg.WarehouseSchema); whErr == nil {
+			defer func() { _ = wh.Close(context.WithoutCancel(ctx)) }()
+		}
+	}
 	if cfg.WarehouseURL == "" {
 		r.Problems = append(r.Problems, "warehouse: no URL configured")
-	} else if err := r.warehouse(ctx, cfg); err != nil {
+	} else if whErr != nil {
+		problem("warehouse", whErr)
+	} else if err := r.warehouse(ctx, cfg, wh); err != nil {
 		problem("warehouse", err)
 	} else if r.LoadedBatch > 0 {
 		if out == nil {
 			r.Problems = append(r.Problems, fmt.Sprintf("processed bucket: the warehouse has loaded batches up to %s, and the processed bucket %s has none: "+
 				"point --processed-bucket at the bucket this warehouse was loaded from", lake.BatchID(r.LoadedBatch), cfg.ProcessedBucket))
-		} else if err := warehouse.CheckProcessed(ctx, cfg.WarehouseURL, cfg.WarehouseSchema, out); err != nil {
+		} else if err := wh.CheckProcessed(ctx, out); err != nil {
 			problem("processed bucket and warehouse ledger disagree", err)
 		} else {
 			r.caughtUp(ctx, out)
@@ -196,9 +205,9 @@ func (r *Report) rejects(ctx context.Context, b *lake.Bucket) error {
 	return nil
 }
 
-func (r *Report) warehouse(ctx context.Context, cfg config.Config) error {
+func (r *Report) warehouse(ctx context.Context, cfg config.Config, wh *warehouse.Warehouse) error {
 	var err error
-	if r.Counts, err = warehouse.Counts(ctx, cfg.WarehouseURL, cfg.WarehouseSchema); err != nil {
+	if r.Counts, err = wh.Counts(ctx); err != nil {
 		return err
 	}
 	if len(r.Counts) == 0 {
@@ -209,7 +218,7 @@ func (r *Report) warehouse(ctx context.Context, cfg config.Config) error {
 		}
 		r.Notes = append(r.Notes, fmt.Sprintf("warehouse: no Sandstone tables in schema %s yet (nothing loaded: 'sandstone load' creates them)", schema))
 	}
-	recent, err := warehouse.Freshness(ctx, cfg.WarehouseURL, cfg.WarehouseSchema, 10)
+	recent, err := wh.Freshness(ctx, 10)
 	if err != nil {
 		return err
 	}

@@ -88,7 +88,7 @@ func BenchmarkLoad(b *testing.B) {
 		b.StopTimer()
 		url := pgtest.NewDatabase(b)
 		b.StartTimer()
-		res, err := Load(context.Background(), Options{URL: url, Processed: bucket, Logger: quiet})
+		res, err := loadInto(context.Background(), url, "", defaultSettings(), Options{Processed: bucket, Logger: quiet})
 		if err != nil || len(res.Batches) != 1 || res.Batches[0].Rows["fact_sales_order"] != rows {
 			b.Fatalf("%+v %v", res, err)
 		}
@@ -101,6 +101,7 @@ func BenchmarkLoad(b *testing.B) {
 // SANDSTONE_BIG_LOAD names a directory; the batch is generated there once
 // (run again to measure the load alone, with its peak RSS).
 func TestBigLoad(t *testing.T) {
+	t.Parallel()
 	dir := os.Getenv("SANDSTONE_BIG_LOAD")
 	if dir == "" {
 		t.Skip("SANDSTONE_BIG_LOAD is not set")
@@ -118,7 +119,7 @@ func TestBigLoad(t *testing.T) {
 	}
 	url := pgtest.NewDatabase(t)
 	start := time.Now()
-	res, err := Load(ctx, Options{URL: url, Processed: bucket, Logger: quiet})
+	res, err := loadInto(ctx, url, "", defaultSettings(), Options{Processed: bucket, Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
 	}

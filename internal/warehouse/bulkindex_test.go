@@ -29,8 +29,8 @@ func keysOf(t *testing.T, url, like string) map[string]string {
 // big, with setup (SQL) run in it when not empty.
 func bulkEnv(t *testing.T, setup string) *env {
 	t.Helper()
-	setBulk(t, 1, 1)
 	e := newEnv(t)
+	e.set.bulkCheckMinRows, e.set.bulkCheckRatio = 1, 1
 	e.load(t) // migrates
 	if setup != "" {
 		pgtest.Exec(t, e.url, setup)
@@ -39,6 +39,7 @@ func bulkEnv(t *testing.T, setup string) *env {
 }
 
 func TestBulkIndexBuildKeepsTheKeys(t *testing.T) {
+	t.Parallel()
 	// Another table's foreign key needs fact_payment's primary key: that
 	// one stays, and is maintained row by row.
 	e := bulkEnv(t, "CREATE TABLE payment_note (payment_record_id int REFERENCES fact_payment (payment_record_id))")
@@ -121,12 +122,13 @@ func (r *recorder) WithAttrs([]slog.Attr) slog.Handler { return r }
 func (r *recorder) WithGroup(string) slog.Handler      { return r }
 
 func TestDuplicateVersionInABatchIsStaged(t *testing.T) {
+	t.Parallel()
 	for _, bulk := range []bool{false, true} {
 		t.Run(fmt.Sprintf("bulk %v", bulk), func(t *testing.T) {
-			if bulk {
-				setBulk(t, 1, 1)
-			}
 			e := newEnv(t)
+			if bulk {
+				e.set.bulkCheckMinRows, e.set.bulkCheckRatio = 1, 1
+			}
 			b := world(1)
 			v := sale(1, "2024-01-02", "10:11:12.345", 50, 1234)
 			b.sales = []star.FactSalesOrder{v, sale(2, "2024-01-02", "11:00:00.000", 3, 300), v} // version 1 twice
@@ -134,7 +136,7 @@ func TestDuplicateVersionInABatchIsStaged(t *testing.T) {
 			rec := &recorder{}
 			opts := e.opts()
 			opts.Logger = slog.New(rec)
-			res, err := Load(context.Background(), opts)
+			res, err := e.loadWith(context.Background(), opts)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -177,6 +179,7 @@ func TestDuplicateVersionInABatchIsStaged(t *testing.T) {
 // otherwise PostgreSQL numbers them. An id past the column's type fails
 // the batch, as PostgreSQL's own nextval would, and writes nothing.
 func TestBulkLoadNumbersTheIDs(t *testing.T) {
+	t.Parallel()
 	const seq = "fact_sales_order_sales_record_id_seq"
 	for _, tc := range []struct {
 		name, setup string
@@ -202,7 +205,7 @@ func TestBulkLoadNumbersTheIDs(t *testing.T) {
 			rec := &recorder{}
 			opts := e.opts()
 			opts.Logger = slog.New(rec)
-			_, err := Load(context.Background(), opts)
+			_, err := e.loadWith(context.Background(), opts)
 			if strings.HasPrefix(tc.want, "sales_record_id") {
 				if err == nil || !strings.Contains(err.Error(), tc.want) {
 					t.Fatalf("load: %v, want %q", err, tc.want)
@@ -248,6 +251,7 @@ func TestBulkLoadNumbersTheIDs(t *testing.T) {
 // key; and a batch with an id twice is refused by the key's build and
 // staged, its latest value kept.
 func TestBulkIndexBuildOfAnEmptyDimension(t *testing.T) {
+	t.Parallel()
 	const ownedBy = `DO $$ DECLARE r record; BEGIN
 			FOR r IN SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename <> 'staff_note' LOOP
 				EXECUTE format('ALTER TABLE %I OWNER TO sandstone_star_owner', r.tablename);
@@ -295,7 +299,7 @@ func TestBulkIndexBuildOfAnEmptyDimension(t *testing.T) {
 			rec := &recorder{}
 			opts := e.opts()
 			opts.Logger = slog.New(rec)
-			if _, err := Load(context.Background(), opts); err != nil {
+			if _, err := e.loadWith(context.Background(), opts); err != nil {
 				t.Fatal(err)
 			}
 			after := keysOf(t, e.url, `dim\_%`)

@@ -1,7 +1,6 @@
 package warehouse
 
-// Connections, schemas and quoting: how every warehouse function reaches
-// the database.
+// Connections, schemas and quoting: how the handle reaches the database.
 
 import (
 	"context"
@@ -63,20 +62,10 @@ func schemaOf(name string) schema {
 	return schema(name)
 }
 
-// withConn runs fn on a new connection to url, closed afterwards.
-func withConn(ctx context.Context, url string, fn func(*pgx.Conn) error) error {
-	conn, err := Connect(ctx, url, "sandstone")
-	if err != nil {
-		return err
-	}
-	defer func() { _ = conn.Close(context.WithoutCancel(ctx)) }()
-	return fn(conn)
-}
-
-// Connect opens a connection to the warehouse at url, named app (its
+// connect opens a connection to the warehouse at url, named app (its
 // application_name) unless the URL names it; its errors are
 // config_invalid or warehouse_unreachable, without the password.
-func Connect(ctx context.Context, url, app string) (*pgx.Conn, error) {
+func connect(ctx context.Context, url, app string) (*pgx.Conn, error) {
 	cfg, err := config.ParsePG(url)
 	if err != nil {
 		return nil, errkind.Wrap(errkind.ConfigInvalid, config.RedactError(fmt.Errorf("warehouse URL %s: %w", url, err)))

@@ -8,6 +8,7 @@ import (
 )
 
 func TestDirectCopyWritesExactValues(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	// A warehouse prepared by someone else, with keys and bigint ids: the
 	// binary COPY must encode each value as the column's own type.

@@ -15,11 +15,13 @@ import (
 )
 
 // asRole returns the test database's URL for logging in as role, created
-// with LOGIN and nothing else.
+// with LOGIN and nothing else. Roles are the server's, not the database's:
+// a test running beside this one may be creating the same role.
 func asRole(t *testing.T, dbURL, role string) string {
 	t.Helper()
 	pgtest.Exec(t, dbURL, fmt.Sprintf(`DO $$ BEGIN
-		IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '%[1]s') THEN CREATE ROLE %[1]s LOGIN; END IF; END $$`, role))
+		IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '%[1]s') THEN CREATE ROLE %[1]s LOGIN; END IF;
+		EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $$`, role))
 	u, err := url.Parse(dbURL)
 	if err != nil {
 		t.Fatal(err)
@@ -29,6 +31,7 @@ func asRole(t *testing.T, dbURL, role string) string {
 }
 
 func TestWarehouseRoleWithoutPrivileges(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	t.Run("may not create the schema", func(t *testing.T) {
 		e := newEnv(t)
@@ -36,7 +39,7 @@ func TestWarehouseRoleWithoutPrivileges(t *testing.T) {
 		e.url = asRole(t, e.url, "sandstone_nobody")
 		e.schema = "mart"
 		put(t, e.bucket, world(1))
-		_, err := Load(ctx, e.opts())
+		_, err := e.loadWith(ctx, e.opts())
 		if errkind.Of(err) != errkind.LoadFailed || !strings.Contains(err.Error(), `create schema "mart"`) ||
 			!strings.Contains(err.Error(), "permission denied") {
 			t.Fatalf("load: %v", err)
@@ -47,18 +50,18 @@ func TestWarehouseRoleWithoutPrivileges(t *testing.T) {
 		pgtest.Exec(t, e.url, "REVOKE CREATE ON SCHEMA public FROM PUBLIC")
 		e.url = asRole(t, e.url, "sandstone_nobody")
 		put(t, e.bucket, world(1))
-		_, err := Load(ctx, e.opts())
+		_, err := e.loadWith(ctx, e.opts())
 		if errkind.Of(err) != errkind.LoadFailed || !strings.Contains(err.Error(), migrationsTable) {
 			t.Fatalf("load: %v", err)
 		}
 		// The status helpers report an empty warehouse, not an error.
-		if c, err := Counts(ctx, e.url, ""); err != nil || len(c) != 0 {
+		if c, err := opened(ctx, e.url, "", (*Warehouse).Counts); err != nil || len(c) != 0 {
 			t.Fatalf("counts: %v %v", c, err)
 		}
 	})
 	t.Run("may only write rows", func(t *testing.T) {
-		setBulk(t, 1, 1) // a big batch, which the owner would check in bulk
 		e := newEnv(t)
+		e.set.bulkCheckMinRows, e.set.bulkCheckRatio = 1, 1 // a big batch, which the owner would check in bulk
 		owner := e.url
 		e.load(t) // the owner migrates
 		e.url = asRole(t, owner, "sandstone_writer")
@@ -83,7 +86,7 @@ func TestWarehouseRoleWithoutPrivileges(t *testing.T) {
 		pgtest.Exec(t, owner, `GRANT USAGE ON SCHEMA public TO sandstone_loader;
 			GRANT SELECT, INSERT, UPDATE ON ALL TABLES IN SCHEMA public TO sandstone_loader;
 			REVOKE INSERT ON fact_sales_order FROM sandstone_loader`)
-		_, err := Load(ctx, e.opts())
+		_, err := e.loadWith(ctx, e.opts())
 		if errkind.Of(err) != errkind.LoadFailed || !strings.Contains(err.Error(), "fact_sales_order") ||
 			!strings.Contains(err.Error(), "permission denied") {
 			t.Fatalf("load: %v", err)
@@ -94,19 +97,20 @@ func TestWarehouseRoleWithoutPrivileges(t *testing.T) {
 		// A role that may not read the warehouse gets errors from the
 		// status helpers, not wrong answers.
 		pgtest.Exec(t, owner, "REVOKE SELECT ON ALL TABLES IN SCHEMA public FROM sandstone_loader")
-		if _, err := Counts(ctx, e.url, ""); err == nil || !strings.Contains(err.Error(), "permission denied") {
+		if _, err := opened(ctx, e.url, "", (*Warehouse).Counts); err == nil || !strings.Contains(err.Error(), "permission denied") {
 			t.Errorf("counts: %v", err)
 		}
-		if _, err := LoadedSeq(ctx, e.url, ""); err == nil {
+		if _, err := opened(ctx, e.url, "", (*Warehouse).LoadedSeq); err == nil {
 			t.Error("loaded seq: no error")
 		}
-		if _, err := Freshness(ctx, e.url, "", 5); err == nil {
+		if _, err := opened(ctx, e.url, "", func(w *Warehouse, ctx context.Context) ([]LedgerEntry, error) { return w.Freshness(ctx, 5) }); err == nil {
 			t.Error("freshness: no error")
 		}
 	})
 }
 
 func TestRowsPostgreSQLRejectsFailTheBatch(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	put(t, e.bucket, world(1))
 	// A text with a NUL byte, which PostgreSQL cannot store, far into a big
@@ -119,7 +123,7 @@ func TestRowsPostgreSQLRejectsFailTheBatch(t *testing.T) {
 	}
 	m.designs[n/3].DesignName = "bad\x00name"
 	put(t, e.bucket, m)
-	res, err := Load(context.Background(), e.opts())
+	res, err := e.loadWith(context.Background(), e.opts())
 	if errkind.Of(err) != errkind.LoadFailed || !strings.Contains(err.Error(), "dim_design") ||
 		!strings.Contains(err.Error(), "000000000002") {
 		t.Fatalf("load: %v", err)
@@ -133,6 +137,7 @@ func TestRowsPostgreSQLRejectsFailTheBatch(t *testing.T) {
 }
 
 func TestCancelledMidBatch(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	bucket := e.bucket
 	putSynthetic(t, bucket, 1, synthetic{sales: 100_000})
@@ -141,11 +146,11 @@ func TestCancelledMidBatch(t *testing.T) {
 	log := &cancelOn{cancel: cancel, msg: "table loaded"}
 	opts := e.opts()
 	opts.Logger = log.logger()
-	_, err := Load(ctx, opts)
+	_, err := e.loadWith(ctx, opts)
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("load: %v", err)
 	}
-	if seq, err := LoadedSeq(context.Background(), e.url, ""); err != nil || seq != 0 {
+	if seq, err := opened(context.Background(), e.url, "", (*Warehouse).LoadedSeq); err != nil || seq != 0 {
 		t.Fatalf("loaded seq %d, %v", seq, err)
 	}
 	if c := e.counts(t); c["dim_date"] != 0 || c["fact_sales_order"] != 0 {
@@ -154,6 +159,7 @@ func TestCancelledMidBatch(t *testing.T) {
 }
 
 func TestBindTablesRefusesAMismatch(t *testing.T) {
+	t.Parallel()
 	mustPanic := func(name string, f func()) {
 		t.Helper()
 		defer func() {

@@ -197,6 +197,9 @@ type env struct {
 	url    string
 	bucket *lake.Bucket
 	schema string
+	// set is the settings its loads run with: the defaults, unless the
+	// test changes them.
+	set settings
 }
 
 func newEnv(t testing.TB) *env {
@@ -206,18 +209,49 @@ func newEnv(t testing.TB) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = b.Close() })
-	return &env{url: pgtest.NewDatabase(t), bucket: b}
+	return &env{url: pgtest.NewDatabase(t), bucket: b, set: defaultSettings()}
+}
+
+// with is the Option that gives a Warehouse the settings set.
+func with(set settings) Option { return func(w *Warehouse) { w.set = set } }
+
+// loadInto opens the warehouse at url in schema with settings set, loads
+// with opts, and closes it.
+func loadInto(ctx context.Context, url, schema string, set settings, opts Options) (Result, error) {
+	w, err := Open(ctx, url, schema, with(set))
+	if err != nil {
+		return Result{}, err
+	}
+	defer func() { _ = w.Close(context.WithoutCancel(ctx)) }()
+	return w.Load(ctx, opts)
+}
+
+// loadWith loads with opts into e's warehouse, with e's settings.
+func (e *env) loadWith(ctx context.Context, opts Options) (Result, error) {
+	return loadInto(ctx, e.url, e.schema, e.set, opts)
+}
+
+// opened calls fn with the warehouse at url in schema, opened for it and
+// closed after: a report such as (*Warehouse).Counts.
+func opened[T any](ctx context.Context, url, schema string, fn func(*Warehouse, context.Context) (T, error)) (T, error) {
+	w, err := Open(ctx, url, schema)
+	if err != nil {
+		var zero T
+		return zero, err
+	}
+	defer func() { _ = w.Close(context.WithoutCancel(ctx)) }()
+	return fn(w, ctx)
 }
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
 func (e *env) opts() Options {
-	return Options{URL: e.url, Schema: e.schema, Processed: e.bucket, Logger: quiet}
+	return Options{Processed: e.bucket, Logger: quiet}
 }
 
 func (e *env) load(t testing.TB) Result {
 	t.Helper()
-	res, err := Load(context.Background(), e.opts())
+	res, err := e.loadWith(context.Background(), e.opts())
 	if err != nil {
 		t.Fatalf("load: %v", err)
 	}
@@ -275,7 +309,7 @@ func joined(rows [][]string) string {
 // counts returns the warehouse's row counts, failing the test on error.
 func (e *env) counts(t testing.TB) map[string]int64 {
 	t.Helper()
-	c, err := Counts(context.Background(), e.url, e.schema)
+	c, err := opened(context.Background(), e.url, e.schema, (*Warehouse).Counts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -286,7 +320,7 @@ func (e *env) counts(t testing.TB) map[string]int64 {
 // before anything is loaded, the error saying each of want.
 func loadRefused(t *testing.T, e *env, want []string) {
 	t.Helper()
-	res, err := Load(context.Background(), e.opts())
+	res, err := e.loadWith(context.Background(), e.opts())
 	if err == nil || errkind.Of(err) != errkind.WarehouseSchemaMismatch {
 		t.Fatalf("load: %v (kind %s), want %s", err, errkind.Of(err), errkind.WarehouseSchemaMismatch)
 	}

@@ -40,6 +40,7 @@ func staffNamed(name string, ids ...int32) []star.DimStaff {
 // by the staged path (a dimension with rows) and by the direct COPY (a
 // fact), with object_mismatch naming the object and the bucket.
 func TestLoadRefusesASwappedObject(t *testing.T) {
+	t.Parallel()
 	for _, table := range []string{"dim_staff", "fact_sales_order"} {
 		t.Run(table, func(t *testing.T) {
 			e := newEnv(t)
@@ -53,7 +54,7 @@ func TestLoadRefusesASwappedObject(t *testing.T) {
 			o3, _ := m3.Table(table)
 			replaceObject(t, e.bucket, o3.Key, o2.Key)
 
-			res, err := Load(context.Background(), e.opts())
+			res, err := e.loadWith(context.Background(), e.opts())
 			if errkind.Of(err) != errkind.ObjectMismatch {
 				t.Fatalf("load: %v (kind %s), want %s", err, errkind.Of(err), errkind.ObjectMismatch)
 			}
@@ -85,6 +86,7 @@ func TestLoadRefusesASwappedObject(t *testing.T) {
 // taking them for the batches it loaded, and goes on loading from the right
 // bucket.
 func TestLoadRefusesAnotherBucket(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	e := newEnv(t)
 	put(t, e.bucket, world(1))
@@ -101,7 +103,7 @@ func TestLoadRefusesAnotherBucket(t *testing.T) {
 		t.Helper()
 		opts := e.opts()
 		opts.Processed = other
-		res, err := Load(ctx, opts)
+		res, err := e.loadWith(ctx, opts)
 		if errkind.Of(err) != errkind.LedgerMismatch {
 			t.Fatalf("load: %v (kind %s), want %s", err, errkind.Of(err), errkind.LedgerMismatch)
 		}
@@ -181,6 +183,7 @@ func equalCounts(a, b map[string]int64) bool {
 // loaded before, which are not compared, the deletions table and the
 // version keys led by the time; it ends identical to a fresh one.
 func TestMigrationsUpgradeALoadedWarehouse(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	put(t, e.bucket, world(1))
 	e.load(t)
@@ -233,6 +236,7 @@ func TestMigrationsUpgradeALoadedWarehouse(t *testing.T) {
 // column, its length, the length needed and the batch; nothing is written.
 // Lengths are in characters, not bytes.
 func TestPreparedColumnTooShort(t *testing.T) {
+	t.Parallel()
 	cases := []struct {
 		name, alter string
 		want        []string

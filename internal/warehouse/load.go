@@ -17,8 +17,10 @@
 // (sandstone_migrations); a warehouse whose tables someone else created is
 // used as it is, once its columns are checked.
 //
-// Counts, LastLoad, LoadedSeq and Freshness report on a warehouse for the
-// status command and the demo.
+// Every caller works through a Warehouse, the handle that Open returns
+// (warehouse.go): Load, and Counts, LastLoad, LoadedSeq and Freshness,
+// which report on a warehouse for the status command and the demo. No
+// other package names the ledger table.
 package warehouse
 
 import (
@@ -38,11 +40,6 @@ import (
 
 // Options configure Load.
 type Options struct {
-	// URL is the warehouse's PostgreSQL URL.
-	URL string
-	// Schema is the warehouse's PostgreSQL schema, created when missing;
-	// "public" when empty.
-	Schema string
 	// Processed is the processed bucket, which transform writes.
 	Processed *lake.Bucket
 	// Logger gets a line per batch loaded; slog.Default() when nil.
@@ -80,11 +77,8 @@ type BatchResult struct {
 	Seconds float64
 }
 
-// now is the clock, replaced in tests of the deadline.
-var now = time.Now
-
 // Load applies every batch of the processed bucket that the warehouse has
-// not loaded yet, in sequence order, creating or migrating the warehouse
+// not loaded yet, in sequence order, creating or migrating the handle's
 // schema first. Each batch is one transaction: dimensions, then dim_date,
 // then facts, then its ledger row; a failure leaves nothing of the batch and
 // stops the run. Two loads at once take turns batch by batch under an
@@ -96,38 +90,28 @@ var now = time.Now
 // checkLengths). Every object is verified against its manifest entry as it
 // is read (lake.OpenObject).
 //
-// Errors carry an errkind: WarehouseUnreachable, WarehouseSchemaMismatch
+// Errors carry an errkind: ConfigInvalid (no processed bucket),
+// WarehouseUnreachable, WarehouseSchemaMismatch
 // (a table or column missing, of the wrong type or too short, found before
 // anything is written), LedgerMismatch (the bucket does not hold the batches
 // the warehouse loaded), ObjectMismatch (an object differs from its
 // manifest entry: its batch is refused whole), BucketReadFailed or
 // LoadFailed.
-func Load(ctx context.Context, opts Options) (Result, error) {
+func (w *Warehouse) Load(ctx context.Context, opts Options) (Result, error) {
 	var res Result
-	if opts.URL == "" {
-		return res, errkind.Wrap(errkind.ConfigInvalid, errors.New("load: no warehouse URL given"))
-	}
 	if opts.Processed == nil {
 		return res, errkind.Wrap(errkind.ConfigInvalid, errors.New("load: no processed bucket given"))
 	}
-	s := schemaOf(opts.Schema)
-	if len(s) > 63 {
-		return res, errkind.Wrap(errkind.ConfigInvalid, fmt.Errorf("load: schema name %q is longer than PostgreSQL's 63 bytes", string(s)))
-	}
+	s := w.s
 	log := opts.Logger
 	if log == nil {
 		log = slog.Default()
 	}
-	conn, err := Connect(ctx, opts.URL, "sandstone")
-	if err != nil {
-		return res, err
-	}
-	defer func() { _ = conn.Close(context.WithoutCancel(ctx)) }()
 
 	// The batches to load, found and checked before the schema's changes
 	// commit: a refusal writes nothing at all.
 	var seqs []int64
-	p, err := prepare(ctx, conn, s, log, func(tx pgx.Tx, p *plan) error {
+	p, err := prepare(ctx, w.conn, s, log, func(tx pgx.Tx, p *plan) error {
 		if err := checkLedger(ctx, tx, s, opts.Processed); err != nil {
 			return err
 		}
@@ -143,10 +127,10 @@ func Load(ctx context.Context, opts Options) (Result, error) {
 	if err != nil {
 		return res, err
 	}
-	l := &loader{conn: conn, s: s, plan: p, bucket: opts.Processed, log: log, progress: opts.Progress}
+	l := &loader{conn: w.conn, s: s, set: w.set, plan: p, bucket: opts.Processed, log: log, progress: opts.Progress}
 	var longest time.Duration // the longest batch so far
 	for i, seq := range seqs {
-		if !lake.Fits(opts.Deadline, now(), longest) {
+		if !lake.Fits(opts.Deadline, w.set.now(), longest) {
 			res.Pending = len(seqs) - i
 			log.Info("load stopped at the deadline", "pending", res.Pending, "next", lake.BatchID(seq))
 			break
@@ -171,6 +155,7 @@ func Load(ctx context.Context, opts Options) (Result, error) {
 type loader struct {
 	conn   *pgx.Conn
 	s      schema
+	set    settings
 	plan   *plan
 	bucket *lake.Bucket
 	log    *slog.Logger
@@ -316,7 +301,7 @@ func (l *loader) setBased(ctx context.Context, tx pgx.Tx, a apply, obj lake.Obje
 	if err != nil || rc == nil {
 		return 0, false, err
 	}
-	if obj.Rows >= bulkCheckMinRows {
+	if obj.Rows >= l.set.bulkCheckMinRows {
 		var empty bool
 		if err := tx.QueryRow(ctx, "SELECT NOT EXISTS (SELECT 1 FROM "+a.s.ident(a.t.name)+")").Scan(&empty); err != nil {
 			return 0, false, err

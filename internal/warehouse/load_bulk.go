@@ -23,15 +23,13 @@ import (
 // Where the load role may turn the triggers off, a big batch into an empty
 // table is checked set-based instead, with the keys kept (see
 // bulkChecked), and this is the way left when that cannot be used.
-var (
-	bulkCheckMinRows int64 = 50_000 // smaller batches are checked row by row
-	bulkCheckRatio   int64 = 20     // ... and so are batches under 1/20 of the table
-)
+// Batches under settings.bulkCheckMinRows rows (50,000), or under
+// 1/settings.bulkCheckRatio (1/20) of the table, are checked row by row.
 
 // dropKeysForBulk drops the foreign keys of fact table a.t when a batch of
 // rows is big enough to check them in bulk, returning them for restoreKeys.
 func (l *loader) dropKeysForBulk(ctx context.Context, tx pgx.Tx, a apply, rows int64) ([]constraintDef, error) {
-	if rows < bulkCheckMinRows {
+	if rows < l.set.bulkCheckMinRows {
 		return nil, nil
 	}
 	var tuples float64
@@ -52,7 +50,7 @@ func (l *loader) dropKeysForBulk(ctx context.Context, tx pgx.Tx, a apply, rows i
 			return nil, err
 		}
 	}
-	if !owner || float64(rows*bulkCheckRatio) < tuples {
+	if !owner || float64(rows*l.set.bulkCheckRatio) < tuples {
 		return nil, nil
 	}
 	return dropForeignKeys(ctx, tx, a.s, a.t.name)
@@ -93,7 +91,7 @@ func (l *loader) restoreKeys(ctx context.Context, tx pgx.Tx, a apply, fks []cons
 // references, or, for a dimension, that a table holding rows or owned by
 // another role references.
 func (l *loader) dropIndexKeysForBulk(ctx context.Context, tx pgx.Tx, a apply, rows int64) ([]constraintDef, error) {
-	if rows < bulkCheckMinRows {
+	if rows < l.set.bulkCheckMinRows {
 		return nil, nil
 	}
 	table := a.s.ident(a.t.name)

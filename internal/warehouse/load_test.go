@@ -20,6 +20,7 @@ import (
 )
 
 func TestLoadWritesExactValues(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	put(t, e.bucket, world(1))
 	res := e.load(t)
@@ -83,6 +84,7 @@ func TestLoadWritesExactValues(t *testing.T) {
 }
 
 func TestDimensionsTakeTheLatestValueFactsKeepHistory(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	put(t, e.bucket, world(1))
 	// Batch 2: staff 2 moves department, location 1 gains a second line,
@@ -132,6 +134,7 @@ func TestDimensionsTakeTheLatestValueFactsKeepHistory(t *testing.T) {
 }
 
 func TestReplayChangesNothing(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	put(t, e.bucket, world(1))
 	put(t, e.bucket, batch{seq: 2, sales: []star.FactSalesOrder{sale(1, "2024-01-03", "08:00:00.000", 1, 1)}})
@@ -147,16 +150,16 @@ func TestReplayChangesNothing(t *testing.T) {
 	})
 	t.Run("a batch present in the ledger is skipped", func(t *testing.T) {
 		// As a load that listed the batches before another load applied them.
-		conn, err := Connect(context.Background(), e.url, "sandstone")
+		w, err := Open(context.Background(), e.url, "")
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer func() { _ = conn.Close(context.Background()) }()
-		p, err := prepare(context.Background(), conn, "public", quiet, func(pgx.Tx, *plan) error { return nil })
+		defer func() { _ = w.Close(context.Background()) }()
+		p, err := prepare(context.Background(), w.conn, w.s, quiet, func(pgx.Tx, *plan) error { return nil })
 		if err != nil {
 			t.Fatal(err)
 		}
-		l := &loader{conn: conn, s: "public", plan: p, bucket: e.bucket, log: quiet}
+		l := &loader{conn: w.conn, s: w.s, set: w.set, plan: p, bucket: e.bucket, log: quiet}
 		for _, seq := range []int64{1, 2} {
 			if _, applied, err := l.batch(context.Background(), seq); err != nil || applied {
 				t.Fatalf("batch %d again: applied %v, %v", seq, applied, err)
@@ -183,6 +186,7 @@ func TestReplayChangesNothing(t *testing.T) {
 }
 
 func TestConcurrentLoadsApplyEachBatchOnce(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	put(t, e.bucket, world(1))
 	for seq := int64(2); seq <= 6; seq++ {
@@ -199,7 +203,7 @@ func TestConcurrentLoadsApplyEachBatchOnce(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			results[i], errs[i] = Load(context.Background(), e.opts())
+			results[i], errs[i] = e.loadWith(context.Background(), e.opts())
 		}()
 	}
 	wg.Wait()
@@ -230,13 +234,14 @@ func TestConcurrentLoadsApplyEachBatchOnce(t *testing.T) {
 }
 
 func TestFailedBatchLeavesNothing(t *testing.T) {
+	t.Parallel()
 	for _, mode := range []string{"row by row", "bulk", "set-based"} {
 		t.Run(mode+" foreign key check", func(t *testing.T) {
-			setSetBased(t, mode == "set-based")
-			if mode == "bulk" {
-				setBulk(t, 1, 1)
-			}
 			e := newEnv(t)
+			e.set.setBasedChecks = mode == "set-based"
+			if mode == "bulk" {
+				e.set.bulkCheckMinRows, e.set.bulkCheckRatio = 1, 1
+			}
 			put(t, e.bucket, world(1))
 			// Batch 2 changes a dimension, then has a fact whose design is
 			// in no batch: the foreign key fails after the dimension is written.
@@ -246,7 +251,7 @@ func TestFailedBatchLeavesNothing(t *testing.T) {
 				staff: []star.DimStaff{{StaffID: 1, FirstName: "Changed", LastName: "F", DepartmentName: "D", Location: "L", EmailAddress: "E"}},
 				sales: []star.FactSalesOrder{sale(3, "2024-01-03", "08:00:00.000", 1, 1), bad}})
 			put(t, e.bucket, world(3))
-			res, err := Load(context.Background(), e.opts())
+			res, err := e.loadWith(context.Background(), e.opts())
 			if err == nil {
 				t.Fatal("load of a fact without its dimension succeeded")
 			}
@@ -263,7 +268,7 @@ func TestFailedBatchLeavesNothing(t *testing.T) {
 			if c := e.counts(t); c["fact_sales_order"] != 1 {
 				t.Errorf("fact_sales_order has %d rows, want batch 1's one", c["fact_sales_order"])
 			}
-			if seq, err := LoadedSeq(context.Background(), e.url, ""); err != nil || seq != 1 {
+			if seq, err := opened(context.Background(), e.url, "", (*Warehouse).LoadedSeq); err != nil || seq != 1 {
 				t.Errorf("loaded seq %d, %v; want 1", seq, err)
 			}
 			if got := joined(query(t, e.url, `SELECT count(*)::text FROM pg_constraint
@@ -274,16 +279,10 @@ func TestFailedBatchLeavesNothing(t *testing.T) {
 	}
 }
 
-// setBulk sets the bulk foreign key check's thresholds for one test.
-func setBulk(t *testing.T, minRows, ratio int64) {
-	oldMin, oldRatio := bulkCheckMinRows, bulkCheckRatio
-	bulkCheckMinRows, bulkCheckRatio = minRows, ratio
-	t.Cleanup(func() { bulkCheckMinRows, bulkCheckRatio = oldMin, oldRatio })
-}
-
 func TestBulkForeignKeyCheckKeepsTheKeys(t *testing.T) {
-	setBulk(t, 1, 1)
+	t.Parallel()
 	e := newEnv(t)
+	e.set.bulkCheckMinRows, e.set.bulkCheckRatio = 1, 1
 	put(t, e.bucket, world(1))
 	e.load(t)
 	fks := joined(query(t, e.url, `SELECT conrelid::regclass::text, conname, pg_get_constraintdef(oid) FROM pg_constraint
@@ -297,6 +296,7 @@ func TestBulkForeignKeyCheckKeepsTheKeys(t *testing.T) {
 }
 
 func TestNonDefaultSchema(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.schema = `Sales "Mart"`
 	put(t, e.bucket, world(1))
@@ -310,36 +310,36 @@ func TestNonDefaultSchema(t *testing.T) {
 	if got := joined(query(t, e.url, `SELECT count(*)::text FROM pg_tables WHERE schemaname = 'Sales "Mart"'`)); got != "14" {
 		t.Fatalf("%s tables in the schema, want 11 + migrations + ledger + deletions", got)
 	}
-	if c, err := Counts(context.Background(), e.url, ""); err != nil || len(c) != 0 {
+	if c, err := opened(context.Background(), e.url, "", (*Warehouse).Counts); err != nil || len(c) != 0 {
 		t.Fatalf("public counts %v, %v: want none", c, err)
 	}
 }
 
 func TestDeadlineStopsAtABatchBoundary(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	put(t, e.bucket, world(1))
 	put(t, e.bucket, batch{seq: 2, sales: []star.FactSalesOrder{sale(2, "2024-01-03", "08:00:00.000", 1, 1)}})
 	put(t, e.bucket, batch{seq: 3, sales: []star.FactSalesOrder{sale(3, "2024-01-03", "08:00:00.000", 1, 1)}})
 	start := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
 	calls := 0
-	now = func() time.Time { // each batch "takes" a minute
+	e.set.now = func() time.Time { // each batch "takes" a minute
 		calls++
 		return start.Add(time.Duration(calls-1) * time.Minute)
 	}
-	t.Cleanup(func() { now = time.Now })
 	opts := e.opts()
 	opts.Deadline = start.Add(30 * time.Second)
-	res, err := Load(context.Background(), opts)
+	res, err := e.loadWith(context.Background(), opts)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(res.Batches) != 1 || res.Pending != 2 {
 		t.Fatalf("with the deadline passed after batch 1: %+v", res)
 	}
-	if seq, _ := LoadedSeq(context.Background(), e.url, ""); seq != 1 {
+	if seq, _ := opened(context.Background(), e.url, "", (*Warehouse).LoadedSeq); seq != 1 {
 		t.Fatalf("loaded up to %d", seq)
 	}
-	now = time.Now
+	e.set.now = time.Now
 	res = e.load(t)
 	if len(res.Batches) != 2 || res.Batches[0].Sequence != 2 || res.Batches[1].Sequence != 3 {
 		t.Fatalf("the next run: %+v", res)
@@ -347,16 +347,17 @@ func TestDeadlineStopsAtABatchBoundary(t *testing.T) {
 }
 
 func TestStatusHelpers(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	ctx := context.Background()
 	t.Run("before any load", func(t *testing.T) {
 		if c := e.counts(t); len(c) != 0 {
 			t.Errorf("counts %v", c)
 		}
-		if seq, err := LoadedSeq(ctx, e.url, ""); err != nil || seq != 0 {
+		if seq, err := opened(ctx, e.url, "", (*Warehouse).LoadedSeq); err != nil || seq != 0 {
 			t.Errorf("loaded seq %d, %v", seq, err)
 		}
-		if last, err := LastLoad(ctx, e.url, ""); err != nil || last.Sequence != 0 {
+		if last, err := opened(ctx, e.url, "", (*Warehouse).LastLoad); err != nil || last.Sequence != 0 {
 			t.Errorf("last load %+v, %v", last, err)
 		}
 	})
@@ -373,10 +374,10 @@ func TestStatusHelpers(t *testing.T) {
 	if len(c) != 11 || c["fact_sales_order"] != 2 || c["dim_date"] != 38 || c["fact_payment"] != 1 {
 		t.Errorf("counts %v", c)
 	}
-	if seq, err := LoadedSeq(ctx, e.url, "public"); err != nil || seq != 3 {
+	if seq, err := opened(ctx, e.url, "public", (*Warehouse).LoadedSeq); err != nil || seq != 3 {
 		t.Errorf("loaded seq %d, %v", seq, err)
 	}
-	last, err := LastLoad(ctx, e.url, "")
+	last, err := opened(ctx, e.url, "", (*Warehouse).LastLoad)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -385,7 +386,7 @@ func TestStatusHelpers(t *testing.T) {
 		last.Lag != last.LoadedAt.Sub(w3.newest) || last.Rows["fact_sales_order"] != 1 {
 		t.Errorf("last load %+v", last)
 	}
-	fresh, err := Freshness(ctx, e.url, "", 10)
+	fresh, err := opened(ctx, e.url, "", func(w *Warehouse, ctx context.Context) ([]LedgerEntry, error) { return w.Freshness(ctx, 10) })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -401,32 +402,31 @@ func TestStatusHelpers(t *testing.T) {
 }
 
 func TestRefusesBadInput(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	e := newEnv(t)
 	cases := []struct {
-		name  string
-		opts  func() Options
-		setup func()
-		kind  errkind.Kind
-		want  string
+		name   string
+		url    string
+		schema string
+		opts   func() Options
+		kind   errkind.Kind
+		want   string
 	}{
-		{name: "no URL", opts: func() Options { o := e.opts(); o.URL = ""; return o },
+		{name: "no URL", url: "", opts: e.opts,
 			kind: errkind.ConfigInvalid, want: "no warehouse URL"},
-		{name: "no bucket", opts: func() Options { o := e.opts(); o.Processed = nil; return o },
+		{name: "no bucket", url: e.url, opts: func() Options { o := e.opts(); o.Processed = nil; return o },
 			kind: errkind.ConfigInvalid, want: "no processed bucket"},
-		{name: "schema name too long", opts: func() Options { o := e.opts(); o.Schema = strings.Repeat("s", 64); return o },
+		{name: "schema name too long", url: e.url, schema: strings.Repeat("s", 64), opts: e.opts,
 			kind: errkind.ConfigInvalid, want: "63 bytes"},
-		{name: "bad URL", opts: func() Options { o := e.opts(); o.URL = "postgres://u:hunter2@host:notaport/db"; return o },
+		{name: "bad URL", url: "postgres://u:hunter2@host:notaport/db", opts: e.opts,
 			kind: errkind.ConfigInvalid, want: "warehouse URL"},
-		{name: "unreachable", opts: func() Options {
-			o := e.opts()
-			o.URL = "postgres://sandstone:hunter2@127.0.0.1:1/warehouse?connect_timeout=5"
-			return o
-		}, kind: errkind.WarehouseUnreachable, want: "connect to warehouse postgres://sandstone:xxxxx@127.0.0.1:1/warehouse"},
+		{name: "unreachable", url: "postgres://sandstone:hunter2@127.0.0.1:1/warehouse?connect_timeout=5", opts: e.opts,
+			kind: errkind.WarehouseUnreachable, want: "connect to warehouse postgres://sandstone:xxxxx@127.0.0.1:1/warehouse"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := Load(ctx, tc.opts())
+			_, err := loadInto(ctx, tc.url, tc.schema, e.set, tc.opts())
 			if err == nil || errkind.Of(err) != tc.kind || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("error %v (kind %s), want %s containing %q", err, errkind.Of(err), tc.kind, tc.want)
 			}
@@ -435,13 +435,19 @@ func TestRefusesBadInput(t *testing.T) {
 			}
 		})
 	}
-	if _, err := Counts(ctx, "postgres://u:hunter2@127.0.0.1:1/x?connect_timeout=5", ""); err == nil ||
+	if _, err := opened(ctx, "postgres://u:hunter2@127.0.0.1:1/x?connect_timeout=5", "", (*Warehouse).Counts); err == nil ||
 		errkind.Of(err) != errkind.WarehouseUnreachable || strings.Contains(err.Error(), "hunter2") {
 		t.Fatalf("counts on an unreachable warehouse: %v", err)
 	}
 	for _, f := range []func() error{
-		func() error { _, err := LoadedSeq(ctx, "postgres://127.0.0.1:1/x?connect_timeout=5", ""); return err },
-		func() error { _, err := LastLoad(ctx, "postgres://127.0.0.1:1/x?connect_timeout=5", ""); return err },
+		func() error {
+			_, err := opened(ctx, "postgres://127.0.0.1:1/x?connect_timeout=5", "", (*Warehouse).LoadedSeq)
+			return err
+		},
+		func() error {
+			_, err := opened(ctx, "postgres://127.0.0.1:1/x?connect_timeout=5", "", (*Warehouse).LastLoad)
+			return err
+		},
 	} {
 		if err := f(); errkind.Of(err) != errkind.WarehouseUnreachable {
 			t.Fatalf("status on an unreachable warehouse: %v", err)
@@ -450,6 +456,7 @@ func TestRefusesBadInput(t *testing.T) {
 }
 
 func TestRefusesBadBatches(t *testing.T) {
+	t.Parallel()
 	good := world(1)
 	cases := []struct {
 		name   string
@@ -481,7 +488,7 @@ func TestRefusesBadBatches(t *testing.T) {
 			if err := e.bucket.PutManifest(context.Background(), 1, &m1); err != nil {
 				t.Fatal(err)
 			}
-			_, err := Load(context.Background(), e.opts())
+			_, err := e.loadWith(context.Background(), e.opts())
 			if err == nil || errkind.Of(err) != tc.kind || !strings.Contains(err.Error(), tc.want) ||
 				!strings.Contains(err.Error(), "000000000001") {
 				t.Fatalf("error %v (kind %s), want %s naming batch 1 and %q", err, errkind.Of(err), tc.kind, tc.want)
@@ -497,7 +504,7 @@ func TestRefusesBadBatches(t *testing.T) {
 		if err := e.bucket.Put(context.Background(), lake.ManifestKey(2), []byte("{not json")); err != nil {
 			t.Fatal(err)
 		}
-		res, err := Load(context.Background(), e.opts())
+		res, err := e.loadWith(context.Background(), e.opts())
 		if errkind.Of(err) != errkind.BucketReadFailed || len(res.Batches) != 1 {
 			t.Fatalf("%+v %v", res, err)
 		}
@@ -521,11 +528,12 @@ func writeObjects(t *testing.T, b *lake.Bucket, bt batch) lake.Manifest {
 }
 
 func TestCancelledLoadStops(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	put(t, e.bucket, world(1))
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if _, err := Load(ctx, e.opts()); !errors.Is(err, context.Canceled) {
+	if _, err := e.loadWith(ctx, e.opts()); !errors.Is(err, context.Canceled) {
 		t.Fatalf("cancelled load: %v", err)
 	}
 }

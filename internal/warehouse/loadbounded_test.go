@@ -13,10 +13,11 @@ import (
 )
 
 // pipelineInto runs ingest (in batches of at most bound rows, 0 for one
-// batch), transform and load from source into warehouse schema, on buckets
-// of its own, and returns the batches landed. load may stop early, at a
-// deadline: loadOnce is then called again until nothing is pending.
-func pipelineInto(t *testing.T, source, warehouse, schema string, bound int64, loadOnce func(Options) Result) int {
+// batch), transform and load (loadOnce) from source into warehouse schema,
+// on buckets of its own, and returns the batches landed. load may stop
+// early, at a deadline: loadOnce is then called again until nothing is
+// pending.
+func pipelineInto(t *testing.T, source, schema string, bound int64, loadOnce func(schema string, opts Options) Result) int {
 	t.Helper()
 	ctx := context.Background()
 	open := func() *lake.Bucket {
@@ -46,8 +47,8 @@ func pipelineInto(t *testing.T, source, warehouse, schema string, bound int64, l
 	if _, err := transform.Run(ctx, transform.Options{Ingest: in, Processed: out, Logger: quiet}); err != nil {
 		t.Fatalf("transform: %v", err)
 	}
-	opts := Options{URL: warehouse, Schema: schema, Processed: out, Logger: quiet}
-	for res := loadOnce(opts); res.Pending > 0; res = loadOnce(opts) {
+	opts := Options{Processed: out, Logger: quiet}
+	for res := loadOnce(schema, opts); res.Pending > 0; res = loadOnce(schema, opts) {
 	}
 	return batches
 }
@@ -66,39 +67,41 @@ func schemaRows(t *testing.T, url, schema string) map[string]string {
 }
 
 func TestBoundedInitialLoadMakesTheSameWarehouse(t *testing.T) {
+	t.Parallel()
 	source := pgtest.NewDatabase(t)
 	pgtest.LoadSnapshot(t, source)
 	url := pgtest.NewDatabase(t)
-	loadAll := func(opts Options) Result {
-		res, err := Load(context.Background(), opts)
+	loadAll := func(set settings, schema string, opts Options) Result {
+		res, err := loadInto(context.Background(), url, schema, set, opts)
 		if err != nil {
 			t.Fatalf("load: %v", err)
 		}
 		return res
 	}
-	if n := pipelineInto(t, source, url, "whole", 0, loadAll); n != 1 {
+	unbounded := func(schema string, opts Options) Result { return loadAll(defaultSettings(), schema, opts) }
+	if n := pipelineInto(t, source, "whole", 0, unbounded); n != 1 {
 		t.Fatalf("the unbounded ingest landed %d batches", n)
 	}
 	// Bounded: batches of 6,000 rows, and a load that stops at its
 	// deadline after every batch (each batch "takes" an hour).
 	loads := 0
-	oneAtATime := func(opts Options) Result {
+	oneAtATime := func(schema string, opts Options) Result {
 		loads++
 		start := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
 		calls := 0
-		now = func() time.Time {
+		set := defaultSettings()
+		set.now = func() time.Time {
 			calls++
 			return start.Add(time.Duration(calls-1) * time.Hour)
 		}
-		defer func() { now = time.Now }()
 		opts.Deadline = start.Add(time.Minute)
-		res := loadAll(opts)
+		res := loadAll(set, schema, opts)
 		if len(res.Batches) > 1 {
 			t.Fatalf("a load past its deadline took %d batches", len(res.Batches))
 		}
 		return res
 	}
-	batches := pipelineInto(t, source, url, "bounded", 6000, oneAtATime)
+	batches := pipelineInto(t, source, "bounded", 6000, oneAtATime)
 	if batches < 8 || loads < batches {
 		t.Fatalf("%d bounded batches in %d loads: want 8 or more (48k rows), one a load", batches, loads)
 	}

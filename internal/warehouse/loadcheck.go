@@ -37,9 +37,8 @@ import (
 // session_replication_role (a superuser, or GRANT SET ON PARAMETER). Else
 // the rows go in as before and PostgreSQL checks them row by row.
 
-// setBasedChecks turns the set-based check on; tests turn it off to cover
-// the other paths.
-var setBasedChecks = true
+// settings.setBasedChecks turns the set-based check on; tests turn it off
+// to cover the other paths.
 
 // foreignKey is one single-column foreign key of a fact table.
 type foreignKey struct {
@@ -58,7 +57,7 @@ type refCheck struct {
 // refCheckOf returns how table a.t's rows can be checked set-based, or nil,
 // looked up once per load.
 func (l *loader) refCheckOf(ctx context.Context, tx pgx.Tx, a apply) (*refCheck, error) {
-	if !setBasedChecks || l.noReplica {
+	if !l.set.setBasedChecks || l.noReplica {
 		return nil, nil
 	}
 	if rc, ok := l.checks[a.t.name]; ok {
@@ -132,7 +131,7 @@ func (l *loader) checked(ctx context.Context, tx pgx.Tx, a apply, rc *refCheck, 
 	if err := tx.QueryRow(ctx, "SELECT coalesce(max("+q(t.serial)+"), 0) FROM ONLY "+table).Scan(&before); err != nil {
 		return 0, false, fmt.Errorf("read the last id of %s: %w", table, err)
 	}
-	kv := newKeyValues(t, rc.keys)
+	kv := newKeyValues(t, rc.keys, l.set.maxKeyValues)
 	n, err := l.copyDirect(ctx, tx, t, table, obj, kv, nil)
 	if isUniqueViolation(err) {
 		l.log.Debug("rows already in the table or twice in the batch: staging them", "table", t.name, "reason", err)
@@ -193,7 +192,7 @@ func (l *loader) bulkChecked(ctx context.Context, tx pgx.Tx, a apply, rc *refChe
 		l.log.Debug("a table the foreign keys reference is busy: they are dropped and added back", "table", a.t.name)
 		return 0, false, rollback()
 	}
-	a.keys = newKeyValues(a.t, rc.keys)
+	a.keys = newKeyValues(a.t, rc.keys, l.set.maxKeyValues)
 	n, err := l.write(ctx, tx, a, obj)
 	if err != nil {
 		return 0, false, err
@@ -375,19 +374,16 @@ func checkFailed(ctx context.Context, tx pgx.Tx, table, newRows string, k *forei
 // distinct values in a batch. While a big batch is copied straight into an
 // empty table, the encoder collects each such column's distinct values,
 // and the check looks up those few instead of joining every row. A column
-// with more than maxKeyValues distinct values (transactions) is left to
-// the join.
-
-// maxKeyValues bounds the distinct values collected of one column: 2^18
-// take about 5 MB.
-var maxKeyValues = 1 << 18
+// with more than settings.maxKeyValues distinct values (transactions) is
+// left to the join.
 
 // valueSet is the distinct values of one column of a type with a
 // KeyArray (an int or date column), as the encoder has them (a date as
-// days since 1970-01-01); full once there were more than maxKeyValues,
-// when it keeps none.
+// days since 1970-01-01); full once there were more than most, when it
+// keeps none.
 type valueSet struct {
 	m     map[int64]struct{}
+	most  int
 	array func(int8s string) string // the column type's KeyArray
 	full  bool
 }
@@ -400,7 +396,7 @@ func (s *valueSet) add(v int64) {
 	if _, ok := s.m[v]; ok {
 		return
 	}
-	if len(s.m) == maxKeyValues {
+	if len(s.m) == s.most {
 		s.m, s.full = nil, true
 		return
 	}
@@ -431,13 +427,13 @@ type keyValues struct {
 }
 
 // newKeyValues collects the values of the columns of table t that keys
-// use, of a type with a KeyArray (int and date).
-func newKeyValues(t *table, keys []foreignKey) *keyValues {
+// use, of a type with a KeyArray (int and date), at most most of each.
+func newKeyValues(t *table, keys []foreignKey, most int) *keyValues {
 	kv := &keyValues{by: map[string]*valueSet{}}
 	for _, c := range t.dataCols() {
 		used := slices.ContainsFunc(keys, func(k foreignKey) bool { return k.column == c.name })
 		if used && c.typ.KeyArray != nil {
-			kv.by[c.name] = &valueSet{m: map[int64]struct{}{}, array: c.typ.KeyArray}
+			kv.by[c.name] = &valueSet{m: map[int64]struct{}{}, most: most, array: c.typ.KeyArray}
 		}
 	}
 	return kv

@@ -16,13 +16,6 @@ import (
 	"github.com/sandstone-data/sandstone/internal/star"
 )
 
-// setSetBased turns the set-based foreign-key check on or off for one test.
-func setSetBased(t *testing.T, on bool) {
-	old := setBasedChecks
-	setBasedChecks = on
-	t.Cleanup(func() { setBasedChecks = old })
-}
-
 // laterSales is batch seq: n new sales versions, on top of world(1).
 func laterSales(seq int64, n int) batch {
 	b := batch{seq: seq}
@@ -38,7 +31,7 @@ func loadLogged(t *testing.T, e *env) *recorder {
 	rec := &recorder{}
 	opts := e.opts()
 	opts.Logger = slog.New(rec)
-	if _, err := Load(context.Background(), opts); err != nil {
+	if _, err := e.loadWith(context.Background(), opts); err != nil {
 		t.Fatalf("load: %v", err)
 	}
 	return rec
@@ -64,6 +57,7 @@ func validForeignKeys(t *testing.T, url string) string {
 }
 
 func TestSetBasedCheckKeepsTheKeysValid(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	put(t, e.bucket, world(1))
 	e.load(t)
@@ -81,6 +75,7 @@ func TestSetBasedCheckKeepsTheKeysValid(t *testing.T) {
 }
 
 func TestSetBasedCheckLocksRowsWhenATableIsBusy(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	put(t, e.bucket, world(1))
 	e.load(t)
@@ -100,6 +95,7 @@ func TestSetBasedCheckLocksRowsWhenATableIsBusy(t *testing.T) {
 }
 
 func TestSetBasedCheckRefusesAMissingDimension(t *testing.T) {
+	t.Parallel()
 	cases := []struct {
 		name   string
 		busy   bool // another session writes the referenced table: rows are locked
@@ -126,8 +122,8 @@ func TestSetBasedCheckRefusesAMissingDimension(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			setMaxKeyValues(t, tc.values)
 			e := newEnv(t)
+			e.set.maxKeyValues = tc.values
 			put(t, e.bucket, world(1))
 			e.load(t)
 			if tc.alter != "" {
@@ -139,7 +135,7 @@ func TestSetBasedCheckRefusesAMissingDimension(t *testing.T) {
 			b := laterSales(2, 3)
 			tc.break_(&b.sales[1])
 			put(t, e.bucket, b)
-			_, err := Load(context.Background(), e.opts())
+			_, err := e.loadWith(context.Background(), e.opts())
 			if err == nil || !strings.Contains(err.Error(), tc.fkey) || !strings.Contains(err.Error(), tc.detail) ||
 				!strings.Contains(err.Error(), "SQLSTATE 23503") {
 				t.Fatalf("load of a fact without its dimension row: %v", err)
@@ -155,6 +151,7 @@ func TestSetBasedCheckRefusesAMissingDimension(t *testing.T) {
 }
 
 func TestSetBasedCheckFindsRowsBelowTheLastID(t *testing.T) {
+	t.Parallel()
 	// Someone deleted fact rows and set the sequence back, so the batch's
 	// ids lie below the table's highest: the keys checked by their values
 	// do not care; those read back from the new rows, which are found by
@@ -170,8 +167,8 @@ func TestSetBasedCheckFindsRowsBelowTheLastID(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			setMaxKeyValues(t, tc.values)
 			e := newEnv(t)
+			e.set.maxKeyValues = tc.values
 			put(t, e.bucket, world(1))
 			put(t, e.bucket, laterSales(2, 3))
 			e.load(t)
@@ -183,7 +180,7 @@ func TestSetBasedCheckFindsRowsBelowTheLastID(t *testing.T) {
 			rec := &recorder{}
 			opts := e.opts()
 			opts.Logger = slog.New(rec)
-			_, err := Load(context.Background(), opts)
+			_, err := e.loadWith(context.Background(), opts)
 			if err == nil || !strings.Contains(err.Error(), "fact_sales_order_design_id_fkey") ||
 				!strings.Contains(err.Error(), tc.detail) || !strings.Contains(err.Error(), "SQLSTATE 23503") {
 				t.Fatalf("load of a fact without its design, below the last id: %v", err)
@@ -199,6 +196,7 @@ func TestSetBasedCheckFindsRowsBelowTheLastID(t *testing.T) {
 }
 
 func TestSetBasedCheckSkipsATableWithItsOwnTrigger(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	put(t, e.bucket, world(1))
 	e.load(t)
@@ -225,6 +223,7 @@ func TestSetBasedCheckSkipsATableWithItsOwnTrigger(t *testing.T) {
 // grants it) the set-based check runs, keeps the keys valid, and still
 // refuses a row whose dimension is missing.
 func TestSetBasedCheckNeedsThePrivilege(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		role, grant, path string
 	}{
@@ -259,7 +258,7 @@ func TestSetBasedCheckNeedsThePrivilege(t *testing.T) {
 			bad := laterSales(3, 1)
 			bad.sales[0].DesignID = 999 // no such design
 			put(t, e.bucket, bad)
-			if _, err := Load(context.Background(), e.opts()); err == nil || !strings.Contains(err.Error(), "fact_sales_order_design_id_fkey") {
+			if _, err := e.loadWith(context.Background(), e.opts()); err == nil || !strings.Contains(err.Error(), "fact_sales_order_design_id_fkey") {
 				t.Errorf("a sale of a missing design loaded: %v", err)
 			}
 			if got := joined(query(t, owner, "SELECT count(*)::text FROM fact_sales_order")); got != "3" {
@@ -270,6 +269,7 @@ func TestSetBasedCheckNeedsThePrivilege(t *testing.T) {
 }
 
 func TestBulkCheckedInitialLoad(t *testing.T) {
+	t.Parallel()
 	type breaks struct{ key, detail string }
 	design := &breaks{"fact_sales_order_design_id_fkey", "(design_id)=(99)"}
 	date := &breaks{"fact_sales_order_agreed_delivery_date_fkey", "(agreed_delivery_date)=(2031-06-01)"}
@@ -289,9 +289,9 @@ func TestBulkCheckedInitialLoad(t *testing.T) {
 		{"a referenced table busy, a design missing", true, 1 << 18, design},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			setBulk(t, 1, 1) // every batch is big
-			setMaxKeyValues(t, tc.values)
 			e := newEnv(t)
+			e.set.bulkCheckMinRows, e.set.bulkCheckRatio = 1, 1 // every batch is big
+			e.set.maxKeyValues = tc.values
 			e.load(t) // migrates: empty tables
 			b := world(1)
 			b.sales = append(b.sales, sale(2, "2024-01-02", "11:00:00.000", 3, 300), sale(3, "2024-01-02", "12:00:00.000", 4, 400))
@@ -314,7 +314,7 @@ func TestBulkCheckedInitialLoad(t *testing.T) {
 			}
 			done := make(chan error, 1)
 			go func() {
-				_, err := Load(context.Background(), opts)
+				_, err := e.loadWith(context.Background(), opts)
 				done <- err
 			}()
 			if tc.busy {
@@ -396,11 +396,4 @@ func waitFor(t *testing.T, rec *recorder, s string) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-}
-
-// setMaxKeyValues sets maxKeyValues for the test, restoring it after.
-func setMaxKeyValues(t *testing.T, n int) {
-	old := maxKeyValues
-	maxKeyValues = n
-	t.Cleanup(func() { maxKeyValues = old })
 }

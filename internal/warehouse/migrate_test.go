@@ -115,6 +115,7 @@ func starLines(listing, s string) []string {
 // that star declares, in a schema whose name needs quoting in SQL and in a
 // string literal.
 func TestMigrationsMakeTheDeclaredSchema(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.schema = `it's a "warehouse"`
 	e.load(t)
@@ -156,6 +157,7 @@ func migrateOnly(t *testing.T, url string, s schema, to int) {
 // rows in its tables and ledger, is upgraded by the later migrations with
 // every row kept, and ends with the same schema as a fresh one.
 func TestUpgradeFromMigration1(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	migrateOnly(t, e.url, "public", 1)
 	if got := joined(query(t, e.url, "SELECT version::text, name FROM sandstone_migrations")); got != "1|create the star schema and the load ledger" {
@@ -235,6 +237,7 @@ var shipped = map[int]string{
 }
 
 func TestShippedMigrationsAreFrozen(t *testing.T) {
+	t.Parallel()
 	for _, m := range migrations {
 		sum := sha256.Sum256([]byte(m.sql))
 		want, ok := shipped[m.version]
@@ -252,6 +255,7 @@ func TestShippedMigrationsAreFrozen(t *testing.T) {
 }
 
 func TestReadMigrations(t *testing.T) {
+	t.Parallel()
 	file := func(name string) *fstest.MapFile {
 		return &fstest.MapFile{Data: []byte("-- migration: " + name + "\nSELECT 1;\n")}
 	}
@@ -288,13 +292,14 @@ func TestReadMigrations(t *testing.T) {
 // batches the ledger records), the warehouse stays at its version and the
 // log says nothing of migrating it.
 func TestMigrationToldOnlyOnceCommitted(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	migrateOnly(t, e.url, "public", 3)
 	pgtest.Exec(t, e.url, `INSERT INTO sandstone_loads (sequence, batch, rows, seconds) VALUES (1, '000000000001', '{}', 0.1)`)
 	var logs bytes.Buffer
 	opts := e.opts()
 	opts.Logger = slog.New(slog.NewTextHandler(&logs, nil))
-	if _, err := Load(t.Context(), opts); errkind.Of(err) != errkind.LedgerMismatch {
+	if _, err := e.loadWith(t.Context(), opts); errkind.Of(err) != errkind.LedgerMismatch {
 		t.Fatalf("load into a warehouse whose batches the bucket lacks: %v", err)
 	}
 	if v := pgtest.QueryInt(t, e.url, "SELECT max(version) FROM sandstone_migrations"); v != 3 || strings.Contains(logs.String(), "migrated") {
@@ -302,7 +307,7 @@ func TestMigrationToldOnlyOnceCommitted(t *testing.T) {
 	}
 
 	pgtest.Exec(t, e.url, `DELETE FROM sandstone_loads`)
-	if _, err := Load(t.Context(), opts); err != nil {
+	if _, err := e.loadWith(t.Context(), opts); err != nil {
 		t.Fatal(err)
 	}
 	if n := strings.Count(logs.String(), "migrated warehouse"); n != len(migrations)-3 {
@@ -314,6 +319,7 @@ func TestMigrationToldOnlyOnceCommitted(t *testing.T) {
 // that another table's foreign key references, or that its table is
 // clustered on, is left as it was, and the migration still succeeds.
 func TestMigration4LeavesKeysItWouldChange(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	migrateOnly(t, e.url, "public", 3)
 	pgtest.Exec(t, e.url, `CREATE TABLE payment_notes (payment_id int, d date, t time,

@@ -10,7 +10,6 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/sandstone-data/sandstone/internal/config"
 	"github.com/sandstone-data/sandstone/internal/errkind"
 )
 
@@ -30,41 +29,34 @@ type RunLock struct {
 	key  int64
 }
 
-// LockRun takes the installation's run lock on a dedicated connection to
-// the warehouse, whose application_name names this process and host. When
-// another run holds it, the error (of kind ConfigInvalid) names that run:
-// its application_name, its server process and client address, and since
-// when it has been connected.
-func LockRun(ctx context.Context, url, schemaName string) (*RunLock, error) {
-	cfg, err := config.ParsePG(url)
-	if err != nil {
-		return nil, errkind.Wrap(errkind.ConfigInvalid, fmt.Errorf("warehouse URL: %w", err))
-	}
+// LockRun takes the installation's run lock on the handle's connection,
+// which it renames (application_name) after this process and host; the
+// lock lasts until Release, or until the handle closes. When another run
+// holds it, the error (of kind ConfigInvalid) names that run: its
+// application_name, its server process and client address, and since when
+// it has been connected.
+func (w *Warehouse) LockRun(ctx context.Context) (*RunLock, error) {
 	host, _ := os.Hostname()
 	name := fmt.Sprintf("sandstone run pid %d on %s", os.Getpid(), host)
 	if len(name) > 63 {
 		name = name[:63]
 	}
-	cfg.RuntimeParams["application_name"] = name
-	conn, err := pgx.ConnectConfig(ctx, cfg)
-	if err != nil {
-		return nil, errkind.Wrap(errkind.WarehouseUnreachable, config.RedactError(fmt.Errorf("connect to warehouse %s: %w", url, config.ConnectHint(cfg, err))))
-	}
-	s := schemaOf(schemaName)
+	s := w.s
 	var ok bool
-	if err := conn.QueryRow(ctx, "SELECT pg_try_advisory_lock($1)", s.runLockKey()).Scan(&ok); err != nil {
-		_ = conn.Close(context.WithoutCancel(ctx))
+	if _, err := w.conn.Exec(ctx, "SELECT pg_catalog.set_config('application_name', $1, false)", name); err != nil {
+		return nil, errkind.Wrap(errkind.WarehouseUnreachable, fmt.Errorf("name the run's connection: %w", err))
+	}
+	if err := w.conn.QueryRow(ctx, "SELECT pg_try_advisory_lock($1)", s.runLockKey()).Scan(&ok); err != nil {
 		return nil, errkind.Wrap(errkind.WarehouseUnreachable, fmt.Errorf("take the run lock: %w", err))
 	}
 	if ok {
-		return &RunLock{conn: conn, key: s.runLockKey()}, nil
+		return &RunLock{conn: w.conn, key: s.runLockKey()}, nil
 	}
-	defer func() { _ = conn.Close(context.WithoutCancel(ctx)) }()
 	holder := "a session whose details this role cannot see"
 	var app, client string
 	var pid int32
 	var since time.Time
-	err = conn.QueryRow(ctx, `SELECT coalesce(a.application_name, ''), a.pid,
+	err := w.conn.QueryRow(ctx, `SELECT coalesce(a.application_name, ''), a.pid,
 			coalesce(host(a.client_addr), 'the local socket'), a.backend_start
 		FROM pg_catalog.pg_locks l JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid
 		WHERE l.locktype = 'advisory' AND l.granted AND l.database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database())
@@ -81,14 +73,14 @@ func LockRun(ctx context.Context, url, schemaName string) (*RunLock, error) {
 		q(string(s)), holder))
 }
 
-// Release gives the run lock up: unlocked before the connection closes,
-// so that a run started the moment Release returns finds it free (a
-// closed connection's server process lets its locks go only once it has
-// ended, a little later).
+// Release gives the run lock up, on its connection, which stays open: a
+// run started the moment Release returns finds it free (a closed
+// connection's server process lets its locks go only once it has ended,
+// a little later).
 func (l *RunLock) Release(ctx context.Context) error {
 	if l == nil || l.conn == nil {
 		return nil
 	}
 	_, err := l.conn.Exec(ctx, "SELECT pg_advisory_unlock($1)", l.key)
-	return errors.Join(err, l.conn.Close(ctx))
+	return err
 }

@@ -13,33 +13,48 @@ import (
 // the holder, and the lock free for the next run the moment Release
 // returns, however soon that run starts.
 func TestRunLock(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	url := pgtest.NewDatabase(t)
-	first, err := LockRun(ctx, url, "public")
+	// lockRun opens the warehouse at url in schema and takes its run lock;
+	// the handle closes after release.
+	lockRun := func(schema string) (lock *RunLock, release func(), err error) {
+		w, err := Open(ctx, url, schema)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lock, err = w.LockRun(ctx)
+		return lock, func() {
+			if err := lock.Release(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if err := w.Close(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}, err
+	}
+	_, releaseFirst, err := lockRun("public")
 	if err != nil {
 		t.Fatal(err)
 	}
-	other, err := LockRun(ctx, url, "other")
+	_, releaseOther, err := lockRun("other")
 	if err != nil {
 		t.Fatalf("another schema's run: %v", err)
 	}
-	defer func() { _ = other.Release(ctx) }()
-	_, err = LockRun(ctx, url, "public")
+	defer releaseOther()
+	_, releaseRefused, err := lockRun("public")
 	if errkind.Of(err) != errkind.ConfigInvalid || !strings.Contains(err.Error(), "another sandstone run already runs") ||
 		!strings.Contains(err.Error(), "sandstone run pid") || !strings.Contains(err.Error(), "server process") {
 		t.Fatalf("a second run on the same schema: %v", err)
 	}
-	if err := first.Release(ctx); err != nil {
-		t.Fatal(err)
-	}
+	releaseRefused()
+	releaseFirst()
 	for i := range 100 {
-		l, err := LockRun(ctx, url, "public")
+		_, release, err := lockRun("public")
 		if err != nil {
 			t.Fatalf("run %d, started as the one before released the lock: %v", i, err)
 		}
-		if err := l.Release(ctx); err != nil {
-			t.Fatal(err)
-		}
+		release()
 	}
 	var nilLock *RunLock
 	if err := nilLock.Release(ctx); err != nil {

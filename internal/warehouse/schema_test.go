@@ -89,6 +89,7 @@ func schemaOfDB(t *testing.T, url, s string) (cols, keys string) {
 }
 
 func TestMigrationCreatesTheDesignSchema(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.load(t) // no batches: only the schema
 	cols, keys := schemaOfDB(t, e.url, "public")
@@ -110,6 +111,7 @@ func TestMigrationCreatesTheDesignSchema(t *testing.T) {
 }
 
 func TestTablesMatchStar(t *testing.T) {
+	t.Parallel()
 	names := TableNames()
 	if len(names) != len(star.Tables) {
 		t.Fatalf("%d tables", len(names))
@@ -160,6 +162,7 @@ CREATE TABLE fact_payment (payment_record_id serial, payment_id int, created_dat
 `
 
 func TestPreparedWarehouseWithoutKeysWorks(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	pgtest.Exec(t, e.url, northcodersDDL)
 	put(t, e.bucket, world(1))
@@ -176,7 +179,7 @@ func TestPreparedWarehouseWithoutKeysWorks(t *testing.T) {
 	var logs strings.Builder
 	opts := e.opts()
 	opts.Logger = slog.New(slog.NewTextHandler(&logs, nil))
-	res, err := Load(context.Background(), opts)
+	res, err := e.loadWith(context.Background(), opts)
 	if err != nil || len(res.Batches) != 2 {
 		t.Fatalf("%+v, %v", res, err)
 	}
@@ -204,6 +207,7 @@ func TestPreparedWarehouseWithoutKeysWorks(t *testing.T) {
 }
 
 func TestPreparedWarehouseThatDoesNotFit(t *testing.T) {
+	t.Parallel()
 	cases := []struct {
 		name, alter string
 		want        []string
@@ -260,6 +264,7 @@ func TestPreparedWarehouseThatDoesNotFit(t *testing.T) {
 }
 
 func TestPreparedWarehouseGainsMissingTablesWithKeys(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	// Only the dimensions exist, with primary keys: load creates the facts,
 	// with foreign keys to them.
@@ -278,10 +283,11 @@ func TestPreparedWarehouseGainsMissingTablesWithKeys(t *testing.T) {
 }
 
 func TestNewerSchemaIsRefused(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.load(t)
 	pgtest.Exec(t, e.url, "INSERT INTO sandstone_migrations (version, name) VALUES ($1, 'from the future')", len(migrations)+1)
-	_, err := Load(context.Background(), e.opts())
+	_, err := e.loadWith(context.Background(), e.opts())
 	if errkind.Of(err) != errkind.WarehouseSchemaMismatch || !strings.Contains(err.Error(), fmt.Sprintf("migration %d", len(migrations)+1)) {
 		t.Fatalf("load on a newer schema: %v", err)
 	}

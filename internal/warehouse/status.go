@@ -37,65 +37,60 @@ type LedgerEntry struct {
 // Counts returns the number of rows in each warehouse table of the schema
 // (the dimensions and facts, not Sandstone's own tables). A table that does
 // not exist is left out, so a warehouse never loaded gives an empty map.
-func Counts(ctx context.Context, url, schemaName string) (map[string]int64, error) {
-	out := map[string]int64{}
-	err := withConn(ctx, url, func(conn *pgx.Conn) error {
-		s := schemaOf(schemaName)
-		rows, err := conn.Query(ctx, `SELECT c.relname::text FROM pg_catalog.pg_class c
-			JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-			WHERE n.nspname = $1 AND c.relname = ANY($2) AND c.relkind IN ('r', 'p')`, string(s), TableNames())
-		if err != nil {
-			return err
-		}
-		present, err := pgx.CollectRows(rows, pgx.RowTo[string])
-		if err != nil {
-			return err
-		}
-		var parts []string
-		var args []any
-		for _, t := range TableNames() { // in load order
-			if slices.Contains(present, t) {
-				args = append(args, t)
-				parts = append(parts, fmt.Sprintf("SELECT $%d::text, count(*) FROM %s", len(args), s.ident(t)))
-			}
-		}
-		if len(parts) == 0 {
-			return nil
-		}
-		rows, err = conn.Query(ctx, strings.Join(parts, " UNION ALL "), args...)
-		if err != nil {
-			return err
-		}
-		var name string
-		var n int64
-		_, err = pgx.ForEachRow(rows, []any{&name, &n}, func() error {
-			out[name] = n
-			return nil
-		})
-		return err
-	})
+func (w *Warehouse) Counts(ctx context.Context) (map[string]int64, error) {
+	out, err := w.counts(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("count warehouse rows: %w", err)
 	}
 	return out, nil
 }
 
+func (w *Warehouse) counts(ctx context.Context) (map[string]int64, error) {
+	out := map[string]int64{}
+	rows, err := w.conn.Query(ctx, `SELECT c.relname::text FROM pg_catalog.pg_class c
+		JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+		WHERE n.nspname = $1 AND c.relname = ANY($2) AND c.relkind IN ('r', 'p')`, string(w.s), TableNames())
+	if err != nil {
+		return nil, err
+	}
+	present, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, err
+	}
+	var parts []string
+	var args []any
+	for _, t := range TableNames() { // in load order
+		if slices.Contains(present, t) {
+			args = append(args, t)
+			parts = append(parts, fmt.Sprintf("SELECT $%d::text, count(*) FROM %s", len(args), w.s.ident(t)))
+		}
+	}
+	if len(parts) == 0 {
+		return out, nil
+	}
+	rows, err = w.conn.Query(ctx, strings.Join(parts, " UNION ALL "), args...)
+	if err != nil {
+		return nil, err
+	}
+	var name string
+	var n int64
+	_, err = pgx.ForEachRow(rows, []any{&name, &n}, func() error {
+		out[name] = n
+		return nil
+	})
+	return out, err
+}
+
 // LoadedSeq returns the sequence number of the newest batch loaded into the
 // schema, 0 when none (or when the warehouse has not been set up).
-func LoadedSeq(ctx context.Context, url, schemaName string) (int64, error) {
-	var seq int64
-	err := withConn(ctx, url, func(conn *pgx.Conn) error {
-		var err error
-		seq, err = loadedSeq(ctx, conn, schemaOf(schemaName))
-		return err
-	})
-	return seq, err
+func (w *Warehouse) LoadedSeq(ctx context.Context) (int64, error) {
+	return loadedSeq(ctx, w.conn, w.s)
 }
 
 // LastLoad returns the ledger entry of the newest batch loaded; its
 // Sequence is 0 when nothing has been loaded.
-func LastLoad(ctx context.Context, url, schemaName string) (LedgerEntry, error) {
-	entries, err := Freshness(ctx, url, schemaName, 1)
+func (w *Warehouse) LastLoad(ctx context.Context) (LedgerEntry, error) {
+	entries, err := w.Freshness(ctx, 1)
 	if err != nil || len(entries) == 0 {
 		return LedgerEntry{}, err
 	}
@@ -105,38 +100,53 @@ func LastLoad(ctx context.Context, url, schemaName string) (LedgerEntry, error) 
 // Freshness returns the ledger entries of the n newest batches loaded,
 // newest first, each with its Lag: how long after its newest source change
 // the batch reached the warehouse.
-func Freshness(ctx context.Context, url, schemaName string, n int) ([]LedgerEntry, error) {
-	var out []LedgerEntry
-	err := withConn(ctx, url, func(conn *pgx.Conn) error {
-		s := schemaOf(schemaName)
-		ok, err := tableExists(ctx, conn, s, ledgerTable)
-		if err != nil || !ok {
-			return err
-		}
-		rows, err := conn.Query(ctx, "SELECT sequence, batch, rows, source_newest, loaded_at, seconds FROM "+
-			s.ident(ledgerTable)+" ORDER BY sequence DESC LIMIT $1", n)
-		if err != nil {
-			return err
-		}
-		var e LedgerEntry
-		var newest *time.Time
-		_, err = pgx.ForEachRow(rows, []any{&e.Sequence, &e.Batch, &e.Rows, &newest, &e.LoadedAt, &e.Seconds}, func() error {
-			e.SourceNewest, e.Lag = time.Time{}, 0
-			if newest != nil {
-				e.SourceNewest = newest.UTC()
-				e.Lag = e.LoadedAt.Sub(e.SourceNewest)
-			}
-			e.LoadedAt = e.LoadedAt.UTC()
-			out = append(out, e)
-			e.Rows = nil
-			return nil
-		})
-		return err
-	})
+func (w *Warehouse) Freshness(ctx context.Context, n int) ([]LedgerEntry, error) {
+	out, err := w.freshness(ctx, n)
 	if err != nil {
 		return nil, fmt.Errorf("read the load ledger: %w", err)
 	}
 	return out, nil
+}
+
+func (w *Warehouse) freshness(ctx context.Context, n int) ([]LedgerEntry, error) {
+	var out []LedgerEntry
+	ok, err := tableExists(ctx, w.conn, w.s, ledgerTable)
+	if err != nil || !ok {
+		return nil, err
+	}
+	rows, err := w.conn.Query(ctx, "SELECT sequence, batch, rows, source_newest, loaded_at, seconds FROM "+
+		w.s.ident(ledgerTable)+" ORDER BY sequence DESC LIMIT $1", n)
+	if err != nil {
+		return nil, err
+	}
+	var e LedgerEntry
+	var newest *time.Time
+	_, err = pgx.ForEachRow(rows, []any{&e.Sequence, &e.Batch, &e.Rows, &newest, &e.LoadedAt, &e.Seconds}, func() error {
+		e.SourceNewest, e.Lag = time.Time{}, 0
+		if newest != nil {
+			e.SourceNewest = newest.UTC()
+			e.Lag = e.LoadedAt.Sub(e.SourceNewest)
+		}
+		e.LoadedAt = e.LoadedAt.UTC()
+		out = append(out, e)
+		e.Rows = nil
+		return nil
+	})
+	return out, err
+}
+
+// LongestLoad returns the most seconds a batch of the ledger took to load
+// (its Seconds), 0 when nothing has been loaded.
+func (w *Warehouse) LongestLoad(ctx context.Context) (float64, error) {
+	ok, err := tableExists(ctx, w.conn, w.s, ledgerTable)
+	if err != nil || !ok {
+		return 0, err
+	}
+	var s float64
+	if err := w.conn.QueryRow(ctx, "SELECT coalesce(max(seconds), 0) FROM "+w.s.ident(ledgerTable)).Scan(&s); err != nil {
+		return 0, fmt.Errorf("read the load ledger: %w", err)
+	}
+	return s, nil
 }
 
 // CheckProcessed reports whether the processed bucket holds the batches the
@@ -144,18 +154,84 @@ func Freshness(ctx context.Context, url, schemaName string, n int) ([]LedgerEntr
 // error is of kind LedgerMismatch and says what differs when it does not
 // (another, wiped or rebuilt bucket). A warehouse with no ledger agrees with
 // any bucket.
-func CheckProcessed(ctx context.Context, url, schemaName string, bucket *lake.Bucket) error {
-	return withConn(ctx, url, func(conn *pgx.Conn) error {
-		s := schemaOf(schemaName)
-		ok, err := tableExists(ctx, conn, s, ledgerTable)
-		if err != nil {
-			return errkind.Wrap(errkind.LoadFailed, fmt.Errorf("read the load ledger: %w", err))
-		}
-		if !ok {
+func (w *Warehouse) CheckProcessed(ctx context.Context, bucket *lake.Bucket) error {
+	ok, err := tableExists(ctx, w.conn, w.s, ledgerTable)
+	if err != nil {
+		return errkind.Wrap(errkind.LoadFailed, fmt.Errorf("read the load ledger: %w", err))
+	}
+	if !ok {
+		return nil
+	}
+	return checkLedger(ctx, w.conn, w.s, bucket)
+}
+
+// Snapshot is a read-only view of the warehouse at one instant: a
+// REPEATABLE READ, READ ONLY transaction on the handle's connection, with
+// a search_path that no table of the warehouse can shadow, in which a
+// reader sees the ledger (Loaded) and the tables as of the same moment.
+type Snapshot struct {
+	tx pgx.Tx
+	s  schema
+}
+
+// LoadedBatch is one batch the load ledger records.
+type LoadedBatch struct {
+	// Sequence is the batch's sequence number.
+	Sequence int64
+	// ManifestSHA256 is the SHA-256 of the batch's manifest; empty for a
+	// batch loaded before the ledger recorded it.
+	ManifestSHA256 string
+}
+
+// Snapshot begins a Snapshot; End it after use.
+func (w *Warehouse) Snapshot(ctx context.Context) (*Snapshot, error) {
+	tx, err := w.conn.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+	if err != nil {
+		return nil, err
+	}
+	if _, err := tx.Exec(ctx, "SET LOCAL search_path TO pg_catalog, pg_temp"); err != nil {
+		_ = tx.Rollback(context.WithoutCancel(ctx))
+		return nil, err
+	}
+	return &Snapshot{tx: tx, s: w.s}, nil
+}
+
+// Tx is the snapshot's transaction, for the reader's own queries.
+func (s *Snapshot) Tx() pgx.Tx { return s.tx }
+
+// End ends the snapshot.
+func (s *Snapshot) End(ctx context.Context) { _ = s.tx.Rollback(ctx) }
+
+// Loaded returns the batches the ledger records, in sequence order; nil
+// when there is no ledger (nothing was ever loaded).
+func (s *Snapshot) Loaded(ctx context.Context) ([]LoadedBatch, error) {
+	ok, err := tableExists(ctx, s.tx, s.s, ledgerTable)
+	if err != nil {
+		return nil, fmt.Errorf("check the load ledger: %w", err)
+	}
+	if !ok {
+		return nil, nil
+	}
+	loaded := []LoadedBatch{}
+	var b LoadedBatch
+	var sum *string
+	// Through to_jsonb, a ledger not yet migrated (no manifest_sha256: no
+	// load ran since the upgrade) reads as rows without an identity.
+	rows, err := s.tx.Query(ctx, "SELECT sequence, to_jsonb(l)->>'manifest_sha256' FROM "+s.s.ident(ledgerTable)+" l ORDER BY sequence")
+	if err == nil {
+		_, err = pgx.ForEachRow(rows, []any{&b.Sequence, &sum}, func() error {
+			b.ManifestSHA256 = ""
+			if sum != nil {
+				b.ManifestSHA256 = *sum
+			}
+			loaded = append(loaded, b)
 			return nil
-		}
-		return checkLedger(ctx, conn, s, bucket)
-	})
+		})
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read the load ledger: %w", err)
+	}
+	return loaded, nil
 }
 
 // loadedSeq is the newest sequence in the ledger, 0 when there is none.

@@ -47,6 +47,7 @@ func cycleLog(t *testing.T, cfg config.Config) ([]map[string]any, error) {
 // refuses with ledger_mismatch, in one ERROR line, rather than take the new
 // batches 1, 2, ... for those it has.
 func TestWipedBucketsAreRefused(t *testing.T) {
+	t.Parallel()
 	install := func(t *testing.T) config.Config {
 		dir := t.TempDir()
 		cfg := config.Config{SourceURL: pgtest.NewDatabase(t), WarehouseURL: pgtest.NewDatabase(t),
@@ -62,7 +63,12 @@ func TestWipedBucketsAreRefused(t *testing.T) {
 	}
 	refused := func(t *testing.T, cfg config.Config, stage string, wants ...string) {
 		t.Helper()
-		before, err := warehouse.Counts(context.Background(), cfg.WarehouseURL, cfg.WarehouseSchema)
+		wh, err := warehouse.Open(context.Background(), cfg.WarehouseURL, cfg.WarehouseSchema)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer func() { _ = wh.Close(context.Background()) }()
+		before, err := wh.Counts(context.Background())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -78,7 +84,7 @@ func TestWipedBucketsAreRefused(t *testing.T) {
 				t.Errorf("error %q does not say %q", err, w)
 			}
 		}
-		after, err := warehouse.Counts(context.Background(), cfg.WarehouseURL, cfg.WarehouseSchema)
+		after, err := wh.Counts(context.Background())
 		if err != nil {
 			t.Fatal(err)
 		}
