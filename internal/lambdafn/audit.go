@@ -47,8 +47,9 @@ func (h *Handler) audit(ctx context.Context) (Response, error) {
 	resp := Response{Stage: StageAudit, Batches: []string{}, Rows: map[string]int64{}}
 	if dl, ok := ctx.Deadline(); ok {
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithDeadlineCause(ctx, dl.Add(-h.Margin),
-			fmt.Errorf("audit stopped %s before the function's timeout (raise its timeout)", h.Margin))
+		stop := stageDeadline(dl, time.Now(), h.Margin)
+		ctx, cancel = context.WithDeadlineCause(ctx, stop,
+			fmt.Errorf("audit stopped %s before the function's timeout (raise its timeout)", dl.Sub(stop).Round(time.Millisecond)))
 		defer cancel()
 	}
 	cfg := h.Config

@@ -68,9 +68,9 @@ type Handler struct {
 	Logger *slog.Logger
 	EMF    *emf.Writer
 	// Margin is kept free before the function's deadline (at most a
-	// quarter of the time an invocation has, see stageDeadline). The stages
-	// also start no batch that would not end before it, at the pace of
-	// their longest batch so far.
+	// quarter of the time an invocation has, see stageDeadline): the stages
+	// start no batch that would not end before it, at the pace of their
+	// longest batch so far, and the audit stops at it.
 	Margin time.Duration
 	// Warehouse is true when the audit function's environment names the
 	// processed bucket and the warehouse as well.

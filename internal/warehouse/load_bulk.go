@@ -12,8 +12,8 @@ import (
 )
 
 // Bulk foreign-key checking. PostgreSQL checks a foreign key row by row, by
-// a trigger: with fact_sales_order's nine, 1M rows took 37 s to insert here
-// instead of 6 s (2 cores; BenchmarkLoad and TestBigLoad measure it). For
+// a trigger, which for fact_sales_order's nine keys costs several times the
+// insert itself (BenchmarkLoad and TestBigLoad measure it). For
 // a batch that is big beside the table, load drops the fact table's foreign
 // keys inside the batch's transaction and adds them back after the insert,
 // which checks every row in one join per key. Either way a row without its
@@ -71,10 +71,9 @@ func (l *loader) restoreKeys(ctx context.Context, tx pgx.Tx, a apply, fks []cons
 
 // Bulk index building. Into an empty table, a big batch is copied without
 // the table's primary key and unique version key, which are added back
-// after the COPY: building an index by sorting costs about a third of
-// maintaining it row by row (PostgreSQL alone, 5.7M transactions: 2.2–2.4
-// s to copy and 1.5–1.8 s to build the key, against 6.9–7.6 s to copy
-// with it). A dimension's key is what the facts' foreign keys reference, so those go
+// after the COPY: building an index by sorting costs far less than
+// maintaining it row by row (docs/benchmarks.md). A dimension's key is
+// what the facts' foreign keys reference, so those go
 // too, and come back after the key, while every table that references the
 // dimension is still empty (checking an empty table costs nothing). All of
 // it happens under the direct COPY's savepoint, so when adding a key back
@@ -168,7 +167,7 @@ func emptyReferences(ctx context.Context, tx pgx.Tx, table string) ([]constraint
 
 // Serial ids numbered by load. Into an empty fact table copied without its
 // keys, load numbers the rows itself rather than have PostgreSQL call
-// nextval for each (5.8 s against 7.8–8.6 s to COPY 5.7M payments here):
+// nextval for each (docs/benchmarks.md has what it saves):
 // it takes the batch's ids from the column's sequence in one step, and the
 // sequence goes on after them. The ALTER TABLE that dropped the keys holds
 // the table against every other writer until the commit, and a key left in
