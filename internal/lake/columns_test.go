@@ -82,11 +82,7 @@ func TestWriteColumns(t *testing.T) {
 func TestWriteColumnsRejectsMisshapenColumns(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	b, err := Open(ctx, "mem://")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = b.Close() }()
+	b := memBucket(t)
 	w, err := NewParquetWriter[any](ctx, b, "x.parquet", parquet.SchemaOf(nullableRow{}))
 	if err != nil {
 		t.Fatal(err)

@@ -15,11 +15,7 @@ import (
 func TestCommit(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	b, err := Open(ctx, "mem://")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = b.Close() }()
+	b := memBucket(t)
 	type state struct{ N int }
 	first := &Manifest{Stage: "ingest", Sequence: 3, RunID: "a"}
 	if ok, err := b.Commit(ctx, first, state{N: 1}); !ok || err != nil {
@@ -77,4 +73,15 @@ func TestFits(t *testing.T) {
 			t.Errorf("Fits(%v, longest %s) = %v, want %v", tc.deadline.Sub(at), tc.longest, got, tc.want)
 		}
 	}
+}
+
+// memBucket is an empty in-memory bucket, closed when the test ends.
+func memBucket(t *testing.T) *Bucket {
+	t.Helper()
+	b, err := Open(context.Background(), "mem://")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = b.Close() })
+	return b
 }

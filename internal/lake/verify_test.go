@@ -105,11 +105,7 @@ func TestOpenObjectVerifies(t *testing.T) {
 func TestReadManifestSum(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	b, err := Open(ctx, "mem://")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = b.Close() }()
+	b := memBucket(t)
 	m := Manifest{Stage: "transform", Sequence: 4, RunID: "r", Source: &BatchRef{Sequence: 4, RunID: "i", ManifestSHA256: "abc"}}
 	if err := b.PutManifest(ctx, 4, &m); err != nil {
 		t.Fatal(err)
