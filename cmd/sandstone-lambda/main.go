@@ -14,8 +14,8 @@ import (
 
 	"github.com/aws/aws-lambda-go/lambda"
 
-	"github.com/sandstone-data/sandstone/internal/config"
-	"github.com/sandstone-data/sandstone/internal/lambdafn"
+	"github.com/sandstone-data/sandstone/internal/base/config"
+	"github.com/sandstone-data/sandstone/internal/ops/lambdafn"
 )
 
 func main() {

@@ -8,13 +8,13 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/sandstone-data/sandstone/internal/config"
-	"github.com/sandstone-data/sandstone/internal/lambdafn"
-	"github.com/sandstone-data/sandstone/internal/lambdatest"
-	"github.com/sandstone-data/sandstone/internal/pgtest"
-	"github.com/sandstone-data/sandstone/internal/s3test"
-	"github.com/sandstone-data/sandstone/internal/totesys/synth"
-	"github.com/sandstone-data/sandstone/internal/warehouse"
+	"github.com/sandstone-data/sandstone/internal/base/config"
+	"github.com/sandstone-data/sandstone/internal/dev/lambdatest"
+	"github.com/sandstone-data/sandstone/internal/dev/pgtest"
+	"github.com/sandstone-data/sandstone/internal/dev/s3test"
+	"github.com/sandstone-data/sandstone/internal/dev/synth"
+	"github.com/sandstone-data/sandstone/internal/ops/lambdafn"
+	"github.com/sandstone-data/sandstone/internal/stage/warehouse"
 )
 
 func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }

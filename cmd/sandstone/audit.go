@@ -11,9 +11,9 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/sandstone-data/sandstone/internal/audit"
-	"github.com/sandstone-data/sandstone/internal/config"
-	"github.com/sandstone-data/sandstone/internal/star"
+	"github.com/sandstone-data/sandstone/internal/base/config"
+	"github.com/sandstone-data/sandstone/internal/contract/star"
+	"github.com/sandstone-data/sandstone/internal/ops/audit"
 )
 
 // errDrift is audit's finding of drift: exit code 1, not a failure.

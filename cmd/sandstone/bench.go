@@ -3,7 +3,7 @@ package main
 import (
 	"github.com/spf13/cobra"
 
-	"github.com/sandstone-data/sandstone/internal/bench"
+	"github.com/sandstone-data/sandstone/internal/dev/bench"
 )
 
 // benchLong is bench's help.

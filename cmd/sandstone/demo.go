@@ -7,9 +7,9 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/sandstone-data/sandstone/internal/demo"
-	"github.com/sandstone-data/sandstone/internal/logging"
-	"github.com/sandstone-data/sandstone/internal/sandbox"
+	"github.com/sandstone-data/sandstone/internal/base/logging"
+	"github.com/sandstone-data/sandstone/internal/dev/demo"
+	"github.com/sandstone-data/sandstone/internal/dev/sandbox"
 )
 
 func newDemoCmd() *cobra.Command {

@@ -12,7 +12,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/sandstone-data/sandstone/internal/sandbox"
+	"github.com/sandstone-data/sandstone/internal/dev/sandbox"
 )
 
 // cancelOn is an output that cancels a context once the output holds a

@@ -6,7 +6,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/sandstone-data/sandstone/internal/logging"
+	"github.com/sandstone-data/sandstone/internal/base/logging"
 )
 
 // The environment variables for the log flags.

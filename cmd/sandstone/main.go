@@ -14,9 +14,9 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/sandstone-data/sandstone/internal/config"
-	"github.com/sandstone-data/sandstone/internal/errkind"
-	"github.com/sandstone-data/sandstone/internal/logging"
+	"github.com/sandstone-data/sandstone/internal/base/config"
+	"github.com/sandstone-data/sandstone/internal/base/errkind"
+	"github.com/sandstone-data/sandstone/internal/base/logging"
 )
 
 func main() {

@@ -16,8 +16,8 @@ import (
 
 	"github.com/spf13/pflag"
 
-	"github.com/sandstone-data/sandstone/internal/config"
-	"github.com/sandstone-data/sandstone/internal/lambdatest"
+	"github.com/sandstone-data/sandstone/internal/base/config"
+	"github.com/sandstone-data/sandstone/internal/dev/lambdatest"
 )
 
 // runCode runs the command line as main does and returns stdout and

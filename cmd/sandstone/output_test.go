@@ -13,9 +13,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sandstone-data/sandstone/internal/metrics"
-	"github.com/sandstone-data/sandstone/internal/pgtest"
-	"github.com/sandstone-data/sandstone/internal/pipeline"
+	"github.com/sandstone-data/sandstone/internal/dev/pgtest"
+	"github.com/sandstone-data/sandstone/internal/ops/metrics"
+	"github.com/sandstone-data/sandstone/internal/ops/pipeline"
 )
 
 // TestMain keeps the alert state of the tests' runs out of the source

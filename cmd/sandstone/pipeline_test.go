@@ -9,9 +9,9 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/sandstone-data/sandstone/internal/config"
-	"github.com/sandstone-data/sandstone/internal/pgtest"
-	"github.com/sandstone-data/sandstone/internal/sandbox"
+	"github.com/sandstone-data/sandstone/internal/base/config"
+	"github.com/sandstone-data/sandstone/internal/dev/pgtest"
+	"github.com/sandstone-data/sandstone/internal/dev/sandbox"
 )
 
 // startSandbox starts a source and a warehouse server, removed with the

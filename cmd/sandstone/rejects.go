@@ -10,9 +10,9 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/sandstone-data/sandstone/internal/errkind"
-	"github.com/sandstone-data/sandstone/internal/lake"
-	"github.com/sandstone-data/sandstone/internal/transform"
+	"github.com/sandstone-data/sandstone/internal/base/errkind"
+	"github.com/sandstone-data/sandstone/internal/contract/lake"
+	"github.com/sandstone-data/sandstone/internal/stage/transform"
 )
 
 func newRejectsCmd() *cobra.Command {

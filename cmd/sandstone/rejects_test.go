@@ -7,9 +7,9 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/sandstone-data/sandstone/internal/pgtest"
-	"github.com/sandstone-data/sandstone/internal/status"
-	"github.com/sandstone-data/sandstone/internal/transform"
+	"github.com/sandstone-data/sandstone/internal/dev/pgtest"
+	"github.com/sandstone-data/sandstone/internal/ops/status"
+	"github.com/sandstone-data/sandstone/internal/stage/transform"
 )
 
 // TestRejectsCommand: a row that can never load and one that waits for a

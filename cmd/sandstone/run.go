@@ -14,13 +14,13 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/sandstone-data/sandstone/internal/alert"
-	"github.com/sandstone-data/sandstone/internal/audit"
-	"github.com/sandstone-data/sandstone/internal/config"
-	"github.com/sandstone-data/sandstone/internal/errkind"
-	"github.com/sandstone-data/sandstone/internal/metrics"
-	"github.com/sandstone-data/sandstone/internal/pipeline"
-	"github.com/sandstone-data/sandstone/internal/warehouse"
+	"github.com/sandstone-data/sandstone/internal/base/config"
+	"github.com/sandstone-data/sandstone/internal/base/errkind"
+	"github.com/sandstone-data/sandstone/internal/ops/alert"
+	"github.com/sandstone-data/sandstone/internal/ops/audit"
+	"github.com/sandstone-data/sandstone/internal/ops/metrics"
+	"github.com/sandstone-data/sandstone/internal/ops/pipeline"
+	"github.com/sandstone-data/sandstone/internal/stage/warehouse"
 )
 
 // defaultAlertState is where `run` keeps the alert state that `status` shows.

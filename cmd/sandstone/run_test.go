@@ -15,14 +15,14 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sandstone-data/sandstone/internal/alert"
-	"github.com/sandstone-data/sandstone/internal/audit"
-	"github.com/sandstone-data/sandstone/internal/config"
-	"github.com/sandstone-data/sandstone/internal/metrics"
-	"github.com/sandstone-data/sandstone/internal/pgtest"
-	"github.com/sandstone-data/sandstone/internal/pipeline"
-	"github.com/sandstone-data/sandstone/internal/status"
-	"github.com/sandstone-data/sandstone/internal/totesys/synth"
+	"github.com/sandstone-data/sandstone/internal/base/config"
+	"github.com/sandstone-data/sandstone/internal/dev/pgtest"
+	"github.com/sandstone-data/sandstone/internal/dev/synth"
+	"github.com/sandstone-data/sandstone/internal/ops/alert"
+	"github.com/sandstone-data/sandstone/internal/ops/audit"
+	"github.com/sandstone-data/sandstone/internal/ops/metrics"
+	"github.com/sandstone-data/sandstone/internal/ops/pipeline"
+	"github.com/sandstone-data/sandstone/internal/ops/status"
 )
 
 // TestMetricsAndAlertsOverARealPipeline runs cycles of the real pipeline

@@ -8,8 +8,8 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/sandstone-data/sandstone/internal/totesys"
-	"github.com/sandstone-data/sandstone/internal/totesys/synth"
+	"github.com/sandstone-data/sandstone/internal/contract/totesys"
+	"github.com/sandstone-data/sandstone/internal/dev/synth"
 )
 
 func newSeedCmd() *cobra.Command {

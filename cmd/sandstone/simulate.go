@@ -9,7 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/sandstone-data/sandstone/internal/totesys/synth"
+	"github.com/sandstone-data/sandstone/internal/dev/synth"
 )
 
 func newSimulateCmd() *cobra.Command {

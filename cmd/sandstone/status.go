@@ -3,7 +3,7 @@ package main
 import (
 	"github.com/spf13/cobra"
 
-	"github.com/sandstone-data/sandstone/internal/status"
+	"github.com/sandstone-data/sandstone/internal/ops/status"
 )
 
 func newStatusCmd() *cobra.Command {

@@ -5,7 +5,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/sandstone-data/sandstone/internal/pipeline"
+	"github.com/sandstone-data/sandstone/internal/ops/pipeline"
 )
 
 func newTransformCmd() *cobra.Command {

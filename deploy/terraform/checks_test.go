@@ -13,10 +13,10 @@ import (
 	"github.com/hashicorp/hcl/v2/ext/dynblock"
 	"github.com/zclconf/go-cty/cty"
 
-	"github.com/sandstone-data/sandstone/internal/errkind"
-	"github.com/sandstone-data/sandstone/internal/lake"
-	"github.com/sandstone-data/sandstone/internal/star"
-	"github.com/sandstone-data/sandstone/internal/totesys"
+	"github.com/sandstone-data/sandstone/internal/base/errkind"
+	"github.com/sandstone-data/sandstone/internal/contract/lake"
+	"github.com/sandstone-data/sandstone/internal/contract/star"
+	"github.com/sandstone-data/sandstone/internal/contract/totesys"
 )
 
 // The environment through which a function finds its buckets and secret.
@@ -31,7 +31,7 @@ const (
 )
 
 // auditReportPrefix is where the audit saves its reports in the ingestion
-// bucket (internal/audit.ReportPrefix).
+// bucket (internal/ops/audit.ReportPrefix).
 const auditReportPrefix = "audits/"
 
 // access is what one stage may touch: the buckets it lists and reads, the
@@ -1367,7 +1367,7 @@ func checkGlue(m *module, fns map[string]*lambdaFn, p *problems) {
 			p.add("%s: columns: %s", n.addr, diags.Error())
 		}
 		if !slices.Equal(have, cols) {
-			p.add("%s: columns %v, want %v (internal/star)", n.addr, have, cols)
+			p.add("%s: columns %v, want %v (internal/contract/star)", n.addr, have, cols)
 		}
 	}
 	for name := range want {

@@ -1,7 +1,7 @@
 # The four functions (ingest, transform, load and audit), one bootstrap zip,
 # each with its own log group, role and asynchronous-failure destination.
 
-#tfsec:ignore:aws-cloudwatch-log-group-customer-key CloudWatch Logs encrypts every log group; a customer managed key would cost a key and a key policy, for lines that carry no secret (passwords are redacted, internal/config).
+#tfsec:ignore:aws-cloudwatch-log-group-customer-key CloudWatch Logs encrypts every log group; a customer managed key would cost a key and a key policy, for lines that carry no secret (passwords are redacted, internal/base/config).
 resource "aws_cloudwatch_log_group" "stage" {
   for_each = local.stages
 

@@ -1,6 +1,6 @@
 # The four functions (three stages and the audit), what each is told
 # through its environment, and the key prefixes each may write. The bucket
-# contracts are in docs/design.md; the key layout is internal/lake (manifests/NNNNNN/NNNNNNNNNNNN.json written last
+# contracts are in docs/design.md; the key layout is internal/contract/lake (manifests/NNNNNN/NNNNNNNNNNNN.json written last
 # per batch, data under TABLE/YYYY/MM/DD/...).
 
 locals {
@@ -103,7 +103,7 @@ locals {
   manifest_prefix = "manifests/"
   manifest_suffix = ".json"
 
-  # The totesys tables (internal/totesys.Tables): ingest writes one object
+  # The totesys tables (internal/contract/totesys.Tables): ingest writes one object
   # per table and batch under TABLE/.
   totesys_tables = ["address", "counterparty", "currency", "department", "design", "staff", "payment_type", "sales_order", "purchase_order", "transaction", "payment"]
 
@@ -111,11 +111,11 @@ locals {
   # delete: the buckets are immutable, so no role has s3:DeleteObject.
   ingest_write_prefixes    = concat([local.manifest_prefix, "state/"], [for t in local.totesys_tables : "${t}/"])
   transform_write_prefixes = concat([local.manifest_prefix, "state/", "rejects/"], [for t in keys(local.star_tables) : "${t}/"])
-  # The audit writes its reports under audits/ (internal/audit.ReportPrefix)
+  # The audit writes its reports under audits/ (internal/ops/audit.ReportPrefix)
   # and, with audit_repair, a repair batch where ingest writes.
   audit_report_prefix = "audits/"
 
-  # Every error kind of internal/errkind, with what it means for whoever
+  # Every error kind of internal/base/errkind, with what it means for whoever
   # reads the alarm e-mail. One alarm per function and kind.
   error_kinds = {
     source_unreachable        = "the totesys database could not be reached or refused the credentials in the source secret"
@@ -146,7 +146,7 @@ locals {
   emf_namespace          = "Sandstone"
 
   # The star schema as Glue sees the processed bucket's Parquet (the Go row
-  # types of internal/star). Times of day are Parquet TIME(MILLIS), declared
+  # types of internal/contract/star). Times of day are Parquet TIME(MILLIS), declared
   # int: milliseconds since midnight UTC. Money is decimal(10,2). The fact
   # tables' serial ids are assigned by the warehouse, so they are not here.
   time_columns = ["created_time", "last_updated_time", "last_updated"]

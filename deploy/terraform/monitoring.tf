@@ -18,7 +18,7 @@ resource "aws_sns_topic_subscription" "email" {
 }
 
 # Every failure writes exactly one JSON line with level ERROR and its
-# error_kind (internal/logging); each function's filter counts them by kind.
+# error_kind (internal/base/logging); each function's filter counts them by kind.
 # The pattern names error_kind so that the dimension is always present.
 resource "aws_cloudwatch_log_metric_filter" "errors" {
   for_each = local.stages

@@ -1,5 +1,5 @@
 # The two buckets. Objects are created once and never overwritten or
-# deleted: the stages write with If-None-Match: * (internal/lake), and the
+# deleted: the stages write with If-None-Match: * (internal/contract/lake), and the
 # buckets' policy refuses any other write and any delete (docs/deploy.md,
 # "Write-once"). Versioning keeps every version should someone lift that
 # policy.
@@ -157,7 +157,7 @@ resource "aws_s3_bucket_lifecycle_configuration" "this" {
 #     the stages) nor of a version. Only force_destroy_buckets = true, set
 #     to tear down, lifts this rule, so that the buckets can be emptied.
 # No key is rewritten by the pipeline (every state, manifest, data and
-# report key is new: internal/lake), so no prefix is exempt.
+# report key is new: internal/contract/lake), so no prefix is exempt.
 data "aws_iam_policy_document" "bucket" {
   for_each = local.buckets
 

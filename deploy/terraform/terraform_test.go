@@ -20,7 +20,7 @@ import (
 	"github.com/hashicorp/hcl/v2/hclwrite"
 	"github.com/zclconf/go-cty/cty"
 
-	"github.com/sandstone-data/sandstone/internal/errkind"
+	"github.com/sandstone-data/sandstone/internal/base/errkind"
 )
 
 func mainFiles(t *testing.T) map[string][]byte {

@@ -1,0 +1,10 @@
+package synth_test
+
+import (
+	"os"
+	"testing"
+
+	"github.com/sandstone-data/sandstone/internal/dev/pgtest"
+)
+
+func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }

@@ -1,0 +1,252 @@
+// Package audit compares the source with what has landed in the ingestion
+// bucket, to find what no timestamp watermark can see: a version that
+// committed later than the lookback, a row backfilled with an old
+// last_updated (missing), and a row deleted from the source (deleted).
+//
+// It reads each source table's (id, last_updated) in one read-only snapshot
+// and every landed (id, last_updated) from the ingested objects (two
+// columns of each, verified against the manifest), and keeps per id only
+// the source's current stamp and two bits: 8 bytes and a quarter per id,
+// never a row, for at most passIDs ids at a time, so its memory stays the
+// same however large the tables grow. A source version stamped inside the
+// next ingest's window is pending, not missing: the pipeline will land it.
+package audit
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/sandstone-data/sandstone/internal/base/config"
+	"github.com/sandstone-data/sandstone/internal/base/errkind"
+	"github.com/sandstone-data/sandstone/internal/contract/lake"
+	"github.com/sandstone-data/sandstone/internal/contract/totesys"
+	"github.com/sandstone-data/sandstone/internal/stage/ingest"
+)
+
+// Examples is how many ids a finding names.
+const Examples = 5
+
+// Options configure an audit.
+type Options struct {
+	SourceURL string
+	Bucket    *lake.Bucket
+	// Lookback is ingest's; it decides which versions are pending.
+	Lookback time.Duration
+	// Repair lands what the audit found missing, and tombstones for what
+	// it found deleted, as one ingestion batch marked as a repair.
+	Repair bool
+	Logger *slog.Logger
+	// Processed, WarehouseURL and WarehouseSchema, when the first two are
+	// set, have the audit also check the warehouse against the processed
+	// bucket (see CheckWarehouse).
+	Processed       *lake.Bucket
+	WarehouseURL    string
+	WarehouseSchema string
+	// sizes bound the passes over each table; tests make them small.
+	sizes passSizes
+}
+
+// Report is what an audit found.
+type Report struct {
+	At time.Time `json:"at"`
+	// Batch is the newest ingested batch the audit compared with.
+	Batch  string                  `json:"batch"`
+	Tables map[string]*TableReport `json:"tables"`
+	// Warehouse is each warehouse table's findings against the processed
+	// bucket; nil when the warehouse was not checked.
+	Warehouse map[string]*WarehouseTable `json:"warehouse,omitempty"`
+	// Drift is true when any table has a missing row or an unrecorded
+	// deletion, or any warehouse table a missing, duplicated or stale row.
+	Drift bool `json:"drift"`
+	// Repaired is the batch a repair landed; nil without --repair or when
+	// there was nothing to mend.
+	Repaired *Repaired `json:"repaired,omitempty"`
+	Seconds  float64   `json:"seconds"`
+}
+
+// Repaired tells what a repair landed.
+type Repaired struct {
+	Batch      string           `json:"batch"`
+	Rows       map[string]int64 `json:"rows"`
+	Tombstones map[string]int   `json:"tombstones"`
+}
+
+// TableReport is one source table's findings.
+type TableReport struct {
+	// SourceRows counts the rows in the source.
+	SourceRows int64 `json:"source_rows"`
+	// Landed counts the versions in the ingestion bucket.
+	Landed int64 `json:"landed_versions"`
+	// Missing counts source rows whose current version never landed and
+	// that the next ingest will not pick up.
+	Missing int64 `json:"missing"`
+	// Pending counts source rows whose current version the next ingest
+	// will land.
+	Pending int64 `json:"pending"`
+	// Deleted counts ids that landed and are gone from the source, with
+	// no tombstone yet.
+	Deleted int64 `json:"deleted"`
+	// DeletedRecorded counts ids gone from the source whose deletion a
+	// repair recorded (a tombstone).
+	DeletedRecorded int64   `json:"deleted_recorded"`
+	MissingExamples []int32 `json:"missing_examples,omitempty"`
+	DeletedExamples []int32 `json:"deleted_examples,omitempty"`
+}
+
+// Run audits every source table against the ingestion bucket.
+func Run(ctx context.Context, opts Options) (Report, error) {
+	start := time.Now()
+	r := Report{At: start.UTC(), Tables: map[string]*TableReport{}}
+	if opts.Lookback == 0 {
+		opts.Lookback = config.DefaultLookback
+	}
+	switch {
+	case opts.SourceURL == "":
+		return r, errkind.Wrap(errkind.ConfigInvalid, errors.New("audit: no source URL"))
+	case opts.Bucket == nil:
+		return r, errkind.Wrap(errkind.ConfigInvalid, errors.New("audit: no ingestion bucket"))
+	}
+	// The state first, then the snapshot: whatever lands in between is
+	// inside the state's next window, so pending, never missing.
+	seq, st, err := ingest.LoadState(ctx, opts.Bucket)
+	if err != nil {
+		return r, errkind.Wrap(errkind.BucketReadFailed, fmt.Errorf("audit: %w", err))
+	}
+	r.Batch = lake.BatchID(seq)
+	manifests, err := readManifests(ctx, opts.Bucket, seq)
+	if err != nil {
+		return r, errkind.Wrap(errkind.BucketReadFailed, fmt.Errorf("audit: %w", err))
+	}
+	tx, snapshotAt, closeSource, err := ingest.OpenSnapshot(ctx, opts.SourceURL)
+	if err != nil {
+		return r, err
+	}
+	defer closeSource()
+	rep := ingest.Repair{Seq: seq, Missing: map[string][]int32{}, Deleted: map[string][]int32{}}
+	for _, table := range totesys.Tables {
+		tr, missing, deleted, err := auditTable(ctx, tx, opts, manifests, st, table)
+		if err != nil {
+			return r, err
+		}
+		r.Drift = r.Drift || tr.Missing > 0 || tr.Deleted > 0
+		r.Tables[table.Name] = tr
+		rep.Missing[table.Name], rep.Deleted[table.Name] = missing, deleted
+	}
+	// A repair lands what the source holds; the warehouse's drift is not
+	// its to mend.
+	sourceDrift := r.Drift
+	if opts.Processed != nil && opts.WarehouseURL != "" {
+		wh, err := checkWarehousePasses(ctx, opts.Processed, opts.WarehouseURL, opts.WarehouseSchema, opts.sizes)
+		if err != nil {
+			return r, fmt.Errorf("audit: %w", err)
+		}
+		r.Warehouse = wh
+		for _, t := range wh {
+			r.Drift = r.Drift || t.drift()
+		}
+	}
+	if opts.Repair && sourceDrift {
+		res, err := ingest.LandRepair(ctx, tx, snapshotAt, opts.Bucket, rep, opts.Logger)
+		if err != nil {
+			return r, fmt.Errorf("audit: %w", err)
+		}
+		if res.Conflict {
+			return r, errkind.Wrap(errkind.Internal, errors.New("audit: another ingest committed the repair's batch first: audit again"))
+		}
+		r.Repaired = &Repaired{Batch: res.Batch, Rows: res.Rows, Tombstones: map[string]int{}}
+		for t, ids := range rep.Deleted {
+			if len(ids) > 0 {
+				r.Repaired.Tombstones[t] = len(ids)
+			}
+		}
+	}
+	r.Seconds = time.Since(start).Seconds()
+	return r, nil
+}
+
+// auditTable compares one source table with its landed versions, a range
+// of ids at a time (see passIDs), and returns its findings and, for a
+// repair, every missing and deleted id.
+func auditTable(ctx context.Context, tx pgx.Tx, opts Options, manifests []lake.Manifest, st ingest.State,
+	table totesys.Table) (tr *TableReport, missing, deleted []int32, err error) {
+	maxID, err := largestID(ctx, tx, table)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("audit: %w", err)
+	}
+	window, windowed := st.NextWindow(table.Name, opts.Lookback)
+	pending := func(us int64) bool { return !windowed || us > window.UnixMicro() }
+	tr = &TableReport{}
+	for p := range passesOf(maxID, opts.sizes.orDefaults().ids) {
+		ids := newIDTable(p)
+		ids.keepAll = opts.Repair
+		if err := ingest.ReadVersions(ctx, tx, table, p.from, p.to, ids.setSource); err != nil {
+			return nil, nil, nil, fmt.Errorf("audit: %w", err)
+		}
+		var landedRows int64
+		for _, m := range manifests {
+			for _, id := range m.Deleted[table.Name] {
+				ids.setTombstone(id)
+			}
+			obj, ok := m.Table(table.Name)
+			if !ok {
+				continue
+			}
+			n, err := landed(ctx, opts.Bucket, obj, table, ids)
+			if err != nil {
+				return nil, nil, nil, fmt.Errorf("audit %s: %w", table.Name, err)
+			}
+			landedRows += n
+		}
+		tr.SourceRows += ids.sourceRows
+		tr.Landed = landedRows // every pass reads every landed version
+		ids.findings(tr, pending)
+		missing, deleted = append(missing, ids.missing...), append(deleted, ids.deleted...)
+	}
+	return tr, missing, deleted, nil
+}
+
+// readManifests reads the ingest manifests of batches 1 to seq.
+func readManifests(ctx context.Context, b *lake.Bucket, seq int64) ([]lake.Manifest, error) {
+	seqs, err := b.SeqsAfter(ctx, 0)
+	if err != nil {
+		return nil, err
+	}
+	var out []lake.Manifest
+	for _, s := range seqs {
+		if s > seq {
+			break
+		}
+		var m lake.Manifest
+		if err := b.ReadManifest(ctx, s, &m); err != nil {
+			return nil, err
+		}
+		out = append(out, m)
+	}
+	return out, nil
+}
+
+// landed marks the versions obj holds and returns how many it holds.
+func landed(ctx context.Context, b *lake.Bucket, obj lake.Object, table totesys.Table, ids *idTable) (int64, error) {
+	p, err := lake.OpenObject(ctx, b, obj)
+	if err != nil {
+		return 0, errkind.Default(errkind.BucketReadFailed, err)
+	}
+	defer p.Close()
+	var n int64
+	err = lake.ReadVersions(p, table.Key, totesys.LastUpdated, func(id int32, us int64) {
+		n++
+		ids.setLanded(id, us)
+	})
+	if err != nil {
+		return 0, errkind.Wrap(errkind.BucketReadFailed, err)
+	}
+	if n != obj.Rows {
+		return 0, errkind.Wrap(errkind.BucketReadFailed, fmt.Errorf("%s holds %d rows, its manifest says %d", obj.Key, n, obj.Rows))
+	}
+	return n, nil
+}

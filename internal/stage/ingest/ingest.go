@@ -1,0 +1,439 @@
+// Package ingest is Sandstone's first stage: it reads every source row
+// version that is new since the last run from the totesys database and lands
+// it in the ingestion bucket, one Parquet object per changed table and a
+// manifest written last.
+//
+// # Exactly once
+//
+// Each run reads all eleven tables in one read-only REPEATABLE READ
+// snapshot, so a batch is one consistent snapshot of the source, even when
+// it is read over several connections (see readAhead). The sessions' time
+// zone is UTC, so timestamptz columns read as UTC.
+//
+// A table's window starts at the earlier of the previous snapshot's time and
+// the newest last_updated already landed for the table, less the lookback
+// (every row, the first time): the clock that stamps last_updated is the
+// application's, not the database's, and may run behind it (a writer in
+// another time zone, history loaded in order) or ahead. The run drops the
+// versions already landed: each table's state remembers the (id,
+// last_updated) of every landed version above a bound (Since) at or below
+// the next window's start, so
+//
+//   - rows that share a last_updated with rows landed earlier still land,
+//     once: they are told apart by id;
+//   - a row that commits late (PostgreSQL stamps CURRENT_TIMESTAMP at
+//     transaction start) is caught by the next run as long as it commits
+//     within the lookback of its timestamp, and is not landed twice;
+//   - a window never reaches below Since, so a raised lookback widens the
+//     window as the runs go on and never lands a version twice;
+//   - nothing committed is held back: every visible version lands now.
+//
+// What no timestamp can see (a commit later than the lookback, a delete, an
+// update that keeps last_updated) is what `sandstone audit` finds.
+//
+// # Bounded batches
+//
+// With Options.MaxBatchRows a batch lands at most that many versions, over
+// all its tables: the tables in order (referenced before referencing), each
+// in last_updated order, until the bound; the rest is the next run's, and
+// Result.More says there is some. The same rules make it exactly once:
+// the next window starts below the newest stamp landed, and skips the
+// versions of it that landed (versions that share a stamp may be split
+// between two batches, never lost or repeated); a table the batch did not
+// reach keeps its state, with the snapshot it was read in
+// (TableState.SnapshotAt). Each batch is still one snapshot, and a table
+// is read only once every table before it has landed all it had in that
+// snapshot, so a batch never holds a row whose references land later.
+//
+// A last_updated of 'infinity', or past the year 9999, lands as it is
+// (math.MaxInt64 µs; transform rejects the row) and moves no watermark.
+// When a table's newest stamps run behind the previous snapshot, or ahead of
+// this one, by more than the lookback, the run warns once and reports the
+// skew (Result.Skew, TableState.Skew).
+//
+// Batches are numbered; the manifest of batch N is created exclusively, so
+// of two runs racing for N only one commits, and the other's objects stay
+// invisible orphans (readers only follow manifests), as do the objects of a
+// run that fails after some of its tables landed. The state lives in the
+// bucket, so a fresh process or a Lambda resumes from it.
+//
+// # Speed
+//
+// Rows come off the wire in PostgreSQL's binary form and are decoded
+// straight into Parquet values, column by column, in chunks that another
+// goroutine encodes, compresses and writes while the next chunk is read;
+// each table's object is committed as soon as the table is read, so memory
+// holds one table's buffers at a time whatever the size of the source (a
+// caught-up run, reading ahead, a few tables' at once).
+package ingest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/sandstone-data/sandstone/internal/base/config"
+	"github.com/sandstone-data/sandstone/internal/base/errkind"
+	"github.com/sandstone-data/sandstone/internal/base/progress"
+	"github.com/sandstone-data/sandstone/internal/contract/lake"
+	"github.com/sandstone-data/sandstone/internal/contract/totesys"
+)
+
+// Options configure a run.
+type Options struct {
+	SourceURL string
+	Bucket    *lake.Bucket
+	// Lookback is how long after its last_updated a row may still commit
+	// and be caught; config.DefaultLookback when zero.
+	Lookback time.Duration
+	Logger   *slog.Logger
+	// RunID names the run in the manifest and the log; a new id when empty.
+	RunID string
+	// Progress reports the rows read per table as they go (nil: none).
+	Progress *progress.Meter
+	// MaxBatchRows bounds the rows the batch lands, over all its tables
+	// (config.DefaultMaxBatchRows is the CLI's and the Lambda's); zero
+	// means no bound. What does not fit is left, in last_updated order,
+	// to the next run, and Result.More says so.
+	MaxBatchRows int64
+	// ScanAdviceRows is the size from which a table every run reads whole
+	// is worth an index on last_updated, and said so; 100,000 when zero.
+	ScanAdviceRows int64
+}
+
+// check fills in the defaults and refuses options that cannot work.
+func (o Options) check() (Options, error) {
+	if o.RunID == "" {
+		o.RunID = lake.NewRunID()
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.Lookback == 0 {
+		o.Lookback = config.DefaultLookback
+	}
+	switch {
+	case o.Lookback < 0:
+		return o, errkind.Wrap(errkind.ConfigInvalid, fmt.Errorf("ingest: lookback %s: want a positive duration such as 10m", o.Lookback))
+	case o.SourceURL == "":
+		return o, errkind.Wrap(errkind.ConfigInvalid, errors.New("ingest: no source URL"))
+	case o.Bucket == nil:
+		return o, errkind.Wrap(errkind.ConfigInvalid, errors.New("ingest: no ingestion bucket"))
+	}
+	return o, nil
+}
+
+func (o Options) scanAdviceRows() int64 {
+	if o.ScanAdviceRows > 0 {
+		return o.ScanAdviceRows
+	}
+	return scanAdviceRows
+}
+
+// Result tells what a run landed.
+type Result struct {
+	// Skew is, per table, how far its newest last_updated runs ahead of
+	// (positive) or behind (negative) the source's clock beyond the
+	// lookback; zero when within it.
+	Skew map[string]time.Duration
+	// Sequence and Batch name the batch written; 0 and "" when nothing
+	// changed or another run committed first.
+	Sequence int64
+	Batch    string
+	RunID    string
+	// SourceNewest is the newest last_updated landed (zero when nothing
+	// landed).
+	SourceNewest time.Time
+	// Rows counts the versions landed per table.
+	Rows     map[string]int64
+	Bytes    int64
+	Duration time.Duration
+	// Conflict is set when a concurrent run committed the same batch first;
+	// this run then wrote nothing visible.
+	Conflict bool
+	// More is set when the batch stopped at Options.MaxBatchRows with
+	// versions still to land: the next run goes on from there.
+	More bool
+}
+
+// Total is the number of rows landed.
+func (r Result) Total() int64 {
+	var n int64
+	for _, v := range r.Rows {
+		n += v
+	}
+	return n
+}
+
+// State is ingest's progress, saved with every batch.
+type State struct {
+	// SnapshotAt is the source's clock when the batch's snapshot was taken.
+	SnapshotAt time.Time `json:"snapshot_at"`
+	// Tables holds each table's progress.
+	Tables map[string]*TableState `json:"tables"`
+	// More is set when the batch stopped at its bound with versions still
+	// to land.
+	More bool `json:"more,omitempty"`
+}
+
+// TableState is one table's progress.
+type TableState struct {
+	// Watermark is the newest last_updated landed.
+	Watermark time.Time `json:"watermark"`
+	// LandedAt and Batch tell when and in which batch rows last landed.
+	LandedAt time.Time `json:"landed_at,omitzero"`
+	Batch    string    `json:"batch,omitempty"`
+	// Since bounds Recent: it holds every version landed whose last_updated
+	// lies after Since. Zero in states written before it existed (Recent
+	// then covers SnapshotAt less the lookback).
+	Since time.Time `json:"since,omitzero"`
+	// Recent are the versions landed whose last_updated lies after Since,
+	// as [id, last_updated in µs] pairs (packed in the JSON: see Versions).
+	Recent Versions `json:"recent"`
+	// Skew is how far the table's newest last_updated ran ahead of
+	// (positive) or behind (negative) the source's clock beyond the
+	// lookback when rows last landed; zero when within it.
+	Skew time.Duration `json:"skew_ns,omitempty"`
+	// SnapshotAt, when set, is the source's clock at the snapshot the
+	// table was last read in, older than the state's: a batch that
+	// reached its bound before the table kept the table's state as it was.
+	// Zero means the state's SnapshotAt.
+	SnapshotAt time.Time `json:"snapshot_at,omitzero"`
+	// Unindexed, when set, is the table's size (the planner's estimate):
+	// it has no index on last_updated, so every run reads all of it.
+	Unindexed int64 `json:"unindexed_rows,omitempty"`
+}
+
+// snapshotOf is the source's clock at the snapshot table was last read in.
+func (s State) snapshotOf(table string) time.Time {
+	if ts := s.Tables[table]; ts != nil && !ts.SnapshotAt.IsZero() {
+		return ts.SnapshotAt
+	}
+	return s.SnapshotAt
+}
+
+// version is one landed version of a row: its key and its last_updated,
+// in µs.
+type version struct {
+	id int32
+	us int64
+}
+
+// Run lands every source row version that is new since the last run: the
+// poll reads them (poll.go) and the landing writes the batch (landing.go).
+func Run(ctx context.Context, opts Options) (Result, error) {
+	start := time.Now()
+	opts, err := opts.check()
+	res := Result{RunID: opts.RunID, Rows: map[string]int64{}, Skew: map[string]time.Duration{}}
+	if err != nil {
+		return res, err
+	}
+	log := opts.Logger.With("stage", "ingest", "run_id", res.RunID)
+	prevSeq, prev, err := LoadState(ctx, opts.Bucket)
+	if err != nil {
+		return res, errkind.Wrap(errkind.BucketReadFailed, fmt.Errorf("ingest: %w", err))
+	}
+	p, err := openPoll(ctx, opts, prevSeq, prev, log)
+	if err != nil {
+		return res, err
+	}
+	defer p.close()
+	l := &landing{bucket: opts.Bucket, seq: prevSeq + 1, runID: res.RunID, now: start, log: log, progress: opts.Progress}
+	return l.land(ctx, p, res)
+}
+
+// OpenSnapshot connects to the source in UTC and begins a read-only
+// REPEATABLE READ transaction, returning it with the source's clock at its
+// start. close ends both and may be called more than once.
+func OpenSnapshot(ctx context.Context, url string) (tx pgx.Tx, at time.Time, close func(), err error) {
+	if tx, close, err = openTx(ctx, url, ""); err != nil {
+		return nil, at, nil, err
+	}
+	if err = tx.QueryRow(ctx, "SELECT now()").Scan(&at); err != nil {
+		close()
+		return nil, at, nil, errkind.Wrap(errkind.SourceUnreachable, fmt.Errorf("ingest: begin snapshot: %w", err))
+	}
+	return tx, at.UTC(), close, nil
+}
+
+// openTx connects to the source in UTC and begins a read-only REPEATABLE
+// READ transaction: in the snapshot another one exported, when snapshot
+// names it. close ends both and may be called more than once.
+func openTx(ctx context.Context, url, snapshot string) (tx pgx.Tx, close func(), err error) {
+	cfg, err := config.ParsePG(url)
+	if err != nil {
+		return nil, nil, errkind.Wrap(errkind.ConfigInvalid, fmt.Errorf("ingest: source URL: %s", config.Redact(err.Error())))
+	}
+	// timestamptz columns are then read, and now() is taken, in UTC.
+	cfg.RuntimeParams["timezone"] = "UTC"
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return nil, nil, errkind.Wrap(errkind.SourceUnreachable, fmt.Errorf("ingest: connect to source: %s", config.Redact(config.ConnectHint(cfg, err).Error())))
+	}
+	tx, err = conn.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+	if err == nil && snapshot != "" {
+		// The simple protocol has the driver quote the name as a literal.
+		_, err = tx.Exec(ctx, "SET TRANSACTION SNAPSHOT $1", pgx.QueryExecModeSimpleProtocol, snapshot)
+	}
+	closed := false
+	close = func() {
+		if !closed {
+			closed = true
+			if tx != nil {
+				_ = tx.Rollback(context.Background())
+			}
+			_ = conn.Close(context.Background())
+		}
+	}
+	if err != nil {
+		close()
+		return nil, nil, errkind.Wrap(errkind.SourceUnreachable, fmt.Errorf("ingest: begin snapshot: %w", err))
+	}
+	return tx, close, nil
+}
+
+// Repair is what an audit found that the watermark cannot land.
+type Repair struct {
+	// Seq is the batch the audit compared with: the repair lands only on
+	// top of it, so that nothing that landed since is landed twice.
+	Seq int64
+	// Missing are, per table, the ids whose current source version never
+	// landed.
+	Missing map[string][]int32
+	// Deleted are, per table, the ids gone from the source.
+	Deleted map[string][]int32
+}
+
+// LandRepair lands, from tx (a snapshot from OpenSnapshot taken at
+// snapshotAt, the one the audit read), the current version of every missing
+// row and a tombstone for every deleted id, as one batch whose manifest is
+// marked as a repair. Ingest's state carries over unchanged: the repaired
+// versions lie below every window. It refuses when a batch landed after
+// rep.Seq, since the audit is then out of date.
+func LandRepair(ctx context.Context, tx pgx.Tx, snapshotAt time.Time, b *lake.Bucket, rep Repair, logger *slog.Logger) (Result, error) {
+	start := time.Now()
+	res := Result{RunID: lake.NewRunID(), Rows: map[string]int64{}}
+	if logger == nil {
+		logger = slog.Default()
+	}
+	log := logger.With("stage", "ingest", "run_id", res.RunID)
+	seq, prev, err := LoadState(ctx, b)
+	if err != nil {
+		return res, errkind.Wrap(errkind.BucketReadFailed, fmt.Errorf("repair: %w", err))
+	}
+	if seq != rep.Seq {
+		return res, errkind.Wrap(errkind.Internal, fmt.Errorf("repair: batch %s landed after the audit of batch %s: audit again",
+			lake.BatchID(seq), lake.BatchID(rep.Seq)))
+	}
+	l := &landing{bucket: b, seq: seq + 1, runID: res.RunID, now: start, log: log}
+	return l.land(ctx, repairRead{tx: tx, snapshotAt: snapshotAt, rep: rep, state: prev}, res)
+}
+
+// repairRead is LandRepair's reader: the current version of each missing
+// row, by id, and the tombstones.
+type repairRead struct {
+	tx         pgx.Tx
+	snapshotAt time.Time
+	rep        Repair
+	state      State // carried over
+}
+
+func (p repairRead) read(ctx context.Context, l *landing) (batchRead, error) {
+	b := batchRead{manifest: lake.Manifest{Repair: true, SnapshotAt: p.snapshotAt}, state: p.state}
+	for _, table := range totesys.Tables {
+		ids := p.rep.Missing[table.Name]
+		if len(ids) == 0 {
+			continue
+		}
+		r := tableRun{table: table, only: ids, now: l.now}
+		rd, err := r.land(ctx, p.tx, l, l.log)
+		if err != nil {
+			return b, fmt.Errorf("repair: %w", err)
+		}
+		if rd.tw.rows > 0 {
+			b.manifest.Tables = append(b.manifest.Tables, rd.obj)
+		}
+	}
+	for table, ids := range p.rep.Deleted {
+		if len(ids) > 0 {
+			if b.manifest.Deleted == nil {
+				b.manifest.Deleted = map[string][]int32{}
+			}
+			b.manifest.Deleted[table] = ids
+		}
+	}
+	return b, nil
+}
+
+// NextWindow is where the next run's read of table starts (exclusive),
+// given this state; ok is false when the next run reads every row. A version
+// stamped after it is still to be landed by the next run.
+func (s State) NextWindow(table string, lookback time.Duration) (start time.Time, ok bool) {
+	r := tableRun{prev: s.Tables[table], prevSnapshot: s.snapshotOf(table), lookback: lookback}
+	return r.windowStart()
+}
+
+// ReadVersions streams the (key, last_updated in µs) of every row of table
+// in tx whose key lies in [from, to) to fn, in no order.
+func ReadVersions(ctx context.Context, tx pgx.Tx, table totesys.Table, from, to int64, fn func(id int32, us int64)) error {
+	key := pgx.Identifier{table.Key}.Sanitize()
+	sql := "SELECT " + key + "::int4, " + pgx.Identifier{totesys.LastUpdated}.Sanitize() +
+		"::timestamp FROM " + pgx.Identifier{table.Name}.Sanitize() + " WHERE " + key + " >= $1::int8 AND " + key + " < $2::int8"
+	rows, err := tx.Query(ctx, sql, pgx.QueryResultFormats{pgx.BinaryFormatCode}, from, to)
+	if err != nil {
+		return errkind.Wrap(errkind.SourceUnreachable, fmt.Errorf("read %s: %w", table.Name, err))
+	}
+	defer rows.Close()
+	for rows.Next() {
+		raw := rows.RawValues()
+		id, ok1 := int32Of(raw[0])
+		us, ok2 := microsOf(raw[1])
+		if !ok1 || !ok2 {
+			return errkind.Wrap(errkind.SourceSchemaMismatch, fmt.Errorf("%s: a row without %s or %s", table.Name, table.Key, totesys.LastUpdated))
+		}
+		fn(id, us)
+	}
+	if err := rows.Err(); err != nil {
+		return errkind.Wrap(errkind.SourceUnreachable, fmt.Errorf("read %s: %w", table.Name, err))
+	}
+	return nil
+}
+
+// LoadState returns the newest batch's sequence and ingest state (zero
+// values for an empty bucket).
+func LoadState(ctx context.Context, b *lake.Bucket) (int64, State, error) {
+	seq, err := b.LatestSeq(ctx)
+	if err != nil || seq == 0 {
+		return seq, State{Tables: map[string]*TableState{}}, err
+	}
+	var m lake.Manifest
+	if err := b.ReadManifest(ctx, seq, &m); err != nil {
+		return 0, State{}, err
+	}
+	var st State
+	if err := b.ReadState(ctx, m.StateKey, &st); err != nil {
+		return 0, State{}, err
+	}
+	if st.Tables == nil {
+		st.Tables = map[string]*TableState{}
+	}
+	return seq, st, nil
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
+}
+
+func minTime(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
+}
