@@ -1302,16 +1302,16 @@ func checkSecrets(m *module, p *problems) {
 	}
 }
 
-// starColumns are the Glue columns of the star tables: each column's name
-// and its star type's Glue type.
-func starColumns() (map[string][][2]string, error) {
-	out := map[string][][2]string{}
+// starColumns are the Glue columns of the star tables: each column's name,
+// its star type's Glue type and comment.
+func starColumns() (map[string][][3]string, error) {
+	out := map[string][][3]string{}
 	for _, t := range star.Tables {
 		for _, c := range t.Columns {
 			if c.Type.Glue == "" {
 				return nil, fmt.Errorf("%s.%s: star type %s has no Glue type", t.Name, c.Name, c.Type.Name)
 			}
-			out[t.Name] = append(out[t.Name], [2]string{c.Name, c.Type.Glue})
+			out[t.Name] = append(out[t.Name], [3]string{c.Name, c.Type.Glue, c.Type.GlueComment})
 		}
 	}
 	return out, nil
@@ -1345,16 +1345,16 @@ func checkGlue(m *module, fns map[string]*lambdaFn, p *problems) {
 		if !strings.Contains(sd.str("input_format"), "Parquet") {
 			p.add("%s: not a Parquet table", n.addr)
 		}
-		var have [][2]string
+		var have [][3]string
 		body := dynblock.Expand(sd.body, sd.ctx)
 		content, _, diags := body.PartialContent(&hcl.BodySchema{Blocks: []hcl.BlockHeaderSchema{{Type: "columns"}}})
 		for _, b := range content.Blocks {
 			// PartialContent, not JustAttributes: only it gives the
 			// expressions the dynamic block's iterator.
-			c, _, d := b.Body.PartialContent(&hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name: "name"}, {Name: "type"}}})
+			c, _, d := b.Body.PartialContent(&hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name: "name"}, {Name: "type"}, {Name: "comment"}}})
 			diags = append(diags, d...)
-			var col [2]string
-			for i, key := range []string{"name", "type"} {
+			var col [3]string
+			for i, key := range []string{"name", "type", "comment"} {
 				if a, ok := c.Attributes[key]; ok {
 					v, d := a.Expr.Value(sd.ctx)
 					diags = append(diags, d...)

@@ -149,6 +149,7 @@ locals {
   # types of internal/contract/star). Times of day are Parquet TIME(MILLIS), declared
   # int: milliseconds since midnight UTC. Money is decimal(10,2). The fact
   # tables' serial ids are assigned by the warehouse, so they are not here.
+  # A test (checkGlue) holds every column, type and comment to star's types.
   time_columns = ["created_time", "last_updated_time", "last_updated"]
 
   star_tables = {

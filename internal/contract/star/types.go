@@ -25,8 +25,11 @@ type Type struct {
 	// of this type.
 	Go      reflect.Type
 	Logical string
-	// Glue is the column's type in the Glue Data Catalog over the Parquet.
-	Glue string
+	// Glue is the column's type in the Glue Data Catalog over the Parquet,
+	// and GlueComment the column's comment there ("" for none): what a
+	// reader of the Glue type must know to read the value.
+	Glue        string
+	GlueComment string
 
 	// DDL is the warehouse column type the migrations create.
 	DDL string
@@ -122,7 +125,8 @@ var (
 	// milliseconds as an int.
 	TimeType = &Type{
 		Name: "time", Go: reflect.TypeFor[TimeOfDay](), Logical: "time(millisecond)", Glue: "int",
-		DDL: "time", Want: "time (with at least millisecond precision)",
+		GlueComment: "time of day: milliseconds since midnight UTC",
+		DDL:         "time", Want: "time (with at least millisecond precision)",
 		Fits:  func(typname string, mod int32) bool { return typname == "time" && (mod < 0 || mod >= 3) },
 		Stage: "int",
 		// interval '1 ms' * n multiplies whole microseconds, exact below 2^53.

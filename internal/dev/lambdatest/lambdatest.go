@@ -194,7 +194,7 @@ func (f Function) Invoke(t *testing.T, event []byte, resp any) string {
 // by bucket; root is the path of the repository's root.
 func Event(t *testing.T, root, name, bucket string) []byte {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(root, "internal", "lambdafn", "testdata", name)) // #nosec G304 -- test data
+	b, err := os.ReadFile(filepath.Join(root, "internal", "ops", "lambdafn", "testdata", name)) // #nosec G304 -- test data
 	if err != nil {
 		t.Fatal(err)
 	}
