@@ -1,6 +1,10 @@
 package metrics
 
-import "time"
+import (
+	"time"
+
+	"github.com/sandstone-data/sandstone/internal/stage/warehouse"
+)
 
 // CaughtUp records that the warehouse holds every source change made
 // before t (the newest such snapshot is kept).
@@ -24,7 +28,7 @@ func (m *Metrics) BehindSource() time.Duration {
 	if since.IsZero() {
 		since = m.started
 	}
-	return max(0, m.now().Sub(since))
+	return warehouse.BehindSource(since, m.now())
 }
 
 // SourceChanged records the newest last_updated ingested: when the source
