@@ -118,18 +118,22 @@ locals {
   # Every error kind of internal/base/errkind, with what it means for whoever
   # reads the alarm e-mail. One alarm per function and kind.
   error_kinds = {
-    source_unreachable        = "the totesys database could not be reached or refused the credentials in the source secret"
-    source_schema_mismatch    = "a totesys table lacks a column the pipeline needs or has an unexpected type"
-    bucket_read_failed        = "an object or manifest could not be read from a bucket (permissions, missing object, corrupt Parquet)"
-    bucket_write_failed       = "an object or manifest could not be written to a bucket (permissions, S3 errors)"
-    bad_rows_rejected         = "some source rows could not be turned into star rows and were set aside in the batch's rejects"
-    warehouse_unreachable     = "the warehouse database could not be reached or refused the credentials in the warehouse secret"
-    warehouse_schema_mismatch = "a warehouse table differs from the star schema the pipeline expects"
-    load_failed               = "a batch could not be written to the warehouse (constraint or COPY failure); it will be retried"
-    object_mismatch           = "an object in a bucket differs from its batch's manifest (size, SHA-256 or row count): it was replaced or corrupted, so the batch is refused until the original object is restored or the bucket is rebuilt"
-    ledger_mismatch           = "a bucket does not hold the batches the next stage already took from it (wiped, rebuilt or another bucket): point the stage at the right bucket, or rebuild the warehouse from these buckets into an empty schema"
-    config_invalid            = "the function's environment or secret is missing or malformed"
-    internal                  = "an unexpected failure (a bug): read the log line's msg"
+    source_unreachable         = "the totesys database could not be reached (down, network, or no answer within the connect timeout); the next run tries again"
+    source_auth_failed         = "the totesys database refused the login in the source secret (wrong user or password, or no pg_hba.conf entry): fix the secret (every run fails the same way until then)"
+    source_database_missing    = "the totesys server has no database of the name in the source secret: fix the secret or create the database (every run fails the same way until then)"
+    source_schema_mismatch     = "a totesys table lacks a column the pipeline needs or has an unexpected type"
+    bucket_read_failed         = "an object or manifest could not be read from a bucket (permissions, missing object, corrupt Parquet)"
+    bucket_write_failed        = "an object or manifest could not be written to a bucket (permissions, S3 errors)"
+    bad_rows_rejected          = "some source rows could not be turned into star rows and were set aside in the batch's rejects"
+    warehouse_unreachable      = "the warehouse database could not be reached (down, network, or no answer within the connect timeout); the next run tries again"
+    warehouse_auth_failed      = "the warehouse database refused the login in the warehouse secret (wrong user or password, or no pg_hba.conf entry): fix the secret (every run fails the same way until then)"
+    warehouse_database_missing = "the warehouse server has no database of the name in the warehouse secret: fix the secret or create the database (every run fails the same way until then)"
+    warehouse_schema_mismatch  = "a warehouse table differs from the star schema the pipeline expects"
+    load_failed                = "a batch could not be written to the warehouse (constraint or COPY failure); it will be retried"
+    object_mismatch            = "an object in a bucket differs from its batch's manifest (size, SHA-256 or row count): it was replaced or corrupted, so the batch is refused until the original object is restored or the bucket is rebuilt"
+    ledger_mismatch            = "a bucket does not hold the batches the next stage already took from it (wiped, rebuilt or another bucket): point the stage at the right bucket, or rebuild the warehouse from these buckets into an empty schema"
+    config_invalid             = "the function's environment or secret is missing or malformed"
+    internal                   = "an unexpected failure (a bug): read the log line's msg"
   }
 
   error_alarms = {

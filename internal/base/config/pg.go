@@ -1,12 +1,16 @@
 package config
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/sandstone-data/sandstone/internal/base/errkind"
 )
 
 // DefaultConnectTimeout bounds connecting to the source or the warehouse
@@ -38,4 +42,48 @@ func ConnectHint(cfg *pgx.ConnConfig, err error) error {
 	}
 	return fmt.Errorf("%w (no answer within the connect timeout of %s; set connect_timeout=<seconds> in the URL to change it)",
 		err, cfg.ConnectTimeout)
+}
+
+// Database is one of the two databases Sandstone connects to.
+type Database int
+
+// The two databases.
+const (
+	Source Database = iota
+	Warehouse
+)
+
+// connectKinds are db's name, the settings that hold its URL, and its
+// kinds of connection failure: unreachable, login refused, no such database.
+func connectKinds(db Database) (name, setting string, unreachable, refused, missing errkind.Kind) {
+	if db == Warehouse {
+		return "warehouse", "--warehouse or " + EnvWarehouse,
+			errkind.WarehouseUnreachable, errkind.WarehouseAuthFailed, errkind.WarehouseDatabaseMissing
+	}
+	return "source", "--source or " + EnvSource,
+		errkind.SourceUnreachable, errkind.SourceAuthFailed, errkind.SourceDatabaseMissing
+}
+
+// ConnectFailure is err, a failed connection to db at url (configured by
+// cfg), said once as "connect to <db> <url>: <cause>", without the
+// password, and marked with its kind: the login refused (SQLSTATE 28P01,
+// 28000, or 42501 for a role without CONNECT) and the database missing
+// (3D000) are permanent (errkind.Permanent: no retry), said with the
+// server's own words (the URL names the user, host and database) and what
+// to check;
+// anything else is unreachable, with ConnectHint's advice.
+func ConnectFailure(db Database, url string, cfg *pgx.ConnConfig, err error) error {
+	name, setting, unreachable, refused, missing := connectKinds(db)
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		switch pgErr.Code {
+		case "28P01", "28000", "42501":
+			return errkind.Wrap(refused, RedactError(fmt.Errorf("connect to %s %s: %w (the server refused the login: check the user and password of the URL in %s)",
+				name, url, pgErr, setting)))
+		case "3D000":
+			return errkind.Wrap(missing, RedactError(fmt.Errorf("connect to %s %s: %w (no such database: check the database name of the URL in %s, or create it)",
+				name, url, pgErr, setting)))
+		}
+	}
+	return errkind.Wrap(unreachable, RedactError(fmt.Errorf("connect to %s %s: %w", name, url, ConnectHint(cfg, err))))
 }

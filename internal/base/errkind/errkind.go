@@ -9,14 +9,25 @@ type Kind string
 
 // The kinds of failure.
 const (
-	SourceUnreachable       Kind = "source_unreachable"
-	SourceSchemaMismatch    Kind = "source_schema_mismatch"
-	BucketReadFailed        Kind = "bucket_read_failed"
-	BucketWriteFailed       Kind = "bucket_write_failed"
-	BadRowsRejected         Kind = "bad_rows_rejected"
-	WarehouseUnreachable    Kind = "warehouse_unreachable"
-	WarehouseSchemaMismatch Kind = "warehouse_schema_mismatch"
-	LoadFailed              Kind = "load_failed"
+	SourceUnreachable Kind = "source_unreachable"
+	// SourceAuthFailed: the source refused the login (a wrong user or
+	// password, or no pg_hba.conf entry for it). Permanent.
+	SourceAuthFailed Kind = "source_auth_failed"
+	// SourceDatabaseMissing: the source server has no database of the
+	// URL's name. Permanent.
+	SourceDatabaseMissing Kind = "source_database_missing"
+	SourceSchemaMismatch  Kind = "source_schema_mismatch"
+	BucketReadFailed      Kind = "bucket_read_failed"
+	BucketWriteFailed     Kind = "bucket_write_failed"
+	BadRowsRejected       Kind = "bad_rows_rejected"
+	WarehouseUnreachable  Kind = "warehouse_unreachable"
+	// WarehouseAuthFailed: the warehouse refused the login. Permanent.
+	WarehouseAuthFailed Kind = "warehouse_auth_failed"
+	// WarehouseDatabaseMissing: the warehouse server has no database of
+	// the URL's name. Permanent.
+	WarehouseDatabaseMissing Kind = "warehouse_database_missing"
+	WarehouseSchemaMismatch  Kind = "warehouse_schema_mismatch"
+	LoadFailed               Kind = "load_failed"
 	// ObjectMismatch: an object differs from its manifest entry (size,
 	// checksum or row count), so its batch is refused.
 	ObjectMismatch Kind = "object_mismatch"
@@ -40,9 +51,21 @@ const BehindSource Kind = "behind_source"
 
 // All lists every kind of failure: the findings DriftFound and
 // BehindSource are not failures and are not in it.
-var All = []Kind{SourceUnreachable, SourceSchemaMismatch, BucketReadFailed, BucketWriteFailed,
-	BadRowsRejected, WarehouseUnreachable, WarehouseSchemaMismatch, LoadFailed, ObjectMismatch, LedgerMismatch,
-	ConfigInvalid, Internal}
+var All = []Kind{SourceUnreachable, SourceAuthFailed, SourceDatabaseMissing, SourceSchemaMismatch,
+	BucketReadFailed, BucketWriteFailed, BadRowsRejected,
+	WarehouseUnreachable, WarehouseAuthFailed, WarehouseDatabaseMissing, WarehouseSchemaMismatch,
+	LoadFailed, ObjectMismatch, LedgerMismatch, ConfigInvalid, Internal}
+
+// Permanent reports whether err is of a kind that trying again cannot
+// mend (a login refused, a database missing): the pipeline does not retry
+// it, and a person must change the setting.
+func Permanent(err error) bool {
+	switch Of(err) {
+	case SourceAuthFailed, SourceDatabaseMissing, WarehouseAuthFailed, WarehouseDatabaseMissing:
+		return true
+	}
+	return false
+}
 
 type kindError struct {
 	kind Kind

@@ -38,3 +38,15 @@ func TestAllIsComplete(t *testing.T) {
 		}
 	}
 }
+
+func TestPermanent(t *testing.T) {
+	for _, k := range All {
+		want := k == SourceAuthFailed || k == SourceDatabaseMissing || k == WarehouseAuthFailed || k == WarehouseDatabaseMissing
+		if got := Permanent(fmt.Errorf("stage: %w", Wrap(k, errors.New("x")))); got != want {
+			t.Errorf("Permanent(%s) = %v, want %v", k, got, want)
+		}
+	}
+	if Permanent(nil) || Permanent(errors.New("plain")) {
+		t.Error("an error without a kind is permanent")
+	}
+}

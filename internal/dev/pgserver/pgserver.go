@@ -168,6 +168,59 @@ func (s *Server) CreateDatabase(ctx context.Context, name string) (string, error
 	return s.URL(name), nil
 }
 
+// AddPasswordRole creates the login role name with password (when
+// missing) and makes the server ask it for its password over TCP
+// (scram-sha-256), while every other role stays trusted: for tests of a
+// wrong password. It returns the URL of database db as that role.
+func (s *Server) AddPasswordRole(ctx context.Context, name, password, db string) (string, error) {
+	conn, err := pgx.Connect(ctx, s.URL("postgres"))
+	if err != nil {
+		return "", fmt.Errorf("pgserver: connect: %w", err)
+	}
+	defer func() { _ = conn.Close(ctx) }()
+	var exists bool
+	if err := conn.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)", name).Scan(&exists); err != nil {
+		return "", fmt.Errorf("pgserver: %w", err)
+	}
+	if !exists {
+		// The simple protocol has the driver quote the password as a literal.
+		if _, err := conn.Exec(ctx, "CREATE ROLE "+pgx.Identifier{name}.Sanitize()+" LOGIN PASSWORD $1",
+			pgx.QueryExecModeSimpleProtocol, password); err != nil {
+			return "", fmt.Errorf("pgserver: create role %s: %w", name, err)
+		}
+	}
+	hba := filepath.Join(s.dataDir(), "pg_hba.conf")
+	old, err := os.ReadFile(hba) // #nosec G304 -- our own server's file
+	if err != nil {
+		return "", fmt.Errorf("pgserver: %w", err)
+	}
+	// The first line that matches wins: this one, before the trust lines.
+	line := fmt.Sprintf("host all %s 127.0.0.1/32 scram-sha-256\n", pgx.Identifier{name}.Sanitize())
+	if err := os.WriteFile(hba, append([]byte(line), old...), 0o600); err != nil {
+		return "", fmt.Errorf("pgserver: %w", err)
+	}
+	if _, err := conn.Exec(ctx, "SELECT pg_reload_conf()"); err != nil {
+		return "", fmt.Errorf("pgserver: reload: %w", err)
+	}
+	as := func(pw, db string) string {
+		u := url.URL{Scheme: "postgres", User: url.UserPassword(name, pw), Host: fmt.Sprintf("127.0.0.1:%d", s.Port),
+			Path: "/" + db, RawQuery: "sslmode=disable"}
+		return u.String()
+	}
+	// The server reloads in the background: wait until it asks.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		c, err := pgx.Connect(ctx, as(password+"-not", "postgres"))
+		if err != nil {
+			break
+		}
+		_ = c.Close(ctx)
+		if time.Now().After(deadline) {
+			return "", errors.New("pgserver: the server does not ask for the password after a reload")
+		}
+	}
+	return as(password, db), nil
+}
+
 // Stop shuts the server down fast; its files stay.
 func (s *Server) Stop() error {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)

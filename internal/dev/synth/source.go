@@ -23,7 +23,7 @@ func connect(ctx context.Context, url string) (*pgx.Conn, error) {
 	cfg.RuntimeParams["timezone"] = "UTC"
 	conn, err := pgx.ConnectConfig(ctx, cfg)
 	if err != nil {
-		return nil, errkind.Wrap(errkind.SourceUnreachable, fmt.Errorf("connect to source: %w", config.RedactError(err)))
+		return nil, config.ConnectFailure(config.Source, url, cfg, err)
 	}
 	return conn, nil
 }

@@ -102,7 +102,9 @@ func (r *Runner) Run(ctx context.Context, s Stage) (Report, error) {
 			}
 			return rep, nil
 		}
-		if attempt >= r.Retries || ctx.Err() != nil {
+		// A permanent failure (a login refused, a database missing) is not
+		// retried: trying again cannot mend it.
+		if attempt >= r.Retries || ctx.Err() != nil || errkind.Permanent(err) {
 			logging.Failure(r.logger(), s.Name, id, err)
 			for _, o := range r.Observers {
 				o.StageFailed(ctx, s.Name, id, err)

@@ -255,7 +255,7 @@ func OpenSnapshot(ctx context.Context, url string) (tx pgx.Tx, at time.Time, clo
 	}
 	if err = tx.QueryRow(ctx, "SELECT now()").Scan(&at); err != nil {
 		close()
-		return nil, at, nil, errkind.Wrap(errkind.SourceUnreachable, fmt.Errorf("ingest: begin snapshot: %w", err))
+		return nil, at, nil, errkind.Wrap(errkind.SourceUnreachable, fmt.Errorf("begin snapshot: %w", err))
 	}
 	return tx, at.UTC(), close, nil
 }
@@ -266,13 +266,13 @@ func OpenSnapshot(ctx context.Context, url string) (tx pgx.Tx, at time.Time, clo
 func openTx(ctx context.Context, url, snapshot string) (tx pgx.Tx, close func(), err error) {
 	cfg, err := config.ParsePG(url)
 	if err != nil {
-		return nil, nil, errkind.Wrap(errkind.ConfigInvalid, fmt.Errorf("ingest: source URL: %s", config.Redact(err.Error())))
+		return nil, nil, errkind.Wrap(errkind.ConfigInvalid, fmt.Errorf("source URL: %s", config.Redact(err.Error())))
 	}
 	// timestamptz columns are then read, and now() is taken, in UTC.
 	cfg.RuntimeParams["timezone"] = "UTC"
 	conn, err := pgx.ConnectConfig(ctx, cfg)
 	if err != nil {
-		return nil, nil, errkind.Wrap(errkind.SourceUnreachable, fmt.Errorf("ingest: connect to source: %s", config.Redact(config.ConnectHint(cfg, err).Error())))
+		return nil, nil, config.ConnectFailure(config.Source, url, cfg, err)
 	}
 	tx, err = conn.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
 	if err == nil && snapshot != "" {
@@ -291,7 +291,7 @@ func openTx(ctx context.Context, url, snapshot string) (tx pgx.Tx, close func(),
 	}
 	if err != nil {
 		close()
-		return nil, nil, errkind.Wrap(errkind.SourceUnreachable, fmt.Errorf("ingest: begin snapshot: %w", err))
+		return nil, nil, errkind.Wrap(errkind.SourceUnreachable, fmt.Errorf("begin snapshot: %w", err))
 	}
 	return tx, close, nil
 }

@@ -64,7 +64,8 @@ func schemaOf(name string) schema {
 
 // connect opens a connection to the warehouse at url, named app (its
 // application_name) unless the URL names it; its errors are
-// config_invalid or warehouse_unreachable, without the password.
+// config_invalid or config.ConnectFailure's kinds (warehouse_unreachable,
+// warehouse_auth_failed, warehouse_database_missing), without the password.
 func connect(ctx context.Context, url, app string) (*pgx.Conn, error) {
 	cfg, err := config.ParsePG(url)
 	if err != nil {
@@ -75,7 +76,7 @@ func connect(ctx context.Context, url, app string) (*pgx.Conn, error) {
 	}
 	conn, err := pgx.ConnectConfig(ctx, cfg)
 	if err != nil {
-		return nil, errkind.Wrap(errkind.WarehouseUnreachable, config.RedactError(fmt.Errorf("connect to warehouse %s: %w", url, config.ConnectHint(cfg, err))))
+		return nil, config.ConnectFailure(config.Warehouse, url, cfg, err)
 	}
 	return conn, nil
 }
