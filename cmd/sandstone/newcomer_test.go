@@ -110,8 +110,8 @@ func TestConnectTimeout(t *testing.T) {
 			[]string{`error_kind=source_unreachable`, "connect timeout of 1s"}, config.DefaultConnectTimeout - time.Second},
 		{"load", []string{"load", "--warehouse", url + "?connect_timeout=1", "--processed-bucket", bucket}, 1,
 			[]string{`error_kind=warehouse_unreachable`, "connect timeout of 1s"}, config.DefaultConnectTimeout - time.Second},
-		{"status", []string{"status", "--warehouse", url + "?connect_timeout=1", "--ingest-bucket", bucket, "--processed-bucket", bucket}, 0,
-			[]string{"problem: warehouse:", "connect timeout of 1s"}, config.DefaultConnectTimeout - time.Second},
+		{"status", []string{"status", "--warehouse", url + "?connect_timeout=1", "--ingest-bucket", bucket, "--processed-bucket", bucket}, 1,
+			[]string{"problem: warehouse:", "connect timeout of 1s", "loaded unknown"}, config.DefaultConnectTimeout - time.Second},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) { // not parallel: the commands set the default logger

@@ -70,7 +70,7 @@ func TestRejectsCommand(t *testing.T) {
 		t.Errorf("rejects text (%v):\n%s", err, text)
 	}
 	st := status.Gather(ctx, sb.Config, filepath.Join(t.TempDir(), "none.json"))
-	if st.Rejected["sales_order"]["bad_value"] != 1 || st.Rejected["sales_order"]["missing_reference"] != 1 || st.Parked != 1 || st.OldestParkedSeconds <= 0 {
+	if st.Rejected["sales_order"]["bad_value"] != 1 || st.Rejected["sales_order"]["missing_reference"] != 1 || st.Parked == nil || *st.Parked != 1 || st.OldestParkedSeconds <= 0 {
 		t.Errorf("status: rejected %v, parked %d for %.1fs", st.Rejected, st.Parked, st.OldestParkedSeconds)
 	}
 	var stText strings.Builder

@@ -1,6 +1,9 @@
 package main
 
 import (
+	"errors"
+	"fmt"
+
 	"github.com/spf13/cobra"
 
 	"github.com/sandstone-data/sandstone/internal/ops/status"
@@ -19,18 +22,42 @@ func newStatusCmd() *cobra.Command {
 landing; the batches waiting at each stage; the last load; the warehouse's row
 counts; the freshness (the age of the newest source change that reached the
 warehouse) and the lag of recent loads; and the alert state that
-'sandstone run' keeps. --json prints one JSON object for scripts.`,
+'sandstone run' keeps. --json prints one JSON object for scripts.
+
+What it cannot read (a warehouse that refuses the login, a bucket it cannot
+list) comes first, as problem: lines (JSON "problems"); the counts it could
+not read say "unknown" (JSON null), and status exits 1. It exits 1 too when
+nothing is configured: no --warehouse ($SANDSTONE_WAREHOUSE_URL) and no
+bucket at --ingest-bucket or --processed-bucket.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			r := status.Gather(cmd.Context(), c.Config, alertState)
+			write := r.WriteText
 			if asJSON {
-				return r.WriteJSON(cmd.OutOrStdout())
+				write = r.WriteJSON
 			}
-			return r.WriteText(cmd.OutOrStdout())
+			if err := write(cmd.OutOrStdout()); err != nil {
+				return err
+			}
+			return problems(r.Problems)
 		},
 	}
 	c.bind(cmd, needWarehouse|needIngestBucket|needProcessedBucket)
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print one JSON object")
 	cmd.Flags().StringVar(&alertState, "alert-state", envOr(envAlertState, defaultAlertState), "the alert state file 'sandstone run' keeps ($"+envAlertState+")")
 	return cmd
+}
+
+// problems is status's error when it found problems (what it could not
+// read, or the buckets and the warehouse disagreeing): exit code 1, the
+// first problem said again on stderr's last line, for scripts reading
+// --json too.
+func problems(all []string) error {
+	switch len(all) {
+	case 0:
+		return nil
+	case 1:
+		return errors.New("status: " + all[0])
+	}
+	return fmt.Errorf("status: %s (and %d more problems)", all[0], len(all)-1)
 }

@@ -142,7 +142,8 @@ func TestSnapshotEndToEnd(t *testing.T) {
 	}
 
 	st := status.Gather(context.Background(), cfg, filepath.Join(t.TempDir(), "none.json"))
-	if st.IngestedBatch != 3 || st.LoadedBatch != 3 || st.PendingLoad != 0 || st.PendingTransform != 0 || len(st.Problems) != 0 {
+	is := func(n *int64, want int64) bool { return n != nil && *n == want }
+	if !is(st.IngestedBatch, 3) || !is(st.LoadedBatch, 3) || !is(st.PendingLoad, 0) || !is(st.PendingTransform, 0) || len(st.Problems) != 0 {
 		t.Errorf("status: %+v", st)
 	}
 	var text strings.Builder

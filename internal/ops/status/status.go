@@ -11,6 +11,7 @@ import (
 	"io"
 	"maps"
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/sandstone-data/sandstone/internal/base/config"
@@ -23,17 +24,19 @@ import (
 	"github.com/sandstone-data/sandstone/internal/stage/warehouse"
 )
 
-// Report is the status of an installation.
+// Report is the status of an installation. A count that could not be
+// read is nil (JSON null, "unknown" in the text), never a 0 that would
+// read as nothing there; Problems says why.
 type Report struct {
 	At time.Time `json:"at"`
 	// Tables is ingest's progress per source table.
 	Tables map[string]*ingest.TableState `json:"source_tables"`
 	// Batches is the newest batch of each stage.
-	IngestedBatch    int64 `json:"ingested_batch"`
-	ProcessedBatch   int64 `json:"processed_batch"`
-	LoadedBatch      int64 `json:"loaded_batch"`
-	PendingTransform int64 `json:"pending_transform"`
-	PendingLoad      int64 `json:"pending_load"`
+	IngestedBatch    *int64 `json:"ingested_batch"`
+	ProcessedBatch   *int64 `json:"processed_batch"`
+	LoadedBatch      *int64 `json:"loaded_batch"`
+	PendingTransform *int64 `json:"pending_transform"`
+	PendingLoad      *int64 `json:"pending_load"`
 	// LastLoad is the newest batch loaded.
 	LastLoad *warehouse.LedgerEntry `json:"last_load,omitempty"`
 	// Counts are the warehouse's rows per table.
@@ -60,7 +63,7 @@ type Report struct {
 	Rejected map[string]map[string]int64 `json:"rejected,omitempty"`
 	// Parked counts the rows waiting for a missing reference; the oldest
 	// has waited OldestParkedSeconds.
-	Parked              int64   `json:"parked"`
+	Parked              *int64  `json:"parked"`
 	OldestParkedSeconds float64 `json:"oldest_parked_seconds,omitempty"`
 	// LastAudit is the newest audit report in the ingestion bucket.
 	LastAudit *audit.Report `json:"last_audit,omitempty"`
@@ -70,7 +73,8 @@ type Report struct {
 	// to, a warehouse never loaded): not a problem on a fresh setup.
 	Notes []string `json:"notes,omitempty"`
 	// Problems lists what could not be read, and the buckets and the
-	// warehouse's ledger disagreeing.
+	// warehouse's ledger disagreeing; the text leads with them, and
+	// `sandstone status` exits non-zero when there is one.
 	Problems []string `json:"problems,omitempty"`
 }
 
@@ -81,100 +85,176 @@ type Lag struct {
 	LagSeconds float64   `json:"lag_seconds"`
 }
 
+// gathering is a report being gathered from one configuration.
+type gathering struct {
+	*Report
+	cfg config.Config
+	// absent counts the buckets whose directory does not exist.
+	absent int
+}
+
 // Gather reads the status, and only reads: a bucket's directory that does
 // not exist is not created but noted as having no batches yet. What cannot
-// be read (an unreachable warehouse, say) is listed in Problems rather than
-// failing the whole report, as is a processed bucket that does not hold the
-// batches the warehouse's ledger records.
+// be read (an unreachable warehouse, say) is listed in Problems, its
+// counts left unknown, rather than failing the whole report, as is a
+// processed bucket that does not hold the batches the warehouse's ledger
+// records, and nothing configured at all.
 func Gather(ctx context.Context, cfg config.Config, alertState string) Report {
 	r := Report{At: time.Now().UTC()}
-	problem := func(what string, err error) {
-		r.Problems = append(r.Problems, fmt.Sprintf("%s: %s", what, config.Redact(err.Error())))
-	}
-	open := func(what, url string) *lake.Bucket {
-		b, err := lake.OpenExisting(ctx, url)
-		switch {
-		case errors.Is(err, lake.ErrNoBucket):
-			r.Notes = append(r.Notes, fmt.Sprintf("%s: %s", what, config.Redact(err.Error())))
-		case err != nil:
-			problem(what, err)
-		}
-		return b
-	}
-	var ingested, out *lake.Bucket
-	if in := open("ingestion bucket", cfg.IngestBucket); in != nil {
-		seq, st, err := ingest.LoadState(ctx, in)
-		if err != nil {
-			problem("ingestion bucket", err)
-		}
-		r.IngestedBatch, r.Tables = seq, st.Tables
-		for _, t := range st.Tables {
-			if t.Watermark.After(r.SourceLastChange) && t.Watermark.Year() < 9999 {
-				r.SourceLastChange = t.Watermark.UTC()
-			}
-		}
-		if r.LastAudit, err = audit.Latest(ctx, in); err != nil {
-			problem("audit report", err)
-		}
+	g := &gathering{Report: &r, cfg: cfg}
+	in := g.ingested(ctx)
+	if in != nil {
 		defer func() { _ = in.Close() }()
-		ingested = in
 	}
-	if out = open("processed bucket", cfg.ProcessedBucket); out != nil {
-		var err error
-		if r.ProcessedBatch, err = out.LatestSeq(ctx); err != nil {
-			problem("processed bucket", err)
-		}
-		if err := r.rejects(ctx, out); err != nil {
-			problem("rejected rows", err)
-		}
-		if ingested != nil {
-			if err := transform.CheckSource(ctx, ingested, out); err != nil {
-				problem("ingestion and processed buckets disagree", err)
-			}
-		}
+	out := g.processed(ctx, in)
+	if out != nil {
 		defer func() { _ = out.Close() }()
 	}
-	r.PendingTransform = max(0, r.IngestedBatch-r.ProcessedBatch)
-	var wh *warehouse.Warehouse
-	var whErr error
-	if cfg.WarehouseURL != "" {
-		if wh, whErr = warehouse.Open(ctx, cfg.WarehouseURL, cfg.WarehouseSchema); whErr == nil {
-			defer func() { _ = wh.Close(context.WithoutCancel(ctx)) }()
-		}
-	}
-	if cfg.WarehouseURL == "" {
-		r.Problems = append(r.Problems, "warehouse: no URL configured")
-	} else if whErr != nil {
-		problem("warehouse", whErr)
-	} else if err := r.warehouse(ctx, cfg, wh); err != nil {
-		problem("warehouse", err)
-	} else if r.LoadedBatch > 0 {
-		if out == nil {
-			r.Problems = append(r.Problems, fmt.Sprintf("processed bucket: the warehouse has loaded batches up to %s, and the processed bucket %s has none: "+
-				"point --processed-bucket at the bucket this warehouse was loaded from", lake.BatchID(r.LoadedBatch), cfg.ProcessedBucket))
-		} else if err := wh.CheckProcessed(ctx, out); err != nil {
-			problem("processed bucket and warehouse ledger disagree", err)
-		} else {
-			r.caughtUp(ctx, out)
-		}
-	}
+	r.PendingTransform = minus(r.IngestedBatch, r.ProcessedBatch)
+	g.warehouse(ctx, out)
 	var err error
 	if r.Alerts, err = alert.ReadState(alertState); err != nil {
-		problem("alert state", err)
+		g.problem("alert state", err)
 	}
 	return r
+}
+
+// problem records what could not be read, and why.
+func (g *gathering) problem(what string, err error) {
+	g.Problems = append(g.Problems, fmt.Sprintf("%s: %s", what, config.Redact(err.Error())))
+}
+
+// open opens the bucket at url without creating it: nil, with a note, when
+// its directory does not exist; nil, with a problem, when it cannot be
+// opened.
+func (g *gathering) open(ctx context.Context, what, url string) *lake.Bucket {
+	b, err := lake.OpenExisting(ctx, url)
+	switch {
+	case errors.Is(err, lake.ErrNoBucket):
+		g.absent++
+		g.Notes = append(g.Notes, fmt.Sprintf("%s: %s", what, config.Redact(err.Error())))
+	case err != nil:
+		g.problem(what, err)
+	}
+	return b
+}
+
+// ingested reads ingest's progress and the last audit from the ingestion
+// bucket, which it returns open (nil when it is not there).
+func (g *gathering) ingested(ctx context.Context) *lake.Bucket {
+	absent := g.absent
+	in := g.open(ctx, "ingestion bucket", g.cfg.IngestBucket)
+	if in == nil {
+		if g.absent > absent {
+			g.IngestedBatch = known(0)
+		}
+		return nil
+	}
+	seq, st, err := ingest.LoadState(ctx, in)
+	if err != nil {
+		g.problem("ingestion bucket", err)
+	} else {
+		g.IngestedBatch = known(seq)
+	}
+	g.Tables = st.Tables
+	for _, t := range st.Tables {
+		if t.Watermark.After(g.SourceLastChange) && t.Watermark.Year() < 9999 {
+			g.SourceLastChange = t.Watermark.UTC()
+		}
+	}
+	if g.LastAudit, err = audit.Latest(ctx, in); err != nil {
+		g.problem("audit report", err)
+	}
+	return in
+}
+
+// processed reads the processed bucket's newest batch and rejects, and
+// checks it against the ingestion bucket in; it returns it open (nil when
+// it is not there).
+func (g *gathering) processed(ctx context.Context, in *lake.Bucket) *lake.Bucket {
+	absent := g.absent
+	out := g.open(ctx, "processed bucket", g.cfg.ProcessedBucket)
+	if out == nil {
+		if g.absent > absent {
+			g.ProcessedBatch, g.Parked = known(0), known(0)
+		}
+		return nil
+	}
+	if seq, err := out.LatestSeq(ctx); err != nil {
+		g.problem("processed bucket", err)
+	} else {
+		g.ProcessedBatch = known(seq)
+	}
+	if err := g.rejects(ctx, out); err != nil {
+		g.problem("rejected rows", err)
+	}
+	if in != nil {
+		if err := transform.CheckSource(ctx, in, out); err != nil {
+			g.problem("ingestion and processed buckets disagree", err)
+		}
+	}
+	return out
+}
+
+// warehouse reads the warehouse and checks its ledger against the
+// processed bucket out.
+func (g *gathering) warehouse(ctx context.Context, out *lake.Bucket) {
+	const setting = "--warehouse or " + config.EnvWarehouse
+	switch {
+	case g.cfg.WarehouseURL == "" && g.absent == 2:
+		g.Problems = append(g.Problems, fmt.Sprintf("nothing configured: no warehouse URL (set %s) and neither bucket exists "+
+			"(ingestion bucket %s: --ingest-bucket or %s; processed bucket %s: --processed-bucket or %s)",
+			setting, g.cfg.IngestBucket, config.EnvIngestBucket, g.cfg.ProcessedBucket, config.EnvProcessedBucket))
+		return
+	case g.cfg.WarehouseURL == "":
+		g.Problems = append(g.Problems, "warehouse: no URL configured (set "+setting+")")
+		return
+	}
+	wh, err := warehouse.Open(ctx, g.cfg.WarehouseURL, g.cfg.WarehouseSchema)
+	if err != nil {
+		g.problem("warehouse", err)
+		return
+	}
+	defer func() { _ = wh.Close(context.WithoutCancel(ctx)) }()
+	switch err := g.readWarehouse(ctx, wh); {
+	case err != nil:
+		g.Counts, g.LoadedBatch, g.PendingLoad = nil, nil, nil
+		g.problem("warehouse", err)
+	case *g.LoadedBatch == 0:
+	case out == nil:
+		g.Problems = append(g.Problems, fmt.Sprintf("processed bucket: the warehouse has loaded batches up to %s, and the processed bucket %s has none: "+
+			"point --processed-bucket at the bucket this warehouse was loaded from", lake.BatchID(*g.LoadedBatch), g.cfg.ProcessedBucket))
+	default:
+		if err := wh.CheckProcessed(ctx, out); err != nil {
+			g.problem("processed bucket and warehouse ledger disagree", err)
+		} else {
+			g.caughtUp(ctx, out)
+		}
+	}
+}
+
+// known is n, known.
+func known(n int64) *int64 { return &n }
+
+// minus is how many batches of a wait for b (never fewer than none);
+// unknown when either is.
+func minus(a, b *int64) *int64 {
+	if a == nil || b == nil {
+		return nil
+	}
+	return known(max(0, *a-*b))
 }
 
 // caughtUp sets how far the warehouse is behind the source, from the
 // snapshot of the newest loaded batch.
 func (r *Report) caughtUp(ctx context.Context, out *lake.Bucket) {
 	var m lake.Manifest
-	if out.ReadManifest(ctx, r.LoadedBatch, &m) != nil || m.SnapshotAt.IsZero() {
+	if out.ReadManifest(ctx, *r.LoadedBatch, &m) != nil || m.SnapshotAt.IsZero() {
 		return
 	}
 	r.CaughtUpTo = m.SnapshotAt.UTC()
 	r.BehindSourceSeconds = warehouse.BehindSource(r.CaughtUpTo, r.At).Seconds()
-	r.BehindSourceAtMost = r.PendingTransform == 0 && r.PendingLoad == 0
+	r.BehindSourceAtMost = r.PendingTransform != nil && *r.PendingTransform == 0 && r.PendingLoad != nil && *r.PendingLoad == 0
 }
 
 // rejects counts the rows transform set aside and those still parked.
@@ -189,14 +269,18 @@ func (r *Report) rejects(ctx context.Context, b *lake.Bucket) error {
 		r.Rejected[rj.Table][rj.Kind]++
 		return nil
 	})
-	if err != nil || r.ProcessedBatch == 0 {
+	if err != nil {
 		return err
+	}
+	if r.ProcessedBatch == nil || *r.ProcessedBatch == 0 {
+		r.Parked = known(0)
+		return nil
 	}
 	parked, err := transform.ParkedRows(ctx, b)
 	if err != nil {
 		return err
 	}
-	r.Parked = int64(len(parked))
+	r.Parked = known(int64(len(parked)))
 	for _, p := range parked {
 		if !p.SinceAt.IsZero() {
 			r.OldestParkedSeconds = max(r.OldestParkedSeconds, r.At.Sub(p.SinceAt).Seconds())
@@ -205,14 +289,17 @@ func (r *Report) rejects(ctx context.Context, b *lake.Bucket) error {
 	return nil
 }
 
-func (r *Report) warehouse(ctx context.Context, cfg config.Config, wh *warehouse.Warehouse) error {
+// readWarehouse reads the warehouse's row counts, the lag of its recent
+// loads and its newest batch.
+func (g *gathering) readWarehouse(ctx context.Context, wh *warehouse.Warehouse) error {
+	r := g.Report
 	var err error
 	if r.Counts, err = wh.Counts(ctx); err != nil {
 		return err
 	}
 	if len(r.Counts) == 0 {
 		r.Counts = nil
-		schema := cfg.WarehouseSchema
+		schema := g.cfg.WarehouseSchema
 		if schema == "" {
 			schema = config.DefaultSchema
 		}
@@ -225,14 +312,15 @@ func (r *Report) warehouse(ctx context.Context, cfg config.Config, wh *warehouse
 	for _, e := range recent {
 		r.History = append(r.History, Lag{Batch: e.Batch, LoadedAt: e.LoadedAt, LagSeconds: e.Lag.Seconds()})
 	}
+	r.LoadedBatch = known(0)
 	if len(recent) > 0 {
 		last := recent[0]
-		r.LastLoad, r.LoadedBatch = &last, last.Sequence
+		r.LastLoad, r.LoadedBatch = &last, known(last.Sequence)
 		if !last.SourceNewest.IsZero() {
 			r.FreshnessSeconds = r.At.Sub(last.SourceNewest).Seconds()
 		}
 	}
-	r.PendingLoad = max(0, r.ProcessedBatch-r.LoadedBatch)
+	r.PendingLoad = minus(r.ProcessedBatch, r.LoadedBatch)
 	return nil
 }
 
@@ -243,10 +331,17 @@ func (r Report) WriteJSON(w io.Writer) error {
 	return enc.Encode(r)
 }
 
-// WriteText writes the report for people: times in UTC, durations in one
-// notation (see dur), sections and lines in a fixed order.
+// WriteText writes the report for people: the problems first, then times
+// in UTC, durations in one notation (see dur), sections and lines in a
+// fixed order, "unknown" for what could not be read.
 func (r Report) WriteText(w io.Writer) error {
 	p := func(format string, args ...any) { _, _ = fmt.Fprintf(w, format+"\n", args...) }
+	for _, pr := range r.Problems {
+		p("problem: %s", pr)
+	}
+	if len(r.Problems) > 0 {
+		p("")
+	}
 	p("Status at %s", stamp(r.At))
 	p("\nSource tables (ingest; times UTC):")
 	p("  %-16s %-23s %-23s %s", "table", "newest last_updated", "last landed", "batch")
@@ -267,25 +362,29 @@ func (r Report) WriteText(w io.Writer) error {
 				t, s.Unindexed, ingest.IndexAdvice(t))
 		}
 	}
-	p("\nBatches: ingested %d, processed %d, loaded %d", r.IngestedBatch, r.ProcessedBatch, r.LoadedBatch)
-	p("Waiting: %d for transform, %d for load", r.PendingTransform, r.PendingLoad)
+	p("\nBatches: ingested %s, processed %s, loaded %s", count(r.IngestedBatch), count(r.ProcessedBatch), count(r.LoadedBatch))
+	p("Waiting: %s for transform, %s for load", count(r.PendingTransform), count(r.PendingLoad))
 	if r.LastLoad != nil {
 		p("Last load: batch %s at %s, took %s", r.LastLoad.Batch, stamp(r.LastLoad.LoadedAt), dur(seconds(r.LastLoad.Seconds)))
 	}
 	r.writeFreshness(p)
+	if r.LoadedBatch == nil {
+		p("\nWarehouse rows: unknown")
+	}
 	if r.Counts != nil {
 		p("\nWarehouse rows:")
 		for _, t := range star.Tables {
 			p("  %-20s %9d", t.Name, r.Counts[t.Name])
 		}
 	}
-	if len(r.Rejected) > 0 || r.Parked > 0 {
+	parked := r.Parked != nil && *r.Parked > 0
+	if len(r.Rejected) > 0 || parked {
 		p("\nRejected rows (sandstone rejects lists them):")
 		for _, t := range slices.Sorted(maps.Keys(r.Rejected)) {
 			p("  %-16s %d bad_value, %d missing_reference", t, r.Rejected[t]["bad_value"], r.Rejected[t]["missing_reference"])
 		}
-		if r.Parked > 0 {
-			p("  %d parked, waiting for a row they refer to; the oldest for %s", r.Parked, dur(seconds(r.OldestParkedSeconds)))
+		if parked {
+			p("  %d parked, waiting for a row they refer to; the oldest for %s", *r.Parked, dur(seconds(r.OldestParkedSeconds)))
 		}
 	}
 	if a := r.LastAudit; a != nil {
@@ -310,9 +409,6 @@ func (r Report) WriteText(w io.Writer) error {
 	for _, n := range r.Notes {
 		p("note: %s", n)
 	}
-	for _, pr := range r.Problems {
-		p("problem: %s", pr)
-	}
 	return nil
 }
 
@@ -331,7 +427,7 @@ func (r Report) writeFreshness(p func(string, ...any)) {
 		}
 		p("  behind the source:   %s", behind)
 		p("  caught up to:        %s (the snapshot of loaded batch %s: every change made before it is in the warehouse)",
-			stamp(r.CaughtUpTo), lake.BatchID(r.LoadedBatch))
+			stamp(r.CaughtUpTo), lake.BatchID(*r.LoadedBatch))
 	}
 	if !r.SourceLastChange.IsZero() {
 		p("  source last changed: %s (%s ago; the newest last_updated ingested)", stamp(r.SourceLastChange), dur(r.At.Sub(r.SourceLastChange)))
@@ -342,6 +438,14 @@ func (r Report) writeFreshness(p func(string, ...any)) {
 			p("    batch %s at %s: %s", h.Batch, stamp(h.LoadedAt), dur(seconds(h.LagSeconds)))
 		}
 	}
+}
+
+// count writes a count, "unknown" when it could not be read.
+func count(n *int64) string {
+	if n == nil {
+		return "unknown"
+	}
+	return strconv.FormatInt(*n, 10)
 }
 
 // dur writes every duration of the report the same way: tenths of a
