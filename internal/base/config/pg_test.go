@@ -30,7 +30,7 @@ func TestConnectFailure(t *testing.T) {
 		{Warehouse, "3D000", errkind.WarehouseDatabaseMissing, "no such database"},
 		{Warehouse, "", errkind.WarehouseUnreachable, "connection refused"},
 	} {
-		var cause error = errors.New("dial tcp: connection refused")
+		cause := errors.New("dial tcp: connection refused")
 		if c.code != "" {
 			cause = fmt.Errorf("failed to connect to `user=u database=d`: %w",
 				&pgconn.PgError{Severity: "FATAL", Code: c.code, Message: "the database system is starting up"})
