@@ -48,6 +48,9 @@ func newAuditCmd() *cobra.Command {
 		Use:   "audit",
 		Short: "Compare the source with what has landed: missing and deleted rows",
 		Long:  auditLong,
+		Example: `  sandstone audit --source postgres://reader@totesys/totesys --ingest-bucket ./sandstone-data/ingested
+  sandstone audit --json
+  sandstone audit --repair   # then 'sandstone run --once' takes the repair through`,
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runAudit(cmd, c.Config, asJSON)
@@ -61,6 +64,9 @@ func newAuditCmd() *cobra.Command {
 		}
 		return nil
 	}
+	cmd.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
+		return exitCode(2, cmd.Root().FlagErrorFunc()(cmd, err))
+	})
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print one JSON object")
 	// Not bound to $SANDSTONE_AUDIT_REPAIR: an audit on demand repairs
 	// only when asked to.
@@ -73,7 +79,7 @@ func newAuditCmd() *cobra.Command {
 // exits 1 on drift, 2 on failure. The warehouse is checked when cfg names
 // it.
 func runAudit(cmd *cobra.Command, cfg config.Config, asJSON bool) error {
-	if err := require("--source", cfg.SourceURL); err != nil {
+	if err := require("--source", config.EnvSource, cfg.SourceURL); err != nil {
 		return exitCode(2, configFailure(audit.Stage, err))
 	}
 	d := &audit.Driver{Logger: slog.Default(), Quiet: humanLog}

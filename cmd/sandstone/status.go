@@ -20,6 +20,8 @@ landing; the batches waiting at each stage; the last load; the warehouse's row
 counts; the freshness (the age of the newest source change that reached the
 warehouse) and the lag of recent loads; and the alert state that
 'sandstone run' keeps. --json prints one JSON object for scripts.`,
+		Example: `  sandstone status --warehouse postgres://reader@dw/warehouse
+  sandstone status --json   # settings from SANDSTONE_*`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			r := status.Gather(cmd.Context(), c.Config, alertState)
