@@ -180,7 +180,8 @@ func TestExitCodes(t *testing.T) {
 }
 
 // TestAuditCommand: exit 0 when the source and the lake agree, 1 with the
-// drift named, 2 when it cannot audit; --json for scripts.
+// drift named, 2 when it cannot audit, 3 when a repair landed; --json for
+// scripts.
 func TestAuditCommand(t *testing.T) {
 	ctx := context.Background()
 	sb := startSandbox(t)
@@ -232,8 +233,11 @@ func TestAuditCommand(t *testing.T) {
 	}
 	// --repair mends it; the pipeline takes the repair on; the warehouse
 	// then agrees with the lake, until someone edits it by hand.
-	if out, code := audit("--repair"); code != 1 || !strings.Contains(out, "Repaired in ingested batch 000000000002: 1 rows, 1 tombstones") {
-		t.Fatalf("repair exited %d:\n%s", code, out)
+	out, code = runCode(ctx, append(append([]string{"audit", "--source", src}, in...), "--repair")...)
+	if code != 3 || !strings.Contains(out, "Repaired in ingested batch 000000000002: 1 rows, 1 tombstones") ||
+		!strings.Contains(out, "sandstone: drift found and repaired in ingested batch 000000000002 (1 rows, 1 tombstones)") ||
+		strings.Contains(out, "sandstone: drift found\n") {
+		t.Fatalf("repair exited %d (want 3, saying what it repaired):\n%s", code, out)
 	}
 	wh := []string{"--warehouse", sb.Config.WarehouseURL, "--processed-bucket", sb.Config.ProcessedBucket}
 	if out, err := runCLI(ctx, append(append([]string{"run", "--once", "--source", src}, in...), wh...)...); err != nil {

@@ -20,7 +20,7 @@ had to reject (JSON lines), its state, then a manifest. Rows that refer to a
 row not seen yet are parked and released by a later batch. It never reads the
 source database.`,
 		Example: `  sandstone transform --ingest-bucket ./sandstone-data/ingested --processed-bucket ./sandstone-data/processed`,
-		Args: cobra.NoArgs,
+		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runStage(cmd, c.Config, pipeline.Transform, time.Time{})
 		},
