@@ -121,7 +121,7 @@ func (rf *runFlags) run(cmd *cobra.Command) error {
 		return configFailure("run", err)
 	}
 	defer func() { _ = p.Close() }()
-	p.Progress = cmd.ErrOrStderr()
+	p.Progress, p.Quiet = cmd.ErrOrStderr(), humanLog
 	notifier, err := alert.New(rf.alerts, log)
 	if err != nil {
 		return configFailure("run", err)

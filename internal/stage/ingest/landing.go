@@ -59,6 +59,7 @@ type landing struct {
 	now      time.Time
 	log      *slog.Logger
 	progress *progress.Meter // told the rows as they land (nil: none)
+	quiet    bool            // the landed line at Debug (Options.Quiet)
 }
 
 // land has r read a batch and commits what it read; a batch with no rows
@@ -107,7 +108,11 @@ func (l *landing) commit(ctx context.Context, m lake.Manifest, next State, res R
 		return res, nil
 	}
 	res.Sequence, res.Batch = l.seq, m.Batch
-	l.log.Info("ingest landed batch", "batch", res.Batch, "rows", res.Total(), "tables", res.Rows,
+	level := slog.LevelInfo
+	if l.quiet {
+		level = slog.LevelDebug
+	}
+	l.log.Log(ctx, level, "ingest landed batch", "batch", res.Batch, "rows", res.Total(), "tables", res.Rows,
 		"bytes", res.Bytes, "repair", m.Repair, "seconds", res.Duration.Seconds())
 	return res, nil
 }
