@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -30,7 +31,7 @@ func startSandbox(t *testing.T) *sandbox.Sandbox {
 // TestDemoThenOperate runs the demo at a small scale, then operates its
 // installation with the other commands, then cleans it away.
 func TestDemoThenOperate(t *testing.T) {
-	for _, v := range []string{config.EnvSource, config.EnvWarehouse, config.EnvIngestBucket, config.EnvProcessedBucket} {
+	for _, v := range []string{config.EnvSource, config.EnvWarehouse, config.EnvIngestBucket, config.EnvProcessedBucket, config.EnvAlertState} {
 		t.Setenv(v, "")
 	}
 	ctx := context.Background()
@@ -50,7 +51,16 @@ func TestDemoThenOperate(t *testing.T) {
 		t.Fatalf("no warehouse URL in:\n%s", out)
 	}
 	readmeSQL(t, wh)
-	demoWhatNext(t, out)
+	demoWhatNext(t, out, dir)
+	exports := regexp.MustCompile(`(?m)^  export .*$`).FindAllString(out, -1)
+	// The next demo keeps the ports: the exports pasted still work.
+	again, err := runCLI(ctx, "demo", "--dir", dir, "--sales-orders", "400", "--cycles", "1")
+	if err != nil {
+		t.Fatalf("demo again: %v\n%s", err, again)
+	}
+	if got := regexp.MustCompile(`(?m)^  export .*$`).FindAllString(again, -1); strings.Join(got, "\n") != strings.Join(exports, "\n") {
+		t.Errorf("the second demo's settings differ from the first's:\n%s\nthen\n%s", strings.Join(exports, "\n"), strings.Join(got, "\n"))
+	}
 	buckets := []string{"--ingest-bucket", filepath.Join(dir, "ingested"), "--processed-bucket", filepath.Join(dir, "processed")}
 
 	// status --json reads the demo's buckets and warehouse.
@@ -96,6 +106,9 @@ func TestDemoThenOperate(t *testing.T) {
 
 	if out, err := runCLI(ctx, "demo", "--clean", "--dir", dir); err != nil || !strings.Contains(out, "removed") {
 		t.Fatalf("demo --clean: %v\n%s", err, out)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "alerts.json")); !os.IsNotExist(err) {
+		t.Errorf("demo --clean left the demo's alert state: %v", err)
 	}
 }
 

@@ -216,7 +216,7 @@ const (
 	envRetries     = "SANDSTONE_RETRIES"
 	envBackoff     = "SANDSTONE_BACKOFF"
 	envMetricsAddr = "SANDSTONE_METRICS_ADDR"
-	envAlertState  = "SANDSTONE_ALERT_STATE"
+	envAlertState  = config.EnvAlertState
 	envAuditEvery  = "SANDSTONE_AUDIT_EVERY"
 	envAutoRepair  = "SANDSTONE_AUTO_REPAIR" // deprecated: config.EnvAuditRepair
 	envBehindLimit = "SANDSTONE_BEHIND_LIMIT"
