@@ -36,8 +36,9 @@ takes it through the pipeline, and load records the deletions in
 sandstone_deletions. The report is kept in the ingestion bucket (audits/),
 where 'sandstone status' shows the last one.
 
-Exit status: 0 when everything agrees, 1 when it found drift, 2 when it
-could not audit.`
+Exit status: 0 when everything agrees, 1 when it found drift it did not
+repair, 2 when it could not audit, 3 when --repair landed a repair batch for
+all the drift it found.`
 
 func newAuditCmd() *cobra.Command {
 	var (
@@ -48,7 +49,10 @@ func newAuditCmd() *cobra.Command {
 		Use:   "audit",
 		Short: "Compare the source with what has landed: missing and deleted rows",
 		Long:  auditLong,
-		Args:  cobra.NoArgs,
+		Example: `  sandstone audit --source postgres://reader@totesys/totesys --ingest-bucket ./sandstone-data/ingested
+  sandstone audit --json
+  sandstone audit --repair   # then 'sandstone run --once' takes the repair through`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runAudit(cmd, c.Config, asJSON)
 		},
@@ -61,6 +65,9 @@ func newAuditCmd() *cobra.Command {
 		}
 		return nil
 	}
+	cmd.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
+		return exitCode(2, cmd.Root().FlagErrorFunc()(cmd, err))
+	})
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print one JSON object")
 	// Not bound to $SANDSTONE_AUDIT_REPAIR: an audit on demand repairs
 	// only when asked to.
@@ -70,10 +77,10 @@ func newAuditCmd() *cobra.Command {
 
 // runAudit audits through the one audit driver (which logs, saves the
 // report and repairs, as run and the Lambda do), prints the report and
-// exits 1 on drift, 2 on failure. The warehouse is checked when cfg names
+// exits 1 on drift, 2 on failure, 3 when a repair landed. The warehouse is checked when cfg names
 // it.
 func runAudit(cmd *cobra.Command, cfg config.Config, asJSON bool) error {
-	if err := require("--source", cfg.SourceURL); err != nil {
+	if err := require("--source", config.EnvSource, cfg.SourceURL); err != nil {
 		return exitCode(2, configFailure(audit.Stage, err))
 	}
 	d := &audit.Driver{Logger: slog.Default(), Quiet: humanLog}
@@ -89,6 +96,10 @@ func runAudit(cmd *cobra.Command, cfg config.Config, asJSON bool) error {
 		}
 	} else {
 		printAudit(cmd.OutOrStdout(), r)
+	}
+	if r.Repaired != nil && r.WarehouseDrift() == 0 { // the repair mends the source's drift only
+		return exitCode(3, fmt.Errorf("drift found and repaired in ingested batch %s (%d rows, %d tombstones); the next run takes it through the pipeline",
+			r.Repaired.Batch, sum(r.Repaired.Rows), sum(r.Repaired.Tombstones)))
 	}
 	if r.Drift {
 		return exitCode(1, errDrift)

@@ -27,6 +27,9 @@ warehouse's row counts, a sample query, the freshness, and a psql line.
 The servers keep running afterwards; --clean stops them and removes --dir.
 
 Needs the PostgreSQL server binaries (Debian: apt-get install postgresql).`,
+		Example: `  make demo                          # builds ./bin/sandstone and runs this
+  sandstone demo --sales-orders 100000 --cycles 5
+  sandstone demo --clean`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if clean {

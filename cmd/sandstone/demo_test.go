@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -73,19 +75,59 @@ func TestDemoInterrupted(t *testing.T) {
 	}
 }
 
-// demoWhatNext checks the demo's closing "what next" block: its export
-// lines, applied, make status work with no flags at all.
-func demoWhatNext(t *testing.T, out string) {
+// demoWhatNext checks the demo's closing "what next" block: it puts the
+// program on PATH and its export lines, applied, make status and run work
+// with no flags at all, run keeping its alert state in the demo's dir.
+func demoWhatNext(t *testing.T, out, dir string) {
 	t.Helper()
+	bin, _ := filepath.Abs(filepath.Dir(os.Args[0]))
+	if !strings.Contains(out, "  export PATH=\""+bin+":$PATH\"\n") || !strings.Contains(out, "\n  "+filepath.Base(os.Args[0])+" status ") {
+		t.Errorf("the demo does not put %s on PATH, or names the program by its path after:\n%s", bin, out)
+	}
 	exports := regexp.MustCompile(`(?m)^  export (SANDSTONE_[A-Z_]+)='([^']*)'$`).FindAllStringSubmatch(out, -1)
-	if len(exports) != 4 {
-		t.Fatalf("want 4 export lines after 'What next', got %d:\n%s", len(exports), out)
+	if len(exports) != 5 {
+		t.Fatalf("want 5 export lines after 'What next', got %d:\n%s", len(exports), out)
 	}
 	for _, e := range exports {
 		t.Setenv(e[1], e[2])
 	}
 	if got, code := runCode(context.Background(), "status"); code != 0 || !strings.Contains(got, "Waiting: 0 for transform, 0 for load") {
 		t.Errorf("status with the demo's exports: exit %d\n%s", code, got)
+	}
+	if got, code := runCode(context.Background(), "run", "--once"); code != 0 {
+		t.Errorf("run --once with the demo's exports: exit %d\n%s", code, got)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "alerts.json")); err != nil {
+		t.Errorf("run with the demo's exports kept its alert state elsewhere than the demo's dir: %v", err)
+	}
+}
+
+// TestDemoPortTaken: a port the demo kept from its last run that is now
+// taken stops the demo at once, naming the port and what to do.
+func TestDemoPortTaken(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = l.Close() }()
+	port := l.Addr().(*net.TCPAddr).Port
+	dir := filepath.Join(t.TempDir(), "demo")
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "ports.json"), fmt.Appendf(nil, `{"source":%d}`, port), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sandbox.Clean(dir) })
+	out, code := runCode(context.Background(), "demo", "--dir", dir, "--sales-orders", "20")
+	if code != 1 || !strings.Contains(out, fmt.Sprintf("port %d is taken", port)) || !strings.Contains(out, "demo --clean --dir "+dir) {
+		t.Errorf("demo on a taken port exited %d:\n%s", code, out)
+	}
+	if sandbox.Running(dir) {
+		t.Error("a demo server runs after the demo refused")
+	}
+	if p := sandbox.SavedPorts(dir); p.Source != port {
+		t.Errorf("the demo forgot its port after refusing: %+v", p)
 	}
 }
 

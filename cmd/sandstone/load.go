@@ -5,8 +5,12 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/sandstone-data/sandstone/internal/base/config"
 	"github.com/sandstone-data/sandstone/internal/ops/pipeline"
 )
+
+// envMaxDuration is the variable of load --max-duration.
+const envMaxDuration = "SANDSTONE_MAX_DURATION"
 
 func newLoadCmd() *cobra.Command {
 	var cf configFlags
@@ -20,9 +24,11 @@ ledger (sandstone_loads): a batch takes effect once, however often load runs.
 
 The first run creates the warehouse schema (or checks the tables someone else
 created: a missing or mistyped column stops it before anything is written).`,
+		Example: `  sandstone load --warehouse postgres://loader@dw/warehouse --processed-bucket ./sandstone-data/processed
+  sandstone load --max-duration 5m   # the rest waits for the next run`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := require("--warehouse", cf.WarehouseURL); err != nil {
+			if err := require("--warehouse", config.EnvWarehouse, cf.WarehouseURL); err != nil {
 				return configFailure(pipeline.Load, err)
 			}
 			var deadline time.Time
@@ -33,7 +39,15 @@ created: a missing or mistyped column stops it before anything is written).`,
 		},
 	}
 	cf.bind(cmd, needWarehouse|needProcessedBucket)
-	cmd.Flags().DurationVar(&maxDuration, "max-duration", 0,
-		"stop at the first batch boundary after this long, leaving the rest for the next run (0: no limit)")
+	var ev envErrors
+	cmd.Flags().DurationVar(&maxDuration, "max-duration", ev.duration(envMaxDuration, 0),
+		"stop at the first batch boundary after this long, leaving the rest for the next run (0: no limit) ($"+envMaxDuration+")")
+	pre := cmd.PreRunE
+	cmd.PreRunE = func(cmd *cobra.Command, args []string) error {
+		if err := ev.err(); err != nil {
+			return configFailure(pipeline.Load, err)
+		}
+		return pre(cmd, args)
+	}
 	return cmd
 }

@@ -32,18 +32,33 @@ func addLogFlags(root *cobra.Command) {
 		"log format: auto (text on a terminal, JSON lines otherwise), json or text ($"+envLogFormat+")")
 	pf.StringVar(&level, "log-level", level, "log level: debug, info, warn or error ($"+envLogLevel+")")
 	root.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error {
-		f, err := logging.ParseFormat(format)
-		if err != nil {
-			return err
-		}
-		l, err := logging.ParseLevel(level)
-		if err != nil {
-			return err
-		}
-		slog.SetDefault(logging.New(cmd.ErrOrStderr(), f, l))
-		humanLog = logging.Text(cmd.ErrOrStderr(), f)
-		return nil
+		return installLogger(cmd, format, level)
 	}
+	// A flag that cannot be parsed is a setting that cannot be used: the
+	// one ERROR line of kind config_invalid that a bad variable gets, in
+	// the log format asked for when that much could be read (the flags
+	// are parsed before any command's PreRun).
+	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
+		if installLogger(cmd, format, level) != nil {
+			_ = installLogger(cmd, logging.FormatAuto, "info")
+		}
+		return configFailure(cmd.Name(), err)
+	})
+}
+
+// installLogger installs the redacting default logger on cmd's stderr.
+func installLogger(cmd *cobra.Command, format, level string) error {
+	f, err := logging.ParseFormat(format)
+	if err != nil {
+		return err
+	}
+	l, err := logging.ParseLevel(level)
+	if err != nil {
+		return err
+	}
+	slog.SetDefault(logging.New(cmd.ErrOrStderr(), f, l))
+	humanLog = logging.Text(cmd.ErrOrStderr(), f)
+	return nil
 }
 
 // logEnvOr returns the environment variable name, or def when it is unset.

@@ -155,9 +155,11 @@ func configFailure(stage string, err error) error {
 	return err
 }
 
-func require(name, value string) error {
+// require refuses an empty value of the setting given by flag or the
+// environment variable env, naming both.
+func require(flag, env, value string) error {
 	if value == "" {
-		return fmt.Errorf("%s is required (flag or environment)", name)
+		return fmt.Errorf("%s is required: give the flag or set %s", flag, env)
 	}
 	return nil
 }

@@ -18,6 +18,7 @@ import (
 
 	"github.com/sandstone-data/sandstone/internal/base/config"
 	"github.com/sandstone-data/sandstone/internal/dev/lambdatest"
+	"github.com/sandstone-data/sandstone/internal/dev/pgtest"
 )
 
 // runCode runs the command line as main does and returns stdout and
@@ -155,12 +156,17 @@ func TestConfigErrorsAreConfigInvalid(t *testing.T) {
 		{[]string{"ingest", "--source", bad, "--ingest-bucket", bucket}, 1, "source URL"},
 		{[]string{"audit", "--source", bad, "--ingest-bucket", bucket}, 2, "source URL"},
 		{[]string{"load", "--warehouse", bad, "--processed-bucket", bucket}, 1, "warehouse URL"},
-		{[]string{"ingest", "--ingest-bucket", bucket}, 1, "--source is required"},
-		{[]string{"audit", "--ingest-bucket", bucket}, 2, "--source is required"},
-		{[]string{"load", "--processed-bucket", bucket}, 1, "--warehouse is required"},
-		{[]string{"run", "--once", "--warehouse", bad, "--ingest-bucket", bucket, "--processed-bucket", bucket}, 1, "--source is required"},
-		{[]string{"run", "--once", "--source", bad, "--ingest-bucket", bucket, "--processed-bucket", bucket}, 1, "--warehouse is required"},
+		{[]string{"ingest", "--ingest-bucket", bucket}, 1, "--source is required: give the flag or set SANDSTONE_SOURCE_URL"},
+		{[]string{"audit", "--ingest-bucket", bucket}, 2, "--source is required: give the flag or set SANDSTONE_SOURCE_URL"},
+		{[]string{"load", "--processed-bucket", bucket}, 1, "--warehouse is required: give the flag or set SANDSTONE_WAREHOUSE_URL"},
+		{[]string{"run", "--once", "--warehouse", bad, "--ingest-bucket", bucket, "--processed-bucket", bucket}, 1, "--source is required: give the flag or set SANDSTONE_SOURCE_URL"},
+		{[]string{"run", "--once", "--source", bad, "--ingest-bucket", bucket, "--processed-bucket", bucket}, 1, "--warehouse is required: give the flag or set SANDSTONE_WAREHOUSE_URL"},
 		{[]string{"ingest", "--source", bad, "--lookback", "0", "--ingest-bucket", bucket}, 1, "want a positive duration"},
+		// A flag that cannot be parsed, as a variable that cannot be.
+		{[]string{"ingest", "--log-format", "text", "--source", bad, "--lookback", "abc"}, 1, `invalid argument "abc" for "--lookback" flag`},
+		{[]string{"audit", "--log-format", "text", "--source", bad, "--lookback", "abc"}, 2, `invalid argument "abc" for "--lookback" flag`},
+		{[]string{"load", "--log-format", "text", "--warehouse", bad, "--max-duration", "soon"}, 1, `invalid argument "soon" for "--max-duration" flag`},
+		{[]string{"run", "--log-format", "text", "--once", "--retries", "many"}, 1, `invalid argument "many" for "--retries" flag`},
 	} {
 		out, code := runCode(context.Background(), append(c.args, "--log-format", "text")...)
 		stage := c.args[0]
@@ -185,9 +191,22 @@ func TestFreshSetup(t *testing.T) {
 	in, out := filepath.Join(fresh, "ingested"), filepath.Join(fresh, "processed")
 	wh := sb.Config.WarehouseURL
 
+	// A first cycle whose ingest fails (the source is down): load has
+	// nothing to load, creates no schema and gives no advice.
+	failed := t.TempDir()
+	got, code := runCode(ctx, "run", "--once", "--log-format", "text", "--retries", "0", "--alert-state", filepath.Join(failed, "alerts.json"),
+		"--source", "postgres://u:pw@127.0.0.1:1/none?connect_timeout=1", "--warehouse", wh,
+		"--ingest-bucket", filepath.Join(failed, "ingested"), "--processed-bucket", filepath.Join(failed, "processed"))
+	if code != 1 || !strings.Contains(got, "has no batches yet, and ingest failed in this cycle") || strings.Contains(got, "'sandstone run'") {
+		t.Errorf("a failed first cycle exited %d:\n%s", code, got)
+	}
+	if n := pgtest.QueryInt(t, wh, "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'"); n != 0 {
+		t.Errorf("a failed first cycle made %d warehouse tables", n)
+	}
+
 	// status at a warehouse with no tables and buckets never written: it
 	// says so and creates nothing.
-	got, code := runCode(ctx, "status", "--warehouse", wh, "--ingest-bucket", in, "--processed-bucket", out)
+	got, code = runCode(ctx, "status", "--warehouse", wh, "--ingest-bucket", in, "--processed-bucket", out)
 	if code != 0 || !strings.Contains(got, "no Sandstone tables in schema public") || strings.Contains(got, "Warehouse rows:") ||
 		!strings.Contains(got, "ingestion bucket: bucket file://"+in+": no batches yet") || strings.Contains(got, "problem:") {
 		t.Errorf("status of a fresh setup exited %d:\n%s", code, got)
@@ -303,6 +322,49 @@ func TestTwoRuns(t *testing.T) {
 	stderr.Reset()
 	if code := execute(ctx, append(args, "--once"), &stderr); code != 0 {
 		t.Errorf("a run after the first stopped exited %d:\n%s", code, stderr.String())
+	}
+}
+
+// TestMaxDurationVariable: load --max-duration has its variable, named in
+// its help and in the README, which sets the default; a bad value is
+// config_invalid.
+func TestMaxDurationVariable(t *testing.T) {
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(readme), "`SANDSTONE_MAX_DURATION`") {
+		t.Error("the README does not list SANDSTONE_MAX_DURATION")
+	}
+	t.Setenv("SANDSTONE_MAX_DURATION", "7m")
+	if out, code := runCode(context.Background(), "load", "--help"); code != 0 || !strings.Contains(out, "($SANDSTONE_MAX_DURATION) (default 7m0s)") {
+		t.Errorf("load --help (exit %d):\n%s", code, out)
+	}
+	t.Setenv("SANDSTONE_MAX_DURATION", "soon")
+	out, code := runCode(context.Background(), "load", "--log-format", "text", "--warehouse", "postgres://u@127.0.0.1:1/x", "--processed-bucket", t.TempDir())
+	if code != 1 || !strings.Contains(out, `SANDSTONE_MAX_DURATION="soon"`) || !strings.Contains(out, "error_kind=config_invalid") {
+		t.Errorf("load with a bad SANDSTONE_MAX_DURATION exited %d:\n%s", code, out)
+	}
+}
+
+// TestHelp: every command a user runs has an example in its help; ingest
+// says it lands batches; the README's examples use the default directories.
+func TestHelp(t *testing.T) {
+	for _, name := range []string{"seed", "simulate", "ingest", "transform", "load", "run", "demo", "status", "audit", "rejects"} {
+		out, code := runCode(context.Background(), name, "--help")
+		if code != 0 || !strings.Contains(out, "\nExamples:\n  ") {
+			t.Errorf("%s --help (exit %d) has no example:\n%s", name, code, out)
+		}
+	}
+	if out, _ := runCode(context.Background(), "ingest", "--help"); strings.Contains(out, "(one batch)") {
+		t.Errorf("ingest --help says it lands one batch:\n%s", out)
+	}
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(readme), "./data/") {
+		t.Error("the README's examples use ./data/, not the default ./sandstone-data/")
 	}
 }
 

@@ -79,8 +79,10 @@ func TestEachResultOnce(t *testing.T) {
 		if i == 1 {
 			pgtest.Exec(t, src, "UPDATE sales_order SET units_sold = units_sold + 1, last_updated = LOCALTIMESTAMP WHERE sales_order_id <= 3")
 		}
-		if got, err := runCLI(ctx, append([]string{"ingest", "--source", src}, in...)...); err != nil {
-			t.Fatalf("ingest: %v\n%s", err, got)
+		// Said once: the printed summary, not also an INFO line.
+		if got, code := runCode(ctx, append([]string{"ingest", "--log-format", "text", "--source", src}, in...)...); code != 0 ||
+			strings.Count(got, "ingest         ") != 1 || strings.Contains(got, "landed batch") || strings.Contains(got, "found nothing new") {
+			t.Fatalf("ingest exited %d, or said its result other than once:\n%s", code, got)
 		}
 		if got, err := runCLI(ctx, append(append([]string{"transform"}, in...), out...)...); err != nil {
 			t.Fatalf("transform: %v\n%s", err, got)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -30,7 +31,7 @@ func startSandbox(t *testing.T) *sandbox.Sandbox {
 // TestDemoThenOperate runs the demo at a small scale, then operates its
 // installation with the other commands, then cleans it away.
 func TestDemoThenOperate(t *testing.T) {
-	for _, v := range []string{config.EnvSource, config.EnvWarehouse, config.EnvIngestBucket, config.EnvProcessedBucket} {
+	for _, v := range []string{config.EnvSource, config.EnvWarehouse, config.EnvIngestBucket, config.EnvProcessedBucket, config.EnvAlertState} {
 		t.Setenv(v, "")
 	}
 	ctx := context.Background()
@@ -50,7 +51,16 @@ func TestDemoThenOperate(t *testing.T) {
 		t.Fatalf("no warehouse URL in:\n%s", out)
 	}
 	readmeSQL(t, wh)
-	demoWhatNext(t, out)
+	demoWhatNext(t, out, dir)
+	exports := regexp.MustCompile(`(?m)^  export .*$`).FindAllString(out, -1)
+	// The next demo keeps the ports: the exports pasted still work.
+	again, err := runCLI(ctx, "demo", "--dir", dir, "--sales-orders", "400", "--cycles", "1")
+	if err != nil {
+		t.Fatalf("demo again: %v\n%s", err, again)
+	}
+	if got := regexp.MustCompile(`(?m)^  export .*$`).FindAllString(again, -1); strings.Join(got, "\n") != strings.Join(exports, "\n") {
+		t.Errorf("the second demo's settings differ from the first's:\n%s\nthen\n%s", strings.Join(exports, "\n"), strings.Join(got, "\n"))
+	}
 	buckets := []string{"--ingest-bucket", filepath.Join(dir, "ingested"), "--processed-bucket", filepath.Join(dir, "processed")}
 
 	// status --json reads the demo's buckets and warehouse.
@@ -96,6 +106,9 @@ func TestDemoThenOperate(t *testing.T) {
 
 	if out, err := runCLI(ctx, "demo", "--clean", "--dir", dir); err != nil || !strings.Contains(out, "removed") {
 		t.Fatalf("demo --clean: %v\n%s", err, out)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "alerts.json")); !os.IsNotExist(err) {
+		t.Errorf("demo --clean left the demo's alert state: %v", err)
 	}
 }
 
@@ -180,7 +193,8 @@ func TestExitCodes(t *testing.T) {
 }
 
 // TestAuditCommand: exit 0 when the source and the lake agree, 1 with the
-// drift named, 2 when it cannot audit; --json for scripts.
+// drift named, 2 when it cannot audit, 3 when a repair landed; --json for
+// scripts.
 func TestAuditCommand(t *testing.T) {
 	ctx := context.Background()
 	sb := startSandbox(t)
@@ -232,8 +246,11 @@ func TestAuditCommand(t *testing.T) {
 	}
 	// --repair mends it; the pipeline takes the repair on; the warehouse
 	// then agrees with the lake, until someone edits it by hand.
-	if out, code := audit("--repair"); code != 1 || !strings.Contains(out, "Repaired in ingested batch 000000000002: 1 rows, 1 tombstones") {
-		t.Fatalf("repair exited %d:\n%s", code, out)
+	out, code = runCode(ctx, append(append([]string{"audit", "--source", src}, in...), "--repair")...)
+	if code != 3 || !strings.Contains(out, "Repaired in ingested batch 000000000002: 1 rows, 1 tombstones") ||
+		!strings.Contains(out, "sandstone: drift found and repaired in ingested batch 000000000002 (1 rows, 1 tombstones)") ||
+		strings.Contains(out, "sandstone: drift found\n") {
+		t.Fatalf("repair exited %d (want 3, saying what it repaired):\n%s", code, out)
 	}
 	wh := []string{"--warehouse", sb.Config.WarehouseURL, "--processed-bucket", sb.Config.ProcessedBucket}
 	if out, err := runCLI(ctx, append(append([]string{"run", "--once", "--source", src}, in...), wh...)...); err != nil {

@@ -28,6 +28,8 @@ func newRejectsCmd() *cobra.Command {
 bucket's rejects objects; then the rows still parked, waiting for a row they
 refer to (they flow when it arrives, or when 'sandstone audit --repair' lands
 it). --json prints one object: {"rejects": [...], "parked": [...]}.`,
+		Example: `  sandstone rejects --processed-bucket ./sandstone-data/processed
+  sandstone rejects --json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()

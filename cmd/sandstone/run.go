@@ -61,10 +61,9 @@ Beside the cycles, every --audit-every (0 turns it off), it audits the source
 against the ingestion bucket (as 'sandstone audit' does), without holding
 them up; drift alerts as a failing "audit" stage and, with --auto-repair, is
 mended at once through the ordinary pipeline (the next cycle transforms and
-loads the repair batch).
-
-Example:
-  sandstone run --source postgres://... --warehouse postgres://... --interval 10m`,
+loads the repair batch).`,
+		Example: `  sandstone run --source postgres://... --warehouse postgres://... --interval 10m
+  sandstone run --once --log-format text   # one cycle, settings from SANDSTONE_*`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if deprecated {
@@ -122,7 +121,7 @@ func (rf *runFlags) run(cmd *cobra.Command) error {
 		return configFailure("run", err)
 	}
 	defer func() { _ = p.Close() }()
-	p.Progress = cmd.ErrOrStderr()
+	p.Progress, p.Quiet = cmd.ErrOrStderr(), humanLog
 	notifier, err := alert.New(rf.alerts, log)
 	if err != nil {
 		return configFailure("run", err)
@@ -217,7 +216,7 @@ const (
 	envRetries     = "SANDSTONE_RETRIES"
 	envBackoff     = "SANDSTONE_BACKOFF"
 	envMetricsAddr = "SANDSTONE_METRICS_ADDR"
-	envAlertState  = "SANDSTONE_ALERT_STATE"
+	envAlertState  = config.EnvAlertState
 	envAuditEvery  = "SANDSTONE_AUDIT_EVERY"
 	envAutoRepair  = "SANDSTONE_AUTO_REPAIR" // deprecated: config.EnvAuditRepair
 	envBehindLimit = "SANDSTONE_BEHIND_LIMIT"
@@ -348,10 +347,10 @@ func (a *audits) run(ctx context.Context) {
 }
 
 func requireAll(c configFlags) error {
-	if err := require("--source", c.SourceURL); err != nil {
+	if err := require("--source", config.EnvSource, c.SourceURL); err != nil {
 		return errkind.Wrap(errkind.ConfigInvalid, err)
 	}
-	return errkind.Wrap(errkind.ConfigInvalid, require("--warehouse", c.WarehouseURL))
+	return errkind.Wrap(errkind.ConfigInvalid, require("--warehouse", config.EnvWarehouse, c.WarehouseURL))
 }
 
 // observer feeds stage outcomes to the metrics and the alerts.

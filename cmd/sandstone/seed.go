@@ -8,6 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/sandstone-data/sandstone/internal/base/config"
 	"github.com/sandstone-data/sandstone/internal/contract/totesys"
 	"github.com/sandstone-data/sandstone/internal/dev/synth"
 )
@@ -31,9 +32,11 @@ give the same data (up to the moving "now").
 It refuses a database that already holds totesys tables. The rows stream in
 through COPY in one transaction: a million sales orders (about 4.3 million
 rows) take well under a minute.`,
+		Example: `  createdb totesys
+  sandstone seed --source 'postgres:///totesys?host=/var/run/postgresql' --sales-orders 100000`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := require("--source", cf.SourceURL); err != nil {
+			if err := require("--source", config.EnvSource, cf.SourceURL); err != nil {
 				return err
 			}
 			if opts.SalesOrders < 0 {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/sandstone-data/sandstone/internal/base/config"
 	"github.com/sandstone-data/sandstone/internal/dev/synth"
 )
 
@@ -29,9 +30,11 @@ orders with their transactions and unpaid payments, payments marked paid, and
 now and then a changed order, address or department, or a new design.
 
 It runs until --steps are done (0: until interrupted with Ctrl-C).`,
+		Example: `  sandstone simulate --source 'postgres:///totesys?host=/var/run/postgresql' --interval 2s
+  sandstone simulate --steps 1   # one step, settings from SANDSTONE_*`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := require("--source", cf.SourceURL); err != nil {
+			if err := require("--source", config.EnvSource, cf.SourceURL); err != nil {
 				return err
 			}
 			if interval <= 0 {

@@ -23,7 +23,7 @@ func runStage(cmd *cobra.Command, c config.Config, name string, deadline time.Ti
 		return configFailure(name, err)
 	}
 	defer func() { _ = p.Close() }()
-	p.Deadline, p.Progress = deadline, cmd.ErrOrStderr()
+	p.Deadline, p.Progress, p.Quiet = deadline, cmd.ErrOrStderr(), humanLog
 	st, err := p.Stage(name)
 	if err != nil {
 		return configFailure(name, err)

@@ -29,6 +29,8 @@ list) comes first, as problem: lines (JSON "problems"); the counts it could
 not read say "unknown" (JSON null), and status exits 1. It exits 1 too when
 nothing is configured: no --warehouse ($SANDSTONE_WAREHOUSE_URL) and no
 bucket at --ingest-bucket or --processed-bucket.`,
+		Example: `  sandstone status --warehouse postgres://reader@dw/warehouse
+  sandstone status --json   # settings from SANDSTONE_*`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			r := status.Gather(cmd.Context(), c.Config, alertState)

@@ -46,6 +46,10 @@ const (
 	EnvAuditRepair     = "SANDSTONE_AUDIT_REPAIR"
 )
 
+// EnvAlertState names the alert state file that `sandstone run` keeps and
+// `sandstone status` shows (not a setting of Config: the CLI's alone).
+const EnvAlertState = "SANDSTONE_ALERT_STATE"
+
 // Defaults.
 const (
 	DefaultIngestBucket    = "./sandstone-data/ingested"

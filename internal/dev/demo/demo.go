@@ -10,13 +10,16 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	"path/filepath"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 
 	"github.com/sandstone-data/sandstone/internal/base/config"
 	"github.com/sandstone-data/sandstone/internal/contract/star"
+	"github.com/sandstone-data/sandstone/internal/dev/pgserver"
 	"github.com/sandstone-data/sandstone/internal/dev/sandbox"
 	"github.com/sandstone-data/sandstone/internal/dev/synth"
 	"github.com/sandstone-data/sandstone/internal/ops/pipeline"
@@ -58,11 +61,17 @@ func Run(ctx context.Context, opts Options) (Summary, error) {
 		self = "sandstone"
 	}
 	say("Starting throwaway PostgreSQL servers for the source and the warehouse in %s ...", opts.Dir)
-	sb, err := sandbox.Start(ctx, opts.Dir)
+	// The ports of the last demo in Dir, if any: the settings it printed
+	// keep working from one demo to the next.
+	sb, err := sandbox.StartOn(ctx, opts.Dir, sandbox.SavedPorts(opts.Dir))
 	if err != nil {
 		if ctx.Err() != nil {
 			say("\nInterrupted. Remove what was made with:\n  %s demo --clean --dir %s", self, opts.Dir)
 			return Summary{}, ErrInterrupted
+		}
+		if errors.Is(err, pgserver.ErrPortTaken) {
+			return Summary{}, fmt.Errorf("demo: %w; the demo keeps its ports from one run to the next, so that the settings it printed keep working: "+
+				"stop what listens there, or start afresh on new ports with '%s demo --clean --dir %s'", err, self, opts.Dir)
 		}
 		return Summary{}, err
 	}
@@ -78,7 +87,7 @@ func Run(ctx context.Context, opts Options) (Summary, error) {
 	}
 	sum.Elapsed = time.Since(start)
 	say("Demo finished in %.1fs.", sum.Elapsed.Seconds())
-	whatNext(say, sb.Config, sum.PsqlLine, self, opts.Dir)
+	whatNext(say, sb, sum.PsqlLine, self, opts.Dir)
 	return sum, nil
 }
 
@@ -93,24 +102,37 @@ func errOrNone(err error) string {
 }
 
 // whatNext tells how to go on with the demo's servers and buckets: the
-// settings that make every other command work against them.
-func whatNext(say func(string, ...any), cfg config.Config, psql, self, dir string) {
+// program on PATH (when it was run by a path, as make demo runs
+// ./bin/sandstone) and the settings that make every other command work
+// against the demo, its alert state kept with it. The servers keep their
+// ports from one demo to the next, so the settings stay good.
+func whatNext(say func(string, ...any), sb *sandbox.Sandbox, psql, self, dir string) {
 	say("\nThe servers are still running. Query the warehouse with:\n  %s", psql)
-	say("\nWhat next: these settings make every sandstone command work against the demo:")
+	say("\nWhat next: paste these lines; they make every sandstone command work against the demo")
+	say("(the next demo in %s keeps the same ports, so they go on working):", dir)
+	name := self
+	if bin := filepath.Dir(self); bin != "." || strings.ContainsRune(self, filepath.Separator) {
+		if abs, err := filepath.Abs(bin); err == nil {
+			say("  export PATH=\"%s:$PATH\"", abs)
+			name = filepath.Base(self)
+		}
+	}
+	cfg := sb.Config
 	for _, e := range []struct{ name, value string }{
 		{config.EnvSource, cfg.SourceURL},
 		{config.EnvWarehouse, cfg.WarehouseURL},
 		{config.EnvIngestBucket, cfg.IngestBucket},
 		{config.EnvProcessedBucket, cfg.ProcessedBucket},
+		{config.EnvAlertState, filepath.Join(sb.Dir, "alerts.json")},
 	} {
 		say("  export %s='%s'", e.name, e.value)
 	}
 	say("then, for example:")
-	say("  %s status        # what each stage has done, what waits, freshness, rejects", self)
-	say("  %s simulate      # the business changes a few source rows", self)
-	say("  %s run --once    # one cycle of the pipeline (without --once: every 10m until Ctrl-C)", self)
-	say("  %s audit         # prove the source, the buckets and the warehouse agree", self)
-	say("Remove everything with:\n  %s demo --clean --dir %s", self, dir)
+	say("  %s status        # what each stage has done, what waits, freshness, rejects", name)
+	say("  %s simulate      # the business changes a few source rows", name)
+	say("  %s run --once    # one cycle of the pipeline (without --once: every 10m until Ctrl-C)", name)
+	say("  %s audit         # prove the source, the buckets and the warehouse agree", name)
+	say("Remove everything (the alert state too) with:\n  %s demo --clean --dir %s", name, dir)
 }
 
 // run is the demo once its servers run.

@@ -247,6 +247,22 @@ func Running(dir string) (port int, ok bool) {
 	return port, true
 }
 
+// ErrPortTaken is PortFree's error for a port something listens on.
+var ErrPortTaken = errors.New("taken")
+
+// PortFree fails with ErrPortTaken, naming the port, when port (non-zero)
+// is taken on 127.0.0.1.
+func PortFree(port int) error {
+	if port == 0 {
+		return nil
+	}
+	l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+	if err != nil {
+		return fmt.Errorf("port %d is %w (%w)", port, ErrPortTaken, err)
+	}
+	return l.Close()
+}
+
 func freePort() (int, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -5,6 +5,7 @@ package sandbox
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -43,11 +44,61 @@ func hash(s string) uint32 {
 	return h
 }
 
+// Ports are the servers' ports; zero picks a free one.
+type Ports struct {
+	Source    int `json:"source"`
+	Warehouse int `json:"warehouse"`
+}
+
+// portsFile keeps, in a sandbox's dir, the ports its servers listen on.
+const portsFile = "ports.json"
+
+// SavedPorts returns the ports the last sandbox in dir listened on, zero
+// when there was none (or it was cleaned away).
+func SavedPorts(dir string) Ports {
+	var p Ports
+	if b, err := os.ReadFile(filepath.Join(dir, portsFile)); err == nil { // #nosec G304 -- a file of ours
+		_ = json.Unmarshal(b, &p)
+	}
+	return p
+}
+
+// savePorts keeps ports in dir, for SavedPorts.
+func savePorts(dir string, ports Ports) error {
+	b, err := json.Marshal(ports)
+	if err == nil {
+		err = os.MkdirAll(dir, 0o755) // #nosec G301 -- as Start makes it
+	}
+	if err == nil {
+		err = os.WriteFile(filepath.Join(dir, portsFile), b, 0o600)
+	}
+	if err != nil {
+		return fmt.Errorf("sandbox: keep the ports: %w", err)
+	}
+	return nil
+}
+
 // Start removes whatever an earlier sandbox left in dir, then starts the two
-// servers and creates the databases "totesys" and "warehouse".
+// servers on free ports and creates the databases "totesys" and "warehouse".
 func Start(ctx context.Context, dir string) (*Sandbox, error) {
+	return StartOn(ctx, dir, Ports{})
+}
+
+// StartOn is Start with the servers on the given ports (zero: a free one).
+// A port that is taken fails it at once, naming the port. The ports are
+// kept in dir (SavedPorts) until Clean.
+func StartOn(ctx context.Context, dir string, ports Ports) (*Sandbox, error) {
 	if err := Clean(dir); err != nil {
 		return nil, err
+	}
+	for _, p := range []struct {
+		name string
+		port int
+	}{{"source", ports.Source}, {"warehouse", ports.Warehouse}} {
+		if err := pgserver.PortFree(p.port); err != nil {
+			_ = savePorts(dir, ports) // still the sandbox's, for the next try
+			return nil, fmt.Errorf("sandbox: the %s server's port: %w", p.name, err)
+		}
 	}
 	if err := os.MkdirAll(filepath.Join(dir, "pg"), 0o755); err != nil { // #nosec G301 -- the servers' user must reach it
 		return nil, fmt.Errorf("sandbox: %w", err)
@@ -58,12 +109,15 @@ func Start(ctx context.Context, dir string) (*Sandbox, error) {
 	}
 	s := &Sandbox{Dir: abs}
 	srcDir, whDir := serverDirs(abs)
-	if s.Source, err = pgserver.Start(ctx, pgserver.Options{Dir: srcDir}); err != nil {
+	if s.Source, err = pgserver.Start(ctx, pgserver.Options{Dir: srcDir, Port: ports.Source}); err != nil {
 		return nil, fmt.Errorf("sandbox: source server: %w", err)
 	}
-	if s.Warehouse, err = pgserver.Start(ctx, pgserver.Options{Dir: whDir}); err != nil {
+	if s.Warehouse, err = pgserver.Start(ctx, pgserver.Options{Dir: whDir, Port: ports.Warehouse}); err != nil {
 		_ = s.Source.Stop()
 		return nil, fmt.Errorf("sandbox: warehouse server: %w", err)
+	}
+	if err := savePorts(abs, Ports{Source: s.Source.Port, Warehouse: s.Warehouse.Port}); err != nil {
+		return nil, errors.Join(err, s.Stop())
 	}
 	src, err := s.Source.CreateDatabase(ctx, "totesys")
 	if err != nil {

@@ -463,21 +463,34 @@ func TestNewDefaults(t *testing.T) {
 	}
 }
 
-// TestWarningIsOneOffAndLeavesTheStreak: a warning (rows rejected) is sent
-// at once, every time, as state "warning", and neither starts a failure
-// streak nor ends one.
-func TestWarningIsOneOffAndLeavesTheStreak(t *testing.T) {
+// TestWarningRemindsAndLeavesTheStreak: a warning (rows rejected) is sent
+// at once as state "warning"; those within the reminder interval after it
+// are held back, and the next one sent counts them (a source with a bad
+// row in every batch does not alert every cycle); warnings neither start
+// a failure streak nor end one.
+func TestWarningRemindsAndLeavesTheStreak(t *testing.T) {
 	hooks := &hookReceiver{}
 	hook := webhookServer(t, hooks)
 	var logs logBuffer
-	n, _ := newNotifier(t, Config{Webhook: hook.URL, Reminder: time.Hour}, &logs)
+	n, c := newNotifier(t, Config{Webhook: hook.URL, Reminder: time.Hour}, &logs)
 	ctx := context.Background()
 	n.Warn(ctx, "transform", "r1", errkind.BadRowsRejected, "2 rows rejected (sales_order bad_value 2)")
+	for i := 0; i < 5; i++ { // every 10 minutes, inside the hour
+		c.add(10 * time.Minute)
+		n.Warn(ctx, "transform", "r1b", errkind.BadRowsRejected, "1 rows rejected (sales_order bad_value 1)")
+	}
+	if posts := hooks.posted(); len(posts) != 1 {
+		t.Fatalf("%d posts within the reminder interval, want 1: %v", len(posts), posts)
+	}
+	c.add(10 * time.Minute)
 	n.Warn(ctx, "transform", "r2", errkind.BadRowsRejected, "1 rows rejected (payment bad_value 1)")
 	n.Observe(ctx, "transform", "r3", nil)
 	posts := hooks.posted()
 	if len(posts) != 2 {
 		t.Fatalf("%d posts, want the 2 warnings and no recovery: %v", len(posts), posts)
+	}
+	if msg := posts[1]["message"].(string); !strings.Contains(msg, "1 rows rejected (payment bad_value 1) (and 5 more such warnings since 2024-11-15T09:00:00Z, held back") {
+		t.Errorf("the reminder does not count the warnings held back: %q", msg)
 	}
 	for i, p := range posts {
 		if p["state"] != StateWarning || p["error_kind"] != "bad_rows_rejected" || !strings.Contains(p["text"].(string), "sandstone transform warning: bad_rows_rejected: ") {

@@ -26,8 +26,9 @@ const (
 	StateFailing   = "failing"
 	StateReminder  = "reminder"
 	StateRecovered = "recovered"
-	// StateWarning is a one-off message about something a person should
-	// look at that did not fail the stage (rows rejected).
+	// StateWarning is a message about something a person should look at
+	// that did not fail the stage (rows rejected): the first at once, then
+	// at most one every Config.Reminder while they go on.
 	StateWarning = "warning"
 )
 
@@ -86,6 +87,10 @@ type StageState struct {
 	// DeliveryError says why the last alert failed to reach a channel.
 	DeliveryError string    `json:"delivery_error,omitempty"`
 	RecoveredAt   time.Time `json:"recovered_at,omitzero"`
+	// LastWarning is when the last warning was sent; WarningsHeld counts
+	// those held back since, inside the reminder interval.
+	LastWarning  time.Time `json:"last_warning,omitzero"`
+	WarningsHeld int       `json:"warnings_held,omitempty"`
 }
 
 // State is the alert state of every stage seen, JSON-serialisable so the
@@ -164,15 +169,44 @@ func (n *Notifier) Observe(ctx context.Context, stage, runID string, err error) 
 	}
 }
 
-// Warn sends a one-off warning about a stage run that succeeded but left
+// Warn sends a warning about a stage run that succeeded but left
 // something for a person to look at (kind, and message saying what): no
-// streak starts, and the stage's failure state is untouched. Delivery
-// failures are logged, never returned.
+// streak starts, and the stage's failure state is untouched. As failures
+// do, warnings remind rather than repeat: after one is sent, those that
+// follow within Config.Reminder are held back and counted, and the next
+// one sent says how many. Delivery failures are logged, never returned.
 func (n *Notifier) Warn(ctx context.Context, stage, runID string, kind errkind.Kind, message string) {
-	a := Alert{State: StateWarning, Stage: stage, RunID: runID, ErrorKind: kind, Time: n.now(), Host: n.host,
+	if a, ok := n.warning(stage, runID, kind, message); ok {
+		_ = n.deliver(ctx, a)
+	}
+}
+
+// warning updates the stage's warning state and returns the warning to
+// send, if one is due.
+func (n *Notifier) warning(stage, runID string, kind errkind.Kind, message string) (Alert, bool) {
+	now := n.now()
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	st := n.stages[stage]
+	if st == nil {
+		st = &StageState{}
+		n.stages[stage] = st
+	}
+	if !st.LastWarning.IsZero() && now.Sub(st.LastWarning) < n.cfg.Reminder {
+		st.WarningsHeld++
+		n.log.Info("warning held back: one was sent less than the reminder interval ago",
+			"stage", stage, "run_id", runID, "error_kind", string(kind), "last_warning", st.LastWarning.UTC().Format(time.RFC3339))
+		return Alert{}, false
+	}
+	a := Alert{State: StateWarning, Stage: stage, RunID: runID, ErrorKind: kind, Time: now, Host: n.host,
 		Message: config.Redact(message)}
+	if st.WarningsHeld > 0 {
+		a.Message += fmt.Sprintf(" (and %d more such warnings since %s, held back: at most one every %s)",
+			st.WarningsHeld, st.LastWarning.UTC().Format(time.RFC3339), n.cfg.Reminder)
+	}
+	st.LastWarning, st.WarningsHeld = now, 0
 	a.Text = a.Summary() + ": " + a.Message
-	_ = n.deliver(ctx, a)
+	return a, true
 }
 
 // transition updates the stage's state and returns the alert to send.

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/sandstone-data/sandstone/internal/base/errkind"
@@ -27,6 +28,10 @@ type Stage struct {
 type Run struct {
 	ID     string
 	Logger *slog.Logger
+	// Failed names the stages that failed earlier in the cycle: a stage
+	// with nothing waiting for it then has nothing to do and no advice to
+	// give.
+	Failed []string
 }
 
 // Observer is told the outcome of every stage run.
@@ -64,13 +69,15 @@ func (r *Runner) logger() *slog.Logger {
 func (r *Runner) Cycle(ctx context.Context) ([]Report, error) {
 	var reports []Report
 	var errs []error
+	var failed []string
 	for _, s := range r.Stages {
 		if ctx.Err() != nil {
 			errs = append(errs, fmt.Errorf("%s: not started: %w", s.Name, ctx.Err()))
 			break
 		}
-		rep, err := r.Run(ctx, s)
+		rep, err := r.Run(ctx, s.after(failed))
 		if err != nil {
+			failed = append(failed, s.Name)
 			errs = append(errs, fmt.Errorf("%s: %w", s.Name, err))
 			if ctx.Err() != nil {
 				break
@@ -80,6 +87,19 @@ func (r *Runner) Cycle(ctx context.Context) ([]Report, error) {
 		reports = append(reports, rep)
 	}
 	return reports, errors.Join(errs...)
+}
+
+// after is s told which stages failed before it in the cycle (Run.Failed).
+func (s Stage) after(failed []string) Stage {
+	if len(failed) == 0 {
+		return s
+	}
+	run, failed := s.Run, slices.Clone(failed)
+	s.Run = func(ctx context.Context, r Run) (Report, error) {
+		r.Failed = failed
+		return run(ctx, r)
+	}
+	return s
 }
 
 // Run runs one stage, trying again up to Retries times: the one path every

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/sandstone-data/sandstone/internal/base/config"
@@ -42,6 +43,9 @@ type Pipeline struct {
 	// ProgressEvery is how often that progress line is logged;
 	// progress.LogEvery when zero.
 	ProgressEvery time.Duration
+	// Quiet logs each batch a stage lands at Debug: for a terminal, where
+	// the caller prints the stage's result (Runner.Quiet).
+	Quiet bool
 }
 
 // Open opens the buckets cfg names: both, as the CLI's run, status and
@@ -193,7 +197,7 @@ func (p *Pipeline) ingest(ctx context.Context, run Run) (Report, error) {
 		began := time.Now()
 		res, err := ingest.Run(ctx, ingest.Options{SourceURL: p.Config.SourceURL, Bucket: p.Ingest,
 			Lookback: p.Config.Lookback, Logger: p.logger(run), RunID: run.ID, MaxBatchRows: p.Config.MaxBatchRows,
-			Progress: p.meter(Ingest, run)})
+			Progress: p.meter(Ingest, run), Quiet: p.Quiet})
 		rep.Duration, rep.Skew = time.Since(start), res.Skew
 		if err != nil {
 			return rep, err
@@ -269,6 +273,16 @@ func (p *Pipeline) load(ctx context.Context, run Run) (Report, error) {
 		return Report{}, err
 	}
 	start := time.Now()
+	if len(run.Failed) > 0 {
+		// An earlier stage failed: with no batch to load, load leaves the
+		// warehouse as it is (no schema created) and gives no advice; the
+		// failure above says what to do.
+		if seq, err := p.Processed.LatestSeq(ctx); err == nil && seq == 0 {
+			return Report{RunID: run.ID, Rows: map[string]int64{}, Duration: time.Since(start),
+				Note: fmt.Sprintf("nothing to load: the processed bucket %s has no batches yet, and %s failed in this cycle",
+					p.processedName(), strings.Join(run.Failed, " and "))}, nil
+		}
+	}
 	wh, err := warehouse.Open(ctx, p.Config.WarehouseURL, p.Config.WarehouseSchema)
 	if err != nil {
 		return Report{RunID: run.ID, Rows: map[string]int64{}, Duration: time.Since(start)}, err
@@ -310,10 +324,7 @@ func (p *Pipeline) load(ctx context.Context, run Run) (Report, error) {
 // batches at all (a fresh setup, or the wrong bucket) is not a warehouse up
 // to date.
 func (p *Pipeline) nothingToLoad(ctx context.Context) string {
-	name := p.Config.ProcessedBucket
-	if n, err := lake.ResolveURL(name); err == nil {
-		name = n
-	}
+	name := p.processedName()
 	seq, err := p.Processed.LatestSeq(ctx)
 	switch {
 	case err != nil:
@@ -323,6 +334,14 @@ func (p *Pipeline) nothingToLoad(ctx context.Context) string {
 			"run 'sandstone ingest' and 'sandstone transform' first (or 'sandstone run'), or point --processed-bucket at the bucket transform writes", name)
 	}
 	return fmt.Sprintf("nothing to load: the warehouse is up to date (batch %s of %s)", lake.BatchID(seq), name)
+}
+
+// processedName is the processed bucket's URL as a person reads it.
+func (p *Pipeline) processedName() string {
+	if n, err := lake.ResolveURL(p.Config.ProcessedBucket); err == nil {
+		return n
+	}
+	return p.Config.ProcessedBucket
 }
 
 // Pending counts the batches waiting for transform (ingested, not yet

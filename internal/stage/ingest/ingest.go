@@ -95,6 +95,9 @@ type Options struct {
 	RunID string
 	// Progress reports the rows read per table as they go (nil: none).
 	Progress *progress.Meter
+	// Quiet logs each landed batch at Debug: for a terminal, where the
+	// caller prints the result and an INFO line would say it twice.
+	Quiet bool
 	// MaxBatchRows bounds the rows the batch lands, over all its tables
 	// (config.DefaultMaxBatchRows is the CLI's and the Lambda's); zero
 	// means no bound. What does not fit is left, in last_updated order,
@@ -242,7 +245,7 @@ func Run(ctx context.Context, opts Options) (Result, error) {
 		return res, err
 	}
 	defer p.close()
-	l := &landing{bucket: opts.Bucket, seq: prevSeq + 1, runID: res.RunID, now: start, log: log, progress: opts.Progress}
+	l := &landing{bucket: opts.Bucket, seq: prevSeq + 1, runID: res.RunID, now: start, log: log, progress: opts.Progress, quiet: opts.Quiet}
 	return l.land(ctx, p, res)
 }
 

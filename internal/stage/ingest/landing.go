@@ -59,6 +59,7 @@ type landing struct {
 	now      time.Time
 	log      *slog.Logger
 	progress *progress.Meter // told the rows as they land (nil: none)
+	quiet    bool            // the landed line at Debug (Options.Quiet)
 }
 
 // land has r read a batch and commits what it read; a batch with no rows
@@ -74,7 +75,7 @@ func (l *landing) land(ctx context.Context, r reader, res Result) (Result, error
 	}
 	if len(b.manifest.Tables) == 0 && len(b.manifest.Deleted) == 0 {
 		res.Duration = time.Since(l.now)
-		l.log.Info("ingest found nothing new", "seconds", res.Duration.Seconds())
+		l.log.Log(ctx, l.level(), "ingest found nothing new", "seconds", res.Duration.Seconds())
 		return res, nil
 	}
 	res.SourceNewest = b.manifest.SourceNewest
@@ -107,9 +108,17 @@ func (l *landing) commit(ctx context.Context, m lake.Manifest, next State, res R
 		return res, nil
 	}
 	res.Sequence, res.Batch = l.seq, m.Batch
-	l.log.Info("ingest landed batch", "batch", res.Batch, "rows", res.Total(), "tables", res.Rows,
+	l.log.Log(ctx, l.level(), "ingest landed batch", "batch", res.Batch, "rows", res.Total(), "tables", res.Rows,
 		"bytes", res.Bytes, "repair", m.Repair, "seconds", res.Duration.Seconds())
 	return res, nil
+}
+
+// level is the level of the run's result lines: Debug when quiet.
+func (l *landing) level() slog.Level {
+	if l.quiet {
+		return slog.LevelDebug
+	}
+	return slog.LevelInfo
 }
 
 // write streams a table's rows into its object, which it creates at the

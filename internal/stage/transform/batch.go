@@ -490,6 +490,9 @@ func (v transactionVersion) version() (int32, time.Time) { return v.ID, v.LastUp
 // A row whose id or last_updated cannot be read exactly is skipped here:
 // the pass that reads the whole rows rejects it.
 func duplicates[K versioned](ctx context.Context, src *ingested) (map[int32]time.Time, error) {
+	probe := *src
+	probe.count = nil // the rows are counted once, by the pass that keeps them
+	src = &probe
 	seen, dup := newIDSet(), newIDSet()
 	err := readSource(ctx, src, func(rows []K) error {
 		for i := range rows {
