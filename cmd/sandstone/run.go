@@ -50,12 +50,14 @@ func newRunCmd() *cobra.Command {
 		Use:   "run",
 		Short: "Run ingest, transform and load every --interval until stopped",
 		Long: `Run runs the whole pipeline (ingest -> transform -> load) now and then every
---interval, until SIGINT or SIGTERM, when it lets the stage under way finish
-and stops. A failing stage is retried with backoff and does not stop the loop;
+--interval, until SIGINT or SIGTERM, when it lets the batch under way land
+and stops (exit 0; a second signal stops at once, abandoning that batch).
+A failing stage is retried with backoff and does not stop the loop;
 with --alert-email or --alert-webhook, a failure streak sends one alert, a
 reminder every --alert-reminder while it lasts, and one "recovered" message.
 --metrics-addr serves Prometheus metrics (/metrics) and health (/healthz,
-/readyz). --once runs one cycle and exits non-zero if a stage failed.
+/readyz). --once runs one cycle and exits non-zero if a stage failed (130
+when interrupted).
 
 Beside the cycles, every --audit-every (0 turns it off), it audits the source
 against the ingestion bucket (as 'sandstone audit' does), without holding

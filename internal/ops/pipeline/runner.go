@@ -103,9 +103,10 @@ func (r *Runner) Cycle(ctx context.Context) ([]Report, error) {
 // stage run takes, from the CLI, from a cycle and from a Lambda function. It
 // logs the start, the end or the failure's one ERROR line (with stage,
 // run_id and error_kind), and tells the observers. A stage that Stop
-// stopped ends without error; one that ctx stopped at once (with Stop
-// set) ends with an error that is no failure: it is logged as a warning
-// and told to no observer.
+// stopped ends without error, and a stop while a failed stage waits for
+// its retry returns its error untried; a stage that ctx stopped at once
+// (with Stop set) ends with an error that is no failure: it is logged as a
+// warning and told to no observer.
 func (r *Runner) Run(ctx context.Context, s Stage) (Report, error) {
 	work := ctx
 	if r.Stop == nil {
@@ -132,22 +133,23 @@ func (r *Runner) Run(ctx context.Context, s Stage) (Report, error) {
 			log.Warn(s.Name+" stopped at once; the batch under way was abandoned and nothing of it is kept", logging.KeyError, err.Error())
 			return rep, fmt.Errorf("stopped at once (%w); the batch under way was abandoned and nothing of it is kept", context.Cause(ctx))
 		}
-		if attempt < r.Retries && !r.stopping(ctx) {
-			log.Warn("stage failed; retrying", "attempt", attempt+1,
-				"retry_in", delay.String(), logging.KeyErrorKind, string(errkind.Of(err)), logging.KeyError, err.Error())
-			if r.wait(ctx, delay) {
-				delay *= 2
-				continue
+		if attempt >= r.Retries || r.stopping(ctx) {
+			logging.Failure(r.logger(), s.Name, id, err)
+			for _, o := range r.Observers {
+				o.StageFailed(ctx, s.Name, id, err)
 			}
-			if ctx.Err() != nil {
-				return rep, ctx.Err()
-			}
+			return rep, err
 		}
-		logging.Failure(r.logger(), s.Name, id, err)
-		for _, o := range r.Observers {
-			o.StageFailed(ctx, s.Name, id, err)
+		log.Warn("stage failed; retrying", "attempt", attempt+1,
+			"retry_in", delay.String(), logging.KeyErrorKind, string(errkind.Of(err)), logging.KeyError, err.Error())
+		select {
+		case <-ctx.Done():
+			return rep, ctx.Err()
+		case <-r.Stop: // no retry; the next run tries again
+			return rep, err
+		case <-time.After(delay):
 		}
-		return rep, err
+		delay *= 2
 	}
 }
 
@@ -162,27 +164,12 @@ func (r *Runner) announce(log *slog.Logger, stage string) (done func()) {
 		defer close(ended)
 		select {
 		case <-r.Stop:
-			log.Warn(stage + ": stopping after the batch under way, which lands whole; no other batch or stage starts " +
-				"(press Ctrl-C again to stop at once, abandoning that batch)")
+			log.Warn(stage + ": stopping after the batch under way, which lands or commits whole; no other batch or stage starts " +
+				"(Ctrl-C again stops at once, abandoning that batch)")
 		case <-quit:
 		}
 	}()
 	return func() { close(quit); <-ended }
-}
-
-// wait waits d before a retry; false when ctx ended or Stop was closed
-// first.
-func (r *Runner) wait(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-r.Stop:
-		return false
-	case <-t.C:
-		return true
-	}
 }
 
 // stopping reports whether nothing more may start: ctx ended or Stop was
