@@ -50,12 +50,14 @@ func newRunCmd() *cobra.Command {
 		Use:   "run",
 		Short: "Run ingest, transform and load every --interval until stopped",
 		Long: `Run runs the whole pipeline (ingest -> transform -> load) now and then every
---interval, until SIGINT or SIGTERM, when it lets the stage under way finish
-and stops. A failing stage is retried with backoff and does not stop the loop;
+--interval, until SIGINT or SIGTERM, when it lets the batch under way land
+and stops (exit 0; a second signal stops at once, abandoning that batch).
+A failing stage is retried with backoff and does not stop the loop;
 with --alert-email or --alert-webhook, a failure streak sends one alert, a
 reminder every --alert-reminder while it lasts, and one "recovered" message.
 --metrics-addr serves Prometheus metrics (/metrics) and health (/healthz,
-/readyz). --once runs one cycle and exits non-zero if a stage failed.
+/readyz). --once runs one cycle and exits non-zero if a stage failed (130
+when interrupted).
 
 Beside the cycles, every --audit-every (0 turns it off), it audits the source
 against the ingestion bucket (as 'sandstone audit' does), without holding
@@ -99,9 +101,11 @@ loads the repair batch).`,
 	return cmd
 }
 
-// run runs the pipeline: once, or every interval until ctx ends.
+// run runs the pipeline: once, or every interval until a signal (graceful:
+// the stage under way stops after its batch under way). Once, a signal
+// makes it exit 130; as a service, it stops with 0.
 func (rf *runFlags) run(cmd *cobra.Command) error {
-	ctx := cmd.Context()
+	ctx, stop := graceful(cmd.Context())
 	log := slog.Default()
 	log.Info("sandstone run starting", "version", buildInfo())
 	// The run lock holds a connection of its own for the run's life; each
@@ -131,7 +135,7 @@ func (rf *runFlags) run(cmd *cobra.Command) error {
 	}
 	m := metrics.New(metrics.Options{})
 	m.SetBuildInfo(build())
-	runner := &pipeline.Runner{Stages: p.Stages(), Retries: rf.retries, Backoff: rf.backoff, Logger: log, Quiet: humanLog,
+	runner := &pipeline.Runner{Stages: p.Stages(), Retries: rf.retries, Backoff: rf.backoff, Logger: log, Quiet: humanLog, Stop: stop,
 		Observers: []pipeline.Observer{observer{m, notifier}, printer{cmd.OutOrStdout()}}}
 	if rf.metricsAddr != "" {
 		go func() {
@@ -144,14 +148,14 @@ func (rf *runFlags) run(cmd *cobra.Command) error {
 	if rf.once { // one cycle; 'sandstone audit' audits on demand
 		reports, err := runner.Cycle(ctx)
 		s.cycleDone(ctx, reports, err)
-		return err
+		return interrupted(cmd.Context(), err)
 	}
 	s.aud = newAudits(&audit.Driver{Logger: log, Observers: []audit.Observer{observer{m, notifier}}},
 		audit.Options{SourceURL: rf.SourceURL, Bucket: p.Ingest, Lookback: rf.Lookback, Repair: rf.AuditRepair,
 			Processed: p.Processed, WarehouseURL: rf.WarehouseURL, WarehouseSchema: rf.WarehouseSchema}, rf.auditEvery)
 	log.Info("sandstone run: a cycle now and every "+rf.interval.String()+"; Ctrl-C or SIGTERM stops it", "interval", rf.interval.String())
 	err = s.loop(ctx, runner)
-	log.Info("sandstone run stopped", "reason", stopReason(ctx, err))
+	log.Info("sandstone run stopped", "reason", stopReason(cmd.Context(), err))
 	return err
 }
 
@@ -416,7 +420,7 @@ func stopReason(ctx context.Context, err error) string {
 	case err != nil:
 		return config.Redact(err.Error())
 	case ctx.Err() != nil:
-		return "interrupted (SIGINT or SIGTERM); the stage under way finished"
+		return "interrupted (SIGINT or SIGTERM); the stage under way finished its batch under way"
 	}
 	return "done"
 }

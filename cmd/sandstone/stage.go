@@ -16,8 +16,10 @@ import (
 // with only what it uses, through the pipeline's one path (start and end
 // lines, the failure's one ERROR line with its kind), its result printed
 // once. A non-zero deadline stops it at the first batch boundary past it.
+// A signal stops it after the batch under way, and it exits 130
+// (graceful, interrupted).
 func runStage(cmd *cobra.Command, c config.Config, name string, deadline time.Time) error {
-	ctx := cmd.Context()
+	ctx, stop := graceful(cmd.Context())
 	p, err := pipeline.OpenStage(ctx, c, slog.Default(), name)
 	if err != nil {
 		return configFailure(name, err)
@@ -28,9 +30,9 @@ func runStage(cmd *cobra.Command, c config.Config, name string, deadline time.Ti
 	if err != nil {
 		return configFailure(name, err)
 	}
-	r := &pipeline.Runner{Logger: slog.Default(), Quiet: humanLog, Observers: []pipeline.Observer{printer{cmd.OutOrStdout()}}}
+	r := &pipeline.Runner{Logger: slog.Default(), Quiet: humanLog, Stop: stop, Observers: []pipeline.Observer{printer{cmd.OutOrStdout()}}}
 	_, err = r.Run(ctx, st)
-	return err
+	return interrupted(cmd.Context(), err)
 }
 
 // printer prints each stage's result as it is done.

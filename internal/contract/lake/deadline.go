@@ -10,3 +10,16 @@ import "time"
 func Fits(deadline, at time.Time, longest time.Duration) bool {
 	return deadline.IsZero() || !at.Add(longest+longest/2).After(deadline)
 }
+
+// Stopped is the stop policy of every stage that works in batches: stop
+// is a graceful stop asked for (a first Ctrl-C or SIGTERM), checked at each
+// batch boundary beside Fits, before the first batch too; once it is
+// closed, no further batch starts. A nil stop is never asked for.
+func Stopped(stop <-chan struct{}) bool {
+	select {
+	case <-stop:
+		return true
+	default:
+		return false
+	}
+}

@@ -107,9 +107,16 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	opt := fmt.Sprintf("-p %d -k %s -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off "+
 		"-c full_page_writes=off -c max_connections=200 -c shared_buffers=256MB -c timezone=UTC "+
 		"-c log_timezone=UTC -c max_wal_size=4GB", s.Port, s.Dir)
-	if err := s.run(ctx, "pg_ctl", "-D", s.dataDir(), "-l", filepath.Join(s.Dir, "postgres.log"),
+	// pg_ctl starts the server in the background and waits for it: killed
+	// half-way by ctx, it would leave a server running that no one stops.
+	// So it runs to its end (its own -t bounds it), and a server started
+	// while ctx ended is stopped at once.
+	if err := s.run(context.WithoutCancel(ctx), "pg_ctl", "-D", s.dataDir(), "-l", filepath.Join(s.Dir, "postgres.log"),
 		"-o", opt, "-w", "-t", "60", "start"); err != nil {
-		return nil, err
+		return nil, errors.Join(err, StopDir(s.Dir))
+	}
+	if ctx.Err() != nil {
+		return nil, errors.Join(fmt.Errorf("pgserver: pg_ctl: %w", ctx.Err()), s.Stop())
 	}
 	return s, nil
 }

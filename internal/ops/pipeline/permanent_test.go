@@ -39,3 +39,17 @@ func TestPermanentFailuresAreNotRetried(t *testing.T) {
 		}
 	}
 }
+
+// TestNamedOnce: a cycle's error names the stage once, whether or not the
+// stage's own error already starts with its name.
+func TestNamedOnce(t *testing.T) {
+	for _, tc := range []struct{ err, want string }{
+		{"ingest: connect to source x: refused", "ingest: connect to source x: refused"},
+		{"connect to source x: refused", "ingest: connect to source x: refused"},
+		{"ingestion bucket: gone", "ingest: ingestion bucket: gone"},
+	} {
+		if got := named("ingest", errors.New(tc.err)).Error(); got != tc.want {
+			t.Errorf("named(%q) = %q, want %q", tc.err, got, tc.want)
+		}
+	}
+}

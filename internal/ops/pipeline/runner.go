@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/sandstone-data/sandstone/internal/base/errkind"
@@ -23,8 +24,9 @@ type Stage struct {
 }
 
 // Run is one run of a stage: the id that its manifests and log lines carry
-// (a new one when empty) and the logger for its lines (the pipeline's when
-// nil).
+// (a new one when empty), the logger for its lines (the pipeline's when
+// nil) and the graceful stop it checks at each batch boundary (Runner.Stop;
+// lake.Stopped).
 type Run struct {
 	ID     string
 	Logger *slog.Logger
@@ -32,6 +34,7 @@ type Run struct {
 	// with nothing waiting for it then has nothing to do and no advice to
 	// give.
 	Failed []string
+	Stop   <-chan struct{}
 }
 
 // Observer is told the outcome of every stage run.
@@ -52,6 +55,15 @@ type Runner struct {
 	// Quiet logs each stage's start and end at Debug: for a terminal, where
 	// an observer prints the result and a log line would say it twice.
 	Quiet bool
+	// Stop, when set, is a graceful stop (a first Ctrl-C or SIGTERM): once
+	// it is closed, the stage under way says so at once, lands or commits
+	// the batch under way and starts no other, and no retry, stage or cycle
+	// starts. The stages then work under ctx itself, whose end (a second
+	// Ctrl-C) abandons the batch under way at once: nothing of it is
+	// visible, as after kill -9. Without it (a Lambda), a stage works under
+	// context.WithoutCancel(ctx), to its end or its Pipeline.Deadline; ctx's
+	// end only starts no further retry or stage.
+	Stop <-chan struct{}
 }
 
 func (r *Runner) logger() *slog.Logger {
@@ -65,12 +77,18 @@ func (r *Runner) logger() *slog.Logger {
 // retries is reported and the cycle goes on with the next stage (which does
 // whatever work is already waiting for it); the error names every stage that
 // failed. When ctx ends, the stage under way finishes (a stage is short and
-// commits batch by batch) and no further stage starts.
+// commits batch by batch) and no further stage starts; when Stop is closed,
+// the stage under way stops after its batch under way and no further stage
+// starts, which is no failure.
 func (r *Runner) Cycle(ctx context.Context) ([]Report, error) {
 	var reports []Report
 	var errs []error
 	var failed []string
-	for _, s := range r.Stages {
+	for i, s := range r.Stages {
+		if lake.Stopped(r.Stop) && ctx.Err() == nil {
+			r.logger().Info("stopped as asked; the stages left are not started", "not_started", names(r.Stages[i:]))
+			break
+		}
 		if ctx.Err() != nil {
 			errs = append(errs, fmt.Errorf("%s: not started: %w", s.Name, ctx.Err()))
 			break
@@ -78,8 +96,8 @@ func (r *Runner) Cycle(ctx context.Context) ([]Report, error) {
 		rep, err := r.Run(ctx, s.after(failed))
 		if err != nil {
 			failed = append(failed, s.Name)
-			errs = append(errs, fmt.Errorf("%s: %w", s.Name, err))
-			if ctx.Err() != nil {
+			errs = append(errs, named(s.Name, err))
+			if r.stopping(ctx) {
 				break
 			}
 			continue
@@ -105,14 +123,24 @@ func (s Stage) after(failed []string) Stage {
 // Run runs one stage, trying again up to Retries times: the one path every
 // stage run takes, from the CLI, from a cycle and from a Lambda function. It
 // logs the start, the end or the failure's one ERROR line (with stage,
-// run_id and error_kind), and tells the observers.
+// run_id and error_kind), and tells the observers. A stage that Stop
+// stopped ends without error, and a stop while a failed stage waits for
+// its retry returns its error untried; a stage that ctx stopped at once
+// (with Stop set) ends with an error that is no failure: it is logged as a
+// warning and told to no observer.
 func (r *Runner) Run(ctx context.Context, s Stage) (Report, error) {
+	work := ctx
+	if r.Stop == nil {
+		work = context.WithoutCancel(ctx)
+	}
 	delay := r.Backoff
 	for attempt := 0; ; attempt++ {
 		id := lake.NewRunID()
 		log := r.logger().With(logging.KeyStage, s.Name, logging.KeyRunID, id)
 		log.Log(ctx, r.level(), "stage started", "attempt", attempt+1)
-		rep, err := s.Run(context.WithoutCancel(ctx), Run{ID: id, Logger: r.logger()})
+		heard := r.announce(log, s.Name)
+		rep, err := s.Run(work, Run{ID: id, Logger: r.logger(), Stop: r.Stop})
+		heard()
 		rep.Stage, rep.RunID = s.Name, id
 		if err == nil {
 			log.Log(ctx, r.level(), "stage finished", "batches", rep.Batches, "rows", rep.Total(), "tables", rep.Rows,
@@ -122,9 +150,13 @@ func (r *Runner) Run(ctx context.Context, s Stage) (Report, error) {
 			}
 			return rep, nil
 		}
+		if r.Stop != nil && ctx.Err() != nil {
+			log.Warn(s.Name+" stopped at once; the batch under way was abandoned and nothing of it is kept", logging.KeyError, err.Error())
+			return rep, fmt.Errorf("stopped at once (%w); the batch under way was abandoned and nothing of it is kept", context.Cause(ctx))
+		}
 		// A permanent failure (a login refused, a database missing) is not
 		// retried: trying again cannot mend it.
-		if attempt >= r.Retries || ctx.Err() != nil || errkind.Permanent(err) {
+		if attempt >= r.Retries || r.stopping(ctx) || errkind.Permanent(err) {
 			logging.Failure(r.logger(), s.Name, id, err)
 			for _, o := range r.Observers {
 				o.StageFailed(ctx, s.Name, id, err)
@@ -136,10 +168,46 @@ func (r *Runner) Run(ctx context.Context, s Stage) (Report, error) {
 		select {
 		case <-ctx.Done():
 			return rep, ctx.Err()
+		case <-r.Stop: // no retry; the next run tries again
+			return rep, err
 		case <-time.After(delay):
 		}
 		delay *= 2
 	}
+}
+
+// announce logs, at once, that Stop was heard while stage runs; the
+// function it returns ends the watch once the stage has returned.
+func (r *Runner) announce(log *slog.Logger, stage string) (done func()) {
+	if r.Stop == nil {
+		return func() {}
+	}
+	quit, ended := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(ended)
+		select {
+		case <-r.Stop:
+			log.Warn(stage + ": stopping after the batch under way, which lands or commits whole; no other batch or stage starts " +
+				"(Ctrl-C again stops at once, abandoning that batch)")
+		case <-quit:
+		}
+	}()
+	return func() { close(quit); <-ended }
+}
+
+// stopping reports whether nothing more may start: ctx ended or Stop was
+// closed.
+func (r *Runner) stopping(ctx context.Context) bool {
+	return ctx.Err() != nil || lake.Stopped(r.Stop)
+}
+
+// names are the stages' names.
+func names(stages []Stage) []string {
+	n := make([]string, len(stages))
+	for i, s := range stages {
+		n[i] = s.Name
+	}
+	return n
 }
 
 // level is the level of the start and end lines: Debug when a printer
@@ -151,9 +219,10 @@ func (r *Runner) level() slog.Level {
 	return slog.LevelInfo
 }
 
-// Loop runs a cycle now and then every interval until ctx ends; it returns
-// nil when stopped by ctx. Failed cycles do not stop it. each, when set, is
-// told every cycle's outcome, the one ctx ended during too.
+// Loop runs a cycle now and then every interval until ctx ends or Stop is
+// closed; it returns nil when stopped so. Failed cycles do not stop it.
+// each, when set, is told every cycle's outcome, the one stopped during
+// too.
 func (r *Runner) Loop(ctx context.Context, interval time.Duration, each func([]Report, error)) error {
 	if interval <= 0 {
 		return errors.New("pipeline: interval must be positive")
@@ -165,13 +234,24 @@ func (r *Runner) Loop(ctx context.Context, interval time.Duration, each func([]R
 		if each != nil {
 			each(reports, err) // the last cycle too: its outcome is kept
 		}
-		if ctx.Err() != nil {
+		if r.stopping(ctx) {
 			return nil
 		}
 		select {
 		case <-ctx.Done():
 			return nil
+		case <-r.Stop:
+			return nil
 		case <-t.C:
 		}
 	}
+}
+
+// named is err with the stage's name before it, once: a stage's own error
+// may already start with it ("ingest: connect to source …").
+func named(stage string, err error) error {
+	if strings.HasPrefix(err.Error(), stage+": ") {
+		return err
+	}
+	return fmt.Errorf("%s: %w", stage, err)
 }

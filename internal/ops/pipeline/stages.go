@@ -194,6 +194,11 @@ func (p *Pipeline) ingest(ctx context.Context, run Run) (Report, error) {
 	rep := Report{RunID: run.ID, Rows: map[string]int64{}}
 	var longest time.Duration
 	for {
+		if lake.Stopped(run.Stop) {
+			rep.SnapshotAt = time.Time{} // rows may be left to land
+			rep.Note = stoppedNote(rep.Batches)
+			return rep, nil
+		}
 		began := time.Now()
 		res, err := ingest.Run(ctx, ingest.Options{SourceURL: p.Config.SourceURL, Bucket: p.Ingest,
 			Lookback: p.Config.Lookback, Logger: p.logger(run), RunID: run.ID, MaxBatchRows: p.Config.MaxBatchRows,
@@ -241,7 +246,7 @@ func (p *Pipeline) transform(ctx context.Context, run Run) (Report, error) {
 	}
 	start := time.Now()
 	res, err := transform.Run(ctx, transform.Options{Ingest: p.Ingest, Processed: p.Processed,
-		Logger: p.logger(run), Deadline: p.Deadline, RunID: run.ID,
+		Logger: p.logger(run), Deadline: p.Deadline, Stop: run.Stop, RunID: run.ID,
 		Progress: p.meter(Transform, run)})
 	rep := Report{RunID: res.RunID, Rows: map[string]int64{}, Duration: time.Since(start)}
 	for _, b := range res.Batches {
@@ -260,6 +265,8 @@ func (p *Pipeline) transform(ctx context.Context, run Run) (Report, error) {
 	switch {
 	case res.Conflict:
 		rep.Note = "another run committed the next batch first; stopped"
+	case res.Stopped:
+		rep.Note = stoppedNote(rep.Batches)
 	case res.DeadlineReached:
 		rep.Note = "time is up; batches left for the next run"
 	case len(res.Batches) == 0:
@@ -289,7 +296,7 @@ func (p *Pipeline) load(ctx context.Context, run Run) (Report, error) {
 	}
 	defer func() { _ = wh.Close(context.WithoutCancel(ctx)) }()
 	res, err := wh.Load(ctx, warehouse.Options{Processed: p.Processed, Logger: p.stageLog(Load, run),
-		Deadline: p.Deadline, Progress: p.meter(Load, run)})
+		Deadline: p.Deadline, Stop: run.Stop, Progress: p.meter(Load, run)})
 	rep := Report{RunID: run.ID, Rows: map[string]int64{}, Duration: time.Since(start),
 		LoadReport: LoadReport{Skipped: len(res.Skipped), Pending: res.Pending}}
 	for _, b := range res.Batches {
@@ -302,6 +309,8 @@ func (p *Pipeline) load(ctx context.Context, run Run) (Report, error) {
 		return rep, err
 	}
 	switch {
+	case res.Stopped:
+		rep.Note = stoppedNote(rep.Batches)
 	case res.Pending > 0:
 		rep.Note = "time is up; batches left for the next run"
 	case len(res.Batches) == 0 && len(res.Skipped) == 0:
@@ -318,6 +327,15 @@ func (p *Pipeline) load(ctx context.Context, run Run) (Report, error) {
 		}
 	}
 	return rep, nil
+}
+
+// stoppedNote is the note of a stage stopped as asked (Run.Stop) after
+// batches.
+func stoppedNote(batches []string) string {
+	if len(batches) == 0 {
+		return "stopped as asked before its first batch; the work is left for the next run"
+	}
+	return fmt.Sprintf("stopped as asked after batch %s; the rest is left for the next run", batches[len(batches)-1])
 }
 
 // nothingToLoad says why a load found nothing: a processed bucket with no

@@ -25,6 +25,10 @@ type Options struct {
 	// half as long again, would end after it (lake.Fits; a Lambda's time
 	// limit); zero means none. The first batch starts unless it has passed.
 	Deadline time.Time
+	// Stop, once closed, stops the run at the next batch boundary, the
+	// batch under way written whole (lake.Stopped; a first Ctrl-C). Nil
+	// never stops it.
+	Stop <-chan struct{}
 	// RunID names the run in the manifests and the log; a new id when
 	// empty.
 	RunID string
@@ -43,6 +47,9 @@ type Result struct {
 	// DeadlineReached is set when the run stopped at Options.Deadline with
 	// batches still pending.
 	DeadlineReached bool
+	// Stopped is set when the run stopped at Options.Stop with batches
+	// still pending.
+	Stopped bool
 }
 
 // BatchResult tells what one processed batch holds.
@@ -122,6 +129,11 @@ func Run(ctx context.Context, opts Options) (Result, error) {
 		if !lake.Fits(opts.Deadline, time.Now(), longest) {
 			res.DeadlineReached = true
 			log.Info("transform stopped at its deadline", "next", lake.BatchID(seq), "pending", len(pending)-len(res.Batches))
+			return res, nil
+		}
+		if lake.Stopped(opts.Stop) {
+			res.Stopped = true
+			log.Info("transform stopped as asked", "next", lake.BatchID(seq), "pending", len(pending)-len(res.Batches))
 			return res, nil
 		}
 		var im lake.Manifest

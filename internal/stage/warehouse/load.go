@@ -49,6 +49,10 @@ type Options struct {
 	// half as long again, could not commit before it, leaving the remaining
 	// batches to a later run. The first batch always starts before it.
 	Deadline time.Time
+	// Stop, once closed, stops Load at the next batch boundary, the batch
+	// under way committed (lake.Stopped; a first Ctrl-C). Nil never stops
+	// it.
+	Stop <-chan struct{}
 	// Progress reports the rows copied per table as they go (nil: none).
 	Progress *progress.Meter
 }
@@ -60,8 +64,10 @@ type Result struct {
 	// Skipped are the batches another, concurrent, load applied first.
 	Skipped []int64
 	// Pending is the number of batches left for a later run because the
-	// deadline passed.
+	// deadline passed or a stop was asked.
 	Pending int
+	// Stopped is set when Load stopped at Options.Stop.
+	Stopped bool
 }
 
 // BatchResult is one loaded batch.
@@ -133,6 +139,11 @@ func (w *Warehouse) Load(ctx context.Context, opts Options) (Result, error) {
 		if !lake.Fits(opts.Deadline, w.set.now(), longest) {
 			res.Pending = len(seqs) - i
 			log.Info("load stopped at the deadline", "pending", res.Pending, "next", lake.BatchID(seq))
+			break
+		}
+		if lake.Stopped(opts.Stop) {
+			res.Pending, res.Stopped = len(seqs)-i, true
+			log.Info("load stopped as asked", "pending", res.Pending, "next", lake.BatchID(seq))
 			break
 		}
 		br, applied, err := l.batch(ctx, seq)
