@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/sandstone-data/sandstone/internal/base/config"
 	"github.com/sandstone-data/sandstone/internal/contract/lake"
+	"github.com/sandstone-data/sandstone/internal/dev/lambdatest"
 	"github.com/sandstone-data/sandstone/internal/dev/pgtest"
 	"github.com/sandstone-data/sandstone/internal/dev/sandbox"
 	"github.com/sandstone-data/sandstone/internal/dev/synth"
@@ -49,28 +49,10 @@ var (
 	builtErr  error
 )
 
-// output is a process's stdout or stderr, watched as it grows.
-type output struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (o *output) Write(p []byte) (int, error) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return o.buf.Write(p)
-}
-
-func (o *output) String() string {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return o.buf.String()
-}
-
 // proc is the sandstone binary running as a user runs it.
 type proc struct {
 	cmd  *exec.Cmd
-	out  output // stdout and stderr
+	out  lambdatest.SyncBuffer // stdout and stderr
 	done chan struct{}
 	code int
 }
@@ -242,12 +224,7 @@ func TestSecondCtrlCIngest(t *testing.T) {
 	sb, total := seeded(t, 500)
 	release := holdTable(t, sb.Config.SourceURL, "sales_order")
 	p := startProc(t, exe, sb.Config, "ingest")
-	p.waitFor(t, "stage started", time.Minute)
-	time.Sleep(500 * time.Millisecond) // well into the batch, waiting on the lock
-	p.interrupt(t)
-	p.waitFor(t, "ingest: stopping after the batch under way", 10*time.Second)
-	p.interrupt(t)
-	code := p.exit(t, 10*time.Second)
+	code := stopTwice(t, p, "ingest")
 	if out := p.out.String(); code != 130 || !strings.Contains(out, "stopped at once") {
 		t.Fatalf("ingest, interrupted twice, exited %d:\n%s", code, out)
 	}
@@ -311,12 +288,7 @@ func TestCtrlCLoad(t *testing.T) {
 
 	release := holdTable(t, sb.Config.WarehouseURL, "fact_sales_order")
 	twice := startProc(t, exe, sb.Config, "load")
-	twice.waitFor(t, "stage started", time.Minute)
-	time.Sleep(500 * time.Millisecond) // into the next batch, waiting on the lock
-	twice.interrupt(t)
-	twice.waitFor(t, "load: stopping after the batch under way", 10*time.Second)
-	twice.interrupt(t)
-	if code := twice.exit(t, 10*time.Second); code != 130 || !strings.Contains(twice.out.String(), "stopped at once") {
+	if code := stopTwice(t, twice, "load"); code != 130 || !strings.Contains(twice.out.String(), "stopped at once") {
 		t.Fatalf("load, interrupted twice, exited %d:\n%s", code, twice.out.String())
 	}
 	if n := loads(t, sb.Config); n != first {
@@ -429,4 +401,17 @@ func TestCtrlCDemoEarly(t *testing.T) {
 			t.Errorf("interrupted at %s: servers left running:\n%s\n%s", at.name, strings.Join(left, "\n"), p.out.String())
 		}
 	}
+}
+
+// stopTwice interrupts p once its stage has started and is waiting on a
+// locked table in its batch, waits for the stage to say it is stopping,
+// interrupts it again and returns its exit code.
+func stopTwice(t *testing.T, p *proc, stage string) int {
+	t.Helper()
+	p.waitFor(t, "stage started", time.Minute)
+	time.Sleep(500 * time.Millisecond) // into the batch, waiting on the lock
+	p.interrupt(t)
+	p.waitFor(t, stage+": stopping after the batch under way", 10*time.Second)
+	p.interrupt(t)
+	return p.exit(t, 10*time.Second)
 }

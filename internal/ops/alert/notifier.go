@@ -187,11 +187,7 @@ func (n *Notifier) warning(stage, runID string, kind errkind.Kind, message strin
 	now := n.now()
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	st := n.stages[stage]
-	if st == nil {
-		st = &StageState{}
-		n.stages[stage] = st
-	}
+	st := n.stage(stage)
 	if !st.LastWarning.IsZero() && now.Sub(st.LastWarning) < n.cfg.Reminder {
 		st.WarningsHeld++
 		n.log.Info("warning held back: one was sent less than the reminder interval ago",
@@ -209,16 +205,22 @@ func (n *Notifier) warning(stage, runID string, kind errkind.Kind, message strin
 	return a, true
 }
 
-// transition updates the stage's state and returns the alert to send.
-func (n *Notifier) transition(stage, runID string, err error) (Alert, bool) {
-	now := n.now()
-	n.mu.Lock()
-	defer n.mu.Unlock()
+// stage is the state of stage, new when it has none yet; n.mu is held.
+func (n *Notifier) stage(stage string) *StageState {
 	st := n.stages[stage]
 	if st == nil {
 		st = &StageState{}
 		n.stages[stage] = st
 	}
+	return st
+}
+
+// transition updates the stage's state and returns the alert to send.
+func (n *Notifier) transition(stage, runID string, err error) (Alert, bool) {
+	now := n.now()
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	st := n.stage(stage)
 	a := Alert{Stage: stage, RunID: runID, Time: now, Host: n.host}
 	switch {
 	case err != nil && !st.Failing:

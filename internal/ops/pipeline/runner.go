@@ -93,7 +93,7 @@ func (r *Runner) Cycle(ctx context.Context) ([]Report, error) {
 			errs = append(errs, fmt.Errorf("%s: not started: %w", s.Name, ctx.Err()))
 			break
 		}
-		rep, err := r.Run(ctx, s.after(failed))
+		rep, err := r.run(ctx, s, slices.Clone(failed))
 		if err != nil {
 			failed = append(failed, s.Name)
 			errs = append(errs, named(s.Name, err))
@@ -107,19 +107,6 @@ func (r *Runner) Cycle(ctx context.Context) ([]Report, error) {
 	return reports, errors.Join(errs...)
 }
 
-// after is s told which stages failed before it in the cycle (Run.Failed).
-func (s Stage) after(failed []string) Stage {
-	if len(failed) == 0 {
-		return s
-	}
-	run, failed := s.Run, slices.Clone(failed)
-	s.Run = func(ctx context.Context, r Run) (Report, error) {
-		r.Failed = failed
-		return run(ctx, r)
-	}
-	return s
-}
-
 // Run runs one stage, trying again up to Retries times: the one path every
 // stage run takes, from the CLI, from a cycle and from a Lambda function. It
 // logs the start, the end or the failure's one ERROR line (with stage,
@@ -129,6 +116,12 @@ func (s Stage) after(failed []string) Stage {
 // (with Stop set) ends with an error that is no failure: it is logged as a
 // warning and told to no observer.
 func (r *Runner) Run(ctx context.Context, s Stage) (Report, error) {
+	return r.run(ctx, s, nil)
+}
+
+// run is Run, telling the stage which stages failed before it in the
+// cycle (Run.Failed).
+func (r *Runner) run(ctx context.Context, s Stage, failed []string) (Report, error) {
 	work := ctx
 	if r.Stop == nil {
 		work = context.WithoutCancel(ctx)
@@ -139,7 +132,7 @@ func (r *Runner) Run(ctx context.Context, s Stage) (Report, error) {
 		log := r.logger().With(logging.KeyStage, s.Name, logging.KeyRunID, id)
 		log.Log(ctx, r.level(), "stage started", "attempt", attempt+1)
 		heard := r.announce(log, s.Name)
-		rep, err := s.Run(work, Run{ID: id, Logger: r.logger(), Stop: r.Stop})
+		rep, err := s.Run(work, Run{ID: id, Logger: r.logger(), Stop: r.Stop, Failed: failed})
 		heard()
 		rep.Stage, rep.RunID = s.Name, id
 		if err == nil {

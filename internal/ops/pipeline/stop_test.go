@@ -6,35 +6,18 @@ import (
 	"errors"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/sandstone-data/sandstone/internal/dev/lambdatest"
 )
-
-// syncBuffer is a log that the announcing goroutine and the test share.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 // TestStopAfterTheBatchUnderWay: a stop asked for mid-stage is said at
 // once, naming the stage; the stage is told it (Run.Stop), works under a
 // context that the stop does not end, ends without error, and no further
 // stage starts.
 func TestStopAfterTheBatchUnderWay(t *testing.T) {
-	var logs syncBuffer
+	var logs lambdatest.SyncBuffer
 	stop := make(chan struct{})
 	var ran []string
 	rec := &recorder{}
@@ -78,7 +61,7 @@ func TestSecondStopAbandonsTheBatch(t *testing.T) {
 	stop := make(chan struct{})
 	ctx, abort := context.WithCancelCause(context.Background())
 	rec := &recorder{}
-	var logs syncBuffer
+	var logs lambdatest.SyncBuffer
 	r := &Runner{Stop: stop, Retries: 3, Logger: slog.New(slog.NewJSONHandler(&logs, nil)), Observers: []Observer{rec}}
 	_, err := r.Run(ctx, Stage{Name: "load", Run: func(sctx context.Context, _ Run) (Report, error) {
 		close(stop)

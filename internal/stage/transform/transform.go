@@ -136,18 +136,13 @@ func Run(ctx context.Context, opts Options) (Result, error) {
 			log.Info("transform stopped as asked", "next", lake.BatchID(seq), "pending", len(pending)-len(res.Batches))
 			return res, nil
 		}
-		var im lake.Manifest
-		sum, err := opts.Ingest.ReadManifestSum(ctx, seq, &im)
+		im, sum, err := readIngested(ctx, opts.Ingest, seq)
 		if err != nil {
-			return res, errkind.Wrap(errkind.BucketReadFailed, fmt.Errorf("transform: ingest batch %s: %w", lake.BatchID(seq), err))
-		}
-		if im.Stage != "ingest" || im.Sequence != seq {
-			return res, errkind.Wrap(errkind.ConfigInvalid, fmt.Errorf("transform: %s holds no ingest batch %s (stage %q, sequence %d)",
-				opts.Ingest.URL(), lake.BatchID(seq), im.Stage, im.Sequence))
+			return res, err
 		}
 		b := newBatch(ctx, opts, log, res.RunID, seq, st)
 		b.source = &lake.BatchRef{Sequence: seq, RunID: im.RunID, ManifestSHA256: sum}
-		committed, err := b.process(&im, res.RunID)
+		committed, err := b.process(im, res.RunID)
 		if err != nil {
 			return res, fmt.Errorf("transform batch %s: %w", lake.BatchID(seq), err)
 		}
@@ -163,6 +158,21 @@ func Run(ctx context.Context, opts Options) (Result, error) {
 			"rejected", b.res.Rejected, "released", b.res.Released, "parked", b.res.Parked, "seconds", b.res.Seconds)
 	}
 	return res, nil
+}
+
+// readIngested reads ingest batch seq's manifest and its SHA-256, refusing
+// one that is not that batch's.
+func readIngested(ctx context.Context, ingest *lake.Bucket, seq int64) (*lake.Manifest, string, error) {
+	var im lake.Manifest
+	sum, err := ingest.ReadManifestSum(ctx, seq, &im)
+	if err != nil {
+		return nil, "", errkind.Wrap(errkind.BucketReadFailed, fmt.Errorf("transform: ingest batch %s: %w", lake.BatchID(seq), err))
+	}
+	if im.Stage != "ingest" || im.Sequence != seq {
+		return nil, "", errkind.Wrap(errkind.ConfigInvalid, fmt.Errorf("transform: %s holds no ingest batch %s (stage %q, sequence %d)",
+			ingest.URL(), lake.BatchID(seq), im.Stage, im.Sequence))
+	}
+	return &im, sum, nil
 }
 
 // CheckSource reports, as an error of kind LedgerMismatch, an ingestion
