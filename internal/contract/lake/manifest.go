@@ -34,6 +34,14 @@ type Manifest struct {
 	// Deleted are tombstones: per source table, the ids an audit found gone
 	// from the source at SnapshotAt (ingest), carried on by transform.
 	Deleted map[string][]int32 `json:"deleted,omitempty"`
+	// Revived are, per source table, ids recorded as deleted by an earlier
+	// batch that the source holds again (log-based capture saw them
+	// inserted), carried on by transform: load takes them out of the
+	// warehouse's deletions.
+	Revived map[string][]int32 `json:"revived,omitempty"`
+	// Capture is set on a batch that log-based capture read (ingest), and
+	// on the processed batch made from it (transform); nil for the poll.
+	Capture *Capture `json:"capture,omitempty"`
 	// Source is the batch of the previous stage this batch was made from
 	// (transform: the ingested batch); nil in manifests written before it
 	// was recorded.

@@ -11,11 +11,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -44,6 +46,9 @@ type Options struct {
 	Dir string
 	// Port to listen on; a free one when zero.
 	Port int
+	// Settings are server settings (-c name=value) beside the defaults,
+	// e.g. wal_level=logical; sorted by name on the command line.
+	Settings map[string]string
 }
 
 // BinDir finds the directory holding initdb, pg_ctl and postgres: the one
@@ -107,6 +112,9 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	opt := fmt.Sprintf("-p %d -k %s -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off "+
 		"-c full_page_writes=off -c max_connections=200 -c shared_buffers=256MB -c timezone=UTC "+
 		"-c log_timezone=UTC -c max_wal_size=4GB", s.Port, s.Dir)
+	for _, k := range slices.Sorted(maps.Keys(opts.Settings)) {
+		opt += fmt.Sprintf(" -c %s=%s", k, opts.Settings[k])
+	}
 	// pg_ctl starts the server in the background and waits for it: killed
 	// half-way by ctx, it would leave a server running that no one stops.
 	// So it runs to its end (its own -t bounds it), and a server started

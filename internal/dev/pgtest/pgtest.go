@@ -32,9 +32,13 @@ var (
 	dbSeq  atomic.Int64
 )
 
+// Logical are the settings of the test server: logical decoding on, so
+// that log-based capture can be tested on it.
+var Logical = map[string]string{"wal_level": "logical", "max_replication_slots": "20", "max_wal_senders": "20"}
+
 // Main starts the server, runs the tests and stops the server.
 func Main(m *testing.M) int {
-	s, err := pgserver.Start(context.Background(), pgserver.Options{})
+	s, err := pgserver.Start(context.Background(), pgserver.Options{Settings: Logical})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "pgtest:", err)
 		return 1
