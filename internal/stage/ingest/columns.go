@@ -9,6 +9,7 @@ import (
 	"math"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/parquet-go/parquet-go"
@@ -51,15 +52,26 @@ type sourceTable struct {
 	schema           *parquet.Schema
 }
 
+// querier runs a query: a transaction or a connection.
+type querier interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+}
+
 // describeTable reads table's columns from the source's catalogue and checks
-// that it has every column the pipeline needs, its key an integer and
-// last_updated a timestamp. A column the pipeline does not know is carried
-// along, with a warning.
-func describeTable(ctx context.Context, tx pgx.Tx, table totesys.Table, log *slog.Logger) (*sourceTable, error) {
-	cols, err := describe(ctx, tx, table.Name)
+// them (see newSourceTable).
+func describeTable(ctx context.Context, q querier, table totesys.Table, log *slog.Logger) (*sourceTable, error) {
+	cols, err := describe(ctx, q, table.Name)
 	if err != nil {
 		return nil, errkind.Wrap(errkind.SourceUnreachable, fmt.Errorf("describe: %w", err))
 	}
+	return newSourceTable(table, cols, log)
+}
+
+// newSourceTable checks that cols hold every column the pipeline needs,
+// its key an integer and last_updated a timestamp, and lays out their
+// Parquet schema. A column the pipeline does not know is carried along,
+// with a warning.
+func newSourceTable(table totesys.Table, cols []column, log *slog.Logger) (*sourceTable, error) {
 	if len(cols) == 0 {
 		return nil, errkind.Wrap(errkind.SourceSchemaMismatch, fmt.Errorf("table %s not found in the source", table.Name))
 	}
@@ -71,7 +83,7 @@ func describeTable(ctx context.Context, tx pgx.Tx, table totesys.Table, log *slo
 	t := &sourceTable{cols: cols}
 	group := orderedGroup{Group: parquet.Group{}}
 	for i, c := range cols {
-		if !slices.Contains(table.Columns, c.Name) {
+		if !slices.Contains(table.Columns, c.Name) && !lake.IsCaptureColumn(c.Name) {
 			log.Warn("source has a column the pipeline does not know; it is carried along", "table", table.Name, "column", c.Name)
 		}
 		switch c.Name {
@@ -94,6 +106,32 @@ func describeTable(ctx context.Context, tx pgx.Tx, table totesys.Table, log *slo
 	return t, nil
 }
 
+// captureCols are the columns capture adds (lake.CaptureColumns), as
+// ingest writes them.
+var captureCols = []column{
+	{Name: lake.OpColumn, kind: kString},
+	{Name: lake.LSNColumn, kind: kInt64},
+	{Name: lake.CommitTimeColumn, kind: kTimestamp},
+}
+
+// withCapture is t with the capture columns after its own: each row then
+// ends with its operation, commit LSN and commit time (see captureValues).
+func (t *sourceTable) withCapture(table totesys.Table) *sourceTable {
+	cols := append(slices.Clone(t.cols), captureCols...)
+	out, err := newSourceTable(table, cols, slog.New(slog.DiscardHandler))
+	if err != nil { // t's columns passed already, and the capture columns are fixed
+		panic(err)
+	}
+	return out
+}
+
+// captureValues are a row's capture columns in PostgreSQL's binary form.
+func captureValues(op string, lsn lake.LSN, commit time.Time) [][]byte {
+	return [][]byte{[]byte(op),
+		binary.BigEndian.AppendUint64(nil, uint64(lsn)),
+		binary.BigEndian.AppendUint64(nil, uint64(commit.UnixMicro()-pgEpochMicros))} // #nosec G115 -- two's complement
+}
+
 // selectList selects every column in the binary form decode expects.
 func (t *sourceTable) selectList() string {
 	exprs := make([]string, len(t.cols))
@@ -113,8 +151,8 @@ func (t *sourceTable) manifestColumns() []lake.Column {
 }
 
 // describe reads the columns of table from the source's catalogue.
-func describe(ctx context.Context, tx pgx.Tx, table string) ([]column, error) {
-	rows, err := tx.Query(ctx, `
+func describe(ctx context.Context, q querier, table string) ([]column, error) {
+	rows, err := q.Query(ctx, `
 		SELECT column_name, is_nullable = 'YES', data_type,
 		       coalesce(numeric_precision, 0), coalesce(numeric_scale, 0)
 		  FROM information_schema.columns

@@ -121,73 +121,109 @@ func (l *landing) level() slog.Level {
 	return slog.LevelInfo
 }
 
-// write streams a table's rows into its object, which it creates at the
-// first row: the rows are decoded column by column into chunks of values,
-// which a goroutine of their own encodes, compresses and writes while the
-// next rows are read; no row is ever assembled. expected is the rows a
-// person may expect (0: unknown). The object is left to the reader to
-// commit, or abort, with the tableWriter, returned even with an error.
-func (l *landing) write(ctx context.Context, table string, src *sourceTable, rows rowStream, expected int64) (tw *tableWriter, err error) {
-	tw = &tableWriter{table: table, columns: src.manifestColumns()}
-	count := l.progress.Table(table, expected)
-	defer count.Done()
-	var cw *chunkWriter
-	var ch *chunk
-	defer func() {
-		if cw != nil {
-			_ = cw.close()
-		}
-	}()
-	fromUs, toUs := int64(math.MaxInt64), int64(math.MinInt64)
+// write streams a table's rows into its object (see sink). expected is
+// the rows a person may expect (0: unknown). The object is left to the
+// reader to commit, or abort, with the tableWriter, returned even with an
+// error.
+func (l *landing) write(ctx context.Context, table string, src *sourceTable, rows rowStream, expected int64) (*tableWriter, error) {
+	s := l.sink(ctx, table, src, expected)
 	for rows.Next() {
-		raw := rows.RawValues()
-		if tw.w == nil {
-			key := lake.DataKey(table, l.now, l.seq, l.runID, "parquet")
-			if tw.w, err = lake.NewParquetWriter[any](ctx, l.bucket, key, src.schema); err != nil {
-				return tw, errkind.Wrap(errkind.BucketWriteFailed, err)
-			}
-			cw = startChunkWriter(tw.w, len(src.cols))
-			ch = cw.next()
-		}
-		for i := range src.cols {
-			c := &src.cols[i]
-			val, err := c.decode(raw[i], &ch.arena)
-			if err != nil {
-				return tw, errkind.Wrap(errkind.SourceSchemaMismatch, err)
-			}
-			ch.cols[c.leaf] = append(ch.cols[c.leaf], val)
-		}
-		ch.rows++
-		tw.rows++
-		if lu, ok := microsOf(raw[src.lastUpdated]); ok && representable(lu) {
-			fromUs, toUs = min(fromUs, lu), max(toUs, lu)
-		}
-		if ch.rows == chunkRows {
-			count.Add(chunkRows)
-			sent := cw.send(ch)
-			ch = nil // the writer's now
-			if !sent {
-				break // the writer failed: close says why
-			}
-			ch = cw.next()
+		if err := s.add(rows.RawValues()); err != nil {
+			s.close()
+			return s.tw, err
 		}
 	}
 	if err := rows.Err(); err != nil {
-		return tw, errkind.Default(errkind.SourceUnreachable, fmt.Errorf("read: %w", err))
+		s.close()
+		return s.tw, errkind.Default(errkind.SourceUnreachable, fmt.Errorf("read: %w", err))
 	}
-	if cw != nil {
-		if ch != nil && ch.rows > 0 {
-			cw.send(ch)
-		}
-		err, cw = cw.close(), nil
+	return s.tw, s.close()
+}
+
+// sink takes one table's rows, one at a time, into its object, which it
+// creates at the first row: the rows are decoded column by column into
+// chunks of values, which a goroutine of their own encodes, compresses and
+// writes while the next rows come; no row is ever assembled.
+type sink struct {
+	l            *landing
+	ctx          context.Context
+	src          *sourceTable
+	tw           *tableWriter
+	count        *progress.Counter
+	cw           *chunkWriter
+	ch           *chunk
+	fromUs, toUs int64
+	err          error // the writer's, once failed
+}
+
+// sink opens table's sink, whose rows have src's columns.
+func (l *landing) sink(ctx context.Context, table string, src *sourceTable, expected int64) *sink {
+	return &sink{l: l, ctx: ctx, src: src, tw: &tableWriter{table: table, columns: src.manifestColumns()},
+		count: l.progress.Table(table, expected), fromUs: math.MaxInt64, toUs: math.MinInt64}
+}
+
+// add decodes one row, each value in PostgreSQL's binary form.
+func (s *sink) add(raw [][]byte) error {
+	if s.err != nil {
+		return s.err
+	}
+	if s.tw.w == nil {
+		key := lake.DataKey(s.tw.table, s.l.now, s.l.seq, s.l.runID, "parquet")
+		w, err := lake.NewParquetWriter[any](s.ctx, s.l.bucket, key, s.src.schema)
 		if err != nil {
-			return tw, errkind.Wrap(errkind.BucketWriteFailed, err)
+			s.err = errkind.Wrap(errkind.BucketWriteFailed, err)
+			return s.err
+		}
+		s.tw.w = w
+		s.cw = startChunkWriter(w, len(s.src.cols))
+		s.ch = s.cw.next()
+	}
+	for i := range s.src.cols {
+		c := &s.src.cols[i]
+		val, err := c.decode(raw[i], &s.ch.arena)
+		if err != nil {
+			return errkind.Wrap(errkind.SourceSchemaMismatch, err)
+		}
+		s.ch.cols[c.leaf] = append(s.ch.cols[c.leaf], val)
+	}
+	s.ch.rows++
+	s.tw.rows++
+	if lu, ok := microsOf(raw[s.src.lastUpdated]); ok && representable(lu) {
+		s.fromUs, s.toUs = min(s.fromUs, lu), max(s.toUs, lu)
+	}
+	if s.ch.rows == chunkRows {
+		s.count.Add(chunkRows)
+		sent := s.cw.send(s.ch)
+		s.ch = nil // the writer's now
+		if !sent {
+			s.err = s.close() // the writer failed: close says why
+			return s.err
+		}
+		s.ch = s.cw.next()
+	}
+	return nil
+}
+
+// close writes what is left of the rows and waits for the writer; the
+// object is then the reader's to commit or abort (tw). It may be called
+// more than once.
+func (s *sink) close() error {
+	defer s.count.Done()
+	if s.cw != nil {
+		if s.ch != nil && s.ch.rows > 0 {
+			s.cw.send(s.ch)
+		}
+		s.ch = nil
+		err := s.cw.close()
+		s.cw = nil
+		if err != nil && s.err == nil {
+			s.err = errkind.Wrap(errkind.BucketWriteFailed, err)
 		}
 	}
-	if fromUs <= toUs {
-		tw.watermark = &lake.Range{From: time.UnixMicro(fromUs).UTC(), To: time.UnixMicro(toUs).UTC()}
+	if s.fromUs <= s.toUs {
+		s.tw.watermark = &lake.Range{From: time.UnixMicro(s.fromUs).UTC(), To: time.UnixMicro(s.toUs).UTC()}
 	}
-	return tw, nil
+	return s.err
 }
 
 // tableWriter is one table's object as the landing writes it.
