@@ -59,3 +59,39 @@ func columnValues(cc parquet.ColumnChunk) ([]parquet.Value, error) {
 		out = append(out, vals[:n]...)
 	}
 }
+
+// LastText returns the value of text column col in the last row of p, an
+// ingested object, whose INT32 key column holds id; ok is false when no
+// row does, and the value nil when it is NULL.
+func LastText(p *ParquetFile, key string, id int32, col string) (value []byte, ok bool, err error) {
+	schema := p.file.Schema()
+	kc, ok1 := schema.Lookup(key)
+	vc, ok2 := schema.Lookup(col)
+	if !ok1 || !ok2 {
+		return nil, false, fmt.Errorf("read %s: no %s or %s column", p.Key, key, col)
+	}
+	for _, rg := range p.file.RowGroups() {
+		ids, err := columnValues(rg.ColumnChunks()[kc.ColumnIndex])
+		if err != nil {
+			return nil, false, fmt.Errorf("read %s: %s: %w", p.Key, key, err)
+		}
+		hit := -1
+		for i := range ids {
+			if ids[i].Int32() == id {
+				hit = i
+			}
+		}
+		if hit < 0 {
+			continue
+		}
+		vals, err := columnValues(rg.ColumnChunks()[vc.ColumnIndex])
+		if err != nil || len(vals) != len(ids) {
+			return nil, false, fmt.Errorf("read %s: %s: %d values for %d rows: %v", p.Key, col, len(vals), len(ids), err)
+		}
+		value, ok = nil, true
+		if !vals[hit].IsNull() {
+			value = vals[hit].Clone().ByteArray()
+		}
+	}
+	return value, ok, nil
+}
