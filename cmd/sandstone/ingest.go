@@ -30,6 +30,6 @@ lands as many batches of at most --max-batch-rows rows as it needs.`,
 			return runStage(cmd, c.Config, pipeline.Ingest, time.Time{})
 		},
 	}
-	c.bind(cmd, needSource|needIngestBucket|needBatch)
+	c.bind(cmd, needSource|needIngestBucket|needBatch|needCapture)
 	return cmd
 }

@@ -102,6 +102,7 @@ const (
 	needIngestBucket                     // --ingest-bucket
 	needProcessedBucket                  // --processed-bucket
 	needBatch                            // --max-batch-rows: a command that lands batches
+	needCapture                          // --capture, --slot, --publication: a command that ingests
 
 	// needPipeline is every setting of the three stages.
 	needPipeline = needSource | needWarehouse | needIngestBucket | needProcessedBucket
@@ -118,6 +119,9 @@ func (c *configFlags) bind(cmd *cobra.Command, needs need) {
 		}
 		if err == nil && c.MaxBatchRows < 0 {
 			err = fmt.Errorf("--max-batch-rows %d: want a whole number of rows, 0 for no bound", c.MaxBatchRows)
+		}
+		if err == nil && needs&needCapture != 0 {
+			err = c.checkCapture()
 		}
 		return configFailure(cmd.Name(), err)
 	}
@@ -140,6 +144,28 @@ func (c *configFlags) bind(cmd *cobra.Command, needs need) {
 		f.Int64Var(&c.MaxBatchRows, "max-batch-rows", env.MaxBatchRows,
 			"most rows one ingest batch lands; more land in further batches, in the same run; 0 for no bound ($"+config.EnvMaxBatchRows+")")
 	}
+	if needs&needCapture != 0 {
+		f.StringVar(&c.Capture, "capture", env.Capture, "how to read the source: poll (rows whose last_updated is new) or wal (every change, from the write-ahead log) ($"+config.EnvCapture+")")
+		f.StringVar(&c.Slot, "slot", env.Slot, "replication slot of --capture wal; default sandstone_<source database> ($"+config.EnvSlot+")")
+		f.StringVar(&c.Publication, "publication", env.Publication, "publication of --capture wal ($"+config.EnvPublication+")")
+	}
+}
+
+// checkCapture refuses a --capture, --slot or --publication that cannot
+// work, naming the flag.
+func (c *configFlags) checkCapture() error {
+	if err := config.CheckCapture(c.Capture); err != nil {
+		return fmt.Errorf("--capture %q: %w", c.Capture, err)
+	}
+	if c.Slot != "" {
+		if err := config.CheckSlot(c.Slot); err != nil {
+			return fmt.Errorf("--slot %q: %w", c.Slot, err)
+		}
+	}
+	if err := config.CheckPublication(c.Publication); err != nil {
+		return fmt.Errorf("--publication %q: %w", c.Publication, err)
+	}
+	return nil
 }
 
 // configFailure marks err (when it carries no kind) as config_invalid and

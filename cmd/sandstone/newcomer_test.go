@@ -162,6 +162,9 @@ func TestConfigErrorsAreConfigInvalid(t *testing.T) {
 		{[]string{"run", "--once", "--warehouse", bad, "--ingest-bucket", bucket, "--processed-bucket", bucket}, 1, "--source is required: give the flag or set SANDSTONE_SOURCE_URL"},
 		{[]string{"run", "--once", "--source", bad, "--ingest-bucket", bucket, "--processed-bucket", bucket}, 1, "--warehouse is required: give the flag or set SANDSTONE_WAREHOUSE_URL"},
 		{[]string{"ingest", "--source", bad, "--lookback", "0", "--ingest-bucket", bucket}, 1, "want a positive duration"},
+		{[]string{"ingest", "--source", bad, "--capture", "logical", "--ingest-bucket", bucket}, 1, `--capture "logical": want poll`},
+		{[]string{"run", "--once", "--source", bad, "--slot", "My-Slot", "--ingest-bucket", bucket, "--processed-bucket", bucket}, 1, `--slot "My-Slot": a replication slot name is 1 to 63 lowercase letters`},
+		{[]string{"ingest", "--source", bad, "--publication", "", "--ingest-bucket", bucket}, 1, `--publication "": a publication name`},
 		// A flag that cannot be parsed, as a variable that cannot be.
 		{[]string{"ingest", "--log-format", "text", "--source", bad, "--lookback", "abc"}, 1, `invalid argument "abc" for "--lookback" flag`},
 		{[]string{"audit", "--log-format", "text", "--source", bad, "--lookback", "abc"}, 2, `invalid argument "abc" for "--lookback" flag`},

@@ -80,7 +80,7 @@ loads the repair batch).`,
 			return rf.run(cmd)
 		},
 	}
-	rf.bind(cmd, needPipeline|needBatch)
+	rf.bind(cmd, needPipeline|needBatch|needCapture)
 	// The old name of the setting, read as the new one is, which wins.
 	deprecated = os.Getenv(envAutoRepair) != ""
 	if deprecated && os.Getenv(config.EnvAuditRepair) == "" {

@@ -133,6 +133,8 @@ locals {
     object_mismatch            = "an object in a bucket differs from its batch's manifest (size, SHA-256 or row count): it was replaced or corrupted, so the batch is refused until the original object is restored or the bucket is rebuilt"
     ledger_mismatch            = "a bucket does not hold the batches the next stage already took from it (wiped, rebuilt or another bucket): point the stage at the right bucket, or rebuild the warehouse from these buckets into an empty schema"
     config_invalid             = "the function's environment or secret is missing or malformed"
+    capture_not_ready          = "the totesys database is not ready for log-based capture (SANDSTONE_CAPTURE=wal): wal_level, the REPLICATION grant (rds_replication on RDS), the publication, the replication slot or a table's replica identity; the log line names what is missing and the statement or parameter to set (every run fails the same way until then)"
+    capture_gap                = "the replication slot of log-based capture is gone, invalidated, on another server, or confirmed past what the ingestion bucket holds: changes may be missing; resnapshot, or run sandstone audit --repair (every run fails the same way until then)"
     internal                   = "an unexpected failure (a bug): read the log line's msg"
   }
 

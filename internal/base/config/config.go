@@ -32,7 +32,25 @@ type Config struct {
 	// for what it finds deleted, as a repair batch (sandstone run's
 	// --auto-repair, the audit function's setting).
 	AuditRepair bool
+	// Capture is how ingest reads the source: CapturePoll (by
+	// last_updated) or CaptureWAL (logical replication).
+	Capture string
+	// Slot is the replication slot of wal capture; empty means
+	// DefaultSlot(SourceURL), decided once the source URL is known.
+	Slot string
+	// Publication is the publication wal capture reads.
+	Publication string
 }
+
+// The capture modes.
+const (
+	// CapturePoll reads the rows whose last_updated is new: a read-only
+	// login suffices.
+	CapturePoll = "poll"
+	// CaptureWAL reads every committed change from the write-ahead log
+	// through a logical replication slot.
+	CaptureWAL = "wal"
+)
 
 // The environment variables Config reads.
 const (
@@ -44,6 +62,9 @@ const (
 	EnvLookback        = "SANDSTONE_LOOKBACK"
 	EnvMaxBatchRows    = "SANDSTONE_MAX_BATCH_ROWS"
 	EnvAuditRepair     = "SANDSTONE_AUDIT_REPAIR"
+	EnvCapture         = "SANDSTONE_CAPTURE"
+	EnvSlot            = "SANDSTONE_SLOT"
+	EnvPublication     = "SANDSTONE_PUBLICATION"
 )
 
 // EnvAlertState names the alert state file that `sandstone run` keeps and
@@ -60,6 +81,8 @@ const (
 	// on the benchmark's 2-core machine a million rows take each stage
 	// a few seconds, against the functions' 300 and 600 s limits.
 	DefaultMaxBatchRows = 1_000_000
+	DefaultCapture      = CapturePoll
+	DefaultPublication  = "sandstone"
 )
 
 // FromEnv reads the configuration from the environment, with defaults. The
@@ -73,6 +96,9 @@ func FromEnv() (Config, error) {
 		WarehouseSchema: env(EnvWarehouseSchema, DefaultSchema),
 		Lookback:        DefaultLookback,
 		MaxBatchRows:    DefaultMaxBatchRows,
+		Capture:         DefaultCapture,
+		Slot:            os.Getenv(EnvSlot),
+		Publication:     env(EnvPublication, DefaultPublication),
 	}
 	if v := os.Getenv(EnvLookback); v != "" {
 		d, err := time.ParseDuration(v)
@@ -94,6 +120,20 @@ func FromEnv() (Config, error) {
 			return c, fmt.Errorf("%s=%q: want true or false", EnvAuditRepair, v)
 		}
 		c.AuditRepair = b
+	}
+	if v := os.Getenv(EnvCapture); v != "" {
+		if err := CheckCapture(v); err != nil {
+			return c, fmt.Errorf("%s=%q: %w", EnvCapture, v, err)
+		}
+		c.Capture = v
+	}
+	if c.Slot != "" {
+		if err := CheckSlot(c.Slot); err != nil {
+			return c, fmt.Errorf("%s=%q: %w", EnvSlot, c.Slot, err)
+		}
+	}
+	if err := CheckPublication(c.Publication); err != nil {
+		return c, fmt.Errorf("%s=%q: %w", EnvPublication, c.Publication, err)
 	}
 	return c, nil
 }

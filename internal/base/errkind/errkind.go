@@ -35,7 +35,17 @@ const (
 	// warehouse's ledger, or the processed bucket) says it took from it.
 	LedgerMismatch Kind = "ledger_mismatch"
 	ConfigInvalid  Kind = "config_invalid"
-	Internal       Kind = "internal"
+	// CaptureNotReady: the source cannot be read by log-based capture
+	// (--capture wal) as it is: wal_level, the REPLICATION attribute, the
+	// publication, the slot or a table's replica identity. Permanent: a
+	// person (often a DBA) must change the source first.
+	CaptureNotReady Kind = "capture_not_ready"
+	// CaptureGap: the capture's replication slot is gone, invalidated, on
+	// another server, or confirmed past what the lake holds, so changes
+	// may be missing. Permanent: a resnapshot, or an audit and repair,
+	// must close the gap.
+	CaptureGap Kind = "capture_gap"
+	Internal   Kind = "internal"
 )
 
 // DriftFound is the kind of an audit's finding (rows that never reached the
@@ -54,14 +64,16 @@ const BehindSource Kind = "behind_source"
 var All = []Kind{SourceUnreachable, SourceAuthFailed, SourceDatabaseMissing, SourceSchemaMismatch,
 	BucketReadFailed, BucketWriteFailed, BadRowsRejected,
 	WarehouseUnreachable, WarehouseAuthFailed, WarehouseDatabaseMissing, WarehouseSchemaMismatch,
-	LoadFailed, ObjectMismatch, LedgerMismatch, ConfigInvalid, Internal}
+	LoadFailed, ObjectMismatch, LedgerMismatch, ConfigInvalid, CaptureNotReady, CaptureGap, Internal}
 
 // Permanent reports whether err is of a kind that trying again cannot
-// mend (a login refused, a database missing): the pipeline does not retry
-// it, and a person must change the setting.
+// mend (a login refused, a database missing, a source not ready for
+// capture, a gap in the capture): the pipeline does not retry it, and a
+// person must change the setting.
 func Permanent(err error) bool {
 	switch Of(err) {
-	case SourceAuthFailed, SourceDatabaseMissing, WarehouseAuthFailed, WarehouseDatabaseMissing:
+	case SourceAuthFailed, SourceDatabaseMissing, WarehouseAuthFailed, WarehouseDatabaseMissing,
+		CaptureNotReady, CaptureGap:
 		return true
 	}
 	return false

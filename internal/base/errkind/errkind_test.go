@@ -32,7 +32,7 @@ func TestAllIsComplete(t *testing.T) {
 		}
 		seen[k] = true
 	}
-	for _, k := range []Kind{ObjectMismatch, LedgerMismatch, Internal} {
+	for _, k := range []Kind{ObjectMismatch, LedgerMismatch, CaptureNotReady, CaptureGap, Internal} {
 		if !seen[k] {
 			t.Errorf("%s missing from All", k)
 		}
@@ -41,7 +41,8 @@ func TestAllIsComplete(t *testing.T) {
 
 func TestPermanent(t *testing.T) {
 	for _, k := range All {
-		want := k == SourceAuthFailed || k == SourceDatabaseMissing || k == WarehouseAuthFailed || k == WarehouseDatabaseMissing
+		want := k == SourceAuthFailed || k == SourceDatabaseMissing || k == WarehouseAuthFailed || k == WarehouseDatabaseMissing ||
+			k == CaptureNotReady || k == CaptureGap
 		if got := Permanent(fmt.Errorf("stage: %w", Wrap(k, errors.New("x")))); got != want {
 			t.Errorf("Permanent(%s) = %v, want %v", k, got, want)
 		}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/sandstone-data/sandstone/internal/base/config"
+	"github.com/sandstone-data/sandstone/internal/base/errkind"
 	"github.com/sandstone-data/sandstone/internal/contract/lake"
 	"github.com/sandstone-data/sandstone/internal/dev/pgtest"
 	"github.com/sandstone-data/sandstone/internal/dev/s3test"
@@ -340,5 +341,22 @@ func TestSecrets(t *testing.T) {
 		if _, err := FromEnv(context.Background(), io.Discard); err == nil {
 			t.Errorf("%s: no error", arn)
 		}
+	}
+}
+
+// TestCaptureFromEnv: the ingest function reads the capture settings as
+// the CLI does, and refuses a bad one as config_invalid.
+func TestCaptureFromEnv(t *testing.T) {
+	t.Setenv(EnvStage, "ingest")
+	t.Setenv(config.EnvCapture, "wal")
+	t.Setenv(config.EnvSlot, "totesys_prod")
+	t.Setenv(config.EnvPublication, "totesys")
+	h, err := FromEnv(context.Background(), io.Discard)
+	if err != nil || h.Config.Capture != config.CaptureWAL || h.Config.Slot != "totesys_prod" || h.Config.Publication != "totesys" {
+		t.Fatalf("%+v, %v", h, err)
+	}
+	t.Setenv(config.EnvCapture, "cdc")
+	if _, err := FromEnv(context.Background(), io.Discard); errkind.Of(err) != errkind.ConfigInvalid || !strings.Contains(err.Error(), config.EnvCapture) {
+		t.Fatalf("a bad %s: %v", config.EnvCapture, err)
 	}
 }

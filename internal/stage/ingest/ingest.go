@@ -68,6 +68,7 @@
 package ingest
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -106,6 +107,16 @@ type Options struct {
 	// ScanAdviceRows is the size from which a table every run reads whole
 	// is worth an index on last_updated, and said so; 100,000 when zero.
 	ScanAdviceRows int64
+	// Capture is how the source is read: config.CapturePoll (by
+	// last_updated; the default when empty) or config.CaptureWAL (from
+	// the write-ahead log, through a logical replication slot).
+	Capture string
+	// Slot is wal capture's replication slot;
+	// config.DefaultSlot(SourceURL) when empty.
+	Slot string
+	// Publication is the publication wal capture reads;
+	// config.DefaultPublication when empty.
+	Publication string
 }
 
 // check fills in the defaults and refuses options that cannot work.
@@ -118,6 +129,17 @@ func (o Options) check() (Options, error) {
 	}
 	if o.Lookback == 0 {
 		o.Lookback = config.DefaultLookback
+	}
+	o.Capture = cmp.Or(o.Capture, config.DefaultCapture)
+	o.Slot = cmp.Or(o.Slot, config.DefaultSlot(o.SourceURL))
+	o.Publication = cmp.Or(o.Publication, config.DefaultPublication)
+	for _, c := range []struct {
+		name, value string
+		check       func(string) error
+	}{{"capture", o.Capture, config.CheckCapture}, {"slot", o.Slot, config.CheckSlot}, {"publication", o.Publication, config.CheckPublication}} {
+		if err := c.check(c.value); err != nil {
+			return o, errkind.Wrap(errkind.ConfigInvalid, fmt.Errorf("ingest: %s %q: %w", c.name, c.value, err))
+		}
 	}
 	switch {
 	case o.Lookback < 0:
