@@ -73,6 +73,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -117,6 +118,10 @@ type Options struct {
 	// Publication is the publication wal capture reads;
 	// config.DefaultPublication when empty.
 	Publication string
+	// Resnapshot has wal capture start again from a new slot and its
+	// snapshot, as after a gap (errkind.CaptureGap): it lands what changed
+	// since the lake's last batch, as the poll would.
+	Resnapshot bool
 }
 
 // check fills in the defaults and refuses options that cannot work.
@@ -203,6 +208,10 @@ type State struct {
 	// More is set when the batch stopped at its bound with versions still
 	// to land.
 	More bool `json:"more,omitempty"`
+	// Gone are, per table, the ids the lake records as deleted (the
+	// tombstones of earlier batches) that have not come back: capture
+	// tells load when one does (Manifest.Revived).
+	Gone map[string][]int32 `json:"gone,omitempty"`
 }
 
 // TableState is one table's progress.
@@ -258,6 +267,9 @@ func Run(ctx context.Context, opts Options) (Result, error) {
 		return res, err
 	}
 	log := opts.Logger.With("stage", "ingest", "run_id", res.RunID)
+	if opts.Capture == config.CaptureWAL {
+		return runCapture(ctx, opts, log, res)
+	}
 	prevSeq, prev, err := LoadState(ctx, opts.Bucket)
 	if err != nil {
 		return res, errkind.Wrap(errkind.BucketReadFailed, fmt.Errorf("ingest: %w", err))
@@ -369,6 +381,7 @@ type repairRead struct {
 
 func (p repairRead) read(ctx context.Context, l *landing) (batchRead, error) {
 	b := batchRead{manifest: lake.Manifest{Repair: true, SnapshotAt: p.snapshotAt}, state: p.state}
+	b.state.Gone = gone(p.state.Gone, p.rep.Deleted)
 	for _, table := range totesys.Tables {
 		ids := p.rep.Missing[table.Name]
 		if len(ids) == 0 {
@@ -461,4 +474,20 @@ func minTime(a, b time.Time) time.Time {
 		return b
 	}
 	return a
+}
+
+// gone is the ids recorded as deleted, was, with the tombstones deleted
+// added.
+func gone(was, deleted map[string][]int32) map[string][]int32 {
+	out := map[string][]int32{}
+	for t, ids := range was {
+		out[t] = slices.Clone(ids)
+	}
+	for t, ids := range deleted {
+		out[t] = slices.Compact(slices.Sorted(slices.Values(append(out[t], ids...))))
+	}
+	if len(out) == 0 {
+		return nil
+	}
+	return out
 }

@@ -34,6 +34,8 @@ type fixture struct {
 	logs   *lambdatest.SyncBuffer
 	// scanAdvice is Options.ScanAdviceRows.
 	scanAdvice int64
+	// capture is Options.Capture.
+	capture string
 }
 
 func newFixture(t *testing.T) *fixture {
@@ -55,7 +57,7 @@ func (f *fixture) open() *lake.Bucket {
 
 func (f *fixture) opts() Options {
 	return Options{SourceURL: f.url, Bucket: f.bucket, Lookback: 5 * time.Minute,
-		Logger: slog.New(slog.NewJSONHandler(f.logs, nil)), ScanAdviceRows: f.scanAdvice}
+		Logger: slog.New(slog.NewJSONHandler(f.logs, nil)), ScanAdviceRows: f.scanAdvice, Capture: f.capture}
 }
 
 func (f *fixture) run() Result {

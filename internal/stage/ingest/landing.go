@@ -5,11 +5,13 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"slices"
 	"time"
 
 	"github.com/sandstone-data/sandstone/internal/base/errkind"
 	"github.com/sandstone-data/sandstone/internal/base/progress"
 	"github.com/sandstone-data/sandstone/internal/contract/lake"
+	"github.com/sandstone-data/sandstone/internal/contract/totesys"
 )
 
 // A reader reads one batch of new versions from the source and hands each
@@ -60,6 +62,9 @@ type landing struct {
 	log      *slog.Logger
 	progress *progress.Meter // told the rows as they land (nil: none)
 	quiet    bool            // the landed line at Debug (Options.Quiet)
+	// stamp, when set, are the capture columns of every row a reader
+	// hands to write: the rows of a slot's snapshot (see captureValues).
+	stamp [][]byte
 }
 
 // land has r read a batch and commits what it read; a batch with no rows
@@ -73,7 +78,7 @@ func (l *landing) land(ctx context.Context, r reader, res Result) (Result, error
 	if err != nil {
 		return res, err
 	}
-	if len(b.manifest.Tables) == 0 && len(b.manifest.Deleted) == 0 {
+	if len(b.manifest.Tables) == 0 && len(b.manifest.Deleted) == 0 && (b.manifest.Capture == nil || !b.manifest.Capture.Snapshot) {
 		res.Duration = time.Since(l.now)
 		l.log.Log(ctx, l.level(), "ingest found nothing new", "seconds", res.Duration.Seconds())
 		return res, nil
@@ -125,10 +130,17 @@ func (l *landing) level() slog.Level {
 // the rows a person may expect (0: unknown). The object is left to the
 // reader to commit, or abort, with the tableWriter, returned even with an
 // error.
-func (l *landing) write(ctx context.Context, table string, src *sourceTable, rows rowStream, expected int64) (*tableWriter, error) {
-	s := l.sink(ctx, table, src, expected)
+func (l *landing) write(ctx context.Context, table totesys.Table, src *sourceTable, rows rowStream, expected int64) (*tableWriter, error) {
+	if l.stamp != nil {
+		src = src.withCapture(table)
+	}
+	s := l.sink(ctx, table.Name, src, expected)
 	for rows.Next() {
-		if err := s.add(rows.RawValues()); err != nil {
+		raw := rows.RawValues()
+		if l.stamp != nil {
+			raw = append(slices.Clip(raw), l.stamp...)
+		}
+		if err := s.add(raw); err != nil {
 			s.close()
 			return s.tw, err
 		}

@@ -20,6 +20,7 @@ type poll struct {
 	prevSeq    int64
 	prev       State
 	tx         pgx.Tx
+	snapshot   string // the name of tx's snapshot when it imported one (a slot's)
 	snapshotAt time.Time
 	close      func() // ends the snapshot; may be called more than once
 	log        *slog.Logger
@@ -43,7 +44,7 @@ func openPoll(ctx context.Context, opts Options, prevSeq int64, prev State, log 
 // batch's bound, and ends the snapshot.
 func (p *poll) read(ctx context.Context, l *landing) (batchRead, error) {
 	defer p.close()
-	b := batchRead{state: State{SnapshotAt: p.snapshotAt, Tables: map[string]*TableState{}},
+	b := batchRead{state: State{SnapshotAt: p.snapshotAt, Tables: map[string]*TableState{}, Gone: p.prev.Gone},
 		skew: map[string]time.Duration{}, manifest: lake.Manifest{SnapshotAt: p.snapshotAt}}
 	p.budget = batchBudget{left: p.opts.MaxBatchRows, bounded: p.opts.MaxBatchRows > 0}
 	p.whole = unindexed(ctx, p.tx, p.opts.scanAdviceRows(), p.log)
@@ -56,7 +57,7 @@ func (p *poll) read(ctx context.Context, l *landing) (batchRead, error) {
 	if p.prevSeq > 0 && !p.prev.More && p.whole != nil && len(p.whole) == 0 {
 		// Caught up, every big table indexed: see readAhead.
 		var err error
-		if ahead, err = readAhead(ctx, p.tx, p.opts.SourceURL, runs, p.budget, l, p.log); err != nil {
+		if ahead, err = readAhead(ctx, p.tx, p.opts.SourceURL, p.snapshot, runs, p.budget, l, p.log); err != nil {
 			return b, err
 		}
 	}

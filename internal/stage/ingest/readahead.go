@@ -37,11 +37,13 @@ const readers = 3
 // others in tx's snapshot (which cannot be exported from within a
 // savepoint), sharing what is left of the batch's bound between them. A
 // connection that cannot be opened leaves its share of the tables to the
-// others.
-func readAhead(ctx context.Context, tx pgx.Tx, url string, runs []*tableRun, budget batchBudget, l *landing, log *slog.Logger) ([]tableRead, error) {
-	var snapshot string
-	if err := tx.QueryRow(ctx, "SELECT pg_catalog.pg_export_snapshot()").Scan(&snapshot); err != nil {
-		return nil, errkind.Wrap(errkind.SourceUnreachable, fmt.Errorf("ingest: export the snapshot: %w", err))
+// others. snapshot names tx's snapshot when tx imported it (a slot's);
+// else tx exports it.
+func readAhead(ctx context.Context, tx pgx.Tx, url, snapshot string, runs []*tableRun, budget batchBudget, l *landing, log *slog.Logger) ([]tableRead, error) {
+	if snapshot == "" {
+		if err := tx.QueryRow(ctx, "SELECT pg_catalog.pg_export_snapshot()").Scan(&snapshot); err != nil {
+			return nil, errkind.Wrap(errkind.SourceUnreachable, fmt.Errorf("ingest: export the snapshot: %w", err))
+		}
 	}
 	var shared *atomic.Int64
 	if budget.bounded {

@@ -58,6 +58,7 @@ type stream struct {
 		commit time.Time
 	}
 	more bool
+	end  lake.LSN // where the batch landed ends (Capture.End)
 }
 
 // streamTable is one table's part of the batch.
@@ -80,6 +81,8 @@ func (e errCut) Error() string { return fmt.Sprintf("batch cut before %s", e.at)
 // read lands the batch through l.
 func (s *stream) read(ctx context.Context, l *landing) (b batchRead, err error) {
 	s.rels, s.tables, s.types = map[uint32]*relation{}, map[string]*streamTable{}, pgtype.NewMap()
+	s.rows, s.txns, s.more, s.end = 0, 0, false, 0
+	s.tx.active, s.tx.skip, s.last.end = false, false, 0
 	defer func() {
 		if err != nil {
 			for _, t := range s.tables {
@@ -389,6 +392,7 @@ func (s *stream) finish(l *landing) (batchRead, error) {
 	if s.txns > 0 {
 		c.End = s.last.end
 	}
+	s.end = c.End
 	b.manifest = lake.Manifest{SnapshotAt: b.state.SnapshotAt, Capture: &c}
 	gone := map[string][]int32{}
 	for name, ids := range s.prev.Gone {

@@ -113,7 +113,7 @@ func (r *tableRun) read(ctx context.Context, tx pgx.Tx, l *landing, log *slog.Lo
 	defer rows.Close()
 	pr := &pollRows{Rows: rows, r: r, src: src, seen: sel.seen, watermark: sel.watermark}
 	pr.landed.floor = r.nextSince(sel.watermark).UnixMicro()
-	tw, err := l.write(ctx, r.table.Name, src, pr, expected)
+	tw, err := l.write(ctx, r.table, src, pr, expected)
 	return tableRead{tw: tw, landed: pr.landed, partial: pr.partial}, err
 }
 

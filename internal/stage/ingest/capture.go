@@ -1,0 +1,360 @@
+package ingest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/sandstone-data/sandstone/internal/base/config"
+	"github.com/sandstone-data/sandstone/internal/base/errkind"
+	"github.com/sandstone-data/sandstone/internal/contract/lake"
+)
+
+// maxCuts bounds how often one run reads a batch again to cut it shorter
+// (see errCut): each cut ends the batch at an earlier transaction, so a
+// few always do.
+const maxCuts = 8
+
+// capture is a run of log-based capture: the source's connections, the
+// lake's state, and the slot the batch is read from.
+type capture struct {
+	opts    Options
+	log     *slog.Logger
+	start   time.Time
+	prevSeq int64
+	prev    State
+	// last is the newest batch that is not a repair: where capture goes on
+	// from when it is a capture batch.
+	last *lake.Manifest
+	src  *pgx.Conn      // a plain connection: catalogue, slot, clock
+	rep  *pgconn.PgConn // the replication connection
+	sys  pglogrepl.IdentifySystemResult
+}
+
+// runCapture lands the next batch by log-based capture: the first run (or
+// the first after the poll, or after a snapshot that did not finish)
+// creates the slot and lands, from the snapshot it exports, what the lake
+// does not hold yet; every later run streams from the slot what committed
+// after the lake's last batch.
+func runCapture(ctx context.Context, opts Options, log *slog.Logger, res Result) (Result, error) {
+	c := &capture{opts: opts, log: log, start: time.Now()}
+	var err error
+	if c.prevSeq, c.prev, err = LoadState(ctx, opts.Bucket); err == nil {
+		c.last, err = lastRead(ctx, opts.Bucket, c.prevSeq)
+	}
+	if err != nil {
+		return res, errkind.Wrap(errkind.BucketReadFailed, fmt.Errorf("ingest: %w", err))
+	}
+	if err := c.connect(ctx); err != nil {
+		return res, err
+	}
+	defer c.close()
+	if _, err := preflight(ctx, c.src, opts.Slot, opts.Publication); err != nil {
+		return res, err
+	}
+	if c.last == nil || c.last.Capture == nil || c.last.Capture.Snapshot && !c.last.Capture.SnapshotDone || opts.Resnapshot {
+		return c.snapshot(ctx, res)
+	}
+	return c.stream(ctx, res)
+}
+
+// lastRead is the newest batch from seq back that is not a repair (which
+// audits land beside capture); nil when there is none.
+func lastRead(ctx context.Context, b *lake.Bucket, seq int64) (*lake.Manifest, error) {
+	for ; seq > 0; seq-- {
+		var m lake.Manifest
+		if err := b.ReadManifest(ctx, seq, &m); err != nil {
+			return nil, err
+		}
+		if !m.Repair {
+			return &m, nil
+		}
+	}
+	return nil, nil
+}
+
+// connect opens the plain and the replication connection, in UTC, and
+// identifies the server.
+func (c *capture) connect(ctx context.Context) error {
+	cfg, err := config.ParsePG(c.opts.SourceURL)
+	if err != nil {
+		return errkind.Wrap(errkind.ConfigInvalid, fmt.Errorf("source URL: %s", config.Redact(err.Error())))
+	}
+	cfg.RuntimeParams["timezone"] = "UTC"
+	if c.src, err = pgx.ConnectConfig(ctx, cfg); err != nil {
+		return config.ConnectFailure(config.Source, c.opts.SourceURL, cfg, err)
+	}
+	return c.replicate(ctx, cfg)
+}
+
+// replicate opens the replication connection and identifies the server.
+func (c *capture) replicate(ctx context.Context, cfg *pgx.ConnConfig) error {
+	rcfg := cfg.Config.Copy()
+	var err error
+	rcfg.RuntimeParams["replication"] = "database"
+	rcfg.RuntimeParams["application_name"] = "sandstone ingest"
+	if c.rep, err = pgconn.ConnectConfig(ctx, rcfg); err != nil {
+		return config.ConnectFailure(config.Source, c.opts.SourceURL, cfg, err)
+	}
+	if c.sys, err = pglogrepl.IdentifySystem(ctx, c.rep); err != nil {
+		return errkind.Wrap(errkind.SourceUnreachable, fmt.Errorf("identify the source server: %w", err))
+	}
+	return nil
+}
+
+// close ends both connections.
+func (c *capture) close() {
+	bg := context.Background()
+	if c.rep != nil {
+		_ = c.rep.Close(bg)
+	}
+	if c.src != nil {
+		_ = c.src.Close(bg)
+	}
+}
+
+// slot is the replication slot as the server holds it.
+type slot struct {
+	active    bool
+	confirmed lake.LSN
+	walStatus string
+	database  string
+}
+
+// slotOf reads the slot named name; nil when there is none.
+func slotOf(ctx context.Context, conn *pgx.Conn, name string) (*slot, error) {
+	var s slot
+	var confirmed *string
+	err := conn.QueryRow(ctx, `SELECT active, confirmed_flush_lsn::text, coalesce(wal_status, ''), coalesce(database, '')
+		FROM pg_catalog.pg_replication_slots WHERE slot_name = $1`, name).Scan(&s.active, &confirmed, &s.walStatus, &s.database)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, errkind.Wrap(errkind.SourceUnreachable, fmt.Errorf("read slot %s: %w", name, err))
+	}
+	if confirmed != nil {
+		if s.confirmed, err = lake.ParseLSN(*confirmed); err != nil {
+			return nil, errkind.Wrap(errkind.SourceUnreachable, fmt.Errorf("read slot %s: %w", name, err))
+		}
+	}
+	return &s, nil
+}
+
+// captureOf is what every batch read from the slot records.
+func (c *capture) captureOf(start lake.LSN) lake.Capture {
+	return lake.Capture{Slot: c.opts.Slot, Publication: c.opts.Publication, SystemID: c.sys.SystemID,
+		Timeline: c.sys.Timeline, Start: start, End: start}
+}
+
+// snapshot creates the slot, exporting its snapshot, and lands from that
+// snapshot, as the poll would, what the lake does not hold yet: every row
+// on a first run, what changed since the lake's last batch after the poll.
+// The batches (several, each within the batch's bound) are all read in
+// this one run, while the snapshot lives; the last says so (SnapshotDone),
+// and streaming goes on from the slot's consistent point. A slot of the
+// name left without such a batch (a snapshot cut short, an earlier spell
+// of capture) is dropped first.
+func (c *capture) snapshot(ctx context.Context, res Result) (Result, error) {
+	old, err := slotOf(ctx, c.src, c.opts.Slot)
+	if err != nil {
+		return res, err
+	}
+	if old != nil {
+		if old.active {
+			return res, errkind.Wrap(errkind.CaptureNotReady, fmt.Errorf("slot %s is in use by another consumer: stop it first", c.opts.Slot))
+		}
+		c.log.Warn("dropping the slot left by an earlier capture that the lake does not go on from: capture starts again from a snapshot",
+			"slot", c.opts.Slot)
+		if err := pglogrepl.DropReplicationSlot(ctx, c.rep, c.opts.Slot, pglogrepl.DropReplicationSlotOptions{}); err != nil {
+			return res, errkind.Wrap(errkind.SourceUnreachable, fmt.Errorf("drop slot %s: %w", c.opts.Slot, err))
+		}
+	}
+	created, err := pglogrepl.CreateReplicationSlot(ctx, c.rep, c.opts.Slot, "pgoutput",
+		pglogrepl.CreateReplicationSlotOptions{SnapshotAction: "EXPORT_SNAPSHOT", Mode: pglogrepl.LogicalReplication})
+	if err != nil {
+		return res, errkind.Wrap(errkind.CaptureNotReady, fmt.Errorf("create slot %s: %w", c.opts.Slot, err))
+	}
+	point, err := lake.ParseLSN(created.ConsistentPoint)
+	if err != nil {
+		return res, errkind.Wrap(errkind.SourceUnreachable, fmt.Errorf("create slot %s: %w", c.opts.Slot, err))
+	}
+	c.log.Info("created the replication slot; landing its snapshot", "slot", c.opts.Slot, "consistent_point", point.String())
+	total := map[string]int64{}
+	for {
+		r, err := c.snapshotBatch(ctx, created.SnapshotName, point, res)
+		for t, n := range r.Rows {
+			total[t] += n
+		}
+		r.Rows = total
+		if err != nil || r.Conflict || !r.More {
+			return r, err
+		}
+		res = r
+		if c.prevSeq, c.prev, err = LoadState(ctx, c.opts.Bucket); err != nil {
+			return res, errkind.Wrap(errkind.BucketReadFailed, fmt.Errorf("ingest: %w", err))
+		}
+	}
+}
+
+// snapshotBatch lands one batch of the slot's snapshot.
+func (c *capture) snapshotBatch(ctx context.Context, name string, point lake.LSN, res Result) (Result, error) {
+	tx, closeTx, err := openTx(ctx, c.opts.SourceURL, name)
+	if err != nil {
+		return res, err
+	}
+	var at time.Time
+	if err := tx.QueryRow(ctx, "SELECT now()").Scan(&at); err != nil {
+		closeTx()
+		return res, errkind.Wrap(errkind.SourceUnreachable, fmt.Errorf("begin snapshot: %w", err))
+	}
+	at = at.UTC()
+	p := &poll{opts: c.opts, prevSeq: c.prevSeq, prev: c.prev, tx: tx, snapshot: name, snapshotAt: at, close: closeTx, log: c.log}
+	defer p.close()
+	l := c.landing()
+	l.stamp = captureValues(lake.OpSnapshot, point, at)
+	cp := c.captureOf(point)
+	cp.Snapshot = true
+	return l.land(ctx, snapshotRead{poll: p, capture: cp}, res)
+}
+
+// landing is the landing of the batch after the lake's newest.
+func (c *capture) landing() *landing {
+	return &landing{bucket: c.opts.Bucket, seq: c.prevSeq + 1, runID: c.opts.RunID, now: c.start, log: c.log,
+		progress: c.opts.Progress, quiet: c.opts.Quiet}
+}
+
+// snapshotRead is the poll, read in the slot's snapshot, whose batches
+// record the slot.
+type snapshotRead struct {
+	poll    *poll
+	capture lake.Capture
+}
+
+func (r snapshotRead) read(ctx context.Context, l *landing) (batchRead, error) {
+	b, err := r.poll.read(ctx, l)
+	c := r.capture
+	c.SnapshotDone = !b.more
+	b.manifest.Capture = &c
+	return b, err
+}
+
+// stream lands what committed after the lake's last batch, from the slot,
+// once it has checked that the slot still holds all of it.
+func (c *capture) stream(ctx context.Context, res Result) (Result, error) {
+	from := c.last.Capture.End
+	if err := c.checkSlot(ctx, from); err != nil {
+		return res, err
+	}
+	// The run reads what committed before it started: up to where the WAL
+	// is written (what commits asynchronously is not flushed yet, and is
+	// read once it is).
+	var boundAt time.Time
+	var bound string
+	if err := c.src.QueryRow(ctx, "SELECT now(), pg_catalog.pg_current_wal_insert_lsn()::text").Scan(&boundAt, &bound); err != nil {
+		return res, errkind.Wrap(errkind.SourceUnreachable, fmt.Errorf("read the source's clock: %w", err))
+	}
+	end, err := lake.ParseLSN(bound)
+	if err != nil {
+		return res, errkind.Wrap(errkind.SourceUnreachable, err)
+	}
+	s := &stream{cat: c.src, bucket: c.opts.Bucket, prevSeq: c.prevSeq, prev: c.prev, capture: c.captureOf(from),
+		bound: end, boundAt: boundAt.UTC(), maxRows: c.opts.MaxBatchRows, lookback: c.opts.Lookback, log: c.log}
+	for cuts := 0; ; cuts++ {
+		if err := c.startReplication(ctx, from); err != nil {
+			return res, err
+		}
+		s.conn = c.rep
+		r, err := c.landing().land(ctx, s, res)
+		at, cut := isCut(err)
+		if !cut || cuts == maxCuts {
+			if err == nil && r.Sequence != 0 {
+				err = c.confirm(ctx, s)
+			}
+			return r, err
+		}
+		// Read the batch again, on a new connection, up to the cut.
+		s.cut = at
+		_ = c.rep.Close(ctx)
+		if err := c.replicate(ctx, c.src.Config()); err != nil {
+			return res, err
+		}
+	}
+}
+
+// checkSlot makes sure the slot holds every change after from, where the
+// lake ends: it exists, on the server the lake was read from, is not
+// invalidated and is not confirmed past from. Anything else is a gap.
+func (c *capture) checkSlot(ctx context.Context, from lake.LSN) error {
+	s, err := slotOf(ctx, c.src, c.opts.Slot)
+	if err != nil {
+		return err
+	}
+	var gap string
+	switch {
+	case s == nil:
+		gap = "is gone"
+	case c.last.Capture.Slot != c.opts.Slot:
+		gap = fmt.Sprintf("is not the slot the lake was read from (%s)", c.last.Capture.Slot)
+	case c.sys.SystemID != c.last.Capture.SystemID:
+		gap = fmt.Sprintf("is on another server (system %s; the lake was read from %s)", c.sys.SystemID, c.last.Capture.SystemID)
+	case s.walStatus == "lost":
+		gap = "was invalidated: the server removed WAL it still needed (max_slot_wal_keep_size)"
+	case s.confirmed > from:
+		gap = fmt.Sprintf("is confirmed to %s, past the lake's last batch (%s): the batches between are not in the lake", s.confirmed, from)
+	}
+	if gap == "" {
+		return nil
+	}
+	return errkind.Wrap(errkind.CaptureGap, fmt.Errorf("replication slot %s %s, so changes may be missing from the lake. "+
+		"To go on: land the source again from a new slot (sandstone ingest --capture wal --resnapshot: what changed since the lake's last batch, by last_updated), "+
+		"then record the deletes and find the updates no timestamp shows (sandstone audit --repair)", c.opts.Slot, gap))
+}
+
+// startReplication starts streaming the slot from from.
+func (c *capture) startReplication(ctx context.Context, from lake.LSN) error {
+	pub := pgx.Identifier{c.opts.Publication}.Sanitize()
+	args := []string{"proto_version '1'", "publication_names " + quoteLiteral(pub), "binary 'true'"}
+	err := pglogrepl.StartReplication(ctx, c.rep, c.opts.Slot, pglogrepl.LSN(from), pglogrepl.StartReplicationOptions{PluginArgs: args})
+	if err != nil {
+		kind := errkind.SourceUnreachable
+		var pgErr *pgconn.PgError
+		if errors.As(err, &pgErr) && pgErr.Code == "55006" {
+			kind = errkind.CaptureNotReady
+			err = fmt.Errorf("%w: another consumer is reading it (a killed one holds it until wal_sender_timeout passes)", err)
+		}
+		return errkind.Wrap(kind, fmt.Errorf("stream slot %s: %w", c.opts.Slot, err))
+	}
+	return nil
+}
+
+// confirm tells the slot that the batch landed: the server may let go of
+// the WAL before its end.
+func (c *capture) confirm(ctx context.Context, s *stream) error {
+	s.capture.Start = s.end
+	if err := s.status(ctx, false); err != nil {
+		return err
+	}
+	// Ends the stream, so that the server takes the status before the
+	// connection goes.
+	_, _ = pglogrepl.SendStandbyCopyDone(ctx, c.rep)
+	return nil
+}
+
+// quoteLiteral quotes s as an SQL string literal.
+func quoteLiteral(s string) string {
+	out := []byte{'\''}
+	for i := range len(s) {
+		if s[i] == '\'' {
+			out = append(out, '\'')
+		}
+		out = append(out, s[i])
+	}
+	return string(append(out, '\''))
+}
