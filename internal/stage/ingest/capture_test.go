@@ -2,8 +2,11 @@ package ingest
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/parquet-go/parquet-go"
 
 	"github.com/sandstone-data/sandstone/internal/base/config"
 	"github.com/sandstone-data/sandstone/internal/base/errkind"
@@ -131,4 +134,183 @@ func TestCaptureGapIsLoud(t *testing.T) {
 		t.Fatalf("resnapshot: %+v, %v", res, err)
 	}
 	_ = totesys.Tables
+}
+
+func TestCaptureNeverSplitsATransaction(t *testing.T) {
+	t.Parallel()
+	f := walFixture(t)
+	smallSource(f)
+	f.run()
+	// One transaction of 500 orders, then one of 1, under a bound of 100.
+	f.exec(`INSERT INTO sales_order SELECT g, now(), now(),1,1,1,1,1.00,1,'2024-01-02','2024-01-03',1 FROM generate_series(10, 509) g`)
+	f.exec(`INSERT INTO sales_order VALUES (600, now(), now(),1,1,1,1,1.00,1,'2024-01-02','2024-01-03',1)`)
+	opts := f.opts()
+	opts.MaxBatchRows = 100
+	res, err := Run(context.Background(), opts)
+	if err != nil || res.Rows["sales_order"] != 500 || !res.More {
+		t.Fatalf("a transaction over the bound: %+v, %v; want its 500 rows whole, and more", res, err)
+	}
+	res, err = Run(context.Background(), opts)
+	if err != nil || res.Rows["sales_order"] != 1 || res.More {
+		t.Fatalf("the next: %+v, %v", res, err)
+	}
+}
+
+func TestCaptureUnchangedToastedValue(t *testing.T) {
+	t.Parallel()
+	f := walFixture(t)
+	smallSource(f)
+	// A value large enough to be TOASTed out of line, and not compressible.
+	f.exec(`UPDATE design SET file_location = (SELECT string_agg(md5(g::text), '') FROM generate_series(1, 400) g) WHERE design_id = 1`)
+	want := pgtest.QueryInt(t, f.url, "SELECT length(file_location) FROM design WHERE design_id = 1")
+	f.run()
+	cases := []struct {
+		name, identity string
+	}{
+		{"the lake's previous version", "DEFAULT"},
+		{"the old row", "FULL"},
+	}
+	for i, c := range cases {
+		f.exec("ALTER TABLE design REPLICA IDENTITY " + c.identity)
+		f.exec("UPDATE design SET design_name = $1, last_updated = now() WHERE design_id = 1", c.name)
+		res := f.run()
+		ds := rows[totesys.Design](t, f.bucket, res.Sequence, "design")
+		if len(ds) != 1 || int64(len(ds[0].FileLocation)) != want || ds[0].DesignName != c.name {
+			t.Fatalf("case %d (%s): landed %d rows, file_location of %d characters, want %d", i, c.name, len(ds), len(ds[0].FileLocation), want)
+		}
+	}
+	// Two updates in one batch under the default identity: the second
+	// takes the value from the first, landed first in a batch of its own.
+	f.exec("ALTER TABLE design REPLICA IDENTITY DEFAULT")
+	f.exec("UPDATE design SET file_location = file_location || 'x', last_updated = now() WHERE design_id = 1")
+	f.exec("UPDATE design SET design_name = 'again', last_updated = now() WHERE design_id = 1")
+	first := f.run()
+	second := f.run()
+	a := rows[totesys.Design](t, f.bucket, first.Sequence, "design")
+	b := rows[totesys.Design](t, f.bucket, second.Sequence, "design")
+	if len(a) != 1 || len(b) != 1 || a[0].FileLocation != b[0].FileLocation || int64(len(b[0].FileLocation)) != want+1 || b[0].DesignName != "again" {
+		t.Fatalf("two updates in one batch: %d then %d rows", len(a), len(b))
+	}
+}
+
+func TestCaptureSchemaChangeCutsTheBatch(t *testing.T) {
+	t.Parallel()
+	f := walFixture(t)
+	smallSource(f)
+	f.run()
+	f.exec("UPDATE currency SET currency_code = 'EUR', last_updated = now() WHERE currency_id = 1")
+	f.exec("ALTER TABLE currency ADD COLUMN note text")
+	f.exec("UPDATE currency SET note = 'new', last_updated = now() WHERE currency_id = 1")
+	first := f.run()
+	second := f.run()
+	c1, c2 := f.manifest(first.Sequence), f.manifest(second.Sequence)
+	o1, _ := c1.Table("currency")
+	o2, _ := c2.Table("currency")
+	if o1.Rows != 1 || o2.Rows != 1 || len(o2.Columns) != len(o1.Columns)+1 {
+		t.Fatalf("a new column mid-stream: %+v then %+v", o1, o2)
+	}
+	if !strings.Contains(f.logs.String(), "source has a column the pipeline does not know") {
+		t.Error("the new column was carried without a warning")
+	}
+}
+
+// objectRows reads the rows of table in batch seq as column name to value,
+// without the capture columns.
+func objectRows(t *testing.T, b *lake.Bucket, seq int64, table string) []map[string]string {
+	t.Helper()
+	var m lake.Manifest
+	if err := b.ReadManifest(context.Background(), seq, &m); err != nil {
+		t.Fatal(err)
+	}
+	obj, ok := m.Table(table)
+	if !ok {
+		t.Fatalf("batch %d has no %s", seq, table)
+	}
+	p, err := lake.OpenObject(context.Background(), b, obj)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	r := parquet.NewReader(p.File())
+	fields := p.File().Schema().Fields()
+	var out []map[string]string
+	buf := make([]parquet.Row, 16)
+	for {
+		n, err := r.ReadRows(buf)
+		for _, row := range buf[:n] {
+			m := map[string]string{}
+			for _, v := range row {
+				name := fields[v.Column()].Name()
+				if !lake.IsCaptureColumn(name) {
+					m[name] = v.String()
+				}
+			}
+			out = append(out, m)
+		}
+		if err != nil {
+			break
+		}
+	}
+	return out
+}
+
+func TestCaptureLandsWhatThePollLands(t *testing.T) {
+	t.Parallel()
+	f := walFixture(t)
+	smallSource(f)
+	f.exec(`ALTER TABLE currency ADD COLUMN i2 smallint, ADD COLUMN f4 real, ADD COLUMN f8 double precision, ADD COLUMN u uuid,
+		ADD COLUMN j jsonb, ADD COLUMN n numeric, ADD COLUMN n124 numeric(12,4), ADD COLUMN c5 char(5), ADD COLUMN i8 bigint,
+		ADD COLUMN tz timestamptz, ADD COLUMN d date, ADD COLUMN b boolean, ADD COLUMN iv interval`)
+	f.run()
+	f.exec(`UPDATE currency SET i2 = -32768, f4 = 3.4e38, f8 = -1.5e-300, u = 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11',
+		j = '{"a": [1, 2.50]}', n = 12345678901234567890.123456789, n124 = -99999999.9999, c5 = 'ab', i8 = -9223372036854775808,
+		tz = '2024-02-29 23:59:59.999999+05:30', d = '0001-01-01', b = true, iv = '1 day 02:03:04', last_updated = now()
+		WHERE currency_id = 1`)
+	res := f.run()
+	got := objectRows(t, f.bucket, res.Sequence, "currency")
+	poll := newFixture(t) // the poll, into a bucket of its own, from the same source
+	poll.url = f.url
+	p := poll.run()
+	var want map[string]string
+	for _, r := range objectRows(t, poll.bucket, p.Sequence, "currency") {
+		if r["currency_id"] == "1" {
+			want = r
+		}
+	}
+	if len(got) != 1 || len(want) == 0 {
+		t.Fatalf("captured %d rows, the poll %d", len(got), len(want))
+	}
+	for k, v := range want {
+		if got[0][k] != v {
+			t.Errorf("%s: captured %q, the poll %q", k, got[0][k], v)
+		}
+	}
+}
+
+func TestCaptureTakesOverFromThePoll(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	smallSource(f)
+	f.run() // the poll's first batch
+	f.exec("UPDATE sales_order SET units_sold = 2, last_updated = now() WHERE sales_order_id = 1")
+	f.exec(`INSERT INTO sales_order VALUES (2, now(), now(),1,1,1,5,1.00,1,'2024-01-02','2024-01-03',1)`)
+	w := walFixture(t)
+	w.url, w.dir, w.bucket = f.url, f.dir, f.bucket
+	res := w.run() // the first wal run lands what the poll had not
+	m := w.manifest(2)
+	if res.Sequence != 2 || res.Total() != 2 || res.Rows["sales_order"] != 2 || m.Capture == nil || !m.Capture.SnapshotDone {
+		t.Fatalf("switch to wal: %+v", res)
+	}
+	w.exec("UPDATE sales_order SET units_sold = 3, last_updated = now() WHERE sales_order_id = 2")
+	if res := w.run(); res.Total() != 1 {
+		t.Fatalf("stream after the switch: %+v", res)
+	}
+	// And back to the poll: nothing lands twice, and the slot is named.
+	w.exec("UPDATE sales_order SET units_sold = 4, last_updated = now() WHERE sales_order_id = 2")
+	if res := f.run(); res.Total() != 1 {
+		t.Fatalf("back to the poll: %+v", res)
+	}
+	if !strings.Contains(f.logs.String(), "replication slot") {
+		t.Errorf("the poll did not say what becomes of the slot:\n%s", f.logs)
+	}
 }

@@ -274,6 +274,10 @@ func Run(ctx context.Context, opts Options) (Result, error) {
 	if err != nil {
 		return res, errkind.Wrap(errkind.BucketReadFailed, fmt.Errorf("ingest: %w", err))
 	}
+	if last, err := lastRead(ctx, opts.Bucket, prevSeq); err == nil && last != nil && last.Capture != nil {
+		log.Warn("the poll takes over from log-based capture, from the lake's state; the replication slot still holds WAL back on the source until it is dropped",
+			"slot", last.Capture.Slot, "drop", "SELECT pg_drop_replication_slot("+quoteLiteral(last.Capture.Slot)+")")
+	}
 	p, err := openPoll(ctx, opts, prevSeq, prev, log)
 	if err != nil {
 		return res, err

@@ -129,6 +129,10 @@ func (r *relation) convert(typeMap *pgtype.Map, j int, raw []byte) ([]byte, erro
 		return raw, nil
 	case oid == pgtype.BPCharOID:
 		return []byte(strings.TrimRight(string(raw), " ")), nil
+	case oid == pgtype.JSONOID, oid == pgtype.XMLOID:
+		return raw, nil
+	case oid == pgtype.JSONBOID && len(raw) > 0 && raw[0] == 1: // a version, then the text
+		return raw[1:], nil
 	}
 	t, ok := typeMap.TypeForOID(oid)
 	if !ok {
