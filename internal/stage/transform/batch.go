@@ -29,6 +29,10 @@ type batch struct {
 	res      BatchResult
 	source   *lake.BatchRef // the ingested batch, recorded in the manifest
 	progress *progress.Meter
+	// capture is set for a batch that log-based capture read: its rows lie
+	// in commit order, so an id's last row is its current version, whatever
+	// its last_updated says.
+	capture bool
 
 	// The ids of the addresses and departments that changed in the batch.
 	changedAddresses   map[int32]bool
@@ -73,6 +77,7 @@ func newBatch(ctx context.Context, opts Options, log *slog.Logger, runID string,
 // committed is false when another run committed it first.
 func (b *batch) process(im *lake.Manifest, runID string) (committed bool, err error) {
 	start := time.Now()
+	b.capture = im.Capture != nil
 	defer func() {
 		if err != nil {
 			b.out.abort()
@@ -95,8 +100,9 @@ func (b *batch) process(im *lake.Manifest, runID string) (committed bool, err er
 
 	m := lake.Manifest{Version: 1, Stage: "transform", Batch: lake.BatchID(b.seq), Sequence: b.seq,
 		RunID: runID, SourceNewest: im.SourceNewest, Released: b.res.Released, Source: b.source,
-		// A repair's tombstones go on to load, with when they were seen.
-		Repair: im.Repair, Deleted: im.Deleted, SnapshotAt: im.SnapshotAt}
+		// Tombstones and revived ids go on to load, with when they were
+		// seen, and so does what capture read.
+		Repair: im.Repair, Deleted: im.Deleted, Revived: im.Revived, Capture: im.Capture, SnapshotAt: im.SnapshotAt}
 	for _, o := range b.out.all {
 		obj, ok, err := o.commit()
 		if err != nil {
@@ -185,8 +191,9 @@ func (b *batch) open(im *lake.Manifest, table string) (*lake.ParquetFile, error)
 	return src, nil
 }
 
-// readAll reads the (small) table's rows of the batch, keeping the newest
-// version of each id.
+// readAll reads the (small) table's rows of the batch, keeping the current
+// version of each id: the newest by last_updated, or in a capture batch the
+// last in commit order.
 func readAll[T any](b *batch, im *lake.Manifest, table string, version func(*T) (int32, time.Time)) ([]*T, error) {
 	src, err := b.openIngested(im, table)
 	if err != nil || src == nil {
@@ -198,7 +205,7 @@ func readAll[T any](b *batch, im *lake.Manifest, table string, version func(*T) 
 		for i := range rows {
 			r := rows[i]
 			id, lu := version(&r)
-			if old, ok := newest[id]; ok {
+			if old, ok := newest[id]; ok && !b.capture {
 				if _, olu := version(old); lu.Before(olu) {
 					continue
 				}
@@ -233,7 +240,7 @@ func (b *batch) addresses(im *lake.Manifest) error {
 			}
 			continue
 		}
-		if old := b.st.Addresses[a.AddressID]; old != nil && a.LastUpdated.Before(old.LastUpdated) {
+		if old := b.st.Addresses[a.AddressID]; b.stale(old != nil && a.LastUpdated.Before(old.LastUpdated)) {
 			continue // an older version than the one held
 		}
 		b.st.Addresses[a.AddressID] = a
@@ -256,7 +263,7 @@ func (b *batch) departments(im *lake.Manifest) error {
 			}
 			continue
 		}
-		if old := b.st.Departments[d.DepartmentID]; old != nil && d.LastUpdated.Before(old.LastUpdated) {
+		if old := b.st.Departments[d.DepartmentID]; b.stale(old != nil && d.LastUpdated.Before(old.LastUpdated)) {
 			continue
 		}
 		b.st.Departments[d.DepartmentID] = d
@@ -264,6 +271,11 @@ func (b *batch) departments(im *lake.Manifest) error {
 	}
 	return nil
 }
+
+// stale tells whether a version older by last_updated than the one the
+// state holds is to be ignored: in a poll batch it is (a re-read within the
+// lookback), in a capture batch never, as commit order decides.
+func (b *batch) stale(older bool) bool { return older && !b.capture }
 
 func idsOfLocations(rows []star.DimLocation) map[int32]bool {
 	m := make(map[int32]bool, len(rows))
@@ -347,7 +359,7 @@ func joinParent[R, P, O any](b *batch, c child[R, P], rows []*R, build func(*R, 
 		if h == nil {
 			h = &held[R]{}
 			c.held[id] = h
-		} else if _, _, cur := c.key(&h.Row); lu.Before(cur) {
+		} else if _, _, cur := c.key(&h.Row); b.stale(lu.Before(cur)) {
 			continue
 		}
 		h.Row = *r
@@ -412,7 +424,7 @@ func (b *batch) transactions(im *lake.Manifest) error {
 // streamDim streams a dimension table's rows into its object, chunk by
 // chunk, and adds their ids to set. A dimension object holds one row per
 // id: should the batch hold several versions of an id, a first pass finds
-// them and only the newest is kept.
+// them and only the current one is kept (keeper).
 func streamDim[K versioned, S, D any](b *batch, im *lake.Manifest, table string, version func(*S) (int32, time.Time),
 	conv func(*S) (D, *problem), out *output[D], set *idSet) error {
 	src, err := b.openIngested(im, table)
@@ -420,13 +432,9 @@ func streamDim[K versioned, S, D any](b *batch, im *lake.Manifest, table string,
 		return err
 	}
 	defer src.Close()
-	newest, err := duplicates[K](b.ctx, src)
+	keep, err := keeper[K](b, src, version)
 	if err != nil {
 		return err
-	}
-	var emitted *idSet
-	if newest != nil {
-		emitted = newIDSet()
 	}
 	buf := make([]D, 0, chunk)
 	return readSource(b.ctx, src, func(rows []S) error {
@@ -434,11 +442,8 @@ func streamDim[K versioned, S, D any](b *batch, im *lake.Manifest, table string,
 		for i := range rows {
 			r := &rows[i]
 			id, lu := version(r)
-			if keep, dup := newest[id]; dup {
-				if !lu.Equal(keep) || emitted.has(id) {
-					continue
-				}
-				emitted.add(id)
+			if !keep(id, lu) {
+				continue
 			}
 			d, p := conv(r)
 			if p != nil {
@@ -452,6 +457,50 @@ func streamDim[K versioned, S, D any](b *batch, im *lake.Manifest, table string,
 		}
 		return write(out, buf)
 	}, b.rejecter(table))
+}
+
+// keeper returns whether to keep a row of src, read in order, as its id's
+// current version: every row when each id is there once; else, of an id's
+// rows, the first with the newest last_updated, or in a capture batch the
+// last in commit order.
+func keeper[K versioned, S any](b *batch, src *ingested, version func(*S) (int32, time.Time)) (func(int32, time.Time) bool, error) {
+	dup, err := duplicates[K](b.ctx, src)
+	if err != nil || dup == nil {
+		return func(int32, time.Time) bool { return true }, err
+	}
+	if b.capture {
+		// The rows of an id that reach the stream, counted by a pass that
+		// reads them exactly as the stream will: the last is kept.
+		left := map[int32]int{}
+		err := readSource(b.ctx, quiet(src), func(rows []S) error {
+			for i := range rows {
+				if id, _ := version(&rows[i]); dup.has(id) {
+					left[id]++
+				}
+			}
+			return nil
+		}, skipRow)
+		return func(id int32, _ time.Time) bool {
+			if !dup.has(id) {
+				return true
+			}
+			left[id]--
+			return left[id] == 0
+		}, err
+	}
+	newest, err := newestOf[K](b.ctx, src, dup)
+	emitted := newIDSet()
+	return func(id int32, lu time.Time) bool {
+		keep, ok := newest[id]
+		if !ok {
+			return true
+		}
+		if !lu.Equal(keep) || emitted.has(id) {
+			return false
+		}
+		emitted.add(id)
+		return true
+	}, err
 }
 
 // versioned is a row's id and last_updated, read alone: the first pass of
@@ -485,16 +534,20 @@ func (v designVersion) version() (int32, time.Time)      { return v.ID, v.LastUp
 func (v paymentTypeVersion) version() (int32, time.Time) { return v.ID, v.LastUpdated }
 func (v transactionVersion) version() (int32, time.Time) { return v.ID, v.LastUpdated }
 
-// duplicates returns, for the ids src holds more than once, the newest
-// last_updated; nil when every id is there once.
-// A row whose id or last_updated cannot be read exactly is skipped here:
-// the pass that reads the whole rows rejects it.
-func duplicates[K versioned](ctx context.Context, src *ingested) (map[int32]time.Time, error) {
+// quiet is src for a pass that only looks: its rows are counted once, by
+// the pass that keeps them.
+func quiet(src *ingested) *ingested {
 	probe := *src
-	probe.count = nil // the rows are counted once, by the pass that keeps them
-	src = &probe
+	probe.count = nil
+	return &probe
+}
+
+// duplicates returns the ids src holds more than once; nil when every id
+// is there once. A row whose id or last_updated cannot be read exactly is
+// skipped here: the pass that reads the whole rows rejects it.
+func duplicates[K versioned](ctx context.Context, src *ingested) (*idSet, error) {
 	seen, dup := newIDSet(), newIDSet()
-	err := readSource(ctx, src, func(rows []K) error {
+	err := readSource(ctx, quiet(src), func(rows []K) error {
 		for i := range rows {
 			id, _ := rows[i].version()
 			if id <= 0 {
@@ -510,8 +563,13 @@ func duplicates[K versioned](ctx context.Context, src *ingested) (map[int32]time
 	if err != nil || dup.len() == 0 {
 		return nil, err
 	}
+	return dup, nil
+}
+
+// newestOf returns, for the ids of dup, the newest last_updated src holds.
+func newestOf[K versioned](ctx context.Context, src *ingested, dup *idSet) (map[int32]time.Time, error) {
 	newest := map[int32]time.Time{}
-	err = readSource(ctx, src, func(rows []K) error {
+	err := readSource(ctx, quiet(src), func(rows []K) error {
 		for i := range rows {
 			id, lu := rows[i].version()
 			if old, ok := newest[id]; dup.has(id) && (!ok || lu.After(old)) {

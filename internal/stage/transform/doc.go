@@ -28,10 +28,20 @@
 // older than the one the state holds is ignored. dim_currency, dim_design,
 // dim_payment_type and dim_transaction stream, as do the facts.
 //
+// A batch that log-based capture read (the manifest's capture) lists its
+// rows in commit order, so commit order decides instead: an id's last row
+// in the batch is its current version, whatever its last_updated says, and
+// no version is ignored for being older by last_updated than the one the
+// state holds. The capture columns (_sandstone_op, _sandstone_lsn,
+// _sandstone_commit_time) are not source columns: they are read past.
+//
 // Every source row version of sales_order, purchase_order and payment is
-// one fact row: timestamps split into a date and a time of day (to the
+// one fact row, in the order of the ingested object (commit order in a
+// capture batch): timestamps split into a date and a time of day (to the
 // millisecond), text dates parsed strictly as YYYY-MM-DD, money kept as
 // exact cents. dim_date holds every date the batch's fact rows refer to.
+// The processed manifest carries the ingested batch's tombstones
+// (deleted), revived ids and capture on to load.
 //
 // # No value is changed on the way
 //

@@ -35,6 +35,9 @@ type batch struct {
 	sales     []star.FactSalesOrder
 	purchases []star.FactPurchaseOrder
 	payments  []star.FactPayment
+	// capture, deleted and revived go into the manifest as they are.
+	capture          *lake.Capture
+	deleted, revived map[string][]int32
 }
 
 // put writes bt into the processed bucket as transform would: one Parquet
@@ -42,7 +45,8 @@ type batch struct {
 func put(t testing.TB, b *lake.Bucket, bt batch) lake.Manifest {
 	t.Helper()
 	m := lake.Manifest{Version: 1, Stage: "transform", Batch: lake.BatchID(bt.seq), Sequence: bt.seq,
-		RunID: "test", CreatedAt: time.Now().UTC(), SourceNewest: bt.newest}
+		RunID: "test", CreatedAt: time.Now().UTC(), SourceNewest: bt.newest,
+		Capture: bt.capture, Deleted: bt.deleted, Revived: bt.revived}
 	addRows(t, b, &m, "dim_date", bt.dates)
 	addRows(t, b, &m, "dim_staff", bt.staff)
 	addRows(t, b, &m, "dim_location", bt.locations)

@@ -180,8 +180,9 @@ func equalCounts(a, b map[string]int64) bool {
 
 // TestMigrationsUpgradeALoadedWarehouse: a warehouse at migration 1 with
 // batches loaded gains the ledger's identity columns, NULL for the batches
-// loaded before, which are not compared, the deletions table and the
-// version keys led by the time; it ends identical to a fresh one.
+// loaded before, which are not compared, the deletions table, the
+// version keys led by the time and the corrections table; it ends
+// identical to a fresh one.
 func TestMigrationsUpgradeALoadedWarehouse(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
@@ -190,6 +191,7 @@ func TestMigrationsUpgradeALoadedWarehouse(t *testing.T) {
 	// Back to what migration 1 left: its ledger, without migration 2's columns.
 	pgtest.Exec(t, e.url, `ALTER TABLE sandstone_loads DROP COLUMN run_id, DROP COLUMN manifest_sha256;
 		DROP TABLE sandstone_deletions;
+		DROP TABLE sandstone_corrections;
 		ALTER TABLE fact_sales_order DROP CONSTRAINT fact_sales_order_version_key,
 			ADD CONSTRAINT fact_sales_order_version_key UNIQUE (sales_order_id, last_updated_date, last_updated_time);
 		ALTER TABLE fact_purchase_order DROP CONSTRAINT fact_purchase_order_version_key,
@@ -200,6 +202,7 @@ func TestMigrationsUpgradeALoadedWarehouse(t *testing.T) {
 	cols, _ := schemaOfDB(t, e.url, "public")
 	want := strings.Replace(designSchema, ", run_id text null, manifest_sha256 text null", "", 1)
 	want = strings.Replace(want, "sandstone_deletions: source_table text not null, id integer not null, seen_gone_at timestamp with time zone not null, batch text not null\n", "", 1)
+	want = strings.Replace(want, "sandstone_corrections: fact_table text not null, record_id bigint not null, source_id integer not null, batch text not null, corrected_at timestamp with time zone not null, old_values jsonb not null, new_values jsonb not null\n", "", 1)
 	if cols != want {
 		t.Fatalf("the migration-1 warehouse:\n%s\nwant\n%s", cols, want)
 	}
@@ -212,7 +215,7 @@ func TestMigrationsUpgradeALoadedWarehouse(t *testing.T) {
 		"1|NULL|NULL\n2|test|"+sumOf(t, e.bucket, 2) {
 		t.Errorf("ledger:\n%s", got)
 	}
-	if got := joined(query(t, e.url, "SELECT version::text FROM sandstone_migrations ORDER BY 1")); got != "1\n2\n3\n4" {
+	if got := joined(query(t, e.url, "SELECT version::text FROM sandstone_migrations ORDER BY 1")); got != "1\n2\n3\n4\n5" {
 		t.Errorf("migrations: %s", got)
 	}
 	cols, keys := schemaOfDB(t, e.url, "public")

@@ -79,6 +79,9 @@ type BatchResult struct {
 	// Rows is the rows written per warehouse table: dimension rows inserted
 	// or changed, dim_date rows added, fact rows appended.
 	Rows map[string]int64
+	// Corrected is, per fact table, the rows a capture batch corrected
+	// (see correctFacts); none for a poll batch.
+	Corrected map[string]int64
 	// Seconds is how long the batch took, from reading its manifest to commit.
 	Seconds float64
 }
@@ -157,7 +160,7 @@ func (w *Warehouse) Load(ctx context.Context, opts Options) (Result, error) {
 		}
 		res.Batches = append(res.Batches, br)
 		longest = max(longest, time.Duration(br.Seconds*float64(time.Second)))
-		log.Info("batch loaded", "batch", br.Batch, "rows", br.Rows, "seconds", br.Seconds)
+		log.Info("batch loaded", "batch", br.Batch, "rows", br.Rows, "corrected", br.Corrected, "seconds", br.Seconds)
 	}
 	return res, nil
 }
@@ -184,7 +187,7 @@ type loader struct {
 func (l *loader) batch(ctx context.Context, seq int64) (BatchResult, bool, error) {
 	start := time.Now()
 	id := lake.BatchID(seq)
-	br := BatchResult{Sequence: seq, Batch: id, Rows: map[string]int64{}}
+	br := BatchResult{Sequence: seq, Batch: id, Rows: map[string]int64{}, Corrected: map[string]int64{}}
 	var m lake.Manifest
 	sum, err := l.bucket.ReadManifestSum(ctx, seq, &m)
 	if err != nil {
@@ -224,11 +227,18 @@ func (l *loader) batch(ctx context.Context, seq int64) (BatchResult, bool, error
 		if !ok {
 			continue
 		}
-		n, err := l.table(ctx, tx, t, obj)
+		var fix *correcting
+		if m.Capture != nil && t.role == fact {
+			fix = &correcting{batch: br.Batch}
+		}
+		n, err := l.table(ctx, tx, t, obj, fix)
 		if err != nil {
 			return br, false, fail(fmt.Errorf("%s: %w", t.name, err))
 		}
 		br.Rows[t.name] = n
+		if fix != nil && fix.corrected > 0 {
+			br.Corrected[t.name] = fix.corrected
+		}
 	}
 	br.Seconds = time.Since(start).Seconds()
 	var newest *time.Time
@@ -273,11 +283,13 @@ func checkManifest(m *lake.Manifest, seq int64) error {
 
 // table loads one table's object, returning the rows written: straight
 // into the table when it can (see copyDirect), else through a staging table.
-func (l *loader) table(ctx context.Context, tx pgx.Tx, t *table, obj lake.Object) (int64, error) {
+// fix is set for the facts of a capture batch, whose versions already held
+// are corrections (see correctFacts).
+func (l *loader) table(ctx context.Context, tx pgx.Tx, t *table, obj lake.Object, fix *correcting) (int64, error) {
 	if obj.Rows == 0 {
 		return 0, nil
 	}
-	a := apply{t: t, s: l.s, keyed: l.plan.keyed[t.name]}
+	a := apply{t: t, s: l.s, keyed: l.plan.keyed[t.name], fix: fix}
 	if n, done, err := l.setBased(ctx, tx, a, obj); err != nil || done {
 		return n, err
 	}
@@ -413,12 +425,15 @@ func (l *loader) staged(ctx context.Context, tx pgx.Tx, a apply, obj lake.Object
 	staged := time.Now()
 	a.stage = stage.Sanitize()
 	var written int64
-	if t.role == fact {
+	switch {
+	case t.role == fact && a.fix != nil:
+		written, err = a.correctFacts(ctx, tx)
+	case t.role == fact:
 		written, err = a.insertFacts(ctx, tx)
 		if err == nil && written < n {
 			l.log.Warn("fact versions already in the warehouse were skipped", "table", t.name, "skipped", n-written)
 		}
-	} else {
+	default:
 		written, err = a.upsert(ctx, tx)
 	}
 	if err != nil {
@@ -429,9 +444,17 @@ func (l *loader) staged(ctx context.Context, tx pgx.Tx, a apply, obj lake.Object
 	return written, nil
 }
 
-// deletions records the batch's tombstones: the source ids an audit found
-// gone. A deletion recorded before keeps its first sighting.
+// deletions records the batch's tombstones: the source ids an audit or
+// capture found gone. A deletion recorded before keeps its first sighting.
+// The batch's revived ids, deleted before and inserted again, leave the
+// table first, so that an id both revived and deleted since stays deleted.
 func (l *loader) deletions(ctx context.Context, tx pgx.Tx, m *lake.Manifest) error {
+	for table, ids := range m.Revived {
+		if _, err := tx.Exec(ctx, "DELETE FROM "+l.s.ident(deletionsTable)+" WHERE source_table = $1 AND id = ANY ($2::int4[])",
+			table, ids); err != nil {
+			return fmt.Errorf("remove the revived from %s: %w", deletionsTable, err)
+		}
+	}
 	for table, ids := range m.Deleted {
 		if _, err := tx.Exec(ctx, "INSERT INTO "+l.s.ident(deletionsTable)+
 			" (source_table, id, seen_gone_at, batch) SELECT $1, unnest($2::int4[]), $3, $4 ON CONFLICT DO NOTHING",

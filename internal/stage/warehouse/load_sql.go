@@ -2,6 +2,7 @@ package warehouse
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"strings"
 
@@ -17,6 +18,15 @@ type apply struct {
 	// keys, when set, collects the values of the foreign-key columns as
 	// the rows are copied straight into the table (see keyValues).
 	keys *keyValues
+	// fix is set for a fact table of a capture batch (see correctFacts).
+	fix *correcting
+}
+
+// correcting is a capture batch's corrections of one fact table: the
+// batch, recorded with each, and how many rows changed.
+type correcting struct {
+	batch     string
+	corrected int64
 }
 
 // selectList is the warehouse values of the staged row alias x.
@@ -127,14 +137,19 @@ func (a apply) upsert(ctx context.Context, tx pgx.Tx) (int64, error) {
 }
 
 // insertFacts appends the staged versions, skipping any version the table
-// holds already (the unique version key, or a NOT EXISTS where there is none).
+// holds already (the unique version key, or a NOT EXISTS where there is
+// none). Of a version twice in a capture batch only the last is inserted.
 func (a apply) insertFacts(ctx context.Context, tx pgx.Tx) (int64, error) {
 	target := a.s.ident(a.t.name)
 	var sql string
-	if a.keyed {
+	switch {
+	case a.keyed && a.fix != nil:
+		sql = "INSERT INTO " + target + " (" + a.colList() + ") SELECT * FROM " + a.latest() +
+			" x ON CONFLICT (" + quoteAll(a.t.key) + ") DO NOTHING"
+	case a.keyed:
 		sql = "INSERT INTO " + target + " (" + a.colList() + ") SELECT " + a.selectList("x") + " FROM " + a.stage +
 			" x ON CONFLICT (" + quoteAll(a.t.key) + ") DO NOTHING"
-	} else {
+	default:
 		sql = "INSERT INTO " + target + " (" + a.colList() + ") SELECT * FROM " + a.latest() +
 			" x WHERE NOT EXISTS (SELECT 1 FROM " + target + " w WHERE " + a.sameKey("w", "x") + ")"
 	}
@@ -143,4 +158,46 @@ func (a apply) insertFacts(ctx context.Context, tx pgx.Tx) (int64, error) {
 		return 0, err
 	}
 	return tag.RowsAffected(), nil
+}
+
+// correctFacts applies a capture batch's staged fact versions, returning
+// the rows appended. Of a version key twice in the batch the last row (in
+// commit order, the Parquet's) counts. A version the table holds already
+// is a correction: when its values differ, the row takes the new ones, and
+// sandstone_corrections records which row, its source id, the batch, when,
+// and the row's values before and after, in the batch's transaction. The
+// other versions are appended (see insertFacts).
+func (a apply) correctFacts(ctx context.Context, tx pgx.Tx) (int64, error) {
+	target := a.s.ident(a.t.name)
+	nonKey := a.nonKey()
+	set := make([]string, len(nonKey))
+	for i, c := range nonKey {
+		set[i] = c + " = x." + c
+	}
+	differs := a.sameKey("w", "x") + " AND (" + prefixed("w", nonKey) + ") IS DISTINCT FROM (" + prefixed("x", nonKey) + ")"
+	serial, source := "w."+q(a.t.serial), "w."+q(a.t.key[0])
+	// The statements of one WITH see one snapshot: old reads the rows as
+	// they were before the UPDATE changes them.
+	tag, err := tx.Exec(ctx, "WITH x AS MATERIALIZED "+a.latest()+
+		", old AS (SELECT "+serial+" AS id, "+source+" AS source_id, "+a.values("w")+" AS v FROM "+target+" w JOIN x ON "+differs+")"+
+		", new AS (UPDATE "+target+" w SET "+strings.Join(set, ", ")+" FROM x WHERE "+differs+
+		" RETURNING "+serial+" AS id, "+a.values("w")+" AS v)"+
+		" INSERT INTO "+a.s.ident(correctionsTable)+
+		" (fact_table, record_id, source_id, batch, corrected_at, old_values, new_values)"+
+		" SELECT $1, old.id, old.source_id, $2, pg_catalog.now(), old.v, new.v FROM old JOIN new USING (id)",
+		a.t.name, a.fix.batch)
+	if err != nil {
+		return 0, fmt.Errorf("correct %s: %w", a.t.name, err)
+	}
+	a.fix.corrected += tag.RowsAffected()
+	return a.insertFacts(ctx, tx)
+}
+
+// values is the data columns of row alias w as one jsonb object.
+func (a apply) values(w string) string {
+	var args []string
+	for _, c := range a.t.dataCols() {
+		args = append(args, "'"+c.name+"', "+w+"."+q(c.name))
+	}
+	return "pg_catalog.jsonb_build_object(" + strings.Join(args, ", ") + ")"
 }

@@ -307,8 +307,8 @@ func TestNonDefaultSchema(t *testing.T) {
 	if got := joined(query(t, e.url, `SELECT count(*)::text FROM pg_tables WHERE schemaname = 'public'`)); got != "0" {
 		t.Fatalf("%s tables written to public", got)
 	}
-	if got := joined(query(t, e.url, `SELECT count(*)::text FROM pg_tables WHERE schemaname = 'Sales "Mart"'`)); got != "14" {
-		t.Fatalf("%s tables in the schema, want 11 + migrations + ledger + deletions", got)
+	if got := joined(query(t, e.url, `SELECT count(*)::text FROM pg_tables WHERE schemaname = 'Sales "Mart"'`)); got != "15" {
+		t.Fatalf("%s tables in the schema, want 11 + migrations + ledger + deletions + corrections", got)
 	}
 	if c, err := opened(context.Background(), e.url, "", (*Warehouse).Counts); err != nil || len(c) != 0 {
 		t.Fatalf("public counts %v, %v: want none", c, err)

@@ -29,6 +29,9 @@ const (
 	// deletionsTable records the source rows an audit found deleted: the
 	// dimension and fact rows stay, and queries can exclude these ids.
 	deletionsTable = "sandstone_deletions"
+	// correctionsTable records the fact rows a capture batch corrected,
+	// with their values before and after.
+	correctionsTable = "sandstone_corrections"
 )
 
 // migration is one versioned change of the warehouse schema: fixed SQL,

@@ -26,6 +26,7 @@ dim_transaction: transaction_id integer not null, transaction_type character var
 fact_payment: payment_record_id integer not null serial, payment_id integer not null, created_date date not null, created_time time without time zone not null, last_updated_date date not null, last_updated time without time zone not null, transaction_id integer not null, counterparty_id integer not null, payment_amount numeric(10,2) not null, currency_id integer not null, payment_type_id integer not null, paid boolean not null, payment_date date not null
 fact_purchase_order: purchase_record_id integer not null serial, purchase_order_id integer not null, created_date date not null, created_time time without time zone not null, last_updated_date date not null, last_updated_time time without time zone not null, staff_id integer not null, counterparty_id integer not null, item_code character varying not null, item_quantity integer not null, item_unit_price numeric(10,2) not null, currency_id integer not null, agreed_delivery_date date not null, agreed_payment_date date not null, agreed_delivery_location_id integer not null
 fact_sales_order: sales_record_id integer not null serial, sales_order_id integer not null, created_date date not null, created_time time without time zone not null, last_updated_date date not null, last_updated_time time without time zone not null, sales_staff_id integer not null, counterparty_id integer not null, units_sold integer not null, unit_price numeric(10,2) not null, currency_id integer not null, design_id integer not null, agreed_payment_date date not null, agreed_delivery_date date not null, agreed_delivery_location_id integer not null
+sandstone_corrections: fact_table text not null, record_id bigint not null, source_id integer not null, batch text not null, corrected_at timestamp with time zone not null, old_values jsonb not null, new_values jsonb not null
 sandstone_deletions: source_table text not null, id integer not null, seen_gone_at timestamp with time zone not null, batch text not null
 sandstone_loads: sequence bigint not null, batch text not null, rows jsonb not null, source_newest timestamp with time zone null, loaded_at timestamp with time zone not null, seconds double precision not null, run_id text null, manifest_sha256 text null
 sandstone_migrations: version integer not null, name text not null, applied_at timestamp with time zone not null`
@@ -69,6 +70,7 @@ fact_sales_order f (last_updated_date) dim_date(date_id)
 fact_sales_order f (sales_staff_id) dim_staff(staff_id)
 fact_sales_order p (sales_record_id)
 fact_sales_order u (last_updated_date, last_updated_time, sales_order_id)
+sandstone_corrections p (fact_table, record_id, batch)
 sandstone_deletions p (source_table, id)
 sandstone_loads p (sequence)
 sandstone_migrations p (version)`
