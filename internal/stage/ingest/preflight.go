@@ -335,7 +335,7 @@ func createPublication(ctx context.Context, conn *pgx.Conn, name, create string,
 	_, err := conn.Exec(ctx, create)
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) && pgErr.Code == "42501" {
-		r.add("there is no publication %s, and Sandstone's role may not create it (%s): the owner of the tables, or a superuser, runs %s",
+		r.add("there is no publication %s, and Sandstone's role may not create it (%s): the owner of the tables (with CREATE on the database), or a superuser, runs %s",
 			name, pgErr.Message, create)
 		return false, nil
 	}
@@ -381,7 +381,7 @@ func checkSlot(ctx context.Context, conn *pgx.Conn, name string, r *notReady) (*
 	case s.WALStatus == "lost":
 		r.gap = true
 		r.add("the slot %s was invalidated (wal_status lost: the server removed WAL it still needed, see max_slot_wal_keep_size), so changes after %s are gone: "+
-			"run %s, and close the gap with a fresh snapshot or sandstone audit --repair", name, s.ConfirmedFlushLSN, drop)
+			"drop it (%s) and close the gap with a fresh snapshot or sandstone audit --repair", name, s.ConfirmedFlushLSN, drop)
 	}
 	if s.Active {
 		r.add("the slot %s is in use by process %d (another pipeline on this slot, or a run still streaming): stop it, or run SELECT pg_terminate_backend(%d);", name, s.ActivePID, s.ActivePID)
