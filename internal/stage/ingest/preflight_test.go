@@ -15,6 +15,7 @@ import (
 
 	"github.com/sandstone-data/sandstone/internal/base/config"
 	"github.com/sandstone-data/sandstone/internal/base/errkind"
+	"github.com/sandstone-data/sandstone/internal/contract/lake"
 	"github.com/sandstone-data/sandstone/internal/contract/totesys"
 	"github.com/sandstone-data/sandstone/internal/dev/pgserver"
 	"github.com/sandstone-data/sandstone/internal/dev/pgtest"
@@ -274,4 +275,24 @@ func TestPreflightLostSlot(t *testing.T) {
 	}
 	_, err = runPreflight(t, url, slot)
 	wantNotReady(t, err, errkind.CaptureGap, "was invalidated", "pg_drop_replication_slot('"+slot+"')", "audit --repair")
+}
+
+// TestCaptureOptions: the capture settings default to the poll, the
+// source database's slot and the publication "sandstone"; a bad one is
+// config_invalid, named.
+func TestCaptureOptions(t *testing.T) {
+	bucket, err := lake.Open(context.Background(), "mem://")
+	if err != nil {
+		t.Fatal(err)
+	}
+	o, err := Options{SourceURL: "postgres://u@h/Totesys", Bucket: bucket}.check()
+	if err != nil || o.Capture != config.CapturePoll || o.Slot != "sandstone_totesys" || o.Publication != "sandstone" {
+		t.Fatalf("defaults %q %q %q, %v", o.Capture, o.Slot, o.Publication, err)
+	}
+	for _, bad := range []Options{{Capture: "cdc"}, {Slot: "Slot"}, {Publication: strings.Repeat("p", 64)}} {
+		bad.SourceURL, bad.Bucket = "postgres://u@h/totesys", bucket
+		if _, err := bad.check(); errkind.Of(err) != errkind.ConfigInvalid || !strings.Contains(err.Error(), "ingest: ") {
+			t.Errorf("%+v: %v", bad, err)
+		}
+	}
 }
