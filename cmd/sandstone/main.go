@@ -71,7 +71,7 @@ func newRoot() *cobra.Command {
 Configuration comes from flags, or from the SANDSTONE_* environment variables
 (flags win): SANDSTONE_SOURCE_URL, SANDSTONE_WAREHOUSE_URL,
 SANDSTONE_INGEST_BUCKET, SANDSTONE_PROCESSED_BUCKET, SANDSTONE_WAREHOUSE_SCHEMA,
-SANDSTONE_LOOKBACK.`,
+SANDSTONE_LOOKBACK, SANDSTONE_CAPTURE, SANDSTONE_SLOT, SANDSTONE_PUBLICATION.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		Version:       buildInfo(),

@@ -40,6 +40,9 @@ type Config struct {
 	Slot string
 	// Publication is the publication wal capture reads.
 	Publication string
+	// Resnapshot has wal capture start again from a new slot and its
+	// snapshot (sandstone ingest --resnapshot, after a gap); a flag only.
+	Resnapshot bool
 }
 
 // The capture modes.

@@ -35,6 +35,7 @@ type capture struct {
 	src  *pgx.Conn      // a plain connection: catalogue, slot, clock
 	rep  *pgconn.PgConn // the replication connection
 	sys  pglogrepl.IdentifySystemResult
+	plan *capturePlan // what preflight found
 }
 
 // runCapture lands the next batch by log-based capture: the first run (or
@@ -55,10 +56,11 @@ func runCapture(ctx context.Context, opts Options, log *slog.Logger, res Result)
 		return res, err
 	}
 	defer c.close()
-	if _, err := preflight(ctx, c.src, opts.Slot, opts.Publication); err != nil {
+	starting := c.last == nil || c.last.Capture == nil || c.last.Capture.Snapshot && !c.last.Capture.SnapshotDone || opts.Resnapshot
+	if c.plan, err = preflight(ctx, c.src, opts.Slot, opts.Publication, starting); err != nil {
 		return res, err
 	}
-	if c.last == nil || c.last.Capture == nil || c.last.Capture.Snapshot && !c.last.Capture.SnapshotDone || opts.Resnapshot {
+	if starting {
 		return c.snapshot(ctx, res)
 	}
 	return c.stream(ctx, res)
@@ -119,34 +121,6 @@ func (c *capture) close() {
 	}
 }
 
-// slot is the replication slot as the server holds it.
-type slot struct {
-	active    bool
-	confirmed lake.LSN
-	walStatus string
-	database  string
-}
-
-// slotOf reads the slot named name; nil when there is none.
-func slotOf(ctx context.Context, conn *pgx.Conn, name string) (*slot, error) {
-	var s slot
-	var confirmed *string
-	err := conn.QueryRow(ctx, `SELECT active, confirmed_flush_lsn::text, coalesce(wal_status, ''), coalesce(database, '')
-		FROM pg_catalog.pg_replication_slots WHERE slot_name = $1`, name).Scan(&s.active, &confirmed, &s.walStatus, &s.database)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, errkind.Wrap(errkind.SourceUnreachable, fmt.Errorf("read slot %s: %w", name, err))
-	}
-	if confirmed != nil {
-		if s.confirmed, err = lake.ParseLSN(*confirmed); err != nil {
-			return nil, errkind.Wrap(errkind.SourceUnreachable, fmt.Errorf("read slot %s: %w", name, err))
-		}
-	}
-	return &s, nil
-}
-
 // captureOf is what every batch read from the slot records.
 func (c *capture) captureOf(start lake.LSN) lake.Capture {
 	return lake.Capture{Slot: c.opts.Slot, Publication: c.opts.Publication, SystemID: c.sys.SystemID,
@@ -162,14 +136,10 @@ func (c *capture) captureOf(start lake.LSN) lake.Capture {
 // name left without such a batch (a snapshot cut short, an earlier spell
 // of capture) is dropped first.
 func (c *capture) snapshot(ctx context.Context, res Result) (Result, error) {
-	old, err := slotOf(ctx, c.src, c.opts.Slot)
-	if err != nil {
-		return res, err
+	for _, t := range c.plan.Tables {
+		c.log.Info("replica identity", "table", t.Name, "means", t.String())
 	}
-	if old != nil {
-		if old.active {
-			return res, errkind.Wrap(errkind.CaptureNotReady, fmt.Errorf("slot %s is in use by another consumer: stop it first", c.opts.Slot))
-		}
+	if c.plan.Existing != nil {
 		c.log.Warn("dropping the slot left by an earlier capture that the lake does not go on from: capture starts again from a snapshot",
 			"slot", c.opts.Slot)
 		if err := pglogrepl.DropReplicationSlot(ctx, c.rep, c.opts.Slot, pglogrepl.DropReplicationSlotOptions{}); err != nil {
@@ -249,7 +219,7 @@ func (r snapshotRead) read(ctx context.Context, l *landing) (batchRead, error) {
 // once it has checked that the slot still holds all of it.
 func (c *capture) stream(ctx context.Context, res Result) (Result, error) {
 	from := c.last.Capture.End
-	if err := c.checkSlot(ctx, from); err != nil {
+	if err := c.holdsFrom(from); err != nil {
 		return res, err
 	}
 	// The run reads what committed before it started: up to where the WAL
@@ -288,14 +258,11 @@ func (c *capture) stream(ctx context.Context, res Result) (Result, error) {
 	}
 }
 
-// checkSlot makes sure the slot holds every change after from, where the
+// holdsFrom makes sure the slot holds every change after from, where the
 // lake ends: it exists, on the server the lake was read from, is not
 // invalidated and is not confirmed past from. Anything else is a gap.
-func (c *capture) checkSlot(ctx context.Context, from lake.LSN) error {
-	s, err := slotOf(ctx, c.src, c.opts.Slot)
-	if err != nil {
-		return err
-	}
+func (c *capture) holdsFrom(from lake.LSN) error {
+	s := c.plan.Existing
 	var gap string
 	switch {
 	case s == nil:
@@ -304,10 +271,10 @@ func (c *capture) checkSlot(ctx context.Context, from lake.LSN) error {
 		gap = fmt.Sprintf("is not the slot the lake was read from (%s)", c.last.Capture.Slot)
 	case c.sys.SystemID != c.last.Capture.SystemID:
 		gap = fmt.Sprintf("is on another server (system %s; the lake was read from %s)", c.sys.SystemID, c.last.Capture.SystemID)
-	case s.walStatus == "lost":
+	case s.WALStatus == "lost":
 		gap = "was invalidated: the server removed WAL it still needed (max_slot_wal_keep_size)"
-	case s.confirmed > from:
-		gap = fmt.Sprintf("is confirmed to %s, past the lake's last batch (%s): the batches between are not in the lake", s.confirmed, from)
+	case s.ConfirmedFlushLSN > from:
+		gap = fmt.Sprintf("is confirmed to %s, past the lake's last batch (%s): the batches between are not in the lake", s.ConfirmedFlushLSN, from)
 	}
 	if gap == "" {
 		return nil
