@@ -57,6 +57,17 @@
 // run that fails after some of its tables landed. The state lives in the
 // bucket, so a fresh process or a Lambda resumes from it.
 //
+// # Log-based capture
+//
+// With Options.Capture set to config.CaptureWAL, a run reads a logical
+// replication slot instead (capture.go): the first creates the slot and
+// lands, from the snapshot it exports, what the poll would land (all
+// of it, the first time); later runs land the whole transactions committed
+// since the lake's last batch (stream.go), each version with its
+// operation, commit LSN and commit time, deletes as tombstones, and
+// confirm the slot once the batch's manifest is written. docs/design.md
+// gives the argument that each version lands once.
+//
 // # Speed
 //
 // Rows come off the wire in PostgreSQL's binary form and are decoded
