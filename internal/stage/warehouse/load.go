@@ -12,7 +12,10 @@
 // a duplicate version; then, and for dimensions with rows, they travel by
 // COPY into temporary staging tables and then by set-based SQL
 // (load_sql.go): dimensions are upserted to their latest value, dim_date
-// only grows, facts are appended (one row per source row version). The
+// only grows, facts are appended (one row per source row version). In a
+// batch that log-based capture read, a fact version the table holds
+// already is a correction: its row takes the new values, recorded in
+// sandstone_corrections (correctFacts). The
 // schema is created and changed by versioned migrations
 // (sandstone_migrations); a warehouse whose tables someone else created is
 // used as it is, once its columns are checked.

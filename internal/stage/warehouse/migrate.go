@@ -26,8 +26,9 @@ const (
 	// ledgerTable records every batch loaded, one row each, written in the
 	// batch's own transaction: a batch is loaded exactly when its row exists.
 	ledgerTable = "sandstone_loads"
-	// deletionsTable records the source rows an audit found deleted: the
-	// dimension and fact rows stay, and queries can exclude these ids.
+	// deletionsTable records the source rows an audit or capture found
+	// deleted: the dimension and fact rows stay, and queries can exclude
+	// these ids. An id inserted again (revived) leaves it.
 	deletionsTable = "sandstone_deletions"
 	// correctionsTable records the fact rows a capture batch corrected,
 	// with their values before and after.

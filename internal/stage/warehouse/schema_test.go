@@ -103,7 +103,7 @@ func TestMigrationCreatesTheDesignSchema(t *testing.T) {
 	}
 	if got := joined(query(t, e.url, "SELECT version::text, name FROM sandstone_migrations ORDER BY version")); got != "1|create the star schema and the load ledger\n"+
 		"2|record each loaded batch's identity in the load ledger\n3|record the source rows found deleted\n"+
-		"4|put the time first in the facts' version keys" {
+		"4|put the time first in the facts' version keys\n5|record the corrections of fact rows" {
 		t.Errorf("migrations: %s", got)
 	}
 	e.load(t) // a second run migrates nothing
