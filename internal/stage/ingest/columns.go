@@ -116,13 +116,8 @@ var captureCols = []column{
 
 // withCapture is t with the capture columns after its own: each row then
 // ends with its operation, commit LSN and commit time (see captureValues).
-func (t *sourceTable) withCapture(table totesys.Table) *sourceTable {
-	cols := append(slices.Clone(t.cols), captureCols...)
-	out, err := newSourceTable(table, cols, slog.New(slog.DiscardHandler))
-	if err != nil { // t's columns passed already, and the capture columns are fixed
-		panic(err)
-	}
-	return out
+func (t *sourceTable) withCapture(table totesys.Table) (*sourceTable, error) {
+	return newSourceTable(table, append(slices.Clone(t.cols), captureCols...), slog.New(slog.DiscardHandler))
 }
 
 // captureValues are a row's capture columns in PostgreSQL's binary form.

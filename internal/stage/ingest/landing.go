@@ -132,7 +132,10 @@ func (l *landing) level() slog.Level {
 // error.
 func (l *landing) write(ctx context.Context, table totesys.Table, src *sourceTable, rows rowStream, expected int64) (*tableWriter, error) {
 	if l.stamp != nil {
-		src = src.withCapture(table)
+		var err error
+		if src, err = src.withCapture(table); err != nil {
+			return &tableWriter{table: table.Name}, err
+		}
 	}
 	s := l.sink(ctx, table.Name, src, expected)
 	for rows.Next() {

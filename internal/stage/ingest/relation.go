@@ -69,8 +69,8 @@ func newRelation(ctx context.Context, q querier, m *pglogrepl.RelationMessage, l
 	if err != nil {
 		return nil, err
 	}
-	r.src = src.withCapture(table)
-	return r, nil
+	r.src, err = src.withCapture(table)
+	return r, err
 }
 
 // columnOfType is a column of the type the stream names, read as the
