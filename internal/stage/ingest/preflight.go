@@ -355,7 +355,7 @@ func checkSlot(ctx context.Context, conn *pgx.Conn, name string, replacing bool,
 	var pid *int32
 	var restart, confirmed, database, plugin, status *string
 	var here bool
-	err := conn.QueryRow(ctx, `SELECT database, database = current_database(), plugin, slot_type, active, active_pid,
+	err := conn.QueryRow(ctx, `SELECT database, coalesce(database = current_database(), false), plugin, slot_type, active, active_pid,
 		restart_lsn::text, confirmed_flush_lsn::text, wal_status FROM pg_replication_slots WHERE slot_name = $1`, name).
 		Scan(&database, &here, &plugin, &s.SlotType, &s.Active, &pid, &restart, &confirmed, &status)
 	if errors.Is(err, pgx.ErrNoRows) {

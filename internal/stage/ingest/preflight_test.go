@@ -296,3 +296,18 @@ func TestCaptureOptions(t *testing.T) {
 		}
 	}
 }
+
+// TestPreflightForeignSlot: a slot of the name that is physical, or a
+// logical one of another database, is not this pipeline's.
+func TestPreflightForeignSlot(t *testing.T) {
+	url, slot := captureSource(t, pgtest.NewDatabase(t))
+	pgtest.Exec(t, url, `SELECT pg_create_physical_replication_slot($1)`, slot)
+	_, err := runPreflight(t, url, slot)
+	wantNotReady(t, err, errkind.CaptureNotReady, "is a physical slot", "--slot (SANDSTONE_SLOT)", "1 to do")
+	dropSlot(t, url, slot)
+
+	other := pgtest.NewDatabase(t)
+	pgtest.Exec(t, other, `SELECT pg_create_logical_replication_slot($1, 'pgoutput')`, slot)
+	_, err = runPreflight(t, url, slot)
+	wantNotReady(t, err, errkind.CaptureNotReady, "belongs to the database t", "not this one", "1 to do")
+}
