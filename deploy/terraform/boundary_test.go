@@ -99,7 +99,9 @@ func checkDeployBoundary(m *module) problems {
 	// grant the deploy role their values).
 	secret := "arn:aws:secretsmanager:eu-west-2:1:secret:sandstone/source-db-AbCdEf"
 	for _, s := range stmts {
-		if s.effect == "Allow" && slices.ContainsFunc(s.actions, func(a string) bool { return glob(a, "secretsmanager:PutResourcePolicy") || glob(a, "secretsmanager:GetSecretValue") }) {
+		if s.effect == "Allow" && slices.ContainsFunc(s.actions, func(a string) bool {
+			return glob(a, "secretsmanager:PutResourcePolicy") || glob(a, "secretsmanager:GetSecretValue")
+		}) {
 			p.add("deploy role: allows %v on the secrets; it may make them, never read or grant their values", s.actions)
 		}
 	}

@@ -962,13 +962,13 @@ func TestPlanRoleReadsNoData(t *testing.T) {
 		t.Error(x)
 	}
 	for name, c := range map[string]struct{ old, new, want string }{
-		"objects readable":    {`not_resources = \[[^\]]*\]`, `not_resources = ["${aws_s3_bucket.state.arn}/*", "arn:aws:s3:::*"]`, "reads every object in the account"},
-		"log lines readable":  {`      "logs:GetLogEvents",\n`, ``, "logs:GetLogEvents is not denied"},
-		"no narrowing at all": {`policy = data.aws_iam_policy_document.plan_no_data.json`, `policy = data.aws_iam_policy_document.state.json`, "reads every object in the account"},
-		"read-only access back": {`resource "aws_iam_role_policy" "plan_read" \{`, "resource \"aws_iam_role_policy_attachment\" \"plan_read_only\" {\n  role       = aws_iam_role.plan.name\n  policy_arn = \"arn:aws:iam::aws:policy/ReadOnlyAccess\"\n}\n\nresource \"aws_iam_role_policy\" \"plan_read\" {", "managed policy arn:aws:iam::aws:policy/ReadOnlyAccess attached"},
+		"objects readable":           {`not_resources = \[[^\]]*\]`, `not_resources = ["${aws_s3_bucket.state.arn}/*", "arn:aws:s3:::*"]`, "reads every object in the account"},
+		"log lines readable":         {`      "logs:GetLogEvents",\n`, ``, "logs:GetLogEvents is not denied"},
+		"no narrowing at all":        {`policy = data.aws_iam_policy_document.plan_no_data.json`, `policy = data.aws_iam_policy_document.state.json`, "reads every object in the account"},
+		"read-only access back":      {`resource "aws_iam_role_policy" "plan_read" \{`, "resource \"aws_iam_role_policy_attachment\" \"plan_read_only\" {\n  role       = aws_iam_role.plan.name\n  policy_arn = \"arn:aws:iam::aws:policy/ReadOnlyAccess\"\n}\n\nresource \"aws_iam_role_policy\" \"plan_read\" {", "managed policy arn:aws:iam::aws:policy/ReadOnlyAccess attached"},
 		"objects through a wildcard": {`"s3:GetBucket\*", `, `"s3:Get*", `, "allows s3:Get*, which is not a read of configuration"},
-		"a write": {`"lambda:GetFunction", `, `"lambda:UpdateFunctionCode", `, "allows lambda:UpdateFunctionCode"},
-		"a read missing": {`"scheduler:GetSchedule", `, ``, "does not allow scheduler:GetSchedule"},
+		"a write":                    {`"lambda:GetFunction", `, `"lambda:UpdateFunctionCode", `, "allows lambda:UpdateFunctionCode"},
+		"a read missing":             {`"scheduler:GetSchedule", `, ``, "does not allow scheduler:GetSchedule"},
 	} {
 		broken := map[string][]byte{}
 		for k, v := range files {
