@@ -249,7 +249,7 @@ variable "vpc_security_group_ids" {
 variable "vpc_id" {
   description = "The VPC of vpc_subnet_ids; needed only for the endpoints below (create_s3_endpoint, create_secretsmanager_endpoint)."
   type        = string
-  default     = null
+  default     = ""
 }
 
 variable "create_s3_endpoint" {
@@ -258,7 +258,7 @@ variable "create_s3_endpoint" {
   default     = false
 
   validation {
-    condition     = !var.create_s3_endpoint || (var.vpc_id != null && length(var.s3_endpoint_route_table_ids) > 0)
+    condition     = !var.create_s3_endpoint || (var.vpc_id != "" && length(var.s3_endpoint_route_table_ids) > 0)
     error_message = "create_s3_endpoint needs vpc_id and s3_endpoint_route_table_ids."
   }
 }
@@ -275,7 +275,7 @@ variable "create_secretsmanager_endpoint" {
   default     = false
 
   validation {
-    condition     = !var.create_secretsmanager_endpoint || (var.vpc_id != null && length(var.vpc_subnet_ids) > 0)
+    condition     = !var.create_secretsmanager_endpoint || (var.vpc_id != "" && length(var.vpc_subnet_ids) > 0)
     error_message = "create_secretsmanager_endpoint needs vpc_id and vpc_subnet_ids."
   }
 }
