@@ -598,7 +598,7 @@ func checkRole(m *module, f *lambdaFn, dlq string, p *problems) {
 				continue
 			}
 			for _, res := range s.resources {
-				if res == "*" && !(inVPC && slices.Contains(eniActions, act)) {
+				if res == "*" && (!inVPC || !slices.Contains(eniActions, act)) {
 					p.add("%s (%s): %s on resource \"*\"", role.addr, f.stage, act)
 					continue
 				}

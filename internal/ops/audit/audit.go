@@ -243,14 +243,18 @@ func landedAll(ctx context.Context, b *lake.Bucket, objs []lake.Object, table to
 	g.SetLimit(readers)
 	for _, obj := range objs {
 		g.Go(func() error {
-			var versions [][2]int64
-			if err := landed(gctx, b, obj, table, func(id int32, us int64) { versions = append(versions, [2]int64{int64(id), us}) }); err != nil {
+			type version struct {
+				id int32
+				us int64
+			}
+			var versions []version
+			if err := landed(gctx, b, obj, table, func(id int32, us int64) { versions = append(versions, version{id, us}) }); err != nil {
 				return err
 			}
 			mu.Lock()
 			defer mu.Unlock()
 			for _, v := range versions {
-				ids.setLanded(int32(v[0]), v[1])
+				ids.setLanded(v.id, v.us)
 			}
 			total += int64(len(versions))
 			return nil
