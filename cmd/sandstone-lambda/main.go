@@ -9,20 +9,35 @@ package main
 
 import (
 	"context"
-	"fmt"
+	"encoding/json"
+	"io"
 	"os"
 
 	"github.com/aws/aws-lambda-go/lambda"
 
 	"github.com/sandstone-data/sandstone/internal/base/config"
+	"github.com/sandstone-data/sandstone/internal/base/errkind"
 	"github.com/sandstone-data/sandstone/internal/ops/lambdafn"
 )
 
 func main() {
 	h, err := lambdafn.FromEnv(context.Background(), os.Stdout)
 	if err != nil {
-		fmt.Fprintf(os.Stdout, "{\"level\":\"ERROR\",\"msg\":\"sandstone-lambda cannot start\",\"error_kind\":\"config_invalid\",\"error\":%q}\n", config.Redact(err.Error()))
+		cannotStart(os.Stdout, err)
 		os.Exit(1)
 	}
 	lambda.Start(h.Handle)
+}
+
+// cannotStart writes the one ERROR line of a function that cannot start
+// (its configuration is invalid), as JSON the error metric filter reads:
+// the JSON encoder escapes what a Go %q would write in ways JSON has not
+// (\x01, \v), which would keep the filter from matching.
+func cannotStart(w io.Writer, err error) {
+	_ = json.NewEncoder(w).Encode(struct {
+		Level     string       `json:"level"`
+		Msg       string       `json:"msg"`
+		ErrorKind errkind.Kind `json:"error_kind"`
+		Error     string       `json:"error"`
+	}{"ERROR", "sandstone-lambda cannot start", errkind.ConfigInvalid, config.Redact(err.Error())})
 }

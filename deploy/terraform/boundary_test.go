@@ -95,6 +95,28 @@ func checkDeployBoundary(m *module) problems {
 			p.add("deploy role: %s on the boundary policy is not denied", a)
 		}
 	}
+	// The secrets: made, never read nor granted (a resource policy could
+	// grant the deploy role their values).
+	secret := "arn:aws:secretsmanager:eu-west-2:1:secret:sandstone/source-db-AbCdEf"
+	for _, s := range stmts {
+		if s.effect == "Allow" && slices.ContainsFunc(s.actions, func(a string) bool {
+			return glob(a, "secretsmanager:PutResourcePolicy") || glob(a, "secretsmanager:GetSecretValue")
+		}) {
+			p.add("deploy role: allows %v on the secrets; it may make them, never read or grant their values", s.actions)
+		}
+	}
+	if !denied("secretsmanager:GetSecretValue", secret, nil) {
+		p.add("deploy role: secretsmanager:GetSecretValue is not denied outright")
+	}
+	// Functions in a VPC: Lambda checks that their creator may describe
+	// the network.
+	for _, a := range []string{"ec2:DescribeSecurityGroups", "ec2:DescribeSubnets", "ec2:DescribeVpcs"} {
+		if !slices.ContainsFunc(stmts, func(s statement) bool {
+			return s.effect == "Allow" && slices.Contains(s.actions, a) && slices.Contains(s.resources, "*")
+		}) {
+			p.add("deploy role: does not allow %s, which creating a function in a VPC needs", a)
+		}
+	}
 	for _, own := range []string{deployRoleARN, planRoleARN} {
 		for _, a := range []string{"iam:PutRolePolicy", "iam:AttachRolePolicy", "iam:UpdateAssumeRolePolicy", "iam:DeleteRolePermissionsBoundary"} {
 			if !denied(a, own, nil) {
@@ -134,6 +156,9 @@ func TestDeployRoleBoundary(t *testing.T) {
 		{"boundary policy editable", `resources = \[aws_iam_policy.pipeline_boundary.arn\]`, `resources = ["x"]`, "on the boundary policy is not denied"},
 		{"own role editable", `local.github_roles,`, ``, "on " + deployRoleARN + " is not denied"},
 		{"pass to any service", `variable = "iam:PassedToService"`, `variable = "aws:RequestedRegion"`, "iam:PassRole to any service"},
+		{"secret policies writable", `"secretsmanager:GetResourcePolicy",\n`, "\"secretsmanager:GetResourcePolicy\", \"secretsmanager:PutResourcePolicy\",\n", "allows [secretsmanager:CreateSecret"},
+		{"secret values readable", `actions   = \["secretsmanager:GetSecretValue", `, `actions   = [`, "secretsmanager:GetSecretValue is not denied outright"},
+		{"no VPC functions", `actions   = \["ec2:DescribeSecurityGroups", `, `actions   = [`, "does not allow ec2:DescribeSecurityGroups"},
 	}
 	for _, c := range cases {
 		f := map[string][]byte{}

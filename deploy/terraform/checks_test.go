@@ -131,6 +131,8 @@ type alarm struct {
 	// queries are its metric_query blocks (metric math), if any.
 	queries      []metricQuery
 	treatMissing string
+	// insufficient are its insufficient_data_actions.
+	insufficient []string
 	// window is period × evaluation_periods in seconds, datapoints the
 	// datapoints_to_alarm (evaluation_periods when unset).
 	window, evaluations, datapoints float64
@@ -174,6 +176,7 @@ func check(m *module) problems {
 		checkRole(m, f, dlq, &p)
 		checkLambdaAlarms(f, alarms, &p)
 	}
+	checkVPC(m, fns, &p)
 	checkNotifications(m, fns, &p)
 	checkSchedule(m, fns, &p)
 	checkHeartbeats(m, fns, alarms, &p)
@@ -246,8 +249,12 @@ func checkFunctions(m *module, p *problems) map[string]*lambdaFn {
 		if got := n.strs("architectures"); !slices.Equal(got, []string{"arm64"}) {
 			p.add("%s: architectures %v, want [arm64]", n.addr, got)
 		}
-		if got, _ := n.num("reserved_concurrent_executions"); got != 1 {
-			p.add("%s: reserved_concurrent_executions %v, want 1 (one run per stage at a time)", n.addr, got)
+		got, reserved := n.num("reserved_concurrent_executions")
+		switch want, wanted := reservedConcurrency(m, stage); {
+		case wanted && got != want:
+			p.add("%s: reserved_concurrent_executions %v, want %v (reserved_concurrency)", n.addr, got, want)
+		case !wanted && reserved:
+			p.add("%s: reserved_concurrent_executions %v, but reserved_concurrency leaves %s unreserved (each reservation counts against the account's quota)", n.addr, got, stage)
 		}
 		var ok bool
 		if f.timeout, ok = n.num("timeout"); !ok || f.timeout <= 0 || f.timeout > 900 {
@@ -291,6 +298,77 @@ func checkFunctions(m *module, p *problems) map[string]*lambdaFn {
 		p.add("%s: %s = %q, but ingest's is %q: the audit would call pending rows missing, or miss some", au.node.addr, envLookback, au.env[envLookback], in.env[envLookback])
 	}
 	return fns
+}
+
+// reservedConcurrency is what variable reserved_concurrency reserves for
+// stage, and whether it reserves any.
+func reservedConcurrency(m *module, stage string) (float64, bool) {
+	v := m.variables["reserved_concurrency"]
+	if v == nil || v.value.IsNull() || !v.value.CanIterateElements() {
+		return 0, false
+	}
+	e, ok := v.value.AsValueMap()[stage]
+	if !ok {
+		return 0, false
+	}
+	return asNumber(e)
+}
+
+// vpcConfig is the function's vpc_config (written out or as a dynamic
+// block): its subnets and security groups, and whether it has one.
+func vpcConfig(n *node) (subnets, groups []string, ok bool) {
+	body := dynblock.Expand(n.body, n.ctx)
+	content, _, diags := body.PartialContent(&hcl.BodySchema{Blocks: []hcl.BlockHeaderSchema{{Type: "vpc_config"}}})
+	for _, b := range content.Blocks {
+		c, _, d := b.Body.PartialContent(&hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name: "subnet_ids"}, {Name: "security_group_ids"}}})
+		diags = append(diags, d...)
+		for name, out := range map[string]*[]string{"subnet_ids": &subnets, "security_group_ids": &groups} {
+			if a, found := c.Attributes[name]; found {
+				v, d := a.Expr.Value(n.ctx)
+				diags = append(diags, d...)
+				*out = asStrings(v)
+			}
+		}
+		ok = true
+	}
+	if diags.HasErrors() {
+		*n.errs = append(*n.errs, fmt.Sprintf("%s: vpc_config: %s", n.addr, diags.Error()))
+	}
+	return subnets, groups, ok
+}
+
+// eniActions are what Lambda does with the role of a function in a VPC
+// (AWSLambdaVPCAccessExecutionRole): EC2 authorizes them on "*" only.
+var eniActions = []string{
+	"ec2:CreateNetworkInterface", "ec2:DescribeNetworkInterfaces", "ec2:DescribeSubnets",
+	"ec2:DeleteNetworkInterface", "ec2:AssignPrivateIpAddresses", "ec2:UnassignPrivateIpAddresses",
+}
+
+// dbStages are the stages that reach a database: with vpc_subnet_ids they
+// run in the VPC; transform never does.
+var dbStages = []string{"ingest", "load", "audit"}
+
+// checkVPC: with vpc_subnet_ids, each function that reaches a database runs
+// in those subnets with vpc_security_group_ids, transform outside; without,
+// none runs in a VPC.
+func checkVPC(m *module, fns map[string]*lambdaFn, p *problems) {
+	var subnets, groups []string
+	if v := m.variables["vpc_subnet_ids"]; v != nil {
+		subnets = asStrings(v.value)
+	}
+	if v := m.variables["vpc_security_group_ids"]; v != nil {
+		groups = asStrings(v.value)
+	}
+	for _, stage := range sortedStages(fns) {
+		f := fns[stage]
+		s, g, in := vpcConfig(f.node)
+		switch {
+		case len(subnets) > 0 && slices.Contains(dbStages, stage) && (!in || !slices.Equal(s, subnets) || !slices.Equal(g, groups)):
+			p.add("%s: vpc_config %v %v, want subnets %v and security groups %v (vpc_subnet_ids): it reaches a database", f.node.addr, s, g, subnets, groups)
+		case (len(subnets) == 0 || !slices.Contains(dbStages, stage)) && in:
+			p.add("%s: in a VPC, but it reaches no database or vpc_subnet_ids is empty", f.node.addr)
+		}
+	}
 }
 
 // logGroupOf is the log group the function writes to.
@@ -395,6 +473,9 @@ func checkDeadLetter(m *module, f *lambdaFn, alarms []*alarm, p *problems) strin
 		if !f.named(c.str("function_name")) {
 			continue
 		}
+		if _, ok := c.num("maximum_retry_attempts"); !ok {
+			p.add("%s: maximum_retry_attempts is not set: Lambda retries a failed event twice by default", c.addr)
+		}
 		dest := c.block("destination_config").block("on_failure").str("destination")
 		for _, q := range m.instances("aws_sqs_queue") {
 			if dest != q.ref("arn") {
@@ -490,6 +571,12 @@ func checkRole(m *module, f *lambdaFn, dlq string, p *problems) {
 	if dlq != "" {
 		grants = append(grants, grant{"sqs:SendMessage", "the dead-letter queue", exact(dlq), true})
 	}
+	_, _, inVPC := vpcConfig(f.node)
+	if inVPC {
+		for _, act := range eniActions {
+			grants = append(grants, grant{act, "its network interfaces (in a VPC)", exact("*"), true})
+		}
+	}
 
 	stmts := rolePolicies(m, role, p)
 	have := map[int]bool{}
@@ -511,7 +598,7 @@ func checkRole(m *module, f *lambdaFn, dlq string, p *problems) {
 				continue
 			}
 			for _, res := range s.resources {
-				if res == "*" {
+				if res == "*" && (!inVPC || !slices.Contains(eniActions, act)) {
 					p.add("%s (%s): %s on resource \"*\"", role.addr, f.stage, act)
 					continue
 				}
@@ -678,7 +765,8 @@ func alarmsOf(m *module) []*alarm {
 		t, _ := n.num("threshold")
 		a := &alarm{node: n, name: n.str("alarm_name"), namespace: n.str("namespace"), metric: n.str("metric_name"),
 			dims: n.strMap("dimensions"), threshold: t, comparison: n.str("comparison_operator"),
-			description: n.str("alarm_description"), actions: n.strs("alarm_actions"), treatMissing: n.str("treat_missing_data")}
+			description: n.str("alarm_description"), actions: n.strs("alarm_actions"), treatMissing: n.str("treat_missing_data"),
+			insufficient: n.strs("insufficient_data_actions")}
 		period, _ := n.num("period")
 		evals, _ := n.num("evaluation_periods")
 		a.window, a.evaluations, a.datapoints = period*evals, evals, evals
@@ -799,6 +887,13 @@ func checkSchedule(m *module, fns map[string]*lambdaFn, p *problems) {
 		case f.stage != "audit" && expr != pipelineSchedule(m):
 			p.add("%s: runs on %q, not on the pipeline's schedule_expression %q", s.addr, expr, pipelineSchedule(m))
 		}
+		state := s.str("state")
+		if state == "" {
+			state = "ENABLED" // the provider's default
+		}
+		if want := scheduleState(m); state != want {
+			p.add("%s: state %s, want %s: a schedule runs only once the secrets are set (secrets_set), or every tick fails on an empty secret", s.addr, state, want)
+		}
 		if in := t.str("input"); t.has("input") && !json.Valid([]byte(in)) {
 			p.add("%s: target input %q is not JSON", s.addr, in)
 		}
@@ -861,6 +956,15 @@ func checkSchedule(m *module, fns map[string]*lambdaFn, p *problems) {
 	}
 }
 
+// scheduleState is what state the schedules must have: DISABLED until
+// variable secrets_set says the secrets hold their values.
+func scheduleState(m *module) string {
+	if v := m.variables["secrets_set"]; v != nil && v.value.Type() == cty.Bool && v.value.True() {
+		return "ENABLED"
+	}
+	return "DISABLED"
+}
+
 // pipelineSchedule is schedule_expression's value.
 func pipelineSchedule(m *module) string {
 	if v := m.variables["schedule_expression"]; v != nil {
@@ -883,9 +987,31 @@ func pipelineInterval(m *module) float64 {
 	return 0
 }
 
+// quietUntilFirstRun reports whether a heartbeat alarm keeps quiet until
+// its metric first has data, and fires when the data stop: missing data is
+// missing (a new alarm stays in INSUFFICIENT_DATA, which sends nothing, and
+// goes back to it when every datapoint of its window is missing), and the
+// transition to INSUFFICIENT_DATA e-mails. Breaching would alarm from the
+// alarm's creation, before any run was due.
+func quietUntilFirstRun(m *module, a *alarm) bool {
+	return a.treatMissing == "missing" && slices.ContainsFunc(a.insufficient, func(t string) bool { return slices.Contains(emailTopics(m), t) })
+}
+
+// emailTopics are the SNS topics with an e-mail subscription.
+func emailTopics(m *module) []string {
+	var topics []string
+	for _, s := range m.instances("aws_sns_topic_subscription") {
+		if s.str("protocol") == "email" && s.str("endpoint") != "" {
+			topics = append(topics, s.str("topic_arn"))
+		}
+	}
+	return topics
+}
+
 // checkHeartbeats: every stage the schedule starts has an alarm on its
-// invocations (AWS/Lambda Invocations < 1) that treats no data as breaching
-// and fires only when every period of its window had none; the window
+// invocations (AWS/Lambda Invocations < 1) that keeps quiet until the
+// first invocation (quietUntilFirstRun) and fires only when every period
+// of its window had none; the window
 // follows the schedule: at least two ticks (a late tick is not an alarm)
 // and at most four, in periods CloudWatch accepts.
 func checkHeartbeats(m *module, fns map[string]*lambdaFn, alarms []*alarm, p *problems) {
@@ -913,8 +1039,8 @@ func checkHeartbeats(m *module, fns map[string]*lambdaFn, alarms []*alarm, p *pr
 		switch {
 		case hb.comparison != "LessThanThreshold" || hb.threshold != 1:
 			p.add("%s: the heartbeat must fire below 1 invocation, not %s %v", hb.node.addr, hb.comparison, hb.threshold)
-		case hb.treatMissing != "breaching":
-			p.add("%s: the heartbeat must treat missing data (no invocation) as breaching", hb.node.addr)
+		case !quietUntilFirstRun(m, hb):
+			p.add("%s: the heartbeat must treat missing data as missing and e-mail on INSUFFICIENT_DATA (quiet until the first invocation, firing when invocations stop)", hb.node.addr)
 		case hb.datapoints != hb.evaluations:
 			p.add("%s: the heartbeat fires on %v of %v periods without an invocation; want all of them", hb.node.addr, hb.datapoints, hb.evaluations)
 		case hb.window < 2*interval || hb.window > 4*interval:
@@ -1125,8 +1251,8 @@ func checkAudit(m *module, fns map[string]*lambdaFn, alarms []*alarm, p *problem
 	switch {
 	case stale.comparison != "LessThanThreshold" || stale.threshold != 1:
 		p.add("%s: the staleness alarm must fire below 1 successful audit, not %s %v", stale.node.addr, stale.comparison, stale.threshold)
-	case stale.treatMissing != "breaching":
-		p.add("%s: the staleness alarm must treat missing data (no audit) as breaching", stale.node.addr)
+	case !quietUntilFirstRun(m, stale):
+		p.add("%s: the staleness alarm must treat missing data as missing and e-mail on INSUFFICIENT_DATA (quiet until the first audit, firing when audits stop)", stale.node.addr)
 	case stale.window < interval+3600 || stale.window > 7*86400:
 		p.add("%s: the staleness alarm looks at %v s; the schedule %s runs every %v s (want more, and at most 7 days)", stale.node.addr, stale.window, expr, interval)
 	case stale.datapoints != stale.evaluations:
@@ -1193,12 +1319,7 @@ func checkBuckets(m *module, fns map[string]*lambdaFn, p *problems) {
 
 // checkAlarmActions: every alarm e-mails through an SNS topic.
 func checkAlarmActions(m *module, alarms []*alarm, p *problems) {
-	var topics []string
-	for _, s := range m.instances("aws_sns_topic_subscription") {
-		if s.str("protocol") == "email" && s.str("endpoint") != "" {
-			topics = append(topics, s.str("topic_arn"))
-		}
-	}
+	topics := emailTopics(m)
 	if len(topics) == 0 {
 		p.add("no SNS topic has an e-mail subscription")
 		return

@@ -11,6 +11,10 @@ resource "aws_scheduler_schedule" "ingest" {
     mode = "OFF"
   }
 
+  # DISABLED until the secrets are set (secrets_set), so that a first
+  # deploy does not fail every tick on an empty secret.
+  state = local.schedule_state
+
   target {
     arn      = aws_lambda_function.stage["ingest"].arn
     role_arn = aws_iam_role.scheduler.arn
@@ -39,6 +43,10 @@ resource "aws_scheduler_schedule" "audit" {
   flexible_time_window {
     mode = "OFF"
   }
+
+  # DISABLED until the secrets are set (secrets_set), so that a first
+  # deploy does not fail every tick on an empty secret.
+  state = local.schedule_state
 
   target {
     arn      = aws_lambda_function.stage["audit"].arn
@@ -69,6 +77,10 @@ resource "aws_scheduler_schedule" "sweep" {
   flexible_time_window {
     mode = "OFF"
   }
+
+  # DISABLED until the secrets are set (secrets_set), so that a first
+  # deploy does not fail every tick on an empty secret.
+  state = local.schedule_state
 
   target {
     arn      = aws_lambda_function.stage[each.key].arn

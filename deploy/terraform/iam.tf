@@ -42,6 +42,8 @@ locals {
 
 # ingest: totesys (through the source secret) -> ingestion bucket.
 data "aws_iam_policy_document" "ingest" {
+  source_policy_documents = contains(local.vpc_stages, "ingest") ? [data.aws_iam_policy_document.vpc_access.json] : []
+
   statement {
     sid       = "ListIngestion"
     actions   = ["s3:ListBucket"]
@@ -106,6 +108,8 @@ data "aws_iam_policy_document" "transform" {
 # load: processed bucket -> warehouse (through the warehouse secret). Load
 # keeps its progress in the warehouse, so it writes no object.
 data "aws_iam_policy_document" "load" {
+  source_policy_documents = contains(local.vpc_stages, "load") ? [data.aws_iam_policy_document.vpc_access.json] : []
+
   statement {
     sid       = "ListProcessed"
     actions   = ["s3:ListBucket"]
@@ -141,6 +145,7 @@ data "aws_iam_policy_document" "audit" {
   source_policy_documents = concat(
     var.audit_repair ? [data.aws_iam_policy_document.audit_repair.json] : [],
     var.audit_warehouse_check ? [data.aws_iam_policy_document.audit_warehouse.json] : [],
+    contains(local.vpc_stages, "audit") ? [data.aws_iam_policy_document.vpc_access.json] : [],
   )
 
   statement {
@@ -172,6 +177,19 @@ data "aws_iam_policy_document" "audit" {
     sid       = "RecordFailedInvocations"
     actions   = ["sqs:SendMessage"]
     resources = [aws_sqs_queue.dlq.arn]
+  }
+}
+
+# vpc_access: in a VPC, Lambda creates and deletes the function's network
+# interfaces with its execution role (as AWSLambdaVPCAccessExecutionRole
+# grants). EC2 authorizes Describe on "*" only, and Lambda checks Create
+# against "*" when the function is created, so these name no resource.
+#tfsec:ignore:aws-iam-no-policy-wildcards EC2 takes "*" for these network-interface calls (Describe has no resource type); only functions in a VPC get them, and the boundary allows nothing else of EC2.
+data "aws_iam_policy_document" "vpc_access" {
+  statement {
+    sid       = "ManageNetworkInterfacesInTheVpc"
+    actions   = local.eni_actions
+    resources = ["*"]
   }
 }
 

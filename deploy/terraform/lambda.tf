@@ -24,9 +24,21 @@ resource "aws_lambda_function" "stage" {
   memory_size      = local.lambda_memory_mb[each.key]
   timeout          = local.lambda_timeout_seconds[each.key]
 
-  # One run per stage at a time: stages serialize on their buckets anyway,
-  # and a second concurrent run would only wait for the first.
-  reserved_concurrent_executions = 1
+  # Stages serialize on their buckets, so a second concurrent run only
+  # waits for the first; ingest keeps one reserved slot by default (its
+  # capture runs alone), the others draw on the account's pool unless
+  # reserved_concurrency says otherwise (null is unreserved).
+  reserved_concurrent_executions = local.reserved_concurrency[each.key]
+
+  # In a VPC (vpc_subnet_ids), for the stages that reach a database; the
+  # role's ENI permissions (iam.tf) let Lambda make the interfaces.
+  dynamic "vpc_config" {
+    for_each = contains(local.vpc_stages, each.key) ? [each.key] : []
+    content {
+      subnet_ids         = var.vpc_subnet_ids
+      security_group_ids = var.vpc_security_group_ids
+    }
+  }
 
   environment {
     variables = each.value.environment

@@ -96,8 +96,26 @@ locals {
 
   # Every role lives under /NAME_PREFIX/ and carries the permissions
   # boundary the bootstrap made: the deploy role may create no other.
+  # Without the bootstrap (permissions_boundary = false), roles carry none.
   role_path                = "/${var.name_prefix}/"
-  permissions_boundary_arn = "arn:aws:iam::${local.account_id}:policy/${var.name_prefix}-pipeline-boundary"
+  permissions_boundary_arn = var.permissions_boundary ? "arn:aws:iam::${local.account_id}:policy/${var.name_prefix}-pipeline-boundary" : null
+
+  # Reserved concurrency by stage; null is unreserved (reserved_concurrency).
+  reserved_concurrency = { for s in keys(local.stages) : s => try(var.reserved_concurrency[s], null) }
+
+  # VPC placement: with vpc_subnet_ids, the functions that reach a database
+  # run in those subnets (to reach private RDS); transform, which reaches
+  # only S3, stays outside.
+  vpc_stages = length(var.vpc_subnet_ids) > 0 ? ["ingest", "load", "audit"] : []
+
+  # The schedules run only once the secrets hold their values (secrets_set).
+  schedule_state = var.secrets_set ? "ENABLED" : "DISABLED"
+
+  # What Lambda does with a VPC function's role: its network interfaces.
+  eni_actions = [
+    "ec2:CreateNetworkInterface", "ec2:DescribeNetworkInterfaces", "ec2:DescribeSubnets",
+    "ec2:DeleteNetworkInterface", "ec2:AssignPrivateIpAddresses", "ec2:UnassignPrivateIpAddresses",
+  ]
 
   # Manifests: the notifications fire on these keys only.
   manifest_prefix = "manifests/"

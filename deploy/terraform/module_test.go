@@ -532,7 +532,20 @@ func functions() map[string]function.Function {
 			return convert.Convert(args[0], cty.Set(cty.String))
 		},
 	})
+	allTrue := function.New(&function.Spec{
+		Params: []function.Parameter{{Name: "list", Type: cty.List(cty.Bool)}},
+		Type:   function.StaticReturnType(cty.Bool),
+		Impl: func(args []cty.Value, _ cty.Type) (cty.Value, error) {
+			for _, v := range args[0].AsValueSlice() {
+				if v.IsNull() || !v.True() {
+					return cty.False, nil
+				}
+			}
+			return cty.True, nil
+		},
+	})
 	return map[string]function.Function{
+		"alltrue":          allTrue,
 		"can":              tryfunc.CanFunc,
 		"ceil":             stdlib.CeilFunc,
 		"concat":           stdlib.ConcatFunc,

@@ -83,13 +83,14 @@ resource "aws_cloudwatch_metric_alarm" "duration" {
   ok_actions          = [aws_sns_topic.alarms.arn]
 }
 
-# With one reserved slot, an event that arrives while a run is going is
-# throttled and retried by Lambda: harmless once, a problem if it lasts.
+# With a reserved slot (or an account at its concurrency limit), an event
+# that arrives while a run is going is throttled and retried by Lambda:
+# harmless once, a problem if it lasts.
 resource "aws_cloudwatch_metric_alarm" "throttles" {
   for_each = local.stages
 
   alarm_name          = "${local.function_names[each.key]}-throttled"
-  alarm_description   = "${local.function_names[each.key]} was throttled in each of the last 15 minutes: a run holds its single slot for long, or events pile up. Check its duration and the account's Lambda concurrency."
+  alarm_description   = "${local.function_names[each.key]} was throttled in each of the last 15 minutes: a run holds its reserved slot for long, events pile up, or the account is at its concurrency limit. Check its duration, reserved_concurrency and the account's Lambda concurrency."
   namespace           = "AWS/Lambda"
   metric_name         = "Throttles"
   dimensions          = { FunctionName = aws_lambda_function.stage[each.key].function_name }
@@ -108,11 +109,20 @@ resource "aws_cloudwatch_metric_alarm" "throttles" {
 # tick (events.tf), data or not, so a stage that is not invoked for three
 # ticks in a row has stopped: its schedule is disabled or failing, or the
 # function is gone. The period follows schedule_expression (main.tf).
+#
+# Quiet until the first run: Invocations has no datapoint at all when a
+# function is not invoked, and missing data counts as missing (not as
+# breaching). A new alarm starts in INSUFFICIENT_DATA, which sends nothing;
+# the first invocation moves it to OK; three ticks without one move it back
+# to INSUFFICIENT_DATA, and that transition sends the e-mail
+# (insufficient_data_actions). So neither a fresh deploy with disabled
+# schedules nor the hours before the first tick alarm, and a stage that
+# stops afterwards does.
 resource "aws_cloudwatch_metric_alarm" "not_running" {
   for_each = local.ticked_stages
 
   alarm_name          = "${local.function_names[each.key]}-not-running"
-  alarm_description   = "${local.function_names[each.key]} was not invoked for ${local.stale_window_minutes} minutes, three ticks of ${var.schedule_expression}: the schedule ${local.schedule_names[each.key]} is disabled or failing (check its role ${aws_iam_role.scheduler.name}), or the function was removed."
+  alarm_description   = "${local.function_names[each.key]} was not invoked for ${local.stale_window_minutes} minutes, three ticks of ${var.schedule_expression} (this alarm fires as INSUFFICIENT_DATA): the schedule ${local.schedule_names[each.key]} is disabled or failing (check its role ${aws_iam_role.scheduler.name}), or the function was removed."
   namespace           = "AWS/Lambda"
   metric_name         = "Invocations"
   dimensions          = { FunctionName = aws_lambda_function.stage[each.key].function_name }
@@ -122,9 +132,11 @@ resource "aws_cloudwatch_metric_alarm" "not_running" {
   datapoints_to_alarm = local.stale_periods
   comparison_operator = "LessThanThreshold"
   threshold           = 1
-  treat_missing_data  = "breaching"
+  treat_missing_data  = "missing"
   alarm_actions       = [aws_sns_topic.alarms.arn]
   ok_actions          = [aws_sns_topic.alarms.arn]
+  # The heartbeat's firing state (see above).
+  insufficient_data_actions = [aws_sns_topic.alarms.arn]
 }
 
 moved {
@@ -280,12 +292,15 @@ resource "aws_cloudwatch_metric_alarm" "audit_warehouse_drift" {
 }
 
 # The audit's heartbeat: no successful audit (EMF AuditSucceeded) for two
-# schedule intervals and an hour, whether it was not invoked or failed.
+# schedule intervals and an hour, whether it was not invoked or failed. As
+# the heartbeats above, it is quiet until the first successful audit and
+# fires by going back to INSUFFICIENT_DATA (a failing audit also has its
+# error alarms meanwhile).
 resource "aws_cloudwatch_metric_alarm" "audit_not_succeeding" {
   count = local.audit_scheduled ? 1 : 0
 
   alarm_name          = "${local.function_names["audit"]}-not-succeeding"
-  alarm_description   = "${local.function_names["audit"]} has not completed an audit for ${local.audit_stale_hours} hours (${local.emf_namespace}/AuditSucceeded, schedule ${aws_scheduler_schedule.audit[0].name} on ${var.audit_schedule_expression}): the schedule is disabled or failing (check its role), or every audit fails (see the function's error alarms and ${aws_cloudwatch_log_group.stage["audit"].name}), or it runs out of time (duration alarm). Drift goes unseen meanwhile."
+  alarm_description   = "${local.function_names["audit"]} has not completed an audit for ${local.audit_stale_hours} hours (this alarm fires as INSUFFICIENT_DATA) (${local.emf_namespace}/AuditSucceeded, schedule ${aws_scheduler_schedule.audit[0].name} on ${var.audit_schedule_expression}): the schedule is disabled or failing (check its role), or every audit fails (see the function's error alarms and ${aws_cloudwatch_log_group.stage["audit"].name}), or it runs out of time (duration alarm). Drift goes unseen meanwhile."
   namespace           = local.emf_namespace
   metric_name         = "AuditSucceeded"
   dimensions          = { Stage = "audit" }
@@ -295,7 +310,9 @@ resource "aws_cloudwatch_metric_alarm" "audit_not_succeeding" {
   datapoints_to_alarm = local.audit_stale_hours
   comparison_operator = "LessThanThreshold"
   threshold           = 1
-  treat_missing_data  = "breaching"
+  treat_missing_data  = "missing"
   alarm_actions       = [aws_sns_topic.alarms.arn]
   ok_actions          = [aws_sns_topic.alarms.arn]
+  # The heartbeat's firing state (see above).
+  insufficient_data_actions = [aws_sns_topic.alarms.arn]
 }

@@ -120,8 +120,12 @@ var mutations = []mutation{
 		[]string{`aws_scheduler_schedule.sweep["load"]: runs on "rate(1 day)", not on the pipeline's schedule_expression "rate(10 minutes)"`}},
 	{"no heartbeat for transform and load", "monitoring.tf", `for_each = local.ticked_stages`, `for_each = toset(["ingest"])`,
 		[]string{`aws_lambda_function.stage["transform"]: no alarm when it stops being invoked`, `aws_lambda_function.stage["load"]: no alarm when it stops being invoked`}},
-	{"heartbeat content without invocations", "monitoring.tf", `(resource "aws_cloudwatch_metric_alarm" "not_running" \{(?s:.*?))treat_missing_data  = "breaching"`, `${1}treat_missing_data  = "notBreaching"`,
-		[]string{"the heartbeat must treat missing data (no invocation) as breaching"}},
+	{"heartbeat content without invocations", "monitoring.tf", `(resource "aws_cloudwatch_metric_alarm" "not_running" \{(?s:.*?))treat_missing_data  = "missing"`, `${1}treat_missing_data  = "notBreaching"`,
+		[]string{"the heartbeat must treat missing data as missing and e-mail on INSUFFICIENT_DATA"}},
+	{"heartbeat alarming from creation", "monitoring.tf", `(resource "aws_cloudwatch_metric_alarm" "not_running" \{(?s:.*?))treat_missing_data  = "missing"`, `${1}treat_missing_data  = "breaching"`,
+		[]string{`aws_cloudwatch_metric_alarm.not_running["ingest"]: the heartbeat must treat missing data as missing`}},
+	{"heartbeat that never e-mails", "monitoring.tf", `(resource "aws_cloudwatch_metric_alarm" "not_running" \{(?s:.*?))insufficient_data_actions = \[aws_sns_topic.alarms.arn\]`, `${1}insufficient_data_actions = []`,
+		[]string{`aws_cloudwatch_metric_alarm.not_running["load"]: the heartbeat must treat missing data as missing and e-mail on INSUFFICIENT_DATA`}},
 	{"heartbeat with a fixed 30 minutes", "monitoring.tf", `period              = local.stale_period_seconds`, `period              = 900`,
 		[]string{"the heartbeat looks at 2700 s; the schedule rate(10 minutes) ticks every 600 s"}},
 	{"heartbeat on one empty period", "monitoring.tf", `datapoints_to_alarm = local.stale_periods`, `datapoints_to_alarm = 1`,
@@ -200,8 +204,20 @@ var mutations = []mutation{
 		[]string{`aws_lambda_function.stage["ingest"] shares its log group with aws_lambda_function.stage["load"]`}},
 	{"log group without retention", "lambda.tf", `retention_in_days = var.log_retention_days`, ``,
 		[]string{"no retention_in_days"}},
-	{"concurrency not reserved", "lambda.tf", `reserved_concurrent_executions = 1`, `reserved_concurrent_executions = 5`,
-		[]string{"reserved_concurrent_executions 5"}},
+	{"concurrency not reserved", "lambda.tf", `reserved_concurrent_executions = local.reserved_concurrency\[each.key\]`, `reserved_concurrent_executions = 5`,
+		[]string{`aws_lambda_function.stage["ingest"]: reserved_concurrent_executions 5, want 1 (reserved_concurrency)`}},
+	{"every function reserved", "lambda.tf", `reserved_concurrent_executions = local.reserved_concurrency\[each.key\]`, `reserved_concurrent_executions = 1`,
+		[]string{`aws_lambda_function.stage["load"]: reserved_concurrent_executions 1, but reserved_concurrency leaves load unreserved`}},
+	{"schedule enabled before the secrets", "events.tf", `(resource "aws_scheduler_schedule" "ingest" \{(?s:.*?))state = local.schedule_state\n`, `${1}`,
+		[]string{"aws_scheduler_schedule.ingest: state ENABLED, want DISABLED"}},
+	{"audit schedule enabled before the secrets", "events.tf", `(resource "aws_scheduler_schedule" "audit" \{(?s:.*?))state = local.schedule_state`, `${1}state = "ENABLED"`,
+		[]string{"aws_scheduler_schedule.audit[0]: state ENABLED, want DISABLED"}},
+	{"async retries at Lambda's default", "lambda.tf", `maximum_retry_attempts       = var.async_retry_attempts\n`, ``,
+		[]string{"maximum_retry_attempts is not set"}},
+	{"transform in the VPC", "lambda.tf", `for_each = contains\(local.vpc_stages, each.key\) \? \[each.key\] : \[\]`, `for_each = [each.key]`,
+		[]string{`aws_lambda_function.stage["transform"]: in a VPC, but it reaches no database or vpc_subnet_ids is empty`}},
+	{"network interfaces without a VPC", "iam.tf", `source_policy_documents = contains\(local.vpc_stages, "ingest"\) \? \[data.aws_iam_policy_document.vpc_access.json\] : \[\]`, `source_policy_documents = [data.aws_iam_policy_document.vpc_access.json]`,
+		[]string{`(ingest): ec2:CreateNetworkInterface on resource "*"`}},
 	{"x86 function", "lambda.tf", `architectures    = \["arm64"\]`, `architectures    = ["x86_64"]`,
 		[]string{"want [arm64]"}},
 	{"variable without description", "variables.tf", `description = "Days CloudWatch Logs keeps each function's log lines."`, ``,
@@ -262,8 +278,10 @@ var mutations = []mutation{
 		[]string{"the staleness alarm looks at 43200 s; the schedule rate(1 day) runs every 86400 s"}},
 	{"audit staleness alarm on one empty hour", "monitoring.tf", `datapoints_to_alarm = local.audit_stale_hours`, `datapoints_to_alarm = 1`,
 		[]string{"the staleness alarm fires on 1 of 49 hours"}},
-	{"audit staleness alarm content with no audit", "monitoring.tf", `(resource "aws_cloudwatch_metric_alarm" "audit_not_succeeding" \{(?s:.*?))treat_missing_data  = "breaching"`, `${1}treat_missing_data  = "notBreaching"`,
-		[]string{"must treat missing data (no audit) as breaching"}},
+	{"audit staleness alarm content with no audit", "monitoring.tf", `(resource "aws_cloudwatch_metric_alarm" "audit_not_succeeding" \{(?s:.*?))treat_missing_data  = "missing"`, `${1}treat_missing_data  = "notBreaching"`,
+		[]string{"the staleness alarm must treat missing data as missing and e-mail on INSUFFICIENT_DATA"}},
+	{"audit staleness alarm from creation", "monitoring.tf", `(resource "aws_cloudwatch_metric_alarm" "audit_not_succeeding" \{(?s:.*?))treat_missing_data  = "missing"`, `${1}treat_missing_data  = "breaching"`,
+		[]string{"the staleness alarm must treat missing data as missing"}},
 	{"no audit error alarms", "monitoring.tf", `for_each = local.error_alarms`, `for_each = { for k, v in local.error_alarms : k => v if v.stage != "audit" }`,
 		[]string{`aws_lambda_function.stage["audit"]: no alarm on ERROR lines of kind source_unreachable`}},
 	{"Glue column with the wrong type", "main.tf", `\["unit_price", "decimal\(10,2\)"\]`, `["unit_price", "double"]`,
@@ -850,15 +868,58 @@ func TestValidations(t *testing.T) {
 // stateKeys is the state bucket's objects under one key prefix.
 var stateKeys = regexp.MustCompile(`^\$\{aws_s3_bucket\.state\.arn\}/[a-z0-9-]+/\*$`)
 
-// checkPlanRole: the plan role's ReadOnlyAccess is narrowed by a denial of
-// every object read outside the state, and of the data reads of logs,
-// secrets and queues.
+// planReads are calls terraform plan makes to refresh the main
+// configuration's resources: the plan role must allow each.
+var planReads = []string{
+	"s3:GetBucketPolicy", "s3:GetBucketVersioning", "s3:GetLifecycleConfiguration", "s3:GetEncryptionConfiguration",
+	"lambda:GetFunction", "lambda:GetFunctionEventInvokeConfig", "lambda:GetPolicy",
+	"iam:GetRole", "iam:GetRolePolicy", "logs:DescribeLogGroups", "logs:DescribeMetricFilters",
+	"cloudwatch:DescribeAlarms", "sns:GetTopicAttributes", "sqs:GetQueueAttributes", "scheduler:GetSchedule",
+	"secretsmanager:DescribeSecret", "glue:GetTable", "ec2:DescribeVpcEndpoints",
+}
+
+// dataReads are calls that read data rather than configuration.
+var dataReads = regexp.MustCompile(`^(s3:GetObject.*|secretsmanager:GetSecretValue|logs:(GetLogEvents|FilterLogEvents|StartQuery|GetQueryResults|StartLiveTail)|sqs:ReceiveMessage|dynamodb:.*|ssm:GetParameter.*|athena:GetQueryResults|kinesis:GetRecords)$`)
+
+// checkPlanRole: the plan role holds no managed policy (ReadOnlyAccess
+// would read data), allows only read calls (Get, List, Describe) that read
+// no data, and every call planReads lists; a denial of every object read
+// outside the state, and of the data reads of logs, secrets and queues,
+// backs that up.
 func checkPlanRole(m *module) problems {
 	var p problems
 	var stmts []statement
 	for _, rp := range m.instances("aws_iam_role_policy") {
 		if rp.str("role") == "${aws_iam_role.plan.id}" {
 			stmts = append(stmts, m.statements(rp.value("policy"), &p)...)
+		}
+	}
+	for _, att := range m.instances("aws_iam_role_policy_attachment") {
+		if att.str("role") == "${aws_iam_role.plan.name}" {
+			p.add("plan role: managed policy %s attached; scope it to what a plan reads", att.str("policy_arn"))
+		}
+	}
+	allowed := func(action string) bool {
+		return slices.ContainsFunc(stmts, func(s statement) bool {
+			return s.effect == "Allow" && slices.ContainsFunc(s.actions, func(a string) bool { return glob(a, action) })
+		})
+	}
+	for _, s := range stmts {
+		// The state and its lock files: read and written by every plan.
+		onState := len(s.resources) > 0 && !slices.ContainsFunc(s.resources, func(r string) bool { return !strings.HasPrefix(r, "${aws_s3_bucket.state.arn}") })
+		if s.effect != "Allow" || onState {
+			continue
+		}
+		for _, a := range s.actions {
+			_, call, _ := strings.Cut(a, ":")
+			if !regexp.MustCompile(`^(Get|List|Describe)`).MatchString(call) || dataReads.MatchString(a) || glob(a, "s3:GetObject") {
+				p.add("plan role: allows %s, which is not a read of configuration", a)
+			}
+		}
+	}
+	for _, a := range planReads {
+		if !allowed(a) {
+			p.add("plan role: does not allow %s, which terraform plan calls", a)
 		}
 	}
 	deniedOutsideState := false
@@ -901,9 +962,13 @@ func TestPlanRoleReadsNoData(t *testing.T) {
 		t.Error(x)
 	}
 	for name, c := range map[string]struct{ old, new, want string }{
-		"objects readable":    {`not_resources = \[[^\]]*\]`, `not_resources = ["${aws_s3_bucket.state.arn}/*", "arn:aws:s3:::*"]`, "reads every object in the account"},
-		"log lines readable":  {`      "logs:GetLogEvents",\n`, ``, "logs:GetLogEvents is not denied"},
-		"no narrowing at all": {`policy = data.aws_iam_policy_document.plan_no_data.json`, `policy = data.aws_iam_policy_document.state.json`, "reads every object in the account"},
+		"objects readable":           {`not_resources = \[[^\]]*\]`, `not_resources = ["${aws_s3_bucket.state.arn}/*", "arn:aws:s3:::*"]`, "reads every object in the account"},
+		"log lines readable":         {`      "logs:GetLogEvents",\n`, ``, "logs:GetLogEvents is not denied"},
+		"no narrowing at all":        {`policy = data.aws_iam_policy_document.plan_no_data.json`, `policy = data.aws_iam_policy_document.state.json`, "reads every object in the account"},
+		"read-only access back":      {`resource "aws_iam_role_policy" "plan_read" \{`, "resource \"aws_iam_role_policy_attachment\" \"plan_read_only\" {\n  role       = aws_iam_role.plan.name\n  policy_arn = \"arn:aws:iam::aws:policy/ReadOnlyAccess\"\n}\n\nresource \"aws_iam_role_policy\" \"plan_read\" {", "managed policy arn:aws:iam::aws:policy/ReadOnlyAccess attached"},
+		"objects through a wildcard": {`"s3:GetBucket\*", `, `"s3:Get*", `, "allows s3:Get*, which is not a read of configuration"},
+		"a write":                    {`"lambda:GetFunction", `, `"lambda:UpdateFunctionCode", `, "allows lambda:UpdateFunctionCode"},
+		"a read missing":             {`"scheduler:GetSchedule", `, ``, "does not allow scheduler:GetSchedule"},
 	} {
 		broken := map[string][]byte{}
 		for k, v := range files {

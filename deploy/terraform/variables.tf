@@ -160,9 +160,9 @@ variable "duration_alarm_ratio" {
 }
 
 variable "async_retry_attempts" {
-  description = "How many times Lambda retries a failed asynchronous invocation (0-2) before sending it to the dead-letter queue."
+  description = "How many times Lambda retries a failed asynchronous invocation (0-2) before sending it to the dead-letter queue. Default 0: events are only hints and the next scheduled sweep catches up, so a retry would only turn one failed tick into three runs."
   type        = number
-  default     = 2
+  default     = 0
 
   validation {
     condition     = contains([0, 1, 2], var.async_retry_attempts)
@@ -202,4 +202,86 @@ variable "glue_database_name" {
   description = "Name of the Glue Data Catalog database holding one table per star-schema table (lower-case letters, digits, underscores)."
   type        = string
   default     = "sandstone_star"
+}
+
+variable "secrets_set" {
+  description = "Whether both secrets (source-db and warehouse-db) hold their values. false (the first apply) creates every schedule DISABLED, so that no run fails on an empty secret; set true and apply again once they are set (docs/deploy.md)."
+  type        = bool
+  default     = false
+}
+
+variable "reserved_concurrency" {
+  description = "Reserved concurrent executions by stage (ingest, transform, load, audit); a stage left out (or null) is unreserved and draws on the account's pool. Ingest keeps 1: one capture at a time, alone on its slot. Each reservation counts against the account's concurrency quota, of which Lambda keeps 10 unreserved (a new account often has only 10 in all: then reserve nothing, {})."
+  type        = map(number)
+  default = {
+    ingest = 1
+  }
+
+  validation {
+    condition     = alltrue([for k, v in var.reserved_concurrency : contains(["ingest", "transform", "load", "audit"], k) && (v == null ? true : v >= 0 && floor(v) == v)])
+    error_message = "reserved_concurrency takes the stages ingest, transform, load and audit, each null or a whole number >= 0."
+  }
+}
+
+variable "permissions_boundary" {
+  description = "Attach the permissions boundary the bootstrap (deploy/terraform/bootstrap) creates, NAME_PREFIX-pipeline-boundary, to every role. The deploy role may create no role without it. false only to try the configuration without the bootstrap, with credentials of your own."
+  type        = bool
+  default     = true
+}
+
+variable "vpc_subnet_ids" {
+  description = "Private subnets to place the functions that reach a database (ingest, load, audit) in, to reach private RDS instances; [] (the default) runs them outside any VPC, and the databases must then be reachable from the internet. Two or more, in different Availability Zones. transform reaches no database and stays outside."
+  type        = list(string)
+  default     = []
+}
+
+variable "vpc_security_group_ids" {
+  description = "Security groups of the functions in the VPC (with vpc_subnet_ids): they must allow outbound 5432 to the databases and 443 to S3 and Secrets Manager (endpoints or a NAT gateway). Required with vpc_subnet_ids."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = length(var.vpc_security_group_ids) > 0 == length(var.vpc_subnet_ids) > 0
+    error_message = "vpc_subnet_ids and vpc_security_group_ids go together: set both, or neither."
+  }
+}
+
+variable "vpc_id" {
+  description = "The VPC of vpc_subnet_ids; needed only for the endpoints below (create_s3_endpoint, create_secretsmanager_endpoint)."
+  type        = string
+  default     = ""
+}
+
+variable "create_s3_endpoint" {
+  description = "Create an S3 gateway endpoint in vpc_id on s3_endpoint_route_table_ids, so that the functions in the VPC reach the buckets without a NAT gateway (free of charge). false when the VPC has one already or routes through a NAT."
+  type        = bool
+  default     = false
+
+  validation {
+    condition     = !var.create_s3_endpoint || (var.vpc_id != "" && length(var.s3_endpoint_route_table_ids) > 0)
+    error_message = "create_s3_endpoint needs vpc_id and s3_endpoint_route_table_ids."
+  }
+}
+
+variable "s3_endpoint_route_table_ids" {
+  description = "Route tables of vpc_subnet_ids that the S3 gateway endpoint joins (create_s3_endpoint)."
+  type        = list(string)
+  default     = []
+}
+
+variable "create_secretsmanager_endpoint" {
+  description = "Create a Secrets Manager interface endpoint (private DNS) in vpc_subnet_ids, so that the functions read their secret without a NAT gateway (billed per hour and Availability Zone). false when the VPC has one already or routes through a NAT."
+  type        = bool
+  default     = false
+
+  validation {
+    condition     = !var.create_secretsmanager_endpoint || (var.vpc_id != "" && length(var.vpc_subnet_ids) > 0)
+    error_message = "create_secretsmanager_endpoint needs vpc_id and vpc_subnet_ids."
+  }
+}
+
+variable "endpoint_security_group_ids" {
+  description = "Security groups of the Secrets Manager interface endpoint: they must allow inbound 443 from vpc_security_group_ids. [] uses vpc_security_group_ids (which must then allow 443 from themselves)."
+  type        = list(string)
+  default     = []
 }

@@ -192,16 +192,78 @@ resource "aws_iam_role" "plan" {
   max_session_duration = 3600
 }
 
-# ReadOnlyAccess lets terraform plan read the configuration of every kind
-# of resource the main configuration has (and of new kinds, without an edit
-# here), but it also reads data: every object of every bucket, log lines,
-# queue messages, table items. The policy below takes that back: the plan
-# role reads objects of the state bucket only, and no data anywhere else.
-resource "aws_iam_role_policy_attachment" "plan_read_only" {
-  role       = aws_iam_role.plan.name
-  policy_arn = "arn:aws:iam::aws:policy/ReadOnlyAccess"
+# What terraform plan reads: the configuration of each kind of resource the
+# main configuration has (Get, List and Describe calls, on the pipeline's
+# names where the service takes a resource), and no data: no object, log
+# line, message or secret value. A new kind of resource in the main
+# configuration needs its read calls here (checkPlanRole lists them).
+#tfsec:ignore:aws-iam-no-policy-wildcards Read calls only: s3:GetBucket* reads a bucket's settings (never an object) of the pipeline's buckets; the calls on "*" are those AWS authorizes on no resource (Describe*, ListTags of EC2, logs, alarms).
+data "aws_iam_policy_document" "plan_read" {
+  statement {
+    sid = "BucketSettings"
+    actions = [
+      "s3:GetBucket*", "s3:GetAccelerateConfiguration", "s3:GetLifecycleConfiguration",
+      "s3:GetReplicationConfiguration", "s3:GetEncryptionConfiguration",
+    ]
+    resources = ["arn:aws:s3:::${local.prefix}-ingestion-*", "arn:aws:s3:::${local.prefix}-processed-*"]
+  }
+  statement {
+    sid = "Functions"
+    actions = [
+      "lambda:GetFunction", "lambda:GetFunctionCodeSigningConfig", "lambda:GetFunctionConcurrency",
+      "lambda:GetFunctionEventInvokeConfig", "lambda:GetFunctionRecursionConfig", "lambda:GetPolicy",
+      "lambda:GetRuntimeManagementConfig", "lambda:ListVersionsByFunction", "lambda:ListTags",
+    ]
+    resources = ["arn:aws:lambda:${local.region}:${local.account_id}:function:${local.prefix}-*"]
+  }
+  statement {
+    sid = "RolesAndTheBoundary"
+    actions = [
+      "iam:GetRole", "iam:GetRolePolicy", "iam:ListRolePolicies", "iam:ListAttachedRolePolicies", "iam:ListRoleTags",
+      "iam:GetPolicy", "iam:GetPolicyVersion",
+    ]
+    resources = [local.pipeline_roles, aws_iam_policy.pipeline_boundary.arn]
+  }
+  statement {
+    sid     = "TopicQueueSchedulesSecrets"
+    actions = ["sns:GetTopicAttributes", "sns:GetSubscriptionAttributes", "sns:ListTagsForResource", "sqs:GetQueueAttributes", "sqs:GetQueueUrl", "sqs:ListQueueTags", "scheduler:GetSchedule", "secretsmanager:DescribeSecret", "secretsmanager:GetResourcePolicy"]
+    resources = [
+      "arn:aws:sns:${local.region}:${local.account_id}:${local.prefix}-*",
+      "arn:aws:sqs:${local.region}:${local.account_id}:${local.prefix}-*",
+      "arn:aws:scheduler:${local.region}:${local.account_id}:schedule/default/${local.prefix}-*",
+      "arn:aws:secretsmanager:${local.region}:${local.account_id}:secret:${local.prefix}/*",
+    ]
+  }
+  statement {
+    sid     = "Catalog"
+    actions = ["glue:GetDatabase", "glue:GetTable", "glue:GetTags"]
+    resources = [
+      "arn:aws:glue:${local.region}:${local.account_id}:catalog",
+      "arn:aws:glue:${local.region}:${local.account_id}:database/${var.glue_database_name}",
+      "arn:aws:glue:${local.region}:${local.account_id}:table/${var.glue_database_name}/*",
+    ]
+  }
+  statement {
+    sid = "ReadCallsThatTakeNoResource"
+    actions = [
+      "logs:DescribeLogGroups", "logs:DescribeMetricFilters", "logs:ListTagsForResource", "logs:ListTagsLogGroup",
+      "cloudwatch:DescribeAlarms", "cloudwatch:ListTagsForResource", "cloudwatch:GetDashboard",
+      "ec2:DescribeVpcEndpoints", "ec2:DescribePrefixLists", "ec2:DescribeRouteTables", "ec2:DescribeVpcEndpointServices",
+      "ec2:DescribeSecurityGroups", "ec2:DescribeSubnets", "ec2:DescribeVpcs", "ec2:DescribeNetworkInterfaces",
+      "sts:GetCallerIdentity",
+    ]
+    resources = ["*"]
+  }
 }
 
+resource "aws_iam_role_policy" "plan_read" {
+  name   = "read-configuration"
+  role   = aws_iam_role.plan.id
+  policy = data.aws_iam_policy_document.plan_read.json
+}
+
+# Defence in depth: should a read grant above ever cover data, these
+# denials still hold.
 data "aws_iam_policy_document" "plan_no_data" {
   statement {
     sid           = "DenyObjectsButTheState"
@@ -381,9 +443,60 @@ data "aws_iam_policy_document" "deploy" {
     actions = [
       "secretsmanager:CreateSecret", "secretsmanager:DeleteSecret", "secretsmanager:DescribeSecret",
       "secretsmanager:UpdateSecret", "secretsmanager:TagResource", "secretsmanager:UntagResource",
-      "secretsmanager:GetResourcePolicy", "secretsmanager:PutResourcePolicy", "secretsmanager:DeleteResourcePolicy",
+      "secretsmanager:GetResourcePolicy",
     ]
     resources = ["arn:aws:secretsmanager:${local.region}:${local.account_id}:secret:${local.prefix}/*"]
+  }
+  # The deploy role makes the secrets but never reads or grants their
+  # values: no resource policy (which could grant it GetSecretValue), and
+  # the values denied outright, whatever another policy allows.
+  statement {
+    sid       = "DenySecretValuesAndTheirPolicies"
+    effect    = "Deny"
+    actions   = ["secretsmanager:GetSecretValue", "secretsmanager:PutResourcePolicy", "secretsmanager:PutSecretValue", "secretsmanager:DeleteResourcePolicy"]
+    resources = ["*"]
+  }
+  # Functions in a VPC (vpc_subnet_ids): Lambda checks that whoever creates
+  # or updates one may describe its subnets, security groups and VPC; the
+  # network interfaces themselves are made with the function's role.
+  statement {
+    sid       = "DescribeTheFunctionsNetwork"
+    actions   = ["ec2:DescribeSecurityGroups", "ec2:DescribeSubnets", "ec2:DescribeVpcs", "ec2:DescribeNetworkInterfaces"]
+    resources = ["*"]
+  }
+  # The optional VPC endpoints (S3 gateway, Secrets Manager interface):
+  # created only with the Project = sandstone tag the main configuration's
+  # default_tags put on everything, changed and deleted only when they
+  # carry it.
+  statement {
+    sid       = "CreateTaggedEndpoints"
+    actions   = ["ec2:CreateVpcEndpoint"]
+    resources = ["*"]
+    condition {
+      test     = "StringEquals"
+      variable = "aws:RequestTag/Project"
+      values   = ["sandstone"]
+    }
+  }
+  statement {
+    sid       = "TagEndpointsOnCreate"
+    actions   = ["ec2:CreateTags"]
+    resources = ["arn:aws:ec2:${local.region}:${local.account_id}:vpc-endpoint/*"]
+    condition {
+      test     = "StringEquals"
+      variable = "ec2:CreateAction"
+      values   = ["CreateVpcEndpoint"]
+    }
+  }
+  statement {
+    sid       = "ManageTaggedEndpoints"
+    actions   = ["ec2:ModifyVpcEndpoint", "ec2:DeleteVpcEndpoints", "ec2:CreateTags", "ec2:DeleteTags"]
+    resources = ["arn:aws:ec2:${local.region}:${local.account_id}:vpc-endpoint/*"]
+    condition {
+      test     = "StringEquals"
+      variable = "aws:ResourceTag/Project"
+      values   = ["sandstone"]
+    }
   }
   statement {
     sid     = "Catalog"
@@ -396,8 +509,11 @@ data "aws_iam_policy_document" "deploy" {
     ]
   }
   statement {
-    sid       = "ReadCallsThatTakeNoResource"
-    actions   = ["logs:DescribeLogGroups", "cloudwatch:DescribeAlarms", "sts:GetCallerIdentity"]
+    sid = "ReadCallsThatTakeNoResource"
+    actions = [
+      "logs:DescribeLogGroups", "cloudwatch:DescribeAlarms", "sts:GetCallerIdentity",
+      "ec2:DescribeVpcEndpoints", "ec2:DescribePrefixLists", "ec2:DescribeRouteTables", "ec2:DescribeVpcEndpointServices",
+    ]
     resources = ["*"]
   }
 }
@@ -437,6 +553,16 @@ data "aws_iam_policy_document" "pipeline_boundary" {
     sid       = "PipelineFunctions"
     actions   = ["lambda:InvokeFunction"]
     resources = ["arn:aws:lambda:${local.region}:${local.account_id}:function:${local.prefix}-*"]
+  }
+  # Functions in a VPC: Lambda makes their network interfaces with their
+  # role (EC2 takes "*" for these calls).
+  statement {
+    sid = "PipelineNetworkInterfaces"
+    actions = [
+      "ec2:CreateNetworkInterface", "ec2:DescribeNetworkInterfaces", "ec2:DescribeSubnets",
+      "ec2:DeleteNetworkInterface", "ec2:AssignPrivateIpAddresses", "ec2:UnassignPrivateIpAddresses",
+    ]
+    resources = ["*"]
   }
 }
 

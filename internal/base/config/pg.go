@@ -22,7 +22,9 @@ const DefaultConnectTimeout = 10 * time.Second
 // ParsePG parses a PostgreSQL URL (or key=value connection string) into a
 // pgx configuration whose ConnectTimeout is the URL's connect_timeout (or
 // PGCONNECT_TIMEOUT's), else DefaultConnectTimeout; connect_timeout=0
-// waits for ever, as in libpq. The error's text has no password.
+// waits for ever, as in libpq; whose TLS verifies the server as
+// verifyServer says (verify-full by default for an RDS host). The error's
+// text has no password.
 func ParsePG(url string) (*pgx.ConnConfig, error) {
 	cfg, err := pgx.ParseConfig(url)
 	if err != nil {
@@ -30,6 +32,9 @@ func ParsePG(url string) (*pgx.ConnConfig, error) {
 	}
 	if cfg.ConnectTimeout == 0 && !strings.Contains(url, "connect_timeout") && os.Getenv("PGCONNECT_TIMEOUT") == "" {
 		cfg.ConnectTimeout = DefaultConnectTimeout
+	}
+	if err := verifyServer(cfg, url); err != nil {
+		return nil, err
 	}
 	return cfg, nil
 }

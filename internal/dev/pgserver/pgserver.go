@@ -49,6 +49,10 @@ type Options struct {
 	// Settings are server settings (-c name=value) beside the defaults,
 	// e.g. wal_level=logical; sorted by name on the command line.
 	Settings map[string]string
+	// CertPEM and KeyPEM, when set, turn TLS on (ssl=on) with this server
+	// certificate and its private key; clients may still connect without
+	// TLS.
+	CertPEM, KeyPEM []byte
 }
 
 // BinDir finds the directory holding initdb, pg_ctl and postgres: the one
@@ -92,6 +96,10 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	if s.Dir, err = filepath.Abs(s.Dir); err != nil {
 		return nil, err
 	}
+	tlsOpt, err := s.writeTLS(opts)
+	if err != nil {
+		return nil, err
+	}
 	if os.Geteuid() == 0 {
 		s.cred = &syscall.Credential{Uid: 65534, Gid: 65534}
 		if err := chownTree(s.Dir, 65534, 65534); err != nil {
@@ -111,7 +119,7 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	}
 	opt := fmt.Sprintf("-p %d -k %s -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off "+
 		"-c full_page_writes=off -c max_connections=200 -c shared_buffers=256MB -c timezone=UTC "+
-		"-c log_timezone=UTC -c max_wal_size=4GB", s.Port, s.Dir)
+		"-c log_timezone=UTC -c max_wal_size=4GB", s.Port, s.Dir) + tlsOpt
 	for _, k := range slices.Sorted(maps.Keys(opts.Settings)) {
 		opt += fmt.Sprintf(" -c %s=%s", k, opts.Settings[k])
 	}
@@ -130,6 +138,23 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 }
 
 func (s *Server) dataDir() string { return filepath.Join(s.Dir, "data") }
+
+// writeTLS writes the certificate and key of opts into the server's
+// directory (the key readable by its owner only, as PostgreSQL demands)
+// and returns the server options that use them; "" without TLS.
+func (s *Server) writeTLS(opts Options) (string, error) {
+	if len(opts.CertPEM) == 0 {
+		return "", nil
+	}
+	cert, key := filepath.Join(s.Dir, "server.crt"), filepath.Join(s.Dir, "server.key")
+	if err := os.WriteFile(cert, opts.CertPEM, 0o644); err != nil { // #nosec G306 -- a public certificate
+		return "", fmt.Errorf("pgserver: %w", err)
+	}
+	if err := os.WriteFile(key, opts.KeyPEM, 0o600); err != nil {
+		return "", fmt.Errorf("pgserver: %w", err)
+	}
+	return fmt.Sprintf(" -c ssl=on -c ssl_cert_file=%s -c ssl_key_file=%s", cert, key), nil
+}
 
 func (s *Server) run(ctx context.Context, name string, args ...string) error {
 	cmd := exec.CommandContext(ctx, filepath.Join(s.bin, name), args...) // #nosec G204 -- binaries of the machine's PostgreSQL

@@ -17,9 +17,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/sandstone-data/sandstone/internal/base/config"
 	"github.com/sandstone-data/sandstone/internal/base/errkind"
@@ -187,20 +189,18 @@ func auditTable(ctx context.Context, tx pgx.Tx, opts Options, manifests []lake.M
 		if err := ingest.ReadVersions(ctx, tx, table, p.from, p.to, ids.setSource); err != nil {
 			return nil, nil, nil, fmt.Errorf("audit: %w", err)
 		}
-		var landedRows int64
+		var objs []lake.Object
 		for _, m := range manifests {
 			for _, id := range m.Deleted[table.Name] {
 				ids.setTombstone(id)
 			}
-			obj, ok := m.Table(table.Name)
-			if !ok {
-				continue
+			if obj, ok := m.Table(table.Name); ok {
+				objs = append(objs, obj)
 			}
-			n, err := landed(ctx, opts.Bucket, obj, table, ids)
-			if err != nil {
-				return nil, nil, nil, fmt.Errorf("audit %s: %w", table.Name, err)
-			}
-			landedRows += n
+		}
+		landedRows, err := landedAll(ctx, opts.Bucket, objs, table, ids)
+		if err != nil {
+			return nil, nil, nil, fmt.Errorf("audit %s: %w", table.Name, err)
 		}
 		tr.SourceRows += ids.sourceRows
 		tr.Landed = landedRows // every pass reads every landed version
@@ -210,43 +210,77 @@ func auditTable(ctx context.Context, tx pgx.Tx, opts Options, manifests []lake.M
 	return tr, missing, deleted, nil
 }
 
-// readManifests reads the ingest manifests of batches 1 to seq.
+// readers bounds the objects and manifests the audit reads at once: on S3
+// each read is a round trip, which one at a time would add up past
+// Lambda's 15 minutes at tens of thousands of batches.
+const readers = 16
+
+// readManifests reads the ingest manifests of batches 1 to seq, readers at
+// a time, in batch order.
 func readManifests(ctx context.Context, b *lake.Bucket, seq int64) ([]lake.Manifest, error) {
 	seqs, err := b.SeqsAfter(ctx, 0)
 	if err != nil {
 		return nil, err
 	}
-	var out []lake.Manifest
-	for _, s := range seqs {
-		if s > seq {
-			break
-		}
-		var m lake.Manifest
-		if err := b.ReadManifest(ctx, s, &m); err != nil {
-			return nil, err
-		}
-		out = append(out, m)
+	for len(seqs) > 0 && seqs[len(seqs)-1] > seq {
+		seqs = seqs[:len(seqs)-1]
 	}
-	return out, nil
+	out := make([]lake.Manifest, len(seqs))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(readers)
+	for i, s := range seqs {
+		g.Go(func() error { return b.ReadManifest(gctx, s, &out[i]) })
+	}
+	return out, g.Wait()
 }
 
-// landed marks the versions obj holds and returns how many it holds.
-func landed(ctx context.Context, b *lake.Bucket, obj lake.Object, table totesys.Table, ids *idTable) (int64, error) {
+// landedAll marks the versions the objects hold, readers objects at a
+// time, and returns how many they hold.
+func landedAll(ctx context.Context, b *lake.Bucket, objs []lake.Object, table totesys.Table, ids *idTable) (int64, error) {
+	var mu sync.Mutex // guards ids and total
+	var total int64
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(readers)
+	for _, obj := range objs {
+		g.Go(func() error {
+			type version struct {
+				id int32
+				us int64
+			}
+			var versions []version
+			if err := landed(gctx, b, obj, table, func(id int32, us int64) { versions = append(versions, version{id, us}) }); err != nil {
+				return err
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			for _, v := range versions {
+				ids.setLanded(v.id, v.us)
+			}
+			total += int64(len(versions))
+			return nil
+		})
+	}
+	return total, g.Wait()
+}
+
+// landed calls each with every version obj holds, and checks their count
+// against its manifest.
+func landed(ctx context.Context, b *lake.Bucket, obj lake.Object, table totesys.Table, each func(id int32, us int64)) error {
 	p, err := lake.OpenObject(ctx, b, obj)
 	if err != nil {
-		return 0, errkind.Default(errkind.BucketReadFailed, err)
+		return errkind.Default(errkind.BucketReadFailed, err)
 	}
 	defer p.Close()
 	var n int64
 	err = lake.ReadVersions(p, table.Key, totesys.LastUpdated, func(id int32, us int64) {
 		n++
-		ids.setLanded(id, us)
+		each(id, us)
 	})
 	if err != nil {
-		return 0, errkind.Wrap(errkind.BucketReadFailed, err)
+		return errkind.Wrap(errkind.BucketReadFailed, err)
 	}
 	if n != obj.Rows {
-		return 0, errkind.Wrap(errkind.BucketReadFailed, fmt.Errorf("%s holds %d rows, its manifest says %d", obj.Key, n, obj.Rows))
+		return errkind.Wrap(errkind.BucketReadFailed, fmt.Errorf("%s holds %d rows, its manifest says %d", obj.Key, n, obj.Rows))
 	}
-	return n, nil
+	return nil
 }
