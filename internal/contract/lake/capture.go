@@ -62,6 +62,12 @@ type Capture struct {
 	SnapshotDone bool `json:"snapshot_done,omitempty"`
 }
 
+// Moves reports whether a batch of c is worth landing with no rows: a
+// snapshot batch (it records where streaming starts), or a stream batch
+// that moves the slot on (past WAL that holds no change of the
+// publication's tables). False for nil.
+func (c *Capture) Moves() bool { return c != nil && (c.Snapshot || c.End > c.Start) }
+
 // LSN is a position in PostgreSQL's WAL. It reads and writes as
 // PostgreSQL prints it, e.g. "16/B374D848".
 type LSN uint64

@@ -314,3 +314,26 @@ func TestCaptureTakesOverFromThePoll(t *testing.T) {
 		t.Errorf("the poll did not say what becomes of the slot:\n%s", f.logs)
 	}
 }
+
+func TestCaptureQuietPublicationDoesNotPinWAL(t *testing.T) {
+	t.Parallel()
+	f := walFixture(t)
+	smallSource(f)
+	f.run()
+	// 64 MB of WAL from a table outside the publication.
+	f.exec("CREATE TABLE outside (v text)")
+	f.exec("INSERT INTO outside SELECT repeat(md5(g::text), 32) FROM generate_series(1, 40000) g")
+	res := f.run()
+	m := f.manifest(2)
+	if res.Sequence != 2 || res.Total() != 0 || m.Capture == nil || m.Capture.End <= m.Capture.Start {
+		t.Fatalf("a run over WAL of other tables: %+v, capture %+v; want an empty batch that moves the slot on", res, m.Capture)
+	}
+	held := pgtest.QueryInt(t, f.url, "SELECT pg_catalog.pg_current_wal_lsn() - confirmed_flush_lsn FROM pg_catalog.pg_replication_slots WHERE slot_name = $1",
+		config.DefaultSlot(f.url))
+	if held >= 16<<20 {
+		t.Errorf("the slot holds back %d bytes of WAL after the run", held)
+	}
+	if res := f.run(); res.Sequence != 0 {
+		t.Errorf("a run right after landed %+v", res)
+	}
+}

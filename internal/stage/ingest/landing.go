@@ -78,7 +78,7 @@ func (l *landing) land(ctx context.Context, r reader, res Result) (Result, error
 	if err != nil {
 		return res, err
 	}
-	if len(b.manifest.Tables) == 0 && len(b.manifest.Deleted) == 0 && (b.manifest.Capture == nil || !b.manifest.Capture.Snapshot) {
+	if len(b.manifest.Tables) == 0 && len(b.manifest.Deleted) == 0 && !b.manifest.Capture.Moves() {
 		res.Duration = time.Since(l.now)
 		l.log.Log(ctx, l.level(), "ingest found nothing new", "seconds", res.Duration.Seconds())
 		return res, nil

@@ -23,6 +23,12 @@ import (
 // past the run's bound.
 const idle = 100 * time.Millisecond
 
+// quietBytes is how much WAL a run that lands no change lets the slot
+// hold back before it lands an empty batch, to confirm the slot past WAL
+// that other tables (or databases) wrote: a quiet publication would
+// otherwise pin the source's disk.
+const quietBytes = 8 << 20
+
 // stream is capture's reader of the slot: it lands, as one batch, the whole
 // transactions committed after the lake's end (capture.Start) and before
 // the WAL position the run started at (bound), or up to the batch's bound
@@ -59,6 +65,9 @@ type stream struct {
 	}
 	more bool
 	end  lake.LSN // where the batch landed ends (Capture.End)
+	// quiet is where the server stood, between transactions, when the
+	// batch was whole: nothing before it is left unread.
+	quiet lake.LSN
 }
 
 // streamTable is one table's part of the batch.
@@ -81,7 +90,7 @@ func (e errCut) Error() string { return fmt.Sprintf("batch cut before %s", e.at)
 // read lands the batch through l.
 func (s *stream) read(ctx context.Context, l *landing) (b batchRead, err error) {
 	s.rels, s.tables, s.types = map[uint32]*relation{}, map[string]*streamTable{}, pgtype.NewMap()
-	s.rows, s.txns, s.more, s.end = 0, 0, false, 0
+	s.rows, s.txns, s.more, s.end, s.quiet = 0, 0, false, 0, 0
 	s.tx.active, s.tx.skip, s.last.end = false, false, 0
 	defer func() {
 		if err != nil {
@@ -124,6 +133,7 @@ func (s *stream) receive(ctx context.Context, l *landing) (bool, error) {
 				return false, errkind.Wrap(errkind.SourceUnreachable, err)
 			}
 			if !s.tx.active && lake.LSN(k.ServerWALEnd) >= s.bound {
+				s.quiet = lake.LSN(k.ServerWALEnd)
 				return true, nil
 			}
 			if k.ReplyRequested {
@@ -388,9 +398,11 @@ func (s *stream) finish(l *landing) (batchRead, error) {
 		b.state.SnapshotAt = s.last.commit
 	}
 	c := s.capture
-	c.End = s.capture.Start
-	if s.txns > 0 {
+	switch {
+	case s.rows > 0:
 		c.End = s.last.end
+	case s.quiet >= c.Start+quietBytes:
+		c.End = s.quiet // an empty batch, to confirm the slot past WAL no change of ours is in
 	}
 	s.end = c.End
 	b.manifest = lake.Manifest{SnapshotAt: b.state.SnapshotAt, Capture: &c}
