@@ -82,7 +82,7 @@ SANDSTONE_LOOKBACK, SANDSTONE_CAPTURE, SANDSTONE_SLOT, SANDSTONE_PUBLICATION.`,
 	root.AddCommand(
 		newSeedCmd(), newSimulateCmd(),
 		newIngestCmd(), newTransformCmd(), newLoadCmd(),
-		newRunCmd(), newDemoCmd(), newStatusCmd(), newAuditCmd(), newRejectsCmd(), newBenchCmd(), newVersionCmd(),
+		newRunCmd(), newDemoCmd(), newStatusCmd(), newAuditCmd(), newRejectsCmd(), newBenchCmd(), newDropSlotCmd(), newVersionCmd(),
 	)
 	return root
 }

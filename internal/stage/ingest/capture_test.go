@@ -337,3 +337,25 @@ func TestCaptureQuietPublicationDoesNotPinWAL(t *testing.T) {
 		t.Errorf("a run right after landed %+v", res)
 	}
 }
+
+func TestDropCapture(t *testing.T) {
+	t.Parallel()
+	f := walFixture(t)
+	smallSource(f)
+	f.run()
+	slot := config.DefaultSlot(f.url)
+	d, err := DropCapture(context.Background(), f.url, slot, config.DefaultPublication)
+	if err != nil || !d.Slot || !d.Publication {
+		t.Fatalf("drop what capture created: %+v, %v", d, err)
+	}
+	if n := pgtest.QueryInt(t, f.url, "SELECT count(*) FROM pg_replication_slots WHERE slot_name = $1", slot) +
+		pgtest.QueryInt(t, f.url, "SELECT count(*) FROM pg_publication"); n != 0 {
+		t.Fatalf("%d slots or publications left", n)
+	}
+	// A DBA's publication stays; nothing to drop is no error.
+	f.exec("CREATE PUBLICATION theirs FOR TABLE currency")
+	d, err = DropCapture(context.Background(), f.url, slot, "theirs")
+	if err != nil || d.Slot || d.Publication || !d.KeptPublication {
+		t.Fatalf("a publication Sandstone did not create: %+v, %v", d, err)
+	}
+}

@@ -334,7 +334,12 @@ func createPublication(ctx context.Context, conn *pgx.Conn, name, create string,
 		r.add("there is no publication %s: once the tables are fixed, Sandstone creates it when its role owns them; else a DBA runs %s", name, create)
 		return false, nil
 	}
-	_, err := conn.Exec(ctx, create)
+	// Created and marked as Sandstone's in one transaction, so that
+	// DropCapture drops it, and only it.
+	_, err := conn.Exec(ctx, "BEGIN; "+create+" COMMENT ON PUBLICATION "+pgx.Identifier{name}.Sanitize()+" IS '"+ownMark+"'; COMMIT;")
+	if err != nil {
+		_, _ = conn.Exec(ctx, "ROLLBACK")
+	}
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) && pgErr.Code == "42501" {
 		r.add("there is no publication %s, and Sandstone's role may not create it (%s): the owner of the tables (with CREATE on the database), or a superuser, runs %s",
