@@ -393,3 +393,18 @@ func TestCaptureRoleWithoutReplication(t *testing.T) {
 		t.Errorf("%d slots created", n)
 	}
 }
+
+// TestCaptureEnumColumn: an enum (transaction.transaction_type) streams as
+// its label, as the poll reads it.
+func TestCaptureEnumColumn(t *testing.T) {
+	t.Parallel()
+	f := walFixture(t)
+	smallSource(f)
+	f.run()
+	f.exec("UPDATE transaction SET last_updated = now() WHERE transaction_id = 1")
+	res := f.run()
+	got := rows[totesys.Transaction](t, f.bucket, res.Sequence, "transaction")
+	if len(got) != 1 || got[0].TransactionType != "SALE" {
+		t.Fatalf("landed %+v", got)
+	}
+}
