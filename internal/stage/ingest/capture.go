@@ -60,6 +60,11 @@ func runCapture(ctx context.Context, opts Options, log *slog.Logger, res Result)
 	if c.plan, err = preflight(ctx, c.src, opts.Slot, opts.Publication, starting); err != nil {
 		return res, err
 	}
+	// Only now, once preflight has told a role without REPLICATION all it
+	// lacks: such a role cannot open this connection.
+	if err := c.replicate(ctx, c.src.Config()); err != nil {
+		return res, err
+	}
 	if starting {
 		return c.snapshot(ctx, res)
 	}
@@ -81,8 +86,7 @@ func lastRead(ctx context.Context, b *lake.Bucket, seq int64) (*lake.Manifest, e
 	return nil, nil
 }
 
-// connect opens the plain and the replication connection, in UTC, and
-// identifies the server.
+// connect opens the plain connection, in UTC.
 func (c *capture) connect(ctx context.Context) error {
 	cfg, err := config.ParsePG(c.opts.SourceURL)
 	if err != nil {
@@ -92,7 +96,7 @@ func (c *capture) connect(ctx context.Context) error {
 	if c.src, err = pgx.ConnectConfig(ctx, cfg); err != nil {
 		return config.ConnectFailure(config.Source, c.opts.SourceURL, cfg, err)
 	}
-	return c.replicate(ctx, cfg)
+	return nil
 }
 
 // replicate opens the replication connection and identifies the server.
@@ -244,8 +248,11 @@ func (c *capture) stream(ctx context.Context, res Result) (Result, error) {
 		r, err := c.landing().land(ctx, s, res)
 		at, cut := isCut(err)
 		if !cut || cuts == maxCuts {
-			if err == nil && r.Sequence != 0 {
-				err = c.confirm(ctx, s)
+			if err == nil && r.Sequence != 0 && c.opts.afterLand != nil {
+				err = c.opts.afterLand()
+			}
+			if err == nil && !r.Conflict {
+				err = c.confirm(ctx, s, r.Sequence != 0)
 			}
 			return r, err
 		}
@@ -302,9 +309,13 @@ func (c *capture) startReplication(ctx context.Context, from lake.LSN) error {
 }
 
 // confirm tells the slot that the batch landed: the server may let go of
-// the WAL before its end.
-func (c *capture) confirm(ctx context.Context, s *stream) error {
-	s.capture.Start = s.end
+// the WAL before its end. A run that landed nothing confirms the lake's
+// end, which the slot may lag (a run stopped between landing and
+// confirming).
+func (c *capture) confirm(ctx context.Context, s *stream, landed bool) error {
+	if landed {
+		s.capture.Start = s.end
+	}
 	if err := s.status(ctx, false); err != nil {
 		return err
 	}

@@ -2,6 +2,8 @@ package ingest
 
 import (
 	"context"
+	"errors"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -357,5 +359,97 @@ func TestDropCapture(t *testing.T) {
 	d, err = DropCapture(context.Background(), f.url, slot, "theirs")
 	if err != nil || d.Slot || d.Publication || !d.KeptPublication {
 		t.Fatalf("a publication Sandstone did not create: %+v, %v", d, err)
+	}
+}
+
+// TestCaptureCrashAfterLandingBeforeConfirming: a run that stops once its
+// batch's manifest is committed and before the slot is confirmed leaves
+// the batch in the lake and the slot behind it; the next run lands none of
+// it again (it goes on from the lake's end, not the slot's) and confirms
+// the slot to the lake's end.
+func TestCaptureCrashAfterLandingBeforeConfirming(t *testing.T) {
+	t.Parallel()
+	f := walFixture(t)
+	smallSource(f)
+	f.run()
+	before := f.confirmed()
+	for _, units := range []int{101, 102, 103} {
+		f.exec("UPDATE sales_order SET units_sold = $1, last_updated = last_updated + interval '1 second' WHERE sales_order_id = 1", units)
+	}
+	f.exec("DELETE FROM payment WHERE payment_id = 1")
+	crash := errors.New("crashed after landing")
+	opts := f.opts()
+	opts.afterLand = func() error { return crash }
+	if _, err := Run(context.Background(), opts); !errors.Is(err, crash) {
+		t.Fatalf("the crashing run: %v", err)
+	}
+	m := f.manifest(2)
+	if o, _ := m.Table("sales_order"); o.Rows != 3 || len(m.Deleted["payment"]) != 1 {
+		t.Fatalf("the crashing run landed %+v, deleted %v", m.Tables, m.Deleted)
+	}
+	if got := f.confirmed(); got != before {
+		t.Fatalf("the slot was confirmed to %s after the crash, want %s (the batch before)", got, before)
+	}
+	// Nothing new: nothing lands, and the slot is confirmed to the lake's end.
+	if res := f.run(); res.Sequence != 0 || res.Total() != 0 {
+		t.Fatalf("the run after the crash landed %+v", res)
+	}
+	if got := f.confirmed(); got != m.Capture.End {
+		t.Errorf("the slot is confirmed to %s after the next run, want the lake's end %s", got, m.Capture.End)
+	}
+	// The next change lands alone, once.
+	f.exec("UPDATE sales_order SET units_sold = 104, last_updated = last_updated + interval '1 second' WHERE sales_order_id = 1")
+	res := f.run()
+	next := f.manifest(res.Sequence)
+	got := rows[captured](t, f.bucket, res.Sequence, "sales_order")
+	if res.Sequence != 3 || res.Total() != 1 || len(got) != 1 || got[0].UnitsSold != 104 || len(next.Deleted) != 0 {
+		t.Fatalf("the next batch %+v: %+v, deleted %v", res, got, next.Deleted)
+	}
+	if c := f.confirmed(); c != next.Capture.End {
+		t.Errorf("the slot is confirmed to %s, the batch ends at %s", c, next.Capture.End)
+	}
+}
+
+// TestCaptureRoleWithoutReplication: a role without REPLICATION running
+// capture gets the one capture_not_ready error of preflight, and nothing
+// lands.
+func TestCaptureRoleWithoutReplication(t *testing.T) {
+	t.Parallel()
+	f := walFixture(t)
+	smallSource(f)
+	role := "cap_reader_" + strings.TrimPrefix(config.DefaultSlot(f.url), "sandstone_")
+	f.exec(`CREATE ROLE ` + role + ` LOGIN`)
+	t.Cleanup(func() { pgtest.Exec(t, f.url, `DROP OWNED BY `+role+`; DROP ROLE `+role) })
+	f.exec(`GRANT SELECT ON ALL TABLES IN SCHEMA public TO ` + role)
+	u, err := url.Parse(f.url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.User = url.User(role)
+	opts := f.opts()
+	opts.SourceURL = u.String()
+	opts.Slot = config.DefaultSlot(f.url)
+	_, err = Run(context.Background(), opts)
+	wantNotReady(t, err, errkind.CaptureNotReady, `ALTER ROLE "`+role+`" WITH REPLICATION;`, `CREATE PUBLICATION "sandstone"`)
+	if n, _ := f.bucket.LatestSeq(context.Background()); n != 0 {
+		t.Fatalf("batch %d landed", n)
+	}
+	if n := pgtest.QueryInt(t, f.url, `SELECT count(*) FROM pg_catalog.pg_replication_slots WHERE database = current_database()`); n != 0 {
+		t.Errorf("%d slots created", n)
+	}
+}
+
+// TestCaptureEnumColumn: an enum (transaction.transaction_type) streams as
+// its label, as the poll reads it.
+func TestCaptureEnumColumn(t *testing.T) {
+	t.Parallel()
+	f := walFixture(t)
+	smallSource(f)
+	f.run()
+	f.exec("UPDATE transaction SET last_updated = now() WHERE transaction_id = 1")
+	res := f.run()
+	got := rows[totesys.Transaction](t, f.bucket, res.Sequence, "transaction")
+	if len(got) != 1 || got[0].TransactionType != "SALE" {
+		t.Fatalf("landed %+v", got)
 	}
 }

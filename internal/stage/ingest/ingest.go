@@ -133,6 +133,11 @@ type Options struct {
 	// snapshot, as after a gap (errkind.CaptureGap): it lands what changed
 	// since the lake's last batch, as the poll would.
 	Resnapshot bool
+
+	// afterLand, when set, runs once a streamed batch's manifest is
+	// committed and before the slot is confirmed; an error stops the run
+	// there, unconfirmed (tests of a crash at that point).
+	afterLand func() error
 }
 
 // check fills in the defaults and refuses options that cannot work.

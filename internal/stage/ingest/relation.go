@@ -26,6 +26,9 @@ type relation struct {
 	table totesys.Table
 	src   *sourceTable
 	oids  []uint32
+	// enums are the types among oids that are enums, whose binary form is
+	// their label's text.
+	enums map[uint32]bool
 	// key is the index of the table's key among the relation's columns.
 	key int
 }
@@ -69,8 +72,27 @@ func newRelation(ctx context.Context, q querier, m *pglogrepl.RelationMessage, l
 	if err != nil {
 		return nil, err
 	}
-	r.src, err = src.withCapture(table)
-	return r, err
+	if r.src, err = src.withCapture(table); err != nil {
+		return nil, err
+	}
+	if r.enums, err = enumTypes(ctx, q, r.oids); err != nil {
+		return nil, errkind.Wrap(errkind.SourceUnreachable, fmt.Errorf("describe %s: %w", table.Name, err))
+	}
+	return r, nil
+}
+
+// enumTypes are those of oids that are enum types.
+func enumTypes(ctx context.Context, q querier, oids []uint32) (map[uint32]bool, error) {
+	rows, err := q.Query(ctx, "SELECT oid FROM pg_catalog.pg_type WHERE typtype = 'e' AND oid = ANY($1)", oids)
+	if err != nil {
+		return nil, err
+	}
+	found, err := pgx.CollectRows(rows, pgx.RowTo[uint32])
+	enums := map[uint32]bool{}
+	for _, oid := range found {
+		enums[oid] = true
+	}
+	return enums, err
 }
 
 // columnOfType is a column of the type the stream names, read as the
@@ -115,8 +137,9 @@ func (r *relation) sameColumns(o *relation) bool {
 // convert turns column j's value as the stream sends it (binary, in its
 // own type) into what the poll's select list returns (see selectExpr): a
 // smallint widened to int4, a real to float8, a char(n) without its
-// padding, and any type read as text in PostgreSQL's text form, which
-// typeMap (one per stream: a map is not safe for concurrent use) prints.
+// padding, an enum's label as it comes, and any type read as text in
+// PostgreSQL's text form, which typeMap (one per stream: a map is not
+// safe for concurrent use) prints.
 func (r *relation) convert(typeMap *pgtype.Map, j int, raw []byte) ([]byte, error) {
 	c, oid := &r.src.cols[j], r.oids[j]
 	switch {
@@ -125,7 +148,7 @@ func (r *relation) convert(typeMap *pgtype.Map, j int, raw []byte) ([]byte, erro
 	case oid == pgtype.Float4OID && len(raw) == 4:
 		f := float64(math.Float32frombits(binary.BigEndian.Uint32(raw)))
 		return binary.BigEndian.AppendUint64(nil, math.Float64bits(f)), nil
-	case c.kind != kString, oid == pgtype.TextOID, oid == pgtype.VarcharOID, oid == pgtype.NameOID:
+	case c.kind != kString, oid == pgtype.TextOID, oid == pgtype.VarcharOID, oid == pgtype.NameOID, r.enums[oid]:
 		return raw, nil
 	case oid == pgtype.BPCharOID:
 		return []byte(strings.TrimRight(string(raw), " ")), nil

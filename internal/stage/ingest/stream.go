@@ -95,8 +95,10 @@ func (s *stream) read(ctx context.Context, l *landing) (b batchRead, err error) 
 	defer func() {
 		if err != nil {
 			for _, t := range s.tables {
-				t.sink.close()
-				t.sink.tw.abort()
+				if t.sink != nil { // nil for a table of deletes only
+					t.sink.close()
+					t.sink.tw.abort()
+				}
 			}
 		}
 	}()

@@ -1,0 +1,182 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sandstone-data/sandstone/internal/base/config"
+	"github.com/sandstone-data/sandstone/internal/contract/lake"
+	"github.com/sandstone-data/sandstone/internal/contract/totesys"
+	"github.com/sandstone-data/sandstone/internal/dev/pgserver"
+	"github.com/sandstone-data/sandstone/internal/dev/pgtest"
+)
+
+// logicalSource starts a server with logical decoding on and returns the
+// settings of a pipeline reading its database "totesys", which holds the
+// totesys schema and its reference rows. The server and its slots go
+// with the test.
+func logicalSource(t *testing.T) config.Config {
+	t.Helper()
+	srv, err := pgserver.Start(context.Background(), pgserver.Options{Settings: pgtest.Logical})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = srv.Stop()
+		_ = os.RemoveAll(srv.Dir)
+	})
+	src, err := srv.CreateDatabase(context.Background(), "totesys")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pgtest.Exec(t, src, totesys.Schema)
+	pgtest.Exec(t, src, pgtest.ReferenceRows)
+	dir := t.TempDir()
+	return config.Config{SourceURL: src, IngestBucket: filepath.Join(dir, "ingested"), ProcessedBucket: filepath.Join(dir, "processed")}
+}
+
+// salesOrderVersions reads every sales_order row of every batch in the
+// bucket at url and returns their number and the (id, last_updated) found
+// more than once.
+func salesOrderVersions(t *testing.T, url string) (int64, []string) {
+	t.Helper()
+	ctx := context.Background()
+	b, err := lake.Open(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = b.Close() }()
+	seqs, err := b.SeqsAfter(ctx, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	type version struct {
+		ID          int32     `parquet:"sales_order_id"`
+		LastUpdated time.Time `parquet:"last_updated,timestamp(microsecond)"`
+	}
+	seen := map[version]int{}
+	var n int64
+	var twice []string
+	for _, seq := range seqs {
+		var m lake.Manifest
+		if err := b.ReadManifest(ctx, seq, &m); err != nil {
+			t.Fatal(err)
+		}
+		obj, ok := m.Table("sales_order")
+		if !ok {
+			continue
+		}
+		if err := lake.ReadParquet(ctx, b, obj.Key, 10000, func(rs []version) error {
+			for _, v := range rs {
+				n++
+				if seen[v]++; seen[v] == 2 {
+					twice = append(twice, fmt.Sprintf("%d@%s", v.ID, v.LastUpdated))
+				}
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return n, twice
+}
+
+// TestKillCaptureMidStream: `sandstone ingest --capture wal` killed with
+// SIGKILL while it streams a transaction of 300,000 sales orders lands
+// nothing of it; the next ingest (once the server has let go of the slot)
+// lands every version once. Should an ingest finish before the kill, the
+// test commits another transaction and tries again.
+func TestKillCaptureMidStream(t *testing.T) {
+	exe := sandstoneBinary(t)
+	cfg := logicalSource(t)
+	src, slot := cfg.SourceURL, config.DefaultSlot(cfg.SourceURL)
+	ingest := func() *proc { return startProc(t, exe, cfg, "ingest", "--capture", "wal") }
+	pgtest.Exec(t, src, `INSERT INTO sales_order SELECT g, now(), now(),1,1,1,1,1.00,1,'2024-01-02','2024-01-03',1 FROM generate_series(1, 5) g`)
+	if p := ingest(); p.exit(t, 2*time.Minute) != 0 {
+		t.Fatalf("the first ingest (the slot's snapshot) failed:\n%s", p.out.String())
+	}
+	pgtest.Exec(t, src, `UPDATE sales_order SET units_sold = 2, last_updated = now() WHERE sales_order_id <= 2`)
+	versions := int64(5 + 2)
+	for attempt := 0; ; attempt++ {
+		if attempt == 3 {
+			t.Fatal("the ingest finished three times before it could be killed mid-stream: make the transaction larger")
+		}
+		if killMidStream(t, ingest, cfg, slot, 100+attempt*300000) {
+			versions += 300000 + 3
+			break
+		}
+		versions += 300000 + 3
+		t.Logf("attempt %d: the ingest landed the transaction before the kill; again, with another", attempt)
+	}
+	// The server may still hold the slot for the killed process's walsender
+	// (until it notices the connection is gone, or wal_sender_timeout): end
+	// it, as an operator would, so that the test does not wait for it.
+	pgtest.Exec(t, src, `SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = $1 AND active`, slot)
+	var again *proc
+	for end := time.Now().Add(time.Minute); ; time.Sleep(200 * time.Millisecond) {
+		if again = ingest(); again.exit(t, 5*time.Minute) == 0 {
+			break
+		}
+		if !strings.Contains(again.out.String(), "another consumer is reading it") || time.Now().After(end) {
+			t.Fatalf("the ingest after the kill failed:\n%s", again.out.String())
+		}
+	}
+	n, twice := salesOrderVersions(t, cfg.IngestBucket)
+	if n != versions || len(twice) > 0 {
+		t.Errorf("the lake holds %d sales_order versions, want the source's %d once; landed twice: %v", n, versions, twice)
+	}
+}
+
+// killMidStream commits a transaction of 300,000 sales orders from id
+// from, then three updates, starts an ingest and kills it with SIGKILL
+// once the server sends it the transaction. It reports whether the kill
+// came before the ingest landed its batch (which it then checks it did
+// not).
+func killMidStream(t *testing.T, ingest func() *proc, cfg config.Config, slot string, from int) bool {
+	t.Helper()
+	src := cfg.SourceURL
+	before, _ := landed(t, cfg.IngestBucket)
+	pgtest.Exec(t, src, `INSERT INTO sales_order SELECT g, now(), now(),1,1,1,1,1.00,1,'2024-01-02','2024-01-03',1 FROM generate_series($1::int, $1::int + 299999) g`, from)
+	var commit string
+	pgtest.Scan(t, src, []any{&commit}, `SELECT pg_current_wal_insert_lsn()::text`)
+	for range 3 {
+		pgtest.Exec(t, src, `UPDATE sales_order SET units_sold = units_sold + 1, last_updated = now() WHERE sales_order_id = 3`)
+	}
+	p := ingest()
+	// Once the server has decoded the transaction and sends it, the process
+	// is reading it: kill it then.
+	for end := time.Now().Add(2 * time.Minute); ; time.Sleep(10 * time.Millisecond) {
+		select {
+		case <-p.done:
+			if p.code != 0 {
+				t.Fatalf("the ingest failed:\n%s", p.out.String())
+			}
+			return false
+		default:
+		}
+		if pgtest.QueryInt(t, src, `SELECT count(*) FROM pg_stat_replication r JOIN pg_replication_slots s ON s.active_pid = r.pid
+			WHERE s.slot_name = $1 AND r.sent_lsn >= $2::pg_lsn`, slot, commit) > 0 {
+			break
+		}
+		if time.Now().After(end) {
+			t.Fatalf("the server never sent the large transaction:\n%s", p.out.String())
+		}
+	}
+	time.Sleep(50 * time.Millisecond)
+	_ = p.cmd.Process.Kill()
+	if code := p.exit(t, time.Minute); code != -1 {
+		if code != 0 {
+			t.Fatalf("the ingest failed:\n%s", p.out.String())
+		}
+		return false
+	}
+	if after, _ := landed(t, cfg.IngestBucket); after != before || strings.Contains(p.out.String(), "ingest landed batch") {
+		t.Fatalf("the killed ingest landed a batch (%d batches, %d before):\n%s", after, before, p.out.String())
+	}
+	return true
+}
