@@ -286,14 +286,16 @@ func dimTransaction(t *totesys.Transaction) (star.DimTransaction, *problem) {
 	if p := firstProblem(positive("transaction_id", t.TransactionID), stampsHeld(t.CreatedAt, t.LastUpdated)); p != nil {
 		return star.DimTransaction{}, p
 	}
+	// An order id may be NULL: totesys sets it so when the order is
+	// deleted (ON DELETE SET NULL), and that update is a version too.
 	switch t.TransactionType {
 	case "SALE":
-		if t.SalesOrderID == nil || *t.SalesOrderID <= 0 || t.PurchaseOrderID != nil {
-			return star.DimTransaction{}, bad("a SALE transaction needs a sales_order_id and no purchase_order_id")
+		if t.SalesOrderID != nil && *t.SalesOrderID <= 0 || t.PurchaseOrderID != nil {
+			return star.DimTransaction{}, bad("a SALE transaction needs a positive sales_order_id (or NULL, its order deleted) and no purchase_order_id")
 		}
 	case "PURCHASE":
-		if t.PurchaseOrderID == nil || *t.PurchaseOrderID <= 0 || t.SalesOrderID != nil {
-			return star.DimTransaction{}, bad("a PURCHASE transaction needs a purchase_order_id and no sales_order_id")
+		if t.PurchaseOrderID != nil && *t.PurchaseOrderID <= 0 || t.SalesOrderID != nil {
+			return star.DimTransaction{}, bad("a PURCHASE transaction needs a positive purchase_order_id (or NULL, its order deleted) and no sales_order_id")
 		}
 	default:
 		return star.DimTransaction{}, bad("transaction_type %q is neither SALE nor PURCHASE", t.TransactionType)

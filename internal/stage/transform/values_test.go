@@ -124,7 +124,8 @@ func TestTransactionValues(t *testing.T) {
 	}{
 		{"sale", totesys.Transaction{TransactionID: 1, TransactionType: "SALE", SalesOrderID: ptr[int32](4)}, true, ""},
 		{"purchase", totesys.Transaction{TransactionID: 1, TransactionType: "PURCHASE", PurchaseOrderID: ptr[int32](4)}, true, ""},
-		{"sale without order", totesys.Transaction{TransactionID: 1, TransactionType: "SALE"}, false, "SALE transaction needs"},
+		{"sale whose order was deleted", totesys.Transaction{TransactionID: 1, TransactionType: "SALE"}, true, ""},
+		{"sale of order 0", totesys.Transaction{TransactionID: 1, TransactionType: "SALE", SalesOrderID: ptr[int32](0)}, false, "SALE transaction needs"},
 		{"sale with a purchase order", totesys.Transaction{TransactionID: 1, TransactionType: "SALE", SalesOrderID: ptr[int32](4), PurchaseOrderID: ptr[int32](4)}, false, "SALE"},
 		{"purchase with sales order", totesys.Transaction{TransactionID: 1, TransactionType: "PURCHASE", SalesOrderID: ptr[int32](4)}, false, "PURCHASE transaction needs"},
 		{"lower case type", totesys.Transaction{TransactionID: 1, TransactionType: "sale", SalesOrderID: ptr[int32](4)}, false, `transaction_type "sale" is neither`},
