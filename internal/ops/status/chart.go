@@ -18,7 +18,7 @@ import (
 // The view box of every plot, and the margins that hold the axis labels.
 const (
 	plotW, plotH                    = 640.0, 220.0
-	padLeft, padRight, padTop, padB = 72.0, 12.0, 10.0, 26.0
+	padLeft, padRight, padTop, padB = 72.0, 28.0, 10.0, 26.0
 )
 
 // palette colours the series of a plot, in order.
@@ -116,7 +116,7 @@ func points(xy [][2]float64) string {
 // behindPlot draws how far the warehouse was behind the source over the
 // window ending at now.
 func behindPlot(pts []BehindPoint, now time.Time, window time.Duration) plot {
-	p := plot{ID: "behind", Title: "Behind the source, last " + dur(window),
+	p := plot{ID: "behind", Title: "Behind the source, last " + hours(window),
 		Note: "the age of the newest source snapshot loaded; it rises between loads (an upper bound while the source is quiet) and drops at each load"}
 	if len(pts) == 0 {
 		p.Empty = "No batch loaded yet."

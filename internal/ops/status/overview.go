@@ -11,7 +11,6 @@ import (
 
 	"github.com/sandstone-data/sandstone/internal/contract/lake"
 	"github.com/sandstone-data/sandstone/internal/ops/audit"
-	"github.com/sandstone-data/sandstone/internal/ops/pipeline"
 	"github.com/sandstone-data/sandstone/internal/stage/warehouse"
 )
 
@@ -44,6 +43,14 @@ type StageState struct {
 	// Error is the failing streak's kind and last error.
 	Error string `json:"error,omitempty"`
 }
+
+// The stages as package pipeline names them; pipeline's tests use status,
+// so status cannot import pipeline (a test holds the names equal).
+const (
+	stageIngest    = "ingest"
+	stageTransform = "transform"
+	stageLoad      = "load"
+)
 
 // BehindPoint is how far the warehouse was behind the source at one time.
 type BehindPoint struct {
@@ -184,18 +191,18 @@ func (g *gathering) history(ctx context.Context, wh *warehouse.Warehouse, out *l
 func (g *gathering) stages(ingestedAt, transformedAt time.Time) {
 	last := map[string]StageState{}
 	if g.IngestedBatch != nil && *g.IngestedBatch > 0 {
-		last[pipeline.Ingest] = StageState{LastRun: ingestedAt, Batch: lake.BatchID(*g.IngestedBatch)}
+		last[stageIngest] = StageState{LastRun: ingestedAt, Batch: lake.BatchID(*g.IngestedBatch)}
 	}
 	if g.ProcessedBatch != nil && *g.ProcessedBatch > 0 {
-		last[pipeline.Transform] = StageState{LastRun: transformedAt, Batch: lake.BatchID(*g.ProcessedBatch)}
+		last[stageTransform] = StageState{LastRun: transformedAt, Batch: lake.BatchID(*g.ProcessedBatch)}
 	}
 	if g.LastLoad != nil {
-		last[pipeline.Load] = StageState{LastRun: g.LastLoad.LoadedAt, Batch: g.LastLoad.Batch}
+		last[stageLoad] = StageState{LastRun: g.LastLoad.LoadedAt, Batch: g.LastLoad.Batch}
 	}
 	if a := g.LastAudit; a != nil {
 		last[audit.Stage] = StageState{LastRun: a.At.UTC(), Batch: a.Batch}
 	}
-	for _, stage := range []string{pipeline.Ingest, pipeline.Transform, pipeline.Load, audit.Stage} {
+	for _, stage := range []string{stageIngest, stageTransform, stageLoad, audit.Stage} {
 		s := last[stage]
 		s.Stage, s.State = stage, "unknown"
 		if g.Alerts != nil {

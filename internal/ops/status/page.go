@@ -12,6 +12,7 @@ import (
 	"html/template"
 	"io"
 	"maps"
+	"math"
 	"net/http"
 	"slices"
 	"strconv"
@@ -37,7 +38,7 @@ var pageTemplate = template.Must(template.New("page").Funcs(template.FuncMap{
 	"clock": clock,
 	"count": count,
 	"secs":  func(s float64) string { return dur(seconds(s)) },
-	"money": func(v float64) string { return strconv.FormatFloat(v, 'f', 2, 64) },
+	"money": money,
 	"n": func(v *int64) int64 {
 		if v == nil {
 			return 0
@@ -144,7 +145,9 @@ func (r Report) WriteHTML(w io.Writer, cfg config.Config, refresh time.Duration)
 	if a := r.LastAudit; a != nil {
 		drift := a.DriftRows()
 		for _, t := range slices.Sorted(maps.Keys(drift)) {
-			v.Drift = append(v.Drift, driftRow{Table: t, Kinds: drift[t]})
+			if slices.ContainsFunc(slices.Collect(maps.Values(drift[t])), func(n int64) bool { return n > 0 }) {
+				v.Drift = append(v.Drift, driftRow{Table: t, Kinds: drift[t]})
+			}
 		}
 	}
 	sums := map[string]float64{}
@@ -168,7 +171,7 @@ func (r Report) rowsPlot() plot {
 			values[i] += float64(n)
 		}
 	}
-	return barPlot("rows", "Rows per batch loaded, last "+dur(PageWindow), "the rows each batch wrote to the warehouse, over every table",
+	return barPlot("rows", "Rows per batch loaded, last "+hours(PageWindow), "the rows each batch wrote to the warehouse, over every table",
 		values, func(i int) string { return r.Loads[i].LoadedAt.Format("15:04") },
 		func(i int) string {
 			return fmt.Sprintf("batch %s at %s: %.0f rows", r.Loads[i].Batch, stamp(r.Loads[i].LoadedAt), values[i])
@@ -196,3 +199,20 @@ func (r Report) rejectsView() ([]rejectRow, plot) {
 	}
 	return rows, p
 }
+
+// money writes an amount with two decimals and its thousands grouped:
+// 1,234,567.80.
+func money(v float64) string {
+	s := strconv.FormatFloat(math.Abs(v), 'f', 2, 64)
+	whole, cents := s[:len(s)-3], s[len(s)-3:]
+	for i := len(whole) - 3; i > 0; i -= 3 {
+		whole = whole[:i] + "," + whole[i:]
+	}
+	if v < 0 {
+		whole = "-" + whole
+	}
+	return whole + cents
+}
+
+// hours writes a window as whole hours: "24 hours".
+func hours(d time.Duration) string { return strconv.Itoa(int(d.Hours())) + " hours" }

@@ -2,6 +2,7 @@ package status
 
 import (
 	"bytes"
+	"net/http/httptest"
 	"regexp"
 	"strings"
 	"testing"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/sandstone-data/sandstone/internal/base/config"
 	"github.com/sandstone-data/sandstone/internal/ops/alert"
+	"github.com/sandstone-data/sandstone/internal/ops/pipeline"
 	"github.com/sandstone-data/sandstone/internal/stage/warehouse"
 )
 
@@ -37,7 +39,7 @@ func TestPageOfReport(t *testing.T) {
 	}
 	page := b.String()
 	for _, want := range []string{`content="30"`, "postgres://dw:xxxxx@db/w", `data-stage="load"`, "warehouse_unreachable: refused",
-		`<td class="n">1234</td>`, `data-currency="GBP"`, "1250.50", "99.99", "problem: warehouse: password=xxxxx refused",
+		`<td class="n">1234</td>`, `data-currency="GBP"`, "1,250.50", "99.99", "problem: warehouse: password=xxxxx refused",
 		`data-chart="behind"`, `data-chart="rows"`, `data-chart="rejected"`, `data-chart="sales"`} {
 		if !strings.Contains(page, want) {
 			t.Errorf("the page lacks %q", want)
@@ -63,5 +65,73 @@ func TestPageOfReport(t *testing.T) {
 	}
 	if !strings.Contains(b.String(), "Replication slot lag: 4096 bytes") {
 		t.Error("no slot lag once set")
+	}
+}
+
+func TestMoney(t *testing.T) {
+	for v, want := range map[float64]string{0: "0.00", 12: "12.00", 999.999: "1,000.00", 1234567.8: "1,234,567.80", -1234.5: "-1,234.50"} {
+		if got := money(v); got != want {
+			t.Errorf("money(%v) = %q, want %q", v, got, want)
+		}
+	}
+}
+
+// TestCacheKeepsUntilLoad: what the cache keeps stays until the newest
+// load changes; a ledger that goes back forgets the snapshots too.
+func TestCacheKeepsUntilLoad(t *testing.T) {
+	at := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	c := &Cache{}
+	head := &warehouse.LedgerEntry{Sequence: 3, LoadedAt: at}
+	c.at(head)
+	c.counts, c.snapshots = map[string]int64{"dim_date": 1}, map[int64]time.Time{3: at}
+	c.at(&warehouse.LedgerEntry{Sequence: 3, LoadedAt: at})
+	if c.counts == nil {
+		t.Fatal("the counts were forgotten without a load")
+	}
+	c.at(&warehouse.LedgerEntry{Sequence: 4, LoadedAt: at.Add(time.Minute)})
+	if c.counts != nil || c.snapshots == nil {
+		t.Fatalf("after a load: counts %v (want none), snapshots %v (want kept)", c.counts, c.snapshots)
+	}
+	c.at(&warehouse.LedgerEntry{Sequence: 1, LoadedAt: at.Add(time.Hour)})
+	if c.snapshots != nil {
+		t.Fatal("a rebuilt warehouse kept the old batches' snapshots")
+	}
+}
+
+// TestPageServed: the page is served with a policy that lets it load
+// nothing, also when nothing can be read, and without the password.
+func TestPageServed(t *testing.T) {
+	dir := t.TempDir()
+	cfg := config.Config{IngestBucket: dir + "/in", ProcessedBucket: dir + "/out",
+		WarehouseURL: "postgres://u:hunter2@127.0.0.1:1/w?connect_timeout=1"}
+	rec := httptest.NewRecorder()
+	NewPage(cfg, dir+"/alerts.json", time.Minute).ServeHTTP(rec, httptest.NewRequest("GET", "/", nil))
+	body := rec.Body.String()
+	if rec.Code != 200 || !strings.Contains(rec.Header().Get("Content-Security-Policy"), "default-src 'none'") ||
+		!strings.Contains(body, "problem: warehouse") || strings.Contains(body, "hunter2") {
+		t.Fatalf("%d %v\n%s", rec.Code, rec.Header(), body)
+	}
+}
+
+// TestTextSaysWhatThePageSays: the text writes the stages, the sales and
+// the slot's lag of the same report.
+func TestTextSaysWhatThePageSays(t *testing.T) {
+	lag := int64(10)
+	r := Report{Stages: []StageState{{Stage: "load", State: "failing", LastRun: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC), Batch: "000000000002"}},
+		Sales: []warehouse.Sales{{Month: "2026-01", Currency: "EUR", Value: 12.5}}, SlotLagBytes: &lag}
+	var b bytes.Buffer
+	if err := r.WriteText(&b); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"  load       failing  2026-01-02 03:04:05.000 000000000002", "  2026-01 EUR            12.50", "replication slot lag: 10 bytes"} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("status lacks %q:\n%s", want, b.String())
+		}
+	}
+}
+
+func TestStageNames(t *testing.T) {
+	if stageIngest != pipeline.Ingest || stageTransform != pipeline.Transform || stageLoad != pipeline.Load {
+		t.Error("status names the stages otherwise than pipeline")
 	}
 }
