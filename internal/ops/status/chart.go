@@ -114,7 +114,8 @@ func points(xy [][2]float64) string {
 }
 
 // behindPlot draws how far the warehouse was behind the source over the
-// window ending at now.
+// window ending at now, from its first point (a warehouse loaded for the
+// first time an hour ago gets an hour wide chart).
 func behindPlot(pts []BehindPoint, now time.Time, window time.Duration) plot {
 	p := plot{ID: "behind", Title: "Behind the source, last " + hours(window),
 		Note: "the age of the newest source snapshot loaded; it rises between loads (an upper bound while the source is quiet) and drops at each load"}
@@ -122,7 +123,8 @@ func behindPlot(pts []BehindPoint, now time.Time, window time.Duration) plot {
 		p.Empty = "No batch loaded yet."
 		return p
 	}
-	f := frame{x0: float64(now.Add(-window).Unix()), x1: float64(now.Unix())}
+	from := pts[0].At
+	f := frame{x0: float64(from.UnixMilli()), x1: float64(now.UnixMilli())}
 	top := 0.0
 	for _, b := range pts {
 		top = max(top, b.Seconds)
@@ -130,12 +132,16 @@ func behindPlot(pts []BehindPoint, now time.Time, window time.Duration) plot {
 	p.YTicks = f.yTicks(top, func(v float64) string { return dur(seconds(v)) })
 	xy := make([][2]float64, len(pts))
 	for i, b := range pts {
-		xy[i] = [2]float64{f.x(float64(b.At.Unix())), f.y(b.Seconds)}
+		xy[i] = [2]float64{f.x(float64(b.At.UnixMilli())), f.y(b.Seconds)}
 	}
 	p.Lines = []line{{Color: palette[0], Points: points(xy)}}
+	layout := "15:04"
+	if now.Sub(from) < 10*time.Minute {
+		layout = "15:04:05"
+	}
 	for i := range 5 {
-		t := now.Add(-window + window*time.Duration(i)/4)
-		p.XTicks = append(p.XTicks, tick{X: f.x(float64(t.Unix())), Text: t.UTC().Format("15:04")})
+		t := from.Add(now.Sub(from) * time.Duration(i) / 4)
+		p.XTicks = append(p.XTicks, tick{X: f.x(float64(t.UnixMilli())), Text: t.UTC().Format(layout)})
 	}
 	return p
 }

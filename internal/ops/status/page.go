@@ -172,7 +172,7 @@ func (r Report) rowsPlot() plot {
 		}
 	}
 	return barPlot("rows", "Rows per batch loaded, last "+hours(PageWindow), "the rows each batch wrote to the warehouse, over every table",
-		values, func(i int) string { return r.Loads[i].LoadedAt.Format("15:04") },
+		values, func(i int) string { return "#" + strconv.FormatInt(r.Loads[i].Sequence, 10) },
 		func(i int) string {
 			return fmt.Sprintf("batch %s at %s: %.0f rows", r.Loads[i].Batch, stamp(r.Loads[i].LoadedAt), values[i])
 		}, compact)
