@@ -84,6 +84,9 @@ func demoWhatNext(t *testing.T, out, dir string) {
 	if !strings.Contains(out, "  export PATH=\""+bin+":$PATH\"\n") || !strings.Contains(out, "\n  "+filepath.Base(os.Args[0])+" status ") {
 		t.Errorf("the demo does not put %s on PATH, or names the program by its path after:\n%s", bin, out)
 	}
+	if !strings.Contains(out, " run --metrics-addr 127.0.0.1:9464 ") || !strings.Contains(out, "open http://127.0.0.1:9464/") {
+		t.Errorf("the demo does not say how to open the status page:\n%s", out)
+	}
 	exports := regexp.MustCompile(`(?m)^  export (SANDSTONE_[A-Z_]+)='([^']*)'$`).FindAllStringSubmatch(out, -1)
 	if len(exports) != 5 {
 		t.Fatalf("want 5 export lines after 'What next', got %d:\n%s", len(exports), out)

@@ -20,6 +20,7 @@ import (
 	"github.com/sandstone-data/sandstone/internal/ops/audit"
 	"github.com/sandstone-data/sandstone/internal/ops/metrics"
 	"github.com/sandstone-data/sandstone/internal/ops/pipeline"
+	"github.com/sandstone-data/sandstone/internal/ops/status"
 	"github.com/sandstone-data/sandstone/internal/stage/warehouse"
 )
 
@@ -55,8 +56,10 @@ and stops (exit 0; a second signal stops at once, abandoning that batch).
 A failing stage is retried with backoff and does not stop the loop;
 with --alert-email or --alert-webhook, a failure streak sends one alert, a
 reminder every --alert-reminder while it lasts, and one "recovered" message.
---metrics-addr serves Prometheus metrics (/metrics) and health (/healthz,
-/readyz). --once runs one cycle and exits non-zero if a stage failed (130
+--metrics-addr serves the status page (/: what 'sandstone status' says, with
+charts and the warehouse's sales; it shows business totals, so bind it where
+only those who may see them reach it), Prometheus metrics (/metrics) and
+health (/healthz, /readyz). --once runs one cycle and exits non-zero if a stage failed (130
 when interrupted).
 
 Beside the cycles, every --audit-every (0 turns it off), it audits the source
@@ -91,7 +94,7 @@ loads the repair batch).`,
 	f.BoolVar(&rf.once, "once", false, "run one cycle and exit (non-zero if a stage failed)")
 	f.IntVar(&rf.retries, "retries", ev.int(envRetries, 3), "retries of a failing stage within a cycle ($"+envRetries+")")
 	f.DurationVar(&rf.backoff, "backoff", ev.duration(envBackoff, 2*time.Second), "wait before the first retry (doubles each time) ($"+envBackoff+")")
-	f.StringVar(&rf.metricsAddr, "metrics-addr", os.Getenv(envMetricsAddr), "serve /metrics, /healthz and /readyz on this address (e.g. 127.0.0.1:9464) ($"+envMetricsAddr+")")
+	f.StringVar(&rf.metricsAddr, "metrics-addr", os.Getenv(envMetricsAddr), "serve the status page (/), /metrics, /healthz and /readyz on this address (e.g. 127.0.0.1:9464) ($"+envMetricsAddr+")")
 	f.StringVar(&rf.alertState, "alert-state", envOr(envAlertState, defaultAlertState), "file keeping the alert state across restarts (shown by status) ($"+envAlertState+")")
 	f.DurationVar(&rf.auditEvery, "audit-every", ev.duration(envAuditEvery, time.Hour), "audit the source against the ingestion bucket this often, beside the cycles; 0 turns it off ($"+envAuditEvery+")")
 	f.BoolVar(&rf.AuditRepair, "auto-repair", rf.AuditRepair, "mend what an audit finds at once ($"+config.EnvAuditRepair+")")
@@ -133,7 +136,7 @@ func (rf *runFlags) run(cmd *cobra.Command) error {
 	if err := notifier.Load(rf.alertState); err != nil {
 		log.Warn("the saved alert state could not be read; starting afresh", "error", err.Error())
 	}
-	m := metrics.New(metrics.Options{})
+	m := metrics.New(metrics.Options{Page: status.NewPage(rf.Config, rf.alertState, pageRefresh)})
 	m.SetBuildInfo(build())
 	runner := &pipeline.Runner{Stages: p.Stages(), Retries: rf.retries, Backoff: rf.backoff, Logger: log, Quiet: humanLog, Stop: stop,
 		Observers: []pipeline.Observer{observer{m, notifier}, printer{cmd.OutOrStdout()}}}
@@ -225,6 +228,9 @@ const (
 	envAutoRepair  = "SANDSTONE_AUTO_REPAIR" // deprecated: config.EnvAuditRepair
 	envBehindLimit = "SANDSTONE_BEHIND_LIMIT"
 )
+
+// pageRefresh is how often the status page at / reloads itself.
+const pageRefresh = 30 * time.Second
 
 // freshnessAlert is the alert "stage" of the warehouse falling behind the
 // source.

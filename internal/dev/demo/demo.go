@@ -131,6 +131,8 @@ func whatNext(say func(string, ...any), sb *sandbox.Sandbox, psql, self, dir str
 	say("  %s status        # what each stage has done, what waits, freshness, rejects", name)
 	say("  %s simulate      # the business changes a few source rows", name)
 	say("  %s run --once    # one cycle of the pipeline (without --once: every 10m until Ctrl-C)", name)
+	say("  %s run --metrics-addr 127.0.0.1:9464   # the pipeline every 10m, and its status page:", name)
+	say("                   # open http://127.0.0.1:9464/ (the pipeline, its lag, the warehouse's sales)")
 	say("  %s audit         # prove the source, the buckets and the warehouse agree", name)
 	say("Remove everything (the alert state too) with:\n  %s demo --clean --dir %s", name, dir)
 }

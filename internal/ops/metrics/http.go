@@ -16,10 +16,13 @@ import (
 const shutdownTimeout = 5 * time.Second
 
 // Handler serves /metrics (Prometheus text format), /healthz (200 while
-// the process runs) and /readyz (200 when Ready, else 503 with a JSON
-// reason).
+// the process runs), /readyz (200 when Ready, else 503 with a JSON
+// reason) and, when Options.Page set one, the page at /.
 func (m *Metrics) Handler() http.Handler {
 	mux := http.NewServeMux()
+	if m.page != nil {
+		mux.Handle("GET /{$}", m.page)
+	}
 	mux.Handle("GET /metrics", promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]any{"status": "ok"})

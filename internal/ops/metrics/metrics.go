@@ -30,6 +30,7 @@
 package metrics
 
 import (
+	"net/http"
 	"strconv"
 	"sync"
 	"time"
@@ -56,6 +57,8 @@ type Options struct {
 	// FailureGrace is how long failing cycles keep /readyz at 200 after
 	// a success (DefaultFailureGrace when zero or negative).
 	FailureGrace time.Duration
+	// Page, when set, is served at / beside the metrics (the status page).
+	Page http.Handler
 }
 
 // StageRun is the outcome of one stage run, as the runner knows it. It is
@@ -87,6 +90,7 @@ type Metrics struct {
 
 	grace time.Duration
 	now   func() time.Time
+	page  http.Handler
 
 	mu           sync.Mutex
 	stages       map[string]bool // stages whose failure counters exist
@@ -164,6 +168,7 @@ func New(opts Options) *Metrics {
 			Name: "sandstone_build_info", Help: "1, labelled with the version, commit and Go version of the build.",
 		}, []string{"version", "commit", "go_version"}),
 		grace:  opts.FailureGrace,
+		page:   opts.Page,
 		now:    time.Now,
 		stages: map[string]bool{},
 	}

@@ -355,3 +355,22 @@ func gathered(t *testing.T, m *Metrics, name string) float64 {
 	t.Fatalf("no single series %s", name)
 	return 0
 }
+
+// TestPage: the page given in Options is served at / (and nowhere else),
+// beside the metrics; without one, / is not found.
+func TestPage(t *testing.T) {
+	page := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("the page")) })
+	base := serve(t, New(Options{Page: page}))
+	if code, body := get(t, base+"/"); code != http.StatusOK || body != "the page" {
+		t.Errorf("/ = %d %q", code, body)
+	}
+	if code, _ := get(t, base+"/other"); code != http.StatusNotFound {
+		t.Errorf("/other = %d, want 404", code)
+	}
+	if code, body := get(t, base+"/metrics"); code != http.StatusOK || !strings.Contains(body, "sandstone_") {
+		t.Errorf("/metrics beside the page = %d", code)
+	}
+	if code, _ := get(t, serve(t, New(Options{}))+"/"); code != http.StatusNotFound {
+		t.Errorf("/ without a page = %d, want 404", code)
+	}
+}

@@ -69,6 +69,18 @@ type Report struct {
 	LastAudit *audit.Report `json:"last_audit,omitempty"`
 	// Alerts is the alert state `sandstone run` saved, if any.
 	Alerts *alert.State `json:"alerts,omitempty"`
+	// Stages is each stage's state and last batch.
+	Stages []StageState `json:"stages"`
+	// Loads are the batches loaded in the window (Options.Window), oldest
+	// first; Behind is how far the warehouse was behind the source over it.
+	Loads  []warehouse.LedgerEntry `json:"loads,omitempty"`
+	Behind []BehindPoint           `json:"behind_source_history,omitempty"`
+	// Sales is the warehouse's sales value by month and currency
+	// (Options.Sales).
+	Sales []warehouse.Sales `json:"sales,omitempty"`
+	// SlotLagBytes is how far log-based capture's replication slot is
+	// behind the source's WAL; nil until that capture exists and reports it.
+	SlotLagBytes *int64 `json:"slot_lag_bytes,omitempty"`
 	// Notes says what is not there yet (a bucket nothing has been written
 	// to, a warehouse never loaded): not a problem on a fresh setup.
 	Notes []string `json:"notes,omitempty"`
@@ -88,7 +100,8 @@ type Lag struct {
 // gathering is a report being gathered from one configuration.
 type gathering struct {
 	*Report
-	cfg config.Config
+	cfg  config.Config
+	opts Options
 	// absent counts the buckets whose directory does not exist.
 	absent int
 }
@@ -100,8 +113,13 @@ type gathering struct {
 // processed bucket that does not hold the batches the warehouse's ledger
 // records, and nothing configured at all.
 func Gather(ctx context.Context, cfg config.Config, alertState string) Report {
+	return GatherWith(ctx, cfg, Options{AlertState: alertState})
+}
+
+// GatherWith is Gather with the options of the status page.
+func GatherWith(ctx context.Context, cfg config.Config, opts Options) Report {
 	r := Report{At: time.Now().UTC()}
-	g := &gathering{Report: &r, cfg: cfg}
+	g := &gathering{Report: &r, cfg: cfg, opts: opts}
 	in := g.ingested(ctx)
 	if in != nil {
 		defer func() { _ = in.Close() }()
@@ -113,9 +131,10 @@ func Gather(ctx context.Context, cfg config.Config, alertState string) Report {
 	r.PendingTransform = minus(r.IngestedBatch, r.ProcessedBatch)
 	g.warehouse(ctx, out)
 	var err error
-	if r.Alerts, err = alert.ReadState(alertState); err != nil {
+	if r.Alerts, err = alert.ReadState(opts.AlertState); err != nil {
 		g.problem("alert state", err)
 	}
+	g.stages(createdAt(ctx, in, r.IngestedBatch), createdAt(ctx, out, r.ProcessedBatch))
 	return r
 }
 
@@ -227,8 +246,18 @@ func (g *gathering) warehouse(ctx context.Context, out *lake.Bucket) {
 	default:
 		if err := wh.CheckProcessed(ctx, out); err != nil {
 			g.problem("processed bucket and warehouse ledger disagree", err)
-		} else {
-			g.caughtUp(ctx, out)
+			return
+		}
+		g.caughtUp(ctx, out)
+		if g.opts.Window > 0 {
+			if err := g.history(ctx, wh, out); err != nil {
+				g.problem("warehouse history", err)
+			}
+		}
+	}
+	if g.opts.Sales && g.LoadedBatch != nil {
+		if err := g.sales(ctx, wh); err != nil {
+			g.problem("sales", err)
 		}
 	}
 }
@@ -293,18 +322,6 @@ func (r *Report) rejects(ctx context.Context, b *lake.Bucket) error {
 // loads and its newest batch.
 func (g *gathering) readWarehouse(ctx context.Context, wh *warehouse.Warehouse) error {
 	r := g.Report
-	var err error
-	if r.Counts, err = wh.Counts(ctx); err != nil {
-		return err
-	}
-	if len(r.Counts) == 0 {
-		r.Counts = nil
-		schema := g.cfg.WarehouseSchema
-		if schema == "" {
-			schema = config.DefaultSchema
-		}
-		r.Notes = append(r.Notes, fmt.Sprintf("warehouse: no Sandstone tables in schema %s yet (nothing loaded: 'sandstone load' creates them)", schema))
-	}
 	recent, err := wh.Freshness(ctx, 10)
 	if err != nil {
 		return err
@@ -321,6 +338,17 @@ func (g *gathering) readWarehouse(ctx context.Context, wh *warehouse.Warehouse) 
 		}
 	}
 	r.PendingLoad = minus(r.ProcessedBatch, r.LoadedBatch)
+	if r.Counts, err = g.counts(ctx, wh); err != nil {
+		return err
+	}
+	if len(r.Counts) == 0 {
+		r.Counts = nil
+		schema := g.cfg.WarehouseSchema
+		if schema == "" {
+			schema = config.DefaultSchema
+		}
+		r.Notes = append(r.Notes, fmt.Sprintf("warehouse: no Sandstone tables in schema %s yet (nothing loaded: 'sandstone load' creates them)", schema))
+	}
 	return nil
 }
 
@@ -343,6 +371,7 @@ func (r Report) WriteText(w io.Writer) error {
 		p("")
 	}
 	p("Status at %s", stamp(r.At))
+	r.writeStages(p)
 	p("\nSource tables (ingest; times UTC):")
 	p("  %-16s %-23s %-23s %s", "table", "newest last_updated", "last landed", "batch")
 	for _, t := range slices.Sorted(maps.Keys(r.Tables)) {
@@ -377,6 +406,7 @@ func (r Report) WriteText(w io.Writer) error {
 			p("  %-20s %9d", t.Name, r.Counts[t.Name])
 		}
 	}
+	r.writeSales(p)
 	parked := r.Parked != nil && *r.Parked > 0
 	if len(r.Rejected) > 0 || parked {
 		p("\nRejected rows (sandstone rejects lists them):")
@@ -410,6 +440,41 @@ func (r Report) WriteText(w io.Writer) error {
 		p("note: %s", n)
 	}
 	return nil
+}
+
+// writeStages writes each stage's state and last batch, and the slot's
+// lag when log-based capture reports it.
+func (r Report) writeStages(p func(string, ...any)) {
+	if len(r.Stages) > 0 {
+		p("\nStages (state from the alert state 'sandstone run' keeps; times UTC):")
+		p("  %-10s %-8s %-23s %s", "stage", "state", "last batch at", "batch")
+	}
+	for _, s := range r.Stages {
+		p("  %-10s %-8s %-23s %s", s.Stage, s.State, clock(s.LastRun), or(s.Batch, "-"))
+	}
+	if r.SlotLagBytes != nil {
+		p("  replication slot lag: %d bytes", *r.SlotLagBytes)
+	}
+}
+
+// writeSales writes the warehouse's sales value by month and currency,
+// when gathered.
+func (r Report) writeSales(p func(string, ...any)) {
+	if len(r.Sales) == 0 {
+		return
+	}
+	p("\nSales value (units sold x unit price of each order's current version, deleted orders left out):")
+	for _, s := range r.Sales {
+		p("  %s %-4s %15.2f", s.Month, s.Currency, s.Value)
+	}
+}
+
+// or is s, or def when s is empty.
+func or(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
 }
 
 // writeFreshness writes the two sides of freshness: how far the warehouse

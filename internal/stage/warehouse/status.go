@@ -109,7 +109,6 @@ func (w *Warehouse) Freshness(ctx context.Context, n int) ([]LedgerEntry, error)
 }
 
 func (w *Warehouse) freshness(ctx context.Context, n int) ([]LedgerEntry, error) {
-	var out []LedgerEntry
 	ok, err := tableExists(ctx, w.conn, w.s, ledgerTable)
 	if err != nil || !ok {
 		return nil, err
@@ -119,20 +118,7 @@ func (w *Warehouse) freshness(ctx context.Context, n int) ([]LedgerEntry, error)
 	if err != nil {
 		return nil, err
 	}
-	var e LedgerEntry
-	var newest *time.Time
-	_, err = pgx.ForEachRow(rows, []any{&e.Sequence, &e.Batch, &e.Rows, &newest, &e.LoadedAt, &e.Seconds}, func() error {
-		e.SourceNewest, e.Lag = time.Time{}, 0
-		if newest != nil {
-			e.SourceNewest = newest.UTC()
-			e.Lag = e.LoadedAt.Sub(e.SourceNewest)
-		}
-		e.LoadedAt = e.LoadedAt.UTC()
-		out = append(out, e)
-		e.Rows = nil
-		return nil
-	})
-	return out, err
+	return ledgerEntries(rows)
 }
 
 // LongestLoad returns the most seconds a batch of the ledger took to load
