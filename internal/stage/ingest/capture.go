@@ -227,11 +227,12 @@ func (c *capture) stream(ctx context.Context, res Result) (Result, error) {
 		return res, err
 	}
 	// The run reads what committed before it started: up to where the WAL
-	// is written (what commits asynchronously is not flushed yet, and is
-	// read once it is).
+	// is flushed, which the slot can read. A heartbeat committed
+	// synchronously first flushes what asynchronous commits left unflushed.
+	c.heartbeat(ctx)
 	var boundAt time.Time
 	var bound string
-	if err := c.src.QueryRow(ctx, "SELECT now(), pg_catalog.pg_current_wal_insert_lsn()::text").Scan(&boundAt, &bound); err != nil {
+	if err := c.src.QueryRow(ctx, "SELECT now(), pg_catalog.pg_current_wal_flush_lsn()::text").Scan(&boundAt, &bound); err != nil {
 		return res, errkind.Wrap(errkind.SourceUnreachable, fmt.Errorf("read the source's clock: %w", err))
 	}
 	end, err := lake.ParseLSN(bound)
@@ -262,6 +263,19 @@ func (c *capture) stream(ctx context.Context, res Result) (Result, error) {
 		if err := c.replicate(ctx, c.src.Config()); err != nil {
 			return res, err
 		}
+	}
+}
+
+// heartbeat writes a logical message to the WAL in a transaction that
+// commits synchronously, flushing the WAL written before it. Only a help:
+// a role that may not write one reads up to the WAL flushed already.
+func (c *capture) heartbeat(ctx context.Context) {
+	err := pgx.BeginFunc(ctx, c.src, func(tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, "SET LOCAL synchronous_commit = on; SELECT pg_catalog.pg_logical_emit_message(true, 'sandstone', 'heartbeat')")
+		return err
+	})
+	if err != nil {
+		c.log.Debug("no heartbeat: the run reads the WAL flushed already", "error", err)
 	}
 }
 

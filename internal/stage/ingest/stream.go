@@ -23,6 +23,11 @@ import (
 // past the run's bound.
 const idle = 100 * time.Millisecond
 
+// statusEvery is how often a stream that is busy tells the server it is
+// alive, well within wal_sender_timeout (a minute by default), which
+// drops a consumer that stays silent while it writes a long batch.
+const statusEvery = 10 * time.Second
+
 // quietBytes is how much WAL a run that lands no change lets the slot
 // hold back before it lands an empty batch, to confirm the slot past WAL
 // that other tables (or databases) wrote: a quiet publication would
@@ -68,6 +73,8 @@ type stream struct {
 	// quiet is where the server stood, between transactions, when the
 	// batch was whole: nothing before it is left unread.
 	quiet lake.LSN
+	// told is when the server last heard from the stream.
+	told time.Time
 }
 
 // streamTable is one table's part of the batch.
@@ -90,7 +97,7 @@ func (e errCut) Error() string { return fmt.Sprintf("batch cut before %s", e.at)
 // read lands the batch through l.
 func (s *stream) read(ctx context.Context, l *landing) (b batchRead, err error) {
 	s.rels, s.tables, s.types = map[uint32]*relation{}, map[string]*streamTable{}, pgtype.NewMap()
-	s.rows, s.txns, s.more, s.end, s.quiet = 0, 0, false, 0, 0
+	s.rows, s.txns, s.more, s.end, s.quiet, s.told = 0, 0, false, 0, 0, time.Now()
 	s.tx.active, s.tx.skip, s.last.end = false, false, 0
 	defer func() {
 		if err != nil {
@@ -112,6 +119,11 @@ func (s *stream) read(ctx context.Context, l *landing) (b batchRead, err error) 
 
 // receive takes one message, and reports when the batch is whole.
 func (s *stream) receive(ctx context.Context, l *landing) (bool, error) {
+	if time.Since(s.told) >= statusEvery {
+		if err := s.status(ctx, false); err != nil {
+			return false, err
+		}
+	}
 	rctx, cancel := context.WithTimeout(ctx, idle)
 	msg, err := s.conn.ReceiveMessage(rctx)
 	cancel()
@@ -156,6 +168,7 @@ func (s *stream) receive(ctx context.Context, l *landing) (bool, error) {
 // lake's last batch ends, never further (what this batch read is not
 // durable yet); ask has it answer at once with where it stands.
 func (s *stream) status(ctx context.Context, ask bool) error {
+	s.told = time.Now()
 	err := pglogrepl.SendStandbyStatusUpdate(ctx, s.conn, pglogrepl.StandbyStatusUpdate{
 		WALWritePosition: pglogrepl.LSN(s.capture.Start), ReplyRequested: ask})
 	if err != nil {
