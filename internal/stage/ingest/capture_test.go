@@ -216,6 +216,37 @@ func TestCaptureSchemaChangeCutsTheBatch(t *testing.T) {
 	}
 }
 
+func TestCaptureTypeChangeKeepsEveryValue(t *testing.T) {
+	t.Parallel()
+	f := walFixture(t)
+	smallSource(f)
+	f.run()
+	f.exec("UPDATE sales_order SET units_sold = 2147483647, last_updated = now() WHERE sales_order_id = 1")
+	f.exec("ALTER TABLE sales_order ALTER COLUMN units_sold TYPE bigint, ALTER COLUMN unit_price TYPE numeric(14,4)")
+	f.exec("UPDATE sales_order SET units_sold = 9223372036854775807, unit_price = 1234567890.1234, last_updated = now() WHERE sales_order_id = 1")
+	first, second := f.run(), f.run()
+	m1, m2 := f.manifest(first.Sequence), f.manifest(second.Sequence)
+	o1, _ := m1.Table("sales_order")
+	o2, _ := m2.Table("sales_order")
+	if o1.Rows != 1 || o2.Rows != 1 {
+		t.Fatalf("a type change mid-stream: %d then %d rows", o1.Rows, o2.Rows)
+	}
+	types := func(o lake.Object) map[string]string {
+		out := map[string]string{}
+		for _, c := range o.Columns {
+			out[c.Name] = c.Type
+		}
+		return out
+	}
+	if t1, t2 := types(o1), types(o2); t1["units_sold"] != "INT32" || t2["units_sold"] != "INT64" || t2["unit_price"] != "DECIMAL(14,4)" {
+		t.Fatalf("column types %v then %v", t1, t2)
+	}
+	got := objectRows(t, f.bucket, second.Sequence, "sales_order")
+	if got[0]["units_sold"] != "9223372036854775807" {
+		t.Errorf("units_sold landed as %s", got[0]["units_sold"])
+	}
+}
+
 // objectRows reads the rows of table in batch seq as column name to value,
 // without the capture columns.
 func objectRows(t *testing.T, b *lake.Bucket, seq int64, table string) []map[string]string {
