@@ -73,7 +73,7 @@ func (c *Capture) Moves() bool { return c != nil && (c.Snapshot || c.End > c.Sta
 type LSN uint64
 
 // String prints l as PostgreSQL does.
-func (l LSN) String() string { return fmt.Sprintf("%X/%X", uint64(l)>>32, uint32(l)) }
+func (l LSN) String() string { return fmt.Sprintf("%X/%X", uint64(l)>>32, uint64(l)&0xFFFFFFFF) }
 
 // ParseLSN reads an LSN as PostgreSQL prints it.
 func ParseLSN(s string) (LSN, error) {
