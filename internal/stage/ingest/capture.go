@@ -240,7 +240,7 @@ func (c *capture) stream(ctx context.Context, res Result) (Result, error) {
 		return res, errkind.Wrap(errkind.SourceUnreachable, err)
 	}
 	s := &stream{cat: c.src, bucket: c.opts.Bucket, prevSeq: c.prevSeq, prev: c.prev, capture: c.captureOf(from),
-		bound: end, boundAt: boundAt.UTC(), maxRows: c.opts.MaxBatchRows, lookback: c.opts.Lookback, log: c.log}
+		bound: end, boundAt: boundAt.UTC(), maxRows: c.opts.MaxBatchRows, quietMax: c.opts.quietBytes, lookback: c.opts.Lookback, log: c.log}
 	for cuts := 0; ; cuts++ {
 		if err := c.startReplication(ctx, from); err != nil {
 			return res, err

@@ -22,6 +22,9 @@ import (
 func walFixture(t *testing.T) *fixture {
 	f := newFixture(t)
 	f.capture = config.CaptureWAL
+	// Other tests write WAL on the same server: no empty batches for it,
+	// but in the test of them.
+	f.quiet = 1 << 40
 	t.Cleanup(func() {
 		pgtest.Exec(t, f.url, "SELECT pg_catalog.pg_drop_replication_slot(slot_name) FROM pg_catalog.pg_replication_slots WHERE slot_name = $1",
 			config.DefaultSlot(f.url))
@@ -351,6 +354,7 @@ func TestCaptureTakesOverFromThePoll(t *testing.T) {
 func TestCaptureQuietPublicationDoesNotPinWAL(t *testing.T) {
 	t.Parallel()
 	f := walFixture(t)
+	f.quiet = quietBytes
 	smallSource(f)
 	f.run()
 	// 64 MB of WAL from a table outside the publication.
@@ -365,9 +369,6 @@ func TestCaptureQuietPublicationDoesNotPinWAL(t *testing.T) {
 		config.DefaultSlot(f.url))
 	if held >= 16<<20 {
 		t.Errorf("the slot holds back %d bytes of WAL after the run", held)
-	}
-	if res := f.run(); res.Sequence != 0 {
-		t.Errorf("a run right after landed %+v", res)
 	}
 }
 

@@ -138,6 +138,10 @@ type Options struct {
 	// committed and before the slot is confirmed; an error stops the run
 	// there, unconfirmed (tests of a crash at that point).
 	afterLand func() error
+	// quietBytes is the WAL a run that lands no change lets the slot hold
+	// back before it lands an empty batch (see quietBytes); the constant
+	// when zero. Tests on a server that other tests write to raise it.
+	quietBytes int64
 }
 
 // check fills in the defaults and refuses options that cannot work.
@@ -151,6 +155,7 @@ func (o Options) check() (Options, error) {
 	if o.Lookback == 0 {
 		o.Lookback = config.DefaultLookback
 	}
+	o.quietBytes = cmp.Or(o.quietBytes, quietBytes)
 	o.Capture = cmp.Or(o.Capture, config.DefaultCapture)
 	o.Slot = cmp.Or(o.Slot, config.DefaultSlot(o.SourceURL))
 	o.Publication = cmp.Or(o.Publication, config.DefaultPublication)

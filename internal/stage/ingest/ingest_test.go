@@ -36,6 +36,8 @@ type fixture struct {
 	scanAdvice int64
 	// capture is Options.Capture.
 	capture string
+	// quiet is Options.quietBytes.
+	quiet int64
 }
 
 func newFixture(t *testing.T) *fixture {
@@ -57,7 +59,7 @@ func (f *fixture) open() *lake.Bucket {
 
 func (f *fixture) opts() Options {
 	return Options{SourceURL: f.url, Bucket: f.bucket, Lookback: 5 * time.Minute,
-		Logger: slog.New(slog.NewJSONHandler(f.logs, nil)), ScanAdviceRows: f.scanAdvice, Capture: f.capture}
+		Logger: slog.New(slog.NewJSONHandler(f.logs, nil)), ScanAdviceRows: f.scanAdvice, Capture: f.capture, quietBytes: f.quiet}
 }
 
 func (f *fixture) run() Result {

@@ -21,7 +21,7 @@ import (
 // idle is how long the stream waits for a message before it asks the
 // server where it stands (a keepalive), which tells it when it has read
 // past the run's bound.
-const idle = 100 * time.Millisecond
+const idle = 50 * time.Millisecond
 
 // statusEvery is how often a stream that is busy tells the server it is
 // alive, well within wal_sender_timeout (a minute by default), which
@@ -52,6 +52,7 @@ type stream struct {
 	// there (see errCut).
 	cut      lake.LSN
 	maxRows  int64
+	quietMax int64 // Options.quietBytes
 	lookback time.Duration
 	log      *slog.Logger
 	types    *pgtype.Map
@@ -109,6 +110,11 @@ func (s *stream) read(ctx context.Context, l *landing) (b batchRead, err error) 
 			}
 		}
 	}()
+	// Asked at once where it stands, the server says so as soon as it has
+	// read to the bound, when nothing of ours lies before it.
+	if err = s.status(ctx, true); err != nil {
+		return b, err
+	}
 	for done := false; !done; {
 		if done, err = s.receive(ctx, l); err != nil {
 			return b, err
@@ -416,7 +422,7 @@ func (s *stream) finish(l *landing) (batchRead, error) {
 	switch {
 	case s.rows > 0:
 		c.End = s.last.end
-	case s.quiet >= c.Start+quietBytes:
+	case s.quiet >= c.Start+lake.LSN(s.quietMax): // #nosec G115 -- a positive size
 		c.End = s.quiet // an empty batch, to confirm the slot past WAL no change of ours is in
 	}
 	s.end = c.End
