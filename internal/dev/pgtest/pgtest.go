@@ -16,6 +16,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -181,4 +182,27 @@ func QueryInt(t testing.TB, url string, sql string, args ...any) int64 {
 	var n int64
 	Scan(t, url, []any{&n}, sql, args...)
 	return n
+}
+
+// DropSlot drops the replication slot when it exists, waiting (10 s at
+// most) for the last process streaming from it to leave it: tests drop
+// every slot they create.
+func DropSlot(t testing.TB, url, slot string) {
+	t.Helper()
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Errorf("drop slot %s: %v", slot, err)
+		return
+	}
+	defer func() { _ = conn.Close(ctx) }()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		_, err = conn.Exec(ctx, `SELECT pg_catalog.pg_drop_replication_slot(slot_name) FROM pg_catalog.pg_replication_slots WHERE slot_name = $1`, slot)
+		if err == nil || time.Now().After(deadline) {
+			break
+		}
+	}
+	if err != nil {
+		t.Errorf("drop slot %s: %v", slot, err)
+	}
 }

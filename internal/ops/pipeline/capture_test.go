@@ -6,7 +6,6 @@ import (
 	"maps"
 	"slices"
 	"testing"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -20,30 +19,8 @@ import (
 func installWAL(t *testing.T) config.Config {
 	cfg := install(t)
 	cfg.Capture = config.CaptureWAL
-	t.Cleanup(func() { dropSlot(t, cfg.SourceURL, config.DefaultSlot(cfg.SourceURL)) })
+	t.Cleanup(func() { pgtest.DropSlot(t, cfg.SourceURL, config.DefaultSlot(cfg.SourceURL)) })
 	return cfg
-}
-
-// dropSlot drops slot when it exists, once the last process streaming it
-// has left it.
-func dropSlot(t *testing.T, url, slot string) {
-	t.Helper()
-	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, url)
-	if err != nil {
-		t.Errorf("drop slot %s: %v", slot, err)
-		return
-	}
-	defer func() { _ = conn.Close(ctx) }()
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		_, err = conn.Exec(ctx, `SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1`, slot)
-		if err == nil || time.Now().After(deadline) {
-			break
-		}
-	}
-	if err != nil {
-		t.Errorf("drop slot %s: %v", slot, err)
-	}
 }
 
 // recordVersions has a trigger record every row version written to the

@@ -25,10 +25,7 @@ func walFixture(t *testing.T) *fixture {
 	// Other tests write WAL on the same server: no empty batches for it,
 	// but in the test of them.
 	f.quiet = 1 << 40
-	t.Cleanup(func() {
-		pgtest.Exec(t, f.url, "SELECT pg_catalog.pg_drop_replication_slot(slot_name) FROM pg_catalog.pg_replication_slots WHERE slot_name = $1",
-			config.DefaultSlot(f.url))
-	})
+	t.Cleanup(func() { pgtest.DropSlot(t, f.url, config.DefaultSlot(f.url)) })
 	return f
 }
 

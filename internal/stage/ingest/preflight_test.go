@@ -27,30 +27,8 @@ func captureSource(t *testing.T, url string) (string, string) {
 	t.Helper()
 	pgtest.Exec(t, url, totesys.Schema)
 	slot := config.DefaultSlot(url)
-	t.Cleanup(func() { dropSlot(t, url, slot) })
+	t.Cleanup(func() { pgtest.DropSlot(t, url, slot) })
 	return url, slot
-}
-
-// dropSlot drops slot when it exists, waiting for its last streaming
-// process to leave it.
-func dropSlot(t *testing.T, url, slot string) {
-	t.Helper()
-	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, url)
-	if err != nil {
-		t.Errorf("drop slot %s: %v", slot, err)
-		return
-	}
-	defer func() { _ = conn.Close(ctx) }()
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		_, err = conn.Exec(ctx, `SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1`, slot)
-		if err == nil || time.Now().After(deadline) {
-			break
-		}
-	}
-	if err != nil {
-		t.Errorf("drop slot %s: %v", slot, err)
-	}
 }
 
 // runPreflight connects to url and runs preflight with the publication
@@ -304,7 +282,7 @@ func TestPreflightForeignSlot(t *testing.T) {
 	pgtest.Exec(t, url, `SELECT pg_create_physical_replication_slot($1)`, slot)
 	_, err := runPreflight(t, url, slot)
 	wantNotReady(t, err, errkind.CaptureNotReady, "is a physical slot", "--slot (SANDSTONE_SLOT)", "1 to do")
-	dropSlot(t, url, slot)
+	pgtest.DropSlot(t, url, slot)
 
 	other := pgtest.NewDatabase(t)
 	pgtest.Exec(t, other, `SELECT pg_create_logical_replication_slot($1, 'pgoutput')`, slot)
