@@ -203,7 +203,8 @@ func (p *Pipeline) ingest(ctx context.Context, run Run) (Report, error) {
 		res, err := ingest.Run(ctx, ingest.Options{SourceURL: p.Config.SourceURL, Bucket: p.Ingest,
 			Lookback: p.Config.Lookback, Logger: p.logger(run), RunID: run.ID, MaxBatchRows: p.Config.MaxBatchRows,
 			Progress: p.meter(Ingest, run), Quiet: p.Quiet,
-			Capture: p.Config.Capture, Slot: p.Config.Slot, Publication: p.Config.Publication, Resnapshot: p.Config.Resnapshot})
+			Capture: p.Config.Capture, Slot: p.Config.Slot, Publication: p.Config.Publication, Resnapshot: p.Config.Resnapshot,
+			Deadline: p.Deadline, Stop: run.Stop})
 		rep.Duration, rep.Skew = time.Since(start), res.Skew
 		if err != nil {
 			return rep, err

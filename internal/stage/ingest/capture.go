@@ -161,7 +161,9 @@ func (c *capture) snapshot(ctx context.Context, res Result) (Result, error) {
 	}
 	c.log.Info("created the replication slot; landing its snapshot", "slot", c.opts.Slot, "consistent_point", point.String())
 	total := map[string]int64{}
+	var longest time.Duration
 	for {
+		began := time.Now()
 		r, err := c.snapshotBatch(ctx, created.SnapshotName, point, res)
 		for t, n := range r.Rows {
 			total[t] += n
@@ -169,6 +171,11 @@ func (c *capture) snapshot(ctx context.Context, res Result) (Result, error) {
 		r.Rows = total
 		if err != nil || r.Conflict || !r.More {
 			return r, err
+		}
+		longest = max(longest, time.Since(began))
+		if !lake.Fits(c.opts.Deadline, time.Now(), longest) || lake.Stopped(c.opts.Stop) {
+			c.log.Info("the snapshot stops here; the next run goes on from a new slot", "slot", c.opts.Slot)
+			return r, nil
 		}
 		res = r
 		if c.prevSeq, c.prev, err = LoadState(ctx, c.opts.Bucket); err != nil {

@@ -482,3 +482,45 @@ func TestCaptureEnumColumn(t *testing.T) {
 		t.Fatalf("landed %+v", got)
 	}
 }
+
+func TestCaptureSnapshotStopsAtItsDeadline(t *testing.T) {
+	t.Parallel()
+	f := walFixture(t)
+	smallSource(f)
+	opts := f.opts()
+	opts.MaxBatchRows, opts.Deadline = 3, time.Now().Add(-time.Second)
+	res, err := Run(context.Background(), opts)
+	if err != nil || res.Sequence != 1 || !res.More {
+		t.Fatalf("a snapshot past its deadline: %+v, %v; want one batch and more", res, err)
+	}
+	if m := f.manifest(1); m.Capture == nil || !m.Capture.Snapshot || m.Capture.SnapshotDone {
+		t.Fatalf("the cut snapshot's batch: %+v", m.Capture)
+	}
+	opts.Deadline = time.Time{}
+	if _, err := Run(context.Background(), opts); err != nil { // a new slot, the rest of the snapshot
+		t.Fatal(err)
+	}
+	last, _ := f.bucket.LatestSeq(context.Background())
+	if m := f.manifest(last); !m.Capture.SnapshotDone {
+		t.Fatalf("batch %d does not finish the snapshot: %+v", last, m.Capture)
+	}
+	seen := map[string]bool{}
+	for seq := int64(1); seq <= last; seq++ {
+		for _, tbl := range totesys.Tables {
+			m := f.manifest(seq)
+			if _, ok := m.Table(tbl.Name); !ok {
+				continue
+			}
+			for _, r := range objectRows(t, f.bucket, seq, tbl.Name) {
+				v := tbl.Name + "/" + r[tbl.Key] + "/" + r["last_updated"]
+				if seen[v] {
+					t.Errorf("%s landed twice", v)
+				}
+				seen[v] = true
+			}
+		}
+	}
+	if len(seen) != 10 {
+		t.Errorf("%d versions landed, the source has 10", len(seen))
+	}
+}

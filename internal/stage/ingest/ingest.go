@@ -133,6 +133,11 @@ type Options struct {
 	// snapshot, as after a gap (errkind.CaptureGap): it lands what changed
 	// since the lake's last batch, as the poll would.
 	Resnapshot bool
+	// Deadline and Stop end wal capture's landing of a slot's snapshot
+	// between two of its batches (lake.Fits, lake.Stopped), with More set:
+	// the next run goes on from a new slot. Zero and nil never do.
+	Deadline time.Time
+	Stop     <-chan struct{}
 
 	// afterLand, when set, runs once a streamed batch's manifest is
 	// committed and before the slot is confirmed; an error stops the run
