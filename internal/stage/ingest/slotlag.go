@@ -67,6 +67,25 @@ func SlotLag(ctx context.Context, sourceURL, slot string) (*Lag, error) {
 	return &l, nil
 }
 
+// Check is an error of kind errkind.SlotLag when the slot holds back more
+// than limit bytes of WAL on the source's disk, saying what it risks and
+// what to do; nil otherwise.
+func (l *Lag) Check(limit int64) error {
+	if l == nil || l.RetainedBytes <= limit {
+		return nil
+	}
+	risk := "max_slot_wal_keep_size is not set, so it keeps WAL until the source's disk is full"
+	if l.SafeWALBytes != nil {
+		risk = fmt.Sprintf("%d bytes more and the server invalidates it (max_slot_wal_keep_size), a capture gap", *l.SafeWALBytes)
+	}
+	state := "no capture is reading it: start it again (sandstone run, or ingest --capture wal), or, if wal capture is given up, drop the slot with sandstone drop-slot"
+	if l.Active {
+		state = "capture reads it and is not keeping up: see ingest's durations and errors"
+	}
+	return errkind.Wrap(errkind.SlotLag, fmt.Errorf("the replication slot %s holds back %d bytes of WAL on the source's disk (limit %d, %s); %s; %s",
+		l.Slot, l.RetainedBytes, limit, config.EnvSlotLagAlert, risk, state))
+}
+
 // Lost reports whether the slot was invalidated: the server removed WAL
 // it still needed, so the changes after its confirmed position are gone.
 func (l *Lag) Lost() bool { return l.WALStatus == "lost" }

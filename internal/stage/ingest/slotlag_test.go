@@ -2,9 +2,11 @@ package ingest
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/sandstone-data/sandstone/internal/base/errkind"
 	"github.com/sandstone-data/sandstone/internal/dev/pgtest"
 )
 
@@ -64,5 +66,34 @@ func TestSlotLagLimited(t *testing.T) {
 	}
 	if l.RetainedBytes != 0 {
 		t.Errorf("a lost slot holds %d bytes", l.RetainedBytes)
+	}
+}
+
+// TestSlotLagCheck: past its limit a slot is a slot_lag finding that says
+// what it risks; at or under it, or absent, nothing.
+func TestSlotLagCheck(t *testing.T) {
+	safe := int64(5 << 20)
+	l := &Lag{Slot: "s", RetainedBytes: 2 << 30, WALStatus: "extended"}
+	if err := l.Check(2 << 30); err != nil {
+		t.Errorf("at the limit: %v", err)
+	}
+	if err := (*Lag)(nil).Check(0); err != nil {
+		t.Errorf("no slot: %v", err)
+	}
+	err := l.Check(1 << 30)
+	if errkind.Of(err) != errkind.SlotLag || errkind.Permanent(err) {
+		t.Fatalf("want a slot_lag finding, got %s: %v", errkind.Of(err), err)
+	}
+	for _, want := range []string{"slot s holds back 2147483648 bytes", "limit 1073741824, SANDSTONE_SLOT_LAG_ALERT_BYTES", "no capture is reading it", "until the source's disk is full", "drop-slot"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("the error does not say %q: %v", want, err)
+		}
+	}
+	l.Active, l.SafeWALBytes = true, &safe
+	err = l.Check(1 << 30)
+	for _, want := range []string{"not keeping up", "5242880 bytes more and the server invalidates it"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("the error does not say %q: %v", want, err)
+		}
 	}
 }
