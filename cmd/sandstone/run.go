@@ -70,7 +70,7 @@ loads the repair batch).
 
 With --capture wal it reads its replication slot every minute, beside the
 cycles: the WAL the slot holds back on the source's disk goes to the
-metrics and the status page and, past $`+config.EnvSlotLagAlert+` (1 GiB by
+metrics and the status page and, past $SANDSTONE_SLOT_LAG_ALERT_BYTES (1 GiB by
 default), alerts as a "slot" stage (slot_lag).`,
 		Example: `  sandstone run --source postgres://... --warehouse postgres://... --interval 10m
   sandstone run --once --log-format text   # one cycle, settings from SANDSTONE_*`,

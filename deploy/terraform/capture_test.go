@@ -75,7 +75,9 @@ func TestCaptureVariants(t *testing.T) {
 				!strings.Contains(a.description, "sandstone drop-slot") || !strings.Contains(a.description, "--resnapshot") {
 				t.Errorf("slot alarm %+v", a)
 			}
-			var body struct{ Widgets []struct{ Properties struct{ Alarms []string } } }
+			var body struct {
+				Widgets []struct{ Properties struct{ Alarms []string } }
+			}
 			if err := json.Unmarshal([]byte(m.instances("aws_cloudwatch_dashboard")[0].str("dashboard_body")), &body); err != nil {
 				t.Fatal(err)
 			}
