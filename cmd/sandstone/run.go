@@ -66,7 +66,12 @@ Beside the cycles, every --audit-every (0 turns it off), it audits the source
 against the ingestion bucket (as 'sandstone audit' does), without holding
 them up; drift alerts as a failing "audit" stage and, with --auto-repair, is
 mended at once through the ordinary pipeline (the next cycle transforms and
-loads the repair batch).`,
+loads the repair batch).
+
+With --capture wal it reads its replication slot every minute, beside the
+cycles: the WAL the slot holds back on the source's disk goes to the
+metrics and the status page and, past $SANDSTONE_SLOT_LAG_ALERT_BYTES (1 GiB by
+default), alerts as a "slot" stage (slot_lag).`,
 		Example: `  sandstone run --source postgres://... --warehouse postgres://... --interval 10m
   sandstone run --once --log-format text   # one cycle, settings from SANDSTONE_*`,
 		Args: cobra.NoArgs,
@@ -147,9 +152,10 @@ func (rf *runFlags) run(cmd *cobra.Command) error {
 			}
 		}()
 	}
-	s := &session{rf: rf, p: p, m: m, n: notifier, log: log}
+	s := &session{rf: rf, p: p, m: m, n: notifier, log: log, slot: newSlotWatch(rf.Config, m, notifier, log)}
 	if rf.once { // one cycle; 'sandstone audit' audits on demand
 		reports, err := runner.Cycle(ctx)
+		s.slot.check(context.WithoutCancel(ctx))
 		s.cycleDone(ctx, reports, err)
 		return interrupted(cmd.Context(), err)
 	}
@@ -164,25 +170,28 @@ func (rf *runFlags) run(cmd *cobra.Command) error {
 
 // session is what a run keeps between cycles.
 type session struct {
-	rf  *runFlags
-	p   *pipeline.Pipeline
-	m   *metrics.Metrics
-	n   *alert.Notifier
-	aud *audits // nil with --once
-	log *slog.Logger
+	rf   *runFlags
+	p    *pipeline.Pipeline
+	m    *metrics.Metrics
+	n    *alert.Notifier
+	aud  *audits // nil with --once
+	slot *slotWatch
+	log  *slog.Logger
 }
 
-// loop runs a cycle every --interval and the audits beside the cycles
-// until ctx ends, and returns once both have stopped.
+// loop runs a cycle every --interval and the audits and the slot's watch
+// beside the cycles until ctx ends, and returns once all have stopped.
 func (s *session) loop(ctx context.Context, runner *pipeline.Runner) error {
 	actx, stop := context.WithCancel(ctx)
 	go s.aud.run(actx)
+	slotDone := s.slot.start(actx, slotEvery)
 	err := runner.Loop(ctx, s.rf.interval, func(reports []pipeline.Report, err error) {
 		s.cycleDone(ctx, reports, err)
 		s.aud.cycleDone()
 	})
 	stop()
 	<-s.aud.done
+	<-slotDone
 	s.saveAlerts() // with what the last audit told them
 	return err
 }

@@ -6,6 +6,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/sandstone-data/sandstone/internal/base/config"
 	"github.com/sandstone-data/sandstone/internal/ops/status"
 )
 
@@ -22,7 +23,10 @@ func newStatusCmd() *cobra.Command {
 landing; the batches waiting at each stage; the last load; the warehouse's row
 counts; the freshness (the age of the newest source change that reached the
 warehouse) and the lag of recent loads; and the alert state that
-'sandstone run' keeps. --json prints one JSON object for scripts.
+'sandstone run' keeps. With --capture wal it reads the replication slot too
+(--source): how much WAL it holds back on the source's disk, its wal_status
+and how much more it may fall behind before max_slot_wal_keep_size
+invalidates it. --json prints one JSON object for scripts.
 
 What it cannot read (a warehouse that refuses the login, a bucket it cannot
 list) comes first, as problem: lines (JSON "problems"); the counts it could
@@ -44,7 +48,8 @@ bucket at --ingest-bucket or --processed-bucket.`,
 			return problems(r.Problems)
 		},
 	}
-	c.bind(cmd, needWarehouse|needIngestBucket|needProcessedBucket)
+	c.bind(cmd, needWarehouse|needIngestBucket|needProcessedBucket|needCapture)
+	cmd.Flags().StringVar(&c.SourceURL, "source", c.SourceURL, "totesys PostgreSQL URL, to read the replication slot of --capture wal ($"+config.EnvSource+")")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print one JSON object")
 	cmd.Flags().StringVar(&alertState, "alert-state", envOr(envAlertState, defaultAlertState), "the alert state file 'sandstone run' keeps ($"+envAlertState+")")
 	return cmd

@@ -37,6 +37,8 @@ func exported(t *testing.T) map[string]bool {
 	m.SourceChanged(time.Now())
 	m.SetBuildInfo("v", "c", "go")
 	m.AuditDone(map[string]map[string]int64{"t": {"missing": 1}}, nil)
+	safe := int64(1)
+	m.SlotLag("s", 1, 1, &safe)
 	families, err := m.Registry().Gather()
 	if err != nil {
 		t.Fatal(err)
@@ -81,7 +83,7 @@ func checkExpr(t *testing.T, where, expr string, names map[string]bool) {
 
 // TestDashboard: every panel's query is on metrics `run` exports, and the
 // dashboard covers freshness, behind-source, rows, rejects, durations,
-// failures by kind and audit drift.
+// failures by kind, audit drift and the replication slot's lag.
 func TestDashboard(t *testing.T) {
 	names := exported(t)
 	data, err := os.ReadFile("sandstone.json")
@@ -112,7 +114,8 @@ func TestDashboard(t *testing.T) {
 		}
 	}
 	for _, want := range []string{"sandstone_freshness_seconds", "sandstone_warehouse_behind_source_seconds", "sandstone_rows_total",
-		"sandstone_rejected_rows_total", "sandstone_stage_duration_seconds_bucket", "sandstone_stage_failures_total", "sandstone_drift_rows"} {
+		"sandstone_rejected_rows_total", "sandstone_stage_duration_seconds_bucket", "sandstone_stage_failures_total", "sandstone_drift_rows",
+		"sandstone_slot_retained_wal_bytes"} {
 		if !slices.Contains(all, want) {
 			t.Errorf("no panel shows %s", want)
 		}

@@ -14,6 +14,7 @@ locals {
     [aws_cloudwatch_metric_alarm.freshness.arn, aws_cloudwatch_metric_alarm.freshness_missing.arn, aws_cloudwatch_metric_alarm.audit_drift.arn],
     aws_cloudwatch_metric_alarm.audit_warehouse_drift[*].arn,
     aws_cloudwatch_metric_alarm.audit_not_succeeding[*].arn,
+    aws_cloudwatch_metric_alarm.slot_lag[*].arn,
     [aws_cloudwatch_metric_alarm.dlq_depth.arn],
     [for a in aws_cloudwatch_metric_alarm.not_running : a.arn],
     [for a in aws_cloudwatch_metric_alarm.duration : a.arn],
@@ -81,6 +82,19 @@ resource "aws_cloudwatch_dashboard" "main" {
             [local.emf_namespace, "DriftWarehouse", "Stage", "audit", { label = "warehouse rows off" }],
             [local.emf_namespace, "AuditSucceeded", "Stage", "audit", { label = "audits succeeded", stat = "Sum" }],
           ]
+        }
+      },
+      {
+        type = "metric", x = 0, y = 24, width = 12, height = 6
+        properties = {
+          title = "WAL the replication slot holds back (capture = wal)", region = var.aws_region, view = "timeSeries", stat = "Maximum", period = 300
+          metrics = [
+            [local.emf_namespace, "SlotRetainedBytes", "Stage", "ingest", { label = "retained on the source's disk" }],
+            [local.emf_namespace, "SlotUnconfirmedBytes", "Stage", "ingest", { label = "not yet confirmed" }],
+            [local.emf_namespace, "SlotSafeWALBytes", "Stage", "ingest", { label = "safe before max_slot_wal_keep_size", stat = "Minimum" }],
+          ]
+          annotations = { horizontal = [{ label = "slot lag alarm", value = var.slot_lag_alarm_bytes }] }
+          yAxis       = { left = { min = 0, label = "bytes", showUnits = false } }
         }
       },
       {

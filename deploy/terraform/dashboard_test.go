@@ -14,8 +14,8 @@ import (
 )
 
 // emfMetrics are the metric names the EMF lines carry, read from the
-// lines the emf package writes for a stage run and an audit that set
-// every figure.
+// lines the emf package writes for a stage run, an audit and a slot's
+// lag that set every figure.
 func emfMetrics(t *testing.T) map[string]bool {
 	t.Helper()
 	var out bytes.Buffer
@@ -25,6 +25,10 @@ func emfMetrics(t *testing.T) map[string]bool {
 		t.Fatal(err)
 	}
 	if err := w.RecordAudit(emf.AuditRun{Duration: time.Second, Measured: true, WarehouseChecked: true}); err != nil {
+		t.Fatal(err)
+	}
+	safe := int64(1)
+	if err := w.RecordSlotLag("ingest", emf.SlotLag{Slot: "s", RetainedBytes: 1, SafeWALBytes: &safe}); err != nil {
 		t.Fatal(err)
 	}
 	names := map[string]bool{}

@@ -14,12 +14,12 @@ locals {
   stages = {
     ingest = {
       description = "Sandstone ingest: copies new totesys row versions into the ingestion bucket (EventBridge Scheduler)."
-      environment = {
+      environment = merge({
         SANDSTONE_STAGE             = "ingest"
         SANDSTONE_INGEST_BUCKET     = local.ingestion_bucket_url
         SANDSTONE_SOURCE_SECRET_ARN = aws_secretsmanager_secret.source.arn
         SANDSTONE_LOOKBACK          = var.ingest_lookback
-      }
+      }, local.capture_environment)
     }
     transform = {
       description = "Sandstone transform: turns ingested batches into star-schema Parquet in the processed bucket (S3 manifest events)."
@@ -56,6 +56,14 @@ locals {
       } : {})
     }
   }
+
+  # How ingest reads totesys (capture), and in wal capture its slot and
+  # publication; the function's own defaults stand for what is not set.
+  capture_environment = merge(
+    { SANDSTONE_CAPTURE = var.capture },
+    var.capture == "wal" ? { SANDSTONE_PUBLICATION = var.publication } : {},
+    var.capture == "wal" && var.replication_slot != "" ? { SANDSTONE_SLOT = var.replication_slot } : {},
+  )
 
   # Memory and timeout per function; audit's may be left out of the
   # variables (which predate it).

@@ -316,3 +316,27 @@ resource "aws_cloudwatch_metric_alarm" "audit_not_succeeding" {
   # The heartbeat's firing state (see above).
   insufficient_data_actions = [aws_sns_topic.alarms.arn]
 }
+
+# With capture = "wal", ingest reports after each run how much WAL its
+# replication slot holds back on totesys's disk (EMF SlotRetainedBytes,
+# dimension Stage = ingest). It grows while ingest does not run or cannot
+# keep up, and a slot nobody reads fills the disk, or, under
+# max_slot_wal_keep_size, is invalidated: a capture gap. While ingest does
+# not run at all, its not-running alarm speaks.
+resource "aws_cloudwatch_metric_alarm" "slot_lag" {
+  count = var.capture == "wal" ? 1 : 0
+
+  alarm_name          = "${local.function_names["ingest"]}-slot-lag"
+  alarm_description   = "The replication slot of ${local.function_names["ingest"]} holds back more than ${var.slot_lag_alarm_bytes} bytes of WAL on totesys's disk (${local.emf_namespace}/SlotRetainedBytes; its EMF line names the slot and wal_status). Ingest is failing or slow: see its error, duration and not-running alarms. Past max_slot_wal_keep_size RDS invalidates the slot (a capture gap: sandstone ingest --capture wal --resnapshot, then sandstone audit --repair); without it the disk fills. If wal capture is given up, run sandstone drop-slot (docs/deploy.md)."
+  namespace           = local.emf_namespace
+  metric_name         = "SlotRetainedBytes"
+  dimensions          = { Stage = "ingest" }
+  statistic           = "Maximum"
+  period              = 300
+  evaluation_periods  = 1
+  comparison_operator = "GreaterThanThreshold"
+  threshold           = var.slot_lag_alarm_bytes
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = [aws_sns_topic.alarms.arn]
+  ok_actions          = [aws_sns_topic.alarms.arn]
+}

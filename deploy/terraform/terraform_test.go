@@ -767,9 +767,9 @@ func TestBucketPolicyForTeardown(t *testing.T) {
 	}
 }
 
-// validation is the condition of variable name's validation block in
-// variables.tf, as a function of the variables it reads (the others at
-// their defaults).
+// validation is the condition of variable name's validation blocks in
+// variables.tf (all of them must hold), as a function of the variables
+// they read (the others at their defaults).
 func validation(t *testing.T, name string) func(vars map[string]cty.Value) bool {
 	t.Helper()
 	files := mainFiles(t)
@@ -781,17 +781,17 @@ func validation(t *testing.T, name string) func(vars map[string]cty.Value) bool 
 	if err != nil {
 		t.Fatal(err)
 	}
-	var cond hcl.Expression
+	var conds []hcl.Expression
 	for _, b := range f.Body.(*hclsyntax.Body).Blocks {
 		if b.Type == "variable" && b.Labels[0] == name {
 			for _, v := range b.Body.Blocks {
 				if v.Type == "validation" {
-					cond = v.Body.Attributes["condition"].Expr
+					conds = append(conds, v.Body.Attributes["condition"].Expr)
 				}
 			}
 		}
 	}
-	if cond == nil {
+	if len(conds) == 0 {
 		t.Fatalf("variable %s has no validation", name)
 	}
 	return func(vars map[string]cty.Value) bool {
@@ -802,11 +802,17 @@ func validation(t *testing.T, name string) func(vars map[string]cty.Value) bool 
 		for n, v := range vars {
 			all[n] = v
 		}
-		v, diags := cond.Value(&hcl.EvalContext{Variables: map[string]cty.Value{"var": cty.ObjectVal(all)}, Functions: functions()})
-		if diags.HasErrors() {
-			t.Fatalf("%s %v: %s", name, vars, diags)
+		ctx := &hcl.EvalContext{Variables: map[string]cty.Value{"var": cty.ObjectVal(all)}, Functions: functions()}
+		for _, cond := range conds {
+			v, diags := cond.Value(ctx)
+			if diags.HasErrors() {
+				t.Fatalf("%s %v: %s", name, vars, diags)
+			}
+			if !v.True() {
+				return false
+			}
 		}
-		return v.True()
+		return true
 	}
 }
 

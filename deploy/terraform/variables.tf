@@ -285,3 +285,51 @@ variable "endpoint_security_group_ids" {
   type        = list(string)
   default     = []
 }
+
+variable "capture" {
+  description = "How the ingest function reads totesys: \"poll\" (rows whose last_updated is new; a read-only login suffices) or \"wal\" (every committed change, from the write-ahead log through a logical replication slot: RDS needs rds.logical_replication = 1 and the rds_replication grant, docs/deploy.md). wal keeps ingest's reserved concurrency at 1: the slot takes one consumer at a time."
+  type        = string
+  default     = "poll"
+
+  validation {
+    condition     = contains(["poll", "wal"], var.capture)
+    error_message = "capture is \"poll\" or \"wal\"."
+  }
+  validation {
+    condition     = var.capture != "wal" || try(var.reserved_concurrency["ingest"], null) == 1
+    error_message = "capture = \"wal\" needs reserved_concurrency.ingest = 1: a replication slot takes one consumer at a time, and a second run would only wait for the first."
+  }
+}
+
+variable "replication_slot" {
+  description = "Replication slot of capture = \"wal\" (SANDSTONE_SLOT); \"\" is sandstone_ and the source database's name. 1 to 63 lowercase letters, digits and underscores."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.replication_slot == "" || can(regex("^[a-z0-9_]{1,63}$", var.replication_slot))
+    error_message = "replication_slot is \"\" or 1 to 63 lowercase letters, digits and underscores."
+  }
+}
+
+variable "publication" {
+  description = "Publication of capture = \"wal\" (SANDSTONE_PUBLICATION): created by ingest when its role may, else by a DBA with the statement the preflight error gives."
+  type        = string
+  default     = "sandstone"
+
+  validation {
+    condition     = can(regex("^.{1,63}$", var.publication))
+    error_message = "publication is 1 to 63 characters."
+  }
+}
+
+variable "slot_lag_alarm_bytes" {
+  description = "With capture = \"wal\": alarm when the replication slot holds back more than this much WAL on the source's disk (Sandstone/SlotRetainedBytes, Stage = ingest). Keep it well under the RDS parameter max_slot_wal_keep_size and the free storage."
+  type        = number
+  default     = 1073741824
+
+  validation {
+    condition     = var.slot_lag_alarm_bytes >= 16777216
+    error_message = "slot_lag_alarm_bytes is at least 16777216 (16 MiB, one WAL segment): less alarms on every run."
+  }
+}

@@ -66,3 +66,22 @@ func TestCaptureFromEnv(t *testing.T) {
 		t.Errorf("WAL gave %v; want the modes named", err)
 	}
 }
+
+// TestSlotLagAlertFromEnv: 1 GiB by default, a positive number of bytes
+// (digits grouped by underscores) when set, else an error naming it.
+func TestSlotLagAlertFromEnv(t *testing.T) {
+	t.Setenv(EnvSlotLagAlert, "")
+	if c, err := FromEnv(); err != nil || c.SlotLagAlertBytes != 1<<30 {
+		t.Fatalf("default %d, %v", c.SlotLagAlertBytes, err)
+	}
+	t.Setenv(EnvSlotLagAlert, "268_435_456")
+	if c, err := FromEnv(); err != nil || c.SlotLagAlertBytes != 256<<20 {
+		t.Fatalf("256 MiB: %d, %v", c.SlotLagAlertBytes, err)
+	}
+	for _, v := range []string{"0", "-1", "1GB"} {
+		t.Setenv(EnvSlotLagAlert, v)
+		if _, err := FromEnv(); err == nil || !strings.Contains(err.Error(), EnvSlotLagAlert) {
+			t.Errorf("%q gave %v; want an error naming %s", v, err, EnvSlotLagAlert)
+		}
+	}
+}

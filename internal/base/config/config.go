@@ -40,6 +40,9 @@ type Config struct {
 	Slot string
 	// Publication is the publication wal capture reads.
 	Publication string
+	// SlotLagAlertBytes is how much WAL wal capture's slot may hold back
+	// on the source's disk before `sandstone run` alerts.
+	SlotLagAlertBytes int64
 	// Resnapshot has wal capture start again from a new slot and its
 	// snapshot (sandstone ingest --resnapshot, after a gap); a flag only.
 	Resnapshot bool
@@ -68,6 +71,7 @@ const (
 	EnvCapture         = "SANDSTONE_CAPTURE"
 	EnvSlot            = "SANDSTONE_SLOT"
 	EnvPublication     = "SANDSTONE_PUBLICATION"
+	EnvSlotLagAlert    = "SANDSTONE_SLOT_LAG_ALERT_BYTES"
 )
 
 // EnvAlertState names the alert state file that `sandstone run` keeps and
@@ -86,22 +90,26 @@ const (
 	DefaultMaxBatchRows = 1_000_000
 	DefaultCapture      = CapturePoll
 	DefaultPublication  = "sandstone"
+	// DefaultSlotLagAlertBytes alerts well before a slot can fill a
+	// source's disk, and far above what one run leaves behind.
+	DefaultSlotLagAlertBytes = 1 << 30
 )
 
 // FromEnv reads the configuration from the environment, with defaults. The
 // error names a variable that could not be parsed (its default is kept).
 func FromEnv() (Config, error) {
 	c := Config{
-		SourceURL:       os.Getenv(EnvSource),
-		WarehouseURL:    os.Getenv(EnvWarehouse),
-		IngestBucket:    env(EnvIngestBucket, DefaultIngestBucket),
-		ProcessedBucket: env(EnvProcessedBucket, DefaultProcessedBucket),
-		WarehouseSchema: env(EnvWarehouseSchema, DefaultSchema),
-		Lookback:        DefaultLookback,
-		MaxBatchRows:    DefaultMaxBatchRows,
-		Capture:         DefaultCapture,
-		Slot:            os.Getenv(EnvSlot),
-		Publication:     env(EnvPublication, DefaultPublication),
+		SourceURL:         os.Getenv(EnvSource),
+		WarehouseURL:      os.Getenv(EnvWarehouse),
+		IngestBucket:      env(EnvIngestBucket, DefaultIngestBucket),
+		ProcessedBucket:   env(EnvProcessedBucket, DefaultProcessedBucket),
+		WarehouseSchema:   env(EnvWarehouseSchema, DefaultSchema),
+		Lookback:          DefaultLookback,
+		MaxBatchRows:      DefaultMaxBatchRows,
+		Capture:           DefaultCapture,
+		Slot:              os.Getenv(EnvSlot),
+		Publication:       env(EnvPublication, DefaultPublication),
+		SlotLagAlertBytes: DefaultSlotLagAlertBytes,
 	}
 	if v := os.Getenv(EnvLookback); v != "" {
 		d, err := time.ParseDuration(v)
@@ -137,6 +145,13 @@ func FromEnv() (Config, error) {
 	}
 	if err := CheckPublication(c.Publication); err != nil {
 		return c, fmt.Errorf("%s=%q: %w", EnvPublication, c.Publication, err)
+	}
+	if v := os.Getenv(EnvSlotLagAlert); v != "" {
+		n, err := strconv.ParseInt(strings.ReplaceAll(v, "_", ""), 10, 64)
+		if err != nil || n <= 0 {
+			return c, fmt.Errorf("%s=%q: want a positive number of bytes such as 1073741824", EnvSlotLagAlert, v)
+		}
+		c.SlotLagAlertBytes = n
 	}
 	return c, nil
 }

@@ -59,8 +59,13 @@ const DriftFound Kind = "drift_found"
 // whole pipeline, not a failure of one stage, so not in All either.
 const BehindSource Kind = "behind_source"
 
-// All lists every kind of failure: the findings DriftFound and
-// BehindSource are not failures and are not in it.
+// SlotLag is the kind of the alert `sandstone run` sends when log-based
+// capture's replication slot holds back more WAL on the source's disk
+// than its limit: a finding, as BehindSource is, not in All.
+const SlotLag Kind = "slot_lag"
+
+// All lists every kind of failure: the findings DriftFound, BehindSource
+// and SlotLag are not failures and are not in it.
 var All = []Kind{SourceUnreachable, SourceAuthFailed, SourceDatabaseMissing, SourceSchemaMismatch,
 	BucketReadFailed, BucketWriteFailed, BadRowsRejected,
 	WarehouseUnreachable, WarehouseAuthFailed, WarehouseDatabaseMissing, WarehouseSchemaMismatch,

@@ -184,6 +184,7 @@ func (h *Handler) Handle(ctx context.Context, event json.RawMessage) (Response, 
 	}
 	runner := &pipeline.Runner{Logger: h.Logger, Observers: []pipeline.Observer{emfObserver{h.EMF}}}
 	rep, err := runner.Run(ctx, stage)
+	h.slotLag(ctx)
 	resp := Response{Stage: h.Stage, RunID: rep.RunID, Batches: rep.Batches, Rows: rep.Rows, Note: rep.Note}
 	if resp.Batches == nil {
 		resp.Batches = []string{}

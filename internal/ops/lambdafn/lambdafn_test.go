@@ -360,3 +360,32 @@ func TestCaptureFromEnv(t *testing.T) {
 		t.Fatalf("a bad %s: %v", config.EnvCapture, err)
 	}
 }
+
+// TestIngestSlotLag: the ingest function in wal capture writes its slot's
+// lag as an EMF line after its run.
+func TestIngestSlotLag(t *testing.T) {
+	e := newEnv(t)
+	slot := config.DefaultSlot(e.source)
+	t.Cleanup(func() {
+		for deadline := time.Now().Add(10 * time.Second); pgtest.QueryInt(t, e.source,
+			`SELECT count(*) FROM pg_replication_slots WHERE slot_name = $1 AND active`, slot) > 0 && time.Now().Before(deadline); {
+			time.Sleep(50 * time.Millisecond)
+		}
+		pgtest.Exec(t, e.source, `SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1`, slot)
+	})
+	e.set(t, "ingest")
+	t.Setenv(config.EnvCapture, config.CaptureWAL)
+	var logs bytes.Buffer
+	h, err := FromEnv(context.Background(), &logs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.Handle(context.Background(), event(t, "scheduler.json", "")); err != nil {
+		t.Fatalf("%v\n%s", err, logs.String())
+	}
+	for _, want := range []string{`"SlotRetainedBytes":`, `"SlotUnconfirmedBytes":`, `"slot":"` + slot + `"`, `"wal_status":"reserved"`} {
+		if !strings.Contains(logs.String(), want) {
+			t.Errorf("logs lack %s:\n%s", want, logs.String())
+		}
+	}
+}

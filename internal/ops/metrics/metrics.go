@@ -24,6 +24,9 @@
 //	sandstone_drift_rows{table,kind}                  gauge     rows the last audit found missing or deleted
 //	sandstone_audits_total{result}                    counter   audits: clean, drift or failed
 //	sandstone_last_audit_timestamp_seconds            gauge     Unix time of the last audit that ran to the end
+//	sandstone_slot_retained_wal_bytes{slot}           gauge     WAL the replication slot of --capture wal holds back on the source's disk (alert on this)
+//	sandstone_slot_unconfirmed_wal_bytes{slot}        gauge     WAL written since the position capture last confirmed to the slot
+//	sandstone_slot_safe_wal_bytes{slot}               gauge     WAL that may still be written before max_slot_wal_keep_size invalidates the slot (absent without that limit)
 //
 // Freshness is the time between the newest source change and its arrival in
 // the warehouse, observed by each load that brought new data.
@@ -87,6 +90,7 @@ type Metrics struct {
 	caughtUp    prometheus.Gauge
 	lastChange  prometheus.Gauge
 	buildInfo   *prometheus.GaugeVec
+	slot        slotGauges
 
 	grace time.Duration
 	now   func() time.Time
@@ -167,6 +171,7 @@ func New(opts Options) *Metrics {
 		buildInfo: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "sandstone_build_info", Help: "1, labelled with the version, commit and Go version of the build.",
 		}, []string{"version", "commit", "go_version"}),
+		slot:   newSlotGauges(),
 		grace:  opts.FailureGrace,
 		page:   opts.Page,
 		now:    time.Now,
@@ -180,6 +185,7 @@ func New(opts Options) *Metrics {
 	m.reg.MustRegister(m.rows, m.bytes, m.duration, m.failures, m.pending, m.lastSuccess, behind, m.caughtUp, m.lastChange, m.buildInfo,
 		m.freshness, m.freshHist, m.skew, m.drift, m.audits, m.lastAudit, m.rejected, m.parked,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m.reg.MustRegister(m.slot.collectors()...)
 	return m
 }
 

@@ -39,6 +39,7 @@ var pageTemplate = template.Must(template.New("page").Funcs(template.FuncMap{
 	"count": count,
 	"secs":  func(s float64) string { return dur(seconds(s)) },
 	"money": money,
+	"slot":  slotSummary,
 	"n": func(v *int64) int64 {
 		if v == nil {
 			return 0

@@ -78,9 +78,12 @@ type Report struct {
 	// Sales is the warehouse's sales value by month and currency
 	// (Options.Sales).
 	Sales []warehouse.Sales `json:"sales,omitempty"`
-	// SlotLagBytes is how far log-based capture's replication slot is
-	// behind the source's WAL; nil until that capture exists and reports it.
-	SlotLagBytes *int64 `json:"slot_lag_bytes,omitempty"`
+	// SlotLagBytes is how much WAL log-based capture's replication slot
+	// holds back on the source's disk (Slot.RetainedBytes); nil unless
+	// the configuration captures from the WAL and the slot exists. Slot
+	// is the rest of what the source says of it.
+	SlotLagBytes *int64      `json:"slot_lag_bytes,omitempty"`
+	Slot         *ingest.Lag `json:"replication_slot,omitempty"`
 	// Notes says what is not there yet (a bucket nothing has been written
 	// to, a warehouse never loaded): not a problem on a fresh setup.
 	Notes []string `json:"notes,omitempty"`
@@ -130,6 +133,7 @@ func GatherWith(ctx context.Context, cfg config.Config, opts Options) Report {
 	}
 	r.PendingTransform = minus(r.IngestedBatch, r.ProcessedBatch)
 	g.warehouse(ctx, out)
+	g.slot(ctx)
 	var err error
 	if r.Alerts, err = alert.ReadState(opts.AlertState); err != nil {
 		g.problem("alert state", err)
@@ -453,7 +457,11 @@ func (r Report) writeStages(p func(string, ...any)) {
 		p("  %-10s %-8s %-23s %s", s.Stage, s.State, clock(s.LastRun), or(s.Batch, "-"))
 	}
 	if r.SlotLagBytes != nil {
-		p("  replication slot lag: %d bytes", *r.SlotLagBytes)
+		line := fmt.Sprintf("  replication slot lag: %d bytes", *r.SlotLagBytes)
+		if r.Slot != nil {
+			line += " (" + slotSummary(r.Slot) + ")"
+		}
+		p("%s", line)
 	}
 }
 

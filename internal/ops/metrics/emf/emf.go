@@ -217,3 +217,41 @@ func (e *Writer) RecordAudit(a AuditRun) error {
 	}
 	return e.write(AuditStage, line, metrics)
 }
+
+// SlotLag is how far wal capture's replication slot holds the source
+// back, as the ingest function reads it after a run.
+type SlotLag struct {
+	Slot string
+	// RetainedBytes is the WAL the slot keeps on the source's disk;
+	// UnconfirmedBytes the WAL past what capture confirmed.
+	RetainedBytes, UnconfirmedBytes int64
+	// SafeWALBytes is how much more WAL may be written before
+	// max_slot_wal_keep_size invalidates the slot; nil without that limit.
+	SafeWALBytes *int64
+	WALStatus    string
+}
+
+// RecordSlotLag writes the EMF line of the slot's lag, with dimension
+// Stage = stage (ingest's):
+//
+//	SlotRetainedBytes and SlotUnconfirmedBytes (Bytes) and, when
+//	max_slot_wal_keep_size limits the slot, SlotSafeWALBytes (Bytes).
+//
+// A line also carries slot and wal_status, for Logs Insights. An alarm on
+// the maximum of SlotRetainedBytes fires when the slot holds back too much
+// of the source's disk.
+func (e *Writer) RecordSlotLag(stage string, l SlotLag) error {
+	line := map[string]any{
+		Dimension:              stage,
+		"SlotRetainedBytes":    l.RetainedBytes,
+		"SlotUnconfirmedBytes": l.UnconfirmedBytes,
+		"slot":                 l.Slot,
+		"wal_status":           l.WALStatus,
+	}
+	metrics := []emfMetric{{"SlotRetainedBytes", "Bytes"}, {"SlotUnconfirmedBytes", "Bytes"}}
+	if l.SafeWALBytes != nil {
+		line["SlotSafeWALBytes"] = *l.SafeWALBytes
+		metrics = append(metrics, emfMetric{"SlotSafeWALBytes", "Bytes"})
+	}
+	return e.write(stage, line, metrics)
+}

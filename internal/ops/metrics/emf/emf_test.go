@@ -180,3 +180,30 @@ func TestEMFAudit(t *testing.T) {
 		t.Fatalf("RecordAudit to a failing writer: %v", err)
 	}
 }
+
+// TestSlotLagLine: the slot's lag is a line of the ingest stage, with the
+// safe size only when max_slot_wal_keep_size limits the slot.
+func TestSlotLagLine(t *testing.T) {
+	var buf bytes.Buffer
+	e := New(&buf)
+	at := time.Date(2026, 12, 7, 10, 0, 0, 0, time.UTC)
+	e.now = func() time.Time { return at }
+	safe := int64(3 << 20)
+	if err := e.RecordSlotLag("ingest", SlotLag{Slot: "sandstone_totesys", RetainedBytes: 5 << 20, UnconfirmedBytes: 1 << 20, SafeWALBytes: &safe, WALStatus: "reserved"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.RecordSlotLag("ingest", SlotLag{Slot: "sandstone_totesys", RetainedBytes: 7, WALStatus: "extended"}); err != nil {
+		t.Fatal(err)
+	}
+	lines := emfLines(t, &buf)
+	want := []map[string]any{
+		{"Stage": "ingest", "SlotRetainedBytes": float64(5 << 20), "SlotUnconfirmedBytes": float64(1 << 20), "SlotSafeWALBytes": float64(3 << 20),
+			"slot": "sandstone_totesys", "wal_status": "reserved",
+			"_aws": wantAWS(at.UnixMilli(), [2]string{"SlotRetainedBytes", "Bytes"}, [2]string{"SlotUnconfirmedBytes", "Bytes"}, [2]string{"SlotSafeWALBytes", "Bytes"})},
+		{"Stage": "ingest", "SlotRetainedBytes": float64(7), "SlotUnconfirmedBytes": float64(0), "slot": "sandstone_totesys", "wal_status": "extended",
+			"_aws": wantAWS(at.UnixMilli(), [2]string{"SlotRetainedBytes", "Bytes"}, [2]string{"SlotUnconfirmedBytes", "Bytes"})},
+	}
+	if !reflect.DeepEqual(lines, want) {
+		t.Errorf("lines\n%v\nwant\n%v", lines, want)
+	}
+}
