@@ -33,6 +33,7 @@
 package metrics
 
 import (
+	"cmp"
 	"net/http"
 	"strconv"
 	"sync"
@@ -108,9 +109,7 @@ type Metrics struct {
 // New returns Metrics on a fresh private registry, which also holds the Go
 // runtime and process collectors.
 func New(opts Options) *Metrics {
-	if opts.FailureGrace <= 0 {
-		opts.FailureGrace = DefaultFailureGrace
-	}
+	opts.FailureGrace = cmp.Or(max(opts.FailureGrace, 0), DefaultFailureGrace)
 	m := &Metrics{
 		reg: prometheus.NewRegistry(),
 		rows: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -182,10 +181,9 @@ func New(opts Options) *Metrics {
 		Name: "sandstone_warehouse_behind_source_seconds",
 		Help: "How far the warehouse is behind the source: the age of the newest source snapshot whose changes have all reached it (since start-up when none has yet).",
 	}, func() float64 { return m.BehindSource().Seconds() })
-	m.reg.MustRegister(m.rows, m.bytes, m.duration, m.failures, m.pending, m.lastSuccess, behind, m.caughtUp, m.lastChange, m.buildInfo,
-		m.freshness, m.freshHist, m.skew, m.drift, m.audits, m.lastAudit, m.rejected, m.parked,
-		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	m.reg.MustRegister(m.slot.collectors()...)
+	m.reg.MustRegister(append(m.slot.collectors(), m.rows, m.bytes, m.duration, m.failures, m.pending, m.lastSuccess, behind, m.caughtUp,
+		m.lastChange, m.buildInfo, m.freshness, m.freshHist, m.skew, m.drift, m.audits, m.lastAudit, m.rejected, m.parked,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))...)
 	return m
 }
 
