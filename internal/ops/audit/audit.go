@@ -17,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -25,6 +26,7 @@ import (
 
 	"github.com/sandstone-data/sandstone/internal/base/config"
 	"github.com/sandstone-data/sandstone/internal/base/errkind"
+	"github.com/sandstone-data/sandstone/internal/base/logging"
 	"github.com/sandstone-data/sandstone/internal/contract/lake"
 	"github.com/sandstone-data/sandstone/internal/contract/totesys"
 	"github.com/sandstone-data/sandstone/internal/stage/ingest"
@@ -49,6 +51,9 @@ type Options struct {
 	Processed       *lake.Bucket
 	WarehouseURL    string
 	WarehouseSchema string
+	// Readers is how many objects and manifests the audit reads at once;
+	// zero chooses by the bucket (see readers).
+	Readers int
 	// sizes bound the passes over each table; tests make them small.
 	sizes passSizes
 }
@@ -57,8 +62,11 @@ type Options struct {
 type Report struct {
 	At time.Time `json:"at"`
 	// Batch is the newest ingested batch the audit compared with.
-	Batch  string                  `json:"batch"`
-	Tables map[string]*TableReport `json:"tables"`
+	Batch string `json:"batch"`
+	// Checkpoint is the batch of the checkpoint the audit started from,
+	// reading only the batches after it; "" when it read every batch.
+	Checkpoint string                  `json:"checkpoint,omitempty"`
+	Tables     map[string]*TableReport `json:"tables"`
 	// Warehouse is each warehouse table's findings against the processed
 	// bucket; nil when the warehouse was not checked.
 	Warehouse map[string]*WarehouseTable `json:"warehouse,omitempty"`
@@ -120,7 +128,12 @@ func Run(ctx context.Context, opts Options) (Report, error) {
 		return r, errkind.Wrap(errkind.BucketReadFailed, fmt.Errorf("audit: %w", err))
 	}
 	r.Batch = lake.BatchID(seq)
-	manifests, err := readManifests(ctx, opts.Bucket, seq)
+	ck := loadCheckpoint(ctx, opts.Bucket, seq, opts.logger())
+	defer ck.close()
+	if ck != nil {
+		r.Checkpoint = lake.BatchID(ck.seq())
+	}
+	manifests, err := readManifests(ctx, opts.Bucket, ck.seq(), seq, opts.readers())
 	if err != nil {
 		return r, errkind.Wrap(errkind.BucketReadFailed, fmt.Errorf("audit: %w", err))
 	}
@@ -129,15 +142,9 @@ func Run(ctx context.Context, opts Options) (Report, error) {
 		return r, err
 	}
 	defer closeSource()
-	rep := ingest.Repair{Seq: seq, Missing: map[string][]int32{}, Deleted: map[string][]int32{}}
-	for _, table := range totesys.Tables {
-		tr, missing, deleted, err := auditTable(ctx, tx, opts, manifests, st, table)
-		if err != nil {
-			return r, err
-		}
-		r.Drift = r.Drift || tr.Missing > 0 || tr.Deleted > 0
-		r.Tables[table.Name] = tr
-		rep.Missing[table.Name], rep.Deleted[table.Name] = missing, deleted
+	rep, err := auditSource(ctx, tx, opts, lakeView{ck: ck, manifests: manifests}, st, seq, &r)
+	if err != nil {
+		return r, err
 	}
 	// A repair lands what the source holds; the warehouse's drift is not
 	// its to mend.
@@ -171,10 +178,45 @@ func Run(ctx context.Context, opts Options) (Report, error) {
 	return r, nil
 }
 
+// auditSource audits every source table into r, and saves a checkpoint of
+// batch seq when it is past lv's; it returns what a repair lands.
+func auditSource(ctx context.Context, tx pgx.Tx, opts Options, lv lakeView, st ingest.State, seq int64, r *Report) (ingest.Repair, error) {
+	if seq > lv.ck.seq() {
+		lv.w = newCheckpointWriter(ctx, opts.Bucket, seq)
+		defer lv.w.abort()
+	}
+	rep := ingest.Repair{Seq: seq, Missing: map[string][]int32{}, Deleted: map[string][]int32{}}
+	for _, table := range totesys.Tables {
+		tr, missing, deleted, err := auditTable(ctx, tx, opts, lv, st, table)
+		if err != nil {
+			return rep, err
+		}
+		r.Drift = r.Drift || tr.Missing > 0 || tr.Deleted > 0
+		r.Tables[table.Name] = tr
+		rep.Missing[table.Name], rep.Deleted[table.Name] = missing, deleted
+	}
+	if lv.w != nil {
+		if err := lv.w.commit(); err != nil {
+			opts.logger().Warn("the audit checkpoint could not be saved; the next audit reads more batches", logging.KeyStage, Stage,
+				logging.KeyErrorKind, string(errkind.BucketWriteFailed), logging.KeyError, err.Error())
+		}
+	}
+	return rep, nil
+}
+
+// lakeView is what an audit reads of the landed lake: the checkpoint it
+// starts from (nil for none), the manifests of the batches after it, and
+// the writer of its own checkpoint (nil for none).
+type lakeView struct {
+	ck        *checkpoint
+	manifests []lake.Manifest
+	w         *checkpointWriter
+}
+
 // auditTable compares one source table with its landed versions, a range
 // of ids at a time (see passIDs), and returns its findings and, for a
 // repair, every missing and deleted id.
-func auditTable(ctx context.Context, tx pgx.Tx, opts Options, manifests []lake.Manifest, st ingest.State,
+func auditTable(ctx context.Context, tx pgx.Tx, opts Options, lv lakeView, st ingest.State,
 	table totesys.Table) (tr *TableReport, missing, deleted []int32, err error) {
 	maxID, err := largestID(ctx, tx, table)
 	if err != nil {
@@ -183,14 +225,20 @@ func auditTable(ctx context.Context, tx pgx.Tx, opts Options, manifests []lake.M
 	window, windowed := st.NextWindow(table.Name, opts.Lookback)
 	pending := func(us int64) bool { return !windowed || us > window.UnixMicro() }
 	tr = &TableReport{}
+	if lv.w != nil {
+		lv.w.startTable(table.Name)
+	}
 	for p := range passesOf(maxID, opts.sizes.orDefaults().ids) {
 		ids := newIDTable(p)
 		ids.keepAll = opts.Repair
 		if err := ingest.ReadVersions(ctx, tx, table, p.from, p.to, ids.setSource); err != nil {
 			return nil, nil, nil, fmt.Errorf("audit: %w", err)
 		}
+		if err := lv.ck.apply(table.Name, ids); err != nil {
+			return nil, nil, nil, fmt.Errorf("audit: %w", err)
+		}
 		var objs []lake.Object
-		for _, m := range manifests {
+		for _, m := range lv.manifests {
 			for _, id := range m.Deleted[table.Name] {
 				ids.setTombstone(id)
 			}
@@ -198,27 +246,53 @@ func auditTable(ctx context.Context, tx pgx.Tx, opts Options, manifests []lake.M
 				objs = append(objs, obj)
 			}
 		}
-		landedRows, err := landedAll(ctx, opts.Bucket, objs, table, ids)
+		landedRows, err := landedAll(ctx, opts.Bucket, objs, table, ids, opts.readers())
 		if err != nil {
 			return nil, nil, nil, fmt.Errorf("audit %s: %w", table.Name, err)
 		}
 		tr.SourceRows += ids.sourceRows
-		tr.Landed = landedRows // every pass reads every landed version
+		tr.Landed = lv.ck.landed(table.Name) + landedRows // every pass reads every landed version
 		ids.findings(tr, pending)
 		missing, deleted = append(missing, ids.missing...), append(deleted, ids.deleted...)
+		if lv.w != nil {
+			lv.w.addPass(ids)
+		}
+	}
+	if lv.w != nil {
+		lv.w.endTable(tr.Landed)
 	}
 	return tr, missing, deleted, nil
 }
 
-// readers bounds the objects and manifests the audit reads at once: on S3
-// each read is a round trip, which one at a time would add up past
-// Lambda's 15 minutes at tens of thousands of batches.
+// readers bounds the objects and manifests an audit of an S3 bucket reads
+// at once: there each read is a network round trip, which one at a time
+// would add up past Lambda's 15 minutes at tens of thousands of batches.
+// A file or memory bucket is read one at a time: with no round trip to
+// hide, more readers only share the same cores (docs/benchmarks.md).
 const readers = 16
 
-// readManifests reads the ingest manifests of batches 1 to seq, readers at
+// readers is how many reads the audit has in flight at once.
+func (o Options) readers() int {
+	switch {
+	case o.Readers > 0:
+		return o.Readers
+	case strings.HasPrefix(o.Bucket.URL(), "s3://"):
+		return readers
+	}
+	return 1
+}
+
+func (o Options) logger() *slog.Logger {
+	if o.Logger != nil {
+		return o.Logger
+	}
+	return slog.Default()
+}
+
+// readManifests reads the ingest manifests of batches after+1 to seq, n at
 // a time, in batch order.
-func readManifests(ctx context.Context, b *lake.Bucket, seq int64) ([]lake.Manifest, error) {
-	seqs, err := b.SeqsAfter(ctx, 0)
+func readManifests(ctx context.Context, b *lake.Bucket, after, seq int64, n int) ([]lake.Manifest, error) {
+	seqs, err := b.SeqsAfter(ctx, after)
 	if err != nil {
 		return nil, err
 	}
@@ -227,20 +301,20 @@ func readManifests(ctx context.Context, b *lake.Bucket, seq int64) ([]lake.Manif
 	}
 	out := make([]lake.Manifest, len(seqs))
 	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(readers)
+	g.SetLimit(n)
 	for i, s := range seqs {
 		g.Go(func() error { return b.ReadManifest(gctx, s, &out[i]) })
 	}
 	return out, g.Wait()
 }
 
-// landedAll marks the versions the objects hold, readers objects at a
-// time, and returns how many they hold.
-func landedAll(ctx context.Context, b *lake.Bucket, objs []lake.Object, table totesys.Table, ids *idTable) (int64, error) {
+// landedAll marks the versions the objects hold, n objects at a time, and
+// returns how many they hold.
+func landedAll(ctx context.Context, b *lake.Bucket, objs []lake.Object, table totesys.Table, ids *idTable, n int) (int64, error) {
 	var mu sync.Mutex // guards ids and total
 	var total int64
 	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(readers)
+	g.SetLimit(n)
 	for _, obj := range objs {
 		g.Go(func() error {
 			type version struct {

@@ -44,7 +44,7 @@ func BenchmarkReadManifests(b *testing.B) {
 	})
 	b.Run("parallel", func(b *testing.B) {
 		for b.Loop() {
-			ms, err := readManifests(ctx, bucket, int64(n))
+			ms, err := readManifests(ctx, bucket, 0, int64(n), readers)
 			if err != nil || len(ms) != n || ms[n-1].Sequence != int64(n) {
 				b.Fatalf("%d manifests, %v", len(ms), err)
 			}
