@@ -38,7 +38,7 @@ func source(t *testing.T) (string, *lake.Bucket) {
 	return url, b
 }
 
-func ingestOnce(t *testing.T, url string, b *lake.Bucket) {
+func ingestOnce(t testing.TB, url string, b *lake.Bucket) {
 	t.Helper()
 	if _, err := ingest.Run(context.Background(), ingest.Options{SourceURL: url, Bucket: b, Lookback: lookback}); err != nil {
 		t.Fatal(err)
