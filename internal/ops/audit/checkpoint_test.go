@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -224,4 +225,41 @@ func rewrite(t *testing.T, path string, change func([]byte) []byte) {
 	if err := os.WriteFile(path, change(data), 0o600); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestCheckpointOfTheSnapshot: on the real totesys snapshot an audit from
+// a checkpoint reports what the audit that wrote it reported; it logs the
+// checkpoint's size (docs/deploy.md counts its storage from it).
+func TestCheckpointOfTheSnapshot(t *testing.T) {
+	t.Parallel()
+	url := pgtest.NewDatabase(t)
+	pgtest.LoadSnapshot(t, url)
+	b, err := lake.Open(context.Background(), t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = b.Close() })
+	ingestOnce(t, url, b)
+	full := audit(t, url, b)
+	from := audit(t, url, b)
+	if from.Checkpoint != lake.BatchID(1) || full.Checkpoint != "" {
+		t.Fatalf("checkpoints %q, %q", full.Checkpoint, from.Checkpoint)
+	}
+	for name, tr := range full.Tables {
+		if got := from.Tables[name]; !reflect.DeepEqual(got, tr) {
+			t.Errorf("%s: from the checkpoint %+v, reading every batch %+v", name, *got, *tr)
+		}
+	}
+	c := loadCheckpoint(context.Background(), b, 1, slog.Default())
+	if c == nil {
+		t.Fatal("no checkpoint")
+	}
+	defer c.close()
+	var ids, size int64
+	for _, tb := range c.index.Tables {
+		ids += tb.IDs
+		size += tb.Bytes
+	}
+	t.Logf("checkpoint of the snapshot: %d ids in %d bytes (%.2f bytes an id) and an index of %d tables",
+		ids, size, float64(size)/float64(ids), len(c.index.Tables))
 }
