@@ -10,6 +10,10 @@
 // never a row, for at most passIDs ids at a time, so its memory stays the
 // same however large the tables grow. A source version stamped inside the
 // next ingest's window is pending, not missing: the pipeline will land it.
+//
+// What an audit verified of the lake it keeps in a checkpoint in the
+// bucket (see CheckpointPrefix), so that the next audit reads only the
+// batches landed since, and the source.
 package audit
 
 import (
@@ -51,9 +55,6 @@ type Options struct {
 	Processed       *lake.Bucket
 	WarehouseURL    string
 	WarehouseSchema string
-	// Readers is how many objects and manifests the audit reads at once;
-	// zero chooses by the bucket (see readers).
-	Readers int
 	// sizes bound the passes over each table; tests make them small.
 	sizes passSizes
 }
@@ -273,10 +274,7 @@ const readers = 16
 
 // readers is how many reads the audit has in flight at once.
 func (o Options) readers() int {
-	switch {
-	case o.Readers > 0:
-		return o.Readers
-	case strings.HasPrefix(o.Bucket.URL(), "s3://"):
+	if strings.HasPrefix(o.Bucket.URL(), "s3://") {
 		return readers
 	}
 	return 1
