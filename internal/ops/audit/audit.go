@@ -134,7 +134,7 @@ func Run(ctx context.Context, opts Options) (Report, error) {
 	if ck != nil {
 		r.Checkpoint = lake.BatchID(ck.seq())
 	}
-	manifests, err := readManifests(ctx, opts.Bucket, ck.seq(), seq, opts.readers())
+	batches, err := readBatches(ctx, opts.Bucket, ck.seq(), seq, opts.readers())
 	if err != nil {
 		return r, errkind.Wrap(errkind.BucketReadFailed, fmt.Errorf("audit: %w", err))
 	}
@@ -143,7 +143,7 @@ func Run(ctx context.Context, opts Options) (Report, error) {
 		return r, err
 	}
 	defer closeSource()
-	rep, err := auditSource(ctx, tx, opts, lakeView{ck: ck, manifests: manifests}, st, seq, &r)
+	rep, err := auditSource(ctx, tx, opts, lakeView{ck: ck, batches: batches}, st, seq, &r)
 	if err != nil {
 		return r, err
 	}
@@ -206,11 +206,11 @@ func auditSource(ctx context.Context, tx pgx.Tx, opts Options, lv lakeView, st i
 }
 
 // lakeView is what an audit reads of the landed lake: the checkpoint it
-// starts from (nil for none), the manifests of the batches after it, and
-// the writer of its own checkpoint (nil for none).
+// starts from (nil for none), the batches after it, and the writer of its
+// own checkpoint (nil for none).
 type lakeView struct {
 	ck        *checkpoint
-	manifests []lake.Manifest
+	batches *batches
 	w         *checkpointWriter
 }
 
@@ -238,16 +238,10 @@ func auditTable(ctx context.Context, tx pgx.Tx, opts Options, lv lakeView, st in
 		if err := lv.ck.apply(table.Name, ids); err != nil {
 			return nil, nil, nil, fmt.Errorf("audit: %w", err)
 		}
-		var objs []lake.Object
-		for _, m := range lv.manifests {
-			for _, id := range m.Deleted[table.Name] {
-				ids.setTombstone(id)
-			}
-			if obj, ok := m.Table(table.Name); ok {
-				objs = append(objs, obj)
-			}
+		for _, id := range lv.batches.deleted[table.Name] {
+			ids.setTombstone(id)
 		}
-		landedRows, err := landedAll(ctx, opts.Bucket, objs, table, ids, opts.readers())
+		landedRows, err := landedAll(ctx, opts.Bucket, lv.batches.objects[table.Name], table, ids, opts.readers())
 		if err != nil {
 			return nil, nil, nil, fmt.Errorf("audit %s: %w", table.Name, err)
 		}
@@ -287,9 +281,31 @@ func (o Options) logger() *slog.Logger {
 	return slog.Default()
 }
 
-// readManifests reads the ingest manifests of batches after+1 to seq, n at
-// a time, in batch order.
-func readManifests(ctx context.Context, b *lake.Bucket, after, seq int64, n int) ([]lake.Manifest, error) {
+// batches is what the audit keeps of the ingested batches it reads: per
+// source table, the objects (as their manifests list them, without their
+// columns) and the tombstones. Not whole manifests: a year of them held at
+// once would weigh more than the audit's passes.
+type batches struct {
+	mu      sync.Mutex
+	objects map[string][]lake.Object
+	deleted map[string][]int32
+}
+
+// add keeps what the audit needs of m.
+func (bs *batches) add(m *lake.Manifest) {
+	bs.mu.Lock()
+	defer bs.mu.Unlock()
+	for _, o := range m.Tables {
+		bs.objects[o.Table] = append(bs.objects[o.Table], lake.Object{Table: o.Table, Key: o.Key, Rows: o.Rows, Bytes: o.Bytes, SHA256: o.SHA256})
+	}
+	for t, ids := range m.Deleted {
+		bs.deleted[t] = append(bs.deleted[t], ids...)
+	}
+}
+
+// readBatches reads the ingest manifests of batches after+1 to seq, n at a
+// time.
+func readBatches(ctx context.Context, b *lake.Bucket, after, seq int64, n int) (*batches, error) {
 	seqs, err := b.SeqsAfter(ctx, after)
 	if err != nil {
 		return nil, err
@@ -297,13 +313,20 @@ func readManifests(ctx context.Context, b *lake.Bucket, after, seq int64, n int)
 	for len(seqs) > 0 && seqs[len(seqs)-1] > seq {
 		seqs = seqs[:len(seqs)-1]
 	}
-	out := make([]lake.Manifest, len(seqs))
+	bs := &batches{objects: map[string][]lake.Object{}, deleted: map[string][]int32{}}
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(n)
-	for i, s := range seqs {
-		g.Go(func() error { return b.ReadManifest(gctx, s, &out[i]) })
+	for _, s := range seqs {
+		g.Go(func() error {
+			var m lake.Manifest
+			if err := b.ReadManifest(gctx, s, &m); err != nil {
+				return err
+			}
+			bs.add(&m)
+			return nil
+		})
 	}
-	return out, g.Wait()
+	return bs, g.Wait()
 }
 
 // landedAll marks the versions the objects hold, n objects at a time, and
