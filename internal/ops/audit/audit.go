@@ -209,9 +209,9 @@ func auditSource(ctx context.Context, tx pgx.Tx, opts Options, lv lakeView, st i
 // starts from (nil for none), the batches after it, and the writer of its
 // own checkpoint (nil for none).
 type lakeView struct {
-	ck        *checkpoint
+	ck      *checkpoint
 	batches *batches
-	w         *checkpointWriter
+	w       *checkpointWriter
 }
 
 // auditTable compares one source table with its landed versions, a range
