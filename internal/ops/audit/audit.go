@@ -18,6 +18,8 @@ package audit
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -282,25 +284,51 @@ func (o Options) logger() *slog.Logger {
 }
 
 // batches is what the audit keeps of the ingested batches it reads: per
-// source table, the objects (as their manifests list them, without their
-// columns) and the tombstones. Not whole manifests: a year of them held at
-// once would weigh more than the audit's passes.
+// source table, the objects as their manifests list them (key, rows, size
+// and SHA-256 only), and the tombstones. Not whole manifests: a year of
+// them held at once would weigh more than the audit's passes.
 type batches struct {
 	mu      sync.Mutex
-	objects map[string][]lake.Object
+	objects map[string][]objectRef
 	deleted map[string][]int32
 }
 
+// objectRef is one object of a table in a few bytes: its SHA-256 as bytes
+// (summed false for an entry without one, which is not verified).
+type objectRef struct {
+	key         string
+	rows, bytes int64
+	sum         [sha256.Size]byte
+	summed      bool
+}
+
+// object is the manifest entry of ref, an object of table.
+func (ref objectRef) object(table string) lake.Object {
+	obj := lake.Object{Table: table, Key: ref.key, Rows: ref.rows, Bytes: ref.bytes}
+	if ref.summed {
+		obj.SHA256 = hex.EncodeToString(ref.sum[:])
+	}
+	return obj
+}
+
 // add keeps what the audit needs of m.
-func (bs *batches) add(m *lake.Manifest) {
+func (bs *batches) add(m *lake.Manifest) error {
+	refs := make([]objectRef, len(m.Tables))
+	for i, o := range m.Tables {
+		refs[i] = objectRef{key: o.Key, rows: o.Rows, bytes: o.Bytes, summed: o.SHA256 != ""}
+		if n, err := hex.Decode(refs[i].sum[:], []byte(o.SHA256)); refs[i].summed && (err != nil || n != sha256.Size) {
+			return fmt.Errorf("manifest %s: object %s: SHA-256 %q is not one", m.Batch, o.Key, o.SHA256)
+		}
+	}
 	bs.mu.Lock()
 	defer bs.mu.Unlock()
-	for _, o := range m.Tables {
-		bs.objects[o.Table] = append(bs.objects[o.Table], lake.Object{Table: o.Table, Key: o.Key, Rows: o.Rows, Bytes: o.Bytes, SHA256: o.SHA256})
+	for i, o := range m.Tables {
+		bs.objects[o.Table] = append(bs.objects[o.Table], refs[i])
 	}
 	for t, ids := range m.Deleted {
 		bs.deleted[t] = append(bs.deleted[t], ids...)
 	}
+	return nil
 }
 
 // readBatches reads the ingest manifests of batches after+1 to seq, n at a
@@ -313,7 +341,7 @@ func readBatches(ctx context.Context, b *lake.Bucket, after, seq int64, n int) (
 	for len(seqs) > 0 && seqs[len(seqs)-1] > seq {
 		seqs = seqs[:len(seqs)-1]
 	}
-	bs := &batches{objects: map[string][]lake.Object{}, deleted: map[string][]int32{}}
+	bs := &batches{objects: map[string][]objectRef{}, deleted: map[string][]int32{}}
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(n)
 	for _, s := range seqs {
@@ -322,8 +350,7 @@ func readBatches(ctx context.Context, b *lake.Bucket, after, seq int64, n int) (
 			if err := b.ReadManifest(gctx, s, &m); err != nil {
 				return err
 			}
-			bs.add(&m)
-			return nil
+			return bs.add(&m)
 		})
 	}
 	return bs, g.Wait()
@@ -331,13 +358,14 @@ func readBatches(ctx context.Context, b *lake.Bucket, after, seq int64, n int) (
 
 // landedAll marks the versions the objects hold, n objects at a time, and
 // returns how many they hold.
-func landedAll(ctx context.Context, b *lake.Bucket, objs []lake.Object, table totesys.Table, ids *idTable, n int) (int64, error) {
+func landedAll(ctx context.Context, b *lake.Bucket, objs []objectRef, table totesys.Table, ids *idTable, n int) (int64, error) {
 	var mu sync.Mutex // guards ids and total
 	var total int64
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(n)
-	for _, obj := range objs {
+	for _, ref := range objs {
 		g.Go(func() error {
+			obj := ref.object(table.Name)
 			type version struct {
 				id int32
 				us int64

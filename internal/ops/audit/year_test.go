@@ -76,6 +76,8 @@ func BenchmarkAuditYear(b *testing.B) {
 			b.Errorf("checkpoints: full audit from %q, the next from %q", full.checkpoint, since.checkpoint)
 		}
 		b.ReportMetric(full.seconds, "full-s")
+		b.ReportMetric(full.cpu, "full-cpu-s")
+		b.ReportMetric(since.cpu, "checkpoint-cpu-s")
 		b.ReportMetric(full.peakMB, "full-peak-MB")
 		b.ReportMetric(since.seconds, "checkpoint-s")
 		b.ReportMetric(since.peakMB, "checkpoint-peak-MB")
@@ -84,8 +86,8 @@ func BenchmarkAuditYear(b *testing.B) {
 
 // childAudit is what one `sandstone audit` child did.
 type childAudit struct {
-	seconds, peakMB float64
-	checkpoint      string
+	seconds, cpu, peakMB float64
+	checkpoint           string
 }
 
 // auditChild runs `sandstone audit --json` and fails on drift.
@@ -121,13 +123,14 @@ func auditChild(b *testing.B, bin, src, bucketURL string) childAudit {
 	took := time.Since(start)
 	close(done)
 	peak := float64(<-peakKB) / 1024
+	cpu := (cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()).Seconds()
 	var r Report
 	if err != nil || json.Unmarshal(out.Bytes(), &r) != nil || r.Drift {
 		b.Fatalf("audit: %v\n%s\n%s", err, out.String(), errOut.String())
 	}
-	b.Logf("audit of batch %s from checkpoint %q: %.1f s, peak RSS %.1f MB, sales_order %+v",
-		r.Batch, r.Checkpoint, took.Seconds(), peak, *r.Tables["sales_order"])
-	return childAudit{seconds: took.Seconds(), peakMB: peak, checkpoint: r.Checkpoint}
+	b.Logf("audit of batch %s from checkpoint %q: %.1f s (%.1f s of CPU), peak RSS %.1f MB, sales_order %+v",
+		r.Batch, r.Checkpoint, took.Seconds(), cpu, peak, *r.Tables["sales_order"])
+	return childAudit{seconds: took.Seconds(), cpu: cpu, peakMB: peak, checkpoint: r.Checkpoint}
 }
 
 // yearStart is the stamp of the first batch's rows; batch i's rows are
