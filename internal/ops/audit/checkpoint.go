@@ -88,11 +88,11 @@ func checkpointKey(seq int64, sum string) string {
 // parseCheckpointKey is checkpointKey's inverse; ok is false for another
 // key.
 func parseCheckpointKey(key string) (seq int64, sum string, ok bool) {
-	name, found := strings.CutPrefix(key, CheckpointPrefix)
-	name, json := strings.CutSuffix(name, ".json")
+	name, prefixed := strings.CutPrefix(key, CheckpointPrefix)
+	name, index := strings.CutSuffix(name, ".json")
 	batch, sum, dash := strings.Cut(name, "-")
 	seq, err := strconv.ParseInt(batch, 10, 64)
-	return seq, sum, found && json && dash && err == nil && len(sum) == sha256.Size*2
+	return seq, sum, prefixed && index && dash && err == nil && len(sum) == sha256.Size*2
 }
 
 // checkpoint is a verified checkpoint, its table objects downloaded.
