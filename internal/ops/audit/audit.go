@@ -10,13 +10,20 @@
 // never a row, for at most passIDs ids at a time, so its memory stays the
 // same however large the tables grow. A source version stamped inside the
 // next ingest's window is pending, not missing: the pipeline will land it.
+//
+// What an audit verified of the lake it keeps in a checkpoint in the
+// bucket (see CheckpointPrefix), so that the next audit reads only the
+// batches landed since, and the source.
 package audit
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -25,6 +32,7 @@ import (
 
 	"github.com/sandstone-data/sandstone/internal/base/config"
 	"github.com/sandstone-data/sandstone/internal/base/errkind"
+	"github.com/sandstone-data/sandstone/internal/base/logging"
 	"github.com/sandstone-data/sandstone/internal/contract/lake"
 	"github.com/sandstone-data/sandstone/internal/contract/totesys"
 	"github.com/sandstone-data/sandstone/internal/stage/ingest"
@@ -57,8 +65,11 @@ type Options struct {
 type Report struct {
 	At time.Time `json:"at"`
 	// Batch is the newest ingested batch the audit compared with.
-	Batch  string                  `json:"batch"`
-	Tables map[string]*TableReport `json:"tables"`
+	Batch string `json:"batch"`
+	// Checkpoint is the batch of the checkpoint the audit started from,
+	// reading only the batches after it; "" when it read every batch.
+	Checkpoint string                  `json:"checkpoint,omitempty"`
+	Tables     map[string]*TableReport `json:"tables"`
 	// Warehouse is each warehouse table's findings against the processed
 	// bucket; nil when the warehouse was not checked.
 	Warehouse map[string]*WarehouseTable `json:"warehouse,omitempty"`
@@ -120,7 +131,12 @@ func Run(ctx context.Context, opts Options) (Report, error) {
 		return r, errkind.Wrap(errkind.BucketReadFailed, fmt.Errorf("audit: %w", err))
 	}
 	r.Batch = lake.BatchID(seq)
-	manifests, err := readManifests(ctx, opts.Bucket, seq)
+	ck := loadCheckpoint(ctx, opts.Bucket, seq, opts.logger())
+	defer ck.close()
+	if ck != nil {
+		r.Checkpoint = lake.BatchID(ck.seq())
+	}
+	batches, err := readBatches(ctx, opts.Bucket, ck.seq(), seq, opts.readers())
 	if err != nil {
 		return r, errkind.Wrap(errkind.BucketReadFailed, fmt.Errorf("audit: %w", err))
 	}
@@ -129,15 +145,9 @@ func Run(ctx context.Context, opts Options) (Report, error) {
 		return r, err
 	}
 	defer closeSource()
-	rep := ingest.Repair{Seq: seq, Missing: map[string][]int32{}, Deleted: map[string][]int32{}}
-	for _, table := range totesys.Tables {
-		tr, missing, deleted, err := auditTable(ctx, tx, opts, manifests, st, table)
-		if err != nil {
-			return r, err
-		}
-		r.Drift = r.Drift || tr.Missing > 0 || tr.Deleted > 0
-		r.Tables[table.Name] = tr
-		rep.Missing[table.Name], rep.Deleted[table.Name] = missing, deleted
+	rep, err := auditSource(ctx, tx, opts, lakeView{ck: ck, batches: batches}, st, seq, &r)
+	if err != nil {
+		return r, err
 	}
 	// A repair lands what the source holds; the warehouse's drift is not
 	// its to mend.
@@ -171,10 +181,45 @@ func Run(ctx context.Context, opts Options) (Report, error) {
 	return r, nil
 }
 
+// auditSource audits every source table into r, and saves a checkpoint of
+// batch seq when it is past lv's; it returns what a repair lands.
+func auditSource(ctx context.Context, tx pgx.Tx, opts Options, lv lakeView, st ingest.State, seq int64, r *Report) (ingest.Repair, error) {
+	if seq > lv.ck.seq() {
+		lv.w = newCheckpointWriter(ctx, opts.Bucket, seq)
+		defer lv.w.abort()
+	}
+	rep := ingest.Repair{Seq: seq, Missing: map[string][]int32{}, Deleted: map[string][]int32{}}
+	for _, table := range totesys.Tables {
+		tr, missing, deleted, err := auditTable(ctx, tx, opts, lv, st, table)
+		if err != nil {
+			return rep, err
+		}
+		r.Drift = r.Drift || tr.Missing > 0 || tr.Deleted > 0
+		r.Tables[table.Name] = tr
+		rep.Missing[table.Name], rep.Deleted[table.Name] = missing, deleted
+	}
+	if lv.w != nil {
+		if err := lv.w.commit(); err != nil {
+			opts.logger().Warn("the audit checkpoint could not be saved; the next audit reads more batches", logging.KeyStage, Stage,
+				logging.KeyErrorKind, string(errkind.BucketWriteFailed), logging.KeyError, err.Error())
+		}
+	}
+	return rep, nil
+}
+
+// lakeView is what an audit reads of the landed lake: the checkpoint it
+// starts from (nil for none), the batches after it, and the writer of its
+// own checkpoint (nil for none).
+type lakeView struct {
+	ck      *checkpoint
+	batches *batches
+	w       *checkpointWriter
+}
+
 // auditTable compares one source table with its landed versions, a range
 // of ids at a time (see passIDs), and returns its findings and, for a
 // repair, every missing and deleted id.
-func auditTable(ctx context.Context, tx pgx.Tx, opts Options, manifests []lake.Manifest, st ingest.State,
+func auditTable(ctx context.Context, tx pgx.Tx, opts Options, lv lakeView, st ingest.State,
 	table totesys.Table) (tr *TableReport, missing, deleted []int32, err error) {
 	maxID, err := largestID(ctx, tx, table)
 	if err != nil {
@@ -183,66 +228,144 @@ func auditTable(ctx context.Context, tx pgx.Tx, opts Options, manifests []lake.M
 	window, windowed := st.NextWindow(table.Name, opts.Lookback)
 	pending := func(us int64) bool { return !windowed || us > window.UnixMicro() }
 	tr = &TableReport{}
+	if lv.w != nil {
+		lv.w.startTable(table.Name)
+	}
 	for p := range passesOf(maxID, opts.sizes.orDefaults().ids) {
 		ids := newIDTable(p)
 		ids.keepAll = opts.Repair
 		if err := ingest.ReadVersions(ctx, tx, table, p.from, p.to, ids.setSource); err != nil {
 			return nil, nil, nil, fmt.Errorf("audit: %w", err)
 		}
-		var objs []lake.Object
-		for _, m := range manifests {
-			for _, id := range m.Deleted[table.Name] {
-				ids.setTombstone(id)
-			}
-			if obj, ok := m.Table(table.Name); ok {
-				objs = append(objs, obj)
-			}
+		if err := lv.ck.apply(table.Name, ids); err != nil {
+			return nil, nil, nil, fmt.Errorf("audit: %w", err)
 		}
-		landedRows, err := landedAll(ctx, opts.Bucket, objs, table, ids)
+		for _, id := range lv.batches.deleted[table.Name] {
+			ids.setTombstone(id)
+		}
+		landedRows, err := landedAll(ctx, opts.Bucket, lv.batches.objects[table.Name], table, ids, opts.readers())
 		if err != nil {
 			return nil, nil, nil, fmt.Errorf("audit %s: %w", table.Name, err)
 		}
 		tr.SourceRows += ids.sourceRows
-		tr.Landed = landedRows // every pass reads every landed version
+		tr.Landed = lv.ck.landed(table.Name) + landedRows // every pass reads every landed version
 		ids.findings(tr, pending)
 		missing, deleted = append(missing, ids.missing...), append(deleted, ids.deleted...)
+		if lv.w != nil {
+			lv.w.addPass(ids)
+		}
+	}
+	if lv.w != nil {
+		lv.w.endTable(tr.Landed)
 	}
 	return tr, missing, deleted, nil
 }
 
-// readers bounds the objects and manifests the audit reads at once: on S3
-// each read is a round trip, which one at a time would add up past
-// Lambda's 15 minutes at tens of thousands of batches.
+// readers bounds the objects and manifests an audit of an S3 bucket reads
+// at once: there each read is a network round trip, which one at a time
+// would add up past Lambda's 15 minutes at tens of thousands of batches.
+// A file or memory bucket is read one at a time: with no round trip to
+// hide, more readers only share the same cores (docs/benchmarks.md).
 const readers = 16
 
-// readManifests reads the ingest manifests of batches 1 to seq, readers at
-// a time, in batch order.
-func readManifests(ctx context.Context, b *lake.Bucket, seq int64) ([]lake.Manifest, error) {
-	seqs, err := b.SeqsAfter(ctx, 0)
+// readers is how many reads the audit has in flight at once.
+func (o Options) readers() int {
+	if strings.HasPrefix(o.Bucket.URL(), "s3://") {
+		return readers
+	}
+	return 1
+}
+
+func (o Options) logger() *slog.Logger {
+	if o.Logger != nil {
+		return o.Logger
+	}
+	return slog.Default()
+}
+
+// batches is what the audit keeps of the ingested batches it reads: per
+// source table, the objects as their manifests list them (key, rows, size
+// and SHA-256 only), and the tombstones. Not whole manifests: a year of
+// them held at once would weigh more than the audit's passes.
+type batches struct {
+	mu      sync.Mutex
+	objects map[string][]objectRef
+	deleted map[string][]int32
+}
+
+// objectRef is one object of a table in a few bytes: its SHA-256 as bytes
+// (summed false for an entry without one, which is not verified).
+type objectRef struct {
+	key         string
+	rows, bytes int64
+	sum         [sha256.Size]byte
+	summed      bool
+}
+
+// object is the manifest entry of ref, an object of table.
+func (ref objectRef) object(table string) lake.Object {
+	obj := lake.Object{Table: table, Key: ref.key, Rows: ref.rows, Bytes: ref.bytes}
+	if ref.summed {
+		obj.SHA256 = hex.EncodeToString(ref.sum[:])
+	}
+	return obj
+}
+
+// add keeps what the audit needs of m.
+func (bs *batches) add(m *lake.Manifest) error {
+	refs := make([]objectRef, len(m.Tables))
+	for i, o := range m.Tables {
+		refs[i] = objectRef{key: o.Key, rows: o.Rows, bytes: o.Bytes, summed: o.SHA256 != ""}
+		if n, err := hex.Decode(refs[i].sum[:], []byte(o.SHA256)); refs[i].summed && (err != nil || n != sha256.Size) {
+			return fmt.Errorf("manifest %s: object %s: SHA-256 %q is not one", m.Batch, o.Key, o.SHA256)
+		}
+	}
+	bs.mu.Lock()
+	defer bs.mu.Unlock()
+	for i, o := range m.Tables {
+		bs.objects[o.Table] = append(bs.objects[o.Table], refs[i])
+	}
+	for t, ids := range m.Deleted {
+		bs.deleted[t] = append(bs.deleted[t], ids...)
+	}
+	return nil
+}
+
+// readBatches reads the ingest manifests of batches after+1 to seq, n at a
+// time.
+func readBatches(ctx context.Context, b *lake.Bucket, after, seq int64, n int) (*batches, error) {
+	seqs, err := b.SeqsAfter(ctx, after)
 	if err != nil {
 		return nil, err
 	}
 	for len(seqs) > 0 && seqs[len(seqs)-1] > seq {
 		seqs = seqs[:len(seqs)-1]
 	}
-	out := make([]lake.Manifest, len(seqs))
+	bs := &batches{objects: map[string][]objectRef{}, deleted: map[string][]int32{}}
 	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(readers)
-	for i, s := range seqs {
-		g.Go(func() error { return b.ReadManifest(gctx, s, &out[i]) })
+	g.SetLimit(n)
+	for _, s := range seqs {
+		g.Go(func() error {
+			var m lake.Manifest
+			if err := b.ReadManifest(gctx, s, &m); err != nil {
+				return err
+			}
+			return bs.add(&m)
+		})
 	}
-	return out, g.Wait()
+	return bs, g.Wait()
 }
 
-// landedAll marks the versions the objects hold, readers objects at a
-// time, and returns how many they hold.
-func landedAll(ctx context.Context, b *lake.Bucket, objs []lake.Object, table totesys.Table, ids *idTable) (int64, error) {
+// landedAll marks the versions the objects hold, n objects at a time, and
+// returns how many they hold.
+func landedAll(ctx context.Context, b *lake.Bucket, objs []objectRef, table totesys.Table, ids *idTable, n int) (int64, error) {
 	var mu sync.Mutex // guards ids and total
 	var total int64
 	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(readers)
-	for _, obj := range objs {
+	g.SetLimit(n)
+	for _, ref := range objs {
 		g.Go(func() error {
+			obj := ref.object(table.Name)
 			type version struct {
 				id int32
 				us int64

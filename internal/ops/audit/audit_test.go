@@ -38,7 +38,7 @@ func source(t *testing.T) (string, *lake.Bucket) {
 	return url, b
 }
 
-func ingestOnce(t *testing.T, url string, b *lake.Bucket) {
+func ingestOnce(t testing.TB, url string, b *lake.Bucket) {
 	t.Helper()
 	if _, err := ingest.Run(context.Background(), ingest.Options{SourceURL: url, Bucket: b, Lookback: lookback}); err != nil {
 		t.Fatal(err)
@@ -63,17 +63,18 @@ func auditPasses(t *testing.T, url string, b *lake.Bucket, sizes passSizes) Repo
 	return r
 }
 
-// TestFindings: each kind of drift a timestamp cannot see is found, named
-// by id, in its table only; what the next ingest will land is pending.
-func TestFindings(t *testing.T) {
-	t.Parallel()
-	tests := []struct {
-		name string
-		// landed runs, and is ingested, before sql.
-		landed, sql string
-		table       string
-		want        TableReport
-	}{
+// findingCase is one kind of drift, or none, and what an audit finds of it.
+type findingCase struct {
+	name string
+	// landed runs, and is ingested, before sql.
+	landed, sql string
+	table       string
+	want        TableReport
+}
+
+// findingCases are the drift a timestamp cannot see, one case each.
+func findingCases() []findingCase {
+	return []findingCase{
 		{"a clean pipeline", "", "", "sales_order", TableReport{SourceRows: 50, Landed: 50}},
 		{"a row backfilled a day back", "", `INSERT INTO sales_order VALUES (51, LOCALTIMESTAMP - interval '1 day', LOCALTIMESTAMP - interval '1 day',1,1,1,5,1.00,1,'2024-01-02','2024-01-03',1)`,
 			"sales_order", TableReport{SourceRows: 51, Landed: 50, Missing: 1, MissingExamples: []int32{51}}},
@@ -90,7 +91,13 @@ func TestFindings(t *testing.T) {
 		{"an update that keeps last_updated (out of reach)", "", `UPDATE sales_order SET units_sold = 8 WHERE sales_order_id = 10`,
 			"sales_order", TableReport{SourceRows: 50, Landed: 50}},
 	}
-	for _, tc := range tests {
+}
+
+// TestFindings: each kind of drift a timestamp cannot see is found, named
+// by id, in its table only; what the next ingest will land is pending.
+func TestFindings(t *testing.T) {
+	t.Parallel()
+	for _, tc := range findingCases() {
 		t.Run(tc.name, func(t *testing.T) {
 			url, b := source(t)
 			if tc.landed != "" {
@@ -100,23 +107,28 @@ func TestFindings(t *testing.T) {
 			if tc.sql != "" {
 				pgtest.Exec(t, url, tc.sql)
 			}
-			r := audit(t, url, b)
-			got := *r.Tables[tc.table]
-			if got.SourceRows != tc.want.SourceRows || got.Landed != tc.want.Landed || got.Missing != tc.want.Missing ||
-				got.Pending != tc.want.Pending || got.Deleted != tc.want.Deleted ||
-				!slices.Equal(got.MissingExamples, tc.want.MissingExamples) || !slices.Equal(got.DeletedExamples, tc.want.DeletedExamples) {
-				t.Errorf("%s:\n got %+v\nwant %+v", tc.table, got, tc.want)
-			}
-			drift := tc.want.Missing > 0 || tc.want.Deleted > 0
-			if r.Drift != drift {
-				t.Errorf("drift %v, want %v", r.Drift, drift)
-			}
-			for name, tr := range r.Tables {
-				if name != tc.table && (tr.Missing != 0 || tr.Deleted != 0 || tr.Pending != 0) {
-					t.Errorf("%s, untouched, reports %+v", name, *tr)
-				}
-			}
+			tc.check(t, audit(t, url, b))
 		})
+	}
+}
+
+// check compares what an audit found with what tc wants.
+func (tc findingCase) check(t *testing.T, r Report) {
+	t.Helper()
+	got := *r.Tables[tc.table]
+	if got.SourceRows != tc.want.SourceRows || got.Landed != tc.want.Landed || got.Missing != tc.want.Missing ||
+		got.Pending != tc.want.Pending || got.Deleted != tc.want.Deleted ||
+		!slices.Equal(got.MissingExamples, tc.want.MissingExamples) || !slices.Equal(got.DeletedExamples, tc.want.DeletedExamples) {
+		t.Errorf("%s:\n got %+v\nwant %+v", tc.table, got, tc.want)
+	}
+	drift := tc.want.Missing > 0 || tc.want.Deleted > 0
+	if r.Drift != drift {
+		t.Errorf("drift %v, want %v", r.Drift, drift)
+	}
+	for name, tr := range r.Tables {
+		if name != tc.table && (tr.Missing != 0 || tr.Deleted != 0 || tr.Pending != 0) {
+			t.Errorf("%s, untouched, reports %+v", name, *tr)
+		}
 	}
 }
 

@@ -44,9 +44,9 @@ func BenchmarkReadManifests(b *testing.B) {
 	})
 	b.Run("parallel", func(b *testing.B) {
 		for b.Loop() {
-			ms, err := readManifests(ctx, bucket, int64(n))
-			if err != nil || len(ms) != n || ms[n-1].Sequence != int64(n) {
-				b.Fatalf("%d manifests, %v", len(ms), err)
+			bs, err := readBatches(ctx, bucket, 0, int64(n), readers)
+			if err != nil || len(bs.objects["sales_order"]) != n {
+				b.Fatalf("%d objects, %v", len(bs.objects["sales_order"]), err)
 			}
 		}
 	})

@@ -112,12 +112,21 @@ func Save(ctx context.Context, b *lake.Bucket, r Report) error {
 	return nil
 }
 
-// Latest reads the newest audit report in the ingestion bucket; nil when
-// there is none.
+// Latest reads the newest audit report in the ingestion bucket (not a
+// checkpoint); nil when there is none.
 func Latest(ctx context.Context, b *lake.Bucket) (*Report, error) {
-	keys, err := b.List(ctx, ReportPrefix, "")
-	if err != nil || len(keys) == 0 {
+	all, err := b.List(ctx, ReportPrefix, "")
+	if err != nil {
 		return nil, err
+	}
+	var keys []string
+	for _, k := range all {
+		if !strings.HasPrefix(k, CheckpointPrefix) {
+			keys = append(keys, k)
+		}
+	}
+	if len(keys) == 0 {
+		return nil, nil
 	}
 	sort.Strings(keys)
 	data, err := b.Get(ctx, keys[len(keys)-1])
