@@ -204,6 +204,9 @@ type Result struct {
 	// More is set when the batch stopped at Options.MaxBatchRows with
 	// versions still to land: the next run goes on from there.
 	More bool
+	// Tombstones counts, per table, the tombstones a repair landed (what
+	// the audit found deleted less what the batches since recorded).
+	Tombstones map[string]int
 }
 
 // Total is the number of rows landed.

@@ -71,6 +71,12 @@ func LandRepair(ctx context.Context, tx pgx.Tx, snapshotAt time.Time, b *lake.Bu
 		}
 		l := &landing{bucket: b, seq: seq + 1, runID: res.RunID, now: start, log: log}
 		r, err := l.land(ctx, repairRead{tx: tx, snapshotAt: snapshotAt, rep: rep, state: prev}, res)
+		if err == nil && r.Sequence != 0 {
+			r.Tombstones = map[string]int{}
+			for t, ids := range rep.Deleted {
+				r.Tombstones[t] = len(ids)
+			}
+		}
 		if err != nil || !r.Conflict || try == repairTries {
 			return r, err
 		}

@@ -142,6 +142,9 @@ func testRepairBesideCycles(t *testing.T, capture string, several bool) {
 	if got := repairedIDs(t, f.bucket, seq+1); !m.Repair || !equalIDs(got, want) || !equalIDs(m.Deleted, wantDeleted) {
 		t.Fatalf("the repair landed %v and tombstones %v (repair %v), want %v and %v", got, m.Deleted, m.Repair, want, wantDeleted)
 	}
+	if n := landed.Tombstones["payment"]; n != len(wantDeleted["payment"]) {
+		t.Errorf("the result counts %d tombstones, the batch holds %v", n, m.Deleted)
+	}
 	if !wal {
 		type unitsRow struct {
 			ID    int32 `parquet:"sales_order_id"`
