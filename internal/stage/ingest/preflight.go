@@ -109,14 +109,14 @@ func (r *notReady) err(slot, publication string) error {
 	if len(r.missing) == 0 {
 		return nil
 	}
+	if r.busy && len(r.missing) == 1 {
+		return errkind.Wrap(errkind.CaptureSlotBusy, errors.New(r.missing[0]))
+	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "the source is not ready for --capture wal (slot %s, publication %s): %d to do, then run again (or keep --capture poll):",
 		slot, publication, len(r.missing))
 	for i, m := range r.missing {
 		fmt.Fprintf(&b, "\n  %d. %s", i+1, m)
-	}
-	if r.busy && len(r.missing) == 1 {
-		return errkind.Wrap(errkind.CaptureSlotBusy, errors.New(r.missing[0]))
 	}
 	kind := errkind.CaptureNotReady
 	if r.gap {
