@@ -159,15 +159,18 @@ func testRepairBesideCycles(t *testing.T, capture string, several bool) {
 	if res := audits[0].repair(rep); res.Sequence != 0 {
 		t.Fatalf("the repair again landed %+v", res)
 	}
-	if res := f.run(); res.Sequence != 0 {
+	// (Capture may land an empty batch that moves the slot past WAL other
+	// databases of the server wrote.)
+	if res := f.run(); res.Total() != 0 {
 		t.Fatalf("a cycle after the repair landed %+v", res)
 	}
 	f.exec("UPDATE sales_order SET units_sold = 9, last_updated = now() WHERE sales_order_id = 1")
-	if res := f.run(); res.Sequence != seq+2 || res.Rows["sales_order"] != 1 || res.Total() != 1 {
+	res := f.run()
+	if res.Sequence <= seq+1 || res.Rows["sales_order"] != 1 || res.Total() != 1 {
 		t.Fatalf("a cycle after the repair: %+v", res)
 	}
 	if wal {
-		if got, end := f.confirmed(), f.manifest(seq+2).Capture.End; got != end {
+		if got, end := f.confirmed(), f.manifest(res.Sequence).Capture.End; got != end {
 			t.Errorf("slot confirmed to %s, the batch after the repair ends at %s", got, end)
 		}
 	}

@@ -55,33 +55,43 @@ func TestCaptureTwoConsumersLandOnce(t *testing.T) {
 	busy := 0
 	for round := range rounds {
 		f.exec("UPDATE sales_order SET units_sold = $1, last_updated = now() WHERE sales_order_id = 1", round)
-		results := make([]Result, 2)
-		errs := make([]error, 2)
-		var wg sync.WaitGroup
-		for i := range results {
-			wg.Go(func() {
-				o := f.opts()
-				o.Bucket = f.open()
-				results[i], errs[i] = Run(context.Background(), o)
-			})
-		}
-		wg.Wait()
+		// Both may find the slot busy, held by the WAL sender of the
+		// round before: then the two go again.
 		var landed int64
-		for i, err := range errs {
-			switch {
-			case errkind.Of(err) == errkind.CaptureSlotBusy:
-				busy++
-				t.Log(err)
-			case err != nil:
-				t.Fatalf("round %d, run %d: %v", round, i, err)
+		for attempt := 0; landed == 0 && attempt < 50; attempt++ {
+			if attempt > 0 {
+				time.Sleep(20 * time.Millisecond)
 			}
-			landed += results[i].Total()
+			results := make([]Result, 2)
+			errs := make([]error, 2)
+			var wg sync.WaitGroup
+			for i := range results {
+				wg.Go(func() {
+					o := f.opts()
+					o.Bucket = f.open()
+					results[i], errs[i] = Run(context.Background(), o)
+				})
+			}
+			wg.Wait()
+			for i, err := range errs {
+				switch {
+				case errkind.Of(err) == errkind.CaptureSlotBusy:
+					busy++
+					t.Log(err)
+				case err != nil:
+					t.Fatalf("round %d, run %d: %v", round, i, err)
+				}
+				landed += results[i].Total()
+			}
+			if landed > 1 {
+				t.Fatalf("round %d: the two runs landed %d versions (%+v, %+v; %v, %v), want 1", round, landed, results[0], results[1], errs[0], errs[1])
+			}
 		}
 		if landed != 1 {
-			t.Fatalf("round %d: the two runs landed %d versions (%+v, %+v; %v, %v), want 1", round, landed, results[0], results[1], errs[0], errs[1])
+			t.Fatalf("round %d: no run landed the change", round)
 		}
 	}
-	t.Logf("%d of %d runs found the slot busy", busy, 2*rounds)
+	t.Logf("%d runs found the slot busy", busy)
 	latest, err := f.bucket.LatestSeq(context.Background())
 	if err != nil {
 		t.Fatal(err)
