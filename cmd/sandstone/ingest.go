@@ -26,7 +26,9 @@ slot instead: the first run creates the slot and lands, from the snapshot the
 slot exports, what the lake does not hold yet; each later run lands the whole
 transactions committed since. A slot that is gone, invalidated or confirmed
 past the lake fails with capture_gap; --resnapshot then starts again from a
-new slot, and sandstone audit --repair records what went meanwhile.`,
+new slot, and sandstone audit --repair records what went meanwhile. A slot
+another consumer holds fails with capture_slot_busy and lands nothing
+(sandstone run retries it).`,
 		Example: `  sandstone ingest --source postgres://user@host/totesys --ingest-bucket ./sandstone-data/ingested
   SANDSTONE_SOURCE_URL=postgres://user@host/totesys sandstone ingest --max-batch-rows 100000
   sandstone ingest --capture wal --source postgres://replicator@host/totesys`,

@@ -322,9 +322,8 @@ func envOr(name, def string) string {
 // with them: the first once the first cycle has ended (it then compares
 // with what that cycle landed), then every `every`, one at a time (a tick
 // that comes while an audit runs waits for it and never starts a second),
-// until its context ends. The cycles go on while an audit runs; a repair
-// refuses when a cycle landed a batch during its audit (the next audit
-// finds the drift again).
+// until its context ends. The cycles go on while an audit runs; its
+// repair lands on top of what they landed meanwhile (ingest.LandRepair).
 type audits struct {
 	d     *audit.Driver
 	opts  audit.Options

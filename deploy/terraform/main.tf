@@ -161,6 +161,7 @@ locals {
     config_invalid             = "the function's environment or secret is missing or malformed"
     capture_not_ready          = "the totesys database is not ready for log-based capture (SANDSTONE_CAPTURE=wal): wal_level, the REPLICATION grant (rds_replication on RDS), the publication, the replication slot or a table's replica identity; the log line names what is missing and the statement or parameter to set (every run fails the same way until then)"
     capture_gap                = "the replication slot of log-based capture is gone, invalidated, on another server, or confirmed past what the ingestion bucket holds: changes may be missing; resnapshot, or run sandstone audit --repair (every run fails the same way until then)"
+    capture_slot_busy          = "another consumer holds the replication slot of log-based capture (another pipeline on the same slot, or a killed run whose WAL sender keeps it until wal_sender_timeout passes): the next run tries again; if it lasts, find the process in pg_replication_slots.active_pid"
     internal                   = "an unexpected failure (a bug): read the log line's msg"
   }
 

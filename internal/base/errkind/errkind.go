@@ -45,7 +45,13 @@ const (
 	// may be missing. Permanent: a resnapshot, or an audit and repair,
 	// must close the gap.
 	CaptureGap Kind = "capture_gap"
-	Internal   Kind = "internal"
+	// CaptureSlotBusy: another consumer holds the capture's replication
+	// slot (another pipeline streaming from it, a run still under way, or
+	// a killed one whose WAL sender keeps it until wal_sender_timeout
+	// passes), or landed the batch this run was to land. Transient: the
+	// pipeline retries it, and never lands a batch twice.
+	CaptureSlotBusy Kind = "capture_slot_busy"
+	Internal        Kind = "internal"
 )
 
 // DriftFound is the kind of an audit's finding (rows that never reached the
@@ -69,7 +75,7 @@ const SlotLag Kind = "slot_lag"
 var All = []Kind{SourceUnreachable, SourceAuthFailed, SourceDatabaseMissing, SourceSchemaMismatch,
 	BucketReadFailed, BucketWriteFailed, BadRowsRejected,
 	WarehouseUnreachable, WarehouseAuthFailed, WarehouseDatabaseMissing, WarehouseSchemaMismatch,
-	LoadFailed, ObjectMismatch, LedgerMismatch, ConfigInvalid, CaptureNotReady, CaptureGap, Internal}
+	LoadFailed, ObjectMismatch, LedgerMismatch, ConfigInvalid, CaptureNotReady, CaptureGap, CaptureSlotBusy, Internal}
 
 // Permanent reports whether err is of a kind that trying again cannot
 // mend (a login refused, a database missing, a source not ready for

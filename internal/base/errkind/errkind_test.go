@@ -32,7 +32,7 @@ func TestAllIsComplete(t *testing.T) {
 		}
 		seen[k] = true
 	}
-	for _, k := range []Kind{ObjectMismatch, LedgerMismatch, CaptureNotReady, CaptureGap, Internal} {
+	for _, k := range []Kind{ObjectMismatch, LedgerMismatch, CaptureNotReady, CaptureGap, CaptureSlotBusy, Internal} {
 		if !seen[k] {
 			t.Errorf("%s missing from All", k)
 		}

@@ -170,11 +170,10 @@ func Run(ctx context.Context, opts Options) (Report, error) {
 		if res.Conflict {
 			return r, errkind.Wrap(errkind.Internal, errors.New("audit: another ingest committed the repair's batch first: audit again"))
 		}
-		r.Repaired = &Repaired{Batch: res.Batch, Rows: res.Rows, Tombstones: map[string]int{}}
-		for t, ids := range rep.Deleted {
-			if len(ids) > 0 {
-				r.Repaired.Tombstones[t] = len(ids)
-			}
+		// What the batches since the audit landed is left out: the
+		// repair may land less, or nothing.
+		if res.Sequence != 0 {
+			r.Repaired = &Repaired{Batch: res.Batch, Rows: res.Rows, Tombstones: res.Tombstones}
 		}
 	}
 	r.Seconds = time.Since(start).Seconds()

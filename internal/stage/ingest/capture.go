@@ -2,7 +2,6 @@ package ingest
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"time"
@@ -144,16 +143,20 @@ func (c *capture) snapshot(ctx context.Context, res Result) (Result, error) {
 		c.log.Info("replica identity", "table", t.Name, "means", t.String())
 	}
 	if c.plan.Existing != nil {
+		// Not the slot of a run that landed meanwhile.
+		if err := c.movedOn(ctx, nil); err != nil {
+			return res, err
+		}
 		c.log.Warn("dropping the slot left by an earlier capture that the lake does not go on from: capture starts again from a snapshot",
 			"slot", c.opts.Slot)
 		if err := pglogrepl.DropReplicationSlot(ctx, c.rep, c.opts.Slot, pglogrepl.DropReplicationSlotOptions{}); err != nil {
-			return res, errkind.Wrap(errkind.SourceUnreachable, fmt.Errorf("drop slot %s: %w", c.opts.Slot, err))
+			return res, slotBusy(errkind.SourceUnreachable, c.opts.Slot, "drop", err)
 		}
 	}
 	created, err := pglogrepl.CreateReplicationSlot(ctx, c.rep, c.opts.Slot, "pgoutput",
 		pglogrepl.CreateReplicationSlotOptions{SnapshotAction: "EXPORT_SNAPSHOT", Mode: pglogrepl.LogicalReplication})
 	if err != nil {
-		return res, errkind.Wrap(errkind.CaptureNotReady, fmt.Errorf("create slot %s: %w", c.opts.Slot, err))
+		return res, slotBusy(errkind.CaptureNotReady, c.opts.Slot, "create", err)
 	}
 	point, err := lake.ParseLSN(created.ConsistentPoint)
 	if err != nil {
@@ -231,7 +234,7 @@ func (r snapshotRead) read(ctx context.Context, l *landing) (batchRead, error) {
 func (c *capture) stream(ctx context.Context, res Result) (Result, error) {
 	from := c.last.Capture.End
 	if err := c.holdsFrom(from); err != nil {
-		return res, err
+		return res, c.movedOn(ctx, err)
 	}
 	// The run reads what committed before it started: up to where the WAL
 	// is flushed, which the slot can read. A heartbeat committed
@@ -317,16 +320,7 @@ func (c *capture) startReplication(ctx context.Context, from lake.LSN) error {
 	pub := pgx.Identifier{c.opts.Publication}.Sanitize()
 	args := []string{"proto_version '1'", "publication_names " + quoteLiteral(pub), "binary 'true'"}
 	err := pglogrepl.StartReplication(ctx, c.rep, c.opts.Slot, pglogrepl.LSN(from), pglogrepl.StartReplicationOptions{PluginArgs: args})
-	if err != nil {
-		kind := errkind.SourceUnreachable
-		var pgErr *pgconn.PgError
-		if errors.As(err, &pgErr) && pgErr.Code == "55006" {
-			kind = errkind.CaptureNotReady
-			err = fmt.Errorf("%w: another consumer is reading it (a killed one holds it until wal_sender_timeout passes)", err)
-		}
-		return errkind.Wrap(kind, fmt.Errorf("stream slot %s: %w", c.opts.Slot, err))
-	}
-	return nil
+	return slotBusy(errkind.SourceUnreachable, c.opts.Slot, "stream", err)
 }
 
 // confirm tells the slot that the batch landed: the server may let go of

@@ -214,6 +214,9 @@ type Result struct {
 	// More is set when the batch stopped at Options.MaxBatchRows with
 	// versions still to land: the next run goes on from there.
 	More bool
+	// Tombstones counts, per table, the tombstones a repair landed (what
+	// the audit found deleted less what the batches since recorded).
+	Tombstones map[string]int
 }
 
 // Total is the number of rows landed.
@@ -363,80 +366,6 @@ func openTx(ctx context.Context, url, snapshot string) (tx pgx.Tx, close func(),
 	return tx, close, nil
 }
 
-// Repair is what an audit found that the watermark cannot land.
-type Repair struct {
-	// Seq is the batch the audit compared with: the repair lands only on
-	// top of it, so that nothing that landed since is landed twice.
-	Seq int64
-	// Missing are, per table, the ids whose current source version never
-	// landed.
-	Missing map[string][]int32
-	// Deleted are, per table, the ids gone from the source.
-	Deleted map[string][]int32
-}
-
-// LandRepair lands, from tx (a snapshot from OpenSnapshot taken at
-// snapshotAt, the one the audit read), the current version of every missing
-// row and a tombstone for every deleted id, as one batch whose manifest is
-// marked as a repair. Ingest's state carries over unchanged: the repaired
-// versions lie below every window. It refuses when a batch landed after
-// rep.Seq, since the audit is then out of date.
-func LandRepair(ctx context.Context, tx pgx.Tx, snapshotAt time.Time, b *lake.Bucket, rep Repair, logger *slog.Logger) (Result, error) {
-	start := time.Now()
-	res := Result{RunID: lake.NewRunID(), Rows: map[string]int64{}}
-	if logger == nil {
-		logger = slog.Default()
-	}
-	log := logger.With("stage", "ingest", "run_id", res.RunID)
-	seq, prev, err := LoadState(ctx, b)
-	if err != nil {
-		return res, errkind.Wrap(errkind.BucketReadFailed, fmt.Errorf("repair: %w", err))
-	}
-	if seq != rep.Seq {
-		return res, errkind.Wrap(errkind.Internal, fmt.Errorf("repair: batch %s landed after the audit of batch %s: audit again",
-			lake.BatchID(seq), lake.BatchID(rep.Seq)))
-	}
-	l := &landing{bucket: b, seq: seq + 1, runID: res.RunID, now: start, log: log}
-	return l.land(ctx, repairRead{tx: tx, snapshotAt: snapshotAt, rep: rep, state: prev}, res)
-}
-
-// repairRead is LandRepair's reader: the current version of each missing
-// row, by id, and the tombstones.
-type repairRead struct {
-	tx         pgx.Tx
-	snapshotAt time.Time
-	rep        Repair
-	state      State // carried over
-}
-
-func (p repairRead) read(ctx context.Context, l *landing) (batchRead, error) {
-	b := batchRead{manifest: lake.Manifest{Repair: true, SnapshotAt: p.snapshotAt}, state: p.state}
-	b.state.Gone = gone(p.state.Gone, p.rep.Deleted)
-	for _, table := range totesys.Tables {
-		ids := p.rep.Missing[table.Name]
-		if len(ids) == 0 {
-			continue
-		}
-		r := tableRun{table: table, only: ids, now: l.now}
-		rd, err := r.land(ctx, p.tx, l, l.log)
-		if err != nil {
-			return b, fmt.Errorf("repair: %w", err)
-		}
-		if rd.tw.rows > 0 {
-			b.manifest.Tables = append(b.manifest.Tables, rd.obj)
-		}
-	}
-	for table, ids := range p.rep.Deleted {
-		if len(ids) > 0 {
-			if b.manifest.Deleted == nil {
-				b.manifest.Deleted = map[string][]int32{}
-			}
-			b.manifest.Deleted[table] = ids
-		}
-	}
-	return b, nil
-}
-
 // NextWindow is where the next run's read of table starts (exclusive),
 // given this state; ok is false when the next run reads every row. A version
 // stamped after it is still to be landed by the next run.
@@ -449,9 +378,15 @@ func (s State) NextWindow(table string, lookback time.Duration) (start time.Time
 // in tx whose key lies in [from, to) to fn, in no order.
 func ReadVersions(ctx context.Context, tx pgx.Tx, table totesys.Table, from, to int64, fn func(id int32, us int64)) error {
 	key := pgx.Identifier{table.Key}.Sanitize()
-	sql := "SELECT " + key + "::int4, " + pgx.Identifier{totesys.LastUpdated}.Sanitize() +
-		"::timestamp FROM " + pgx.Identifier{table.Name}.Sanitize() + " WHERE " + key + " >= $1::int8 AND " + key + " < $2::int8"
-	rows, err := tx.Query(ctx, sql, pgx.QueryResultFormats{pgx.BinaryFormatCode}, from, to)
+	return readVersions(ctx, tx, table, key+" >= $1::int8 AND "+key+" < $2::int8", fn, from, to)
+}
+
+// readVersions streams the (key, last_updated in µs) of the rows of table
+// in tx that where (an SQL condition on args) selects to fn, in no order.
+func readVersions(ctx context.Context, tx pgx.Tx, table totesys.Table, where string, fn func(id int32, us int64), args ...any) error {
+	sql := "SELECT " + pgx.Identifier{table.Key}.Sanitize() + "::int4, " + pgx.Identifier{totesys.LastUpdated}.Sanitize() +
+		"::timestamp FROM " + pgx.Identifier{table.Name}.Sanitize() + " WHERE " + where
+	rows, err := tx.Query(ctx, sql, append([]any{pgx.QueryResultFormats{pgx.BinaryFormatCode}}, args...)...)
 	if err != nil {
 		return errkind.Wrap(errkind.SourceUnreachable, fmt.Errorf("read %s: %w", table.Name, err))
 	}

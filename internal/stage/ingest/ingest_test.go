@@ -62,13 +62,20 @@ func (f *fixture) opts() Options {
 		Logger: slog.New(slog.NewJSONHandler(f.logs, nil)), ScanAdviceRows: f.scanAdvice, Capture: f.capture, quietBytes: f.quiet}
 }
 
+// run runs ingest; as sandstone run does, it tries again while the slot
+// is busy: the WAL sender of the run before may not have let it go yet.
 func (f *fixture) run() Result {
 	f.t.Helper()
-	res, err := Run(context.Background(), f.opts())
-	if err != nil {
-		f.t.Fatalf("ingest: %v", err)
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		res, err := Run(context.Background(), f.opts())
+		if errkind.Of(err) == errkind.CaptureSlotBusy && time.Now().Before(deadline) {
+			continue
+		}
+		if err != nil {
+			f.t.Fatalf("ingest: %v", err)
+		}
+		return res
 	}
-	return res
 }
 
 func (f *fixture) exec(sql string, args ...any) { f.t.Helper(); pgtest.Exec(f.t, f.url, sql, args...) }

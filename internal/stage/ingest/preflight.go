@@ -96,6 +96,8 @@ type notReady struct {
 	missing []string
 	// gap: the slot was invalidated, so changes are lost already.
 	gap bool
+	// busy: another consumer holds the slot; alone, that passes.
+	busy bool
 }
 
 func (r *notReady) add(format string, args ...any) {
@@ -106,6 +108,9 @@ func (r *notReady) add(format string, args ...any) {
 func (r *notReady) err(slot, publication string) error {
 	if len(r.missing) == 0 {
 		return nil
+	}
+	if r.busy && len(r.missing) == 1 {
+		return errkind.Wrap(errkind.CaptureSlotBusy, errors.New(r.missing[0]))
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "the source is not ready for --capture wal (slot %s, publication %s): %d to do, then run again (or keep --capture poll):",
@@ -126,8 +131,9 @@ func (r *notReady) err(slot, publication string) error {
 // publication (created when missing and the role may), the slot, and each
 // table's replica identity. A source that is not ready fails with one
 // error of kind errkind.CaptureNotReady naming everything missing and what
-// to run or set (errkind.CaptureGap when the slot was invalidated). Other
-// errors are the server's, unmarked.
+// to run or set (errkind.CaptureGap when the slot was invalidated;
+// errkind.CaptureSlotBusy when all it lacks is a slot another consumer
+// holds, which passes). Other errors are the server's, unmarked.
 //
 // The publication is created only when every table's replica identity
 // lets deletes carry the key: once published, a table without one
@@ -391,7 +397,9 @@ func checkSlot(ctx context.Context, conn *pgx.Conn, name string, replacing bool,
 			"drop it (%s) and close the gap with a fresh snapshot or sandstone audit --repair", name, s.ConfirmedFlushLSN, drop)
 	}
 	if s.Active {
-		r.add("the slot %s is in use by process %d (another pipeline on this slot, or a run still streaming): stop it, or run SELECT pg_terminate_backend(%d);", name, s.ActivePID, s.ActivePID)
+		r.busy = true
+		r.add("the slot %s is in use by process %d (another pipeline on this slot, a run still streaming, or a killed one whose WAL sender holds it until wal_sender_timeout passes): "+
+			"sandstone run tries again; if it lasts, stop the other consumer, or run SELECT pg_terminate_backend(%d);", name, s.ActivePID, s.ActivePID)
 	}
 	return &s, nil
 }

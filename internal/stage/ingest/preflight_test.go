@@ -205,25 +205,53 @@ func TestPreflightActiveSlot(t *testing.T) {
 		t.Fatal(err)
 	}
 	pgtest.Exec(t, url, `SELECT pg_create_logical_replication_slot($1, 'pgoutput')`, slot)
+	pid, release := holdSlot(t, url, slot)
+	defer release()
+	_, err := runPreflight(t, url, slot)
+	wantBusy(t, err, "in use by process "+itoa(pid), "wal_sender_timeout", "sandstone run tries again", "pg_terminate_backend("+itoa(pid)+")")
+	// With something else missing, the source is not ready, and says both.
+	pgtest.Exec(t, url, `ALTER TABLE payment REPLICA IDENTITY NOTHING`)
+	_, err = runPreflight(t, url, slot)
+	wantNotReady(t, err, errkind.CaptureNotReady, "in use by process "+itoa(pid), "REPLICA IDENTITY NOTHING", "2 to do")
+}
+
+// holdSlot streams from slot, as another consumer would, until release;
+// it returns the WAL sender's process id once the slot is active.
+func holdSlot(t *testing.T, url, slot string) (pid uint32, release func()) {
+	t.Helper()
 	ctx := context.Background()
 	repl, err := pgconn.Connect(ctx, url+"&replication=database")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer func() { _ = repl.Close(ctx) }()
+	release = func() { _ = repl.Close(ctx) }
 	if err := pglogrepl.StartReplication(ctx, repl, slot, 0, pglogrepl.StartReplicationOptions{
 		PluginArgs: []string{"proto_version '1'", "publication_names 'sandstone'"}}); err != nil {
+		release()
 		t.Fatal(err)
 	}
-	pid := repl.PID()
 	for deadline := time.Now().Add(10 * time.Second); pgtest.QueryInt(t, url,
 		`SELECT count(*) FROM pg_replication_slots WHERE slot_name = $1 AND active`, slot) == 0; time.Sleep(20 * time.Millisecond) {
 		if time.Now().After(deadline) {
+			release()
 			t.Fatal("the slot never became active")
 		}
 	}
-	_, err = runPreflight(t, url, slot)
-	wantNotReady(t, err, errkind.CaptureNotReady, "in use by process "+itoa(pid), "pg_terminate_backend("+itoa(pid)+")", "1 to do")
+	return repl.PID(), release
+}
+
+// wantBusy fails the test unless err is a capture_slot_busy error, not
+// permanent, with every one of wants in its text.
+func wantBusy(t *testing.T, err error, wants ...string) {
+	t.Helper()
+	if errkind.Of(err) != errkind.CaptureSlotBusy || errkind.Permanent(err) {
+		t.Fatalf("want a capture_slot_busy error, retried, got %s (permanent %v): %v", errkind.Of(err), errkind.Permanent(err), err)
+	}
+	for _, w := range wants {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("the error does not say %q:\n%v", w, err)
+		}
+	}
 }
 
 func itoa(n uint32) string { return strconv.FormatUint(uint64(n), 10) }
