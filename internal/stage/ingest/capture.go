@@ -115,12 +115,31 @@ func (c *capture) replicate(ctx context.Context, cfg *pgx.ConnConfig) error {
 
 // close ends both connections.
 func (c *capture) close() {
-	bg := context.Background()
-	if c.rep != nil {
-		_ = c.rep.Close(bg)
-	}
+	c.closeReplication()
 	if c.src != nil {
-		_ = c.src.Close(bg)
+		_ = c.src.Close(context.Background())
+	}
+}
+
+// closeReplication closes the replication connection and waits (a second
+// at most) for its WAL sender to leave, so that the slot is free when the
+// run returns: the next run, a second later, finds it so.
+func (c *capture) closeReplication() {
+	if c.rep == nil {
+		return
+	}
+	bg := context.Background()
+	pid := c.rep.PID()
+	_ = c.rep.Close(bg)
+	c.rep = nil
+	if c.src == nil || c.src.IsClosed() {
+		return
+	}
+	for end := time.Now().Add(time.Second); time.Now().Before(end); time.Sleep(10 * time.Millisecond) {
+		var there bool
+		if c.src.QueryRow(bg, "SELECT EXISTS (SELECT FROM pg_catalog.pg_stat_activity WHERE pid = $1)", pid).Scan(&there) != nil || !there {
+			return
+		}
 	}
 }
 
@@ -269,7 +288,7 @@ func (c *capture) stream(ctx context.Context, res Result) (Result, error) {
 		}
 		// Read the batch again, on a new connection, up to the cut.
 		s.cut = at
-		_ = c.rep.Close(ctx)
+		c.closeReplication()
 		if err := c.replicate(ctx, c.src.Config()); err != nil {
 			return res, err
 		}
