@@ -29,7 +29,13 @@ type Freshness struct {
 	Changes, Missing int64
 	// RunPeakRSS is the peak resident set size of `sandstone run`, in bytes.
 	RunPeakRSS int64
+	// SimSeconds is how long the simulator took to write the changes.
+	SimSeconds float64
 }
+
+// versionsPerStep are the sales order and payment versions one step of
+// the simulator writes: a new sales order, its payment, a payment paid.
+const versionsPerStep = 3
 
 // Percentile returns the p-th percentile of the delays.
 func (f Freshness) Percentile(p float64) time.Duration {
@@ -55,8 +61,9 @@ type freshnessPlan struct {
 	// changes is how many source row versions the simulator writes.
 	changes int
 	// interval is `sandstone run`'s; the simulator takes a step every
-	// interval/5, and poll is how often the warehouse is looked at.
-	interval, poll time.Duration
+	// step (interval/5 when zero), and poll is how often the warehouse is
+	// looked at.
+	interval, step, poll time.Duration
 	// timeout bounds the phase.
 	timeout time.Duration
 	// logPath receives the output of `sandstone run`.
@@ -208,7 +215,7 @@ func watch(ctx context.Context, wh *pgx.Conn, plan freshnessPlan, last []int64, 
 	for {
 		select {
 		case s := <-sim:
-			res.Changes, simErr, simDone = s.changes, s.err, true
+			res.Changes, simErr, simDone, res.SimSeconds = s.changes, s.err, true, s.seconds
 			lastChange = time.Now()
 			sim = nil
 		case <-tick.C:
@@ -240,6 +247,7 @@ func watch(ctx context.Context, wh *pgx.Conn, plan freshnessPlan, last []int64, 
 type simulated struct {
 	changes int64
 	err     error
+	seconds float64
 }
 
 // simulate writes one step of activity every plan.interval/5 until
@@ -247,23 +255,35 @@ type simulated struct {
 // how many it wrote.
 func simulate(ctx context.Context, plan freshnessPlan, out chan<- simulated) {
 	rnd := rand.New(rand.NewPCG(7, 11)) // #nosec G404 -- simulated business, not security
-	step := max(plan.interval/5, 10*time.Millisecond)
+	// A rate asked (plan.step) is paced from the start, so that a slow step
+	// does not slow it; otherwise the simulator pauses interval/5 between
+	// steps.
+	step, paced := plan.step, plan.step > 0
+	if !paced {
+		step = max(plan.interval/5, 10*time.Millisecond)
+	}
+	start := time.Now()
+	next := start
 	var n int64
 	for n < int64(plan.changes) {
 		st, err := synth.Simulate(ctx, plan.sourceURL, synth.Activity{NewSalesOrders: 1, PaymentsPaid: 1}, rnd)
 		n += st["sales_order"] + st["payment"]
 		if err != nil {
-			out <- simulated{n, err}
+			out <- simulated{n, err, time.Since(start).Seconds()}
 			return
+		}
+		next = next.Add(step)
+		if !paced {
+			next = time.Now().Add(step)
 		}
 		select {
 		case <-ctx.Done():
-			out <- simulated{n, ctx.Err()}
+			out <- simulated{n, ctx.Err(), time.Since(start).Seconds()}
 			return
-		case <-time.After(step):
+		case <-time.After(time.Until(next)):
 		}
 	}
-	out <- simulated{n, nil}
+	out <- simulated{n, nil, time.Since(start).Seconds()}
 }
 
 // pollFacts reads the fact rows added since the serial ids in last (and
