@@ -33,8 +33,9 @@ type Freshness struct {
 	SimSeconds float64
 }
 
-// versionsPerStep are the sales order and payment versions one step of
-// the simulator writes: a new sales order, its payment, a payment paid.
+// versionsPerStep are the sales order and payment versions one order of
+// a simulator's step writes: a new sales order, its payment, a payment
+// paid.
 const versionsPerStep = 3
 
 // Percentile returns the p-th percentile of the delays.
@@ -64,6 +65,9 @@ type freshnessPlan struct {
 	// step (interval/5 when zero), and poll is how often the warehouse is
 	// looked at.
 	interval, step, poll time.Duration
+	// orders are the sales orders a step adds and the payments it pays
+	// (one when zero): versionsPerStep versions each.
+	orders int
 	// timeout bounds the phase.
 	timeout time.Duration
 	// logPath receives the output of `sandstone run`.
@@ -266,7 +270,8 @@ func simulate(ctx context.Context, plan freshnessPlan, out chan<- simulated) {
 	next := start
 	var n int64
 	for n < int64(plan.changes) {
-		st, err := synth.Simulate(ctx, plan.sourceURL, synth.Activity{NewSalesOrders: 1, PaymentsPaid: 1}, rnd)
+		orders := max(plan.orders, 1)
+		st, err := synth.Simulate(ctx, plan.sourceURL, synth.Activity{NewSalesOrders: orders, PaymentsPaid: orders}, rnd)
 		n += st["sales_order"] + st["payment"]
 		if err != nil {
 			out <- simulated{n, err, time.Since(start).Seconds()}

@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"fmt"
+	"math"
 	"path/filepath"
 	"time"
 
@@ -252,7 +253,9 @@ func (w *walRun) freshness(ctx context.Context, plan freshnessPlan, rate float64
 	}
 	plan.warehouseURL, plan.schema = w.cfg.WarehouseURL, w.cfg.WarehouseSchema
 	if rate > 0 {
-		plan.step = time.Duration(float64(time.Second) * versionsPerStep / rate)
+		// A step about every 100 ms, of as many orders as the rate asks.
+		plan.orders = max(1, int(math.Round(rate/10/versionsPerStep)))
+		plan.step = time.Duration(float64(time.Second) * float64(plan.orders*versionsPerStep) / rate)
 	}
 	w.say("WAL freshness: sandstone run --capture wal --interval %s while the simulator writes %d changes (%.0f a second asked) ...",
 		plan.interval, plan.changes, rate)
