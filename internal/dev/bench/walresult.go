@@ -81,8 +81,8 @@ func (w *WALResult) write(p func(string, ...any), sourceRows int64) {
 			f.IntervalSeconds, f.Changes, f.Rate, f.Measured, f.Missing, f.P50Seconds, f.P95Seconds, f.MaxSeconds, f.RunPeakRSSMB)
 	}
 	if h := w.HoldBack; h != nil {
-		p("wal hold-back: %.1f MB written outside the publication, one ingest (%.2fs): %.1f MB held back (restart_lsn), %.1f MB unconfirmed, wal_status %s",
-			h.WrittenMB, h.RunSeconds, h.RestartLagMB, h.ConfirmedLagMB, h.WALStatus)
+		p("wal hold-back: %.1f MB written outside the publication, one ingest (%.2fs): %.1f MB held back (restart_lsn), %.1f MB unconfirmed, wal_status %s; after a CHECKPOINT and a second ingest %.1f MB",
+			h.WrittenMB, h.RunSeconds, h.RestartLagMB, h.ConfirmedLagMB, h.WALStatus, h.AfterCheckpointMB)
 	}
 	stages := make([]string, 0, len(w.PeakRSSMB))
 	for s := range w.PeakRSSMB {
