@@ -33,10 +33,6 @@ type Freshness struct {
 	SimSeconds float64
 }
 
-// versionsPerStep are the sales order and payment versions one order of
-// a simulator's step writes: a new sales order, its payment, a payment
-// paid.
-const versionsPerStep = 3
 
 // Percentile returns the p-th percentile of the delays.
 func (f Freshness) Percentile(p float64) time.Duration {
@@ -65,8 +61,11 @@ type freshnessPlan struct {
 	// step (interval/5 when zero), and poll is how often the warehouse is
 	// looked at.
 	interval, step, poll time.Duration
-	// orders are the sales orders a step adds and the payments it pays
-	// (one when zero): versionsPerStep versions each.
+	// orders, with a step given, are the sales orders each step updates
+	// (their ids drawn at random, by primary key, in one transaction):
+	// a writer fast enough for a rate of hundreds a second at any scale,
+	// where the simulator's steps (one new sales order and one payment
+	// paid, found by a scan) are not.
 	orders int
 	// timeout bounds the phase.
 	timeout time.Duration
@@ -254,25 +253,35 @@ type simulated struct {
 	seconds float64
 }
 
-// simulate writes one step of activity every plan.interval/5 until
-// plan.changes sales order and payment versions are written, then sends
-// how many it wrote.
+// simulate writes one step of activity until plan.changes sales order
+// and payment versions are written, then sends how many it wrote: with
+// plan.step, plan.orders sales orders updated every step, paced from the
+// start (a slow step does not slow the rate); else one step of the
+// simulator, pausing interval/5 after each.
 func simulate(ctx context.Context, plan freshnessPlan, out chan<- simulated) {
 	rnd := rand.New(rand.NewPCG(7, 11)) // #nosec G404 -- simulated business, not security
-	// A rate asked (plan.step) is paced from the start, so that a slow step
-	// does not slow it; otherwise the simulator pauses interval/5 between
-	// steps.
 	step, paced := plan.step, plan.step > 0
+	write := func(ctx context.Context) (int64, error) {
+		st, err := synth.Simulate(ctx, plan.sourceURL, synth.Activity{NewSalesOrders: 1, PaymentsPaid: 1}, rnd)
+		return st["sales_order"] + st["payment"], err
+	}
 	if !paced {
 		step = max(plan.interval/5, 10*time.Millisecond)
+	} else {
+		u, err := newUpdater(ctx, plan.sourceURL, plan.orders, rnd)
+		if err != nil {
+			out <- simulated{0, err, 0}
+			return
+		}
+		defer u.close(ctx)
+		write = u.step
 	}
 	start := time.Now()
 	next := start
 	var n int64
 	for n < int64(plan.changes) {
-		orders := max(plan.orders, 1)
-		st, err := synth.Simulate(ctx, plan.sourceURL, synth.Activity{NewSalesOrders: orders, PaymentsPaid: orders}, rnd)
-		n += st["sales_order"] + st["payment"]
+		written, err := write(ctx)
+		n += written
 		if err != nil {
 			out <- simulated{n, err, time.Since(start).Seconds()}
 			return
@@ -289,6 +298,47 @@ func simulate(ctx context.Context, plan freshnessPlan, out chan<- simulated) {
 		}
 	}
 	out <- simulated{n, nil, time.Since(start).Seconds()}
+}
+
+// updater updates random sales orders by id, each step in a transaction
+// of its own over one connection.
+type updater struct {
+	conn   *pgx.Conn
+	rnd    *rand.Rand
+	orders int
+	maxID  int32
+}
+
+func newUpdater(ctx context.Context, url string, orders int, rnd *rand.Rand) (*updater, error) {
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		return nil, fmt.Errorf("freshness: %w", err)
+	}
+	u := &updater{conn: conn, rnd: rnd, orders: max(orders, 1)}
+	if err := conn.QueryRow(ctx, "SELECT coalesce(max(sales_order_id), 0) FROM sales_order").Scan(&u.maxID); err != nil || u.maxID == 0 {
+		_ = conn.Close(ctx)
+		return nil, fmt.Errorf("freshness: no sales order to update (%v)", err)
+	}
+	return u, nil
+}
+
+func (u *updater) close(ctx context.Context) { _ = u.conn.Close(context.WithoutCancel(ctx)) }
+
+// step updates u.orders sales orders drawn at random, stamped with the
+// source's clock as totesys stamps them, and returns how many it updated.
+func (u *updater) step(ctx context.Context) (int64, error) {
+	ids := make([]int32, u.orders)
+	for i := range ids {
+		ids[i] = 1 + u.rnd.Int32N(u.maxID)
+	}
+	tag, err := u.conn.Exec(ctx, `UPDATE sales_order SET
+			units_sold = CASE WHEN units_sold > 1 THEN units_sold - 1 ELSE units_sold + 1 END,
+			last_updated = date_trunc('milliseconds', LOCALTIMESTAMP)
+		WHERE sales_order_id = ANY($1)`, ids)
+	if err != nil {
+		return 0, fmt.Errorf("freshness: update sales orders: %w", err)
+	}
+	return tag.RowsAffected(), nil
 }
 
 // pollFacts reads the fact rows added since the serial ids in last (and

@@ -53,9 +53,9 @@ type WALResult struct {
 	// binary, ReadRows its messages), its write the fact rows' write.
 	Incremental *Cycle `json:"incremental,omitempty"`
 
-	// Freshness of `sandstone run --capture wal` while the simulator
-	// writes at FreshnessRate versions a second (as asked; the
-	// achieved rate is Freshness.Rate).
+	// Freshness of `sandstone run --capture wal` while sales orders are
+	// updated at the rate asked (Options.WALFreshnessRate; the rate
+	// achieved is Freshness.Rate).
 	Freshness *FreshnessResult `json:"freshness,omitempty"`
 
 	// HoldBack is the WAL the slot holds back after HoldBack.WrittenMB were
@@ -257,9 +257,10 @@ func (w *walRun) freshness(ctx context.Context, plan freshnessPlan, rate float64
 	}
 	plan.warehouseURL, plan.schema = w.cfg.WarehouseURL, w.cfg.WarehouseSchema
 	if rate > 0 {
-		// A step about every 100 ms, of as many orders as the rate asks.
-		plan.orders = max(1, int(math.Round(rate/10/versionsPerStep)))
-		plan.step = time.Duration(float64(time.Second) * float64(plan.orders*versionsPerStep) / rate)
+		// A step about every 100 ms, of as many sales orders as the rate
+		// asks.
+		plan.orders = max(1, int(math.Round(rate/10)))
+		plan.step = time.Duration(float64(time.Second) * float64(plan.orders) / rate)
 	}
 	w.say("WAL freshness: sandstone run --capture wal --interval %s while the simulator writes %d changes (%.0f a second asked) ...",
 		plan.interval, plan.changes, rate)
