@@ -33,7 +33,6 @@ type Freshness struct {
 	SimSeconds float64
 }
 
-
 // Percentile returns the p-th percentile of the delays.
 func (f Freshness) Percentile(p float64) time.Duration {
 	d := slices.Clone(f.Delays)
