@@ -334,27 +334,25 @@ func (r *run) bounded(ctx context.Context) error {
 
 // incremental changes ChangeFraction of the source, then runs the cycle
 // of each capture measured, the poll's first.
-func (r *run) incremental(ctx context.Context) error {
+func (r *run) incremental(ctx context.Context) (err error) {
 	var walSerials map[string]int64
 	if r.wal != nil {
-		var err error
 		if walSerials, err = r.wal.beforeChange(ctx); err != nil {
 			return err
 		}
+		defer func() { err = errors.Join(err, r.wal.dropFloor(ctx)) }()
 	}
 	var changes int64
 	if r.poll {
-		c, serials, err := r.changeAndCycle(ctx, "incremental")
+		var c Cycle
+		c, r.serials, err = r.changeAndCycle(ctx, "incremental")
 		r.res.setIncremental(c)
-		r.serials, changes = serials, c.Changes
-		if err != nil {
-			return err
-		}
+		changes = c.Changes
 	} else {
-		var err error
-		if changes, err = r.change(ctx, "incremental"); err != nil {
-			return err
-		}
+		changes, err = r.change(ctx, "incremental")
+	}
+	if err != nil {
+		return err
 	}
 	if r.wal == nil {
 		return nil

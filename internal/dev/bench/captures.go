@@ -54,6 +54,9 @@ func (r *run) walInitial(ctx context.Context) error {
 	if r.wal == nil {
 		return nil
 	}
+	// The poll's initial load, when it ran, left its dirty buffers on the
+	// same warehouse server: written out first, as after the baseline.
+	checkpoint(ctx, r.cfg.WarehouseURL)
 	return r.wal.initial(ctx, r.res.BaselineSeconds)
 }
 

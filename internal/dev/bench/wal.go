@@ -182,18 +182,23 @@ func (w *walRun) beforeChange(ctx context.Context) (map[string]int64, error) {
 	return serials, nil
 }
 
+// dropFloor drops the floor's slot (beforeChange), so that a kept
+// source does not hold WAL for it.
+func (w *walRun) dropFloor(ctx context.Context) error {
+	err := withConn(context.WithoutCancel(ctx), w.cfg.SourceURL, func(conn *pgx.Conn) error {
+		_, err := conn.Exec(context.WithoutCancel(ctx), "SELECT pg_drop_replication_slot($1)", floorSlot)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("bench: drop the floor's slot: %w", err)
+	}
+	return nil
+}
+
 // incremental runs the wal cycle after the change of changes rows, then
 // its floor: the floor slot's changes decoded alone, and the fact rows
-// written again by COPY. The floor slot is dropped.
-func (w *walRun) incremental(ctx context.Context, serials map[string]int64, changes int64) (err error) {
-	defer func() {
-		if derr := withConn(context.WithoutCancel(ctx), w.cfg.SourceURL, func(conn *pgx.Conn) error {
-			_, err := conn.Exec(ctx, "SELECT pg_drop_replication_slot($1)", floorSlot)
-			return err
-		}); derr != nil && err == nil {
-			err = fmt.Errorf("bench: drop the floor's slot: %w", derr)
-		}
-	}()
+// written again by COPY.
+func (w *walRun) incremental(ctx context.Context, serials map[string]int64, changes int64) error {
 	w.say("  WAL incremental cycle (%d changed rows) ...", changes)
 	c, err := w.measureCycle(ctx, "wal-incremental", changes)
 	w.res.Incremental = &c
