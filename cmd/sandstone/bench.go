@@ -45,8 +45,8 @@ wal_level=logical), the wal pipeline has buckets and a warehouse database
                 changes decoded alone (pg_logical_slot_peek_binary_changes on a
                 slot of its own) plus the fact rows' write; ingest seconds and
                 source CPU per changed row
-  wal freshness sandstone run --capture wal --interval 1s while the simulator
-                writes --wal-freshness-changes versions at
+  wal freshness sandstone run --capture wal --interval 1s while
+                --wal-freshness-changes sales orders are updated at
                 --wal-freshness-rate a second
   hold-back     --hold-back-mb of WAL written to a table outside the
                 publication, one ingest, then the WAL the slot holds back
@@ -116,7 +116,7 @@ func newBenchCmd() *cobra.Command {
 	f.StringSliceVar(&opts.Captures, "capture", []string{"poll"}, "capture modes to measure side by side: poll, wal, or poll,wal")
 	f.DurationVar(&opts.WALFreshnessInterval, "wal-freshness-interval", bench.DefaultWALFreshnessInterval, "interval of sandstone run --capture wal in the wal freshness phase")
 	f.IntVar(&opts.WALFreshnessChanges, "wal-freshness-changes", bench.DefaultWALFreshnessChanges, "source changes the wal freshness phase measures (0 skips it)")
-	f.Float64Var(&opts.WALFreshnessRate, "wal-freshness-rate", bench.DefaultWALFreshnessRate, "source changes a second the simulator writes in the wal freshness phase")
+	f.Float64Var(&opts.WALFreshnessRate, "wal-freshness-rate", bench.DefaultWALFreshnessRate, "sales orders updated a second in the wal freshness phase")
 	f.IntVar(&opts.HoldBackMB, "hold-back-mb", bench.DefaultHoldBackMB, "MB of WAL written outside the publication before the hold-back phase's ingest (0 skips it)")
 	f.IntVar(&opts.BigTransactionRows, "big-transaction-rows", bench.DefaultBigTransactionRows, "sales orders one transaction changes before the big-transaction cycles, run with the wal (0 skips them)")
 	f.StringVar(&opts.ProfileDir, "profile-dir", "", "write CPU and allocation profiles (pprof) of every stage run here")

@@ -45,8 +45,8 @@ const (
 	// BaselineSchema is the warehouse schema the baseline copies into.
 	BaselineSchema = "baseline"
 	// The wal phases' defaults: `sandstone run --capture wal --interval
-	// 1s` while the simulator writes 1,000 versions at 100 a second; 64
-	// MB written outside the publication; a transaction of a million rows.
+	// 1s` while 1,000 sales orders are updated at 100 a second; 64 MB
+	// written outside the publication; a transaction of a million rows.
 	DefaultWALFreshnessInterval = time.Second
 	DefaultWALFreshnessChanges  = 1000
 	DefaultWALFreshnessRate     = 100
@@ -88,8 +88,8 @@ type Options struct {
 	// pipeline has buckets and a warehouse database of its own.
 	Captures []string
 	// The wal freshness phase: `sandstone run --capture wal` at
-	// WALFreshnessInterval while the simulator writes WALFreshnessChanges
-	// versions at WALFreshnessRate a second (a negative number of changes
+	// WALFreshnessInterval while WALFreshnessChanges sales orders are
+	// updated at WALFreshnessRate a second (a negative number of changes
 	// skips it).
 	WALFreshnessInterval time.Duration
 	WALFreshnessChanges  int

@@ -41,11 +41,11 @@ type WALResult struct {
 	// The initial load: the slot created with its snapshot, every row
 	// landed from it, then transform and load, into an empty warehouse.
 	// InitialRatio is its seconds over the baseline's.
-	InitialSeconds         float64            `json:"initial_seconds"`
-	InitialStageSeconds    map[string]float64 `json:"initial_stage_seconds"`
-	InitialPeakRSSMB       map[string]float64 `json:"initial_peak_rss_mb"`
-	InitialRatio           float64            `json:"initial_ratio"`
-	InitialSourceCPUSecond float64            `json:"initial_ingest_source_cpu_seconds"`
+	InitialSeconds          float64            `json:"initial_seconds"`
+	InitialStageSeconds     map[string]float64 `json:"initial_stage_seconds"`
+	InitialPeakRSSMB        map[string]float64 `json:"initial_peak_rss_mb"`
+	InitialRatio            float64            `json:"initial_ratio"`
+	InitialSourceCPUSeconds float64            `json:"initial_ingest_source_cpu_seconds"`
 
 	// Incremental is the cycle after the same change the poll's
 	// incremental cycle read; its floor's read is the slot's changes
@@ -75,7 +75,7 @@ type WALResult struct {
 // FreshnessResult is a freshness phase's figures.
 type FreshnessResult struct {
 	IntervalSeconds float64 `json:"interval_seconds"`
-	// Rate is the versions the simulator wrote a second.
+	// Rate is the versions written a second.
 	Rate         float64 `json:"rate"`
 	Changes      int64   `json:"changes"`
 	Measured     int     `json:"measured"`
@@ -157,7 +157,7 @@ func (w *walRun) initial(ctx context.Context, baselineSeconds float64) error {
 	}
 	res := w.res
 	res.InitialSeconds, res.InitialStageSeconds, res.InitialPeakRSSMB = runs.split()
-	res.InitialSourceCPUSecond = runs[0].SourceCPU.Seconds()
+	res.InitialSourceCPUSeconds = runs[0].SourceCPU.Seconds()
 	if baselineSeconds > 0 {
 		res.InitialRatio = res.InitialSeconds / baselineSeconds
 	}
@@ -254,7 +254,7 @@ func measureSlotFloor(ctx context.Context, url, publication string) (float64, in
 }
 
 // freshness catches the wal pipeline up (one cycle, not measured), then
-// measures `sandstone run --capture wal` while the simulator writes.
+// measures `sandstone run --capture wal` while sales orders are updated.
 func (w *walRun) freshness(ctx context.Context, plan freshnessPlan, rate float64) error {
 	w.say("WAL freshness: catching up first (what the poll's phases changed since) ...")
 	if _, err := w.cycle(ctx, w.c, "wal-catch-up"); err != nil {
@@ -267,7 +267,7 @@ func (w *walRun) freshness(ctx context.Context, plan freshnessPlan, rate float64
 		plan.orders = max(1, int(math.Round(rate/10)))
 		plan.step = time.Duration(float64(time.Second) * float64(plan.orders) / rate)
 	}
-	w.say("WAL freshness: sandstone run --capture wal --interval %s while the simulator writes %d changes (%.0f a second asked) ...",
+	w.say("WAL freshness: sandstone run --capture wal --interval %s while %d sales orders are updated (%.0f a second asked) ...",
 		plan.interval, plan.changes, rate)
 	f, err := measureFreshness(ctx, w.c, plan)
 	if err != nil {

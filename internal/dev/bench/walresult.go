@@ -67,7 +67,7 @@ func (w *WALResult) write(p func(string, ...any), sourceRows int64) {
 	for _, s := range Stages {
 		p("  %-28s %10.2f %14.0f %12.1f", s, w.InitialStageSeconds[s], perSecond(sourceRows, w.InitialStageSeconds[s]), w.InitialPeakRSSMB[s])
 	}
-	p("  %-28s %10.2f %14s %12s", "ingest's source CPU", w.InitialSourceCPUSecond, "", "")
+	p("  %-28s %10.2f %14s %12s", "ingest's source CPU", w.InitialSourceCPUSeconds, "", "")
 	if c := w.Incremental; c != nil {
 		writeCycle(p, "wal incremental", *c, "PG decodes the slot")
 	}
