@@ -35,6 +35,24 @@ about 4.3 million rows), then measures, on the same servers:
   freshness     sandstone run --interval while the simulator writes: the delay
                 from each source change (its last_updated) to its fact row
 
+With --capture wal (or poll,wal: both side by side, on one source started with
+wal_level=logical), the wal pipeline has buckets and a warehouse database
+(warehouse_wal) of its own and measures:
+
+  wal initial   the slot created with its snapshot, every row landed from it,
+                transform and load, against the baseline
+  wal cycle     the same 1 % change, then its cycle; its floor is the slot's
+                changes decoded alone (pg_logical_slot_peek_binary_changes on a
+                slot of its own) plus the fact rows' write; ingest seconds and
+                source CPU per changed row
+  wal freshness sandstone run --capture wal --interval 1s while
+                --wal-freshness-changes sales orders are updated at
+                --wal-freshness-rate a second
+  hold-back     --hold-back-mb of WAL written to a table outside the
+                publication, one ingest, then the WAL the slot holds back
+  big           one transaction changing --big-transaction-rows sales orders,
+                then a cycle of each capture: each stage's peak RSS
+
 Every stage runs as a child process of this binary (the ingest, transform,
 load, audit and run commands), so its time and peak memory are its own. It
 prints a table, with the targets met or missed; --json prints one JSON object
@@ -65,6 +83,15 @@ func newBenchCmd() *cobra.Command {
 			if opts.BoundedBatchRows == 0 {
 				opts.BoundedBatchRows = -1 // skip the phase
 			}
+			if opts.WALFreshnessChanges == 0 {
+				opts.WALFreshnessChanges = -1
+			}
+			if opts.HoldBackMB == 0 {
+				opts.HoldBackMB = -1
+			}
+			if opts.BigTransactionRows == 0 {
+				opts.BigTransactionRows = -1
+			}
 			res, err := bench.Run(cmd.Context(), opts)
 			if err != nil {
 				return err
@@ -86,6 +113,12 @@ func newBenchCmd() *cobra.Command {
 	f.DurationVar(&opts.Poll, "poll", bench.DefaultPoll, "how often the freshness phase looks for the changes in the warehouse")
 	f.Int64Var(&opts.BoundedBatchRows, "bounded-batch-rows", bench.DefaultBoundedBatchRows, "bound of the initial load in bounded batches (0 skips it)")
 	f.BoolVar(&opts.IndexedCycle, "indexed-cycle", true, "measure a second incremental cycle with an index on last_updated in every source table")
+	f.StringSliceVar(&opts.Captures, "capture", []string{"poll"}, "capture modes to measure side by side: poll, wal, or poll,wal")
+	f.DurationVar(&opts.WALFreshnessInterval, "wal-freshness-interval", bench.DefaultWALFreshnessInterval, "interval of sandstone run --capture wal in the wal freshness phase")
+	f.IntVar(&opts.WALFreshnessChanges, "wal-freshness-changes", bench.DefaultWALFreshnessChanges, "source changes the wal freshness phase measures (0 skips it)")
+	f.Float64Var(&opts.WALFreshnessRate, "wal-freshness-rate", bench.DefaultWALFreshnessRate, "sales orders updated a second in the wal freshness phase")
+	f.IntVar(&opts.HoldBackMB, "hold-back-mb", bench.DefaultHoldBackMB, "MB of WAL written outside the publication before the hold-back phase's ingest (0 skips it)")
+	f.IntVar(&opts.BigTransactionRows, "big-transaction-rows", bench.DefaultBigTransactionRows, "sales orders one transaction changes before the big-transaction cycles, run with the wal (0 skips them)")
 	f.StringVar(&opts.ProfileDir, "profile-dir", "", "write CPU and allocation profiles (pprof) of every stage run here")
 	f.BoolVar(&opts.Keep, "keep", false, "leave the servers running and the files in --dir")
 	f.BoolVar(&asJSON, "json", false, "print one JSON object instead of the table")

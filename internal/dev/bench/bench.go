@@ -44,6 +44,14 @@ const (
 	DefaultBoundedBatchRows = config.DefaultMaxBatchRows
 	// BaselineSchema is the warehouse schema the baseline copies into.
 	BaselineSchema = "baseline"
+	// The wal phases' defaults: `sandstone run --capture wal --interval
+	// 1s` while 1,000 sales orders are updated at 100 a second; 64 MB
+	// written outside the publication; a transaction of a million rows.
+	DefaultWALFreshnessInterval = time.Second
+	DefaultWALFreshnessChanges  = 1000
+	DefaultWALFreshnessRate     = 100
+	DefaultHoldBackMB           = 64
+	DefaultBigTransactionRows   = 1_000_000
 )
 
 // Stages are the pipeline's stages, in order.
@@ -74,6 +82,25 @@ type Options struct {
 	// BoundedBatchRows is the bound of the initial load in bounded batches
 	// (a negative number skips the phase).
 	BoundedBatchRows int64
+	// Captures are the capture modes measured side by side on one source
+	// (config.CapturePoll, config.CaptureWAL; the poll alone when empty).
+	// With the wal, the source runs with wal_level=logical and the wal
+	// pipeline has buckets and a warehouse database of its own.
+	Captures []string
+	// The wal freshness phase: `sandstone run --capture wal` at
+	// WALFreshnessInterval while WALFreshnessChanges sales orders are
+	// updated at WALFreshnessRate a second (a negative number of changes
+	// skips it).
+	WALFreshnessInterval time.Duration
+	WALFreshnessChanges  int
+	WALFreshnessRate     float64
+	// HoldBackMB is the WAL written outside the publication before the
+	// wal hold-back phase's ingest (a negative number skips the phase).
+	HoldBackMB int
+	// BigTransactionRows is how many sales orders one transaction changes
+	// before the big-transaction cycle, run with the wal, of every capture
+	// measured (a negative number skips it).
+	BigTransactionRows int
 	// Executable is the sandstone binary the stages run as (the running
 	// one when empty).
 	Executable string
@@ -118,6 +145,9 @@ func (o *Options) defaults() error {
 	if o.Progress == nil {
 		o.Progress = io.Discard
 	}
+	if err := o.walDefaults(); err != nil {
+		return err
+	}
 	switch {
 	case o.SalesOrders < 0:
 		return fmt.Errorf("bench: sales orders must be positive, not %d", o.SalesOrders)
@@ -157,7 +187,11 @@ func Run(ctx context.Context, opts Options) (res Result, err error) {
 	say := func(format string, args ...any) { _, _ = fmt.Fprintf(opts.Progress, format+"\n", args...) }
 
 	say("Starting throwaway PostgreSQL servers in %s ...", opts.Dir)
-	sb, err := sandbox.Start(ctx, opts.Dir)
+	var sbOpts sandbox.Options
+	if opts.has(config.CaptureWAL) {
+		sbOpts.SourceSettings = logicalSettings()
+	}
+	sb, err := sandbox.StartWith(ctx, opts.Dir, sbOpts)
 	if err != nil {
 		return res, err
 	}
@@ -172,9 +206,17 @@ func Run(ctx context.Context, opts Options) (res Result, err error) {
 	if sb.Source != nil {
 		sourceDir = sb.Source.Dir
 	}
-	r := &run{opts: opts, cfg: sb.Config, dir: sb.Dir, say: say, c: newChildren(opts.Executable, sb.Config, opts.ProfileDir, sourceDir),
-		res: Result{SalesOrders: opts.SalesOrders, Machine: describeMachine(ctx, sb.Config.SourceURL)}}
-	for _, phase := range []func(context.Context) error{r.seed, r.baseline, r.initial, r.bounded, r.incremental, r.audit, r.floor, r.indexed, r.freshness} {
+	childrenOf := func(cfg config.Config) children { return newChildren(opts.Executable, cfg, opts.ProfileDir, sourceDir) }
+	r := &run{opts: opts, cfg: sb.Config, dir: sb.Dir, say: say, c: childrenOf(sb.Config), poll: opts.has(config.CapturePoll),
+		res: Result{SalesOrders: opts.SalesOrders, Captures: opts.Captures, Machine: describeMachine(ctx, sb.Config.SourceURL)}}
+	if opts.has(config.CaptureWAL) {
+		if r.wal, err = newWALRun(ctx, sb.Config, sb.Warehouse.CreateDatabase, sb.Dir, childrenOf, say); err != nil {
+			return res, err
+		}
+		r.res.WAL = r.wal.res
+	}
+	for _, phase := range []func(context.Context) error{r.seed, r.baseline, r.initial, r.walInitial, r.bounded, r.incremental,
+		r.audit, r.floor, r.indexed, r.freshness, r.walFreshness, r.walHoldBack, r.bigTransaction} {
 		if err := phase(ctx); err != nil {
 			return r.res, err
 		}
@@ -193,6 +235,10 @@ type run struct {
 	say  func(format string, args ...any)
 	c    children
 	res  Result
+	// poll is whether the poll is measured; wal is the wal pipeline, nil
+	// when it is not.
+	poll bool
+	wal  *walRun
 	// serials are the fact tables' serial ids before the incremental load,
 	// for the floor.
 	serials map[string]int64
@@ -239,6 +285,9 @@ func (r *run) baseline(ctx context.Context) error {
 }
 
 func (r *run) initial(ctx context.Context) error {
+	if !r.poll {
+		return nil
+	}
 	r.say("Initial pipeline: ingest, transform, load into an empty warehouse, in one batch ...")
 	initial, err := cycle(ctx, r.c.with(config.EnvMaxBatchRows+"=0"), "initial", r.say)
 	if err != nil {
@@ -264,6 +313,9 @@ func (r *run) initial(ctx context.Context) error {
 }
 
 func (r *run) bounded(ctx context.Context) error {
+	if !r.poll {
+		return nil
+	}
 	if r.opts.BoundedBatchRows <= 0 {
 		return nil
 	}
@@ -280,11 +332,44 @@ func (r *run) bounded(ctx context.Context) error {
 	return nil
 }
 
-func (r *run) incremental(ctx context.Context) error {
-	c, serials, err := r.changeAndCycle(ctx, "incremental")
-	r.res.setIncremental(c)
-	r.serials = serials
-	return err
+// incremental changes ChangeFraction of the source, then runs the cycle
+// of each capture measured, the poll's first.
+func (r *run) incremental(ctx context.Context) (err error) {
+	var walSerials map[string]int64
+	if r.wal != nil {
+		if walSerials, err = r.wal.beforeChange(ctx); err != nil {
+			return err
+		}
+		defer func() { err = errors.Join(err, r.wal.dropFloor(ctx)) }()
+	}
+	var changes int64
+	if r.poll {
+		var c Cycle
+		c, r.serials, err = r.changeAndCycle(ctx, "incremental")
+		r.res.setIncremental(c)
+		changes = c.Changes
+	} else {
+		changes, err = r.change(ctx, "incremental")
+	}
+	if err != nil {
+		return err
+	}
+	if r.wal == nil {
+		return nil
+	}
+	return r.wal.incremental(ctx, walSerials, changes)
+}
+
+// change changes ChangeFraction of the sales orders and payments before
+// the phase's cycle, and returns the rows changed.
+func (r *run) change(ctx context.Context, phase string) (int64, error) {
+	r.say("Changing %.3g%% of the sales orders and payments ...", r.opts.ChangeFraction*100)
+	changed, err := synth.ChangeFraction(ctx, r.cfg.SourceURL, r.opts.ChangeFraction)
+	if err != nil {
+		return 0, fmt.Errorf("bench: %w", err)
+	}
+	r.say("  %d rows changed; %s cycle ...", changed.Total(), phase)
+	return changed.Total(), nil
 }
 
 // changeAndCycle changes ChangeFraction of the sales orders and payments,
@@ -299,21 +384,16 @@ func (r *run) changeAndCycle(ctx context.Context, phase string) (Cycle, map[stri
 	if err != nil {
 		return Cycle{}, nil, err
 	}
-	r.say("Changing %.3g%% of the sales orders and payments ...", r.opts.ChangeFraction*100)
-	changed, err := synth.ChangeFraction(ctx, r.cfg.SourceURL, r.opts.ChangeFraction)
+	changes, err := r.change(ctx, phase)
 	if err != nil {
-		return Cycle{}, nil, fmt.Errorf("bench: %w", err)
+		return Cycle{}, nil, err
 	}
-	c := Cycle{Changes: changed.Total(), RowsPerSecond: map[string]float64{}}
-	r.say("  %d rows changed; %s cycle ...", c.Changes, phase)
+	c := Cycle{Changes: changes, RowsPerSecond: map[string]float64{}}
 	runs, err := cycle(ctx, r.c, phase, r.say)
 	if err != nil {
 		return c, nil, fmt.Errorf("bench: %w", err)
 	}
-	c.Seconds, c.StageSeconds, c.PeakRSSMB = runs.split()
-	for s, sec := range c.StageSeconds {
-		c.RowsPerSecond[s] = perSecond(c.Changes, sec)
-	}
+	c.set(runs)
 	if c.LoadBatchSeconds, err = loadBatchSeconds(ctx, r.cfg.WarehouseURL, r.cfg.WarehouseSchema); err != nil {
 		return c, nil, err
 	}
@@ -334,7 +414,7 @@ func (r *run) changeAndCycle(ctx context.Context, phase string) (Cycle, map[stri
 // advises (totesys ships none), then measures another incremental cycle:
 // what the cycle costs when ingest reads the changed rows alone.
 func (r *run) indexed(ctx context.Context) error {
-	if !r.opts.IndexedCycle {
+	if !r.opts.IndexedCycle || !r.poll {
 		return nil
 	}
 	r.say("Indexed source: an index on last_updated in every source table, as ingest advises ...")
@@ -358,6 +438,9 @@ func (r *run) indexed(ctx context.Context) error {
 }
 
 func (r *run) audit(ctx context.Context) error {
+	if !r.poll {
+		return nil
+	}
 	r.say("Audit: sandstone audit --json, the source against the two ingested batches ...")
 	a, err := r.c.audit(ctx)
 	if err != nil {
@@ -375,6 +458,9 @@ func (r *run) audit(ctx context.Context) error {
 }
 
 func (r *run) floor(ctx context.Context) error {
+	if !r.poll {
+		return nil
+	}
 	r.say("Floor: the incremental load's fact rows written again by COPY alone, keys and foreign keys checked by PostgreSQL ...")
 	res := &r.res
 	var err error
@@ -389,6 +475,9 @@ func (r *run) floor(ctx context.Context) error {
 }
 
 func (r *run) freshness(ctx context.Context) error {
+	if !r.poll {
+		return nil
+	}
 	if r.opts.FreshnessChanges <= 0 {
 		return nil
 	}

@@ -29,6 +29,8 @@ type Freshness struct {
 	Changes, Missing int64
 	// RunPeakRSS is the peak resident set size of `sandstone run`, in bytes.
 	RunPeakRSS int64
+	// SimSeconds is how long the simulator took to write the changes.
+	SimSeconds float64
 }
 
 // Percentile returns the p-th percentile of the delays.
@@ -55,8 +57,15 @@ type freshnessPlan struct {
 	// changes is how many source row versions the simulator writes.
 	changes int
 	// interval is `sandstone run`'s; the simulator takes a step every
-	// interval/5, and poll is how often the warehouse is looked at.
-	interval, poll time.Duration
+	// step (interval/5 when zero), and poll is how often the warehouse is
+	// looked at.
+	interval, step, poll time.Duration
+	// orders, with a step given, are the sales orders each step updates
+	// (their ids drawn at random, by primary key, in one transaction):
+	// a writer fast enough for a rate of hundreds a second at any scale,
+	// where the simulator's steps (one new sales order and one payment
+	// paid, found by a scan) are not.
+	orders int
 	// timeout bounds the phase.
 	timeout time.Duration
 	// logPath receives the output of `sandstone run`.
@@ -208,7 +217,7 @@ func watch(ctx context.Context, wh *pgx.Conn, plan freshnessPlan, last []int64, 
 	for {
 		select {
 		case s := <-sim:
-			res.Changes, simErr, simDone = s.changes, s.err, true
+			res.Changes, simErr, simDone, res.SimSeconds = s.changes, s.err, true, s.seconds
 			lastChange = time.Now()
 			sim = nil
 		case <-tick.C:
@@ -240,30 +249,95 @@ func watch(ctx context.Context, wh *pgx.Conn, plan freshnessPlan, last []int64, 
 type simulated struct {
 	changes int64
 	err     error
+	seconds float64
 }
 
-// simulate writes one step of activity every plan.interval/5 until
-// plan.changes sales order and payment versions are written, then sends
-// how many it wrote.
+// simulate writes one step of activity until plan.changes sales order
+// and payment versions are written, then sends how many it wrote: with
+// plan.step, plan.orders sales orders updated every step, paced from the
+// start (a slow step does not slow the rate); else one step of the
+// simulator, pausing interval/5 after each.
 func simulate(ctx context.Context, plan freshnessPlan, out chan<- simulated) {
 	rnd := rand.New(rand.NewPCG(7, 11)) // #nosec G404 -- simulated business, not security
-	step := max(plan.interval/5, 10*time.Millisecond)
+	step, paced := plan.step, plan.step > 0
+	write := func(ctx context.Context) (int64, error) {
+		st, err := synth.Simulate(ctx, plan.sourceURL, synth.Activity{NewSalesOrders: 1, PaymentsPaid: 1}, rnd)
+		return st["sales_order"] + st["payment"], err
+	}
+	if !paced {
+		step = max(plan.interval/5, 10*time.Millisecond)
+	} else {
+		u, err := newUpdater(ctx, plan.sourceURL, plan.orders, rnd)
+		if err != nil {
+			out <- simulated{0, err, 0}
+			return
+		}
+		defer u.close(ctx)
+		write = u.step
+	}
+	start := time.Now()
+	next := start
 	var n int64
 	for n < int64(plan.changes) {
-		st, err := synth.Simulate(ctx, plan.sourceURL, synth.Activity{NewSalesOrders: 1, PaymentsPaid: 1}, rnd)
-		n += st["sales_order"] + st["payment"]
+		written, err := write(ctx)
+		n += written
 		if err != nil {
-			out <- simulated{n, err}
+			out <- simulated{n, err, time.Since(start).Seconds()}
 			return
+		}
+		next = next.Add(step)
+		if !paced {
+			next = time.Now().Add(step)
 		}
 		select {
 		case <-ctx.Done():
-			out <- simulated{n, ctx.Err()}
+			out <- simulated{n, ctx.Err(), time.Since(start).Seconds()}
 			return
-		case <-time.After(step):
+		case <-time.After(time.Until(next)):
 		}
 	}
-	out <- simulated{n, nil}
+	out <- simulated{n, nil, time.Since(start).Seconds()}
+}
+
+// updater updates random sales orders by id, each step in a transaction
+// of its own over one connection.
+type updater struct {
+	conn   *pgx.Conn
+	rnd    *rand.Rand
+	orders int
+	maxID  int32
+}
+
+func newUpdater(ctx context.Context, url string, orders int, rnd *rand.Rand) (*updater, error) {
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		return nil, fmt.Errorf("freshness: %w", err)
+	}
+	u := &updater{conn: conn, rnd: rnd, orders: max(orders, 1)}
+	if err := conn.QueryRow(ctx, "SELECT coalesce(max(sales_order_id), 0) FROM sales_order").Scan(&u.maxID); err != nil || u.maxID == 0 {
+		_ = conn.Close(ctx)
+		return nil, fmt.Errorf("freshness: no sales order to update (%v)", err)
+	}
+	return u, nil
+}
+
+func (u *updater) close(ctx context.Context) { _ = u.conn.Close(context.WithoutCancel(ctx)) }
+
+// step updates u.orders sales orders drawn at random, stamped with the
+// source's clock as totesys stamps them, and returns how many it updated.
+func (u *updater) step(ctx context.Context) (int64, error) {
+	ids := make([]int32, u.orders)
+	for i := range ids {
+		ids[i] = 1 + u.rnd.Int32N(u.maxID)
+	}
+	tag, err := u.conn.Exec(ctx, `UPDATE sales_order SET
+			units_sold = CASE WHEN units_sold > 1 THEN units_sold - 1 ELSE units_sold + 1 END,
+			last_updated = date_trunc('milliseconds', LOCALTIMESTAMP)
+		WHERE sales_order_id = ANY($1)`, ids)
+	if err != nil {
+		return 0, fmt.Errorf("freshness: update sales orders: %w", err)
+	}
+	return tag.RowsAffected(), nil
 }
 
 // pollFacts reads the fact rows added since the serial ids in last (and

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"runtime"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -28,6 +29,33 @@ type Cycle struct {
 	RowsPerSecond    map[string]float64 `json:"rows_per_second"`
 	LoadBatchSeconds float64            `json:"load_batch_seconds"`
 	Floor            CycleFloor         `json:"floor"`
+	// IngestSourceCPUSeconds is the CPU the source server spent serving
+	// the cycle's ingest (see StageRun.SourceCPU).
+	IngestSourceCPUSeconds float64 `json:"ingest_source_cpu_seconds"`
+}
+
+// set records the cycle's stage runs: its seconds, peak RSS and rows/s
+// by stage, and its ingest's source CPU.
+func (c *Cycle) set(runs cycleRuns) {
+	c.Seconds, c.StageSeconds, c.PeakRSSMB = runs.split()
+	for s, sec := range c.StageSeconds {
+		c.RowsPerSecond[s] = perSecond(c.Changes, sec)
+	}
+	for _, r := range runs {
+		if r.Stage == "ingest" {
+			c.IngestSourceCPUSeconds = r.SourceCPU.Seconds()
+		}
+	}
+}
+
+// perChangedRow returns the cycle's ingest seconds and its source CPU
+// seconds per changed row, in microseconds.
+func (c Cycle) perChangedRow() (ingestMicros, cpuMicros float64) {
+	if c.Changes <= 0 {
+		return 0, 0
+	}
+	n := float64(c.Changes)
+	return c.StageSeconds["ingest"] * 1e6 / n, c.IngestSourceCPUSeconds * 1e6 / n
 }
 
 // CycleFloor is what PostgreSQL alone needs for an incremental cycle's
@@ -48,6 +76,9 @@ func (f CycleFloor) seconds() float64 { return f.ReadSeconds + f.WriteSeconds }
 // Result is what a benchmark measured. Seconds are wall-clock; peak RSS is
 // in MiB (2^20 bytes).
 type Result struct {
+	// Captures are the capture modes measured; the figures below WAL are
+	// the poll's (zero when the poll was not measured).
+	Captures     []string         `json:"captures"`
 	SalesOrders  int              `json:"sales_orders"`
 	SourceRows   int64            `json:"source_rows"`
 	SourceTables map[string]int64 `json:"source_tables"`
@@ -142,6 +173,13 @@ type Result struct {
 	FreshnessMaxSeconds      float64 `json:"freshness_max_seconds"`
 	RunPeakRSSMB             float64 `json:"run_peak_rss_mb"`
 
+	// BigTransaction is the poll's cycle after one transaction changed
+	// BigTransaction.Changes sales orders (measured with the wal only).
+	BigTransaction *Cycle `json:"big_transaction,omitempty"`
+
+	// WAL is what log-based capture measured, when it was.
+	WAL *WALResult `json:"wal,omitempty"`
+
 	TotalSeconds float64  `json:"total_seconds"`
 	Machine      Machine  `json:"machine"`
 	Targets      []Target `json:"targets"`
@@ -161,12 +199,21 @@ func (r *Result) setFloor() {
 }
 
 func (r *Result) setFreshness(f Freshness, interval time.Duration) {
-	r.FreshnessIntervalSeconds = interval.Seconds()
-	r.FreshnessChanges, r.FreshnessMissing, r.FreshnessMeasured = f.Changes, f.Missing, len(f.Delays)
-	r.FreshnessP50Seconds = f.Percentile(50).Seconds()
-	r.FreshnessP95Seconds = f.Percentile(95).Seconds()
-	r.FreshnessMaxSeconds = f.Percentile(100).Seconds()
-	r.RunPeakRSSMB = float64(f.RunPeakRSS) / (1 << 20)
+	fr := f.result(interval)
+	r.FreshnessIntervalSeconds = fr.IntervalSeconds
+	r.FreshnessChanges, r.FreshnessMissing, r.FreshnessMeasured = fr.Changes, fr.Missing, fr.Measured
+	r.FreshnessP50Seconds, r.FreshnessP95Seconds, r.FreshnessMaxSeconds = fr.P50Seconds, fr.P95Seconds, fr.MaxSeconds
+	r.RunPeakRSSMB = fr.RunPeakRSSMB
+}
+
+// result summarises the freshness phase of `sandstone run --interval`.
+func (f Freshness) result(interval time.Duration) *FreshnessResult {
+	return &FreshnessResult{
+		IntervalSeconds: interval.Seconds(), Rate: perSecond(f.Changes, f.SimSeconds),
+		Changes: f.Changes, Missing: f.Missing, Measured: len(f.Delays),
+		P50Seconds: f.Percentile(50).Seconds(), P95Seconds: f.Percentile(95).Seconds(), MaxSeconds: f.Percentile(100).Seconds(),
+		RunPeakRSSMB: float64(f.RunPeakRSS) / (1 << 20),
+	}
 }
 
 // Machine is where a benchmark ran.
@@ -244,6 +291,18 @@ const (
 )
 
 func evaluate(r Result) []Target {
+	var ts []Target
+	if r.polled() {
+		ts = evaluatePoll(r)
+	}
+	if r.WAL != nil {
+		ts = append(ts, r.WAL.evaluate()...)
+	}
+	return ts
+}
+
+// evaluatePoll holds the poll's figures to their targets.
+func evaluatePoll(r Result) []Target {
 	var peak float64
 	var peakStage string
 	type phaseRSS struct {
@@ -253,6 +312,9 @@ func evaluate(r Result) []Target {
 	phases := []phaseRSS{{"initial", r.PeakRSSMB}, {"incremental", r.IncrementalPeakRSSMB}, {"bounded", r.BoundedPeakRSSMB}}
 	if r.Indexed != nil {
 		phases = append(phases, phaseRSS{"indexed", r.Indexed.PeakRSSMB})
+	}
+	if r.BigTransaction != nil {
+		phases = append(phases, phaseRSS{"big transaction", r.BigTransaction.PeakRSSMB})
 	}
 	for _, phase := range phases {
 		for _, s := range Stages {
@@ -323,14 +385,42 @@ func (r Result) WriteTable(w io.Writer) error {
 	p("")
 	p("%-30s %10s %14s %12s", "phase", "seconds", "rows/s", "peak RSS MB")
 	p("%-30s %10.2f %14.0f %12s", "baseline (COPY out + COPY in)", r.BaselineSeconds, perSecond(r.BaselineRows, r.BaselineSeconds), "")
+	if r.polled() {
+		r.writePoll(p)
+	}
+	if r.WAL != nil {
+		r.WAL.write(p, r.SourceRows)
+	}
+	p("")
+	p("%-40s %-26s %-30s %s", "target", "want", "got", "")
+	for _, t := range r.Targets {
+		verdict := "MISSED"
+		if t.Met {
+			verdict = "met"
+		}
+		p("%-40s %-26s %-30s %s", t.Name, t.Want, t.Got, verdict)
+	}
+	p("total %.1fs", r.TotalSeconds)
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+// polled reports whether the poll was measured (results before the wal
+// name no capture).
+func (r Result) polled() bool {
+	return len(r.Captures) == 0 || slices.Contains(r.Captures, "poll")
+}
+
+// writePoll writes the poll's lines of the table.
+func (r Result) writePoll(p func(string, ...any)) {
 	p("%-30s %10.2f %14.0f %12s", "initial pipeline", r.PipelineSeconds, r.RowsPerSecond, "")
 	for _, s := range Stages {
 		p("  %-28s %10.2f %14.0f %12.1f", s, r.StageSeconds[s], perSecond(r.SourceRows, r.StageSeconds[s]), r.PeakRSSMB[s])
 	}
-	writeCycle(p, "incremental", r.incremental())
+	writeCycle(p, "incremental", r.incremental(), "PG reads the window")
 	p("  %-28s %10.2f %14.0f %12s", "floor (COPY, checked by PG)", r.FloorSeconds, r.FloorRowsPerSecond, "")
 	if c := r.Indexed; c != nil {
-		writeCycle(p, "indexed source", *c)
+		writeCycle(p, "indexed source", *c, "PG reads the window")
 		p("  %-28s %10.2f %14s %12s", "building the source indexes", r.SourceIndexSeconds, "", "")
 	}
 	if r.BoundedBatchRows > 0 {
@@ -358,18 +448,9 @@ func (r Result) WriteTable(w io.Writer) error {
 			r.FreshnessIntervalSeconds, r.FreshnessChanges, r.FreshnessMeasured, r.FreshnessMissing,
 			r.FreshnessP50Seconds, r.FreshnessP95Seconds, r.FreshnessMaxSeconds, r.RunPeakRSSMB)
 	}
-	p("")
-	p("%-40s %-26s %-30s %s", "target", "want", "got", "")
-	for _, t := range r.Targets {
-		verdict := "MISSED"
-		if t.Met {
-			verdict = "met"
-		}
-		p("%-40s %-26s %-30s %s", t.Name, t.Want, t.Got, verdict)
+	if c := r.BigTransaction; c != nil {
+		writeStages(p, fmt.Sprintf("big transaction (%d changes)", c.Changes), *c)
 	}
-	p("total %.1fs", r.TotalSeconds)
-	_, err := io.WriteString(w, b.String())
-	return err
 }
 
 // incremental is the first incremental cycle, as a Cycle.
@@ -386,17 +467,26 @@ func (r *Result) setIncremental(c Cycle) {
 	r.IncrementalFloor = c.Floor
 }
 
-// writeCycle writes an incremental cycle's lines of the table.
-func writeCycle(p func(string, ...any), name string, c Cycle) {
-	p("%-30s %10.2f %14.0f %12s", fmt.Sprintf("%s (%d changes)", name, c.Changes), c.Seconds, perSecond(c.Changes, c.Seconds), "")
+// writeCycle writes an incremental cycle's lines of the table; read
+// names its floor's read.
+func writeCycle(p func(string, ...any), name string, c Cycle, read string) {
+	writeStages(p, fmt.Sprintf("%s (%d changes)", name, c.Changes), c)
+	ingest, cpu := c.perChangedRow()
+	p("  %-28s %10.2f %14s %12s", "ingest's source CPU", c.IngestSourceCPUSeconds, "", "")
+	p("  %-28s %10s %14s %12s", fmt.Sprintf("per changed row: ingest %.1fµs, source CPU %.1fµs", ingest, cpu), "", "", "")
+	p("  %-28s %10.2f %14.0f %12s", "load's batch (its ledger)", c.LoadBatchSeconds, perSecond(c.Changes, c.LoadBatchSeconds), "")
+	f := c.Floor
+	p("  %-28s %10.2f %14.0f %12s", fmt.Sprintf("%s (%d)", read, f.ReadRows), f.ReadSeconds, perSecond(f.ReadRows, f.ReadSeconds), "")
+	p("  %-28s %10.2f %14.0f %12s", "PG writes the fact rows", f.WriteSeconds, perSecond(c.Changes, f.WriteSeconds), "")
+	p("  %-28s %10.2f %14s %12s", fmt.Sprintf("floor (the cycle %.2fx it)", f.Ratio), f.seconds(), "", "")
+}
+
+// writeStages writes a cycle's line and its stages' lines.
+func writeStages(p func(string, ...any), name string, c Cycle) {
+	p("%-30s %10.2f %14.0f %12s", name, c.Seconds, perSecond(c.Changes, c.Seconds), "")
 	for _, s := range Stages {
 		p("  %-28s %10.2f %14.0f %12.1f", s, c.StageSeconds[s], c.RowsPerSecond[s], c.PeakRSSMB[s])
 	}
-	p("  %-28s %10.2f %14.0f %12s", "load's batch (its ledger)", c.LoadBatchSeconds, perSecond(c.Changes, c.LoadBatchSeconds), "")
-	f := c.Floor
-	p("  %-28s %10.2f %14.0f %12s", fmt.Sprintf("PG reads the window (%d)", f.ReadRows), f.ReadSeconds, perSecond(f.ReadRows, f.ReadSeconds), "")
-	p("  %-28s %10.2f %14.0f %12s", "PG writes the fact rows", f.WriteSeconds, perSecond(c.Changes, f.WriteSeconds), "")
-	p("  %-28s %10.2f %14s %12s", fmt.Sprintf("floor (the cycle %.2fx it)", f.Ratio), f.seconds(), "", "")
 }
 
 func perSecond(rows int64, seconds float64) float64 {

@@ -88,6 +88,22 @@ func Start(ctx context.Context, dir string) (*Sandbox, error) {
 // A port that is taken fails it at once, naming the port. The ports are
 // kept in dir (SavedPorts) until Clean.
 func StartOn(ctx context.Context, dir string, ports Ports) (*Sandbox, error) {
+	return StartWith(ctx, dir, Options{Ports: ports})
+}
+
+// Options shape StartWith.
+type Options struct {
+	// Ports are the servers' ports.
+	Ports Ports
+	// SourceSettings are the source server's settings beside the defaults
+	// (pgserver.Options.Settings), e.g. wal_level=logical for log-based
+	// capture.
+	SourceSettings map[string]string
+}
+
+// StartWith is StartOn with the source server's settings.
+func StartWith(ctx context.Context, dir string, opts Options) (*Sandbox, error) {
+	ports := opts.Ports
 	if err := Clean(dir); err != nil {
 		return nil, err
 	}
@@ -109,7 +125,7 @@ func StartOn(ctx context.Context, dir string, ports Ports) (*Sandbox, error) {
 	}
 	s := &Sandbox{Dir: abs}
 	srcDir, whDir := serverDirs(abs)
-	if s.Source, err = pgserver.Start(ctx, pgserver.Options{Dir: srcDir, Port: ports.Source}); err != nil {
+	if s.Source, err = pgserver.Start(ctx, pgserver.Options{Dir: srcDir, Port: ports.Source, Settings: opts.SourceSettings}); err != nil {
 		return nil, fmt.Errorf("sandbox: source server: %w", err)
 	}
 	if s.Warehouse, err = pgserver.Start(ctx, pgserver.Options{Dir: whDir, Port: ports.Warehouse}); err != nil {
