@@ -306,6 +306,14 @@ func (c *capture) heartbeat(ctx context.Context) {
 	if err != nil {
 		c.log.Debug("no heartbeat: the run reads the WAL flushed already", "error", err)
 	}
+	// The slot lets go of WAL (restart_lsn) only past a record of the
+	// running transactions, which PostgreSQL writes every 15 s or so;
+	// from version 16 one can be asked for (a superuser's right by default).
+	if c.plan != nil && c.plan.ServerVersion >= 160000 {
+		if _, err := c.src.Exec(ctx, "SELECT pg_catalog.pg_log_standby_snapshot()"); err != nil {
+			c.log.Debug("no record of the running transactions: the slot lets go of WAL at the server's next", "error", err)
+		}
+	}
 }
 
 // holdsFrom makes sure the slot holds every change after from, where the
