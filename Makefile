@@ -25,6 +25,8 @@ lint:
 	for d in deploy/terraform deploy/terraform/bootstrap; do $(TFSEC) --no-color --no-module-downloads --concise-output $$d || exit 1; done
 
 unit:
+	@scripts/ensure-postgres.sh
+	@scripts/ensure-chromium.sh || echo "the status page's browser test will skip (it fails under CI=true)" >&2
 	@mkdir -p $(COVER)
 	go test -count=1 -timeout 40m -coverpkg=./... -coverprofile=$(COVER)/cover.out ./...
 
