@@ -180,3 +180,35 @@ func killMidStream(t *testing.T, ingest func() *proc, cfg config.Config, slot st
 	}
 	return true
 }
+
+// TestCaptureCommandLine: `ingest --capture wal` lands the snapshot and
+// then what changed; `drop-slot` removes the slot and the publication it
+// created, and says so; a bad --capture is config_invalid.
+func TestCaptureCommandLine(t *testing.T) {
+	cfg := logicalSource(t)
+	ctx := context.Background()
+	args := []string{"--source", cfg.SourceURL, "--ingest-bucket", cfg.IngestBucket, "--capture", "wal"}
+	pgtest.Exec(t, cfg.SourceURL, `INSERT INTO sales_order VALUES (1, now(), now(),1,1,1,1,1.00,1,'2024-01-02','2024-01-03',1)`)
+	if out, code := runCode(ctx, append([]string{"ingest"}, args...)...); code != 0 || !strings.Contains(out, "batch 000000000001") {
+		t.Fatalf("ingest --capture wal exited %d:\n%s", code, out)
+	}
+	pgtest.Exec(t, cfg.SourceURL, `UPDATE sales_order SET units_sold = 2, last_updated = now() WHERE sales_order_id = 1`)
+	if out, code := runCode(ctx, append([]string{"ingest"}, args...)...); code != 0 || !strings.Contains(out, "batch 000000000002") {
+		t.Fatalf("the second ingest exited %d:\n%s", code, out)
+	}
+	out, code := runCode(ctx, "drop-slot", "--source", cfg.SourceURL)
+	if code != 0 || !strings.Contains(out, "slot sandstone_totesys: dropped") || !strings.Contains(out, "publication sandstone: dropped") {
+		t.Fatalf("drop-slot exited %d:\n%s", code, out)
+	}
+	if out, _ := runCode(ctx, "drop-slot", "--source", cfg.SourceURL); !strings.Contains(out, "slot sandstone_totesys: not found") ||
+		!strings.Contains(out, "publication sandstone: not found") {
+		t.Errorf("drop-slot again:\n%s", out)
+	}
+	if out, code := runCode(ctx, "ingest", "--source", cfg.SourceURL, "--ingest-bucket", cfg.IngestBucket, "--capture", "logical"); code == 0 ||
+		!strings.Contains(out, "config_invalid") {
+		t.Errorf("--capture logical exited %d:\n%s", code, out)
+	}
+	if out, code := runCode(ctx, "drop-slot"); code == 0 || !strings.Contains(out, "--source is required") {
+		t.Errorf("drop-slot without a source exited %d:\n%s", code, out)
+	}
+}

@@ -524,3 +524,21 @@ func TestCaptureSnapshotStopsAtItsDeadline(t *testing.T) {
 		t.Errorf("%d versions landed, the source has 10", len(seen))
 	}
 }
+
+func TestCaptureTruncateIsAGap(t *testing.T) {
+	t.Parallel()
+	f := walFixture(t)
+	smallSource(f)
+	f.run()
+	f.exec("TRUNCATE payment")
+	_, err := Run(context.Background(), f.opts())
+	if errkind.Of(err) != errkind.CaptureGap || !strings.Contains(err.Error(), "TRUNCATE") || !strings.Contains(err.Error(), "--resnapshot") {
+		t.Fatalf("a TRUNCATE: %v (%s), want a capture_gap that says the way back", err, errkind.Of(err))
+	}
+	if n, _ := f.bucket.LatestSeq(context.Background()); n != 1 {
+		t.Fatalf("a TRUNCATE landed batch %d", n)
+	}
+	if (errCut{at: 0x16B3748}).Error() != "batch cut before 0/16B3748" {
+		t.Error("errCut's message")
+	}
+}
