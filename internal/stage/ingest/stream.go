@@ -83,8 +83,8 @@ type streamTable struct {
 	rel    *relation // the layout of sink's rows
 	sink   *sink
 	landed landedSet
-	// final holds, for each id deleted in the batch or before it (State.Gone), whether
-	// its last operation in the batch is a delete.
+	// final holds, for each id deleted in the batch or before it
+	// (State.Gone), whether its last operation in the batch is a delete.
 	final map[int32]bool
 }
 
