@@ -383,6 +383,17 @@ func TestDropCapture(t *testing.T) {
 		pgtest.QueryInt(t, f.url, "SELECT count(*) FROM pg_publication"); n != 0 {
 		t.Fatalf("%d slots or publications left", n)
 	}
+	// A slot a pipeline streams from is refused.
+	pgtest.Exec(t, f.url, `SELECT pg_create_logical_replication_slot($1, 'pgoutput')`, slot)
+	f.exec("CREATE PUBLICATION sandstone FOR TABLE currency")
+	pid, release := holdSlot(t, f.url, slot)
+	_, err = DropCapture(context.Background(), f.url, slot, config.DefaultPublication)
+	release()
+	if errkind.Of(err) != errkind.CaptureNotReady || !strings.Contains(err.Error(), "in use by process "+itoa(pid)) {
+		t.Fatalf("dropping a slot in use: %v", err)
+	}
+	pgtest.DropSlot(t, f.url, slot)
+	f.exec("DROP PUBLICATION sandstone")
 	// A DBA's publication stays; nothing to drop is no error.
 	f.exec("CREATE PUBLICATION theirs FOR TABLE currency")
 	d, err = DropCapture(context.Background(), f.url, slot, "theirs")
@@ -540,5 +551,29 @@ func TestCaptureTruncateIsAGap(t *testing.T) {
 	}
 	if (errCut{at: 0x16B3748}).Error() != "batch cut before 0/16B3748" {
 		t.Error("errCut's message")
+	}
+}
+
+func TestCaptureSlotConfirmedPastTheLakeIsAGap(t *testing.T) {
+	t.Parallel()
+	f := walFixture(t)
+	smallSource(f)
+	f.run()
+	// Another consumer reads the slot on: the change is gone from it.
+	// (Committed synchronously: a slot advances only over flushed WAL.)
+	f.exec("BEGIN; SET LOCAL synchronous_commit = on; UPDATE sales_order SET units_sold = 7, last_updated = now() WHERE sales_order_id = 1; COMMIT")
+	before := f.confirmed()
+	pgtest.Exec(t, f.url, "SELECT pg_catalog.pg_replication_slot_advance($1, pg_catalog.pg_current_wal_flush_lsn())", config.DefaultSlot(f.url))
+	if f.confirmed() <= before {
+		t.Fatal("the slot did not advance")
+	}
+	_, err := Run(context.Background(), f.opts())
+	if errkind.Of(err) != errkind.CaptureGap || !strings.Contains(err.Error(), "past the lake's last batch") {
+		t.Fatalf("a slot confirmed past the lake: %v (%s), want capture_gap", err, errkind.Of(err))
+	}
+	for code, name := range map[string]string{"d": "DEFAULT", "n": "NOTHING", "f": "FULL", "i": "USING INDEX"} {
+		if got := identityName(code); got != name {
+			t.Errorf("identity %s reads %s, want %s", code, got, name)
+		}
 	}
 }
