@@ -87,15 +87,9 @@ func lastRead(ctx context.Context, b *lake.Bucket, seq int64) (*lake.Manifest, e
 
 // connect opens the plain connection, in UTC.
 func (c *capture) connect(ctx context.Context) error {
-	cfg, err := config.ParsePG(c.opts.SourceURL)
-	if err != nil {
-		return errkind.Wrap(errkind.ConfigInvalid, fmt.Errorf("source URL: %s", config.Redact(err.Error())))
-	}
-	cfg.RuntimeParams["timezone"] = "UTC"
-	if c.src, err = pgx.ConnectConfig(ctx, cfg); err != nil {
-		return config.ConnectFailure(config.Source, c.opts.SourceURL, cfg, err)
-	}
-	return nil
+	var err error
+	c.src, err = connectSource(ctx, c.opts.SourceURL)
+	return err
 }
 
 // replicate opens the replication connection and identifies the server.

@@ -330,19 +330,28 @@ func OpenSnapshot(ctx context.Context, url string) (tx pgx.Tx, at time.Time, clo
 	return tx, at.UTC(), close, nil
 }
 
+// connectSource connects to the source at url in UTC: timestamptz columns
+// are then read, and now() is taken, in UTC.
+func connectSource(ctx context.Context, url string) (*pgx.Conn, error) {
+	cfg, err := config.ParsePG(url)
+	if err != nil {
+		return nil, errkind.Wrap(errkind.ConfigInvalid, fmt.Errorf("source URL: %s", config.Redact(err.Error())))
+	}
+	cfg.RuntimeParams["timezone"] = "UTC"
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return nil, config.ConnectFailure(config.Source, url, cfg, err)
+	}
+	return conn, nil
+}
+
 // openTx connects to the source in UTC and begins a read-only REPEATABLE
 // READ transaction: in the snapshot another one exported, when snapshot
 // names it. close ends both and may be called more than once.
 func openTx(ctx context.Context, url, snapshot string) (tx pgx.Tx, close func(), err error) {
-	cfg, err := config.ParsePG(url)
+	conn, err := connectSource(ctx, url)
 	if err != nil {
-		return nil, nil, errkind.Wrap(errkind.ConfigInvalid, fmt.Errorf("source URL: %s", config.Redact(err.Error())))
-	}
-	// timestamptz columns are then read, and now() is taken, in UTC.
-	cfg.RuntimeParams["timezone"] = "UTC"
-	conn, err := pgx.ConnectConfig(ctx, cfg)
-	if err != nil {
-		return nil, nil, config.ConnectFailure(config.Source, url, cfg, err)
+		return nil, nil, err
 	}
 	tx, err = conn.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
 	if err == nil && snapshot != "" {

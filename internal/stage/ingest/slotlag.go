@@ -42,13 +42,9 @@ type Lag struct {
 // nothing any more, are 0.
 func SlotLag(ctx context.Context, sourceURL, slot string) (*Lag, error) {
 	slot = cmp.Or(slot, config.DefaultSlot(sourceURL))
-	cfg, err := config.ParsePG(sourceURL)
+	conn, err := connectSource(ctx, sourceURL)
 	if err != nil {
-		return nil, errkind.Wrap(errkind.ConfigInvalid, fmt.Errorf("source URL: %s", config.Redact(err.Error())))
-	}
-	conn, err := pgx.ConnectConfig(ctx, cfg)
-	if err != nil {
-		return nil, config.ConnectFailure(config.Source, sourceURL, cfg, err)
+		return nil, err
 	}
 	defer func() { _ = conn.Close(context.WithoutCancel(ctx)) }()
 	l := Lag{Slot: slot}

@@ -7,7 +7,6 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/sandstone-data/sandstone/internal/base/config"
 	"github.com/sandstone-data/sandstone/internal/base/errkind"
 )
 
@@ -29,13 +28,9 @@ type Dropped struct {
 // use by a running consumer is refused (capture_not_ready): stop it first.
 func DropCapture(ctx context.Context, sourceURL, slot, publication string) (Dropped, error) {
 	var d Dropped
-	cfg, err := config.ParsePG(sourceURL)
+	conn, err := connectSource(ctx, sourceURL)
 	if err != nil {
-		return d, errkind.Wrap(errkind.ConfigInvalid, fmt.Errorf("source URL: %s", config.Redact(err.Error())))
-	}
-	conn, err := pgx.ConnectConfig(ctx, cfg)
-	if err != nil {
-		return d, config.ConnectFailure(config.Source, sourceURL, cfg, err)
+		return d, err
 	}
 	defer func() { _ = conn.Close(context.WithoutCancel(ctx)) }()
 	var pid *int32
