@@ -577,3 +577,22 @@ func TestCaptureSlotConfirmedPastTheLakeIsAGap(t *testing.T) {
 		}
 	}
 }
+
+func TestCaptureSchemaChangeInsideATransactionIsLoud(t *testing.T) {
+	t.Parallel()
+	f := walFixture(t)
+	smallSource(f)
+	f.run()
+	f.exec(`BEGIN;
+		UPDATE currency SET last_updated = now() WHERE currency_id = 1;
+		ALTER TABLE currency ADD COLUMN note text;
+		UPDATE currency SET note = 'x', last_updated = now() WHERE currency_id = 1;
+		COMMIT`)
+	_, err := Run(context.Background(), f.opts())
+	if errkind.Of(err) != errkind.SourceSchemaMismatch || !strings.Contains(err.Error(), "changed its columns inside the transaction") {
+		t.Fatalf("rows of two layouts in one transaction: %v (%s)", err, errkind.Of(err))
+	}
+	if n, _ := f.bucket.LatestSeq(context.Background()); n != 1 {
+		t.Fatalf("batch %d landed", n)
+	}
+}
