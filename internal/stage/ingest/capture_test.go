@@ -596,3 +596,27 @@ func TestCaptureSchemaChangeInsideATransactionIsLoud(t *testing.T) {
 		t.Fatalf("batch %d landed", n)
 	}
 }
+
+func TestCaptureBadSource(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	for _, c := range []struct {
+		url  string
+		kind errkind.Kind
+	}{
+		{"postgres://u:secret@%zz/db", errkind.ConfigInvalid},
+		{"postgres://u:secret@127.0.0.1:1/db?connect_timeout=2", errkind.SourceUnreachable},
+	} {
+		f := newFixture(t)
+		opts := f.opts()
+		opts.SourceURL, opts.Capture = c.url, config.CaptureWAL
+		_, err1 := Run(ctx, opts)
+		_, err2 := DropCapture(ctx, c.url, "s", "p")
+		_, err3 := SlotLag(ctx, c.url, "s")
+		for i, err := range []error{err1, err2, err3} {
+			if errkind.Of(err) != c.kind || strings.Contains(err.Error(), "secret") {
+				t.Errorf("%s, call %d: %v (%s), want %s without the password", c.url, i, err, errkind.Of(err), c.kind)
+			}
+		}
+	}
+}
