@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"time"
 
@@ -427,9 +428,9 @@ func (s *stream) finish(l *landing) (batchRead, error) {
 	}
 	s.end = c.End
 	b.manifest = lake.Manifest{SnapshotAt: b.state.SnapshotAt, Capture: &c}
-	gone := map[string][]int32{}
-	for name, ids := range s.prev.Gone {
-		gone[name] = slices.Clone(ids)
+	gone := maps.Clone(s.prev.Gone) // tombstones sets each table's anew
+	if gone == nil {
+		gone = map[string][]int32{}
 	}
 	for _, table := range totesys.Tables {
 		t := s.tables[table.Name]
