@@ -366,13 +366,7 @@ func TestCaptureFromEnv(t *testing.T) {
 func TestIngestSlotLag(t *testing.T) {
 	e := newEnv(t)
 	slot := config.DefaultSlot(e.source)
-	t.Cleanup(func() {
-		for deadline := time.Now().Add(10 * time.Second); pgtest.QueryInt(t, e.source,
-			`SELECT count(*) FROM pg_replication_slots WHERE slot_name = $1 AND active`, slot) > 0 && time.Now().Before(deadline); {
-			time.Sleep(50 * time.Millisecond)
-		}
-		pgtest.Exec(t, e.source, `SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1`, slot)
-	})
+	t.Cleanup(func() { pgtest.DropSlot(t, e.source, slot) })
 	e.set(t, "ingest")
 	t.Setenv(config.EnvCapture, config.CaptureWAL)
 	var logs bytes.Buffer

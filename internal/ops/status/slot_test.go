@@ -21,9 +21,7 @@ func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
 func TestSlotLag(t *testing.T) {
 	url := pgtest.NewDatabase(t)
 	slot := config.DefaultSlot(url)
-	t.Cleanup(func() {
-		pgtest.Exec(t, url, `SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1`, slot)
-	})
+	t.Cleanup(func() { pgtest.DropSlot(t, url, slot) })
 	dir := t.TempDir()
 	cfg := config.Config{SourceURL: url, Capture: config.CapturePoll,
 		IngestBucket: filepath.Join(dir, "in"), ProcessedBucket: filepath.Join(dir, "out")}
