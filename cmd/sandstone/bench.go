@@ -115,6 +115,7 @@ func newBenchCmd() *cobra.Command {
 	f.BoolVar(&opts.IndexedCycle, "indexed-cycle", true, "measure a second incremental cycle with an index on last_updated in every source table")
 	f.StringSliceVar(&opts.Captures, "capture", []string{"poll"}, "capture modes to measure side by side: poll, wal, or poll,wal")
 	f.DurationVar(&opts.WALFreshnessInterval, "wal-freshness-interval", bench.DefaultWALFreshnessInterval, "interval of sandstone run --capture wal in the wal freshness phase")
+	f.BoolVar(&opts.WALFollow, "wal-follow", true, "run sandstone run --capture wal with --follow in the wal freshness phase (false: every --wal-freshness-interval)")
 	f.IntVar(&opts.WALFreshnessChanges, "wal-freshness-changes", bench.DefaultWALFreshnessChanges, "source changes the wal freshness phase measures (0 skips it)")
 	f.Float64Var(&opts.WALFreshnessRate, "wal-freshness-rate", bench.DefaultWALFreshnessRate, "sales orders updated a second in the wal freshness phase")
 	f.IntVar(&opts.HoldBackMB, "hold-back-mb", bench.DefaultHoldBackMB, "MB of WAL written outside the publication before the hold-back phase's ingest (0 skips it)")

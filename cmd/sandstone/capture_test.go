@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/sandstone-data/sandstone/internal/base/config"
 	"github.com/sandstone-data/sandstone/internal/contract/lake"
 	"github.com/sandstone-data/sandstone/internal/contract/totesys"
@@ -18,8 +20,8 @@ import (
 
 // logicalSource starts a server with logical decoding on and returns the
 // settings of a pipeline reading its database "totesys", which holds the
-// totesys schema and its reference rows. The server and its slots go
-// with the test.
+// totesys schema and its reference rows, into its database "warehouse".
+// The server and its slots go with the test.
 func logicalSource(t *testing.T) config.Config {
 	t.Helper()
 	srv, err := pgserver.Start(context.Background(), pgserver.Options{Settings: pgtest.Logical})
@@ -34,10 +36,14 @@ func logicalSource(t *testing.T) config.Config {
 	if err != nil {
 		t.Fatal(err)
 	}
+	wh, err := srv.CreateDatabase(context.Background(), "warehouse")
+	if err != nil {
+		t.Fatal(err)
+	}
 	pgtest.Exec(t, src, totesys.Schema)
 	pgtest.Exec(t, src, pgtest.ReferenceRows)
 	dir := t.TempDir()
-	return config.Config{SourceURL: src, IngestBucket: filepath.Join(dir, "ingested"), ProcessedBucket: filepath.Join(dir, "processed")}
+	return config.Config{SourceURL: src, WarehouseURL: wh, IngestBucket: filepath.Join(dir, "ingested"), ProcessedBucket: filepath.Join(dir, "processed")}
 }
 
 // salesOrderVersions reads every sales_order row of every batch in the
@@ -210,5 +216,69 @@ func TestCaptureCommandLine(t *testing.T) {
 	}
 	if out, code := runCode(ctx, "drop-slot"); code == 0 || !strings.Contains(out, "--source is required") {
 		t.Errorf("drop-slot without a source exited %d:\n%s", code, out)
+	}
+}
+
+// TestRunFollow: `run --capture wal --follow` lands, transforms and loads
+// each change as it commits, on one replication connection, until it is
+// stopped; what it confirmed, nothing lands again. --follow without the
+// wal, or with --once, is refused.
+func TestRunFollow(t *testing.T) {
+	cfg := logicalSource(t)
+	src := cfg.SourceURL
+	pgtest.Exec(t, src, `INSERT INTO sales_order SELECT g, now(), now(),1,1,1,1,1.00,1,'2024-01-02','2024-01-03',1 FROM generate_series(1, 5) g`)
+	args := []string{"--source", src, "--warehouse", cfg.WarehouseURL, "--ingest-bucket", cfg.IngestBucket,
+		"--processed-bucket", cfg.ProcessedBucket, "--alert-state", filepath.Join(t.TempDir(), "alerts.json"), "--capture", "wal"}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	type outcome struct {
+		out  string
+		code int
+	}
+	done := make(chan outcome, 1)
+	go func() {
+		out, code := runCode(ctx, append([]string{"run", "--follow", "--interval", "1m", "--audit-every", "0"}, args...)...)
+		done <- outcome{out, code}
+	}()
+	facts := func() int64 {
+		conn, err := pgx.Connect(context.Background(), cfg.WarehouseURL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer func() { _ = conn.Close(context.Background()) }()
+		var n int64
+		if conn.QueryRow(context.Background(), "SELECT count(*) FROM fact_sales_order").Scan(&n) != nil {
+			return -1 // not created yet
+		}
+		return n
+	}
+	waitFacts := func(want int64) {
+		t.Helper()
+		for end := time.Now().Add(time.Minute); facts() < want; time.Sleep(50 * time.Millisecond) {
+			if time.Now().After(end) {
+				t.Fatalf("the warehouse holds %d sales order facts after a minute, want %d", facts(), want)
+			}
+		}
+	}
+	waitFacts(5) // the slot's snapshot
+	for i := range 3 {
+		pgtest.Exec(t, src, `UPDATE sales_order SET units_sold = units_sold + 1, last_updated = now() WHERE sales_order_id = $1`, i+1)
+		waitFacts(int64(6 + i))
+	}
+	cancel()
+	o := <-done
+	if !strings.Contains(o.out, "sales_order                  1") {
+		t.Errorf("no result printed for the batches it landed:\n%s", o.out)
+	}
+	if out, code := runCode(context.Background(), "ingest", "--source", src, "--ingest-bucket", cfg.IngestBucket, "--capture", "wal"); code != 0 || !strings.Contains(out, "nothing new") {
+		t.Errorf("an ingest after following exited %d, want nothing new:\n%s", code, out)
+	}
+	if n, twice := salesOrderVersions(t, cfg.IngestBucket); n != 8 || len(twice) > 0 {
+		t.Errorf("the lake holds %d sales_order versions, want 8 once; twice: %v", n, twice)
+	}
+	for _, bad := range [][]string{{"run", "--follow"}, {"run", "--follow", "--once", "--capture", "wal"}} {
+		if out, code := runCode(context.Background(), append(bad, args[:4]...)...); code == 0 || !strings.Contains(out, "--follow") {
+			t.Errorf("%v exited %d:\n%s", bad, code, out)
+		}
 	}
 }

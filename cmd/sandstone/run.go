@@ -32,6 +32,7 @@ type runFlags struct {
 	configFlags
 	interval    time.Duration
 	once        bool
+	follow      bool
 	retries     int
 	backoff     time.Duration
 	metricsAddr string
@@ -68,6 +69,13 @@ them up; drift alerts as a failing "audit" stage and, with --auto-repair, is
 mended at once through the ordinary pipeline (the next cycle transforms and
 loads the repair batch).
 
+With --capture wal, --follow keeps the replication connection open and
+lands each transaction as it commits, a second or so behind the source:
+transform and load take each batch while the next lands, and --interval is
+then only how often they look for work landed by others (an audit's repair)
+and how long a failing ingest waits before it tries again. Each stage's
+result is printed when it did something, and a line a minute sums them up.
+
 With --capture wal it reads its replication slot every minute, beside the
 cycles: the WAL the slot holds back on the source's disk goes to the
 metrics and the status page and, past $SANDSTONE_SLOT_LAG_ALERT_BYTES (1 GiB by
@@ -85,6 +93,9 @@ default), alerts as a "slot" stage (slot_lag).`,
 			if err := requireAll(rf.configFlags); err != nil {
 				return configFailure("run", err)
 			}
+			if err := rf.checkFollow(); err != nil {
+				return configFailure("run", err)
+			}
 			return rf.run(cmd)
 		},
 	}
@@ -97,6 +108,7 @@ default), alerts as a "slot" stage (slot_lag).`,
 	f := cmd.Flags()
 	f.DurationVar(&rf.interval, "interval", ev.duration(envInterval, 10*time.Minute), "time between cycles ($"+envInterval+")")
 	f.BoolVar(&rf.once, "once", false, "run one cycle and exit (non-zero if a stage failed)")
+	f.BoolVar(&rf.follow, "follow", ev.bool(envFollow), "with --capture wal: land each change as it commits, on a replication connection kept open, and transform and load each batch while the next lands ($"+envFollow+")")
 	f.IntVar(&rf.retries, "retries", ev.int(envRetries, 3), "retries of a failing stage within a cycle ($"+envRetries+")")
 	f.DurationVar(&rf.backoff, "backoff", ev.duration(envBackoff, 2*time.Second), "wait before the first retry (doubles each time) ($"+envBackoff+")")
 	f.StringVar(&rf.metricsAddr, "metrics-addr", os.Getenv(envMetricsAddr), "serve the status page (/), /metrics, /healthz and /readyz on this address (e.g. 127.0.0.1:9464) ($"+envMetricsAddr+")")
@@ -145,6 +157,9 @@ func (rf *runFlags) run(cmd *cobra.Command) error {
 	m.SetBuildInfo(build())
 	runner := &pipeline.Runner{Stages: p.Stages(), Retries: rf.retries, Backoff: rf.backoff, Logger: log, Quiet: humanLog, Stop: stop,
 		Observers: []pipeline.Observer{observer{m, notifier}, printer{cmd.OutOrStdout()}}}
+	if rf.follow {
+		followWith(runner, p, cmd.OutOrStdout(), log)
+	}
 	if rf.metricsAddr != "" {
 		go func() {
 			if err := m.Serve(ctx, rf.metricsAddr); err != nil {
@@ -162,7 +177,11 @@ func (rf *runFlags) run(cmd *cobra.Command) error {
 	s.aud = newAudits(&audit.Driver{Logger: log, Observers: []audit.Observer{observer{m, notifier}}},
 		audit.Options{SourceURL: rf.SourceURL, Bucket: p.Ingest, Lookback: rf.Lookback, Repair: rf.AuditRepair,
 			Processed: p.Processed, WarehouseURL: rf.WarehouseURL, WarehouseSchema: rf.WarehouseSchema}, rf.auditEvery)
-	log.Info("sandstone run: a cycle now and every "+rf.interval.String()+"; Ctrl-C or SIGTERM stops it", "interval", rf.interval.String())
+	if rf.follow {
+		log.Info("sandstone run: following the source; Ctrl-C or SIGTERM stops it", "capture", rf.Capture, "slot", rf.Slot)
+	} else {
+		log.Info("sandstone run: a cycle now and every "+rf.interval.String()+"; Ctrl-C or SIGTERM stops it", "interval", rf.interval.String())
+	}
 	err = s.loop(ctx, runner)
 	log.Info("sandstone run stopped", "reason", stopReason(cmd.Context(), err))
 	return err
@@ -185,7 +204,11 @@ func (s *session) loop(ctx context.Context, runner *pipeline.Runner) error {
 	actx, stop := context.WithCancel(ctx)
 	go s.aud.run(actx)
 	slotDone := s.slot.start(actx, slotEvery)
-	err := runner.Loop(ctx, s.rf.interval, func(reports []pipeline.Report, err error) {
+	loop := runner.Loop
+	if s.rf.follow {
+		loop = runner.Follow
+	}
+	err := loop(ctx, s.rf.interval, func(reports []pipeline.Report, err error) {
 		s.cycleDone(ctx, reports, err)
 		s.aud.cycleDone()
 	})
@@ -229,6 +252,7 @@ func (s *session) saveAlerts() {
 // alert.Env*).
 const (
 	envInterval    = "SANDSTONE_INTERVAL"
+	envFollow      = "SANDSTONE_FOLLOW"
 	envRetries     = "SANDSTONE_RETRIES"
 	envBackoff     = "SANDSTONE_BACKOFF"
 	envMetricsAddr = "SANDSTONE_METRICS_ADDR"

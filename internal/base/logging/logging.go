@@ -193,3 +193,13 @@ func flatten(prefix string, m reflect.Value, parts *[]string) {
 		*parts = append(*parts, fmt.Sprintf("%s=%v", key, val))
 	}
 }
+
+// Level is the level of a run's result lines: Debug when quiet (a
+// terminal, where the caller prints the result, or a run whose batches are
+// many), Info otherwise.
+func Level(quiet bool) slog.Level {
+	if quiet {
+		return slog.LevelDebug
+	}
+	return slog.LevelInfo
+}

@@ -48,6 +48,7 @@ func New(stage string, w io.Writer, log *slog.Logger, logEvery time.Duration) *M
 	if logging.IsTerminal(w) {
 		m.term, m.every = w, TerminalEvery
 	}
+	m.last = m.now() // work shorter than every says nothing
 	return m
 }
 

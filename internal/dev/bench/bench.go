@@ -94,6 +94,10 @@ type Options struct {
 	WALFreshnessInterval time.Duration
 	WALFreshnessChanges  int
 	WALFreshnessRate     float64
+	// WALFollow runs the wal freshness phase's `sandstone run` with
+	// --follow: the replication connection kept open, each batch
+	// transformed and loaded while the next lands.
+	WALFollow bool
 	// HoldBackMB is the WAL written outside the publication before the
 	// wal hold-back phase's ingest (a negative number skips the phase).
 	HoldBackMB int

@@ -66,7 +66,7 @@ func (r *run) walFreshness(ctx context.Context) error {
 	}
 	return r.wal.freshness(ctx, freshnessPlan{
 		sourceURL: r.cfg.SourceURL, changes: r.opts.WALFreshnessChanges, interval: r.opts.WALFreshnessInterval,
-		poll: r.opts.Poll, timeout: r.opts.FreshnessTimeout, logPath: filepath.Join(r.dir, "wal", "run.log"),
+		poll: r.opts.Poll, timeout: r.opts.FreshnessTimeout, logPath: filepath.Join(r.dir, "wal", "run.log"), follow: r.opts.WALFollow,
 	}, r.opts.WALFreshnessRate)
 }
 

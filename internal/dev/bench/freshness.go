@@ -70,6 +70,8 @@ type freshnessPlan struct {
 	timeout time.Duration
 	// logPath receives the output of `sandstone run`.
 	logPath string
+	// follow runs it with --follow.
+	follow bool
 }
 
 // factVersion is a warehouse fact table with its serial id and the columns
@@ -171,8 +173,12 @@ func startRun(ctx context.Context, c children, plan freshnessPlan) (*backgroundR
 	if err != nil {
 		return nil, fmt.Errorf("freshness: %w", err)
 	}
-	run := c.command(context.WithoutCancel(ctx), "run", "--interval", plan.interval.String(),
-		"--alert-state", filepath.Join(filepath.Dir(plan.logPath), "alerts.json"), "--retries", "3", "--backoff", "1s")
+	args := []string{"run", "--interval", plan.interval.String(),
+		"--alert-state", filepath.Join(filepath.Dir(plan.logPath), "alerts.json"), "--retries", "3", "--backoff", "1s"}
+	if plan.follow {
+		args = append(args, "--follow")
+	}
+	run := c.command(context.WithoutCancel(ctx), args...)
 	run.Stdout, run.Stderr = logFile, logFile
 	if err := run.Start(); err != nil {
 		_ = logFile.Close()

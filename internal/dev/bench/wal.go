@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"path/filepath"
@@ -75,6 +76,8 @@ type WALResult struct {
 // FreshnessResult is a freshness phase's figures.
 type FreshnessResult struct {
 	IntervalSeconds float64 `json:"interval_seconds"`
+	// Follow is set when `sandstone run` followed the source (--follow).
+	Follow bool `json:"follow"`
 	// Rate is the versions written a second.
 	Rate         float64 `json:"rate"`
 	Changes      int64   `json:"changes"`
@@ -99,6 +102,11 @@ type HoldBack struct {
 	ConfirmedLagMB    float64 `json:"confirmed_lag_mb"`
 	WALStatus         string  `json:"wal_status"`
 	AfterCheckpointMB float64 `json:"after_checkpoint_mb"`
+	// FollowMB is the restart lag FollowSeconds after as much WAL again
+	// was written while `sandstone run --follow` ran: the first reading
+	// under 16 MB, or the last at followHoldBack.
+	FollowMB      float64 `json:"follow_mb"`
+	FollowSeconds float64 `json:"follow_seconds"`
 }
 
 // walRun is the wal pipeline of a benchmark: its settings (the source's,
@@ -106,6 +114,7 @@ type HoldBack struct {
 // stages with SANDSTONE_CAPTURE=wal.
 type walRun struct {
 	cfg config.Config
+	dir string // its buckets' directory
 	c   children
 	say func(format string, args ...any)
 	res *WALResult
@@ -123,7 +132,7 @@ func newWALRun(ctx context.Context, poll config.Config, warehouseURL func(contex
 	cfg.IngestBucket = "file://" + filepath.Join(dir, "wal", "ingested")
 	cfg.ProcessedBucket = "file://" + filepath.Join(dir, "wal", "processed")
 	cfg.Capture, cfg.Slot, cfg.Publication = config.CaptureWAL, config.DefaultSlot(cfg.SourceURL), config.DefaultPublication
-	w := &walRun{cfg: cfg, c: c(cfg).with(config.EnvCapture + "=" + config.CaptureWAL), say: say,
+	w := &walRun{cfg: cfg, dir: filepath.Join(dir, "wal"), c: c(cfg).with(config.EnvCapture + "=" + config.CaptureWAL), say: say,
 		res: &WALResult{Slot: cfg.Slot, Publication: cfg.Publication, PeakRSSMB: map[string]float64{}, PeakRSSWhere: map[string]string{}}}
 	return w, nil
 }
@@ -267,13 +276,18 @@ func (w *walRun) freshness(ctx context.Context, plan freshnessPlan, rate float64
 		plan.orders = max(1, int(math.Round(rate/10)))
 		plan.step = time.Duration(float64(time.Second) * float64(plan.orders) / rate)
 	}
-	w.say("WAL freshness: sandstone run --capture wal --interval %s while %d sales orders are updated (%.0f a second asked) ...",
-		plan.interval, plan.changes, rate)
+	how := "--interval " + plan.interval.String()
+	if plan.follow {
+		how = "--follow"
+	}
+	w.say("WAL freshness: sandstone run --capture wal %s while %d sales orders are updated (%.0f a second asked) ...",
+		how, plan.changes, rate)
 	f, err := measureFreshness(ctx, w.c, plan)
 	if err != nil {
 		return fmt.Errorf("bench: wal %w", err)
 	}
 	w.res.Freshness = f.result(plan.interval)
+	w.res.Freshness.Follow = plan.follow
 	w.note("wal-freshness", StageRun{Stage: "run", PeakRSS: f.RunPeakRSS})
 	fr := w.res.Freshness
 	w.say("  %d changes at %.1f/s, %d seen in the warehouse: p50 %.2fs, p95 %.2fs", fr.Changes, fr.Rate, fr.Measured, fr.P50Seconds, fr.P95Seconds)
@@ -285,26 +299,9 @@ func (w *walRun) freshness(ctx context.Context, plan freshnessPlan, rate float64
 func (w *walRun) holdBack(ctx context.Context, megabytes int) error {
 	w.say("WAL hold-back: %d MB written to %s (outside the publication), then one ingest ...", megabytes, outsideTable)
 	h := &HoldBack{}
-	err := withConn(ctx, w.cfg.SourceURL, func(conn *pgx.Conn) error {
-		if _, err := conn.Exec(ctx, "CREATE TABLE IF NOT EXISTS "+ident(outsideTable)+" (id bigserial PRIMARY KEY, pad text)"); err != nil {
-			return err
-		}
-		var start string
-		if err := conn.QueryRow(ctx, "SELECT pg_current_wal_lsn()::text").Scan(&start); err != nil {
-			return err
-		}
-		for h.WrittenMB < float64(megabytes) {
-			if _, err := conn.Exec(ctx, "INSERT INTO "+ident(outsideTable)+" (pad) SELECT repeat(md5(g::text), 16) FROM generate_series(1, 2000) g"); err != nil {
-				return err
-			}
-			if err := conn.QueryRow(ctx, "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), $1::pg_lsn) / 1048576", start).Scan(&h.WrittenMB); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("bench: write outside the publication: %w", err)
+	var err error
+	if h.WrittenMB, err = w.writeOutside(ctx, megabytes); err != nil {
+		return err
 	}
 	run, err := w.c.stage(ctx, "wal-hold-back", "ingest")
 	w.note("wal-hold-back", run)
@@ -328,7 +325,70 @@ func (w *walRun) holdBack(ctx context.Context, megabytes int) error {
 		return err
 	}
 	w.say("  after a CHECKPOINT and a second ingest: %.1f MB held back", h.AfterCheckpointMB)
+	return w.holdBackFollowing(ctx, megabytes, h)
+}
+
+// followHoldBack bounds how long the hold-back phase watches `sandstone
+// run --follow` let go of the WAL written outside the publication.
+const followHoldBack = 45 * time.Second
+
+// holdBackFollowing writes megabytes outside the publication again while
+// `sandstone run --follow` runs, and measures how long until the slot
+// holds back less than 16 MB (the background writer logs the running
+// transactions every 15 s, and the slot lets go once it has decoded one),
+// and what it holds then: at most followHoldBack.
+func (w *walRun) holdBackFollowing(ctx context.Context, megabytes int, h *HoldBack) error {
+	w.say("  the same while sandstone run --capture wal --follow runs ...")
+	bg, err := startRun(ctx, w.c, freshnessPlan{interval: time.Minute, follow: true,
+		logPath: filepath.Join(w.dir, "hold-back-run.log")})
+	if err != nil {
+		return err
+	}
+	defer bg.closeLog()
+	if _, err := w.writeOutside(ctx, megabytes); err != nil {
+		return errors.Join(err, bg.stop(&Freshness{}))
+	}
+	written := time.Now()
+	for {
+		if h.FollowMB, _, _, err = w.slotLag(ctx); err != nil || h.FollowMB < 16 || time.Since(written) > followHoldBack {
+			break
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	h.FollowSeconds = time.Since(written).Seconds()
+	if err := errors.Join(err, bg.stop(&Freshness{})); err != nil {
+		return fmt.Errorf("bench: hold-back while following: %w", err)
+	}
+	w.say("  following: %.1f MB held back %.1fs after the write", h.FollowMB, h.FollowSeconds)
 	return nil
+}
+
+// writeOutside writes at least megabytes of WAL to outsideTable, and
+// returns how many it wrote.
+func (w *walRun) writeOutside(ctx context.Context, megabytes int) (float64, error) {
+	var written float64
+	err := withConn(ctx, w.cfg.SourceURL, func(conn *pgx.Conn) error {
+		if _, err := conn.Exec(ctx, "CREATE TABLE IF NOT EXISTS "+ident(outsideTable)+" (id bigserial PRIMARY KEY, pad text)"); err != nil {
+			return err
+		}
+		var start string
+		if err := conn.QueryRow(ctx, "SELECT pg_current_wal_lsn()::text").Scan(&start); err != nil {
+			return err
+		}
+		for written < float64(megabytes) {
+			if _, err := conn.Exec(ctx, "INSERT INTO "+ident(outsideTable)+" (pad) SELECT repeat(md5(g::text), 16) FROM generate_series(1, 2000) g"); err != nil {
+				return err
+			}
+			if err := conn.QueryRow(ctx, "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), $1::pg_lsn) / 1048576", start).Scan(&written); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return written, fmt.Errorf("bench: write outside the publication: %w", err)
+	}
+	return written, nil
 }
 
 // slotLag reads the WAL the pipeline's slot holds back from its

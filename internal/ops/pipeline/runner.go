@@ -81,12 +81,17 @@ func (r *Runner) logger() *slog.Logger {
 // the stage under way stops after its batch under way and no further stage
 // starts, which is no failure.
 func (r *Runner) Cycle(ctx context.Context) ([]Report, error) {
+	return r.cycle(ctx, r.Stages, nil)
+}
+
+// cycle runs stages once, in order, as Cycle does; failed names the stages
+// that failed before them.
+func (r *Runner) cycle(ctx context.Context, stages []Stage, failed []string) ([]Report, error) {
 	var reports []Report
 	var errs []error
-	var failed []string
-	for i, s := range r.Stages {
+	for i, s := range stages {
 		if lake.Stopped(r.Stop) && ctx.Err() == nil {
-			r.logger().Info("stopped as asked; the stages left are not started", "not_started", names(r.Stages[i:]))
+			r.logger().Info("stopped as asked; the stages left are not started", "not_started", names(stages[i:]))
 			break
 		}
 		if ctx.Err() != nil {
@@ -205,12 +210,7 @@ func names(stages []Stage) []string {
 
 // level is the level of the start and end lines: Debug when a printer
 // already tells each result (Quiet), Info otherwise.
-func (r *Runner) level() slog.Level {
-	if r.Quiet {
-		return slog.LevelDebug
-	}
-	return slog.LevelInfo
-}
+func (r *Runner) level() slog.Level { return logging.Level(r.Quiet) }
 
 // Loop runs a cycle now and then every interval until ctx ends or Stop is
 // closed; it returns nil when stopped so. Failed cycles do not stop it.

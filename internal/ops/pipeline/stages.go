@@ -46,6 +46,8 @@ type Pipeline struct {
 	// Quiet logs each batch a stage lands at Debug: for a terminal, where
 	// the caller prints the stage's result (Runner.Quiet).
 	Quiet bool
+
+	follower *ingest.Follower // FollowStages' ingest
 }
 
 // Open opens the buckets cfg names: both, as the CLI's run, status and
@@ -124,8 +126,12 @@ func openProcessed(ctx context.Context, url string, readOnly bool) (*lake.Bucket
 	return b, err
 }
 
-// Close closes the buckets that are open.
+// Close ends the following ingest's connections (FollowStages) and closes
+// the buckets that are open.
 func (p *Pipeline) Close() error {
+	if p.follower != nil {
+		p.follower.Close()
+	}
 	var errs []error
 	for _, b := range []*lake.Bucket{p.Ingest, p.Processed} {
 		if b != nil {
@@ -200,11 +206,7 @@ func (p *Pipeline) ingest(ctx context.Context, run Run) (Report, error) {
 			return rep, nil
 		}
 		began := time.Now()
-		res, err := ingest.Run(ctx, ingest.Options{SourceURL: p.Config.SourceURL, Bucket: p.Ingest,
-			Lookback: p.Config.Lookback, Logger: p.logger(run), RunID: run.ID, MaxBatchRows: p.Config.MaxBatchRows,
-			Progress: p.meter(Ingest, run), Quiet: p.Quiet,
-			Capture: p.Config.Capture, Slot: p.Config.Slot, Publication: p.Config.Publication, Resnapshot: p.Config.Resnapshot,
-			Deadline: p.Deadline, Stop: run.Stop})
+		res, err := ingest.Run(ctx, p.ingestOptions(run))
 		rep.Duration, rep.Skew = time.Since(start), res.Skew
 		if err != nil {
 			return rep, err
@@ -214,19 +216,7 @@ func (p *Pipeline) ingest(ctx context.Context, run Run) (Report, error) {
 			return rep, nil
 		}
 		rep.SnapshotAt = began // every change before it is in the bucket, once !res.More
-		if res.Sequence != 0 {
-			rep.Batches = append(rep.Batches, res.Batch)
-			for t, n := range res.Rows {
-				rep.Rows[t] += n
-			}
-			if rep.Bytes == nil {
-				rep.Bytes = map[string]int64{}
-			}
-			rep.Bytes["all"] += res.Bytes
-			if res.SourceNewest.After(rep.SourceNewest) {
-				rep.SourceNewest = res.SourceNewest
-			}
-		}
+		rep.add(res)
 		longest = max(longest, time.Since(began))
 		switch {
 		case !res.More && len(rep.Batches) == 0:
@@ -242,6 +232,76 @@ func (p *Pipeline) ingest(ctx context.Context, run Run) (Report, error) {
 	}
 }
 
+// ingestOptions are the options of ingest's run.
+func (p *Pipeline) ingestOptions(run Run) ingest.Options {
+	return ingest.Options{SourceURL: p.Config.SourceURL, Bucket: p.Ingest,
+		Lookback: p.Config.Lookback, Logger: p.logger(run), RunID: run.ID, MaxBatchRows: p.Config.MaxBatchRows,
+		Progress: p.meter(Ingest, run), Quiet: p.Quiet,
+		Capture: p.Config.Capture, Slot: p.Config.Slot, Publication: p.Config.Publication, Resnapshot: p.Config.Resnapshot,
+		Deadline: p.Deadline, Stop: run.Stop}
+}
+
+// add counts the batch res landed, if any.
+func (r *Report) add(res ingest.Result) {
+	if res.Sequence == 0 {
+		return
+	}
+	r.Batches = append(r.Batches, res.Batch)
+	for t, n := range res.Rows {
+		r.Rows[t] += n
+	}
+	if r.Bytes == nil {
+		r.Bytes = map[string]int64{}
+	}
+	r.Bytes["all"] += res.Bytes
+	if res.SourceNewest.After(r.SourceNewest) {
+		r.SourceNewest = res.SourceNewest
+	}
+}
+
+// FollowWait is how long a run of the following ingest (FollowStages)
+// waits for a change before it ends having landed nothing.
+const FollowWait = 30 * time.Second
+
+// FollowStages returns ingest, transform and load, in order, where ingest
+// follows the source (wal capture): each of its runs lands the next batch
+// of what commits, on a replication connection kept open from run to run,
+// waiting up to FollowWait for it (Runner.Follow). Close ends the
+// connection.
+func (p *Pipeline) FollowStages() []Stage {
+	if p.follower == nil {
+		p.follower = &ingest.Follower{}
+	}
+	return []Stage{{Ingest, p.follow}, {Transform, p.transform}, {Load, p.load}}
+}
+
+// follow lands the next batch of what commits on the source.
+func (p *Pipeline) follow(ctx context.Context, run Run) (Report, error) {
+	if err := need(Ingest, p.Ingest); err != nil {
+		return Report{}, err
+	}
+	start := time.Now()
+	res, err := p.follower.Next(ctx, p.ingestOptions(run), FollowWait)
+	rep := Report{RunID: run.ID, Rows: map[string]int64{}, Duration: time.Since(start)}
+	rep.Skew = res.Skew
+	switch {
+	case err != nil:
+		return rep, err
+	case res.Conflict:
+		rep.Note = "another run committed the batch first; nothing written"
+		return rep, nil
+	case !res.More:
+		rep.SnapshotAt = start // at least what committed before it is in the bucket
+	}
+	rep.add(res)
+	if len(rep.Batches) == 0 {
+		rep.Note = "nothing new"
+	} else {
+		rep.Duration = res.Duration // the batch's, not the wait for it
+	}
+	return rep, nil
+}
+
 func (p *Pipeline) transform(ctx context.Context, run Run) (Report, error) {
 	if err := need(Transform, p.Ingest, p.Processed); err != nil {
 		return Report{}, err
@@ -249,7 +309,7 @@ func (p *Pipeline) transform(ctx context.Context, run Run) (Report, error) {
 	start := time.Now()
 	res, err := transform.Run(ctx, transform.Options{Ingest: p.Ingest, Processed: p.Processed,
 		Logger: p.logger(run), Deadline: p.Deadline, Stop: run.Stop, RunID: run.ID,
-		Progress: p.meter(Transform, run)})
+		Progress: p.meter(Transform, run), Quiet: p.Quiet})
 	rep := Report{RunID: res.RunID, Rows: map[string]int64{}, Duration: time.Since(start)}
 	for _, b := range res.Batches {
 		rep.Batches = append(rep.Batches, b.Batch)
@@ -298,7 +358,7 @@ func (p *Pipeline) load(ctx context.Context, run Run) (Report, error) {
 	}
 	defer func() { _ = wh.Close(context.WithoutCancel(ctx)) }()
 	res, err := wh.Load(ctx, warehouse.Options{Processed: p.Processed, Logger: p.stageLog(Load, run),
-		Deadline: p.Deadline, Stop: run.Stop, Progress: p.meter(Load, run)})
+		Deadline: p.Deadline, Stop: run.Stop, Progress: p.meter(Load, run), Quiet: p.Quiet})
 	rep := Report{RunID: run.ID, Rows: map[string]int64{}, Duration: time.Since(start),
 		LoadReport: LoadReport{Skipped: len(res.Skipped), Pending: res.Pending}}
 	for _, b := range res.Batches {

@@ -33,8 +33,10 @@ type capture struct {
 	last *lake.Manifest
 	src  *pgx.Conn      // a plain connection: catalogue, slot, clock
 	rep  *pgconn.PgConn // the replication connection
-	sys  pglogrepl.IdentifySystemResult
-	plan *capturePlan // what preflight found
+	// streaming is set while rep streams the slot.
+	streaming bool
+	sys       pglogrepl.IdentifySystemResult
+	plan      *capturePlan // what preflight found
 }
 
 // runCapture lands the next batch by log-based capture: the first run (or
@@ -43,31 +45,56 @@ type capture struct {
 // does not hold yet; every later run streams from the slot what committed
 // after the lake's last batch.
 func runCapture(ctx context.Context, opts Options, log *slog.Logger, res Result) (Result, error) {
-	c := &capture{opts: opts, log: log, start: time.Now()}
-	var err error
-	if c.prevSeq, c.prev, err = LoadState(ctx, opts.Bucket); err == nil {
-		c.last, err = lastRead(ctx, opts.Bucket, c.prevSeq)
-	}
+	c, starting, err := openCapture(ctx, opts, log)
 	if err != nil {
-		return res, errkind.Wrap(errkind.BucketReadFailed, fmt.Errorf("ingest: %w", err))
-	}
-	if err := c.connect(ctx); err != nil {
 		return res, err
 	}
 	defer c.close()
-	starting := c.last == nil || c.last.Capture == nil || c.last.Capture.Snapshot && !c.last.Capture.SnapshotDone || opts.Resnapshot
-	if c.plan, err = preflight(ctx, c.src, opts.Slot, opts.Publication, starting); err != nil {
-		return res, err
-	}
-	// Only now, once preflight has told a role without REPLICATION all it
-	// lacks: such a role cannot open this connection.
-	if err := c.replicate(ctx, c.src.Config()); err != nil {
-		return res, err
-	}
 	if starting {
 		return c.snapshot(ctx, res)
 	}
-	return c.stream(ctx, res)
+	s, err := c.newStream(ctx)
+	if err != nil {
+		return res, err
+	}
+	return c.streamBatch(ctx, s, res, true)
+}
+
+// openCapture reads the lake's state, connects to the source and runs the
+// preflight; starting says that the run lands a slot's snapshot rather
+// than streaming. The capture is the caller's to close.
+func openCapture(ctx context.Context, opts Options, log *slog.Logger) (c *capture, starting bool, err error) {
+	c = &capture{opts: opts, log: log, start: time.Now()}
+	if err := c.reload(ctx); err != nil {
+		return nil, false, err
+	}
+	if err := c.connect(ctx); err != nil {
+		return nil, false, err
+	}
+	starting = c.last == nil || c.last.Capture == nil || c.last.Capture.Snapshot && !c.last.Capture.SnapshotDone || opts.Resnapshot
+	if c.plan, err = preflight(ctx, c.src, opts.Slot, opts.Publication, starting); err == nil {
+		// Only now, once preflight has told a role without REPLICATION all
+		// it lacks: such a role cannot open this connection.
+		err = c.replicate(ctx, c.src.Config())
+	}
+	if err != nil {
+		c.close()
+		return nil, false, err
+	}
+	return c, starting, nil
+}
+
+// reload reads the lake's newest state and the newest batch that is not a
+// repair.
+func (c *capture) reload(ctx context.Context) error {
+	var err error
+	if c.prevSeq, c.prev, err = LoadState(ctx, c.opts.Bucket); err == nil {
+		c.last, err = lastRead(ctx, c.opts.Bucket, c.prevSeq)
+	}
+	if err != nil {
+		return errkind.Wrap(errkind.BucketReadFailed, fmt.Errorf("ingest: %w", err))
+	}
+	return nil
 }
 
 // lastRead is the newest batch from seq back that is not a repair (which
@@ -125,7 +152,7 @@ func (c *capture) closeReplication() {
 	bg := context.Background()
 	pid := c.rep.PID()
 	_ = c.rep.Close(bg)
-	c.rep = nil
+	c.rep, c.streaming = nil, false
 	if c.src == nil || c.src.IsClosed() {
 		return
 	}
@@ -242,31 +269,53 @@ func (r snapshotRead) read(ctx context.Context, l *landing) (batchRead, error) {
 	return b, err
 }
 
-// stream lands what committed after the lake's last batch, from the slot,
-// once it has checked that the slot still holds all of it.
-func (c *capture) stream(ctx context.Context, res Result) (Result, error) {
+// newStream is the reader of what committed after the lake's last batch,
+// once it has checked that the slot still holds all of it, up to where the
+// source's WAL is flushed now.
+func (c *capture) newStream(ctx context.Context) (*stream, error) {
 	from := c.last.Capture.End
 	if err := c.holdsFrom(from); err != nil {
-		return res, c.movedOn(ctx, err)
+		return nil, c.movedOn(ctx, err)
 	}
-	// The run reads what committed before it started: up to where the WAL
-	// is flushed, which the slot can read. A heartbeat committed
-	// synchronously first flushes what asynchronous commits left unflushed.
+	s := &stream{cat: c.src, bucket: c.opts.Bucket, capture: c.captureOf(from), maxRows: c.opts.MaxBatchRows,
+		quietMax: c.opts.quietBytes, lookback: c.opts.Lookback, log: c.log, rels: map[uint32]*relation{}, release: true}
+	// A heartbeat committed synchronously first flushes what asynchronous
+	// commits left unflushed.
 	c.heartbeat(ctx)
-	var boundAt time.Time
+	return s, c.bound(ctx, s)
+}
+
+// bound has s read what committed before now: up to where the WAL is
+// flushed, which the slot can read; and s goes on from the lake's state.
+func (c *capture) bound(ctx context.Context, s *stream) error {
+	var at time.Time
 	var bound string
-	if err := c.src.QueryRow(ctx, "SELECT now(), pg_catalog.pg_current_wal_flush_lsn()::text").Scan(&boundAt, &bound); err != nil {
-		return res, errkind.Wrap(errkind.SourceUnreachable, fmt.Errorf("read the source's clock: %w", err))
+	var restart *string
+	if err := c.src.QueryRow(ctx, "SELECT now(), pg_catalog.pg_current_wal_flush_lsn()::text, "+
+		"(SELECT restart_lsn::text FROM pg_catalog.pg_replication_slots WHERE slot_name = $1)", c.opts.Slot).Scan(&at, &bound, &restart); err != nil {
+		return errkind.Wrap(errkind.SourceUnreachable, fmt.Errorf("read the source's clock: %w", err))
 	}
 	end, err := lake.ParseLSN(bound)
-	if err != nil {
-		return res, errkind.Wrap(errkind.SourceUnreachable, err)
+	if err == nil && restart != nil {
+		s.restart, err = lake.ParseLSN(*restart)
 	}
-	s := &stream{cat: c.src, bucket: c.opts.Bucket, prevSeq: c.prevSeq, prev: c.prev, capture: c.captureOf(from),
-		bound: end, boundAt: boundAt.UTC(), maxRows: c.opts.MaxBatchRows, quietMax: c.opts.quietBytes, lookback: c.opts.Lookback, log: c.log}
+	if err != nil {
+		return errkind.Wrap(errkind.SourceUnreachable, err)
+	}
+	s.bound, s.boundAt, s.prevSeq, s.prev = end, at.UTC(), c.prevSeq, c.prev
+	return nil
+}
+
+// streamBatch lands s's batch, starting the replication when it is not
+// under way, and confirms it; done ends the replication once confirmed,
+// else the stream goes on to the next batch.
+func (c *capture) streamBatch(ctx context.Context, s *stream, res Result, done bool) (Result, error) {
 	for cuts := 0; ; cuts++ {
-		if err := c.startReplication(ctx, from); err != nil {
-			return res, err
+		if !c.streaming {
+			if err := c.startReplication(ctx, s.capture.Start); err != nil {
+				return res, err
+			}
+			c.streaming = true
 		}
 		s.conn = c.rep
 		r, err := c.landing().land(ctx, s, res)
@@ -276,7 +325,7 @@ func (c *capture) stream(ctx context.Context, res Result) (Result, error) {
 				err = c.opts.afterLand()
 			}
 			if err == nil && !r.Conflict {
-				err = c.confirm(ctx, s, r.Sequence != 0)
+				err = c.confirm(ctx, s, r.Sequence != 0, done)
 			}
 			return r, err
 		}
@@ -347,17 +396,18 @@ func (c *capture) startReplication(ctx context.Context, from lake.LSN) error {
 // confirm tells the slot that the batch landed: the server may let go of
 // the WAL before its end. A run that landed nothing confirms the lake's
 // end, which the slot may lag (a run stopped between landing and
-// confirming).
-func (c *capture) confirm(ctx context.Context, s *stream, landed bool) error {
+// confirming). done ends the stream.
+func (c *capture) confirm(ctx context.Context, s *stream, landed, done bool) error {
 	if landed {
 		s.capture.Start = s.end
 	}
-	if err := s.status(ctx, false); err != nil {
+	if err := s.status(ctx, false); err != nil || !done {
 		return err
 	}
 	// Ends the stream, so that the server takes the status before the
 	// connection goes.
 	_, _ = pglogrepl.SendStandbyCopyDone(ctx, c.rep)
+	c.streaming = false
 	return nil
 }
 

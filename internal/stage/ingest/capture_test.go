@@ -367,6 +367,18 @@ func TestCaptureQuietPublicationDoesNotPinWAL(t *testing.T) {
 	if held >= 16<<20 {
 		t.Errorf("the slot holds back %d bytes of WAL after the run", held)
 	}
+	// The slot lets go of the WAL (restart_lsn) only past a record of the
+	// running transactions, which a CHECKPOINT logs: the next run lands an
+	// empty batch to confirm past it.
+	f.exec("CHECKPOINT")
+	if res := f.run(); res.Sequence != 3 {
+		t.Fatalf("a run after the record: %+v, want an empty batch", res)
+	}
+	kept := pgtest.QueryInt(t, f.url, "SELECT pg_catalog.pg_current_wal_lsn() - restart_lsn FROM pg_catalog.pg_replication_slots WHERE slot_name = $1",
+		config.DefaultSlot(f.url))
+	if kept >= 16<<20 {
+		t.Errorf("the slot keeps %d bytes of WAL on disk after a record of the running transactions and a run", kept)
+	}
 }
 
 func TestDropCapture(t *testing.T) {

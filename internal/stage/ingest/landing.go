@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/sandstone-data/sandstone/internal/base/errkind"
+	"github.com/sandstone-data/sandstone/internal/base/logging"
 	"github.com/sandstone-data/sandstone/internal/base/progress"
 	"github.com/sandstone-data/sandstone/internal/contract/lake"
 	"github.com/sandstone-data/sandstone/internal/contract/totesys"
@@ -119,12 +120,7 @@ func (l *landing) commit(ctx context.Context, m lake.Manifest, next State, res R
 }
 
 // level is the level of the run's result lines: Debug when quiet.
-func (l *landing) level() slog.Level {
-	if l.quiet {
-		return slog.LevelDebug
-	}
-	return slog.LevelInfo
-}
+func (l *landing) level() slog.Level { return logging.Level(l.quiet) }
 
 // write streams a table's rows into its object (see sink). expected is
 // the rows a person may expect (0: unknown). The object is left to the

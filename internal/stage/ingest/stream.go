@@ -54,6 +54,10 @@ type stream struct {
 	cut      lake.LSN
 	maxRows  int64
 	quietMax int64 // Options.quietBytes
+	// restart is the slot's restart_lsn at the bound (0: unknown), and
+	// release lets an empty batch land for it (see finish).
+	restart lake.LSN
+	release bool
 	lookback time.Duration
 	log      *slog.Logger
 	types    *pgtype.Map
@@ -98,7 +102,7 @@ func (e errCut) Error() string { return fmt.Sprintf("batch cut before %s", e.at)
 
 // read lands the batch through l.
 func (s *stream) read(ctx context.Context, l *landing) (b batchRead, err error) {
-	s.rels, s.tables, s.types = map[uint32]*relation{}, map[string]*streamTable{}, pgtype.NewMap()
+	s.tables, s.types = map[string]*streamTable{}, pgtype.NewMap()
 	s.rows, s.txns, s.more, s.end, s.quiet, s.told = 0, 0, false, 0, 0, time.Now()
 	s.tx.active, s.tx.skip, s.last.end = false, false, 0
 	defer func() {
@@ -425,6 +429,12 @@ func (s *stream) finish(l *landing) (batchRead, error) {
 		c.End = s.last.end
 	case s.quiet >= c.Start+lake.LSN(s.quietMax): // #nosec G115 -- a positive size
 		c.End = s.quiet // an empty batch, to confirm the slot past WAL no change of ours is in
+	case s.release && s.quiet > c.Start && s.restart != 0 && s.quiet >= s.restart+lake.LSN(s.quietMax): // #nosec G115 -- a positive size
+		// The slot holds WAL back from a point before the lake's end: it
+		// lets go only once confirmed past a record of the running
+		// transactions that it decoded after that end (PostgreSQL logs one
+		// every 15 s or so), so an empty batch confirms past what it read.
+		c.End = s.quiet
 	}
 	s.end = c.End
 	b.manifest = lake.Manifest{SnapshotAt: b.state.SnapshotAt, Capture: &c}

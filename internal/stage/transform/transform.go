@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/sandstone-data/sandstone/internal/base/errkind"
+	"github.com/sandstone-data/sandstone/internal/base/logging"
 	"github.com/sandstone-data/sandstone/internal/base/progress"
 	"github.com/sandstone-data/sandstone/internal/contract/lake"
 )
@@ -34,6 +35,9 @@ type Options struct {
 	RunID string
 	// Progress reports the rows read per table as they go (nil: none).
 	Progress *progress.Meter
+	// Quiet logs each batch at Debug: for a terminal, where the caller
+	// prints the result, and for `run --follow`, whose batches are many.
+	Quiet bool
 }
 
 // Result tells what a run wrote.
@@ -154,7 +158,7 @@ func Run(ctx context.Context, opts Options) (Result, error) {
 		}
 		res.Batches = append(res.Batches, b.res)
 		longest = max(longest, time.Duration(b.res.Seconds*float64(time.Second)))
-		log.Info("transform wrote batch", "batch", b.res.Batch, "rows", b.res.Total(), "tables", b.res.Rows,
+		log.Log(ctx, logging.Level(opts.Quiet), "transform wrote batch", "batch", b.res.Batch, "rows", b.res.Total(), "tables", b.res.Rows,
 			"rejected", b.res.Rejected, "released", b.res.Released, "parked", b.res.Parked, "seconds", b.res.Seconds)
 	}
 	return res, nil

@@ -37,6 +37,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/sandstone-data/sandstone/internal/base/errkind"
+	"github.com/sandstone-data/sandstone/internal/base/logging"
 	"github.com/sandstone-data/sandstone/internal/base/progress"
 	"github.com/sandstone-data/sandstone/internal/contract/lake"
 )
@@ -58,6 +59,9 @@ type Options struct {
 	Stop <-chan struct{}
 	// Progress reports the rows copied per table as they go (nil: none).
 	Progress *progress.Meter
+	// Quiet logs each batch at Debug: for a terminal, where the caller
+	// prints the result, and for `run --follow`, whose batches are many.
+	Quiet bool
 }
 
 // Result is what one Load did.
@@ -163,7 +167,7 @@ func (w *Warehouse) Load(ctx context.Context, opts Options) (Result, error) {
 		}
 		res.Batches = append(res.Batches, br)
 		longest = max(longest, time.Duration(br.Seconds*float64(time.Second)))
-		log.Info("batch loaded", "batch", br.Batch, "rows", br.Rows, "corrected", br.Corrected, "seconds", br.Seconds)
+		log.Log(ctx, logging.Level(opts.Quiet), "batch loaded", "batch", br.Batch, "rows", br.Rows, "corrected", br.Corrected, "seconds", br.Seconds)
 	}
 	return res, nil
 }
