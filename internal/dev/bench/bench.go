@@ -220,7 +220,7 @@ func Run(ctx context.Context, opts Options) (res Result, err error) {
 		r.res.WAL = r.wal.res
 	}
 	for _, phase := range []func(context.Context) error{r.seed, r.baseline, r.initial, r.walInitial, r.bounded, r.incremental,
-		r.audit, r.floor, r.indexed, r.freshness, r.walFreshness, r.walHoldBack, r.bigTransaction} {
+		r.audit, r.floor, r.indexed, r.freshness, r.walFreshness, r.walFollowCycle, r.walHoldBack, r.bigTransaction} {
 		if err := phase(ctx); err != nil {
 			return r.res, err
 		}

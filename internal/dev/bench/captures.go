@@ -70,6 +70,13 @@ func (r *run) walFreshness(ctx context.Context) error {
 	}, r.opts.WALFreshnessRate)
 }
 
+func (r *run) walFollowCycle(ctx context.Context) error {
+	if r.wal == nil || !r.opts.WALFollow {
+		return nil
+	}
+	return r.wal.followCycle(ctx, r.opts.ChangeFraction, r.opts.FreshnessTimeout)
+}
+
 func (r *run) walHoldBack(ctx context.Context) error {
 	if r.wal == nil || r.opts.HoldBackMB <= 0 {
 		return nil

@@ -54,6 +54,10 @@ type WALResult struct {
 	// binary, ReadRows its messages), its write the fact rows' write.
 	Incremental *Cycle `json:"incremental,omitempty"`
 
+	// FollowCycle is the cycle of the same change under `sandstone run
+	// --follow`.
+	FollowCycle *FollowCycle `json:"follow_cycle,omitempty"`
+
 	// Freshness of `sandstone run --capture wal` while sales orders are
 	// updated at the rate asked (Options.WALFreshnessRate; the rate
 	// achieved is Freshness.Rate).

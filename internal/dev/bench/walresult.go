@@ -32,8 +32,14 @@ func (w *WALResult) evaluate() []Target {
 			fmt.Sprintf("%.2fs, %.2fx (floor %.2fs)", c.Seconds, c.Floor.Ratio, c.Floor.seconds()),
 			c.Seconds > 0 && (c.Seconds < TargetWALCycle.Seconds() || (c.Floor.Ratio > 0 && c.Floor.Ratio <= TargetWALCycleFloorRatio))})
 	}
+	if c := w.FollowCycle; c != nil {
+		ts = append(ts, Target{fmt.Sprintf("wal: the same change while following (%d changed rows)", c.Changes),
+			fmt.Sprintf("< %.1fs or <= %.1fx the floor", TargetWALCycle.Seconds(), TargetWALCycleFloorRatio),
+			fmt.Sprintf("%.2fs, %.2fx", c.Seconds, c.FloorRatio),
+			c.Seconds > 0 && (c.Seconds < TargetWALCycle.Seconds() || (c.FloorRatio > 0 && c.FloorRatio <= TargetWALCycleFloorRatio))})
+	}
 	if f := w.Freshness; f != nil {
-		ts = append(ts, Target{fmt.Sprintf("wal: freshness (run --interval %gs, %.0f/s)", f.IntervalSeconds, f.Rate),
+		ts = append(ts, Target{fmt.Sprintf("wal: freshness (run %s, %.0f/s)", f.how(), f.Rate),
 			fmt.Sprintf("p50 <= %.0fs, p95 <= %.0fs at %d/s, %ds", TargetWALFreshnessP50.Seconds(), TargetWALFreshnessP95.Seconds(),
 				targetWALFreshnessPerSec, targetWALFreshnessEveryS),
 			fmt.Sprintf("p50 %.2fs, p95 %.2fs, %d missing", f.P50Seconds, f.P95Seconds, f.Missing),
@@ -43,6 +49,10 @@ func (w *WALResult) evaluate() []Target {
 		ts = append(ts, Target{fmt.Sprintf("wal: held back after %.0f MB outside", h.WrittenMB),
 			fmt.Sprintf("< %.0f MB after %d MB", TargetWALHoldBackMB, targetWALHoldBackWrittenM),
 			fmt.Sprintf("%.1f MB (%s)", h.RestartLagMB, h.WALStatus), h.RestartLagMB < TargetWALHoldBackMB})
+		if h.FollowSeconds > 0 {
+			ts = append(ts, Target{fmt.Sprintf("wal: held back while following, %.0fs after as much", h.FollowSeconds),
+				fmt.Sprintf("< %.0f MB", TargetWALHoldBackMB), fmt.Sprintf("%.1f MB", h.FollowMB), h.FollowMB < TargetWALHoldBackMB})
+		}
 	}
 	stage, peak := w.peak()
 	ts = append(ts, Target{"wal: peak RSS of every stage", fmt.Sprintf("< %.0f MB", TargetPeakRSSMB),
@@ -71,18 +81,21 @@ func (w *WALResult) write(p func(string, ...any), sourceRows int64) {
 	if c := w.Incremental; c != nil {
 		writeCycle(p, "wal incremental", *c, "PG decodes the slot")
 	}
+	if c := w.FollowCycle; c != nil {
+		p("%-30s %10.2f %14s %12s  (%d changed rows, commit to warehouse under run --follow; %.2fx the floor)", "wal cycle while following", c.Seconds, "", "", c.Changes, c.FloorRatio)
+	}
 	if c := w.BigTransaction; c != nil {
 		writeStages(p, fmt.Sprintf("wal big transaction (%d)", c.Changes), *c)
 	}
 	p("")
 	p("wal initial / baseline: %.2fx", w.InitialRatio)
 	if f := w.Freshness; f != nil {
-		p("wal freshness (run --capture wal --interval %gs, %d changes at %.1f/s, %d seen, %d missing): p50 %.2fs  p95 %.2fs  max %.2fs  (run peak RSS %.1f MB)",
-			f.IntervalSeconds, f.Changes, f.Rate, f.Measured, f.Missing, f.P50Seconds, f.P95Seconds, f.MaxSeconds, f.RunPeakRSSMB)
+		p("wal freshness (run --capture wal %s, %d changes at %.1f/s, %d seen, %d missing): p50 %.2fs  p95 %.2fs  max %.2fs  (run peak RSS %.1f MB)",
+			f.how(), f.Changes, f.Rate, f.Measured, f.Missing, f.P50Seconds, f.P95Seconds, f.MaxSeconds, f.RunPeakRSSMB)
 	}
 	if h := w.HoldBack; h != nil {
-		p("wal hold-back: %.1f MB written outside the publication, one ingest (%.2fs): %.1f MB held back (restart_lsn), %.1f MB unconfirmed, wal_status %s; after a CHECKPOINT and a second ingest %.1f MB",
-			h.WrittenMB, h.RunSeconds, h.RestartLagMB, h.ConfirmedLagMB, h.WALStatus, h.AfterCheckpointMB)
+		p("wal hold-back: %.1f MB written outside the publication, one ingest (%.2fs): %.1f MB held back (restart_lsn), %.1f MB unconfirmed, wal_status %s; after a CHECKPOINT and a second ingest %.1f MB; following, %.1f MB %.1fs after as much again",
+			h.WrittenMB, h.RunSeconds, h.RestartLagMB, h.ConfirmedLagMB, h.WALStatus, h.AfterCheckpointMB, h.FollowMB, h.FollowSeconds)
 	}
 	stages := make([]string, 0, len(w.PeakRSSMB))
 	for s := range w.PeakRSSMB {
@@ -102,4 +115,12 @@ func stageOrder(s string) int {
 		return i
 	}
 	return len(Stages)
+}
+
+// how is how `sandstone run` ran: --follow, or every interval.
+func (f *FreshnessResult) how() string {
+	if f.Follow {
+		return "--follow"
+	}
+	return fmt.Sprintf("--interval %gs", f.IntervalSeconds)
 }
