@@ -34,7 +34,7 @@ func (rf *runFlags) checkFollow() error {
 // sums them up.
 func followWith(runner *pipeline.Runner, p *pipeline.Pipeline, out io.Writer, log *slog.Logger) {
 	runner.Stages, runner.Quiet, p.Quiet = p.FollowStages(), true, true
-	runner.Observers = append(runner.Observers[:1], busyPrinter{printer{out}}, &followLog{log: log, since: time.Now()})
+	runner.Observers = append(runner.Observers[:1], busyPrinter{printer{out}}, &followLog{log: log, every: followEvery, since: time.Now()})
 }
 
 // busyPrinter prints the results of the stage runs that did something.
@@ -49,6 +49,7 @@ func (p busyPrinter) StageDone(ctx context.Context, r pipeline.Report) {
 // followLog sums up the stage runs and logs the sums every followEvery.
 type followLog struct {
 	log   *slog.Logger
+	every time.Duration
 	mu    sync.Mutex
 	since time.Time
 	sum   map[string][2]int64 // batches and rows by stage
@@ -62,7 +63,7 @@ func (f *followLog) StageDone(ctx context.Context, r pipeline.Report) {
 	}
 	s := f.sum[r.Stage]
 	f.sum[r.Stage] = [2]int64{s[0] + int64(len(r.Batches)), s[1] + r.Total()}
-	if time.Since(f.since) < followEvery {
+	if time.Since(f.since) < f.every {
 		return
 	}
 	f.log.Log(ctx, slog.LevelInfo, "following the source", "seconds", time.Since(f.since).Round(time.Second).Seconds(),

@@ -25,10 +25,10 @@ type FollowCycle struct {
 }
 
 // followCycle measures the cycle of a change while `sandstone run
-// --follow` runs.
+// --follow` runs, with no audit beside it.
 func (w *walRun) followCycle(ctx context.Context, fraction float64, timeout time.Duration) error {
 	w.say("WAL cycle while following: sandstone run --capture wal --follow, then %.3g%% of the sales orders and payments changed ...", fraction*100)
-	bg, err := startRun(ctx, w.c, freshnessPlan{interval: time.Minute, follow: true, logPath: filepath.Join(w.dir, "follow-cycle-run.log")})
+	bg, err := startRun(ctx, w.c, freshnessPlan{interval: time.Minute, follow: true, quiet: true, logPath: filepath.Join(w.dir, "follow-cycle-run.log")})
 	if err != nil {
 		return err
 	}

@@ -70,8 +70,9 @@ type freshnessPlan struct {
 	timeout time.Duration
 	// logPath receives the output of `sandstone run`.
 	logPath string
-	// follow runs it with --follow.
-	follow bool
+	// follow runs it with --follow; quiet with no audit beside (a phase
+	// that times one change alone).
+	follow, quiet bool
 }
 
 // factVersion is a warehouse fact table with its serial id and the columns
@@ -177,6 +178,9 @@ func startRun(ctx context.Context, c children, plan freshnessPlan) (*backgroundR
 		"--alert-state", filepath.Join(filepath.Dir(plan.logPath), "alerts.json"), "--retries", "3", "--backoff", "1s"}
 	if plan.follow {
 		args = append(args, "--follow")
+	}
+	if plan.quiet {
+		args = append(args, "--audit-every", "0")
 	}
 	run := c.command(context.WithoutCancel(ctx), args...)
 	run.Stdout, run.Stderr = logFile, logFile

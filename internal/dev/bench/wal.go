@@ -343,7 +343,7 @@ const followHoldBack = 45 * time.Second
 // and what it holds then: at most followHoldBack.
 func (w *walRun) holdBackFollowing(ctx context.Context, megabytes int, h *HoldBack) error {
 	w.say("  the same while sandstone run --capture wal --follow runs ...")
-	bg, err := startRun(ctx, w.c, freshnessPlan{interval: time.Minute, follow: true,
+	bg, err := startRun(ctx, w.c, freshnessPlan{interval: time.Minute, follow: true, quiet: true,
 		logPath: filepath.Join(w.dir, "hold-back-run.log")})
 	if err != nil {
 		return err

@@ -282,7 +282,39 @@ func (c *capture) newStream(ctx context.Context) (*stream, error) {
 	// A heartbeat committed synchronously first flushes what asynchronous
 	// commits left unflushed.
 	c.heartbeat(ctx)
-	return s, c.bound(ctx, s)
+	if err := c.bound(ctx, s); err != nil {
+		return nil, err
+	}
+	if c.plan.ServerVersion < 160000 && s.restart != 0 && s.bound >= s.restart+lake.LSN(s.quietMax) && c.markRunning(ctx) { // #nosec G115 -- a positive size
+		return s, c.bound(ctx, s) // read past the record
+	}
+	return s, nil
+}
+
+// markRunning has a server before version 16 write a record of the running
+// transactions now, for a slot that holds WAL back: the slot lets go of
+// the WAL before such a record once confirmed past it, and the server
+// writes one only every 15 s or so (from version 16 the heartbeat asks for
+// one). Creating a logical slot writes one first thing: a temporary slot,
+// given up within a second, leaves only the record. It reports whether it
+// did; a role or a server that cannot (no slot free) is only logged.
+func (c *capture) markRunning(ctx context.Context) bool {
+	name := fmt.Sprintf("sandstone_mark_%d", c.src.PgConn().PID())
+	_, err := c.src.Exec(ctx, "SET statement_timeout = '1s'")
+	if err == nil {
+		_, err = c.src.Exec(ctx, "SELECT pg_catalog.pg_create_logical_replication_slot($1, 'pgoutput', true)", name)
+		if err == nil {
+			_, err = c.src.Exec(ctx, "SELECT pg_catalog.pg_drop_replication_slot($1)", name)
+		}
+	}
+	if _, rerr := c.src.Exec(ctx, "RESET statement_timeout"); err == nil {
+		err = rerr
+	}
+	if err != nil {
+		c.log.Debug("no record of the running transactions: the slot lets go of WAL at the server's next", "error", err)
+		return false
+	}
+	return true
 }
 
 // bound has s read what committed before now: up to where the WAL is
