@@ -271,7 +271,7 @@ func ReadRows[T any](ctx context.Context, p *ParquetFile, batch int, fn func([]T
 			err = fmt.Errorf("read %s: %v", p.Key, v)
 		}
 	}()
-	r := parquet.NewGenericReader[T](p.file)
+	r := genericReader[T](p.file)
 	defer func() { _ = r.Close() }()
 	type rows struct {
 		buf []T
@@ -331,6 +331,43 @@ func ReadRows[T any](ctx context.Context, p *ParquetFile, batch int, fn func([]T
 	}
 	return nil
 }
+
+// genericReader reads f as T. A file whose first columns are T's, with more
+// after them (a capture batch's columns after the source's), is read as
+// those columns alone, each row straight into T; any other file that is
+// not T's converts every row to T's schema (parquet-go's conversion,
+// several times slower).
+func genericReader[T any](f *parquet.File) *parquet.GenericReader[T] {
+	schema := parquet.SchemaOf(new(T))
+	want, have := schema.Fields(), f.Schema().Fields()
+	if len(want) == 0 || len(want) >= len(have) {
+		return parquet.NewGenericReader[T](f)
+	}
+	for i, w := range want {
+		if w.Name() != have[i].Name() || !w.Leaf() || !parquet.EqualNodes(w, have[i]) {
+			return parquet.NewGenericReader[T](f)
+		}
+	}
+	groups := f.RowGroups()
+	prefix := make([]parquet.RowGroup, len(groups))
+	for i, g := range groups {
+		prefix[i] = prefixRowGroup{RowGroup: g, schema: schema, n: len(want)}
+	}
+	return parquet.NewGenericRowGroupReader[T](parquet.MultiRowGroup(prefix...))
+}
+
+// prefixRowGroup is a row group seen as its first n columns, of schema.
+type prefixRowGroup struct {
+	parquet.RowGroup
+	schema *parquet.Schema
+	n      int
+}
+
+func (g prefixRowGroup) Schema() *parquet.Schema { return g.schema }
+
+func (g prefixRowGroup) ColumnChunks() []parquet.ColumnChunk { return g.RowGroup.ColumnChunks()[:g.n] }
+
+func (g prefixRowGroup) Rows() parquet.Rows { return parquet.NewRowGroupRowReader(g) }
 
 // readInto reads the next rows of r into buf; parquet-go panics on some
 // damaged files, which becomes an error.

@@ -285,7 +285,8 @@ func (c *capture) newStream(ctx context.Context) (*stream, error) {
 	if err := c.bound(ctx, s); err != nil {
 		return nil, err
 	}
-	if c.plan.ServerVersion < 160000 && s.restart != 0 && s.bound >= s.restart+lake.LSN(s.quietMax) && c.markRunning(ctx) { // #nosec G115 -- a positive size
+	if c.plan.ServerVersion < 160000 && s.restart != 0 && s.bound >= s.restart+lake.LSN(s.quietMax) { // #nosec G115 -- a positive size
+		c.markRunning(ctx)
 		return s, c.bound(ctx, s) // read past the record
 	}
 	return s, nil
@@ -296,9 +297,10 @@ func (c *capture) newStream(ctx context.Context) (*stream, error) {
 // the WAL before such a record once confirmed past it, and the server
 // writes one only every 15 s or so (from version 16 the heartbeat asks for
 // one). Creating a logical slot writes one first thing: a temporary slot,
-// given up within a second, leaves only the record. It reports whether it
-// did; a role or a server that cannot (no slot free) is only logged.
-func (c *capture) markRunning(ctx context.Context) bool {
+// given up within a second (it waits for the transactions under way),
+// leaves only the record. A role or a server that cannot (no slot free)
+// is only logged.
+func (c *capture) markRunning(ctx context.Context) {
 	name := fmt.Sprintf("sandstone_mark_%d", c.src.PgConn().PID())
 	_, err := c.src.Exec(ctx, "SET statement_timeout = '1s'")
 	if err == nil {
@@ -311,10 +313,8 @@ func (c *capture) markRunning(ctx context.Context) bool {
 		err = rerr
 	}
 	if err != nil {
-		c.log.Debug("no record of the running transactions: the slot lets go of WAL at the server's next", "error", err)
-		return false
+		c.log.Debug("no record of the running transactions written (or a slot not created after it): the slot lets go of WAL at the server's next", "error", err)
 	}
-	return true
 }
 
 // bound has s read what committed before now: up to where the WAL is

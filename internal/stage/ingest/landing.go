@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
-	"slices"
 	"time"
 
 	"github.com/sandstone-data/sandstone/internal/base/errkind"
@@ -134,10 +133,12 @@ func (l *landing) write(ctx context.Context, table totesys.Table, src *sourceTab
 		}
 	}
 	s := l.sink(ctx, table.Name, src, expected)
+	var stamped [][]byte // the row and the stamp, one buffer for every row
 	for rows.Next() {
 		raw := rows.RawValues()
 		if l.stamp != nil {
-			raw = append(slices.Clip(raw), l.stamp...)
+			stamped = append(append(stamped[:0], raw...), l.stamp...)
+			raw = stamped
 		}
 		if err := s.add(raw); err != nil {
 			s.close()

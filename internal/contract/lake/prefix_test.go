@@ -1,0 +1,88 @@
+package lake
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+)
+
+// TestReadRowsOfAWiderFile: a file with columns after the row type's (a
+// capture batch's) reads as the row type, every value kept, over several
+// row groups; a file whose columns are in another order is converted.
+func TestReadRowsOfAWiderFile(t *testing.T) {
+	t.Parallel()
+	type wide struct {
+		ID   int32     `parquet:"id"`
+		Name *string   `parquet:"name,optional"`
+		At   time.Time `parquet:"at,timestamp(microsecond)"`
+		Op   string    `parquet:"_op"`
+		LSN  int64     `parquet:"_lsn"`
+	}
+	type narrow struct {
+		ID   int32     `parquet:"id"`
+		Name *string   `parquet:"name,optional"`
+		At   time.Time `parquet:"at,timestamp(microsecond)"`
+	}
+	type reordered struct {
+		Name *string `parquet:"name,optional"`
+		ID   int32   `parquet:"id"`
+	}
+	ctx := context.Background()
+	b, err := Open(ctx, "mem://")
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := NewParquetWriter[wide](ctx, b, "t/wide.parquet", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = rowGroupRows + 1000 // two row groups
+	base := time.Date(2026, 12, 7, 0, 0, 0, 0, time.UTC)
+	rows := make([]wide, n)
+	for i := range rows {
+		rows[i] = wide{ID: int32(i), At: base.Add(time.Duration(i) * time.Microsecond), Op: "u", LSN: int64(i)}
+		if i%3 != 0 {
+			s := fmt.Sprint("name ", i)
+			rows[i].Name = &s
+		}
+	}
+	if err := w.Write(rows); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	p, err := OpenParquet(ctx, b, "t/wide.parquet")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	var i int
+	err = ReadRows(ctx, p, 1000, func(got []narrow) error {
+		for _, r := range got {
+			want := rows[i]
+			if r.ID != want.ID || !r.At.Equal(want.At) || (r.Name == nil) != (want.Name == nil) || r.Name != nil && *r.Name != *want.Name {
+				return fmt.Errorf("row %d: %+v, want %+v", i, r, want)
+			}
+			i++
+		}
+		return nil
+	})
+	if err != nil || i != n {
+		t.Fatalf("read %d of %d rows: %v", i, n, err)
+	}
+	i = 0
+	err = ReadRows(ctx, p, 1000, func(got []reordered) error {
+		for _, r := range got {
+			if r.ID != rows[i].ID || (r.Name == nil) != (rows[i].Name == nil) {
+				return fmt.Errorf("row %d: %+v", i, r)
+			}
+			i++
+		}
+		return nil
+	})
+	if err != nil || i != n {
+		t.Fatalf("reordered: read %d of %d rows: %v", i, n, err)
+	}
+}
