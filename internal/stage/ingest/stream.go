@@ -56,8 +56,8 @@ type stream struct {
 	quietMax int64 // Options.quietBytes
 	// restart is the slot's restart_lsn at the bound (0: unknown), and
 	// release lets an empty batch land for it (see finish).
-	restart lake.LSN
-	release bool
+	restart  lake.LSN
+	release  bool
 	lookback time.Duration
 	log      *slog.Logger
 	types    *pgtype.Map
