@@ -275,6 +275,11 @@ func (p *Pipeline) FollowStages() []Stage {
 	return []Stage{{Ingest, p.follow}, {Transform, p.transform}, {Load, p.load}}
 }
 
+// following reports whether the pipeline follows the source
+// (FollowStages): transform and load then log each batch at Debug, as the
+// batches are many.
+func (p *Pipeline) following() bool { return p.follower != nil }
+
 // follow lands the next batch of what commits on the source.
 func (p *Pipeline) follow(ctx context.Context, run Run) (Report, error) {
 	if err := need(Ingest, p.Ingest); err != nil {
@@ -309,7 +314,7 @@ func (p *Pipeline) transform(ctx context.Context, run Run) (Report, error) {
 	start := time.Now()
 	res, err := transform.Run(ctx, transform.Options{Ingest: p.Ingest, Processed: p.Processed,
 		Logger: p.logger(run), Deadline: p.Deadline, Stop: run.Stop, RunID: run.ID,
-		Progress: p.meter(Transform, run), Quiet: p.Quiet})
+		Progress: p.meter(Transform, run), Quiet: p.following()})
 	rep := Report{RunID: res.RunID, Rows: map[string]int64{}, Duration: time.Since(start)}
 	for _, b := range res.Batches {
 		rep.Batches = append(rep.Batches, b.Batch)
@@ -358,7 +363,7 @@ func (p *Pipeline) load(ctx context.Context, run Run) (Report, error) {
 	}
 	defer func() { _ = wh.Close(context.WithoutCancel(ctx)) }()
 	res, err := wh.Load(ctx, warehouse.Options{Processed: p.Processed, Logger: p.stageLog(Load, run),
-		Deadline: p.Deadline, Stop: run.Stop, Progress: p.meter(Load, run), Quiet: p.Quiet})
+		Deadline: p.Deadline, Stop: run.Stop, Progress: p.meter(Load, run), Quiet: p.following()})
 	rep := Report{RunID: run.ID, Rows: map[string]int64{}, Duration: time.Since(start),
 		LoadReport: LoadReport{Skipped: len(res.Skipped), Pending: res.Pending}}
 	for _, b := range res.Batches {

@@ -35,8 +35,8 @@ type Options struct {
 	RunID string
 	// Progress reports the rows read per table as they go (nil: none).
 	Progress *progress.Meter
-	// Quiet logs each batch at Debug: for a terminal, where the caller
-	// prints the result, and for `run --follow`, whose batches are many.
+	// Quiet logs each batch at Debug: for `run --follow`, whose batches
+	// are many.
 	Quiet bool
 }
 
