@@ -38,6 +38,21 @@ func (f *fixture) walSender() int32 {
 	return *pid
 }
 
+// following is a fixture of the small source and its follower, which has
+// landed the slot's snapshot and streams, landing nothing more; the
+// follower is closed when the test ends.
+func following(t *testing.T) (*fixture, *Follower) {
+	f := walFixture(t)
+	smallSource(f)
+	fl := &Follower{}
+	t.Cleanup(fl.Close)
+	f.next(fl, time.Second)
+	if res := f.next(fl, 100*time.Millisecond); res.Sequence != 0 {
+		t.Fatalf("nothing committed, yet it landed %+v", res)
+	}
+	return f, fl
+}
+
 func TestFollowerLandsEachCommitOnOneConnection(t *testing.T) {
 	t.Parallel()
 	f := walFixture(t)
@@ -93,14 +108,7 @@ func TestFollowerLandsEachCommitOnOneConnection(t *testing.T) {
 
 func TestFollowerStartsAgainAfterALostConnection(t *testing.T) {
 	t.Parallel()
-	f := walFixture(t)
-	smallSource(f)
-	fl := &Follower{}
-	defer fl.Close()
-	f.next(fl, time.Second)
-	if res := f.next(fl, 100*time.Millisecond); res.Sequence != 0 { // now streaming
-		t.Fatalf("nothing committed, yet it landed %+v", res)
-	}
+	f, fl := following(t)
 	f.exec("UPDATE sales_order SET units_sold = 301, last_updated = now() WHERE sales_order_id = 1")
 	// The WAL sender goes before the change is landed.
 	pgtest.Exec(t, f.url, "SELECT pg_catalog.pg_terminate_backend(active_pid) FROM pg_catalog.pg_replication_slots WHERE slot_name = $1",
@@ -127,12 +135,7 @@ func TestFollowerStartsAgainAfterALostConnection(t *testing.T) {
 
 func TestFollowerCutsAtASchemaChange(t *testing.T) {
 	t.Parallel()
-	f := walFixture(t)
-	smallSource(f)
-	fl := &Follower{}
-	defer fl.Close()
-	f.next(fl, time.Second)
-	f.next(fl, 100*time.Millisecond)
+	f, fl := following(t)
 	f.exec("UPDATE currency SET currency_code = 'EUR', last_updated = now() WHERE currency_id = 1")
 	f.exec("ALTER TABLE currency ADD COLUMN note text")
 	f.exec("UPDATE currency SET note = 'new', last_updated = now() WHERE currency_id = 1")
@@ -153,12 +156,7 @@ func TestFollowerCutsAtASchemaChange(t *testing.T) {
 
 func TestFollowerRefuses(t *testing.T) {
 	t.Parallel()
-	f := walFixture(t)
-	smallSource(f)
-	fl := &Follower{}
-	defer fl.Close()
-	f.next(fl, time.Second)
-	f.next(fl, 100*time.Millisecond)
+	f, fl := following(t)
 	// Another lake under the same follower: not the lake it landed in.
 	other := f.opts()
 	var err error
