@@ -33,6 +33,7 @@ func TestFollowOutput(t *testing.T) {
 	if logs.Len() != 0 {
 		t.Errorf("summed up before its time: %s", logs.String())
 	}
+	f.StageFailed(ctx, pipeline.Load, "r", nil) // failures alert; they are not summed
 	f.every = 0
 	f.StageDone(ctx, pipeline.Report{Stage: pipeline.Transform, Batches: []string{"000000000007"}, Rows: map[string]int64{"fact_sales_order": 3}})
 	var line map[string]any

@@ -70,7 +70,7 @@ mended at once through the ordinary pipeline (the next cycle transforms and
 loads the repair batch).
 
 With --capture wal, --follow keeps the replication connection open and
-lands each transaction as it commits, a second or so behind the source:
+lands each transaction as it commits, under a second behind the source:
 transform and load take each batch while the next lands, and --interval is
 then only how often they look for work landed by others (an audit's repair)
 and how long a failing ingest waits before it tries again. Each stage's
@@ -81,7 +81,8 @@ cycles: the WAL the slot holds back on the source's disk goes to the
 metrics and the status page and, past $SANDSTONE_SLOT_LAG_ALERT_BYTES (1 GiB by
 default), alerts as a "slot" stage (slot_lag).`,
 		Example: `  sandstone run --source postgres://... --warehouse postgres://... --interval 10m
-  sandstone run --once --log-format text   # one cycle, settings from SANDSTONE_*`,
+  sandstone run --once --log-format text   # one cycle, settings from SANDSTONE_*
+  sandstone run --capture wal --follow     # each change as it commits`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if deprecated {

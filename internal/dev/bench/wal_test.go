@@ -19,7 +19,7 @@ func TestRunWALTiny(t *testing.T) {
 	res, err := Run(context.Background(), Options{
 		Dir: filepath.Join(t.TempDir(), "bench"), SalesOrders: 2000, Captures: []string{"poll", "wal"},
 		FreshnessChanges: -1, BoundedBatchRows: -1, Poll: 50 * time.Millisecond,
-		WALFreshnessChanges: 30, WALFreshnessRate: 30, HoldBackMB: 4, BigTransactionRows: 1500,
+		WALFreshnessChanges: 30, WALFreshnessRate: 30, WALFollow: true, HoldBackMB: 4, BigTransactionRows: 1500,
 		Executable: exe, Progress: &progress,
 	})
 	if err != nil {
@@ -36,10 +36,13 @@ func TestRunWALTiny(t *testing.T) {
 		c.Floor.ReadRows < c.Changes || c.Floor.ReadSeconds <= 0 || c.Floor.Ratio <= 0 {
 		t.Errorf("wal incremental %+v, the poll's changes %d", c, res.IncrementalChanges)
 	}
-	if f := w.Freshness; f == nil || f.Changes < 30 || f.Measured == 0 || f.Missing != 0 || f.Rate <= 0 {
+	if f := w.Freshness; f == nil || !f.Follow || f.Changes < 30 || f.Measured == 0 || f.Missing != 0 || f.Rate <= 0 {
 		t.Errorf("wal freshness %+v", f)
 	}
-	if h := w.HoldBack; h == nil || h.WrittenMB < 4 || h.WALStatus == "" {
+	if c := w.FollowCycle; c == nil || c.Changes == 0 || c.Seconds <= 0 || c.FloorRatio <= 0 {
+		t.Errorf("wal cycle while following %+v", c)
+	}
+	if h := w.HoldBack; h == nil || h.WrittenMB < 4 || h.WALStatus == "" || h.FollowSeconds <= 0 || h.FollowMB >= 16 {
 		t.Errorf("wal hold-back %+v", h)
 	}
 	if c := w.BigTransaction; c == nil || c.Changes != 1500 || c.PeakRSSMB["transform"] <= 0 {
@@ -65,7 +68,7 @@ func TestRunWALTiny(t *testing.T) {
 	if err := json.Unmarshal(js.Bytes(), &obj); err != nil {
 		t.Fatal(err)
 	}
-	for _, k := range []string{"initial_seconds", "initial_ratio", "incremental", "freshness", "hold_back", "big_transaction", "peak_rss_mb"} {
+	for _, k := range []string{"initial_seconds", "initial_ratio", "incremental", "follow_cycle", "freshness", "hold_back", "big_transaction", "peak_rss_mb"} {
 		if _, ok := obj.WAL[k]; !ok {
 			t.Errorf("the JSON's wal has no %q:\n%s", k, js.String())
 		}
@@ -74,7 +77,8 @@ func TestRunWALTiny(t *testing.T) {
 	if err := res.WriteTable(&table); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"wal initial pipeline", "PG decodes the slot", "wal freshness", "wal hold-back", "wal: incremental cycle", "incremental ("} {
+	for _, want := range []string{"wal initial pipeline", "PG decodes the slot", "wal freshness (run --capture wal --follow", "wal hold-back", "wal: incremental cycle",
+		"wal cycle while following", "wal: held back while following", "incremental ("} {
 		if !strings.Contains(table.String(), want) {
 			t.Errorf("the table lacks %q:\n%s", want, table.String())
 		}

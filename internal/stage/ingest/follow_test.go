@@ -181,3 +181,28 @@ func TestFollowerRefuses(t *testing.T) {
 		t.Errorf("stopped: %+v, %v after %s", res, err, time.Since(began))
 	}
 }
+
+// TestEmptyBatch: an empty batch lands past 8 MB of other WAL, or, when
+// allowed, when the slot holds 8 MB back from its restart point and the
+// run read past the lake's end; never for WAL it did not read.
+func TestEmptyBatch(t *testing.T) {
+	const mb = 1 << 20
+	for _, c := range []struct {
+		name                  string
+		start, quiet, restart lake.LSN
+		release               bool
+		want                  bool
+	}{
+		{"8 MB of other WAL", 100 * mb, 108 * mb, 99 * mb, false, true},
+		{"less", 100 * mb, 107 * mb, 100 * mb, true, false},
+		{"the slot holds the burst back", 100 * mb, 100*mb + 200, 30 * mb, true, true},
+		{"but not now", 100 * mb, 100*mb + 200, 30 * mb, false, false},
+		{"nothing read past the lake's end", 100 * mb, 100 * mb, 30 * mb, true, false},
+		{"the restart point unknown", 100 * mb, 100*mb + 200, 0, true, false},
+	} {
+		s := &stream{capture: lake.Capture{Start: c.start}, quiet: c.quiet, restart: c.restart, release: c.release, quietMax: quietBytes}
+		if got := s.emptyBatch(); got != c.want {
+			t.Errorf("%s: %v, want %v", c.name, got, c.want)
+		}
+	}
+}

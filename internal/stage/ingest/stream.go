@@ -424,16 +424,9 @@ func (s *stream) finish(l *landing) (batchRead, error) {
 		b.state.SnapshotAt = s.last.commit
 	}
 	c := s.capture
-	switch {
-	case s.rows > 0:
+	if s.rows > 0 {
 		c.End = s.last.end
-	case s.quiet >= c.Start+lake.LSN(s.quietMax): // #nosec G115 -- a positive size
-		c.End = s.quiet // an empty batch, to confirm the slot past WAL no change of ours is in
-	case s.release && s.quiet > c.Start && s.restart != 0 && s.quiet >= s.restart+lake.LSN(s.quietMax): // #nosec G115 -- a positive size
-		// The slot holds WAL back from a point before the lake's end: it
-		// lets go only once confirmed past a record of the running
-		// transactions that it decoded after that end (PostgreSQL logs one
-		// every 15 s or so), so an empty batch confirms past what it read.
+	} else if s.emptyBatch() {
 		c.End = s.quiet
 	}
 	s.end = c.End
@@ -468,6 +461,24 @@ func (s *stream) finish(l *landing) (batchRead, error) {
 	}
 	b.state.Gone = gone
 	return b, nil
+}
+
+// emptyBatch reports whether a batch with no change lands, to confirm the
+// slot up to where the server stood (quiet): when the WAL it read past
+// the lake's end, which no change of ours is in, reaches the quiet bound;
+// or, when release allows, when the slot holds WAL back that far from its
+// restart point: it lets go of it only once confirmed past a record of the
+// running transactions decoded after that point (PostgreSQL writes one
+// every 15 s or so), which the WAL read may hold.
+func (s *stream) emptyBatch() bool {
+	most := lake.LSN(s.quietMax) // #nosec G115 -- a positive size
+	switch {
+	case s.quiet >= s.capture.Start+most:
+		return true
+	case s.release && s.quiet > s.capture.Start && s.restart != 0:
+		return s.quiet >= s.restart+most
+	}
+	return false
 }
 
 // tombstones records the table's deletes and revivals in the manifest, and
