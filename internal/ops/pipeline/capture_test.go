@@ -6,6 +6,7 @@ import (
 	"maps"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -115,7 +116,46 @@ func collectIDs(t *testing.T, conn *pgx.Conn, sql string, args ...any) []int32 {
 // version's last values; each correction of a row the warehouse held is
 // in the ledger once; the dimensions equal the final source; the
 // deletions hold the ids deleted and not inserted again.
+// TestReplayHistoryInWALMode replays the real history with the wal, in
+// cycles and following (one replication connection for the whole
+// history): every version, correction, delete and revival reaches the
+// warehouse once.
 func TestReplayHistoryInWALMode(t *testing.T) {
+	t.Run("cycles", func(t *testing.T) { replayInWALMode(t, func(cfg config.Config) { cycle(t, cfg) }) })
+	t.Run("following", func(t *testing.T) {
+		var p *Pipeline
+		replayInWALMode(t, func(cfg config.Config) {
+			if p == nil {
+				p = open(t, cfg)
+				p.FollowWait = time.Second // what committed is flushed within it
+			}
+			followed(t, p)
+		})
+	})
+}
+
+// followed lands what committed with p's following ingest, until a run
+// lands nothing, then transforms and loads it.
+func followed(t *testing.T, p *Pipeline) {
+	t.Helper()
+	r := &Runner{Stages: p.FollowStages()}
+	for {
+		rep, err := r.Run(t.Context(), r.Stages[0])
+		if err != nil {
+			t.Fatalf("follow: %v", err)
+		}
+		if len(rep.Batches) == 0 {
+			break
+		}
+	}
+	for _, s := range r.Stages[1:] {
+		if _, err := r.Run(t.Context(), s); err != nil {
+			t.Fatalf("%s: %v", s.Name, err)
+		}
+	}
+}
+
+func replayInWALMode(t *testing.T, step func(config.Config)) {
 	cfg := installWAL(t)
 	src := cfg.SourceURL
 	r := newReplay(t, src, "INCLUDING ALL") // primary keys: the replica identity of updates and deletes
@@ -165,7 +205,7 @@ func TestReplayHistoryInWALMode(t *testing.T) {
 			deleted[revived] = false
 		}
 		r.show()
-		cycle(t, cfg)
+		step(cfg)
 		held = to
 	}
 

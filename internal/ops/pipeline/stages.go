@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -46,6 +47,10 @@ type Pipeline struct {
 	// Quiet logs each batch a stage lands at Debug: for a terminal, where
 	// the caller prints the stage's result (Runner.Quiet).
 	Quiet bool
+
+	// FollowWait is how long a run of the following ingest waits for a
+	// change (FollowStages); DefaultFollowWait when zero.
+	FollowWait time.Duration
 
 	follower *ingest.Follower // FollowStages' ingest
 }
@@ -259,14 +264,15 @@ func (r *Report) add(res ingest.Result) {
 	}
 }
 
-// FollowWait is how long a run of the following ingest (FollowStages)
-// waits for a change before it ends having landed nothing.
-const FollowWait = 30 * time.Second
+// DefaultFollowWait is how long a run of the following ingest
+// (FollowStages) waits for a change before it ends having landed nothing,
+// unless Pipeline.FollowWait says otherwise.
+const DefaultFollowWait = 30 * time.Second
 
 // FollowStages returns ingest, transform and load, in order, where ingest
 // follows the source (wal capture): each of its runs lands the next batch
 // of what commits, on a replication connection kept open from run to run,
-// waiting up to FollowWait for it (Runner.Follow). Close ends the
+// waiting up to Pipeline.FollowWait for it (Runner.Follow). Close ends the
 // connection.
 func (p *Pipeline) FollowStages() []Stage {
 	if p.follower == nil {
@@ -283,7 +289,7 @@ func (p *Pipeline) following() bool { return p.follower != nil }
 // follow lands the next batch of what commits on the source.
 func (p *Pipeline) follow(ctx context.Context, run Run) (Report, error) {
 	start := time.Now()
-	res, err := p.follower.Next(ctx, p.ingestOptions(run), FollowWait)
+	res, err := p.follower.Next(ctx, p.ingestOptions(run), cmp.Or(p.FollowWait, DefaultFollowWait))
 	rep := Report{RunID: run.ID, Rows: map[string]int64{}, Duration: time.Since(start)}
 	rep.Skew = res.Skew
 	switch {
