@@ -51,16 +51,6 @@ func logicalSource(t *testing.T) config.Config {
 // more than once.
 func salesOrderVersions(t *testing.T, url string) (int64, []string) {
 	t.Helper()
-	ctx := context.Background()
-	b, err := lake.Open(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = b.Close() }()
-	seqs, err := b.SeqsAfter(ctx, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
 	type version struct {
 		ID          int32     `parquet:"sales_order_id"`
 		LastUpdated time.Time `parquet:"last_updated,timestamp(microsecond)"`
@@ -68,14 +58,10 @@ func salesOrderVersions(t *testing.T, url string) (int64, []string) {
 	seen := map[version]int{}
 	var n int64
 	var twice []string
-	for _, seq := range seqs {
-		var m lake.Manifest
-		if err := b.ReadManifest(ctx, seq, &m); err != nil {
-			t.Fatal(err)
-		}
+	eachBatch(t, url, func(ctx context.Context, b *lake.Bucket, _ int64, m lake.Manifest) {
 		obj, ok := m.Table("sales_order")
 		if !ok {
-			continue
+			return
 		}
 		if err := lake.ReadParquet(ctx, b, obj.Key, 10000, func(rs []version) error {
 			for _, v := range rs {
@@ -88,7 +74,7 @@ func salesOrderVersions(t *testing.T, url string) (int64, []string) {
 		}); err != nil {
 			t.Fatal(err)
 		}
-	}
+	})
 	return n, twice
 }
 

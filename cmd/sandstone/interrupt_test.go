@@ -122,6 +122,21 @@ func (p *proc) exit(t *testing.T, within time.Duration) int {
 // batches and the rows they hold.
 func landed(t *testing.T, url string) (batches, rows int64) {
 	t.Helper()
+	eachBatch(t, url, func(ctx context.Context, b *lake.Bucket, seq int64, m lake.Manifest) {
+		for _, obj := range m.Tables {
+			if _, err := lake.GetObject(ctx, b, obj); err != nil {
+				t.Fatalf("batch %s: %v", lake.BatchID(seq), err)
+			}
+		}
+		batches, rows = batches+1, rows+m.Rows()
+	})
+	return batches, rows
+}
+
+// eachBatch calls fn with each batch's manifest of the bucket at url, in
+// order.
+func eachBatch(t *testing.T, url string, fn func(ctx context.Context, b *lake.Bucket, seq int64, m lake.Manifest)) {
+	t.Helper()
 	ctx := context.Background()
 	b, err := lake.Open(ctx, url)
 	if err != nil {
@@ -137,14 +152,8 @@ func landed(t *testing.T, url string) (batches, rows int64) {
 		if err := b.ReadManifest(ctx, seq, &m); err != nil {
 			t.Fatal(err)
 		}
-		for _, obj := range m.Tables {
-			if _, err := lake.GetObject(ctx, b, obj); err != nil {
-				t.Fatalf("batch %s: %v", lake.BatchID(seq), err)
-			}
-		}
-		rows += m.Rows()
+		fn(ctx, b, seq, m)
 	}
-	return int64(len(seqs)), rows
 }
 
 // seeded starts a sandbox with a seeded source and returns it and the

@@ -217,7 +217,7 @@ func (p *Pipeline) ingest(ctx context.Context, run Run) (Report, error) {
 			return rep, err
 		}
 		if res.Conflict {
-			rep.Note = "another run committed the batch first; nothing written"
+			rep.Note = conflictNote
 			return rep, nil
 		}
 		rep.SnapshotAt = began // every change before it is in the bucket, once !res.More
@@ -236,6 +236,10 @@ func (p *Pipeline) ingest(ctx context.Context, run Run) (Report, error) {
 		}
 	}
 }
+
+// conflictNote is the note of an ingest that another run beat to its
+// batch.
+const conflictNote = "another run committed the batch first; nothing written"
 
 // ingestOptions are the options of ingest's run.
 func (p *Pipeline) ingestOptions(run Run) ingest.Options {
@@ -296,7 +300,7 @@ func (p *Pipeline) follow(ctx context.Context, run Run) (Report, error) {
 	case err != nil:
 		return rep, err
 	case res.Conflict:
-		rep.Note = "another run committed the batch first; nothing written"
+		rep.Note = conflictNote
 		return rep, nil
 	case !res.More:
 		rep.SnapshotAt = start // at least what committed before it is in the bucket

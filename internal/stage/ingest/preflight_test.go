@@ -146,6 +146,30 @@ func TestPreflightWalLevelReplica(t *testing.T) {
 }
 
 // startServer starts a server of its own for the test, with settings.
+// limitedSlot starts a server whose slots may hold back 1 MB of WAL at
+// most (max_slot_wal_keep_size), and creates the capture slot of its
+// database "totesys", with the totesys schema; it returns both.
+func limitedSlot(t *testing.T) (url, slot string) {
+	t.Helper()
+	srv := startServer(t, map[string]string{"wal_level": "logical", "max_slot_wal_keep_size": "1MB", "max_wal_size": "32MB", "min_wal_size": "32MB"})
+	db, err := srv.CreateDatabase(context.Background(), "totesys")
+	if err != nil {
+		t.Fatal(err)
+	}
+	url, slot = captureSource(t, db)
+	pgtest.Exec(t, url, `SELECT pg_create_logical_replication_slot($1, 'pgoutput')`, slot)
+	return url, slot
+}
+
+// pushWAL writes WAL and has the server remove what it may: past its
+// limit, a slot's WAL goes and the slot is lost.
+func pushWAL(t *testing.T, url string) {
+	t.Helper()
+	pgtest.Exec(t, url, `INSERT INTO currency (currency_code, created_at, last_updated) SELECT 'GBP', now(), now() FROM generate_series(1, 1000)`)
+	pgtest.Exec(t, url, `SELECT pg_switch_wal()`)
+	pgtest.Exec(t, url, `CHECKPOINT`)
+}
+
 func startServer(t *testing.T, settings map[string]string) *pgserver.Server {
 	t.Helper()
 	srv, err := pgserver.Start(context.Background(), pgserver.Options{Settings: settings})
@@ -259,13 +283,7 @@ func itoa(n uint32) string { return strconv.FormatUint(uint64(n), 10) }
 // TestPreflightLostSlot: a slot the server invalidated (it removed WAL
 // the slot needed, past max_slot_wal_keep_size) is a capture gap.
 func TestPreflightLostSlot(t *testing.T) {
-	srv := startServer(t, map[string]string{"wal_level": "logical", "max_slot_wal_keep_size": "1MB", "max_wal_size": "32MB", "min_wal_size": "32MB"})
-	db, err := srv.CreateDatabase(context.Background(), "totesys")
-	if err != nil {
-		t.Fatal(err)
-	}
-	url, slot := captureSource(t, db)
-	pgtest.Exec(t, url, `SELECT pg_create_logical_replication_slot($1, 'pgoutput')`, slot)
+	url, slot := limitedSlot(t)
 	for deadline := time.Now().Add(30 * time.Second); ; {
 		var status string
 		pgtest.Scan(t, url, []any{&status}, `SELECT coalesce(wal_status, '') FROM pg_replication_slots WHERE slot_name = $1`, slot)
@@ -275,11 +293,9 @@ func TestPreflightLostSlot(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatalf("the slot is %s, not lost", status)
 		}
-		pgtest.Exec(t, url, `INSERT INTO currency (currency_code, created_at, last_updated) SELECT 'GBP', now(), now() FROM generate_series(1, 1000)`)
-		pgtest.Exec(t, url, `SELECT pg_switch_wal()`)
-		pgtest.Exec(t, url, `CHECKPOINT`)
+		pushWAL(t, url)
 	}
-	_, err = runPreflight(t, url, slot)
+	_, err := runPreflight(t, url, slot)
 	wantNotReady(t, err, errkind.CaptureGap, "was invalidated", "pg_drop_replication_slot('"+slot+"')", "audit --repair")
 }
 

@@ -44,13 +44,7 @@ func TestSlotLag(t *testing.T) {
 // more WAL it may fall behind, and once the server removed WAL it needed,
 // that it is lost.
 func TestSlotLagLimited(t *testing.T) {
-	srv := startServer(t, map[string]string{"wal_level": "logical", "max_slot_wal_keep_size": "1MB", "max_wal_size": "32MB", "min_wal_size": "32MB"})
-	db, err := srv.CreateDatabase(context.Background(), "totesys")
-	if err != nil {
-		t.Fatal(err)
-	}
-	url, slot := captureSource(t, db)
-	pgtest.Exec(t, url, `SELECT pg_create_logical_replication_slot($1, 'pgoutput')`, slot)
+	url, slot := limitedSlot(t)
 	l, err := SlotLag(context.Background(), url, slot)
 	if err != nil || l == nil || l.SafeWALBytes == nil || *l.SafeWALBytes <= 0 || l.Lost() {
 		t.Fatalf("a new slot under a limit: %+v, %v", l, err)
@@ -59,9 +53,7 @@ func TestSlotLagLimited(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatalf("the slot is not lost: %+v", l)
 		}
-		pgtest.Exec(t, url, `INSERT INTO currency (currency_code, created_at, last_updated) SELECT 'GBP', now(), now() FROM generate_series(1, 1000)`)
-		pgtest.Exec(t, url, `SELECT pg_switch_wal()`)
-		pgtest.Exec(t, url, `CHECKPOINT`)
+		pushWAL(t, url)
 		if l, err = SlotLag(context.Background(), url, slot); err != nil || l == nil {
 			t.Fatalf("%+v, %v", l, err)
 		}
