@@ -86,3 +86,55 @@ func TestReadRowsOfAWiderFile(t *testing.T) {
 		t.Fatalf("reordered: read %d of %d rows: %v", i, n, err)
 	}
 }
+
+// TestReadVersionsStreams: ReadVersions pairs every id with its stamp over
+// several row groups and many pages of each, whose boundaries differ
+// between the two columns (the stamps take twice the ids' bytes).
+func TestReadVersionsStreams(t *testing.T) {
+	t.Parallel()
+	type row struct {
+		ID   int32     `parquet:"id"`
+		Text string    `parquet:"text"`
+		At   time.Time `parquet:"at,timestamp(microsecond)"`
+	}
+	ctx := context.Background()
+	b, err := Open(ctx, "mem://")
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := NewParquetWriter[row](ctx, b, "t/v.parquet", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 2*rowGroupRows + 777
+	base := time.Date(2026, 12, 7, 0, 0, 0, 0, time.UTC)
+	rows := make([]row, n)
+	for i := range rows {
+		// Random-looking values, so that no page compresses to nothing.
+		rows[i] = row{ID: int32(i*7919) % n, Text: fmt.Sprint(i), At: base.Add(time.Duration(i*104729%n) * time.Microsecond)}
+	}
+	if err := w.Write(rows); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	p, err := OpenParquet(ctx, b, "t/v.parquet")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	i := 0
+	err = ReadVersions(p, "id", "at", func(id int32, us int64) {
+		if i < n && (id != rows[i].ID || us != rows[i].At.UnixMicro()) {
+			t.Fatalf("row %d: (%d, %d), want (%d, %d)", i, id, us, rows[i].ID, rows[i].At.UnixMicro())
+		}
+		i++
+	})
+	if err != nil || i != n {
+		t.Fatalf("read %d versions of %d: %v", i, n, err)
+	}
+	if err := ReadVersions(p, "id", "nope", func(int32, int64) {}); err == nil {
+		t.Error("a missing column read without an error")
+	}
+}

@@ -364,26 +364,36 @@ func landedAll(ctx context.Context, b *lake.Bucket, objs []objectRef, table tote
 	g.SetLimit(n)
 	for _, ref := range objs {
 		g.Go(func() error {
-			obj := ref.object(table.Name)
 			type version struct {
 				id int32
 				us int64
 			}
-			var versions []version
-			if err := landed(gctx, b, obj, table, func(id int32, us int64) { versions = append(versions, version{id, us}) }); err != nil {
-				return err
+			// The versions go to ids a few thousand at a time, under the
+			// lock: not a whole object's, which may be the initial load's.
+			versions := make([]version, 0, landedAtOnce)
+			flush := func() {
+				mu.Lock()
+				defer mu.Unlock()
+				for _, v := range versions {
+					ids.setLanded(v.id, v.us)
+				}
+				total += int64(len(versions))
+				versions = versions[:0]
 			}
-			mu.Lock()
-			defer mu.Unlock()
-			for _, v := range versions {
-				ids.setLanded(v.id, v.us)
-			}
-			total += int64(len(versions))
-			return nil
+			err := landed(gctx, b, ref.object(table.Name), table, func(id int32, us int64) {
+				if versions = append(versions, version{id, us}); len(versions) == landedAtOnce {
+					flush()
+				}
+			})
+			flush()
+			return err
 		})
 	}
 	return total, g.Wait()
 }
+
+// landedAtOnce is how many versions a reader of landedAll holds.
+const landedAtOnce = 8192
 
 // landed calls each with every version obj holds, and checks their count
 // against its manifest.

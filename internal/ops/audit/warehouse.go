@@ -400,10 +400,10 @@ func (t *checkedTable) rangeSQL() string {
 }
 
 // factVersions bounds the versions a pass over a fact table holds (16
-// bytes each: 64 MB), unless a test makes passes of a few (passSizes). A
+// bytes each: 32 MB), unless a test makes passes of a few (passSizes). A
 // fact keeps every version of an id, so its ids alone do not bound a pass
 // as its history grows.
-const factVersions = 1 << 22
+const factVersions = 1 << 21
 
 // checkFact merges the sorted versions of objs whose ids lie in p with the
 // fact table's rows, streamed in the same order. Should the pass's

@@ -3,7 +3,9 @@ package ingest
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/url"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -626,5 +628,83 @@ func TestCaptureBadSource(t *testing.T) {
 				t.Errorf("%s, call %d: %v (%s), want %s without the password", c.url, i, err, errkind.Of(err), c.kind)
 			}
 		}
+	}
+}
+
+// TestThePollTakesOverFromSpilledBatches: wal capture keeps the versions
+// it lands out of its state (TableState.Spilled); a poll that takes over
+// reads them back from the lake, so that none of them lands again, and a
+// version capture never saw (stamped within the lookback, committed after
+// capture stopped) lands once, in one batch or in bounded ones.
+func TestThePollTakesOverFromSpilledBatches(t *testing.T) {
+	t.Parallel()
+	for _, bound := range []int64{0, 1} {
+		t.Run(fmt.Sprintf("bound %d", bound), func(t *testing.T) {
+			t.Parallel()
+			w := walFixture(t)
+			smallSource(w)
+			w.run()
+			for id := 2; id <= 4; id++ {
+				w.exec("UPDATE sales_order SET units_sold = $1, last_updated = now() WHERE sales_order_id = 1", id)
+				w.exec(`INSERT INTO sales_order VALUES ($1, now(), now(),1,1,1,5,1.00,1,'2024-01-02','2024-01-03',1)`, id)
+				w.run()
+			}
+			_, st, err := LoadState(context.Background(), w.bucket)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ts := st.Tables["sales_order"]; len(ts.Spilled) == 0 || len(ts.Recent) != 0 {
+				t.Fatalf("capture's state keeps %d versions of sales_order and %d spilled ranges, want none and some", len(ts.Recent), len(ts.Spilled))
+			}
+			w.exec("UPDATE sales_order SET units_sold = 99, last_updated = now() - interval '1 minute' WHERE sales_order_id = 2")
+
+			p := *w
+			p.capture = config.CapturePoll
+			opts := p.opts()
+			opts.MaxBatchRows = bound
+			var landed []totesys.SalesOrder
+			for more := true; more; {
+				res, err := Run(context.Background(), opts)
+				if err != nil {
+					t.Fatal(err)
+				}
+				more = res.More
+				if res.Total() != res.Rows["sales_order"] {
+					t.Fatalf("the poll landed again what capture had: %v", res.Rows)
+				}
+				if res.Sequence != 0 {
+					landed = append(landed, rows[totesys.SalesOrder](t, w.bucket, res.Sequence, "sales_order")...)
+				}
+			}
+			if len(landed) != 1 || landed[0].SalesOrderID != 2 || landed[0].UnitsSold != 99 {
+				t.Fatalf("the poll landed %+v, want sales order 2's late version alone", landed)
+			}
+			// The poll's own state keeps them now: its next run lands only
+			// what is new.
+			if _, st, err = LoadState(context.Background(), w.bucket); err != nil || len(st.Tables["sales_order"].Spilled) != 0 {
+				t.Fatalf("after the poll: %+v, %v", st.Tables["sales_order"], err)
+			}
+			w.exec("UPDATE sales_order SET units_sold = 100, last_updated = now() WHERE sales_order_id = 3")
+			if res := p.run(); res.Total() != 1 {
+				t.Errorf("the poll's next run: %+v", res)
+			}
+		})
+	}
+}
+
+func TestSpill(t *testing.T) {
+	at := time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)
+	var s []Spill
+	s = spill(s, 5, at, 8*time.Minute)
+	s = spill(s, 6, at.Add(30*time.Second), 8*time.Minute) // the same minute
+	s = spill(s, 8, at.Add(-time.Hour), 8*time.Minute)     // an old stamp: a range of its own
+	if want := []Spill{{5, 6, at.Add(30 * time.Second)}, {8, 8, at.Add(-time.Hour)}}; !reflect.DeepEqual(s, want) {
+		t.Fatalf("spill: %+v, want %+v", s, want)
+	}
+	for seq := int64(9); seq < 9+2*maxSpills; seq++ {
+		s = spill(s, seq, at.Add(time.Duration(seq)*time.Hour), 8*time.Minute)
+	}
+	if last := s[len(s)-1]; len(s) != maxSpills || last.To != 8+2*maxSpills || !last.Newest.Equal(at.Add((8+2*maxSpills)*time.Hour)) {
+		t.Errorf("past %d ranges: %d, the last %+v", maxSpills, len(s), last)
 	}
 }

@@ -257,6 +257,11 @@ type TableState struct {
 	// Recent are the versions landed whose last_updated lies after Since,
 	// as [id, last_updated in µs] pairs (packed in the JSON: see Versions).
 	Recent Versions `json:"recent"`
+	// Spilled are ranges of capture batches whose versions stamped after
+	// Since are not in Recent, but in the lake (see spill): wal capture
+	// keeps none, so that its memory and its state stay small whatever a
+	// transaction changes. A poll that takes over reads them back.
+	Spilled []Spill `json:"spilled,omitempty"`
 	// Skew is how far the table's newest last_updated ran ahead of
 	// (positive) or behind (negative) the source's clock beyond the
 	// lookback when rows last landed; zero when within it.
@@ -269,6 +274,15 @@ type TableState struct {
 	// Unindexed, when set, is the table's size (the planner's estimate):
 	// it has no index on last_updated, so every run reads all of it.
 	Unindexed int64 `json:"unindexed_rows,omitempty"`
+}
+
+// Spill is a range of batches, From to To, of which the table's versions
+// stamped after its state's Since are not in Recent; none is stamped after
+// Newest.
+type Spill struct {
+	From   int64     `json:"from"`
+	To     int64     `json:"to"`
+	Newest time.Time `json:"newest"`
 }
 
 // snapshotOf is the source's clock at the snapshot table was last read in.

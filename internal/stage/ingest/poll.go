@@ -106,7 +106,7 @@ func (p *poll) table(ctx context.Context, r *tableRun, rd tableRead, l *landing,
 			b.manifest.SourceNewest = maxTime(b.manifest.SourceNewest, tw.watermark.To)
 		}
 	}
-	ts := r.nextState(rd, lake.BatchID(l.seq))
+	ts := r.nextState(rd, l.seq)
 	r.reportSkew(ts, p.log)
 	if r.adviseIndex(ts, p.whole) {
 		b.advise = append(b.advise, name)

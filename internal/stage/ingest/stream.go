@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"math"
 	"slices"
 	"time"
 
@@ -68,6 +69,7 @@ type stream struct {
 		active, skip bool
 		final        lake.LSN
 		commit       time.Time
+		stamp        [][]byte // a change's capture columns (see change)
 	}
 	rows, txns int64
 	last       struct { // the last transaction landed
@@ -81,13 +83,19 @@ type stream struct {
 	quiet lake.LSN
 	// told is when the server last heard from the stream.
 	told time.Time
+	// readBy is the replication connection's read deadline (see next).
+	readBy  time.Time
+	decoder changeDecoder
+	raw     [][]byte // a change's values, reused
 }
 
 // streamTable is one table's part of the batch.
 type streamTable struct {
-	rel    *relation // the layout of sink's rows
-	sink   *sink
-	landed landedSet
+	rel  *relation // the layout of sink's rows
+	sink *sink
+	// newest is the newest last_updated landed, in µs: the batch's
+	// versions are spilled (see TableState.Spilled).
+	newest int64
 	// final holds, for each id deleted in the batch or before it
 	// (State.Gone), whether its last operation in the batch is a delete.
 	final map[int32]bool
@@ -106,6 +114,11 @@ func (s *stream) read(ctx context.Context, l *landing) (b batchRead, err error) 
 	s.rows, s.txns, s.more, s.end, s.quiet, s.told = 0, 0, false, 0, 0, time.Now()
 	s.tx.active, s.tx.skip, s.last.end = false, false, 0
 	defer func() {
+		// Other reads on the connection wait as their contexts say.
+		s.readBy = time.Time{}
+		if derr := s.conn.Conn().SetReadDeadline(s.readBy); err == nil && derr != nil {
+			err = errkind.Wrap(errkind.SourceUnreachable, fmt.Errorf("slot %s: %w", s.capture.Slot, derr))
+		}
 		if err != nil {
 			for _, t := range s.tables {
 				if t.sink != nil { // nil for a table of deletes only
@@ -135,11 +148,12 @@ func (s *stream) receive(ctx context.Context, l *landing) (bool, error) {
 			return false, err
 		}
 	}
-	rctx, cancel := context.WithTimeout(ctx, idle)
-	msg, err := s.conn.ReceiveMessage(rctx)
-	cancel()
+	msg, err := s.next()
+	if ctx.Err() != nil {
+		err = ctx.Err()
+	}
 	switch {
-	case err != nil && ctx.Err() == nil && pgconn.Timeout(err):
+	case pgconn.Timeout(err):
 		return false, s.status(ctx, true)
 	case err != nil:
 		return false, errkind.Default(errkind.SourceUnreachable, fmt.Errorf("receive from slot %s: %w", s.capture.Slot, err))
@@ -175,6 +189,21 @@ func (s *stream) receive(ctx context.Context, l *landing) (bool, error) {
 	return false, nil
 }
 
+// next reads the next message, waiting at most about idle for it. A
+// context per message, watched by pgconn, costs more than the decoding of
+// a small change: the wait is the connection's read deadline instead, set
+// anew once half of it has passed, and the run's context is looked at
+// between messages (within idle of its end).
+func (s *stream) next() (pgproto3.BackendMessage, error) {
+	if now := time.Now(); now.Add(idle / 2).After(s.readBy) {
+		s.readBy = now.Add(idle)
+		if err := s.conn.Conn().SetReadDeadline(s.readBy); err != nil {
+			return nil, err
+		}
+	}
+	return s.conn.ReceiveMessage(context.Background())
+}
+
 // status tells the server that the slot may be confirmed up to where the
 // lake's last batch ends, never further (what this batch read is not
 // durable yet); ask has it answer at once with where it stands.
@@ -190,6 +219,17 @@ func (s *stream) status(ctx context.Context, ask bool) error {
 
 // message takes one pgoutput message, and reports when the batch is whole.
 func (s *stream) message(ctx context.Context, l *landing, data []byte) (bool, error) {
+	if len(data) > 0 && (data[0] == byte(pglogrepl.MessageTypeInsert) || data[0] == byte(pglogrepl.MessageTypeUpdate)) {
+		relID, tuple, old, err := s.decoder.decode(data)
+		if err != nil {
+			return false, errkind.Wrap(errkind.SourceUnreachable, fmt.Errorf("slot %s: decode: %w", s.capture.Slot, err))
+		}
+		op := lake.OpUpdate
+		if data[0] == byte(pglogrepl.MessageTypeInsert) {
+			op = lake.OpInsert
+		}
+		return false, s.change(ctx, l, relID, op, tuple, old)
+	}
 	m, err := pglogrepl.Parse(data)
 	if err != nil {
 		return false, errkind.Wrap(errkind.SourceUnreachable, fmt.Errorf("slot %s: decode: %w", s.capture.Slot, err))
@@ -204,6 +244,7 @@ func (s *stream) message(ctx context.Context, l *landing, data []byte) (bool, er
 			return true, nil
 		}
 		s.tx.active, s.tx.skip, s.tx.final, s.tx.commit = true, final < s.capture.Start, final, m.CommitTime.UTC()
+		s.tx.stamp = captureValues(lake.OpInsert, final, s.tx.commit)
 	case *pglogrepl.CommitMessage:
 		if !s.tx.skip {
 			s.last.end, s.last.commit = lake.LSN(m.TransactionEndLSN), m.CommitTime.UTC()
@@ -214,10 +255,6 @@ func (s *stream) message(ctx context.Context, l *landing, data []byte) (bool, er
 			s.more = true
 			return true, nil
 		}
-	case *pglogrepl.InsertMessage:
-		return false, s.change(ctx, l, m.RelationID, lake.OpInsert, m.Tuple, nil)
-	case *pglogrepl.UpdateMessage:
-		return false, s.change(ctx, l, m.RelationID, lake.OpUpdate, m.NewTuple, m.OldTuple)
 	case *pglogrepl.DeleteMessage:
 		return false, s.delete(m)
 	case *pglogrepl.TruncateMessage:
@@ -282,7 +319,8 @@ func (s *stream) change(ctx context.Context, l *landing, relID uint32, op string
 		return errkind.Wrap(errkind.SourceUnreachable, fmt.Errorf("slot %s: a change of relation %d before its description", s.capture.Slot, relID))
 	}
 	t := s.table(r)
-	raw := make([][]byte, 0, len(r.src.cols))
+	raw := s.raw[:0]
+	defer func() { s.raw = raw[:0] }()
 	var unchanged []int
 	for j, c := range tuple.Columns {
 		var v []byte
@@ -310,34 +348,24 @@ func (s *stream) change(ctx context.Context, l *landing, relID uint32, op string
 		}
 		raw[j] = v
 	}
-	raw = append(raw, captureValues(op, s.tx.final, s.tx.commit)...)
+	if len(s.tx.stamp) == 0 || string(s.tx.stamp[0]) != op {
+		s.tx.stamp = captureValues(op, s.tx.final, s.tx.commit)
+	}
+	raw = append(raw, s.tx.stamp...)
 	if t.sink == nil {
-		t.rel, t.sink = r, l.sink(ctx, r.table.Name, r.src, 0)
-		t.landed.floor = s.floor(r.table.Name, 0)
+		t.rel, t.sink, t.newest = r, l.sink(ctx, r.table.Name, r.src, 0), math.MinInt64
 	}
 	if err := t.sink.add(raw); err != nil {
 		return fmt.Errorf("ingest %s: %w", r.table.Name, err)
 	}
 	if lu, ok := microsOf(raw[r.src.lastUpdated]); ok {
-		t.landed.raise(s.floor(r.table.Name, lu))
-		t.landed.add(version{id, lu})
+		t.newest = max(t.newest, lu)
 	}
 	if _, ok := t.final[id]; ok {
 		t.final[id] = false
 	}
 	s.rows++
 	return nil
-}
-
-// floor is the lowest last_updated the next poll's window may start at
-// (see nextSince), given a version stamped lu: the versions landed above
-// it are the ones the poll must tell apart, should it take over.
-func (s *stream) floor(table string, lu int64) int64 {
-	wm := lu
-	if ts := s.prev.Tables[table]; ts != nil {
-		wm = max(wm, ts.Watermark.UnixMicro())
-	}
-	return min(s.tx.commit.UnixMicro(), wm) - s.lookback.Microseconds()
 }
 
 // unchanged is the value of column j that an update left unchanged and
@@ -438,7 +466,7 @@ func (s *stream) finish(l *landing) (batchRead, error) {
 	for _, table := range totesys.Tables {
 		t := s.tables[table.Name]
 		r := tableRun{table: table, prev: s.prev.Tables[table.Name], prevSnapshot: s.prev.snapshotOf(table.Name),
-			snapshotAt: b.state.SnapshotAt, lookback: s.lookback, now: l.now}
+			snapshotAt: b.state.SnapshotAt, lookback: s.lookback, now: l.now, spill: true}
 		rd := tableRead{tw: &tableWriter{table: table.Name}}
 		if t != nil && t.sink != nil {
 			if err := t.sink.close(); err != nil {
@@ -448,13 +476,13 @@ func (s *stream) finish(l *landing) (batchRead, error) {
 			if err != nil {
 				return b, fmt.Errorf("ingest %s: %w", table.Name, err)
 			}
-			rd.tw, rd.obj, rd.landed = t.sink.tw, obj, t.landed
+			rd.tw, rd.obj, rd.newest = t.sink.tw, obj, t.newest
 			b.manifest.Tables = append(b.manifest.Tables, obj)
 			if w := rd.tw.watermark; w != nil {
 				b.manifest.SourceNewest = maxTime(b.manifest.SourceNewest, w.To)
 			}
 		}
-		b.state.Tables[table.Name] = r.nextState(rd, lake.BatchID(l.seq))
+		b.state.Tables[table.Name] = r.nextState(rd, l.seq)
 		if t != nil {
 			tombstones(table.Name, t.final, gone, &b.manifest)
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -19,8 +20,15 @@ import (
 type tableRead struct {
 	tw  *tableWriter
 	obj lake.Object
-	// landed are the versions landed that the next window tells apart.
+	// landed are the versions landed that the next window tells apart;
+	// newest, in µs, is the newest landed, when the run spills them (see
+	// tableRun.spill).
 	landed landedSet
+	newest int64
+	// unspilled are the versions of the previous state's spilled batches
+	// that the window tells apart, read back from the lake (see
+	// readSpilled); nil when it read none.
+	unspilled []version
 	// partial is set when the read stopped at the batch's bound with
 	// versions still to land.
 	partial bool
@@ -68,12 +76,15 @@ type tableRun struct {
 	// shared, when set, is what is left of the batch's bound for the
 	// tables read alongside this one: each version landed takes one.
 	shared *atomic.Int64
+	// spill, set by wal capture, keeps the versions landed out of the
+	// state: it records the batch instead (see TableState.Spilled).
+	spill bool
 }
 
 // windowStart is where the table's read starts (exclusive); ok is false
 // when every row is read: the first run, or a table that never landed one.
 func (r *tableRun) windowStart() (start time.Time, ok bool) {
-	if r.prevSnapshot.IsZero() || r.prev == nil || (r.prev.Watermark.IsZero() && len(r.prev.Recent) == 0) {
+	if r.prevSnapshot.IsZero() || r.prev == nil || (r.prev.Watermark.IsZero() && len(r.prev.Recent) == 0 && len(r.prev.Spilled) == 0) {
 		return time.Time{}, false
 	}
 	start = minTime(r.prevSnapshot, r.prev.Watermark).Add(-r.lookback)
@@ -106,6 +117,16 @@ func (r *tableRun) read(ctx context.Context, tx pgx.Tx, l *landing, log *slog.Lo
 		expected = r.expected(ctx, tx)
 	}
 	sel := r.selection(src)
+	unspilled, err := r.readSpilled(ctx, l.bucket, sel)
+	if err != nil {
+		return tableRead{}, err
+	}
+	if r.limit > 0 {
+		// One row past the limit, and past the versions that are skipped,
+		// tells whether the table has more.
+		sel.sql += fmt.Sprintf(" ORDER BY %s LIMIT %d", pgx.Identifier{totesys.LastUpdated}.Sanitize(),
+			r.limit+int64(len(sel.seen))+1)
+	}
 	rows, err := tx.Query(ctx, sel.sql, sel.args...)
 	if err != nil {
 		return tableRead{}, errkind.Wrap(errkind.SourceUnreachable, fmt.Errorf("read: %w", err))
@@ -114,7 +135,49 @@ func (r *tableRun) read(ctx context.Context, tx pgx.Tx, l *landing, log *slog.Lo
 	pr := &pollRows{Rows: rows, r: r, src: src, seen: sel.seen, watermark: sel.watermark}
 	pr.landed.floor = r.nextSince(sel.watermark).UnixMicro()
 	tw, err := l.write(ctx, r.table, src, pr, expected)
-	return tableRead{tw: tw, landed: pr.landed, partial: pr.partial}, err
+	return tableRead{tw: tw, landed: pr.landed, partial: pr.partial, unspilled: unspilled}, err
+}
+
+// readSpilled reads back into sel.seen the versions the window tells apart
+// from the batches the previous state spilled (see TableState.Spilled), and
+// returns them; nil when there are none to read. Only a poll that takes
+// over from capture reads them, once: its own state keeps them in Recent.
+func (r *tableRun) readSpilled(ctx context.Context, b *lake.Bucket, sel selection) ([]version, error) {
+	if sel.seen == nil || len(r.prev.Spilled) == 0 {
+		return nil, nil
+	}
+	start := sel.start.UnixMicro()
+	out := []version{}
+	for _, sp := range r.prev.Spilled {
+		if sp.Newest.UnixMicro() <= start {
+			continue
+		}
+		for seq := sp.From; seq <= sp.To; seq++ {
+			var m lake.Manifest
+			if err := b.ReadManifest(ctx, seq, &m); err != nil {
+				return nil, errkind.Default(errkind.BucketReadFailed, fmt.Errorf("read the versions batch %d landed: %w", seq, err))
+			}
+			obj, ok := m.Table(r.table.Name)
+			if !ok {
+				continue
+			}
+			p, err := lake.OpenObject(ctx, b, obj)
+			if err != nil {
+				return nil, errkind.Default(errkind.BucketReadFailed, fmt.Errorf("read the versions batch %d landed: %w", seq, err))
+			}
+			err = lake.ReadVersions(p, r.table.Key, totesys.LastUpdated, func(id int32, us int64) {
+				if v := (version{id, us}); us > start {
+					sel.seen[v] = struct{}{}
+					out = append(out, v)
+				}
+			})
+			p.Close()
+			if err != nil {
+				return nil, errkind.Default(errkind.BucketReadFailed, fmt.Errorf("read the versions of %s batch %d landed: %w", obj.Key, seq, err))
+			}
+		}
+	}
+	return out, nil
 }
 
 // selection is the query of a table's candidate rows.
@@ -124,13 +187,14 @@ type selection struct {
 	// seen are the versions in the window that landed already: skipped
 	// (nil when every row is read).
 	seen map[version]struct{}
-	// watermark is the newest last_updated landed before this run.
-	watermark time.Time
+	// watermark is the newest last_updated landed before this run, and
+	// start the window's start.
+	watermark, start time.Time
 }
 
 // selection builds the query of the table's candidate rows: the ids of a
 // repair, or those stamped after the window's start (every row the first
-// time), in last_updated order when the read is limited.
+// time); read orders and limits it when the read is limited.
 func (r *tableRun) selection(src *sourceTable) selection {
 	sel := selection{
 		sql:  "SELECT " + src.selectList() + " FROM " + pgx.Identifier{r.table.Name}.Sanitize(),
@@ -150,13 +214,7 @@ func (r *tableRun) selection(src *sourceTable) selection {
 				sel.seen[version{int32(v[0]), v[1]}] = struct{}{} // #nosec G115 -- ids are int4
 			}
 		}
-		sel.watermark = r.prev.Watermark
-	}
-	if r.limit > 0 {
-		// One row past the limit, and past the versions that are skipped,
-		// tells whether the table has more.
-		sel.sql += fmt.Sprintf(" ORDER BY %s LIMIT %d", pgx.Identifier{totesys.LastUpdated}.Sanitize(),
-			r.limit+int64(len(sel.seen))+1)
+		sel.watermark, sel.start = r.prev.Watermark, start
 	}
 	return sel
 }
@@ -265,7 +323,7 @@ func (b *batchBudget) take(n int64) {
 
 // nextState is the table's state after the run: its watermark, and the
 // landed versions the next window needs to tell apart.
-func (r *tableRun) nextState(rd tableRead, batch string) *TableState {
+func (r *tableRun) nextState(rd tableRead, seq int64) *TableState {
 	tw := rd.tw
 	ts := &TableState{}
 	start, windowed := r.windowStart()
@@ -273,7 +331,7 @@ func (r *tableRun) nextState(rd tableRead, batch string) *TableState {
 		ts.Watermark, ts.LandedAt, ts.Batch, ts.Skew = r.prev.Watermark, r.prev.LandedAt, r.prev.Batch, r.prev.Skew
 	}
 	if tw.rows > 0 {
-		ts.LandedAt, ts.Batch = r.now.UTC(), batch
+		ts.LandedAt, ts.Batch = r.now.UTC(), lake.BatchID(seq)
 		if tw.watermark != nil {
 			ts.Watermark = maxTime(ts.Watermark, tw.watermark.To)
 			if !rd.partial { // else the newest stamp landed is not the table's newest
@@ -281,7 +339,7 @@ func (r *tableRun) nextState(rd tableRead, batch string) *TableState {
 			}
 		}
 	}
-	if ts.Watermark.IsZero() && tw.rows == 0 && (r.prev == nil || len(r.prev.Recent) == 0) {
+	if ts.Watermark.IsZero() && tw.rows == 0 && (r.prev == nil || len(r.prev.Recent) == 0 && len(r.prev.Spilled) == 0) {
 		return ts // nothing landed yet: the next run reads every row
 	}
 	// The versions above the window read now were all seen; those at or
@@ -297,13 +355,40 @@ func (r *tableRun) nextState(rd tableRead, batch string) *TableState {
 				ts.Recent = append(ts.Recent, v)
 			}
 		}
+		if rd.unspilled == nil { // else they are read back: Recent keeps them
+			for _, sp := range r.prev.Spilled {
+				if sp.Newest.UnixMicro() > floor {
+					ts.Spilled = append(ts.Spilled, sp)
+				}
+			}
+		}
 	}
-	for _, v := range rd.landed.versions {
+	for _, v := range slices.Concat(rd.unspilled, rd.landed.versions) {
 		if v.us > floor {
 			ts.Recent = append(ts.Recent, [2]int64{int64(v.id), v.us})
 		}
 	}
+	if r.spill && tw.rows > 0 && rd.newest > floor {
+		ts.Spilled = spill(ts.Spilled, seq, time.UnixMicro(rd.newest).UTC(), r.lookback)
+	}
 	return ts
+}
+
+// maxSpills bounds a table's spilled ranges: past it, the last two merge.
+const maxSpills = 32
+
+// spill adds batch seq, whose newest version is stamped newest, to the
+// spilled ranges: to the last one when that holds stamps of the same
+// eighth of the lookback, so that a range goes once its stamps leave the
+// window and a table keeps about nine however many batches land.
+func spill(spills []Spill, seq int64, newest time.Time, lookback time.Duration) []Spill {
+	slot := func(t time.Time) int64 { return t.UnixMicro() / max(lookback.Microseconds()/8, 1) }
+	if n := len(spills); n > 0 && (slot(spills[n-1].Newest) == slot(newest) || n >= maxSpills) {
+		last := &spills[n-1]
+		last.To, last.Newest = seq, maxTime(last.Newest, newest)
+		return spills
+	}
+	return append(spills, Spill{From: seq, To: seq, Newest: newest})
 }
 
 // skew is how far newest, the newest last_updated landed, lies ahead of this
