@@ -9,8 +9,8 @@ import (
 	"github.com/sandstone-data/sandstone/internal/contract/totesys"
 )
 
-// landedVersions reads every (id, last_updated) batch seq landed, per table.
-func landedVersions(t *testing.T, b *lake.Bucket, seq int64) map[string][]version {
+// batchVersions reads every (id, last_updated) batch seq landed, per table.
+func batchVersions(t *testing.T, b *lake.Bucket, seq int64) map[string][]version {
 	t.Helper()
 	var m lake.Manifest
 	if err := b.ReadManifest(context.Background(), seq, &m); err != nil {
@@ -117,7 +117,7 @@ func TestBoundedBatchesLandEveryVersionOnce(t *testing.T) {
 			t.Errorf("batch %d landed %d rows, more than the bound %d", res.Sequence, res.Total(), bound)
 		}
 		if res.Sequence != 0 {
-			for table, vs := range landedVersions(t, f.bucket, res.Sequence) {
+			for table, vs := range batchVersions(t, f.bucket, res.Sequence) {
 				if landed[table] == nil {
 					landed[table] = map[version]int{}
 				}

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -706,5 +708,30 @@ func TestSpill(t *testing.T) {
 	}
 	if last := s[len(s)-1]; len(s) != maxSpills || last.To != 8+2*maxSpills || !last.Newest.Equal(at.Add((8+2*maxSpills)*time.Hour)) {
 		t.Errorf("past %d ranges: %d, the last %+v", maxSpills, len(s), last)
+	}
+}
+
+// TestThePollTakesOverFromALakeMissingAnObject: a spilled batch whose
+// object is gone from the bucket stops the poll that takes over, loudly,
+// rather than landing again what it cannot tell apart.
+func TestThePollTakesOverFromALakeMissingAnObject(t *testing.T) {
+	t.Parallel()
+	w := walFixture(t)
+	smallSource(w)
+	w.run()
+	w.exec("UPDATE sales_order SET units_sold = 7, last_updated = now() WHERE sales_order_id = 1")
+	res := w.run()
+	m := w.manifest(res.Sequence)
+	obj, ok := m.Table("sales_order")
+	if !ok {
+		t.Fatalf("batch %d landed no sales_order", res.Sequence)
+	}
+	if err := os.Remove(filepath.Join(w.dir, filepath.FromSlash(obj.Key))); err != nil {
+		t.Fatal(err)
+	}
+	p := *w
+	p.capture = config.CapturePoll
+	if _, err := Run(context.Background(), p.opts()); errkind.Of(err) != errkind.BucketReadFailed || !strings.Contains(err.Error(), "versions batch") {
+		t.Fatalf("a spilled object gone: %v, want %s naming the batch", err, errkind.BucketReadFailed)
 	}
 }

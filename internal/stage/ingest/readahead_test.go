@@ -47,7 +47,7 @@ func TestReadAheadLandsEachVersionOnceInOrder(t *testing.T) {
 			f := newFixture(t)
 			smallSource(f)
 			f.run()
-			first := landedVersions(t, f.bucket, 1)
+			first := batchVersions(t, f.bucket, 1)
 			changeAcrossTables(f)
 			// pending are, per table, the versions still to land.
 			pending := map[string]map[version]bool{}
@@ -71,7 +71,7 @@ func TestReadAheadLandsEachVersionOnceInOrder(t *testing.T) {
 				if run == 1 && (bound == 0 || bound >= 19) && (res.More || res.Total() != 19) {
 					t.Fatalf("the batch landed %v (more: %v), want all 19 changes", res.Rows, res.More)
 				}
-				for table, vs := range landedVersions(t, f.bucket, res.Sequence) {
+				for table, vs := range batchVersions(t, f.bucket, res.Sequence) {
 					for _, v := range vs {
 						if !pending[table][v] {
 							t.Errorf("run %d landed %s version %v, which was not pending", run, table, v)

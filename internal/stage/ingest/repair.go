@@ -155,24 +155,31 @@ func cloneIDs(ids map[string][]int32) map[string][]int32 {
 // of table holds, read from the object verified against m.
 func newestLanded(ctx context.Context, b *lake.Bucket, m lake.Manifest, table totesys.Table) (map[int32]int64, error) {
 	newest := map[int32]int64{}
-	obj, ok := m.Table(table.Name)
-	if !ok {
-		return newest, nil
-	}
-	p, err := lake.OpenObject(ctx, b, obj)
-	if err != nil {
-		return nil, errkind.Default(errkind.BucketReadFailed, err)
-	}
-	defer p.Close()
-	err = lake.ReadVersions(p, table.Key, totesys.LastUpdated, func(id int32, us int64) {
+	err := landedVersions(ctx, b, m, table, func(id int32, us int64) {
 		if was, ok := newest[id]; !ok || us > was {
 			newest[id] = us
 		}
 	})
-	if err != nil {
-		return nil, errkind.Wrap(errkind.BucketReadFailed, err)
+	return newest, err
+}
+
+// landedVersions streams to fn the (id, last_updated in µs) of every
+// version m's object of table holds (none when it has none), read from
+// the object verified against m.
+func landedVersions(ctx context.Context, b *lake.Bucket, m lake.Manifest, table totesys.Table, fn func(id int32, us int64)) error {
+	obj, ok := m.Table(table.Name)
+	if !ok {
+		return nil
 	}
-	return newest, nil
+	p, err := lake.OpenObject(ctx, b, obj)
+	if err != nil {
+		return errkind.Default(errkind.BucketReadFailed, err)
+	}
+	defer p.Close()
+	if err := lake.ReadVersions(p, table.Key, totesys.LastUpdated, fn); err != nil {
+		return errkind.Wrap(errkind.BucketReadFailed, err)
+	}
+	return nil
 }
 
 // repairRead is LandRepair's reader: the current version of each missing

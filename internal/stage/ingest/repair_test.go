@@ -41,7 +41,7 @@ func (s auditSnapshot) repair(rep Repair) Result {
 // repairedIDs is, per table, the ids of the versions batch seq landed.
 func repairedIDs(t *testing.T, b *lake.Bucket, seq int64) map[string][]int32 {
 	out := map[string][]int32{}
-	for table, vs := range landedVersions(t, b, seq) {
+	for table, vs := range batchVersions(t, b, seq) {
 		for _, v := range vs {
 			out[table] = append(out[table], v.id)
 		}

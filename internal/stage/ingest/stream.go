@@ -56,7 +56,7 @@ type stream struct {
 	maxRows  int64
 	quietMax int64 // Options.quietBytes
 	// restart is the slot's restart_lsn at the bound (0: unknown), and
-	// release lets an empty batch land for it (see finish).
+	// release lets an empty batch land (see emptyBatch).
 	restart  lake.LSN
 	release  bool
 	lookback time.Duration
@@ -492,18 +492,22 @@ func (s *stream) finish(l *landing) (batchRead, error) {
 }
 
 // emptyBatch reports whether a batch with no change lands, to confirm the
-// slot up to where the server stood (quiet): when the WAL it read past
-// the lake's end, which no change of ours is in, reaches the quiet bound;
-// or, when release allows, when the slot holds WAL back that far from its
-// restart point: it lets go of it only once confirmed past a record of the
-// running transactions decoded after that point (PostgreSQL writes one
-// every 15 s or so), which the WAL read may hold.
+// slot up to where the server stood (quiet), when release allows (a
+// follower lands one at most every statusEvery, not one per pass through a
+// large transaction under way): when the WAL it read past the lake's end,
+// which no change of ours is in, reaches the quiet bound; or when the slot
+// holds WAL back that far from its restart point: it lets go of it only
+// once confirmed past a record of the running transactions decoded after
+// that point (PostgreSQL writes one every 15 s or so), which the WAL read
+// may hold.
 func (s *stream) emptyBatch() bool {
 	most := lake.LSN(s.quietMax) // #nosec G115 -- a positive size
 	switch {
+	case !s.release:
+		return false
 	case s.quiet >= s.capture.Start+most:
 		return true
-	case s.release && s.quiet > s.capture.Start && s.restart != 0:
+	case s.quiet > s.capture.Start && s.restart != 0:
 		return s.quiet >= s.restart+most
 	}
 	return false

@@ -154,26 +154,17 @@ func (r *tableRun) readSpilled(ctx context.Context, b *lake.Bucket, sel selectio
 		}
 		for seq := sp.From; seq <= sp.To; seq++ {
 			var m lake.Manifest
-			if err := b.ReadManifest(ctx, seq, &m); err != nil {
-				return nil, errkind.Default(errkind.BucketReadFailed, fmt.Errorf("read the versions batch %d landed: %w", seq, err))
+			err := b.ReadManifest(ctx, seq, &m)
+			if err == nil {
+				err = landedVersions(ctx, b, m, r.table, func(id int32, us int64) {
+					if v := (version{id, us}); us > start {
+						sel.seen[v] = struct{}{}
+						out = append(out, v)
+					}
+				})
 			}
-			obj, ok := m.Table(r.table.Name)
-			if !ok {
-				continue
-			}
-			p, err := lake.OpenObject(ctx, b, obj)
 			if err != nil {
 				return nil, errkind.Default(errkind.BucketReadFailed, fmt.Errorf("read the versions batch %d landed: %w", seq, err))
-			}
-			err = lake.ReadVersions(p, r.table.Key, totesys.LastUpdated, func(id int32, us int64) {
-				if v := (version{id, us}); us > start {
-					sel.seen[v] = struct{}{}
-					out = append(out, v)
-				}
-			})
-			p.Close()
-			if err != nil {
-				return nil, errkind.Default(errkind.BucketReadFailed, fmt.Errorf("read the versions of %s batch %d landed: %w", obj.Key, seq, err))
 			}
 		}
 	}
