@@ -17,30 +17,14 @@ func batchVersions(t *testing.T, b *lake.Bucket, seq int64) map[string][]version
 		t.Fatal(err)
 	}
 	out := map[string][]version{}
-	for _, obj := range m.Tables {
-		table, _ := totesys.Lookup(obj.Table)
-		ids, stamps := readIDsAndStamps(t, b, obj, table)
-		for i := range ids {
-			out[obj.Table] = append(out[obj.Table], version{ids[i], stamps[i]})
+	for _, table := range totesys.Tables {
+		if err := landedVersions(context.Background(), b, m, table, func(id int32, us int64) {
+			out[table.Name] = append(out[table.Name], version{id, us})
+		}); err != nil {
+			t.Fatal(err)
 		}
 	}
 	return out
-}
-
-// readIDsAndStamps reads the key and last_updated columns of one object.
-func readIDsAndStamps(t *testing.T, b *lake.Bucket, obj lake.Object, table totesys.Table) (ids []int32, stamps []int64) {
-	t.Helper()
-	f, err := lake.OpenParquet(context.Background(), b, obj.Key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	if err := lake.ReadVersions(f, table.Key, totesys.LastUpdated, func(id int32, us int64) {
-		ids, stamps = append(ids, id), append(stamps, us)
-	}); err != nil {
-		t.Fatal(err)
-	}
-	return ids, stamps
 }
 
 // sourceVersions reads every (id, last_updated in µs) of the source, per table.
