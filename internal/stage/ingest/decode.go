@@ -81,7 +81,7 @@ func (b *tupleBuf) decode(src []byte) (int, error) {
 			}
 			c.Length = binary.BigEndian.Uint32(src[at:])
 			at += 4
-			if uint64(c.Length) > uint64(len(src)-at) {
+			if int64(c.Length) > int64(len(src)-at) {
 				return 0, fmt.Errorf("column %d of a tuple says %d bytes, %d are left", i+1, c.Length, len(src)-at)
 			}
 			end := at + int(c.Length)
