@@ -2,6 +2,7 @@ package ingest
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -205,5 +206,24 @@ func TestEmptyBatch(t *testing.T) {
 		if got := s.emptyBatch(); got != c.want {
 			t.Errorf("%s: %v, want %v", c.name, got, c.want)
 		}
+	}
+}
+
+// TestFollowerEndsWithItsContext: a follower waiting on the stream ends
+// soon after its context does, with the context's error, and the next
+// batch goes on from the lake as if nothing had happened.
+func TestFollowerEndsWithItsContext(t *testing.T) {
+	t.Parallel()
+	f, fl := following(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	began := time.Now()
+	_, err := fl.Next(ctx, f.opts(), time.Minute)
+	if !errors.Is(err, context.DeadlineExceeded) || time.Since(began) > 5*time.Second {
+		t.Fatalf("a context ended under a waiting follower: %v after %s", err, time.Since(began))
+	}
+	f.exec("UPDATE sales_order SET units_sold = 9, last_updated = now() WHERE sales_order_id = 1")
+	if res := f.next(fl, 5*time.Second); res.Rows["sales_order"] != 1 {
+		t.Fatalf("after the context's end: %+v", res)
 	}
 }
