@@ -340,7 +340,10 @@ func (r *tableRun) nextState(rd tableRead, seq int64) *TableState {
 		ts.Since = maxTime(ts.Since, start)
 	}
 	floor := ts.Since.UnixMicro()
+	// Sized once: a large batch's versions are not copied as they grow.
+	ts.Recent = slices.Grow(ts.Recent, len(rd.unspilled)+len(rd.landed.versions))
 	if r.prev != nil {
+		ts.Recent = slices.Grow(ts.Recent, len(r.prev.Recent))
 		for _, v := range r.prev.Recent {
 			if v[1] > floor {
 				ts.Recent = append(ts.Recent, v)
@@ -354,9 +357,11 @@ func (r *tableRun) nextState(rd tableRead, seq int64) *TableState {
 			}
 		}
 	}
-	for _, v := range slices.Concat(rd.unspilled, rd.landed.versions) {
-		if v.us > floor {
-			ts.Recent = append(ts.Recent, [2]int64{int64(v.id), v.us})
+	for _, vs := range [][]version{rd.unspilled, rd.landed.versions} {
+		for _, v := range vs {
+			if v.us > floor {
+				ts.Recent = append(ts.Recent, [2]int64{int64(v.id), v.us})
+			}
 		}
 	}
 	if r.spill && tw.rows > 0 && rd.newest > floor {
