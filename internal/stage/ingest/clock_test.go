@@ -10,6 +10,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/sandstone-data/sandstone/internal/base/config"
 	"github.com/sandstone-data/sandstone/internal/contract/lake"
 	"github.com/sandstone-data/sandstone/internal/contract/totesys"
 )
@@ -214,5 +215,30 @@ func TestLandedSetStaysSmall(t *testing.T) {
 	// A lookback of five minutes keeps the last 300 s of designs.
 	if n := len(st.Tables["design"].Recent); n < 290 || n > 310 {
 		t.Fatalf("design keeps %d recent versions, want about 300", n)
+	}
+}
+
+// TestCapturedStampsBeyondTime: capture lands stamps beyond time as they
+// are, its state still saves (a spilled range newest at year 9999), and a
+// poll that takes over tells those versions apart.
+func TestCapturedStampsBeyondTime(t *testing.T) {
+	t.Parallel()
+	f := walFixture(t)
+	smallSource(f)
+	f.run()
+	f.exec(`INSERT INTO design VALUES (2, LOCALTIMESTAMP, 'Forever', '/f', 'f', 'infinity');
+		INSERT INTO design VALUES (3, LOCALTIMESTAMP, 'Far', '/f', 'f', '12000-01-01');
+		INSERT INTO design VALUES (4, LOCALTIMESTAMP, 'Never', '/f', 'f', '-infinity')`)
+	if res := f.run(); res.Rows["design"] != 3 {
+		t.Fatalf("captured %v, want the three designs", res.Rows)
+	}
+	if res := f.run(); res.Total() != 0 {
+		t.Fatalf("a rerun landed %v again", res.Rows)
+	}
+	p := *f
+	p.capture = config.CapturePoll
+	f.exec(`INSERT INTO design VALUES (5, LOCALTIMESTAMP, 'New', '/n', 'n', LOCALTIMESTAMP)`)
+	if res := p.run(); res.Total() != 1 || res.Rows["design"] != 1 {
+		t.Fatalf("the poll after capture landed %v, want the new design alone", res.Rows)
 	}
 }

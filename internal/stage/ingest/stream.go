@@ -359,7 +359,9 @@ func (s *stream) change(ctx context.Context, l *landing, relID uint32, op string
 		return fmt.Errorf("ingest %s: %w", r.table.Name, err)
 	}
 	if lu, ok := microsOf(raw[r.src.lastUpdated]); ok {
-		t.newest = max(t.newest, lu)
+		// A stamp beyond time ('infinity', year 12000) as the nearest a
+		// time holds: the state's JSON holds no other.
+		t.newest = max(t.newest, min(max(lu, minMicros), maxMicros))
 	}
 	if _, ok := t.final[id]; ok {
 		t.final[id] = false
