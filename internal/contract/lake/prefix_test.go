@@ -29,14 +29,6 @@ func TestReadRowsOfAWiderFile(t *testing.T) {
 		ID   int32   `parquet:"id"`
 	}
 	ctx := context.Background()
-	b, err := Open(ctx, "mem://")
-	if err != nil {
-		t.Fatal(err)
-	}
-	w, err := NewParquetWriter[wide](ctx, b, "t/wide.parquet", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
 	const n = rowGroupRows + 1000 // two row groups
 	base := time.Date(2026, 12, 7, 0, 0, 0, 0, time.UTC)
 	rows := make([]wide, n)
@@ -47,19 +39,9 @@ func TestReadRowsOfAWiderFile(t *testing.T) {
 			rows[i].Name = &s
 		}
 	}
-	if err := w.Write(rows); err != nil {
-		t.Fatal(err)
-	}
-	if _, _, err := w.Close(); err != nil {
-		t.Fatal(err)
-	}
-	p, err := OpenParquet(ctx, b, "t/wide.parquet")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Close()
+	p := writtenFile(t, rows)
 	var i int
-	err = ReadRows(ctx, p, 1000, func(got []narrow) error {
+	err := ReadRows(ctx, p, 1000, func(got []narrow) error {
 		for _, r := range got {
 			want := rows[i]
 			if r.ID != want.ID || !r.At.Equal(want.At) || (r.Name == nil) != (want.Name == nil) || r.Name != nil && *r.Name != *want.Name {
@@ -97,15 +79,6 @@ func TestReadVersionsStreams(t *testing.T) {
 		Text string    `parquet:"text"`
 		At   time.Time `parquet:"at,timestamp(microsecond)"`
 	}
-	ctx := context.Background()
-	b, err := Open(ctx, "mem://")
-	if err != nil {
-		t.Fatal(err)
-	}
-	w, err := NewParquetWriter[row](ctx, b, "t/v.parquet", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
 	const n = 2*rowGroupRows + 777
 	base := time.Date(2026, 12, 7, 0, 0, 0, 0, time.UTC)
 	rows := make([]row, n)
@@ -113,19 +86,9 @@ func TestReadVersionsStreams(t *testing.T) {
 		// Random-looking values, so that no page compresses to nothing.
 		rows[i] = row{ID: int32(i*7919) % n, Text: fmt.Sprint(i), At: base.Add(time.Duration(i*104729%n) * time.Microsecond)}
 	}
-	if err := w.Write(rows); err != nil {
-		t.Fatal(err)
-	}
-	if _, _, err := w.Close(); err != nil {
-		t.Fatal(err)
-	}
-	p, err := OpenParquet(ctx, b, "t/v.parquet")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Close()
+	p := writtenFile(t, rows)
 	i := 0
-	err = ReadVersions(p, "id", "at", func(id int32, us int64) {
+	err := ReadVersions(p, "id", "at", func(id int32, us int64) {
 		if i < n && (id != rows[i].ID || us != rows[i].At.UnixMicro()) {
 			t.Fatalf("row %d: (%d, %d), want (%d, %d)", i, id, us, rows[i].ID, rows[i].At.UnixMicro())
 		}
@@ -137,4 +100,31 @@ func TestReadVersionsStreams(t *testing.T) {
 	if err := ReadVersions(p, "id", "nope", func(int32, int64) {}); err == nil {
 		t.Error("a missing column read without an error")
 	}
+}
+
+// writtenFile writes rows to an object of a memory bucket and opens it
+// for reading, closed when the test ends.
+func writtenFile[T any](t *testing.T, rows []T) *ParquetFile {
+	t.Helper()
+	ctx := context.Background()
+	b, err := Open(ctx, "mem://")
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := NewParquetWriter[T](ctx, b, "t/x.parquet", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Write(rows); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	p, err := OpenParquet(ctx, b, "t/x.parquet")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.Close)
+	return p
 }
