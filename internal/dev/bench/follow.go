@@ -20,8 +20,11 @@ type FollowCycle struct {
 	Seconds float64 `json:"seconds"`
 	// FloorRatio is Seconds over the wal incremental cycle's floor (the
 	// slot's changes decoded alone plus the fact rows' write, for a
-	// change of the same size); 0 without it.
-	FloorRatio float64 `json:"floor_ratio,omitempty"`
+	// change of the same size); 0 without it. StreamFloorRatio is the
+	// same over the streamed floor (the changes sent to a replication
+	// client, plus the write).
+	FloorRatio       float64 `json:"floor_ratio,omitempty"`
+	StreamFloorRatio float64 `json:"stream_floor_ratio,omitempty"`
 }
 
 // followCycle measures the cycle of a change while `sandstone run
@@ -44,9 +47,13 @@ func (w *walRun) followCycle(ctx context.Context, fraction float64, timeout time
 	}
 	if inc := w.res.Incremental; inc != nil && inc.Floor.seconds() > 0 {
 		c.FloorRatio = c.Seconds / inc.Floor.seconds()
+		if f := inc.Floor; f.StreamSeconds > 0 {
+			c.StreamFloorRatio = c.Seconds / (f.StreamSeconds + f.WriteSeconds)
+		}
 	}
 	w.res.FollowCycle = c
-	w.say("  %d changed rows in the warehouse %.2fs after their commit (%.2fx the wal cycle's floor)", c.Changes, c.Seconds, c.FloorRatio)
+	w.say("  %d changed rows in the warehouse %.2fs after their commit (%.2fx the wal cycle's floor, %.2fx its streamed floor)",
+		c.Changes, c.Seconds, c.FloorRatio, c.StreamFloorRatio)
 	return nil
 }
 

@@ -33,13 +33,14 @@ func TestRunWALTiny(t *testing.T) {
 		t.Errorf("wal initial: %+v", w)
 	}
 	if c := w.Incremental; c == nil || c.Changes != res.IncrementalChanges || c.Changes == 0 || c.Seconds <= 0 ||
-		c.Floor.ReadRows < c.Changes || c.Floor.ReadSeconds <= 0 || c.Floor.Ratio <= 0 {
+		c.Floor.ReadRows < c.Changes || c.Floor.ReadSeconds <= 0 || c.Floor.Ratio <= 0 ||
+		c.Floor.StreamSeconds <= 0 || c.Floor.StreamRatio <= 0 {
 		t.Errorf("wal incremental %+v, the poll's changes %d", c, res.IncrementalChanges)
 	}
 	if f := w.Freshness; f == nil || !f.Follow || f.Changes < 30 || f.Measured == 0 || f.Missing != 0 || f.Rate <= 0 {
 		t.Errorf("wal freshness %+v", f)
 	}
-	if c := w.FollowCycle; c == nil || c.Changes == 0 || c.Seconds <= 0 || c.FloorRatio <= 0 {
+	if c := w.FollowCycle; c == nil || c.Changes == 0 || c.Seconds <= 0 || c.FloorRatio <= 0 || c.StreamFloorRatio <= 0 {
 		t.Errorf("wal cycle while following %+v", c)
 	}
 	if h := w.HoldBack; h == nil || h.WrittenMB < 4 || h.WALStatus == "" || h.FollowSeconds <= 0 || h.FollowMB >= 16 {

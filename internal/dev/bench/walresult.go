@@ -29,14 +29,15 @@ func (w *WALResult) evaluate() []Target {
 	if c := w.Incremental; c != nil {
 		ts = append(ts, Target{fmt.Sprintf("wal: incremental cycle (%d changed rows)", c.Changes),
 			fmt.Sprintf("< %.1fs or <= %.1fx its floor", TargetWALCycle.Seconds(), TargetWALCycleFloorRatio),
-			fmt.Sprintf("%.2fs, %.2fx (floor %.2fs)", c.Seconds, c.Floor.Ratio, c.Floor.seconds()),
-			c.Seconds > 0 && (c.Seconds < TargetWALCycle.Seconds() || (c.Floor.Ratio > 0 && c.Floor.Ratio <= TargetWALCycleFloorRatio))})
+			fmt.Sprintf("%.2fs, %.2fx (floor %.2fs), %.2fx the streamed floor (%.2fs)", c.Seconds, c.Floor.Ratio, c.Floor.seconds(),
+				c.Floor.StreamRatio, c.Floor.StreamSeconds+c.Floor.WriteSeconds),
+			c.Seconds > 0 && (c.Seconds < TargetWALCycle.Seconds() || c.Floor.met())})
 	}
 	if c := w.FollowCycle; c != nil {
 		ts = append(ts, Target{fmt.Sprintf("wal: the same change while following (%d changed rows)", c.Changes),
 			fmt.Sprintf("< %.1fs or <= %.1fx the floor", TargetWALCycle.Seconds(), TargetWALCycleFloorRatio),
-			fmt.Sprintf("%.2fs, %.2fx", c.Seconds, c.FloorRatio),
-			c.Seconds > 0 && (c.Seconds < TargetWALCycle.Seconds() || (c.FloorRatio > 0 && c.FloorRatio <= TargetWALCycleFloorRatio))})
+			fmt.Sprintf("%.2fs, %.2fx, %.2fx the streamed floor", c.Seconds, c.FloorRatio, c.StreamFloorRatio),
+			c.Seconds > 0 && (c.Seconds < TargetWALCycle.Seconds() || withinFloor(c.FloorRatio) || withinFloor(c.StreamFloorRatio))})
 	}
 	if f := w.Freshness; f != nil {
 		ts = append(ts, Target{fmt.Sprintf("wal: freshness (run %s, %.0f/s)", f.how(), f.Rate),

@@ -75,6 +75,9 @@ type Result struct {
 	Pending int
 	// Stopped is set when Load stopped at Options.Stop.
 	Stopped bool
+	// Vacuumed are the tables this run's batches at least doubled, vacuumed
+	// and analyzed after them (see vacuumGrown).
+	Vacuumed []string
 }
 
 // BatchResult is one loaded batch.
@@ -168,6 +171,13 @@ func (w *Warehouse) Load(ctx context.Context, opts Options) (Result, error) {
 		res.Batches = append(res.Batches, br)
 		longest = max(longest, time.Duration(br.Seconds*float64(time.Second)))
 		log.Log(ctx, logging.Level(opts.Quiet), "batch loaded", "batch", br.Batch, "rows", br.Rows, "corrected", br.Corrected, "seconds", br.Seconds)
+	}
+	if len(res.Batches) > 0 && res.Pending == 0 && opts.Deadline.IsZero() && !lake.Stopped(opts.Stop) {
+		// Under a deadline the vacuum is left to autovacuum: its time is
+		// not known beforehand.
+		if res.Vacuumed, err = l.vacuumGrown(ctx, res.Batches); err != nil {
+			return res, errkind.Wrap(errkind.LoadFailed, fmt.Errorf("load: vacuum after the batches: %w", err))
+		}
 	}
 	return res, nil
 }
