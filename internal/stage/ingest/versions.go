@@ -18,14 +18,43 @@ import (
 // order, so most deltas take a byte. States written as arrays are read too.
 type Versions [][2]int64
 
-// versionsFormat is the first byte of the packed form.
-const versionsFormat = 1
+// The first byte of the packed form. Format 2 is format 1 in a table state
+// that has spilled ranges (TableState.Spilled): a sandstone older than
+// them reads only format 1, so it refuses such a state, loudly, rather
+// than miss the versions the ranges stand for and land them again.
+const (
+	versionsFormat        = 1
+	versionsFormatSpilled = 2
+)
 
 // MarshalText packs vs (see Versions), base64-encoded: JSON writes it as
 // a string.
-func (vs Versions) MarshalText() ([]byte, error) {
+func (vs Versions) MarshalText() ([]byte, error) { return vs.pack(versionsFormat), nil }
+
+// spilledVersions are the Versions of a table state with spilled ranges,
+// packed as format 2.
+type spilledVersions Versions
+
+// MarshalText packs vs as format 2 (see versionsFormatSpilled).
+func (vs spilledVersions) MarshalText() ([]byte, error) { return Versions(vs).pack(versionsFormatSpilled), nil }
+
+// MarshalJSON writes ts, its Recent packed as format 2 when it has
+// spilled ranges.
+func (ts TableState) MarshalJSON() ([]byte, error) {
+	type plain TableState
+	if len(ts.Spilled) == 0 {
+		return json.Marshal(plain(ts))
+	}
+	return json.Marshal(struct {
+		plain
+		Recent spilledVersions `json:"recent"` // the shallower field wins
+	}{plain(ts), spilledVersions(ts.Recent)})
+}
+
+// pack is vs packed (see Versions) behind format, base64-encoded.
+func (vs Versions) pack(format byte) []byte {
 	buf := make([]byte, 1, 1+4*len(vs))
-	buf[0] = versionsFormat
+	buf[0] = format
 	var prev uint64
 	for _, v := range vs {
 		us := uint64(v[1])                             // #nosec G115 -- two's complement; the deltas wrap and unwrap alike
@@ -33,7 +62,7 @@ func (vs Versions) MarshalText() ([]byte, error) {
 		buf = binary.AppendVarint(buf, v[0])
 		prev = us
 	}
-	return base64.StdEncoding.AppendEncode(nil, buf), nil
+	return base64.StdEncoding.AppendEncode(nil, buf)
 }
 
 // UnmarshalJSON reads vs packed (see MarshalText), or as an array of pairs,
@@ -56,7 +85,7 @@ func (vs *Versions) UnmarshalJSON(data []byte) error {
 	if err != nil {
 		return fmt.Errorf("recent versions: %w", err)
 	}
-	if len(buf) == 0 || buf[0] != versionsFormat {
+	if len(buf) == 0 || (buf[0] != versionsFormat && buf[0] != versionsFormatSpilled) {
 		return errors.New("recent versions: not in a format this version of sandstone reads")
 	}
 	out := make(Versions, 0, len(buf)/4)

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestVersionsRoundTrip(t *testing.T) {
@@ -50,7 +51,8 @@ func TestVersionsReadsEveryForm(t *testing.T) {
 		{`{"recent": null}`, nil, ""},
 		{`{}`, nil, ""},
 		{`{"recent": "AQ=="}`, Versions{}, ""},
-		{`{"recent": "AgI="}`, nil, "not in a format this version of sandstone reads"},
+		{`{"recent": "Ag=="}`, Versions{}, ""}, // format 2: a state with spilled ranges
+		{`{"recent": "AwI="}`, nil, "not in a format this version of sandstone reads"},
 		{`{"recent": "AYA="}`, nil, "truncated"},
 		{`{"recent": "AQI="}`, nil, "truncated"},
 		{`{"recent": "not base64!"}`, nil, "illegal base64"},
@@ -69,5 +71,46 @@ func TestVersionsReadsEveryForm(t *testing.T) {
 		case !slices.Equal(ts.Recent, tc.want) || (ts.Recent == nil) != (tc.want == nil):
 			t.Errorf("%s: %v, want %v", tc.json, ts.Recent, tc.want)
 		}
+	}
+}
+
+// A state with spilled ranges packs its versions as format 2, which a
+// sandstone older than the ranges refuses (it reads format 1 only); one
+// without stays readable by it.
+func TestSpilledStatesAreRefusedByOlderVersions(t *testing.T) {
+	t.Parallel()
+	vs := Versions{{1, 5}, {2, 9}}
+	spill := []Spill{{From: 3, To: 4, Newest: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}}
+	for _, tc := range []struct {
+		name   string
+		ts     TableState
+		format byte
+	}{
+		{"no spilled ranges", TableState{Recent: vs}, versionsFormat},
+		{"spilled ranges", TableState{Recent: vs, Spilled: spill}, versionsFormatSpilled},
+		{"spilled ranges, no versions", TableState{Spilled: spill}, versionsFormatSpilled},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			data, err := json.Marshal(map[string]*TableState{"sales_order": &tc.ts})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var raw map[string]struct {
+				Recent []byte `json:"recent"` // base64, as encoding/json decodes it
+			}
+			if err := json.Unmarshal(data, &raw); err != nil {
+				t.Fatal(err)
+			}
+			if r := raw["sales_order"].Recent; len(r) == 0 || r[0] != tc.format {
+				t.Fatalf("recent packed as %v, want format %d: %s", r, tc.format, data)
+			}
+			var got map[string]*TableState
+			if err := json.Unmarshal(data, &got); err != nil {
+				t.Fatal(err)
+			}
+			if g := got["sales_order"]; !slices.Equal(g.Recent, tc.ts.Recent) || !slices.Equal(g.Spilled, tc.ts.Spilled) {
+				t.Errorf("round trip: %+v, want %+v", g, tc.ts)
+			}
+		})
 	}
 }

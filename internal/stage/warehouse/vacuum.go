@@ -52,27 +52,79 @@ func (l *loader) grown(ctx context.Context, batches []BatchResult) ([]string, er
 	return tables, nil
 }
 
-// vacuumGrown runs VACUUM (ANALYZE) on each table that batches at least
+// vacuumGrown vacuums, then analyzes, each table that batches at least
 // doubled, returning the tables it vacuumed. The batches are committed
-// already, so a vacuum that fails is logged and the others go on; only a
+// already, so a table that fails is logged and the others go on; only a
 // cancelled context stops it, with its error.
 func (l *loader) vacuumGrown(ctx context.Context, batches []BatchResult) ([]string, error) {
 	tables, err := l.grown(ctx, batches)
-	if err != nil {
+	if err != nil || len(tables) == 0 {
 		return nil, err
 	}
+	start := time.Now()
+	if err := l.flushCommits(ctx); err != nil {
+		return nil, err
+	}
+	// Every vacuum before any analyze: an analyze commits (its statistics)
+	// and, under synchronous_commit = off, the vacuums after it could not
+	// mark rows whose commits share its status page's flush point.
+	vacuumed, err := l.each(ctx, "VACUUM", tables)
+	if err != nil {
+		return vacuumed, err
+	}
+	if _, err := l.each(ctx, "ANALYZE", vacuumed); err != nil {
+		return vacuumed, err
+	}
+	l.log.Info("vacuumed and analyzed the tables the load filled", "tables", vacuumed, "seconds", time.Since(start).Seconds())
+	return vacuumed, nil
+}
+
+// each runs command (VACUUM or ANALYZE) on each table, returning those it
+// ran on; one that fails is logged and left to autovacuum.
+func (l *loader) each(ctx context.Context, command string, tables []string) ([]string, error) {
 	var done []string
 	for _, table := range tables {
-		start := time.Now()
-		if _, err := l.conn.Exec(ctx, "VACUUM (ANALYZE) "+l.s.ident(table)); err != nil {
+		if _, err := l.conn.Exec(ctx, command+" "+l.s.ident(table)); err != nil {
 			if ctx.Err() != nil {
 				return done, errors.Join(ctx.Err(), err)
 			}
-			l.log.Warn("vacuum after load failed; autovacuum will see to it", "table", table, "error", err)
+			l.log.Warn(command+" after load failed; autovacuum will see to it", "table", table, "error", err)
 			continue
 		}
 		done = append(done, table)
-		l.log.Info("vacuumed a table the load filled", "table", table, "seconds", time.Since(start).Seconds())
 	}
 	return done, nil
 }
+
+// flushCommits returns once the batches' commits are on disk, or after
+// flushWait. VACUUM marks a row visible to all only then: under
+// synchronous_commit = off the server flushes a commit up to three
+// wal_writer_delays (600 ms by default) later, and a vacuum before it
+// would leave the table as it found it. (A commit of its own that waits
+// for its flush would write WAL for nothing.) Another session's commit
+// that is not flushed yet can still keep some rows unmarked (their commit
+// status shares its flush point): autovacuum marks them later.
+func (l *loader) flushCommits(ctx context.Context) error {
+	var end string
+	if err := l.conn.QueryRow(ctx, "SELECT pg_catalog.pg_current_wal_insert_lsn()::text").Scan(&end); err != nil {
+		return fmt.Errorf("the WAL's end: %w", err)
+	}
+	for deadline := time.Now().Add(flushWait); ; {
+		var flushed bool
+		if err := l.conn.QueryRow(ctx, "SELECT pg_catalog.pg_current_wal_flush_lsn() >= $1::pg_lsn", end).Scan(&flushed); err != nil {
+			return fmt.Errorf("the WAL flushed: %w", err)
+		}
+		if flushed || time.Now().After(deadline) {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
+// flushWait bounds flushCommits' wait: past it, the vacuum does what it
+// can.
+const flushWait = 2 * time.Second
