@@ -36,7 +36,9 @@ func (vs Versions) MarshalText() ([]byte, error) { return vs.pack(versionsFormat
 type spilledVersions Versions
 
 // MarshalText packs vs as format 2 (see versionsFormatSpilled).
-func (vs spilledVersions) MarshalText() ([]byte, error) { return Versions(vs).pack(versionsFormatSpilled), nil }
+func (vs spilledVersions) MarshalText() ([]byte, error) {
+	return Versions(vs).pack(versionsFormatSpilled), nil
+}
 
 // MarshalJSON writes ts, its Recent packed as format 2 when it has
 // spilled ranges.
