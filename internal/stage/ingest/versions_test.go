@@ -114,3 +114,27 @@ func TestSpilledStatesAreRefusedByOlderVersions(t *testing.T) {
 		})
 	}
 }
+
+func TestVersionSet(t *testing.T) {
+	t.Parallel()
+	var none *versionSet
+	if none.has(version{1, 1}) || none.len() != 0 {
+		t.Fatal("a nil set has versions")
+	}
+	s := &versionSet{vs: []version{{3, 5}, {1, 5}, {2, math.MinInt64}, {math.MaxInt32, math.MaxInt64}, {1, 5}, {-4, 0}}}
+	s.sort()
+	if s.len() != 5 {
+		t.Errorf("%d versions, want 5 (one twice)", s.len())
+	}
+	for _, tc := range []struct {
+		v    version
+		want bool
+	}{
+		{version{1, 5}, true}, {version{3, 5}, true}, {version{2, 5}, false}, {version{1, 6}, false},
+		{version{2, math.MinInt64}, true}, {version{math.MaxInt32, math.MaxInt64}, true}, {version{-4, 0}, true}, {version{4, 0}, false},
+	} {
+		if got := s.has(tc.v); got != tc.want {
+			t.Errorf("has(%v) = %v, want %v", tc.v, got, tc.want)
+		}
+	}
+}
