@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -253,7 +254,8 @@ func TestCaptureTypeChangeKeepsEveryValue(t *testing.T) {
 
 // objectRows reads the rows of table in batch seq as column name to value,
 // without the capture columns.
-func objectRows(t *testing.T, b *lake.Bucket, seq int64, table string) []map[string]string {
+// openTableObject opens table's object of batch seq.
+func openTableObject(t *testing.T, b *lake.Bucket, seq int64, table string) *lake.ParquetFile {
 	t.Helper()
 	var m lake.Manifest
 	if err := b.ReadManifest(context.Background(), seq, &m); err != nil {
@@ -267,6 +269,27 @@ func objectRows(t *testing.T, b *lake.Bucket, seq int64, table string) []map[str
 	if err != nil {
 		t.Fatal(err)
 	}
+	return p
+}
+
+// objectOptional tells, per column of table's object of batch seq (the
+// capture columns left out), whether it is optional.
+func objectOptional(t *testing.T, b *lake.Bucket, seq int64, table string) map[string]bool {
+	t.Helper()
+	p := openTableObject(t, b, seq, table)
+	defer p.Close()
+	out := map[string]bool{}
+	for _, f := range p.File().Schema().Fields() {
+		if !lake.IsCaptureColumn(f.Name()) {
+			out[f.Name()] = f.Optional()
+		}
+	}
+	return out
+}
+
+func objectRows(t *testing.T, b *lake.Bucket, seq int64, table string) []map[string]string {
+	t.Helper()
+	p := openTableObject(t, b, seq, table)
 	defer p.Close()
 	r := parquet.NewReader(p.File())
 	fields := p.File().Schema().Fields()
@@ -316,6 +339,11 @@ func TestCaptureLandsWhatThePollLands(t *testing.T) {
 	}
 	if len(got) != 1 || len(want) == 0 {
 		t.Fatalf("captured %d rows, the poll %d", len(got), len(want))
+	}
+	// NOT NULL columns are required in both: transform reads such objects
+	// straight into its row types.
+	if got, want := objectOptional(t, f.bucket, res.Sequence, "currency"), objectOptional(t, poll.bucket, p.Sequence, "currency"); !maps.Equal(got, want) {
+		t.Errorf("optional columns: captured %v, the poll %v", got, want)
 	}
 	for k, v := range want {
 		if got[0][k] != v {

@@ -165,6 +165,9 @@ func describe(ctx context.Context, q querier, table string) ([]column, error) {
 			return nil, err
 		}
 		c.kind = kindOf(dataType, c.prec)
+		if c.kind != kDecimal { // information_schema gives an integer's bits, a float's mantissa
+			c.prec, c.scale = 0, 0
+		}
 		cols = append(cols, c)
 	}
 	return cols, rows.Err()

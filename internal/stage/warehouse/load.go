@@ -15,7 +15,8 @@
 // only grows, facts are appended (one row per source row version). In a
 // batch that log-based capture read, a fact version the table holds
 // already is a correction: its row takes the new values, recorded in
-// sandstone_corrections (correctFacts). The
+// sandstone_corrections (correctFacts). A load that at least doubled a
+// table vacuums and analyzes it after its batches (vacuum.go). The
 // schema is created and changed by versioned migrations
 // (sandstone_migrations); a warehouse whose tables someone else created is
 // used as it is, once its columns are checked.
