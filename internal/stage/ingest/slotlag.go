@@ -39,7 +39,9 @@ type Lag struct {
 // SlotLag reads how far the replication slot (config.DefaultSlot of
 // sourceURL when empty) holds the source at sourceURL back; nil when the
 // slot does not exist. The bytes of an invalidated slot, which holds
-// nothing any more, are 0.
+// nothing any more, are 0. They are counted to the WAL's insert position:
+// with asynchronous commits, the WAL's written end may lag what was
+// written to it by up to the WAL buffers.
 func SlotLag(ctx context.Context, sourceURL, slot string) (*Lag, error) {
 	slot = cmp.Or(slot, config.DefaultSlot(sourceURL))
 	conn, err := connectSource(ctx, sourceURL)
@@ -50,8 +52,8 @@ func SlotLag(ctx context.Context, sourceURL, slot string) (*Lag, error) {
 	l := Lag{Slot: slot}
 	var retained, unconfirmed *int64
 	var status *string
-	err = conn.QueryRow(ctx, `SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::bigint,
-		pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)::bigint, wal_status, safe_wal_size, active
+	err = conn.QueryRow(ctx, `SELECT pg_wal_lsn_diff(pg_current_wal_insert_lsn(), restart_lsn)::bigint,
+		pg_wal_lsn_diff(pg_current_wal_insert_lsn(), confirmed_flush_lsn)::bigint, wal_status, safe_wal_size, active
 		FROM pg_catalog.pg_replication_slots WHERE slot_name = $1`, slot).Scan(&retained, &unconfirmed, &status, &l.SafeWALBytes, &l.Active)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, nil
