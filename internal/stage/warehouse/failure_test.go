@@ -73,6 +73,9 @@ func TestWarehouseRoleWithoutPrivileges(t *testing.T) {
 		if len(res.Batches) != 1 || res.Batches[0].Rows["fact_payment"] != 1 {
 			t.Fatalf("%+v", res)
 		}
+		if len(res.Vacuumed) != 0 { // only an owner may vacuum
+			t.Errorf("vacuumed tables it does not own: %v", res.Vacuumed)
+		}
 	})
 	t.Run("may not write a fact table", func(t *testing.T) {
 		e := newEnv(t)

@@ -21,9 +21,10 @@ import (
 // have committed, as one would after restoring a dump. Steady cycles,
 // which add a small part of a table, leave it to autovacuum.
 
-// grown returns, in name order, the tables that batches at least doubled:
-// those whose rows written are at least half the rows PostgreSQL estimates
-// the table holds now (or that it has never estimated).
+// grown returns, in name order, the tables that batches at least doubled
+// and the load role owns: those whose rows written are at least half the
+// rows PostgreSQL estimates the table holds now (or that it has never
+// estimated).
 func (l *loader) grown(ctx context.Context, batches []BatchResult) ([]string, error) {
 	written := map[string]int64{}
 	for _, b := range batches {
@@ -32,7 +33,8 @@ func (l *loader) grown(ctx context.Context, batches []BatchResult) ([]string, er
 		}
 	}
 	rows, err := l.conn.Query(ctx, `SELECT c.relname::text, c.reltuples FROM pg_catalog.pg_class c
-		JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relname = ANY ($2)`,
+		JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relname = ANY ($2)
+		  AND pg_catalog.pg_has_role(c.relowner, 'USAGE')`, // only an owner may vacuum
 		string(l.s), slices.Collect(maps.Keys(written)))
 	if err != nil {
 		return nil, fmt.Errorf("sizes of the tables written: %w", err)
