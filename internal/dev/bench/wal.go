@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"math"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/jackc/pglogrepl"
@@ -15,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/sandstone-data/sandstone/internal/base/config"
+	"github.com/sandstone-data/sandstone/internal/stage/ingest"
 )
 
 // walDatabase is the warehouse database of the wal pipeline, beside the
@@ -296,8 +296,7 @@ func measureStreamFloor(ctx context.Context, url, publication string, messages i
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 	defer cancel()
 	start := time.Now()
-	if err := pglogrepl.StartReplication(ctx, conn, floorSlot, 0, pglogrepl.StartReplicationOptions{PluginArgs: []string{
-		"proto_version '1'", "publication_names '" + strings.ReplaceAll(publication, "'", "''") + "'", "binary 'true'"}}); err != nil {
+	if err := pglogrepl.StartReplication(ctx, conn, floorSlot, 0, pglogrepl.StartReplicationOptions{PluginArgs: ingest.PluginArgs(publication)}); err != nil {
 		return 0, fmt.Errorf("bench: the slot's streamed floor: %w", err)
 	}
 	for n := int64(0); n < messages; {

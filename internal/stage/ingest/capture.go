@@ -419,10 +419,15 @@ func (c *capture) holdsFrom(from lake.LSN) error {
 
 // startReplication starts streaming the slot from from.
 func (c *capture) startReplication(ctx context.Context, from lake.LSN) error {
-	pub := pgx.Identifier{c.opts.Publication}.Sanitize()
-	args := []string{"proto_version '1'", "publication_names " + quoteLiteral(pub), "binary 'true'"}
-	err := pglogrepl.StartReplication(ctx, c.rep, c.opts.Slot, pglogrepl.LSN(from), pglogrepl.StartReplicationOptions{PluginArgs: args})
+	err := pglogrepl.StartReplication(ctx, c.rep, c.opts.Slot, pglogrepl.LSN(from),
+		pglogrepl.StartReplicationOptions{PluginArgs: PluginArgs(c.opts.Publication)})
 	return slotBusy(errkind.SourceUnreachable, c.opts.Slot, "stream", err)
+}
+
+// PluginArgs are the pgoutput options capture streams a slot with: protocol
+// 1, the publication, values in binary.
+func PluginArgs(publication string) []string {
+	return []string{"proto_version '1'", "publication_names " + quoteLiteral(pgx.Identifier{publication}.Sanitize()), "binary 'true'"}
 }
 
 // confirm tells the slot that the batch landed: the server may let go of

@@ -244,7 +244,7 @@ func (s *stream) message(ctx context.Context, l *landing, data []byte) (bool, er
 			return true, nil
 		}
 		s.tx.active, s.tx.skip, s.tx.final, s.tx.commit = true, final < s.capture.Start, final, m.CommitTime.UTC()
-		s.tx.stamp = captureValues(lake.OpInsert, final, s.tx.commit)
+		s.tx.stamp = nil // built by the transaction's first change
 	case *pglogrepl.CommitMessage:
 		if !s.tx.skip {
 			s.last.end, s.last.commit = lake.LSN(m.TransactionEndLSN), m.CommitTime.UTC()

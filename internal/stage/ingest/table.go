@@ -122,6 +122,7 @@ func (r *tableRun) read(ctx context.Context, tx pgx.Tx, l *landing, log *slog.Lo
 	if err != nil {
 		return tableRead{}, err
 	}
+	sel.seen.sort()
 	if r.limit > 0 {
 		// One row past the limit, and past the versions that are skipped,
 		// tells whether the table has more.
@@ -147,7 +148,6 @@ func (r *tableRun) readSpilled(ctx context.Context, b *lake.Bucket, sel selectio
 	if sel.seen == nil || len(r.prev.Spilled) == 0 {
 		return nil, nil
 	}
-	defer sel.seen.sort()
 	start := sel.start.UnixMicro()
 	out := []version{}
 	for _, sp := range r.prev.Spilled {
@@ -207,7 +207,6 @@ func (r *tableRun) selection(src *sourceTable) selection {
 				sel.seen.vs = append(sel.seen.vs, version{int32(v[0]), v[1]}) // #nosec G115 -- ids are int4
 			}
 		}
-		sel.seen.sort()
 		sel.watermark, sel.start = r.prev.Watermark, start
 	}
 	return sel
@@ -465,8 +464,12 @@ func (s *landedSet) raise(floor int64) {
 // them take 16 MB, a third of what a map of them takes.
 type versionSet struct{ vs []version }
 
-// sort readies s for has, after versions were appended.
+// sort readies s for has, after versions were appended; a nil s has
+// nothing to sort.
 func (s *versionSet) sort() {
+	if s == nil {
+		return
+	}
 	slices.SortFunc(s.vs, compareVersions)
 	s.vs = slices.Compact(s.vs)
 }
